@@ -1,0 +1,8 @@
+"""defectsynth: grow small industrial defect-segmentation datasets with diffusion models."""
+
+from defectsynth.data import Box, ClassInfo, Dataset, DatasetWriter, Manifest, Sample, prepare
+from defectsynth.errors import DefectsynthError
+
+__version__ = "0.1.0.dev0"
+
+__all__ = ["Box", "ClassInfo", "Dataset", "DatasetWriter", "DefectsynthError", "Manifest", "Sample", "__version__", "prepare"]

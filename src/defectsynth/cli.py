@@ -1,0 +1,66 @@
+"""The ``defectsynth`` command: registers one Typer function per subcommand and maps errors.
+
+A :class:`~defectsynth.errors.DefectsynthError` becomes one red line on stderr and exit code 2;
+``DEFECTSYNTH_DEBUG=1`` shows its traceback instead. Anything else is a bug and keeps its traceback.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+
+import click
+import typer
+from rich.markup import escape
+from typer.core import TyperGroup
+
+from defectsynth import __version__
+from defectsynth.commands import prepare as prepare_cmd
+from defectsynth.errors import DefectsynthError
+from defectsynth.progress import stderr_console
+
+
+class _ErrorMappingGroup(TyperGroup):
+    """Turns user-facing errors into one line and exit code 2, for every subcommand."""
+
+    def invoke(self, ctx: click.Context):
+        try:
+            return super().invoke(ctx)
+        except DefectsynthError as err:
+            if os.environ.get("DEFECTSYNTH_DEBUG"):
+                raise
+            stderr_console.print(f"[bold red]error:[/] {escape(str(err))}", soft_wrap=True, highlight=False)
+            raise typer.Exit(err.exit_code) from None
+
+
+app = typer.Typer(
+    name="defectsynth",
+    cls=_ErrorMappingGroup,
+    help="Grow small industrial defect-segmentation datasets with diffusion models.",
+    epilog="Typical use: defectsynth prepare toy --out data/toy  ·  docs: docs/index.md",
+    no_args_is_help=True,
+    pretty_exceptions_show_locals=False,
+    rich_markup_mode="rich",
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"defectsynth {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Print the version and exit."),
+    verbose: bool = typer.Option(False, "--verbose", "-v", help="Log what the library does (INFO level)."),
+) -> None:
+    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+
+
+prepare_cmd.register(app)
+
+
+def main() -> None:
+    """Console-script entry point."""
+    app()

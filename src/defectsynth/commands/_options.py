@@ -1,0 +1,18 @@
+"""Options shared by several commands, defined once (as ``hf``'s ``_cli_utils.py`` does)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+OutOpt = Annotated[Path, typer.Option("--out", "-o", help="Output folder (created atomically; refused if it exists unless --overwrite).")]
+OverwriteOpt = Annotated[bool, typer.Option("--overwrite", help="Replace an existing output folder written by defectsynth.")]
+SeedOpt = Annotated[int, typer.Option("--seed", help="Random seed: the same seed gives the same files.")]
+SizeOpt = Annotated[
+    Optional[str],
+    typer.Option("--size", help="Output size: N for NxN or WIDTHxHEIGHT (e.g. 352x128). Default: the source's own."),
+]
+ProgressOpt = Annotated[bool, typer.Option("--progress/--no-progress", help="Show progress bars.")]
+SplitNameOpt = Annotated[Optional[str], typer.Option("--split", help="Use only the stems of this split (e.g. train).")]

@@ -1,0 +1,172 @@
+"""Writing a dataset folder atomically.
+
+:class:`DatasetWriter` builds the whole folder under a hidden temporary name beside the target
+and renames it into place only when :meth:`DatasetWriter.commit` is called, so a command that
+fails or is killed leaves no partial output folder. An existing output folder is refused unless
+``overwrite=True``, and only a folder that is itself a dataset (it has ``dataset.json``) is ever
+replaced: user files are never deleted.
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from defectsynth.data.files import write_image, write_json, write_mask
+from defectsynth.data.model import IGNORE_INDEX, Manifest, Sample, check_stem
+from defectsynth.errors import DatasetError, OutputExistsError
+
+
+def check_output_dir(out: Path, overwrite: bool) -> None:
+    """Refuse an existing ``out`` unless ``overwrite`` and it is a dataset folder (or empty)."""
+    if not out.exists():
+        return
+    if not out.is_dir():
+        raise OutputExistsError("output path exists and is not a folder", out)
+    if not any(out.iterdir()):
+        return
+    if not overwrite:
+        raise OutputExistsError("output folder exists: choose another --out or pass --overwrite", out)
+    if not (out / "dataset.json").is_file():
+        raise OutputExistsError("--overwrite only replaces a dataset folder, and this folder has no dataset.json", out)
+
+
+class DatasetStats:
+    """Counts gathered while writing: images, images/boxes/pixels per class."""
+
+    def __init__(self, num_classes: int):
+        self.images = 0
+        self.defect_free = 0
+        self.images_per_class = np.zeros(num_classes, dtype=np.int64)
+        self.boxes_per_class = np.zeros(num_classes, dtype=np.int64)
+        self.pixels_per_class = np.zeros(num_classes, dtype=np.int64)
+
+    def add(self, sample: Sample) -> None:
+        n = len(self.images_per_class)
+        self.images += 1
+        present: set[int] = set()
+        if sample.mask is not None:
+            counts = np.bincount(sample.mask.ravel(), minlength=256)
+            self.pixels_per_class += counts[:n]
+            present |= {i for i in range(1, n) if counts[i] > 0}
+        for box in sample.boxes:
+            self.boxes_per_class[box.cls] += 1
+            present.add(box.cls)
+        for cls in present:
+            self.images_per_class[cls] += 1
+        if not present:
+            self.defect_free += 1
+
+    def to_json(self, manifest: Manifest) -> dict[str, Any]:
+        names = manifest.class_names
+        per = lambda arr: {names[i]: int(arr[i]) for i in sorted(names)}  # noqa: E731
+        return {
+            "images": self.images,
+            "defect_free_images": self.defect_free,
+            "images_per_class": per(self.images_per_class),
+            "boxes_per_class": per(self.boxes_per_class),
+            "pixels_per_class": per(self.pixels_per_class),
+        }
+
+
+class DatasetWriter:
+    """Write samples into a new dataset folder; nothing appears at ``out`` before :meth:`commit`.
+
+    Use as a context manager: leaving the block with an exception removes the temporary folder.
+    """
+
+    def __init__(self, out: str | Path, manifest: Manifest, overwrite: bool = False, image_format: str = "png"):
+        self.out = Path(out)
+        check_output_dir(self.out, overwrite)
+        if image_format not in ("png", "jpg"):
+            raise DatasetError(f"image format must be png or jpg, got {image_format!r}")
+        self.manifest = manifest
+        self.image_format = image_format
+        self.out.parent.mkdir(parents=True, exist_ok=True)
+        self.tmp = Path(tempfile.mkdtemp(prefix=f".{self.out.name}.partial-", dir=self.out.parent))
+        for sub in ("images", "boxes"):
+            (self.tmp / sub).mkdir()
+        self.stats = DatasetStats(manifest.num_classes)
+        self.stems: set[str] = set()
+        self._has_masks: bool | None = None
+        self._committed = False
+
+    def __enter__(self) -> "DatasetWriter":
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if not self._committed:
+            self.abort()
+
+    def add(self, sample: Sample) -> None:
+        """Validate ``sample`` against the manifest and write its files."""
+        stem = check_stem(sample.stem)
+        if stem in self.stems:
+            raise DatasetError(f"duplicate stem {stem!r}")
+        self._check(sample)
+        write_image(self.tmp / "images" / f"{stem}.{self.image_format}", sample.image)
+        if sample.mask is not None:
+            write_mask(self.tmp / "masks" / f"{stem}.png", sample.mask)
+        write_json(self.tmp / "boxes" / f"{stem}.json", [b.to_json() for b in sample.boxes])
+        self.stems.add(stem)
+        self.stats.add(sample)
+
+    def _check(self, sample: Sample) -> None:
+        image = sample.image
+        if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
+            raise DatasetError(f"image must be (H, W, 3) uint8, got {image.shape} {image.dtype}", sample.stem)
+        has_mask = sample.mask is not None
+        if self._has_masks is None:
+            self._has_masks = has_mask
+            if has_mask:
+                (self.tmp / "masks").mkdir()
+        elif self._has_masks != has_mask:
+            raise DatasetError("some samples have masks and some do not", sample.stem)
+        if sample.mask is not None:
+            if sample.mask.shape != image.shape[:2]:
+                raise DatasetError(f"mask shape {sample.mask.shape} differs from image {image.shape[:2]}", sample.stem)
+            ids = self.manifest.class_ids
+            stray = sorted(set(np.unique(sample.mask).tolist()) - ids - {IGNORE_INDEX})
+            if stray:
+                raise DatasetError(f"mask holds undeclared class ids {stray}", sample.stem)
+        for box in sample.boxes:
+            problem = box.problem(*image.shape[:2])
+            if problem:
+                raise DatasetError(problem, sample.stem)
+            if box.cls not in self.manifest.class_ids or box.cls == 0:
+                raise DatasetError(f"box class {box.cls} is not a defect class", sample.stem)
+
+    def commit(self, splits: dict[str, list[str]] | None = None) -> Path:
+        """Write splits and ``dataset.json``, then move the folder into place. Returns ``out``."""
+        if not self.stems:
+            raise DatasetError("no samples to write")
+        if splits:
+            (self.tmp / "splits").mkdir()
+            for name, stems in splits.items():
+                unknown = sorted(set(stems) - self.stems)
+                if unknown:
+                    raise DatasetError(f"split {name!r} names stems without images: {unknown[:5]}")
+                text = "".join(f"{s}\n" for s in stems)
+                (self.tmp / "splits" / f"{name}.txt").write_text(text, encoding="utf-8")
+        self.manifest.stats = self.stats.to_json(self.manifest)
+        write_json(self.tmp / "dataset.json", self.manifest.to_json())
+        self._swap_into_place()
+        self._committed = True
+        return self.out
+
+    def _swap_into_place(self) -> None:
+        backup = None
+        if self.out.exists():
+            backup = self.out.with_name(f".{self.out.name}.old-{self.tmp.name.rsplit('-', 1)[-1]}")
+            self.out.rename(backup)
+        self.tmp.rename(self.out)
+        if backup is not None:
+            shutil.rmtree(backup)
+
+    def abort(self) -> None:
+        """Remove the temporary folder."""
+        shutil.rmtree(self.tmp, ignore_errors=True)

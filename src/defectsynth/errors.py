@@ -1,0 +1,37 @@
+"""User-facing errors.
+
+Every problem a user can fix (a bad file, a wrong option, a missing dependency) is raised as a
+:class:`DefectsynthError`. Its message is one line that names the file or option and the problem.
+The CLI prints it in red and exits with code 2; anything else is a bug and keeps its traceback.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+class DefectsynthError(Exception):
+    """A problem with the user's input, printed as one line, exit code 2."""
+
+    exit_code = 2
+
+    def __init__(self, message: str, path: str | Path | None = None):
+        self.path = Path(path) if path is not None else None
+        self.reason = message
+        super().__init__(f"{path}: {message}" if path is not None else message)
+
+
+class DatasetError(DefectsynthError):
+    """A dataset folder (or a raw source) breaks the data contract."""
+
+
+class OptionError(DefectsynthError):
+    """An option value or a combination of options is invalid."""
+
+
+class OutputExistsError(DefectsynthError):
+    """The output folder exists and `--overwrite` was not given."""
+
+
+class MissingDependencyError(DefectsynthError):
+    """An optional package or a local weight file is missing."""

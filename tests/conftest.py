@@ -1,0 +1,23 @@
+"""Shared fixtures: small seeded datasets written once per session, never downloaded."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from defectsynth.data.prepare import prepare
+
+
+@pytest.fixture(scope="session")
+def toy_dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A 24-image 32x32 toy dataset (read-only: copy it before changing it)."""
+    out = tmp_path_factory.mktemp("data") / "toy"
+    prepare("toy", out, num=24, size="32", seed=0)
+    return out
+
+
+@pytest.fixture
+def runner() -> CliRunner:
+    return CliRunner()

@@ -1,0 +1,108 @@
+from __future__ import annotations
+
+import hashlib
+import json
+
+import numpy as np
+import pytest
+
+from defectsynth.cli import app
+from defectsynth.data import Dataset
+from defectsynth.data.prepare import prepare
+from defectsynth.data.sources.toy import toy_sample, TOY_CLASSES
+from defectsynth.errors import OptionError, OutputExistsError
+
+
+def _digest(folder):
+    h = hashlib.sha256()
+    for path in sorted(p for p in folder.rglob("*") if p.is_file()):
+        h.update(str(path.relative_to(folder)).encode())
+        h.update(path.read_bytes())
+    return h.hexdigest()
+
+
+def test_toy_masks_and_boxes_are_exact(toy_dataset):
+    ds = Dataset(toy_dataset)
+    assert len(ds) == 24
+    for sample in ds:
+        assert sample.image.shape == (32, 32, 3) and sample.mask.shape == (32, 32)
+        present = set(np.unique(sample.mask).tolist()) - {0}
+        assert present == {b.cls for b in sample.boxes}
+        for box in sample.boxes:
+            inside = sample.mask[box.y_min:box.y_max, box.x_min:box.x_max] == box.cls
+            # every box edge row/column touches its class: the box is tight
+            assert inside[0].any() and inside[-1].any() and inside[:, 0].any() and inside[:, -1].any()
+
+
+def test_toy_same_seed_same_bytes(tmp_path):
+    prepare("toy", tmp_path / "a", num=6, size="32", seed=3)
+    prepare("toy", tmp_path / "b", num=6, size="32", seed=3)
+    prepare("toy", tmp_path / "c", num=6, size="32", seed=4)
+    assert _digest(tmp_path / "a") == _digest(tmp_path / "b") != _digest(tmp_path / "c")
+
+
+def test_toy_sample_independent_of_count():
+    a = toy_sample(5, 0, (32, 32), TOY_CLASSES)
+    b = toy_sample(5, 0, (32, 32), TOY_CLASSES)
+    assert np.array_equal(a.image, b.image) and a.boxes == b.boxes
+
+
+def test_toy_has_every_class_and_defect_free_images(tmp_path):
+    manifest = prepare("toy", tmp_path / "t", num=60, size="32")
+    stats = manifest.stats
+    assert all(stats["images_per_class"][c] > 0 for c in TOY_CLASSES)
+    assert stats["defect_free_images"] > 0
+    saved = json.loads((tmp_path / "t" / "dataset.json").read_text())
+    assert saved["stats"] == stats
+
+
+def test_splits_cover_all_stems_once(toy_dataset):
+    ds = Dataset(toy_dataset)
+    parts = [ds.split(n) for n in ("train", "val", "test")]
+    flat = [s for p in parts for s in p]
+    assert sorted(flat) == ds.stems and len(set(flat)) == len(flat)
+    assert [len(p) for p in parts] == [17, 5, 2]
+
+
+def test_toy_classes_subset(tmp_path):
+    manifest = prepare("toy", tmp_path / "t", num=10, size="32", classes="crack,spot")
+    assert [c.name for c in manifest.classes] == ["background", "spot", "crack"]
+
+
+def test_output_exists_refused_then_overwritten(tmp_path):
+    prepare("toy", tmp_path / "t", num=3, size="32")
+    with pytest.raises(OutputExistsError):
+        prepare("toy", tmp_path / "t", num=3, size="32")
+    prepare("toy", tmp_path / "t", num=4, size="32", overwrite=True)
+    assert len(Dataset(tmp_path / "t")) == 4
+
+
+def test_overwrite_never_deletes_a_user_folder(tmp_path):
+    user = tmp_path / "mine"
+    user.mkdir()
+    (user / "thesis.docx").write_text("precious")
+    with pytest.raises(OutputExistsError):
+        prepare("toy", user, num=3, size="32", overwrite=True)
+    assert (user / "thesis.docx").read_text() == "precious"
+
+
+@pytest.mark.parametrize("options", [{"size": "7"}, {"size": "abc"}, {"split": "0.5,0.2"}, {"num": 0}, {"classes": "dents"}])
+def test_bad_options_leave_no_output(tmp_path, options):
+    with pytest.raises(OptionError):
+        prepare("toy", tmp_path / "t", **{"num": 3, "size": "32", **options})
+    assert not (tmp_path / "t").exists()
+    assert not [p for p in tmp_path.iterdir()]
+
+
+def test_cli_prepare_toy(runner, tmp_path):
+    result = runner.invoke(app, ["prepare", "toy", "--out", str(tmp_path / "t"), "--num", "5", "--size", "32", "--no-progress"])
+    assert result.exit_code == 0, result.output
+    assert "scratch" in result.output and (tmp_path / "t" / "dataset.json").is_file()
+
+
+def test_cli_error_is_one_line_exit_2(runner, tmp_path):
+    result = runner.invoke(app, ["prepare", "toy", "--out", str(tmp_path / "t"), "--size", "12x"])
+    assert result.exit_code == 2
+    lines = [l for l in result.stderr.splitlines() if l.strip()]
+    assert len(lines) == 1 and "--size" in lines[0]
+    assert result.exception is None or isinstance(result.exception, SystemExit)
