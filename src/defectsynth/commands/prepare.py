@@ -18,12 +18,22 @@ EXAMPLES = """
 
   defectsynth prepare lemons --source ~/lemon-dataset --binary blemish --out data/lemons-blemish
 
+  defectsynth prepare lemons --source lemon-dataset.zip --classes blemish,illness,mould --out data/lemons-bim
+
   defectsynth prepare wood --source ~/wood-defects --out data/wood   [dim](352x128, 70/20/10)[/]
+
+  defectsynth prepare coco --annotations instances.json --images ~/coco/images --out data/coco
+
+  defectsynth prepare voc --source ~/VOCdevkit/VOC2012 --size 256 --out data/voc
 
   defectsynth prepare masks --source ~/my-parts --class-from-folder --background-folder good --out data/parts
 
+  defectsynth prepare masks --source ~/scans --palette colours.json --min-box-area 4 --out data/scans
+
 [bold]Subsets (lemons)[/]: an image belongs to the subset when every category annotated on it is in the
-chosen set (the thesis' strict rule); --ignore pedicel,... lists categories that do not count.
+chosen set and at least one is present (the thesis' strict rule: all nine categories count, pedicel,
+image_quality and condition included); --ignore pedicel,... lists categories that do not count.
+Overlaps of two chosen categories become the class 'mix' with --classes.
 """
 
 
@@ -44,7 +54,16 @@ def prepare_command(
     split: Annotated[str, typer.Option("--split", help="train,val,test fractions (grouped and seeded).")] = "0.7,0.2,0.1",
     seed: SeedOpt = 0,
     num: Annotated[Optional[int], typer.Option("--num", help="toy: number of images [default: 200].")] = None,
-    classes: Annotated[Optional[str], typer.Option("--classes", help="toy: subset of scratch,spot,crack,stain. lemons: multi-class set, e.g. blemish,illness,mould.")] = None,
+    classes: Annotated[Optional[str], typer.Option("--classes", help="toy: subset of scratch,spot,crack,stain. lemons: multi-class subset, e.g. blemish,illness,mould (+ 'mix'). masks: names of mask ids 1..N.")] = None,
+    source_dir: Annotated[Optional[Path], typer.Option("--source", help="lemons: dataset folder or zip. wood: unpacked archive. voc: VOCdevkit/VOC2012. masks: folder of images + masks.")] = None,
+    binary: Annotated[Optional[str], typer.Option("--binary", help="lemons: one defect class from these categories, e.g. blemish or blemish,illness,mould (merged).")] = None,
+    ignore: Annotated[Optional[str], typer.Option("--ignore", help="lemons: categories that do not count for the subset rule and are left out of the masks, e.g. pedicel.")] = None,
+    annotations: Annotated[Optional[Path], typer.Option("--annotations", help="coco: the instances JSON file.")] = None,
+    images: Annotated[Optional[Path], typer.Option("--images", help="coco: the folder the file_names are relative to.")] = None,
+    palette: Annotated[Optional[Path], typer.Option("--palette", help='masks: JSON {"class": [r, g, b], ...} for colour masks.')] = None,
+    class_from_folder: Annotated[bool, typer.Option("--class-from-folder", help="masks: one subfolder per class; nonzero mask pixels belong to it.")] = False,
+    background_folder: Annotated[Optional[str], typer.Option("--background-folder", help="masks: subfolders of defect-free images (e.g. good,Free), with --class-from-folder.")] = None,
+    min_box_area: Annotated[Optional[int], typer.Option("--min-box-area", help="masks: drop mask components smaller than this many output pixels from the boxes (default 1).")] = None,
     overwrite: OverwriteOpt = False,
     image_format: Annotated[str, typer.Option("--image-format", help="png or jpg.")] = "png",
     progress: ProgressOpt = True,
@@ -54,6 +73,8 @@ def prepare_command(
     manifest = prepare(
         source.value, out, size=size, keep_aspect=keep_aspect, split=split, seed=seed,
         overwrite=overwrite, image_format=image_format, progress=progress, num=num, classes=classes,
+        source_dir=source_dir, binary=binary, ignore=ignore, annotations=annotations, images=images, palette=palette,
+        class_from_folder=class_from_folder, background_folder=background_folder, min_box_area=min_box_area,
     )
     print_dataset_summary(manifest, out)
 

@@ -95,44 +95,59 @@ def write_mask(path: str | Path, mask: np.ndarray) -> None:
     atomic_write_bytes(path, encode_png(np.ascontiguousarray(mask, dtype=np.uint8), path))
 
 
-def _read_raw(path: Path, flags: int) -> np.ndarray:
+_REDUCE_FLAGS = {2: cv2.IMREAD_REDUCED_COLOR_2, 4: cv2.IMREAD_REDUCED_COLOR_4, 8: cv2.IMREAD_REDUCED_COLOR_8}
+
+
+def read_bytes(path: str | Path) -> bytes:
+    """The bytes of ``path``; a missing or unreadable file raises one clear :class:`DatasetError`."""
     try:
-        data = np.fromfile(str(path), dtype=np.uint8)
+        return Path(path).read_bytes()
     except FileNotFoundError:
         raise DatasetError("file not found", path) from None
+    except IsADirectoryError:
+        raise DatasetError("is a folder, expected a file", path) from None
     except OSError as err:
         raise DatasetError(f"cannot read ({err.strerror})", path) from None
-    if data.size == 0:
-        raise DatasetError("empty file (0 bytes)", path)
-    array = cv2.imdecode(data, flags)
+
+
+def _decode_raw(data: bytes, flags: int, where: str | Path) -> np.ndarray:
+    if len(data) == 0:
+        raise DatasetError("empty file (0 bytes)", where)
+    array = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), flags)
     if array is None:
-        raise DatasetError("unreadable or truncated image", path)
+        raise DatasetError("unreadable or truncated image", where)
     return array
 
 
-def read_image(path: str | Path, reduce: int = 1) -> np.ndarray:
-    """Read an image as (H, W, 3) uint8 RGB.
+def _read_raw(path: Path, flags: int) -> np.ndarray:
+    return _decode_raw(read_bytes(path), flags, path)
+
+
+def decode_image(data: bytes, where: str | Path = "image", reduce: int = 1) -> np.ndarray:
+    """Decode encoded image bytes (from a file or a zip member) as (H, W, 3) uint8 RGB.
 
     Grayscale images are expanded to RGB and fully opaque RGBA images lose their alpha channel;
     16-bit images and images with real transparency are refused. ``reduce`` (1, 2, 4 or 8) lets
-    the JPEG decoder downscale while decoding, which is much faster for large photographs.
+    the JPEG decoder downscale while decoding (to ceil(W / reduce) x ceil(H / reduce)), which is
+    much faster for large photographs. ``where`` names the file in error messages.
     """
-    path = Path(path)
-    flags = cv2.IMREAD_UNCHANGED
-    if reduce in (2, 4, 8):
-        flags = {2: cv2.IMREAD_REDUCED_COLOR_2, 4: cv2.IMREAD_REDUCED_COLOR_4, 8: cv2.IMREAD_REDUCED_COLOR_8}[reduce]
-    array = _read_raw(path, flags)
+    array = _decode_raw(data, _REDUCE_FLAGS.get(reduce, cv2.IMREAD_UNCHANGED), where)
     if array.dtype != np.uint8:
-        raise DatasetError(f"{array.dtype} image: only 8-bit images are supported, convert it first", path)
+        raise DatasetError(f"{array.dtype} image: only 8-bit images are supported, convert it first", where)
     if array.ndim == 2:
         return np.ascontiguousarray(np.repeat(array[:, :, None], 3, axis=2))
     if array.shape[2] == 4:
         if array[:, :, 3].min() < 255:
-            raise DatasetError("image has transparent pixels (RGBA): flatten it to RGB first", path)
+            raise DatasetError("image has transparent pixels (RGBA): flatten it to RGB first", where)
         array = array[:, :, :3]
     if array.shape[2] != 3:
-        raise DatasetError(f"image has {array.shape[2]} channels, expected RGB", path)
+        raise DatasetError(f"image has {array.shape[2]} channels, expected RGB", where)
     return cv2.cvtColor(array, cv2.COLOR_BGR2RGB)
+
+
+def read_image(path: str | Path, reduce: int = 1) -> np.ndarray:
+    """Read an image file as (H, W, 3) uint8 RGB; see :func:`decode_image` for ``reduce``."""
+    return decode_image(read_bytes(path), path, reduce)
 
 
 def read_mask(path: str | Path) -> np.ndarray:

@@ -13,21 +13,38 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from defectsynth.data.model import Manifest
+from defectsynth.data.model import Manifest, Sample
 from defectsynth.data.resize import format_size, parse_size, resize_sample
 from defectsynth.data.sources import SourceData
 from defectsynth.data.splits import grouped_split, parse_fractions
 from defectsynth.data.writer import DatasetWriter
-from defectsynth.errors import OptionError
+from defectsynth.encoding.components import boxes_from_mask
+from defectsynth.errors import DatasetError, OptionError
 from defectsynth.progress import track
 
 logger = logging.getLogger(__name__)
 
 
-def _importers() -> dict[str, Callable[..., SourceData]]:
-    from defectsynth.data.sources import toy
+# Importer arguments whose CLI flag is not simply ``--`` + the name with dashes.
+_FLAGS = {"source_dir": "--source"}
 
-    return {"toy": toy.import_toy}
+
+def _importers() -> dict[str, Callable[..., SourceData]]:
+    from defectsynth.data.sources import coco, lemons, masks, toy, voc, wood
+
+    return {
+        "toy": toy.import_toy,
+        "lemons": lemons.import_lemons,
+        "wood": wood.import_wood,
+        "coco": coco.import_coco,
+        "voc": voc.import_voc,
+        "masks": masks.import_masks,
+    }
+
+
+def flag_name(argument: str) -> str:
+    """The CLI flag of an importer argument (``source_dir`` -> ``--source``)."""
+    return _FLAGS.get(argument, "--" + argument.replace("_", "-"))
 
 
 def available_sources() -> list[str]:
@@ -43,13 +60,25 @@ def _call_importer(source: str, options: dict[str, Any], size: tuple[int, int] |
     given = {k: v for k, v in options.items() if v is not None and v is not False}
     unsupported = sorted(set(given) - set(accepted))
     if unsupported:
-        flags = ", ".join("--" + k.replace("_", "-") for k in unsupported)
+        flags = ", ".join(flag_name(k) for k in unsupported)
         raise OptionError(f"{flags} cannot be used with the {source!r} source")
     if "size" in accepted:
         given["size"] = size
     if "seed" in accepted:
         given["seed"] = seed
     return importer(**given)
+
+
+def _finish(sample: Sample, data: SourceData, target: tuple[int, int] | None, keep: bool) -> Sample:
+    """Resize ``sample`` to ``target`` unless the importer did, then derive its boxes from its mask
+    if the importer asked for it (at the output size, so the boxes are tight there)."""
+    if not data.resized:
+        sample = resize_sample(sample, target, keep)
+    if data.derives_boxes(sample.stem):
+        if sample.mask is None:
+            raise DatasetError("boxes are to be derived from the mask, but this sample has none", sample.stem)
+        sample.boxes = boxes_from_mask(sample.mask, min_area=data.min_box_area)
+    return sample
 
 
 def prepare(
@@ -70,7 +99,8 @@ def prepare(
     size: ``256`` or ``"WIDTHxHEIGHT"`` (or a (height, width) tuple); None uses the source's default.
     keep_aspect: scale to fit and pad instead of stretching; None uses the source's default.
     split: train/val/test fractions, used unless the source has official splits.
-    options: the importer's own options (``num``, ``classes``, ``source_dir``, ``binary`` ...).
+    options: the importer's own options (``num``, ``classes``, ``source_dir``, ``binary`` ...); an
+    option the importer does not take is refused with an :class:`OptionError`.
     """
     fractions = parse_fractions(split)
     target = parse_size(size)
@@ -81,7 +111,7 @@ def prepare(
     manifest.source.update({"size": format_size(target) if target else None, "keep_aspect": keep, "split": split})
     with DatasetWriter(out, manifest, overwrite=overwrite, image_format=image_format) as writer:
         for sample in track(data.samples, total=data.total, description=f"prepare {source}", enabled=progress):
-            writer.add(sample if data.resized else resize_sample(sample, target, keep))
+            writer.add(_finish(sample, data, target, keep))
         splits = data.fixed_splits or grouped_split(sorted(writer.stems), fractions, seed, data.group_of)
         writer.commit({k: [s for s in v if s in writer.stems] for k, v in splits.items()})
     logger.info("wrote %d samples to %s", len(writer.stems), out)
