@@ -258,6 +258,12 @@ def write_voc(root: Path) -> Path:
 
 
 # -- masks ---------------------------------------------------------------------------------------
+def write_mask_file(path: Path, mask: np.ndarray) -> None:
+    """A mask PNG: (H, W) values as they are, (H, W, 3) as RGB colours."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    cv2.imwrite(str(path), cv2.cvtColor(mask, cv2.COLOR_RGB2BGR) if mask.ndim == 3 else mask)
+
+
 def write_pair(folder: Path, stem: str, mask: np.ndarray, image_ext: str = ".jpg", mask_name: str | None = None, seed: int = 0) -> None:
     """An image ``stem+image_ext`` and its mask (``mask_name`` or ``stem.png``) in ``folder``."""
     folder.mkdir(parents=True, exist_ok=True)
