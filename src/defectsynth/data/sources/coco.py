@@ -45,10 +45,15 @@ class CocoImage:
     width: int
     height: int
     annotations: list[dict[str, Any]] = field(default_factory=list)
+    origin: str = ""  # the instances file, for error messages
 
     @property
     def stem(self) -> str:
         return PurePosixPath(self.file_name).stem
+
+    def where(self, ann: dict[str, Any]) -> str:
+        """Names an annotation in error messages: ``file.json (annotation 7, a.jpg)``."""
+        return f"{self.origin} (annotation {ann.get('id', '?')}, {self.file_name})"
 
 
 @dataclass
@@ -95,7 +100,8 @@ def parse_coco(data: Any, path: str | Path) -> CocoIndex:
             raise DatasetError(f"each image needs 'id', 'file_name', 'width' and 'height', got {entry!r}", path)
         name = check_file_name(entry["file_name"], path)
         image = CocoImage(finite_int(entry["id"], "image id", path), name,
-                          finite_int(entry["width"], f"{name}: width", path), finite_int(entry["height"], f"{name}: height", path))
+                          finite_int(entry["width"], f"{name}: width", path), finite_int(entry["height"], f"{name}: height", path),
+                          origin=path)
         if image.width < 1 or image.height < 1:
             raise DatasetError(f"image {name!r} has size {image.width}x{image.height}", path)
         if image.stem in stems:
@@ -279,17 +285,17 @@ def coco_sample(
     data: bytes,
     where: str,
     target: tuple[int, int] | None,
-    paint: Callable[[CocoImage, int, int, str], tuple[np.ndarray, list[Box]]],
+    paint: Callable[[CocoImage, int, int], tuple[np.ndarray, list[Box]]],
 ) -> Sample:
     """Decode the image of ``entry`` (reduced where ``target`` allows) and build its sample.
 
-    ``paint(entry, out_h, out_w, where)`` returns the (out_h, out_w) uint8 mask and the boxes at
-    full resolution; the boxes are scaled to the decoded resolution here.
+    ``paint(entry, out_h, out_w)`` returns the (out_h, out_w) uint8 mask and the boxes at full
+    resolution; the boxes are scaled to the decoded resolution here. ``where`` names the image file.
     """
     reduce = reduce_factor(entry.width, entry.height, target, PurePosixPath(entry.file_name).suffix)
     image = decode_checked(data, where, entry.width, entry.height, reduce)
     out_h, out_w = image.shape[:2]
-    mask, boxes = paint(entry, out_h, out_w, where)
+    mask, boxes = paint(entry, out_h, out_w)
     if reduce > 1:
         sx, sy = out_w / entry.width, out_h / entry.height
         boxes = [scale_box(b, sx, sy, out_w, out_h) for b in boxes]
@@ -297,16 +303,16 @@ def coco_sample(
 
 
 # -- the generic importer ---------------------------------------------------------------------
-def _paint_generic(class_of: dict[int, int]) -> Callable[[CocoImage, int, int, str], tuple[np.ndarray, list[Box]]]:
-    def paint(entry: CocoImage, out_h: int, out_w: int, where: str) -> tuple[np.ndarray, list[Box]]:
+def _paint_generic(class_of: dict[int, int]) -> Callable[[CocoImage, int, int], tuple[np.ndarray, list[Box]]]:
+    def paint(entry: CocoImage, out_h: int, out_w: int) -> tuple[np.ndarray, list[Box]]:
         mask = np.zeros((out_h, out_w), dtype=np.uint8)
         boxes = []
         for ann in entry.annotations:
             crowd = bool(ann.get("iscrowd", 0))
             cls = class_of[int(ann["category_id"])]
-            mask[annotation_mask(ann, entry.height, entry.width, out_h, out_w, where)] = IGNORE_INDEX if crowd else cls
+            mask[annotation_mask(ann, entry.height, entry.width, out_h, out_w, entry.where(ann))] = IGNORE_INDEX if crowd else cls
             if not crowd:
-                boxes.append(annotation_box(ann, cls, entry.height, entry.width, where))
+                boxes.append(annotation_box(ann, cls, entry.height, entry.width, entry.where(ann)))
         return mask, boxes
 
     return paint

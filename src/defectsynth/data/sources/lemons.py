@@ -110,16 +110,16 @@ def in_subset(entry: CocoImage, chosen: set[int], ignored: set[int], require_one
 
 
 def _painter(class_of: dict[int, int], mix: int | None):
-    def paint(entry: CocoImage, out_h: int, out_w: int, where: str) -> tuple[np.ndarray, list[Box]]:
+    def paint(entry: CocoImage, out_h: int, out_w: int) -> tuple[np.ndarray, list[Box]]:
         per_class: dict[int, np.ndarray] = {}
         boxes = []
         for ann in entry.annotations:
             cls = class_of.get(int(ann["category_id"]))
             if cls is None:  # an ignored category
                 continue
-            pixels = annotation_mask(ann, entry.height, entry.width, out_h, out_w, where)
+            pixels = annotation_mask(ann, entry.height, entry.width, out_h, out_w, entry.where(ann))
             per_class[cls] = per_class[cls] | pixels if cls in per_class else pixels
-            boxes.append(annotation_box(ann, cls, entry.height, entry.width, where))
+            boxes.append(annotation_box(ann, cls, entry.height, entry.width, entry.where(ann)))
         mask = np.zeros((out_h, out_w), dtype=np.uint8)
         cover = np.zeros((out_h, out_w), dtype=np.uint8)
         for cls, pixels in sorted(per_class.items()):
