@@ -31,8 +31,8 @@ def test_options_reach_the_core_function(runner, tmp_path, argv, expected):
     with mock.patch("defectsynth.data.prepare.prepare", return_value=manifest) as core:
         result = runner.invoke(app, ["prepare", *argv, "--out", str(tmp_path / "o")])
     assert result.exit_code == 0, result.output
-    (source,), kwargs = core.call_args
-    assert source == argv[0]
+    (source, out), kwargs = core.call_args
+    assert source == argv[0] and out == tmp_path / "o"
     for key, value in expected.items():
         assert kwargs[key] == value, key
     unset = {"binary", "ignore", "annotations", "images", "palette", "background_folder", "min_box_area"} - set(expected)
