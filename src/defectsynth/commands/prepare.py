@@ -53,7 +53,7 @@ def prepare_command(
     keep_aspect: Annotated[Optional[bool], typer.Option("--keep-aspect/--stretch", help="Scale to fit and pad instead of stretching. Default: the source's own (wood pads).", show_default=False)] = None,
     split: Annotated[str, typer.Option("--split", help="train,val,test fractions (grouped and seeded).")] = "0.7,0.2,0.1",
     seed: SeedOpt = 0,
-    num: Annotated[Optional[int], typer.Option("--num", help="toy: number of images [default: 200].")] = None,
+    num: Annotated[Optional[int], typer.Option("--num", help="toy: number of images (default 200).")] = None,
     classes: Annotated[Optional[str], typer.Option("--classes", help="toy: subset of scratch,spot,crack,stain. lemons: multi-class subset, e.g. blemish,illness,mould (+ 'mix'). masks: names of mask ids 1..N.")] = None,
     source_dir: Annotated[Optional[Path], typer.Option("--source", help="lemons: dataset folder or zip. wood: unpacked archive. voc: VOCdevkit/VOC2012. masks: folder of images + masks.")] = None,
     binary: Annotated[Optional[str], typer.Option("--binary", help="lemons: one defect class from these categories, e.g. blemish or blemish,illness,mould (merged).")] = None,
