@@ -50,7 +50,7 @@ def coco(tmp_path_factory):
     return root
 
 
-def test_coco_masks_boxes_and_crowd(coco, tmp_path):
+def test_coco_masks_boxes_and_crowd_rle(coco, tmp_path):
     manifest = prepare("coco", tmp_path / "o", annotations=coco / "instances.json", images=coco / "imgs", size="48x40")
     assert manifest.class_names == {0: "background", 1: "dent", 2: "scratch"}  # category-id order 3, 7
     ds = Dataset(tmp_path / "o")
@@ -59,9 +59,9 @@ def test_coco_masks_boxes_and_crowd(coco, tmp_path):
     expected = np.zeros((40, 48), np.uint8)
     expected[4:12, 4:20] = 2
     expected[8:20, 10:30] = 1  # later annotations are painted on top
-    expected[30:40, 0:10] = 255
+    expected[30:40, 0:10] = 1  # a crowd RLE (how CVAT exports brush masks) is still its class
     assert np.array_equal(s.mask, expected)
-    assert [(b.cls, b.xyxy) for b in s.boxes] == [(2, (4, 4, 20, 12)), (1, (10, 8, 30, 20))]
+    assert [(b.cls, b.xyxy) for b in s.boxes] == [(2, (4, 4, 20, 12)), (1, (10, 8, 30, 20)), (1, (0, 30, 10, 40))]
     assert ds.read("b").boxes == [] and not ds.read("b").mask.any()
 
 
@@ -69,4 +69,4 @@ def test_coco_resized_boxes_cover_their_objects(coco, tmp_path):
     prepare("coco", tmp_path / "o", annotations=coco / "instances.json", images=coco / "imgs", size="24x20")
     s = Dataset(tmp_path / "o").read("a")
     assert s.mask.shape == (20, 24)
-    assert [b.xyxy for b in s.boxes] == [(2, 2, 10, 6), (5, 4, 15, 10)]
+    assert [b.xyxy for b in s.boxes] == [(2, 2, 10, 6), (5, 4, 15, 10), (0, 15, 5, 20)]

@@ -119,3 +119,12 @@ def test_whole_dataset_without_subset(lemons, tmp_path):
     manifest = prepare("lemons", tmp_path / "all", source_dir=lemons, size="32")
     assert len(manifest.classes) == 11  # background, nine categories, mix
     assert manifest.stats["images"] == 8 and manifest.stats["defect_free_images"] == 1
+
+
+def test_rle_on_the_reduced_grid(lemons, tmp_path):
+    prepare("lemons", tmp_path / "r", source_dir=lemons, binary="illness", size="16")
+    s = Dataset(tmp_path / "r").read(RLE_STEM)
+    expected = np.zeros((16, 16), np.uint8)
+    expected[1:7, 1:5] = 1  # cells whose centre (4j + 2) lies in the RLE rectangle (5, 6, 21, 30)
+    assert np.array_equal(s.mask, expected)
+    assert [b.xyxy for b in s.boxes] == [(1, 1, 6, 8), (1, 1, 6, 8)]

@@ -13,7 +13,8 @@ edge count, on a right or bottom edge do not), so integer rectangles fill exactl
 same coordinates; it becomes the half-open pixel box ``[floor(x), floor(y), ceil(x+w), ceil(y+h)]``.
 
 The ``coco`` importer maps the categories, in id order, to classes 1..N; annotations are painted in
-file order (later ones on top), crowd annotations (``iscrowd: 1``) become ignore (255) and get no box.
+file order (later ones on top), each with its box. ``iscrowd`` is not treated specially: for
+semantic masks a crowd region is still that class, and CVAT exports brush-drawn masks as crowd RLEs.
 """
 
 from __future__ import annotations
@@ -24,7 +25,6 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-import cv2
 import numpy as np
 
 from defectsynth.data.files import decode_image, finite_int, read_bytes, read_json
@@ -213,10 +213,17 @@ def fill_polygon(canvas: np.ndarray, xy: np.ndarray) -> None:
     canvas[first:last] |= np.cumsum(diff[:, :width], axis=1) > 0
 
 
-def polygon_mask(polygons: list, height: int, width: int, out_h: int, out_w: int, where: str) -> np.ndarray:
-    """Polygons (COCO coordinates at ``height`` x ``width``) filled at ``out_h`` x ``out_w``, (out_h, out_w) bool."""
-    canvas = np.zeros((out_h, out_w), dtype=bool)
-    scale = np.array([out_w / width, out_h / height])
+def reduced_shape(height: int, width: int, reduce: int) -> tuple[int, int]:
+    """The size a JPEG decoder gives at 1/``reduce`` scale: (ceil(H / reduce), ceil(W / reduce))."""
+    return -(-height // reduce), -(-width // reduce)
+
+
+def polygon_mask(polygons: list, height: int, width: int, where: str, reduce: int = 1) -> np.ndarray:
+    """Polygons (COCO coordinates in a ``height`` x ``width`` image) filled on the 1/``reduce`` grid.
+
+    Returns (ceil(H / reduce), ceil(W / reduce)) bool: output pixel j covers source [j*r, (j+1)*r).
+    """
+    canvas = np.zeros(reduced_shape(height, width, reduce), dtype=bool)
     for poly in polygons:
         if not isinstance(poly, list) or len(poly) < 6 or len(poly) % 2:
             raise DatasetError("each polygon must be a flat list [x0, y0, x1, y1, ...] of at least 3 points", where)
@@ -226,20 +233,26 @@ def polygon_mask(polygons: list, height: int, width: int, out_h: int, out_w: int
             raise DatasetError("polygon coordinates must be numbers", where) from None
         if not np.isfinite(xy).all():
             raise DatasetError("polygon coordinates must be finite", where)
-        fill_polygon(canvas, xy * scale)
+        fill_polygon(canvas, xy / reduce)
     return canvas
 
 
-def annotation_mask(ann: dict, height: int, width: int, out_h: int, out_w: int, where: str) -> np.ndarray:
-    """The pixels of one annotation at ``out_h`` x ``out_w`` as a bool array (polygons or RLE)."""
+def annotation_mask(ann: dict, height: int, width: int, where: str, reduce: int = 1) -> np.ndarray:
+    """The pixels of one annotation (polygons or RLE) on the 1/``reduce`` grid, (ceil(H/r), ceil(W/r)) bool.
+
+    RLE masks are decoded at full size and sampled at the centre of each r x r cell.
+    """
     segmentation = ann.get("segmentation")
     if isinstance(segmentation, list):
-        return polygon_mask(segmentation, height, width, out_h, out_w, where)
+        return polygon_mask(segmentation, height, width, where, reduce)
     if isinstance(segmentation, dict):
         full = rle_decode(segmentation, height, width, where)
-        if (out_h, out_w) == (height, width):
+        if reduce == 1:
             return full
-        return cv2.resize(full.astype(np.uint8), (out_w, out_h), interpolation=cv2.INTER_NEAREST).astype(bool)
+        out_h, out_w = reduced_shape(height, width, reduce)
+        rows = np.minimum(np.arange(out_h) * reduce + reduce // 2, height - 1)
+        cols = np.minimum(np.arange(out_w) * reduce + reduce // 2, width - 1)
+        return full[np.ix_(rows, cols)]
     raise DatasetError(f"'segmentation' must be polygons or an RLE, got {type(segmentation).__name__}", where)
 
 
@@ -273,8 +286,7 @@ def reduce_factor(width: int, height: int, target: tuple[int, int] | None, suffi
 def decode_checked(data: bytes, where: str, width: int, height: int, reduce: int) -> np.ndarray:
     """Decode an image (reduced ``reduce`` x) and check its size against the declared ``width`` x ``height``."""
     image = decode_image(data, where, reduce)
-    expected = (-(-height // reduce), -(-width // reduce))
-    if image.shape[:2] != expected:
+    if image.shape[:2] != reduced_shape(height, width, reduce):
         got_h, got_w = (image.shape[0] * reduce, image.shape[1] * reduce) if reduce > 1 else image.shape[:2]
         raise DatasetError(f"image is {got_w}x{got_h} but the annotations say {width}x{height}", where)
     return image
@@ -285,34 +297,31 @@ def coco_sample(
     data: bytes,
     where: str,
     target: tuple[int, int] | None,
-    paint: Callable[[CocoImage, int, int], tuple[np.ndarray, list[Box]]],
+    paint: Callable[[CocoImage, int], tuple[np.ndarray, list[Box]]],
 ) -> Sample:
     """Decode the image of ``entry`` (reduced where ``target`` allows) and build its sample.
 
-    ``paint(entry, out_h, out_w)`` returns the (out_h, out_w) uint8 mask and the boxes at full
+    ``paint(entry, reduce)`` returns the uint8 mask on the 1/``reduce`` grid and the boxes at full
     resolution; the boxes are scaled to the decoded resolution here. ``where`` names the image file.
     """
     reduce = reduce_factor(entry.width, entry.height, target, PurePosixPath(entry.file_name).suffix)
     image = decode_checked(data, where, entry.width, entry.height, reduce)
     out_h, out_w = image.shape[:2]
-    mask, boxes = paint(entry, out_h, out_w)
+    mask, boxes = paint(entry, reduce)
     if reduce > 1:
-        sx, sy = out_w / entry.width, out_h / entry.height
-        boxes = [scale_box(b, sx, sy, out_w, out_h) for b in boxes]
+        boxes = [scale_box(b, 1 / reduce, 1 / reduce, out_w, out_h) for b in boxes]
     return Sample(entry.stem, image, mask, boxes)
 
 
 # -- the generic importer ---------------------------------------------------------------------
-def _paint_generic(class_of: dict[int, int]) -> Callable[[CocoImage, int, int], tuple[np.ndarray, list[Box]]]:
-    def paint(entry: CocoImage, out_h: int, out_w: int) -> tuple[np.ndarray, list[Box]]:
-        mask = np.zeros((out_h, out_w), dtype=np.uint8)
+def _paint_generic(class_of: dict[int, int]) -> Callable[[CocoImage, int], tuple[np.ndarray, list[Box]]]:
+    def paint(entry: CocoImage, reduce: int) -> tuple[np.ndarray, list[Box]]:
+        mask = np.zeros(reduced_shape(entry.height, entry.width, reduce), dtype=np.uint8)
         boxes = []
         for ann in entry.annotations:
-            crowd = bool(ann.get("iscrowd", 0))
             cls = class_of[int(ann["category_id"])]
-            mask[annotation_mask(ann, entry.height, entry.width, out_h, out_w, entry.where(ann))] = IGNORE_INDEX if crowd else cls
-            if not crowd:
-                boxes.append(annotation_box(ann, cls, entry.height, entry.width, entry.where(ann)))
+            mask[annotation_mask(ann, entry.height, entry.width, entry.where(ann), reduce)] = cls
+            boxes.append(annotation_box(ann, cls, entry.height, entry.width, entry.where(ann)))
         return mask, boxes
 
     return paint

@@ -36,7 +36,7 @@ import numpy as np
 
 from defectsynth.data.model import Box, Manifest, Sample, make_classes
 from defectsynth.data.sources import SourceData
-from defectsynth.data.sources.coco import CocoImage, CocoIndex, annotation_box, annotation_mask, coco_sample, parse_coco
+from defectsynth.data.sources.coco import CocoImage, CocoIndex, annotation_box, annotation_mask, coco_sample, parse_coco, reduced_shape
 from defectsynth.data.files import read_bytes, read_json
 from defectsynth.errors import DatasetError, OptionError
 
@@ -110,18 +110,19 @@ def in_subset(entry: CocoImage, chosen: set[int], ignored: set[int], require_one
 
 
 def _painter(class_of: dict[int, int], mix: int | None):
-    def paint(entry: CocoImage, out_h: int, out_w: int) -> tuple[np.ndarray, list[Box]]:
+    def paint(entry: CocoImage, reduce: int) -> tuple[np.ndarray, list[Box]]:
         per_class: dict[int, np.ndarray] = {}
         boxes = []
         for ann in entry.annotations:
             cls = class_of.get(int(ann["category_id"]))
             if cls is None:  # an ignored category
                 continue
-            pixels = annotation_mask(ann, entry.height, entry.width, out_h, out_w, entry.where(ann))
+            pixels = annotation_mask(ann, entry.height, entry.width, entry.where(ann), reduce)
             per_class[cls] = per_class[cls] | pixels if cls in per_class else pixels
             boxes.append(annotation_box(ann, cls, entry.height, entry.width, entry.where(ann)))
-        mask = np.zeros((out_h, out_w), dtype=np.uint8)
-        cover = np.zeros((out_h, out_w), dtype=np.uint8)
+        shape = reduced_shape(entry.height, entry.width, reduce)
+        mask = np.zeros(shape, dtype=np.uint8)
+        cover = np.zeros(shape, dtype=np.uint8)
         for cls, pixels in sorted(per_class.items()):
             mask[pixels] = cls
             cover += pixels
