@@ -5,7 +5,8 @@ dark tray, JPEG quality 90) into a temporary folder, then times:
 
 1. ``read_image`` alone at full size and with the JPEG DCT reduction the importer picks (4x for 256);
 2. the whole ``prepare lemons`` (decode, polygons, resize, PNG writing, splits), with the reduction
-   and with it switched off, so the speed-up is measured end to end.
+   and with it switched off, so the speed-up is measured end to end; and, as a diagnostic, once
+   more with the per-file fsync of the atomic writes switched off.
 
 Usage: PYTHONPATH=src python benchmarks/prepare.py [--num 40] [--size 256]
 """
@@ -13,6 +14,7 @@ Usage: PYTHONPATH=src python benchmarks/prepare.py [--num 40] [--size 256]
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import sys
 import tempfile
@@ -78,13 +80,15 @@ def time_decode(paths: list[Path], reduce: int) -> float:
     return len(paths) / (time.perf_counter() - start)
 
 
-def time_prepare(src: Path, out: Path, size: int, reduced: bool) -> float:
+def time_prepare(src: Path, out: Path, size: int, reduced: bool, fsync: bool = True) -> float:
+    patches = [] if reduced else [mock.patch.object(coco, "reduce_factor", lambda *args: 1)]
+    if not fsync:  # diagnostic only: how much of the time the per-file fsync of the atomic writes takes
+        patches.append(mock.patch("os.fsync", lambda fd: None))
     start = time.perf_counter()
-    if reduced:
+    with contextlib.ExitStack() as stack:
+        for patch in patches:
+            stack.enter_context(patch)
         manifest = prepare("lemons", out, source_dir=src, binary="blemish", size=str(size))
-    else:
-        with mock.patch.object(coco, "reduce_factor", lambda *args: 1):
-            manifest = prepare("lemons", out, source_dir=src, binary="blemish", size=str(size))
     return manifest.stats["images"] / (time.perf_counter() - start)
 
 
@@ -106,6 +110,8 @@ def main() -> None:
         fast = time_prepare(src, Path(tmp) / "fast", args.size, reduced=True)
         print(f"prepare lemons, no reduction  : {full:7.1f} images/s")
         print(f"prepare lemons, reduce={factor}       : {fast:7.1f} images/s   (x{fast / full:.2f})")
+        no_sync = time_prepare(src, Path(tmp) / "nosync", args.size, reduced=True, fsync=False)
+        print(f"  same without fsync (diagnostic): {no_sync:7.1f} images/s")
 
 
 if __name__ == "__main__":

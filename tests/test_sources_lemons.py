@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 
-from _formats import LEMON_LAYOUT, RLE_RECT, RLE_STEM, write_lemons, zip_folder
+from _formats import RLE_RECT, RLE_STEM, write_lemons, zip_folder
 from defectsynth.data import Dataset
 from defectsynth.data.prepare import prepare
 
