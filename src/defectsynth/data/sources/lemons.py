@@ -50,11 +50,16 @@ class LemonsFiles:
     def __init__(self, source: Path):
         self.source = source
         self.zip: zipfile.ZipFile | None = None
+        self.names: set[str] = set()  # members, when reading a zip
         if source.is_file():
             if not zipfile.is_zipfile(source):
                 raise DatasetError("expected the dataset folder or its .zip", source)
-            self.zip = zipfile.ZipFile(source)
-            names = [n for n in self.zip.namelist() if n == ANNOTATIONS or n.endswith("/" + ANNOTATIONS)]
+            try:
+                self.zip = zipfile.ZipFile(source)
+            except (zipfile.BadZipFile, OSError) as err:
+                raise DatasetError(f"cannot open the zip ({err})", source) from None
+            self.names = set(self.zip.namelist())
+            names = [n for n in self.names if n == ANNOTATIONS or n.endswith("/" + ANNOTATIONS)]
             self.root = min(names, key=len)[: -len(ANNOTATIONS)] if names else None
         elif source.is_dir():
             found = [p for p in (source / ANNOTATIONS, *source.glob("*/" + ANNOTATIONS)) if p.is_file()]
@@ -76,6 +81,16 @@ class LemonsFiles:
             raise DatasetError("file not found in the zip", self.where(relative)) from None
         except (zipfile.BadZipFile, OSError) as err:
             raise DatasetError(f"cannot read from the zip ({err})", self.where(relative)) from None
+
+    def exists(self, relative: str) -> bool:
+        if self.zip is None:
+            return (self.source / f"{self.root}{relative}").is_file()
+        return f"{self.root}{relative}" in self.names
+
+    def image_path(self, file_name: str) -> str:
+        """``images/<file_name>``, or ``<file_name>`` itself when the export already put ``images/`` in it."""
+        inside = str(PurePosixPath("images") / file_name)
+        return file_name if not self.exists(inside) and self.exists(file_name) else inside
 
     def index(self) -> CocoIndex:
         where = self.where(ANNOTATIONS)
@@ -186,5 +201,5 @@ def import_lemons(
 
 def _samples(files: LemonsFiles, entries: list[CocoImage], size: tuple[int, int] | None, paint) -> Iterator[Sample]:
     for entry in entries:
-        relative = str(PurePosixPath("images") / entry.file_name)
+        relative = files.image_path(entry.file_name)
         yield coco_sample(entry, files.read(relative), files.where(relative), size, paint)
