@@ -5,8 +5,7 @@ dark tray, JPEG quality 90) into a temporary folder, then times:
 
 1. ``read_image`` alone at full size and with the JPEG DCT reduction the importer picks (4x for 256);
 2. the whole ``prepare lemons`` (decode, polygons, resize, PNG writing, splits), with the reduction
-   and with it switched off, so the speed-up is measured end to end; and, as a diagnostic, once
-   more with the per-file fsync of the atomic writes switched off.
+   and with it switched off, so the speed-up is measured end to end.
 
 Usage: PYTHONPATH=src python benchmarks/prepare.py [--num 40] [--size 256]
 """
@@ -80,10 +79,8 @@ def time_decode(paths: list[Path], reduce: int) -> float:
     return len(paths) / (time.perf_counter() - start)
 
 
-def time_prepare(src: Path, out: Path, size: int, reduced: bool, fsync: bool = True) -> float:
+def time_prepare(src: Path, out: Path, size: int, reduced: bool) -> float:
     patches = [] if reduced else [mock.patch.object(coco, "reduce_factor", lambda *args: 1)]
-    if not fsync:  # diagnostic only: how much of the time the per-file fsync of the atomic writes takes
-        patches.append(mock.patch("os.fsync", lambda fd: None))
     start = time.perf_counter()
     with contextlib.ExitStack() as stack:
         for patch in patches:
@@ -110,8 +107,6 @@ def main() -> None:
         fast = time_prepare(src, Path(tmp) / "fast", args.size, reduced=True)
         print(f"prepare lemons, no reduction  : {full:7.1f} images/s")
         print(f"prepare lemons, reduce={factor}       : {fast:7.1f} images/s   (x{fast / full:.2f})")
-        no_sync = time_prepare(src, Path(tmp) / "nosync", args.size, reduced=True, fsync=False)
-        print(f"  same without fsync (diagnostic): {no_sync:7.1f} images/s")
 
 
 if __name__ == "__main__":

@@ -21,26 +21,31 @@ from defectsynth.errors import DatasetError
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
 
 
-def atomic_write_bytes(path: str | Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` through a temporary file and an atomic rename."""
+def atomic_write_bytes(path: str | Path, data: bytes, durable: bool = True) -> None:
+    """Write ``data`` to ``path`` through a temporary file and an atomic rename.
+
+    ``durable`` also fsyncs the file before the rename (survives a power cut, not only a killed
+    process). Writers that build a whole folder under a temporary name pass False and sync once.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
+            if durable:
+                handle.flush()
+                os.fsync(handle.fileno())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
 
 
-def write_json(path: str | Path, data: Any) -> None:
+def write_json(path: str | Path, data: Any, durable: bool = True) -> None:
     """Write ``data`` as indented UTF-8 JSON, atomically."""
     text = json.dumps(data, indent=2, ensure_ascii=False, allow_nan=False)
-    atomic_write_bytes(path, (text + "\n").encode("utf-8"))
+    atomic_write_bytes(path, (text + "\n").encode("utf-8"), durable)
 
 
 def _reject_constant(value: str) -> float:
@@ -84,15 +89,15 @@ def encode_image(image: np.ndarray, suffix: str = ".png", quality: int = 95) -> 
     return encode_png(image)
 
 
-def write_image(path: str | Path, image: np.ndarray) -> None:
+def write_image(path: str | Path, image: np.ndarray, durable: bool = True) -> None:
     """Write an RGB image (PNG or JPEG by suffix), atomically."""
     path = Path(path)
-    atomic_write_bytes(path, encode_image(image, path.suffix.lower()))
+    atomic_write_bytes(path, encode_image(image, path.suffix.lower()), durable)
 
 
-def write_mask(path: str | Path, mask: np.ndarray) -> None:
+def write_mask(path: str | Path, mask: np.ndarray, durable: bool = True) -> None:
     """Write an (H, W) uint8 class-id mask as PNG, atomically."""
-    atomic_write_bytes(path, encode_png(np.ascontiguousarray(mask, dtype=np.uint8), path))
+    atomic_write_bytes(path, encode_png(np.ascontiguousarray(mask, dtype=np.uint8), path), durable)
 
 
 _REDUCE_FLAGS = {2: cv2.IMREAD_REDUCED_COLOR_2, 4: cv2.IMREAD_REDUCED_COLOR_4, 8: cv2.IMREAD_REDUCED_COLOR_8}

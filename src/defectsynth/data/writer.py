@@ -9,6 +9,7 @@ replaced: user files are never deleted.
 
 from __future__ import annotations
 
+import os
 import shutil
 import tempfile
 from pathlib import Path
@@ -108,10 +109,12 @@ class DatasetWriter:
         if stem in self.stems:
             raise DatasetError(f"duplicate stem {stem!r}")
         self._check(sample)
-        write_image(self.tmp / "images" / f"{stem}.{self.image_format}", sample.image)
+        # Files inside the temporary folder skip their own fsync: commit() syncs once before the
+        # folder is renamed into place, which is what makes the result durable.
+        write_image(self.tmp / "images" / f"{stem}.{self.image_format}", sample.image, durable=False)
         if sample.mask is not None:
-            write_mask(self.tmp / "masks" / f"{stem}.png", sample.mask)
-        write_json(self.tmp / "boxes" / f"{stem}.json", [b.to_json() for b in sample.boxes])
+            write_mask(self.tmp / "masks" / f"{stem}.png", sample.mask, durable=False)
+        write_json(self.tmp / "boxes" / f"{stem}.json", [b.to_json() for b in sample.boxes], durable=False)
         self.stems.add(stem)
         self.stats.add(sample)
 
@@ -153,7 +156,8 @@ class DatasetWriter:
                 text = "".join(f"{s}\n" for s in stems)
                 (self.tmp / "splits" / f"{name}.txt").write_text(text, encoding="utf-8")
         self.manifest.stats = self.stats.to_json(self.manifest)
-        write_json(self.tmp / "dataset.json", self.manifest.to_json())
+        write_json(self.tmp / "dataset.json", self.manifest.to_json(), durable=False)
+        os.sync()
         self._swap_into_place()
         self._committed = True
         return self.out
