@@ -56,13 +56,9 @@ def read_json(path: str | Path) -> Any:
     """Read a JSON file; a missing file or malformed JSON raises one clear :class:`DatasetError`."""
     path = Path(path)
     try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise DatasetError("file not found", path) from None
+        text = read_bytes(path).decode("utf-8")
     except UnicodeDecodeError:
         raise DatasetError("not UTF-8 text", path) from None
-    except OSError as err:
-        raise DatasetError(f"cannot read ({err.strerror})", path) from None
     try:
         return json.loads(text, parse_constant=_reject_constant)
     except ValueError as err:
