@@ -67,7 +67,7 @@ def read_safetensors(weights_dir: Path, key: str) -> dict[str, torch.Tensor]:
     path = Path(weights_dir) / WEIGHT_FILES[key]
     if not path.is_file():
         raise MissingDependencyError(
-            f"{key} weights missing: put {path.name} in {path.parent} (see docs/metrics.md#weights for export_weights)", path
+            f"{key} weights missing: put this safetensors file there (write it once with export_weights, docs/metrics.md#weights)", path
         )
     try:
         return load_file(str(path))
