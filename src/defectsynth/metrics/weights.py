@@ -59,33 +59,54 @@ def _download_errors() -> tuple[type[BaseException], ...]:
     return (urllib.error.URLError, OSError, ConnectionError, TimeoutError)
 
 
-def read_safetensors(weights_dir: Path, key: str) -> dict[str, torch.Tensor]:
-    """The state dict in ``weights_dir / WEIGHT_FILES[key]``; one error line when it is missing or unreadable."""
-    from safetensors import SafetensorError
-    from safetensors.torch import load_file
-
+def weights_file(weights_dir: Path, key: str) -> Path:
+    """``weights_dir / WEIGHT_FILES[key]``; one error line naming the file when it is missing."""
     path = Path(weights_dir) / WEIGHT_FILES[key]
     if not path.is_file():
         raise MissingDependencyError(
             f"{key} weights missing: put this safetensors file there (write it once with export_weights, docs/metrics.md#weights)", path
         )
+    return path
+
+
+def load_weights(module: nn.Module, path: Path, key: str) -> None:
+    """Load the safetensors state dict at ``path`` into ``module`` (all keys, matching shapes), or one error line.
+
+    Uses ``safetensors.torch.load_model``, which accepts files where tied tensors (LPIPS's ``lins``
+    aliases ``lin0``..) are stored once.
+    """
+    from safetensors import SafetensorError
+    from safetensors.torch import load_model
+
     try:
-        return load_file(str(path))
+        missing, unexpected = load_model(module, str(path), strict=False, device="cpu")
     except (SafetensorError, OSError, ValueError) as err:
         raise MissingDependencyError(f"not a readable safetensors file ({err})", path) from None
-
-
-def _load_into(module: nn.Module, state_dict: dict[str, torch.Tensor], key: str, where: Path | None) -> None:
-    """``module.load_state_dict(state_dict, strict=True)`` with a one-line error naming the file."""
-    try:
-        result = module.load_state_dict(state_dict, strict=False)
     except RuntimeError as err:  # shape mismatches
-        first = str(err).strip().splitlines()[-1].strip()
-        raise MissingDependencyError(f"does not hold {key} weights: {first}", where) from None
-    wrong = [f"missing {k}" for k in result.missing_keys] + [f"unexpected {k}" for k in result.unexpected_keys]
+        detail = str(err).strip().splitlines()[-1].strip()
+        raise MissingDependencyError(f"does not hold {key} weights: {detail}", path) from None
+    wrong = [f"missing {k}" for k in missing] + [f"unexpected {k}" for k in unexpected]
     if wrong:
         shown = ", ".join(wrong[:3]) + (f" (+{len(wrong) - 3} more)" if len(wrong) > 3 else "")
-        raise MissingDependencyError(f"does not hold {key} weights: {shown}", where)
+        raise MissingDependencyError(f"does not hold {key} weights: {shown}", path)
+
+
+def save_weights(module: nn.Module, path: str | Path) -> Path:
+    """Write ``module``'s state dict as safetensors at ``path`` (atomically; tied tensors stored once)."""
+    from safetensors.torch import save
+
+    from defectsynth.data.files import atomic_write_bytes
+
+    seen: set[tuple[int, tuple[int, ...]]] = set()
+    tensors = {}
+    for name, tensor in module.state_dict().items():
+        ident = (tensor.data_ptr(), tuple(tensor.shape))
+        if ident in seen:
+            continue
+        seen.add(ident)
+        tensors[name] = tensor.detach().cpu().contiguous()
+    atomic_write_bytes(path, save(tensors))
+    return Path(path)
 
 
 # -- FID InceptionV3 -----------------------------------------------------------------------------
@@ -128,8 +149,9 @@ def load_inception(features: list[int], weights_dir: Path | None = None, device:
             url = sys.modules[cls.__module__].URL_INCEPTION_V3
             raise _missing("InceptionV3 (FID)", _hub_file(url), WEIGHT_FILES[INCEPTION], err) from None
     else:
+        path = weights_file(weights_dir, INCEPTION)
         net = inception_architecture(features)
-        _load_into(net, read_safetensors(weights_dir, INCEPTION), INCEPTION, Path(weights_dir) / WEIGHT_FILES[INCEPTION])
+        load_weights(net, path, INCEPTION)
     return net.to(device).eval()
 
 
@@ -158,8 +180,9 @@ def load_lpips(net: str, weights_dir: Path | None = None, device: str = "cpu") -
         except _download_errors() as err:
             raise _missing(f"LPIPS {net} backbone", _hub_file(url), WEIGHT_FILES[net], err) from None
     else:
+        path = weights_file(weights_dir, net)
         model = cls(net=net, pretrained=False, pnet_rand=True)
-        _load_into(model, read_safetensors(weights_dir, net), net, Path(weights_dir) / WEIGHT_FILES[net])
+        load_weights(model, path, net)
     return model.to(device).eval()
 
 
@@ -172,10 +195,6 @@ def export_weights(out_dir: str | Path, nets: tuple[str, ...] = LPIPS_NETS, ince
     Run once where the libraries can load (or download) their published files; copy ``out_dir``
     to offline machines. Returns the written paths.
     """
-    from safetensors.torch import save
-
-    from defectsynth.data.files import atomic_write_bytes
-
     out_dir = Path(out_dir)
     modules: dict[str, nn.Module] = {}
     if inception:
@@ -184,9 +203,6 @@ def export_weights(out_dir: str | Path, nets: tuple[str, ...] = LPIPS_NETS, ince
         modules[net] = load_lpips(net)
     written = []
     for key, module in modules.items():
-        path = out_dir / WEIGHT_FILES[key]
-        tensors = {k: v.detach().cpu().contiguous() for k, v in module.state_dict().items()}
-        atomic_write_bytes(path, save(tensors))
-        written.append(path)
-        logger.info("wrote %s", path)
+        written.append(save_weights(module, out_dir / WEIGHT_FILES[key]))
+        logger.info("wrote %s", written[-1])
     return written
