@@ -10,6 +10,10 @@ from rich.table import Table
 PERCENT = ("sae", "ebr")
 
 
+def _table(title: str) -> Table:
+    return Table(title=title, title_justify="left", min_width=len(title) + 2)
+
+
 def _fmt(value: float | None, percent: bool = False, digits: int = 4) -> str:
     if value is None:
         return "-"
@@ -17,7 +21,7 @@ def _fmt(value: float | None, percent: bool = False, digits: int = 4) -> str:
 
 
 def _per_class_table(name: str, block: dict[str, Any], title: str, value_header: str, count_keys: tuple[str, str]) -> Table:
-    table = Table(title=title, title_justify="left")
+    table = _table(title)
     table.add_column("class")
     table.add_column(value_header, justify="right")
     table.add_column(f"{count_keys[0]} / {count_keys[1]}", justify="right")
@@ -32,7 +36,7 @@ def _per_class_table(name: str, block: dict[str, Any], title: str, value_header:
 def _distribution_table(name: str, block: dict[str, dict]) -> Table:
     roles = list(block)
     is_entropy = name == "entropy"
-    table = Table(title="Entropy (bits; share of images)" if is_entropy else "CIR (Gini; images per class)", title_justify="left")
+    table = _table("Entropy (bits; share of images)" if is_entropy else "CIR (Gini; images per class)")
     table.add_column("class")
     for role in roles:
         table.add_column(role, justify="right")
@@ -52,21 +56,21 @@ def metrics_tables(result: dict[str, Any]) -> list[Table]:
         elif name == "ebr":
             tables.append(_per_class_table(name, block, "EBR (boxes without their class)", "EBR", ("empty", "boxes")))
         elif name == "fid":
-            table = Table(title="FID", title_justify="left")
+            table = _table("FID")
             table.add_column("features", justify="right")
             table.add_column("FID", justify="right")
             for size, value in block.items():
                 table.add_row(size, _fmt(value, digits=6))
             tables.append(table)
         elif name == "kid":
-            table = Table(title="KID", title_justify="left")
+            table = _table("KID")
             for header in ("features", "KID mean", "KID std", "subsets x size"):
                 table.add_column(header, justify="right")
             for size, v in block.items():
                 table.add_row(size, _fmt(v["mean"], digits=6), _fmt(v["std"], digits=4), f"{v['subsets']} x {v['subset_size']}")
             tables.append(table)
         elif name == "lpips":
-            table = Table(title="LPIPS (synthetic vs its condition's real image)", title_justify="left")
+            table = _table("LPIPS (synthetic vs its condition's real image)")
             for header in ("backbone", "mean", "std", "pairs"):
                 table.add_column(header, justify="right")
             for net, v in block.items():
