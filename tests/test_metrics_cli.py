@@ -58,3 +58,15 @@ def test_help_shows_examples_and_pairing(runner):
     assert res.exit_code == 0
     assert "defectsynth metrics sae ebr --synthetic" in res.output
     assert "condition_of" in res.output and "--weights-dir" in res.output
+
+
+def test_cuda_without_cuda_is_refused(toy_dataset, monkeypatch):
+    import pytest
+    import torch
+
+    from defectsynth.errors import OptionError
+    from defectsynth.metrics import compute_metrics
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.raises(OptionError, match="no CUDA device"):
+        compute_metrics(["sae"], synthetic=toy_dataset, device="cuda")

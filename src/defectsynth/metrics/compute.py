@@ -74,9 +74,11 @@ def _device(device: str | None) -> str:
     if device is None:
         return "cuda" if torch.cuda.is_available() else "cpu"
     try:
-        torch.device(device)
+        kind = torch.device(device).type
     except RuntimeError:
         raise OptionError(f"--device: {device!r} is not a torch device (cpu, cuda, cuda:1, mps)") from None
+    if kind == "cuda" and not torch.cuda.is_available():
+        raise OptionError(f"--device: {device!r} asked for, but torch sees no CUDA device here")
     return device
 
 
@@ -93,16 +95,17 @@ def _check_inputs(names: list[str], synthetic: Path | None, real: Path | None, b
 
 
 def _same_classes(a: Dataset, b: Dataset) -> None:
-    left = [(c.id, c.name) for c in a.manifest.classes]
-    right = [(c.id, c.name) for c in b.manifest.classes]
+    left = {c.id: c.name for c in a.manifest.classes}
+    right = {c.id: c.name for c in b.manifest.classes}
     if left != right:
-        raise DatasetError(f"classes differ from those of {b.root} ({left} vs {right}), so they cannot be combined", a.root / "dataset.json")
+        raise DatasetError(f"classes {left} differ from {right} of {b.root}: they cannot be combined", a.root / "dataset.json")
 
 
 def _distribution(names: list[str], datasets: dict[str, tuple[Dataset, list[str]]], progress: bool) -> dict[str, dict]:
-    counts = {role: images_per_class(ds, stems, progress) for role, (ds, stems) in datasets.items()}
     if len(datasets) == 2:
         _same_classes(datasets["synthetic"][0], datasets["real"][0])
+    counts = {role: images_per_class(ds, stems, progress) for role, (ds, stems) in datasets.items()}
+    if len(datasets) == 2:
         counts["combined"] = counts["real"] + counts["synthetic"]
     class_names = next(iter(datasets.values()))[0].manifest.class_names
     reports = {role: distribution_report(c, class_names) for role, c in counts.items()}

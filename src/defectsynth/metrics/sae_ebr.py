@@ -15,7 +15,6 @@ missed boxes are all counted and there are no placeholder boxes.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 
@@ -126,9 +125,3 @@ def sae_ebr_report(counts: SaeEbrCounts, class_names: dict[int, str]) -> dict[st
         "ebr": block(*counts.ebr(), counts.empty, counts.boxes, "empty", "boxes"),
     }
 
-
-def sae_ebr(dataset: str | Path | Dataset, stems: list[str] | None = None, progress: bool = False) -> dict[str, dict]:
-    """SAE and EBR of a dataset folder (masks = generated, boxes = conditions), as :func:`sae_ebr_report` returns."""
-    ds = dataset if isinstance(dataset, Dataset) else Dataset(dataset)
-    counts = dataset_sae_ebr_counts(ds, ds.stems if stems is None else stems, progress)
-    return sae_ebr_report(counts, ds.manifest.class_names)

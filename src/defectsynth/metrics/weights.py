@@ -53,12 +53,6 @@ def _missing(what: str, cache_file: Path, weights_dir_file: str, err: Exception)
     )
 
 
-def _download_errors() -> tuple[type[BaseException], ...]:
-    import urllib.error
-
-    return (urllib.error.URLError, OSError, ConnectionError, TimeoutError)
-
-
 def weights_file(weights_dir: Path, key: str) -> Path:
     """``weights_dir / WEIGHT_FILES[key]``; one error line naming the file when it is missing."""
     path = Path(weights_dir) / WEIGHT_FILES[key]
@@ -145,7 +139,7 @@ def load_inception(features: list[int], weights_dir: Path | None = None, device:
         cls = inception_class()
         try:
             net = cls("inception-v3-compat", [str(f) for f in features])
-        except _download_errors() as err:
+        except OSError as err:  # URLError and socket errors: offline, or the cache is unwritable
             url = sys.modules[cls.__module__].URL_INCEPTION_V3
             raise _missing("InceptionV3 (FID)", _hub_file(url), WEIGHT_FILES[INCEPTION], err) from None
     else:
@@ -177,7 +171,7 @@ def load_lpips(net: str, weights_dir: Path | None = None, device: str = "cpu") -
         url = getattr(torchvision.models, _TV_WEIGHTS[net]).DEFAULT.url
         try:
             model = cls(net=net)
-        except _download_errors() as err:
+        except OSError as err:  # URLError and socket errors: offline, or the cache is unwritable
             raise _missing(f"LPIPS {net} backbone", _hub_file(url), WEIGHT_FILES[net], err) from None
     else:
         path = weights_file(weights_dir, net)
