@@ -57,7 +57,7 @@ def test_help_shows_examples_and_pairing(runner):
     res = runner.invoke(app, ["metrics", "--help"], env={"COLUMNS": "200"})
     assert res.exit_code == 0
     assert "defectsynth metrics sae ebr --synthetic" in res.output
-    assert "condition_of" in res.output and "--weights-dir" in res.output
+    assert "source.condition_of[stem]" in res.output and "--weights-dir" in res.output
 
 
 def test_cuda_without_cuda_is_refused(toy_dataset, monkeypatch):

@@ -153,3 +153,19 @@ def test_offline_default_path_names_the_cache_file(tmp_path, monkeypatch):
         load_inception([64])
     with pytest.raises(MissingDependencyError, match=r"put squeezenet1_1-b8a52dc0\.pth in .*hub/checkpoints.*lpips_squeeze\.safetensors"):
         load_lpips("squeeze")
+
+
+def test_export_weights_round_trip(tmp_path, monkeypatch):
+    """export_weights saves what the libraries' default path built; --weights-dir loads it back unchanged."""
+    import defectsynth.metrics.weights as weights
+
+    built = {"inception": inception_architecture([2048]), "squeeze": lpips_class()(net="squeeze", pretrained=False, pnet_rand=True)}
+    monkeypatch.setattr(weights, "load_inception", lambda features: built["inception"])
+    monkeypatch.setattr(weights, "load_lpips", lambda net: built[net])
+    written = weights.export_weights(tmp_path, nets=("squeeze",))
+    assert [p.name for p in written] == [WEIGHT_FILES["inception"], WEIGHT_FILES["squeeze"]]
+    monkeypatch.undo()
+    loaded = {"inception": load_inception([2048], tmp_path), "squeeze": load_lpips("squeeze", tmp_path)}
+    for key, module in built.items():
+        want, got = module.state_dict(), loaded[key].state_dict()
+        assert want.keys() == got.keys() and all(torch.equal(want[k], got[k]) for k in want), key

@@ -18,16 +18,15 @@ EXAMPLES = """
 
   defectsynth metrics fid --features 64,2048 --real data/wood --synthetic synth/wood --weights-dir weights/
 
-  defectsynth metrics entropy cir --real data/voc --split train --synthetic synth/voc   [dim](real, synthetic, combined)[/]
+  defectsynth metrics entropy cir --real data/voc --split train --synthetic synth/voc
 
-[bold]Metrics[/]: sae, ebr (BASD eqs. 5-6; need --synthetic with masks and boxes), fid, kid (InceptionV3 at
-64/192/768/2048 features), lpips (need --real and --synthetic), entropy, cir (VOC paper; one dataset or both).
+[bold]Metrics[/]: sae, ebr (BASD eqs. 5-6; need --synthetic with masks and boxes), fid, kid (InceptionV3 at 64/192/768/2048 features), lpips (need --real and --synthetic), entropy, cir (VOC paper; one dataset or both).
 
-[bold]LPIPS pairs[/] each synthetic image with the --real image of stem source.condition_of[stem] from the
-synthetic dataset.json (written by `sample`), or of the same stem when there is no condition_of; paired images
-must have the same size. [bold]--split[/] selects stems of --real (of --synthetic when no --real is given).
-[bold]Weights[/]: by default the libraries' caches (downloaded when online); --weights-dir loads only safetensors
-files (inception_v3_fid, lpips_alex, lpips_vgg, lpips_squeeze .safetensors; see docs/metrics.md).
+[bold]LPIPS pairs[/] each synthetic image with the --real image of stem source.condition_of\\[stem] from the synthetic dataset.json (written by `sample`), or of the same stem when there is no condition_of; paired images must have the same size.
+
+[bold]--split[/] selects stems of --real (of --synthetic when no --real is given).
+
+[bold]Weights[/]: by default the libraries' caches (downloaded when online); --weights-dir loads only safetensors files (inception_v3_fid, lpips_alex, lpips_vgg, lpips_squeeze .safetensors; see docs/metrics.md).
 """
 
 
