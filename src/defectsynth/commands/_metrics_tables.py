@@ -1,0 +1,81 @@
+"""Rich tables for ``defectsynth metrics``: one per metric, per class and overall."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rich.table import Table
+
+# Metrics the papers report in percent (BASD Tables 2 and 3).
+PERCENT = ("sae", "ebr")
+
+
+def _table(title: str) -> Table:
+    return Table(title=title, title_justify="left", min_width=len(title) + 2)
+
+
+def _fmt(value: float | None, percent: bool = False, digits: int = 4) -> str:
+    if value is None:
+        return "-"
+    return f"{100 * value:.2f}%" if percent else f"{value:.{digits}g}"
+
+
+def _per_class_table(name: str, block: dict[str, Any], title: str, value_header: str, count_keys: tuple[str, str]) -> Table:
+    table = _table(title)
+    table.add_column("class")
+    table.add_column(value_header, justify="right")
+    table.add_column(f"{count_keys[0]} / {count_keys[1]}", justify="right")
+    counts = block.get("counts", {})
+    for cls, value in block["per_class"].items():
+        c = counts.get(cls, {})
+        table.add_row(cls, _fmt(value, name in PERCENT), f"{c.get(count_keys[0], 0):,} / {c.get(count_keys[1], 0):,}")
+    table.add_row("[bold]all[/]", f"[bold]{_fmt(block['all'], name in PERCENT)}[/]", "")
+    return table
+
+
+def _distribution_table(name: str, block: dict[str, dict]) -> Table:
+    roles = list(block)
+    is_entropy = name == "entropy"
+    table = _table("Entropy (bits; share of images)" if is_entropy else "CIR (Gini; images per class)")
+    table.add_column("class")
+    for role in roles:
+        table.add_column(role, justify="right")
+    for cls in block[roles[0]]["per_class"]:
+        cells = [block[r]["per_class"][cls] for r in roles]
+        table.add_row(cls, *[(_fmt(v, percent=True) if is_entropy else str(v)) for v in cells])
+    table.add_row("[bold]all[/]", *[f"[bold]{_fmt(block[r]['all'])}[/]" for r in roles])
+    return table
+
+
+def metrics_tables(result: dict[str, Any]) -> list[Table]:
+    """One table per metric in ``result`` (as :func:`defectsynth.metrics.compute_metrics` returns it)."""
+    tables = []
+    for name, block in result.items():
+        if name == "sae":
+            tables.append(_per_class_table(name, block, "SAE (pixels outside their class's boxes)", "SAE", ("misaligned", "generated")))
+        elif name == "ebr":
+            tables.append(_per_class_table(name, block, "EBR (boxes without their class)", "EBR", ("empty", "boxes")))
+        elif name == "fid":
+            table = _table("FID")
+            table.add_column("features", justify="right")
+            table.add_column("FID", justify="right")
+            for size, value in block.items():
+                table.add_row(size, _fmt(value, digits=6))
+            tables.append(table)
+        elif name == "kid":
+            table = _table("KID")
+            for header in ("features", "KID mean", "KID std", "subsets x size"):
+                table.add_column(header, justify="right")
+            for size, v in block.items():
+                table.add_row(size, _fmt(v["mean"], digits=6), _fmt(v["std"], digits=4), f"{v['subsets']} x {v['subset_size']}")
+            tables.append(table)
+        elif name == "lpips":
+            table = _table("LPIPS (synthetic vs its condition's real image)")
+            for header in ("backbone", "mean", "std", "pairs"):
+                table.add_column(header, justify="right")
+            for net, v in block.items():
+                table.add_row(net, _fmt(v["mean"]), _fmt(v["std"]), str(v["pairs"]))
+            tables.append(table)
+        elif name in ("entropy", "cir"):
+            tables.append(_distribution_table(name, block))
+    return tables

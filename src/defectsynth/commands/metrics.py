@@ -1,0 +1,63 @@
+"""``defectsynth metrics NAME...``: SAE, EBR, FID, KID, LPIPS, entropy and CIR of dataset folders."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from defectsynth.commands._options import ProgressOpt
+
+EXAMPLES = """
+[bold]Examples[/]
+
+  defectsynth metrics sae ebr --synthetic synth/wood   [dim](boxes/ = the conditions, masks/ = generated)[/]
+
+  defectsynth metrics fid kid lpips --synthetic synth/wood --real data/wood --split val --json metrics.json
+
+  defectsynth metrics fid --features 64,2048 --real data/wood --synthetic synth/wood --weights-dir weights/
+
+  defectsynth metrics entropy cir --real data/voc --split train --synthetic synth/voc
+
+[bold]Metrics[/]: sae, ebr (BASD eqs. 5-6; need --synthetic with masks and boxes), fid, kid (InceptionV3 at 64/192/768/2048 features), lpips (need --real and --synthetic), entropy, cir (VOC paper; one dataset or both).
+
+[bold]LPIPS pairs[/] each synthetic image with the --real image of stem source.condition_of\\[stem] from the synthetic dataset.json (written by `sample`), or of the same stem when there is no condition_of; paired images must have the same size.
+
+[bold]--split[/] selects stems of --real (of --synthetic when no --real is given).
+
+[bold]Weights[/]: by default the libraries' caches (downloaded when online); --weights-dir loads only safetensors files (inception_v3_fid, lpips_alex, lpips_vgg, lpips_squeeze .safetensors; see docs/metrics.md).
+"""
+
+
+def metrics_command(
+    names: Annotated[list[str], typer.Argument(help="Metrics: sae, ebr, fid, kid, lpips, entropy, cir.", metavar="NAME...", show_default=False)],
+    synthetic: Annotated[Optional[Path], typer.Option("--synthetic", help="Synthetic dataset folder (its boxes/ are the conditions).")] = None,
+    real: Annotated[Optional[Path], typer.Option("--real", help="Real dataset folder (reference for fid, kid, lpips).")] = None,
+    split: Annotated[Optional[str], typer.Option("--split", help="Use only this split of --real (of --synthetic when --real is not given).")] = None,
+    json_out: Annotated[Optional[Path], typer.Option("--json", help="Also write the results as JSON (fractions, not percent).")] = None,
+    features: Annotated[str, typer.Option("--features", help="InceptionV3 feature sizes for fid/kid.")] = "64,192,768,2048",
+    nets: Annotated[str, typer.Option("--nets", help="LPIPS backbones.")] = "alex,vgg,squeeze",
+    weights_dir: Annotated[Optional[Path], typer.Option("--weights-dir", help="Folder of safetensors weights (no download).")] = None,
+    batch_size: Annotated[int, typer.Option("--batch-size", help="Images per network batch.")] = 32,
+    device: Annotated[Optional[str], typer.Option("--device", help="torch device; default cuda when available, else cpu.")] = None,
+    progress: ProgressOpt = True,
+) -> None:
+    from defectsynth.commands._metrics_tables import metrics_tables
+    from defectsynth.commands._summary import console
+    from defectsynth.data.files import write_json
+    from defectsynth.metrics import compute_metrics
+
+    result = compute_metrics(
+        names, synthetic=synthetic, real=real, split=split, features=features, nets=nets,
+        weights_dir=weights_dir, batch_size=batch_size, device=device, progress=progress,
+    )
+    for table in metrics_tables(result):
+        console.print(table)
+    if json_out is not None:
+        write_json(json_out, result)
+        console.print(f"[green]wrote[/] {json_out}")
+
+
+def register(app: typer.Typer) -> None:
+    app.command("metrics", help="Measure synthetic data: SAE, EBR, FID, KID, LPIPS, class entropy and CIR.", epilog=EXAMPLES)(metrics_command)
