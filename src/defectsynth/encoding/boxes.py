@@ -51,12 +51,11 @@ def _as_tensors(xyxy, classes, height: int, width: int) -> tuple[torch.Tensor, t
         raise ValueError(f"{len(xyxy)} boxes but {len(classes)} classes")
     if height < 1 or width < 1:
         raise ValueError(f"image size must be positive, got {height}x{width}")
-    if len(xyxy):
-        x0, y0, x1, y1 = xyxy.unbind(1)
-        if bool(((x1 <= x0) | (y1 <= y0) | (x0 < 0) | (y0 < 0) | (x1 > width) | (y1 > height)).any()):
-            raise ValueError(f"boxes must be non-empty and inside the {width}x{height} image, got {xyxy.tolist()}")
-        if bool(((classes < 0) | (classes > 255)).any()):
-            raise ValueError(f"box classes must lie in 0..255, got {classes.tolist()}")
+    for x0, y0, x1, y1 in xyxy.tolist():  # a few boxes: Python is cheaper than tensor ops here
+        if not 0 <= x0 < x1 <= width or not 0 <= y0 < y1 <= height:
+            raise ValueError(f"boxes must be non-empty and inside the {width}x{height} image, got {[x0, y0, x1, y1]}")
+    if not all(0 <= c <= 255 for c in classes.tolist()):
+        raise ValueError(f"box classes must lie in 0..255, got {classes.tolist()}")
     return xyxy, classes
 
 
@@ -98,6 +97,12 @@ def _amin_over_boxes(
     return best
 
 
+def _lookup(classes: torch.Tensor, box: torch.Tensor) -> torch.Tensor:
+    """``classes[box]`` as uint8 for an (H, W) integer ``box`` map; ``box == len(classes)`` reads 0."""
+    table = torch.cat([classes, classes.new_zeros(1)]).to(torch.uint8)
+    return table.index_select(0, box.reshape(-1)).reshape(box.shape)
+
+
 def _key_dtype(largest: int) -> torch.dtype:
     return torch.int32 if largest < 2**31 - 1 else torch.int64
 
@@ -135,16 +140,17 @@ def basd_maps_torch(
     outside_keys = _amin_over_boxes(
         ((ax.clamp(max=0).square() << shift) | index).to(dtype), (ay.clamp(max=0).square() << shift).to(dtype)
     )
-    # 3. decode: exactly one of the two distances is non-zero at every pixel.
+    # 3. decode with integer ops only (torch's boolean masks are slow on the CPU). Exactly one of
+    #    the two distances is non-zero at a pixel.
     twice_inside = (inside_keys >> shift) & ((1 << p) - 1)
     four_squared_outside = outside_keys >> shift
-    basd = (twice_inside.to(torch.float32) - four_squared_outside.to(torch.float32).sqrt()) * (0.5 / math.hypot(height, width))
-    # 4. class: of the winning containing box, else of the nearest box or background (index n).
-    inside = (twice_inside > 0).to(dtype)
-    outside_index = outside_keys & ((1 << shift) - 1) if class_fill == "nearest" else torch.full_like(inside, n)
-    box = outside_index + inside * ((inside_keys & ((1 << shift) - 1)) - outside_index)
-    lookup = torch.cat([classes, classes.new_zeros(1)]).to(torch.uint8)
-    cbasd = lookup.index_select(0, box.reshape(-1)).reshape(height, width)
+    basd = twice_inside.to(torch.float32) - four_squared_outside.to(torch.float32).sqrt_()
+    basd *= 0.5 / math.hypot(height, width)
+    # 4. class: of the winning containing box, else of the nearest box or of "box n" (background).
+    outside = four_squared_outside.clamp(max=1)  # 0 inside a box, else 1
+    box_inside = inside_keys & ((1 << shift) - 1)
+    box_outside = outside_keys & ((1 << shift) - 1) if class_fill == "nearest" else n
+    cbasd = _lookup(classes, box_inside + outside * (box_outside - box_inside))
     return basd, cbasd
 
 
@@ -175,12 +181,14 @@ def boxmask_maps_torch(xyxy, classes, height: int, width: int) -> tuple[torch.Te
     order = torch.argsort(area * n + (n - 1 - torch.arange(n, device=device)))  # winner first
     rank = torch.empty_like(order)
     rank[order] = torch.arange(n, device=device)
-    # 2. key = rank for a containing box, >= n for any other box.
-    keys = _amin_over_boxes(((ax < 0) * n + rank[:, None]).to(torch.int32), ((ay < 0) * n).to(torch.int32))
-    inside = keys < n
-    occupancy = torch.where(inside, 1.0, -1.0).to(torch.float32)
-    class_map = torch.where(inside, classes[order[keys.clamp(max=n - 1).long()]], 0)
-    return occupancy, class_map.to(torch.uint8)
+    # 2. key = rank | (number of axes outside the box's span << shift): the smallest rank wins.
+    shift = n.bit_length()  # 2**shift > n
+    keys = _amin_over_boxes(((ax < 0).long() << shift | rank[:, None]).to(torch.int32), ((ay < 0).long() << shift).to(torch.int32))
+    outside = ((keys >> shift) + 1) >> 1  # 0 inside a box, else 1
+    occupancy = (1 - 2 * outside).to(torch.float32)
+    winner = keys & ((1 << shift) - 1)
+    class_map = _lookup(classes[order], winner + outside * (n - winner))
+    return occupancy, class_map
 
 
 def boxmask_maps(xyxy: np.ndarray, classes: np.ndarray, height: int, width: int) -> tuple[np.ndarray, np.ndarray]:
