@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import shutil
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -35,6 +36,26 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def partial_dir(target: str | Path) -> Path:
+    """A new hidden folder beside ``target`` to build its replacement in (see :func:`replace_dir`)."""
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    return Path(tempfile.mkdtemp(prefix=f".{target.name}.partial-", dir=target.parent))
+
+
+def replace_dir(tmp: str | Path, target: str | Path) -> None:
+    """Move the finished folder ``tmp`` to ``target``, replacing any folder there: the old one is
+    renamed aside first and removed only once the new one is in place."""
+    tmp, target = Path(tmp), Path(target)
+    backup = None
+    if target.exists():
+        backup = target.with_name(f".{target.name}.old-{tmp.name.rsplit('-', 1)[-1]}")
+        target.rename(backup)
+    tmp.rename(target)
+    if backup is not None:
+        shutil.rmtree(backup)
 
 
 def write_json(path: str | Path, data: Any) -> None:

@@ -10,13 +10,12 @@ replaced: user files are never deleted.
 from __future__ import annotations
 
 import shutil
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from defectsynth.data.files import write_image, write_json, write_mask
+from defectsynth.data.files import partial_dir, replace_dir, write_image, write_json, write_mask
 from defectsynth.data.model import IGNORE_INDEX, Manifest, Sample, check_stem
 from defectsynth.errors import DatasetError, OutputExistsError
 
@@ -86,8 +85,7 @@ class DatasetWriter:
             raise DatasetError(f"image format must be png or jpg, got {image_format!r}")
         self.manifest = manifest
         self.image_format = image_format
-        self.out.parent.mkdir(parents=True, exist_ok=True)
-        self.tmp = Path(tempfile.mkdtemp(prefix=f".{self.out.name}.partial-", dir=self.out.parent))
+        self.tmp = partial_dir(self.out)
         for sub in ("images", "boxes"):
             (self.tmp / sub).mkdir()
         self.stats = DatasetStats(manifest.num_classes)
@@ -154,18 +152,9 @@ class DatasetWriter:
                 (self.tmp / "splits" / f"{name}.txt").write_text(text, encoding="utf-8")
         self.manifest.stats = self.stats.to_json(self.manifest)
         write_json(self.tmp / "dataset.json", self.manifest.to_json())
-        self._swap_into_place()
+        replace_dir(self.tmp, self.out)
         self._committed = True
         return self.out
-
-    def _swap_into_place(self) -> None:
-        backup = None
-        if self.out.exists():
-            backup = self.out.with_name(f".{self.out.name}.old-{self.tmp.name.rsplit('-', 1)[-1]}")
-            self.out.rename(backup)
-        self.tmp.rename(self.out)
-        if backup is not None:
-            shutil.rmtree(backup)
 
     def abort(self) -> None:
         """Remove the temporary folder."""
