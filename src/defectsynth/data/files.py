@@ -20,6 +20,8 @@ import numpy as np
 from defectsynth.errors import DatasetError
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
+_UMASK = os.umask(0o022)  # read once at import (os.umask can only be read by setting it) ...
+os.umask(_UMASK)  # ... and restored at once
 
 
 def atomic_write_bytes(path: str | Path, data: bytes) -> None:
@@ -28,6 +30,7 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
+        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600; give the file the usual permissions
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
             handle.flush()
@@ -42,7 +45,9 @@ def partial_dir(target: str | Path) -> Path:
     """A new hidden folder beside ``target`` to build its replacement in (see :func:`replace_dir`)."""
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
-    return Path(tempfile.mkdtemp(prefix=f".{target.name}.partial-", dir=target.parent))
+    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.partial-", dir=target.parent))
+    tmp.chmod(0o777 & ~_UMASK)  # mkdtemp makes 0700; the folder ends up as a normal one
+    return tmp
 
 
 def replace_dir(tmp: str | Path, target: str | Path) -> None:
