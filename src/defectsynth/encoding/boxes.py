@@ -100,11 +100,12 @@ def _amin_over_boxes(
 def _lookup(classes: torch.Tensor, box: torch.Tensor) -> torch.Tensor:
     """``classes[box]`` as uint8 for an (H, W) integer ``box`` map; ``box == len(classes)`` reads 0."""
     table = torch.cat([classes, classes.new_zeros(1)]).to(torch.uint8)
-    return table.index_select(0, box.reshape(-1)).reshape(box.shape)
+    return table.index_select(0, box.reshape(-1).int()).reshape(box.shape)
 
 
 def _key_dtype(largest: int) -> torch.dtype:
-    return torch.int32 if largest < 2**31 - 1 else torch.int64
+    """The narrowest integer type holding keys up to ``largest`` (less memory traffic, same result)."""
+    return next(dtype for dtype in (torch.int16, torch.int32, torch.int64) if largest <= torch.iinfo(dtype).max)
 
 
 def basd_maps_torch(
@@ -183,7 +184,8 @@ def boxmask_maps_torch(xyxy, classes, height: int, width: int) -> tuple[torch.Te
     rank[order] = torch.arange(n, device=device)
     # 2. key = rank | (number of axes outside the box's span << shift): the smallest rank wins.
     shift = n.bit_length()  # 2**shift > n
-    keys = _amin_over_boxes(((ax < 0).long() << shift | rank[:, None]).to(torch.int32), ((ay < 0).long() << shift).to(torch.int32))
+    dtype = _key_dtype(3 << shift)
+    keys = _amin_over_boxes(((ax < 0).long() << shift | rank[:, None]).to(dtype), ((ay < 0).long() << shift).to(dtype))
     outside = ((keys >> shift) + 1) >> 1  # 0 inside a box, else 1
     occupancy = (1 - 2 * outside).to(torch.float32)
     winner = keys & ((1 << shift) - 1)
