@@ -22,9 +22,10 @@ How it is computed, exactly and without a loop over pixels or boxes: in doubled 
 axis, ``a = min(centre - 2 lo, 2 hi - centre)`` is odd, positive inside the box's span; a pixel
 lies inside box k when both axes are positive, its inside distance is ``min(a_x, a_y) / 2`` and
 its squared outside distance ``(relu(-a_x)^2 + relu(-a_y)^2) / 4``. Each box/pixel pair gets an
-integer key ``distance * N + k`` (N boxes, k the box's position), so one ``amin`` over the box
-axis finds both the winning distance and, on ties, the box listed first. The (N, H, W) key
-tensors are built from (N, H) and (N, W) rows by broadcasting and processed in chunks of boxes.
+integer key ``(distance << s) | k`` (k the box's position in the list, k < 2**s), so one
+``amin`` over the box axis finds both the winning distance and, on ties, the box listed first.
+The (N, H, W) keys are built from (N, W) and (N, H) rows by broadcasting, in the narrowest integer
+type that holds them, chunk by chunk of boxes; decoding uses only integer ops and one lookup.
 """
 
 from __future__ import annotations
@@ -39,7 +40,7 @@ from defectsynth.encoding.analog_bits import encode_bits_torch
 
 CLASS_FILLS = ("inside", "nearest")
 CONDITIONS = ("basd", "boxmask")
-_CHUNK_ELEMENTS = 1 << 22  # (boxes x pixels) per chunk: 16 MiB of int32 keys
+_CHUNK_ELEMENTS = 1 << 22  # (boxes x pixels) per chunk: at most 32 MiB of keys
 
 
 def _as_tensors(xyxy, classes, height: int, width: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -103,6 +104,11 @@ def _lookup(classes: torch.Tensor, box: torch.Tensor) -> torch.Tensor:
     return table.index_select(0, box.reshape(-1).int()).reshape(box.shape)
 
 
+def _no_boxes(height: int, width: int, device) -> tuple[torch.Tensor, torch.Tensor]:
+    """The maps of an image without boxes: -1 everywhere (float32) and background (uint8)."""
+    return torch.full((height, width), -1.0, device=device), torch.zeros((height, width), dtype=torch.uint8, device=device)
+
+
 def _key_dtype(largest: int) -> torch.dtype:
     """The narrowest integer type holding keys up to ``largest`` (less memory traffic, same result)."""
     return next(dtype for dtype in (torch.int16, torch.int32, torch.int64) if largest <= torch.iinfo(dtype).max)
@@ -121,9 +127,9 @@ def basd_maps_torch(
     height, width = int(height), int(width)
     xyxy, classes = _as_tensors(xyxy, classes, height, width)
     device = xyxy.device
-    if len(xyxy) == 0:
-        return torch.full((height, width), -1.0, device=device), torch.zeros((height, width), dtype=torch.uint8, device=device)
     n = len(xyxy)
+    if n == 0:
+        return _no_boxes(height, width, device)
     shift = (n - 1).bit_length()  # keys are (distance << shift) | k, k < 2**shift
     ax, ay = _axis_distances(xyxy, height, width)
     index = torch.arange(n, device=device)[:, None]
@@ -160,7 +166,7 @@ def basd_maps(
 ) -> tuple[np.ndarray, np.ndarray]:
     """BASD and C-BASD maps of one image (numpy in and out; see :func:`basd_maps_torch`).
 
-    xyxy: (N, 4) half-open integer pixel boxes. classes: (N,) class ids (1..254).
+    xyxy: (N, 4) half-open integer pixel boxes inside the image. classes: (N,) class ids (0..255).
     Returns ``basd`` (H, W) float32 in [-1, 1] and ``cbasd`` (H, W) uint8 class ids.
     """
     basd, cbasd = basd_maps_torch(xyxy, classes, height, width, class_fill)
@@ -175,7 +181,7 @@ def boxmask_maps_torch(xyxy, classes, height: int, width: int) -> tuple[torch.Te
     device = xyxy.device
     n = len(xyxy)
     if n == 0:
-        return torch.full((height, width), -1.0, device=device), torch.zeros((height, width), dtype=torch.uint8, device=device)
+        return _no_boxes(height, width, device)
     ax, ay = _axis_distances(xyxy, height, width)
     # 1. painting order: the box drawn last wins, i.e. the smallest area, then the later one listed.
     area = (xyxy[:, 2] - xyxy[:, 0]) * (xyxy[:, 3] - xyxy[:, 1])
