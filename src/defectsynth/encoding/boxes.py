@@ -43,9 +43,10 @@ CONDITIONS = ("basd", "boxmask")
 _CHUNK_ELEMENTS = 1 << 22  # (boxes x pixels) per chunk: at most 32 MiB of keys
 
 
-def _as_tensors(xyxy, classes, height: int, width: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Validated ``(N, 4)`` int64 boxes and ``(N,)`` int64 classes on ``xyxy``'s device (ValueError:
-    a caller's bug; user input is validated when a dataset is read)."""
+def _as_tensors(xyxy, classes, height: int, width: int) -> tuple[torch.Tensor, torch.Tensor, int, int]:
+    """Validated ``(N, 4)`` int64 boxes and ``(N,)`` int64 classes on ``xyxy``'s device, and the
+    size as ints (ValueError: a caller's bug; user input is validated when a dataset is read)."""
+    height, width = int(height), int(width)
     xyxy = as_tensor(xyxy).to(torch.int64).reshape(-1, 4)
     classes = as_tensor(classes, xyxy.device).to(torch.int64).reshape(-1)
     if len(xyxy) != len(classes):
@@ -57,7 +58,7 @@ def _as_tensors(xyxy, classes, height: int, width: int) -> tuple[torch.Tensor, t
             raise ValueError(f"boxes must be non-empty and inside the {width}x{height} image, got {[x0, y0, x1, y1]}")
     if not all(0 <= c <= 255 for c in classes.tolist()):
         raise ValueError(f"box classes must lie in 0..255, got {classes.tolist()}")
-    return xyxy, classes
+    return xyxy, classes, height, width
 
 
 def _axis_distances(xyxy: torch.Tensor, height: int, width: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -124,10 +125,8 @@ def basd_maps_torch(
     """
     if class_fill not in CLASS_FILLS:
         raise ValueError(f"class_fill must be one of {CLASS_FILLS}, got {class_fill!r}")
-    height, width = int(height), int(width)
-    xyxy, classes = _as_tensors(xyxy, classes, height, width)
-    device = xyxy.device
-    n = len(xyxy)
+    xyxy, classes, height, width = _as_tensors(xyxy, classes, height, width)
+    device, n = xyxy.device, len(xyxy)
     if n == 0:
         return _no_boxes(height, width, device)
     shift = (n - 1).bit_length()  # keys are (distance << shift) | k, k < 2**shift
@@ -176,10 +175,8 @@ def basd_maps(
 def boxmask_maps_torch(xyxy, classes, height: int, width: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Occupancy (H, W) float32 (+1 inside any box, -1 outside) and class map (H, W) uint8, on the
     device of ``xyxy``: boxes painted largest first, so smaller boxes are drawn last (on top)."""
-    height, width = int(height), int(width)
-    xyxy, classes = _as_tensors(xyxy, classes, height, width)
-    device = xyxy.device
-    n = len(xyxy)
+    xyxy, classes, height, width = _as_tensors(xyxy, classes, height, width)
+    device, n = xyxy.device, len(xyxy)
     if n == 0:
         return _no_boxes(height, width, device)
     ax, ay = _axis_distances(xyxy, height, width)
