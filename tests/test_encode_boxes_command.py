@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from collections import Counter
 from pathlib import Path
 from unittest import mock
 
@@ -115,6 +116,9 @@ def test_from_masks_rewrites_boxes(runner, toy):
         assert boxes == boxes_from_mask(ds.read_mask(stem), min_area=3)
         assert read_conditions(toy / "conditions" / f"{stem}.npz")["xyxy"].tolist() == [list(b.xyxy) for b in boxes]
     assert any(ds.read_boxes(stem) for stem in ds.stems)
+    counts = Counter(box.cls for stem in ds.stems for box in ds.read_boxes(stem))
+    stats = read_json(toy / "dataset.json")["stats"]
+    assert stats["boxes_per_class"] == {name: counts[cid] for cid, name in sorted(ds.manifest.class_names.items())}
 
 
 def test_from_masks_with_a_bad_mask_leaves_boxes_untouched(runner, toy):

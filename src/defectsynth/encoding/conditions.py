@@ -6,7 +6,8 @@ Written inside the dataset folder::
       conditions/<stem>.npz          basd (H, W) float32, cbasd (H, W) uint8, xyxy (N, 4) int32,
                                      classes (N,) int32, class_fill () str; no pickled objects
       conditions/preview/<stem>.png  image | BASD | C-BASD, for the first ``preview`` stems
-      boxes/<stem>.json              rewritten from the masks only when ``from_masks=True``
+      boxes/<stem>.json              rewritten from the masks only when ``from_masks=True`` (and
+                                     the ``stats`` of dataset.json with them)
 
 The cache is optional: training and sampling can compute the same maps on the fly with
 :func:`defectsynth.encoding.basd_maps`; ``xyxy``, ``classes`` and ``class_fill`` let a reader check
@@ -28,8 +29,9 @@ import numpy as np
 import torch
 
 from defectsynth.data.dataset import Dataset
-from defectsynth.data.files import atomic_write_bytes, encode_png, partial_dir, read_image, replace_dir, write_json
-from defectsynth.data.model import Box, boxes_to_array
+from defectsynth.data.files import atomic_write_bytes, encode_png, partial_dir, read_image, read_json, replace_dir, write_json
+from defectsynth.data.model import Box, Sample, boxes_to_array
+from defectsynth.data.writer import DatasetStats
 from defectsynth.encoding.boxes import CLASS_FILLS, basd_maps
 from defectsynth.encoding.components import boxes_from_mask
 from defectsynth.encoding.preview import render_preview
@@ -77,7 +79,8 @@ def encode_boxes(
     ds = Dataset(dataset)
     if from_masks and not ds.has_masks:
         raise DatasetError("--from-masks needs masks, and this dataset has no masks/ folder", ds.root)
-    boxes = _collect_boxes(ds, from_masks, min_box_area, progress)
+    stats = DatasetStats(ds.manifest.num_classes) if from_masks else None
+    boxes = _collect_boxes(ds, from_masks, min_box_area, progress, stats)
     summary = EncodeSummary(ds.root, class_fill, boxes_rewritten=from_masks)
     conditions_tmp = partial_dir(ds.root / CONDITIONS_DIR)
     boxes_tmp = partial_dir(ds.root / "boxes") if from_masks else None
@@ -90,20 +93,21 @@ def encode_boxes(
             size, stem_boxes = boxes[stem]
             basd, cbasd = _write_conditions(conditions_tmp / f"{stem}.npz", stem_boxes, size, class_fill)
             if k < preview:
-                summary.previews.append(_write_preview(ds, stem, basd, cbasd, stem_boxes, class_fill, conditions_tmp))
+                _write_preview(ds, stem, basd, cbasd, stem_boxes, class_fill, conditions_tmp / PREVIEW_DIR / f"{stem}.png")
+                summary.previews.append(ds.root / CONDITIONS_DIR / PREVIEW_DIR / f"{stem}.png")
             if boxes_tmp is not None:
                 write_json(boxes_tmp / f"{stem}.json", [b.to_json() for b in stem_boxes])
             summary.boxes_per_class.update(b.cls for b in stem_boxes)
             summary.maps += 1
         if boxes_tmp is not None:
             replace_dir(boxes_tmp, ds.root / "boxes")
+            _update_stats(ds, stats)
         replace_dir(conditions_tmp, ds.root / CONDITIONS_DIR)
     finally:
         torch.set_num_threads(threads)
         for tmp in (conditions_tmp, boxes_tmp):
             if tmp is not None and tmp.exists():
                 shutil.rmtree(tmp, ignore_errors=True)
-    summary.previews = [ds.root / CONDITIONS_DIR / PREVIEW_DIR / p.name for p in summary.previews]
     return summary
 
 
@@ -118,15 +122,21 @@ def _check_options(class_fill: str, preview: int, from_masks: bool, min_box_area
         raise OptionError("--min-box-area only applies with --from-masks")
 
 
-def _collect_boxes(ds: Dataset, from_masks: bool, min_box_area: int, progress: bool) -> dict[str, tuple[tuple[int, int], list[Box]]]:
-    """Image size and boxes of every stem; every file's problem is logged, then one error raised."""
+def _collect_boxes(
+    ds: Dataset, from_masks: bool, min_box_area: int, progress: bool, stats: DatasetStats | None
+) -> dict[str, tuple[tuple[int, int], list[Box]]]:
+    """Image size and boxes of every stem; every file's problem is logged, then one error raised.
+    With ``from_masks``, ``stats`` counts the masks and their new boxes for ``dataset.json``."""
     found: dict[str, tuple[tuple[int, int], list[Box]]] = {}
     problems: list[str] = []
     for stem in track(ds.stems, len(ds.stems), "checking boxes", progress):
         try:
-            size = read_image(ds.image_path(stem)).shape[:2]
+            image = read_image(ds.image_path(stem))
+            size = image.shape[:2]
             if from_masks:
-                stem_boxes = boxes_from_mask(ds.read_mask(stem, size), min_area=min_box_area)
+                mask = ds.read_mask(stem, size)
+                stem_boxes = boxes_from_mask(mask, min_area=min_box_area)
+                stats.add(Sample(stem, image, mask, stem_boxes))
             else:
                 stem_boxes = ds.read_boxes(stem)  # geometry checked here, to report every bad box
                 bad = [p for p in (b.problem(*size) for b in stem_boxes) if p]
@@ -155,12 +165,18 @@ def _write_conditions(path: Path, boxes: list[Box], size: tuple[int, int], class
     return basd, cbasd
 
 
-def _write_preview(ds: Dataset, stem: str, basd, cbasd, boxes: list[Box], class_fill: str, conditions_tmp: Path) -> Path:
+def _write_preview(ds: Dataset, stem: str, basd, cbasd, boxes: list[Box], class_fill: str, path: Path) -> None:
     image = read_image(ds.image_path(stem))
     preview = render_preview(image, basd, cbasd, boxes, ds.manifest.classes, class_fill, title=stem)
-    path = conditions_tmp / PREVIEW_DIR / f"{stem}.png"
     atomic_write_bytes(path, encode_png(preview, path))
-    return path
+
+
+def _update_stats(ds: Dataset, stats: DatasetStats) -> None:
+    """Rewrite the statistics in ``dataset.json`` for the new boxes, keeping every other key."""
+    path = ds.root / "dataset.json"
+    data = read_json(path)
+    data["stats"] = stats.to_json(ds.manifest)
+    write_json(path, data)
 
 
 def read_conditions(path: str | Path) -> dict[str, np.ndarray | str]:
