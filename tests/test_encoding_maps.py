@@ -169,12 +169,32 @@ def test_chunking_over_boxes_gives_the_same_maps(monkeypatch):
     assert all(np.array_equal(a, b) for a, b in zip(whole, chunked))
 
 
-def test_large_image_switches_to_int64_keys_and_stays_exact():
-    xyxy, classes = np.array([[0, 0, 1, 1], [3000, 5000, 3001, 5001]]), np.array([1, 2])
-    basd, cbasd = basd_maps(xyxy, classes, 5001, 3001, "nearest")
-    diagonal = math.hypot(5001, 3001)
-    assert basd[2500, 1500] == pytest.approx(-math.hypot(1499.5, 2499.5) / diagonal, rel=1e-6)
-    assert basd[5000, 3000] == pytest.approx(0.5 / diagonal) and cbasd[5000, 3000] == 2 and cbasd[0, 0] == 1
+def test_large_image_stays_exact():
+    xyxy, classes = np.array([[0, 0, 1, 1], [1500, 2500, 1501, 2501]]), np.array([1, 2])
+    basd, cbasd = basd_maps(xyxy, classes, 2501, 1501, "nearest")
+    diagonal = math.hypot(2501, 1501)
+    assert basd[1250, 750] == pytest.approx(-math.hypot(749.5, 1249.5) / diagonal, rel=1e-6)
+    assert basd[2500, 1500] == pytest.approx(0.5 / diagonal) and cbasd[2500, 1500] == 2 and cbasd[0, 0] == 1
+
+
+@pytest.mark.parametrize("dtype", [torch.int32, torch.int64])
+def test_wider_key_types_give_the_same_maps(dtype, monkeypatch):
+    """Keys are int16 where they fit; int32 and int64 (large images, many boxes) must agree."""
+    rng = np.random.default_rng(2)
+    cases = []
+    for _ in range(20):
+        x0, y0 = rng.integers(0, 30, 7), rng.integers(0, 20, 7)
+        cases.append((np.stack([x0, y0, x0 + rng.integers(1, 10, 7), y0 + rng.integers(1, 10, 7)], 1), rng.integers(1, 9, 7)))
+    narrow = [basd_maps(b, c, 29, 39, "nearest") + boxmask_maps(b, c, 29, 39) for b, c in cases]
+    monkeypatch.setattr(boxes_module, "_key_dtype", lambda largest: dtype)
+    wide = [basd_maps(b, c, 29, 39, "nearest") + boxmask_maps(b, c, 29, 39) for b, c in cases]
+    assert all(np.array_equal(a, b) for n, w in zip(narrow, wide) for a, b in zip(n, w))
+    assert boxes_module._key_dtype(1) == dtype  # the patch took effect
+
+
+def test_key_dtype_is_the_narrowest_that_fits():
+    assert boxes_module._key_dtype(2**15 - 1) == torch.int16 and boxes_module._key_dtype(2**15) == torch.int32
+    assert boxes_module._key_dtype(2**31 - 1) == torch.int32 and boxes_module._key_dtype(2**31) == torch.int64
 
 
 @pytest.mark.parametrize(
