@@ -8,8 +8,8 @@ side by side, with the boxes outlined and a legend of the classes.
 - C-BASD: class colours from ``dataset.json`` (background black), boxes outlined in white; with
   ``class_fill="nearest"`` the pixels outside every box are dimmed.
 
-Small images are enlarged (nearest neighbour) so that every panel is at least 256 pixels tall;
-large ones are reduced to at most 512.
+Small images are enlarged (nearest neighbour) so that every panel is 256 pixels tall; large ones
+are reduced to at most 512 pixels tall, and every panel to at most 1024 pixels wide.
 """
 
 from __future__ import annotations
@@ -45,8 +45,10 @@ def class_colors(class_map: np.ndarray, classes: list[ClassInfo]) -> np.ndarray:
     return palette[class_map]
 
 
-def _scale(height: int) -> float:
-    return 256 / height if height < 256 else min(1.0, 512 / height)
+def _scale(height: int, width: int) -> float:
+    """Enlarge to 256 pixels tall, or reduce to at most 512 tall; panels at most 1024 wide."""
+    scale = 256 / height if height < 256 else min(1.0, 512 / height)
+    return min(scale, 1024 / width)
 
 
 def _panel(rgb: np.ndarray, scale: float, boxes: list[Box], outline, title: str, note: str, smooth: bool) -> np.ndarray:
@@ -86,7 +88,7 @@ def render_preview(
 
     image: (H, W, 3) uint8 RGB. basd: (H, W) float32. cbasd: (H, W) uint8. boxes: the boxes encoded.
     """
-    scale = _scale(image.shape[0])
+    scale = _scale(*image.shape[:2])
     colors = {c.id: tuple(int(v) for v in c.color) for c in classes}
     inside = basd[basd > 0].max() if (basd > 0).any() else 0.0
     outside = basd[basd < 0].min() if (basd < 0).any() else 0.0
