@@ -57,10 +57,12 @@ def _panel(rgb: np.ndarray, scale: float, boxes: list[Box], outline, title: str,
     big = cv2.resize(rgb, size, interpolation=cv2.INTER_AREA if smooth and scale < 1 else cv2.INTER_NEAREST)
     for box in boxes:
         color = outline(box)
-        # drawn on the pixels just outside the box, so that even a 1-pixel box keeps its colour
-        top_left = (round(box.x_min * scale) - 1, round(box.y_min * scale) - 1)
-        bottom_right = (round(box.x_max * scale), round(box.y_max * scale))
-        cv2.rectangle(big, top_left, bottom_right, color, 1)
+        # drawn on the pixels just outside the box (2 deep when enlarged), so that even a 1-pixel
+        # box keeps its colour
+        for offset in range(1, 3 if scale >= 3 else 2):
+            top_left = (round(box.x_min * scale) - offset, round(box.y_min * scale) - offset)
+            bottom_right = (round(box.x_max * scale) + offset - 1, round(box.y_max * scale) + offset - 1)
+            cv2.rectangle(big, top_left, bottom_right, color, 1)
     header = np.full((_HEADER, big.shape[1], 3), 255, np.uint8)
     cv2.putText(header, title, (4, 14), _FONT, 0.45, _BLACK, 1, cv2.LINE_AA)
     cv2.putText(header, note, (4, 29), _FONT, 0.36, (90, 90, 90), 1, cv2.LINE_AA)
