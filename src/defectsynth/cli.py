@@ -15,6 +15,7 @@ from rich.markup import escape
 from typer.core import TyperGroup
 
 from defectsynth import __version__
+from defectsynth.commands import encode_boxes as encode_boxes_cmd
 from defectsynth.commands import metrics as metrics_cmd
 from defectsynth.commands import prepare as prepare_cmd
 from defectsynth.errors import DefectsynthError
@@ -61,6 +62,7 @@ def _root(
 
 prepare_cmd.register(app)
 metrics_cmd.register(app)
+encode_boxes_cmd.register(app)
 
 
 def main() -> None:

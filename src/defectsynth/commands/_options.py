@@ -16,3 +16,4 @@ SizeOpt = Annotated[
 ]
 ProgressOpt = Annotated[bool, typer.Option("--progress/--no-progress", help="Show progress bars.")]
 SplitNameOpt = Annotated[Optional[str], typer.Option("--split", help="Use only the stems of this split (e.g. train).")]
+DatasetArg = Annotated[Path, typer.Argument(help="A dataset folder (dataset.json, images/, masks/, boxes/), e.g. made by `defectsynth prepare`.")]

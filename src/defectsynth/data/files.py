@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import shutil
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -19,6 +20,8 @@ import numpy as np
 from defectsynth.errors import DatasetError
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
+_UMASK = os.umask(0o022)  # read once at import (os.umask can only be read by setting it) ...
+os.umask(_UMASK)  # ... and restored at once
 
 
 def atomic_write_bytes(path: str | Path, data: bytes, durable: bool = True) -> None:
@@ -31,6 +34,7 @@ def atomic_write_bytes(path: str | Path, data: bytes, durable: bool = True) -> N
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
+        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600; give the file the usual permissions
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
             if durable:
@@ -40,6 +44,30 @@ def atomic_write_bytes(path: str | Path, data: bytes, durable: bool = True) -> N
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def partial_dir(target: str | Path) -> Path:
+    """A new hidden folder beside ``target`` to build its replacement in (see :func:`replace_dir`)."""
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.partial-", dir=target.parent))
+    tmp.chmod(0o777 & ~_UMASK)  # mkdtemp makes 0700; the folder ends up as a normal one
+    return tmp
+
+
+def replace_dir(tmp: str | Path, target: str | Path) -> None:
+    """Move the finished folder ``tmp`` to ``target``, replacing any folder there: the old one is
+    renamed aside first and removed only once the new one is in place. Everything written is
+    flushed to disk before the rename, so files written inside ``tmp`` may skip their own fsync."""
+    tmp, target = Path(tmp), Path(target)
+    os.sync()
+    backup = None
+    if target.exists():
+        backup = target.with_name(f".{target.name}.old-{tmp.name.rsplit('-', 1)[-1]}")
+        target.rename(backup)
+    tmp.rename(target)
+    if backup is not None:
+        shutil.rmtree(backup)
 
 
 def write_json(path: str | Path, data: Any, durable: bool = True) -> None:

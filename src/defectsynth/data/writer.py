@@ -9,15 +9,13 @@ replaced: user files are never deleted.
 
 from __future__ import annotations
 
-import os
 import shutil
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from defectsynth.data.files import write_image, write_json, write_mask
+from defectsynth.data.files import partial_dir, replace_dir, write_image, write_json, write_mask
 from defectsynth.data.model import IGNORE_INDEX, Manifest, Sample, check_stem
 from defectsynth.errors import DatasetError, OutputExistsError
 
@@ -87,8 +85,7 @@ class DatasetWriter:
             raise DatasetError(f"image format must be png or jpg, got {image_format!r}")
         self.manifest = manifest
         self.image_format = image_format
-        self.out.parent.mkdir(parents=True, exist_ok=True)
-        self.tmp = Path(tempfile.mkdtemp(prefix=f".{self.out.name}.partial-", dir=self.out.parent))
+        self.tmp = partial_dir(self.out)
         for sub in ("images", "boxes"):
             (self.tmp / sub).mkdir()
         self.stats = DatasetStats(manifest.num_classes)
@@ -109,7 +106,7 @@ class DatasetWriter:
         if stem in self.stems:
             raise DatasetError(f"duplicate stem {stem!r}")
         self._check(sample)
-        # Files inside the temporary folder skip their own fsync: commit() syncs once before the
+        # Files inside the temporary folder skip their own fsync: replace_dir() syncs once before the
         # folder is renamed into place, which is what makes the result durable.
         write_image(self.tmp / "images" / f"{stem}.{self.image_format}", sample.image, durable=False)
         if sample.mask is not None:
@@ -157,19 +154,9 @@ class DatasetWriter:
                 (self.tmp / "splits" / f"{name}.txt").write_text(text, encoding="utf-8")
         self.manifest.stats = self.stats.to_json(self.manifest)
         write_json(self.tmp / "dataset.json", self.manifest.to_json(), durable=False)
-        os.sync()
-        self._swap_into_place()
+        replace_dir(self.tmp, self.out)
         self._committed = True
         return self.out
-
-    def _swap_into_place(self) -> None:
-        backup = None
-        if self.out.exists():
-            backup = self.out.with_name(f".{self.out.name}.old-{self.tmp.name.rsplit('-', 1)[-1]}")
-            self.out.rename(backup)
-        self.tmp.rename(self.out)
-        if backup is not None:
-            shutil.rmtree(backup)
 
     def abort(self) -> None:
         """Remove the temporary folder."""
