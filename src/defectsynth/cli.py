@@ -15,6 +15,7 @@ from rich.markup import escape
 from typer.core import TyperGroup
 
 from defectsynth import __version__
+from defectsynth.commands import evaluate as evaluate_cmd
 from defectsynth.commands import prepare as prepare_cmd
 from defectsynth.errors import DefectsynthError
 from defectsynth.progress import stderr_console
@@ -59,6 +60,7 @@ def _root(
 
 
 prepare_cmd.register(app)
+evaluate_cmd.register(app)
 
 
 def main() -> None:

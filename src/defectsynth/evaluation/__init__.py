@@ -37,8 +37,13 @@ __all__ = ["DEFAULT_MODELS", "evaluate"]
 
 
 def _check_options(models, epochs, batch_size, lr, repeats, augment, loss, encoder_weights) -> None:
+    from segmentation_models_pytorch import MODEL_ARCHITECTURES_MAPPING
+
     if not models:
         raise OptionError("--models: give at least one segmentation_models_pytorch architecture, e.g. unetplusplus,fpn")
+    unknown = [m for m in models if m not in MODEL_ARCHITECTURES_MAPPING]
+    if unknown:
+        raise OptionError(f"--models: unknown architecture {', '.join(unknown)}; smp offers {', '.join(MODEL_ARCHITECTURES_MAPPING)}")
     for name, value in (("--epochs", epochs), ("--batch-size", batch_size), ("--repeats", repeats)):
         if value < 1:
             raise OptionError(f"{name} must be at least 1, got {value}")
