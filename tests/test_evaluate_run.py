@@ -143,3 +143,27 @@ def test_per_class_binary_and_classic_augmentation_via_cli(runner, toy_dataset, 
     assert row["iou_per_class"]["background"] is None and all(row["iou_per_class"][c] is not None for c in ("scratch", "spot", "crack", "stain"))
     assert row["miou_mean"] == pytest.approx(np.mean([row["iou_per_class"][c] for c in ("scratch", "spot", "crack", "stain")]))
     assert report["config"]["protocol"]["augment"] == "classic" and report["config"]["protocol"]["per_class_binary"] is True
+
+
+
+def test_cells_are_shared_over_two_processes(toy_dataset, synthetic, tmp_path):
+    """`accelerate launch` with two processes (gloo on the CPU): each trains half of the cells."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    out = tmp_path / "two"
+    src = str(Path(__file__).resolve().parents[1] / "src")
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": src + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    launch = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
+              "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port", "29533"]
+    command = ["-m", "defectsynth", "evaluate", "--real", str(toy_dataset), "--synthetic", str(synthetic), "--out", str(out),
+               "--models", "unet", "--encoder", TINY["encoder"], "--encoder-weights", "none", "--epochs", "1", "--size", "32",
+               "--batch-size", "4", "--repeats", "2", "--mix", "R=all,S=0;R=0,S=all", "--no-progress", "--model-kwargs", json.dumps(TINY["model_kwargs"])]
+    done = subprocess.run(launch + command, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    cells = [json.loads(p.read_text()) for p in (out / "cells").glob("*.json")]
+    assert len(cells) == 4 and sorted(c["process"] for c in cells) == [0, 0, 1, 1]
+    report = json.loads((out / "report.json").read_text())
+    assert [r["repeats"] for r in report["rows"]] == [2, 2]

@@ -11,7 +11,8 @@ from __future__ import annotations
 import logging
 import shutil
 import zlib
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -75,22 +76,47 @@ def _open_synthetic(paths: Sequence[str | Path], real: Dataset) -> dict[str, Dat
     return sources
 
 
-def _prepare_out(out: Path, config: dict[str, Any], overwrite: bool, is_main: bool) -> None:
-    """Create ``out`` or resume in it: its config.json must hold the same protocol."""
+def _check_out(out: Path, config: dict[str, Any], overwrite: bool) -> bool:
+    """Whether ``out`` can hold this evaluation (new, or resumable); True when old cells must go."""
     config_path = out / "config.json"
     if out.exists() and not config_path.is_file() and any(out.iterdir()):
         raise OutputExistsError("--out exists and is not an evaluation report folder; choose another folder", out)
-    if config_path.is_file():
-        old = read_json(config_path)
-        if old.get("protocol") != config["protocol"]:
-            if not overwrite:
-                changed = sorted(k for k in config["protocol"] if old.get("protocol", {}).get(k) != config["protocol"][k])
-                raise OutputExistsError(f"--out holds an evaluation with other options ({', '.join(changed)}); use --overwrite to start over", out)
-            if is_main:
-                shutil.rmtree(out / "cells", ignore_errors=True)
-    if is_main:
-        (out / "cells").mkdir(parents=True, exist_ok=True)
-        write_json(config_path, config)
+    if not config_path.is_file():
+        return False
+    old = read_json(config_path).get("protocol", {})
+    if old == config["protocol"]:
+        return False
+    if not overwrite:
+        changed = sorted(k for k in config["protocol"] if old.get(k) != config["protocol"][k])
+        raise OutputExistsError(f"--out holds an evaluation with other options ({', '.join(changed)}); use --overwrite to start over", out)
+    return True
+
+
+def _init_out(out: Path, config: dict[str, Any], clear: bool) -> None:
+    if clear:
+        shutil.rmtree(out / "cells", ignore_errors=True)
+    (out / "cells").mkdir(parents=True, exist_ok=True)
+    write_json(out / "config.json", config)
+
+
+@contextmanager
+def _progress_bar(enabled: bool, total: int) -> Iterator[tuple[Callable[..., None], Callable[[], None]]]:
+    """(update(status=...), advance()) of a Rich bar, or no-ops when disabled."""
+    if not enabled:
+        yield (lambda **_: None), (lambda: None)
+        return
+    with make_progress() as bar:
+        task = bar.add_task("evaluate", total=total, status="")
+        yield (lambda **kw: bar.update(task, **kw)), (lambda: bar.advance(task))
+
+
+def _process_state():
+    """accelerate's process state; on a machine without a GPU (or with ``--cpu``) processes talk over gloo."""
+    import torch
+    from accelerate import PartialState
+    from accelerate.utils import parse_flag_from_env
+
+    return PartialState(cpu=parse_flag_from_env("ACCELERATE_USE_CPU") or not torch.cuda.is_available())
 
 
 def _cell_seed(seed: int, cell: Cell) -> int:
@@ -141,8 +167,6 @@ def evaluate(
     extra ``smp.create_model`` arguments (e.g. ``{"encoder_depth": 3}``). Returns the report dict
     (see :mod:`defectsynth.evaluation.report`) on the main process, None on the others.
     """
-    from accelerate import PartialState
-
     weights = None if encoder_weights in (None, "none") else encoder_weights
     models = [m.strip().lower() for m in models if m.strip()]
     _check_options(models, epochs, batch_size, lr, repeats, augment, loss, encoder_weights)
@@ -173,8 +197,11 @@ def evaluate(
     config = {"protocol": protocol, "real": str(real), "synthetic": {n: str(ds.root.resolve()) for n, ds in sources.items()},
               "models": models, "mix": [m.text for m in mixes], "repeats": repeats, "splits": {"train": len(train_real), "val": len(val), "test": len(test)}}
     out = Path(out)
-    state = PartialState()
-    _prepare_out(out, config, overwrite, state.is_main_process)
+    state = _process_state()
+    clear = _check_out(out, config, overwrite)  # every process checks before anything is written
+    state.wait_for_everyone()
+    if state.is_main_process:
+        _init_out(out, config, clear)
     state.wait_for_everyone()
 
     # 2. the cells still to train, shared out over the processes
@@ -188,8 +215,7 @@ def evaluate(
 
     cache = PairCache(size_hw)
     val_pairs, test_pairs = cache.pairs(real_ds, val), cache.pairs(real_ds, test)
-    with make_progress() as bar:
-        task = bar.add_task("evaluate", total=len(todo), status="", visible=progress and state.is_local_main_process)
+    with _progress_bar(progress and state.is_local_main_process, len(todo)) as (update, advance):
         for cell in todo:
             n_real, n_synth = counts[(cell.mix, cell.synthetic)]
             train_pairs = cache.pairs(real_ds, real_order[:n_real])
@@ -197,13 +223,14 @@ def evaluate(
                 train_pairs += cache.pairs(sources[cell.synthetic], synth_order[cell.synthetic][:n_synth])
 
             def on_epoch(epoch: int, entry: dict[str, float], cell: Cell = cell) -> None:
-                bar.update(task, status=f"{cell.key} epoch {epoch + 1}/{epochs} val mIoU {entry['val_miou']:.3f}")
+                update(status=f"{cell.key} epoch {epoch + 1}/{epochs} val mIoU {entry['val_miou']:.3f}")
 
             result = run_cell(cell.model, classes, train_pairs, val_pairs, test_pairs, config_kw, _cell_seed(seed, cell), state.device, cell.binary_class, on_epoch)
             record = {"key": cell.key, "model": cell.model, "mix": cell.mix.text, "synthetic": cell.synthetic, "synthetic_path": synthetic_paths[cell.synthetic or ""],
-                      "repeat": cell.repeat, "binary_class": cell.binary_class, "n_real": n_real, "n_synthetic": n_synth, **result}
+                      "repeat": cell.repeat, "binary_class": cell.binary_class, "n_real": n_real, "n_synthetic": n_synth,
+                      "process": state.process_index, **result}
             write_json(out / "cells" / f"{cell.key}.json", record)
-            bar.advance(task)
+            advance()
     state.wait_for_everyone()
     if not state.is_main_process:
         return None
