@@ -167,3 +167,14 @@ def test_cells_are_shared_over_two_processes(toy_dataset, synthetic, tmp_path):
     assert len(cells) == 4 and sorted(c["process"] for c in cells) == [0, 0, 1, 1]
     report = json.loads((out / "report.json").read_text())
     assert [r["repeats"] for r in report["rows"]] == [2, 2]
+
+
+def test_resume_redoes_a_cell_whose_synthetic_data_changed(finished, toy_dataset, tmp_path, monkeypatch):
+    out = tmp_path / "changed"
+    shutil.copytree(finished[0], out)
+    other = tmp_path / "synth"  # same source name, another folder: the synthetic cells must be retrained
+    prepare("toy", other, num=16, size="32", seed=10)
+    calls = []
+    monkeypatch.setattr("defectsynth.evaluation.run_cell", lambda *a, **k: calls.append(a[0]) or training.run_cell(*a, **k))
+    evaluate(toy_dataset, out, synthetic=[other], models=["unet"], epochs=1, repeats=1, mix=MIXES, **TINY)
+    assert calls == ["unet", "unet"]

@@ -125,14 +125,26 @@ def _cell_seed(seed: int, cell: Cell) -> int:
     return int(np.random.SeedSequence(key).generate_state(1)[0] & 0x7FFFFFFF)
 
 
-def _load_done(out: Path, cells: Sequence[Cell], synthetic_paths: dict[str, str]) -> dict[str, dict[str, Any]]:
-    """Stored results of finished cells (a cell whose synthetic source changed is redone)."""
+def _training_stems(cell: Cell, counts, real_order: list[str], synth_order: dict[str, list[str]]) -> tuple[list[str], list[str]]:
+    """The real and synthetic stems a cell trains on: prefixes of the seeded orders (nested subsets)."""
+    n_real, n_synth = counts[(cell.mix, cell.synthetic)]
+    return real_order[:n_real], (synth_order[cell.synthetic][:n_synth] if cell.synthetic is not None else [])
+
+
+def _data_digest(real_stems: Sequence[str], synth_path: str | None, synth_stems: Sequence[str]) -> str:
+    """A short fingerprint of a cell's training data, so a resumed cell is redone when its data changed."""
+    text = "\n".join([*real_stems, "--", str(synth_path), *synth_stems])
+    return f"{zlib.crc32(text.encode('utf-8')):08x}"
+
+
+def _load_done(out: Path, cells: Sequence[Cell], digests: dict[str, str]) -> dict[str, dict[str, Any]]:
+    """Stored results of finished cells whose training data is unchanged."""
     done = {}
     for cell in cells:
         path = out / "cells" / f"{cell.key}.json"
         if path.is_file():
             record = read_json(path)
-            if record.get("synthetic_path") == synthetic_paths.get(cell.synthetic or "", None):
+            if record.get("data_digest") == digests[cell.key]:
                 done[cell.key] = record
     return done
 
@@ -209,7 +221,9 @@ def evaluate(
     binary_classes = sorted(real_ds.manifest.class_ids - {0}) if per_class_binary else None
     cells = build_cells(models, mixes, list(sources), repeats, binary_classes)
     synthetic_paths = {"": None, **config["synthetic"]}
-    done = _load_done(out, cells, synthetic_paths)
+    stems = {c.key: _training_stems(c, counts, real_order, synth_order) for c in cells}
+    digests = {c.key: _data_digest(stems[c.key][0], synthetic_paths[c.synthetic or ""], stems[c.key][1]) for c in cells}
+    done = _load_done(out, cells, digests)
     todo = [c for c in cells if c.key not in done][state.process_index :: state.num_processes]
     log.info("%d cells, %d finished, %d to train on process %d", len(cells), len(done), len(todo), state.process_index)
 
@@ -217,18 +231,18 @@ def evaluate(
     val_pairs, test_pairs = cache.pairs(real_ds, val), cache.pairs(real_ds, test)
     with _progress_bar(progress and state.is_local_main_process, len(todo)) as (update, advance):
         for cell in todo:
-            n_real, n_synth = counts[(cell.mix, cell.synthetic)]
-            train_pairs = cache.pairs(real_ds, real_order[:n_real])
+            real_stems, synth_stems = stems[cell.key]
+            train_pairs = cache.pairs(real_ds, real_stems)
             if cell.synthetic is not None:
-                train_pairs += cache.pairs(sources[cell.synthetic], synth_order[cell.synthetic][:n_synth])
+                train_pairs += cache.pairs(sources[cell.synthetic], synth_stems)
 
             def on_epoch(epoch: int, entry: dict[str, float], cell: Cell = cell) -> None:
                 update(status=f"{cell.key} epoch {epoch + 1}/{epochs} val mIoU {entry['val_miou']:.3f}")
 
             result = run_cell(cell.model, classes, train_pairs, val_pairs, test_pairs, config_kw, _cell_seed(seed, cell), state.device, cell.binary_class, on_epoch)
             record = {"key": cell.key, "model": cell.model, "mix": cell.mix.text, "synthetic": cell.synthetic, "synthetic_path": synthetic_paths[cell.synthetic or ""],
-                      "repeat": cell.repeat, "binary_class": cell.binary_class, "n_real": n_real, "n_synthetic": n_synth,
-                      "process": state.process_index, **result}
+                      "repeat": cell.repeat, "binary_class": cell.binary_class, "n_real": len(real_stems), "n_synthetic": len(synth_stems),
+                      "data_digest": digests[cell.key], "process": state.process_index, **result}
             write_json(out / "cells" / f"{cell.key}.json", record)
             advance()
     state.wait_for_everyone()
@@ -236,7 +250,7 @@ def evaluate(
         return None
 
     # 3. score every cell from its stored test counts and write the report
-    done = _load_done(out, cells, synthetic_paths)
+    done = _load_done(out, cells, digests)
     names = [real_ds.manifest.class_names.get(c, f"class{c}") for c in range(classes)]
     return write_report(out, config, _scored(cells, done, classes), names)
 
