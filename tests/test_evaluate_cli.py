@@ -19,13 +19,13 @@ def test_cli_maps_options_to_evaluate(runner, monkeypatch, tmp_path):
         "evaluate", "--real", "r", "--synthetic", "s1", "--synthetic", "s2", "--out", str(tmp_path / "o"),
         "--models", "fpn,unet", "--encoder", "resnet18", "--encoder-weights", "none", "--epochs", "3", "--batch-size", "4",
         "--size", "64", "--lr", "0.001", "--repeats", "2", "--seed", "7", "--mix", "R=all,S=0;R=all,S=R", "--mix", "R=0,S=all",
-        "--per-class-binary", "--augment", "classic", "--loss", "dice+ce", "--model-kwargs", '{"encoder_depth": 3}', "--overwrite", "--no-progress",
+        "--per-class-binary", "--augment", "classic", "--loss", "dice+ce", "--optimizer", "adamw", "--model-kwargs", '{"encoder_depth": 3}', "--overwrite", "--no-progress",
     ])
     assert result.exit_code == 0, result.output
     assert seen == {
         "real": Path("r"), "out": tmp_path / "o", "synthetic": [Path("s1"), Path("s2")], "models": ["fpn", "unet"], "encoder": "resnet18",
         "encoder_weights": "none", "epochs": 3, "batch_size": 4, "size": "64", "lr": 0.001, "repeats": 2, "seed": 7,
-        "mix": ["R=all,S=0", "R=all,S=R", "R=0,S=all"], "per_class_binary": True, "augment": "classic", "loss": "dice+ce",
+        "mix": ["R=all,S=0", "R=all,S=R", "R=0,S=all"], "per_class_binary": True, "augment": "classic", "loss": "dice+ce", "optimizer": "adamw",
         "model_kwargs": {"encoder_depth": 3}, "overwrite": True, "progress": False,
     }
 
@@ -37,7 +37,7 @@ def test_cli_defaults_follow_the_thesis(runner, monkeypatch, tmp_path):
     assert result.exit_code == 0, result.output
     assert seen["models"] == ["unetplusplus", "fpn", "deeplabv3plus"] and seen["encoder"] == "resnet34"
     assert (seen["encoder_weights"], seen["epochs"], seen["size"], seen["repeats"], seen["mix"]) == ("imagenet", 50, "256", 3, None)
-    assert (seen["batch_size"], seen["lr"], seen["loss"], seen["augment"]) == (8, 1e-4, "dice", "none")
+    assert (seen["batch_size"], seen["lr"], seen["loss"], seen["augment"], seen["optimizer"]) == (8, 1e-4, "dice", "none", "adam")
 
 
 def test_help_shows_examples(runner):

@@ -20,7 +20,7 @@ EXAMPLES = """
   defectsynth evaluate --real data/lemons --synthetic synth/isdm --out reports/isdm   [dim](thesis grid, 3 models x 3 repeats)[/]
 
   defectsynth evaluate --real data/wood --synthetic synth/basd --out reports/basd --models unet --encoder resnet18 \\
-      --per-class-binary --epochs 100 --batch-size 64 --lr 1e-5 --repeats 1 --mix "R=all,S=0" --mix "R=0,S=all" --mix "R=all,S=all"
+      --per-class-binary --epochs 100 --batch-size 64 --lr 1e-5 --optimizer adamw --repeats 1 --mix "R=all,S=0" --mix "R=0,S=all" --mix "R=all,S=all"
 
   defectsynth evaluate --real data/toy --synthetic synth/a --synthetic synth/b --out reports/toy --encoder-weights none \\
       --epochs 5 --size 64 --repeats 1 --mix "R=all,S=0;R=all,S=R"
@@ -40,6 +40,11 @@ class Weights(str, Enum):
 class Augment(str, Enum):
     none = "none"
     classic = "classic"
+
+
+class Optimizer(str, Enum):
+    adam = "adam"
+    adamw = "adamw"
 
 
 class Loss(str, Enum):
@@ -77,6 +82,7 @@ def evaluate_command(
     per_class_binary: Annotated[bool, typer.Option("--per-class-binary", help="One binary network per defect class (the BASD paper's protocol).")] = False,
     augment: Annotated[Augment, typer.Option("--augment", help="classic: flips, affine, blur/sharpen, contrast/hue (the thesis' comparison).")] = Augment.none,
     loss: Annotated[Loss, typer.Option("--loss", help="Training loss.")] = Loss.dice,
+    optimizer: Annotated[Optimizer, typer.Option("--optimizer", help="adam (the thesis' validation code) or adamw (the BASD paper).")] = Optimizer.adam,
     model_kwargs: Annotated[Optional[str], typer.Option("--model-kwargs", help="Extra smp.create_model arguments as JSON, e.g. '{\"encoder_depth\": 4}'.")] = None,
     overwrite: OverwriteOpt = False,
     progress: ProgressOpt = True,
@@ -87,7 +93,7 @@ def evaluate_command(
     report = evaluate(
         real, out, synthetic=list(synthetic or []), models=[m for m in models.split(",") if m.strip()], encoder=encoder,
         encoder_weights=encoder_weights.value, epochs=epochs, batch_size=batch_size, size=size, lr=lr, repeats=repeats, seed=seed,
-        mix=mixes, per_class_binary=per_class_binary, augment=augment.value, loss=loss.value, model_kwargs=_json_object(model_kwargs),
+        mix=mixes, per_class_binary=per_class_binary, augment=augment.value, loss=loss.value, optimizer=optimizer.value, model_kwargs=_json_object(model_kwargs),
         overwrite=overwrite, progress=progress,
     )
     if report is not None:

@@ -25,7 +25,7 @@ from defectsynth.errors import DatasetError, OptionError, OutputExistsError
 from defectsynth.evaluation.data import PairCache
 from defectsynth.evaluation.grid import Cell, build_cells, holdout, parse_mixes, seeded_order
 from defectsynth.evaluation.report import cell_stats, score, write_report
-from defectsynth.evaluation.training import LOSSES, TrainConfig, run_cell
+from defectsynth.evaluation.training import LOSSES, OPTIMIZERS, TrainConfig, run_cell
 from defectsynth.progress import make_progress
 
 log = logging.getLogger(__name__)
@@ -37,7 +37,7 @@ VAL_FRACTION = 0.2
 __all__ = ["DEFAULT_MODELS", "evaluate"]
 
 
-def _check_options(models, epochs, batch_size, lr, repeats, augment, loss, encoder_weights) -> None:
+def _check_options(models, epochs, batch_size, lr, repeats, augment, loss, optimizer, encoder_weights) -> None:
     from segmentation_models_pytorch import MODEL_ARCHITECTURES_MAPPING
 
     if not models:
@@ -52,6 +52,8 @@ def _check_options(models, epochs, batch_size, lr, repeats, augment, loss, encod
         raise OptionError(f"--lr must be positive, got {lr}")
     if augment not in AUGMENTS:
         raise OptionError(f"--augment must be one of {', '.join(AUGMENTS)}, got {augment!r}")
+    if optimizer not in OPTIMIZERS:
+        raise OptionError(f"--optimizer must be one of {', '.join(OPTIMIZERS)}, got {optimizer!r}")
     if loss not in LOSSES:
         raise OptionError(f"--loss must be one of {', '.join(LOSSES)}, got {loss!r}")
     if encoder_weights not in (None, "none", "imagenet") and not str(encoder_weights).strip():
@@ -166,6 +168,7 @@ def evaluate(
     per_class_binary: bool = False,
     augment: str = "none",
     loss: str = "dice",
+    optimizer: str = "adam",
     model_kwargs: dict[str, Any] | None = None,
     overwrite: bool = False,
     progress: bool = True,
@@ -181,7 +184,7 @@ def evaluate(
     """
     weights = None if encoder_weights in (None, "none") else encoder_weights
     models = [m.strip().lower() for m in models if m.strip()]
-    _check_options(models, epochs, batch_size, lr, repeats, augment, loss, encoder_weights)
+    _check_options(models, epochs, batch_size, lr, repeats, augment, loss, optimizer, encoder_weights)
     size_hw = parse_size(size)
     if size_hw is None:
         raise OptionError("--size: give the training size, e.g. 256 or 352x128")
@@ -202,9 +205,9 @@ def evaluate(
     synth_order = {name: seeded_order(ds.stems, seed, f"synthetic:{name}") for name, ds in sources.items()}
     counts = {(m, s): m.counts(len(train_real), len(synth_order[s]) if s else 0) for m in mixes for s in ([None] if m.is_baseline else sources)}
 
-    config_kw = TrainConfig(encoder, weights, epochs, batch_size, lr, loss, augment, tuple(sorted((model_kwargs or {}).items())))
+    config_kw = TrainConfig(encoder, weights, epochs, batch_size, lr, loss, augment, tuple(sorted((model_kwargs or {}).items())), optimizer)
     protocol = {"real": str(Path(real).resolve()), "encoder": encoder, "encoder_weights": weights, "epochs": epochs, "batch_size": batch_size,
-                "size": format_size(size_hw), "lr": lr, "seed": seed, "per_class_binary": per_class_binary, "augment": augment, "loss": loss,
+                "size": format_size(size_hw), "lr": lr, "seed": seed, "per_class_binary": per_class_binary, "augment": augment, "loss": loss, "optimizer": optimizer,
                 "model_kwargs": dict(config_kw.model_kwargs), "val_fraction": VAL_FRACTION}
     config = {"protocol": protocol, "real": str(real), "synthetic": {n: str(ds.root.resolve()) for n, ds in sources.items()},
               "models": models, "mix": [m.text for m in mixes], "repeats": repeats, "splits": {"train": len(train_real), "val": len(val), "test": len(test)}}

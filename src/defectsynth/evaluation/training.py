@@ -26,6 +26,7 @@ from defectsynth.metrics.segmentation import IGNORE_INDEX, get_stats, reduce_sta
 log = logging.getLogger(__name__)
 
 LOSSES = ("dice", "ce", "dice+ce")
+OPTIMIZERS = {"adam": "Adam", "adamw": "AdamW"}  # Adam: Macháček et al. / the thesis; AdamW: the BASD paper
 
 
 @dataclass(frozen=True)
@@ -40,6 +41,7 @@ class TrainConfig:
     loss: str = "dice"
     augment: str = "none"
     model_kwargs: tuple[tuple[str, Any], ...] = ()
+    optimizer: str = "adam"
 
 
 def build_model(arch: str, num_classes: int, config: TrainConfig) -> nn.Module:
@@ -132,7 +134,7 @@ def run_cell(
     classes = 2 if binary_class is not None else num_classes
     torch.manual_seed(seed)
     model = build_model(arch, classes, config).to(device)
-    optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
+    optimizer = getattr(torch.optim, OPTIMIZERS[config.optimizer])(model.parameters(), lr=config.lr)
     scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones=[max(1, config.epochs // 2)], gamma=0.1)
     loss_fn = build_loss(config.loss)
     loader = make_loader(train, config.batch_size, train=True, seed=seed, augment=config.augment == "classic", binary_class=binary_class)
