@@ -56,6 +56,7 @@ def _one_line_error(result) -> str:
     (["--mix", "R=all"], "--mix"),
     (["--model-kwargs", "{bad"], "--model-kwargs"),
     (["--epochs", "0"], "--epochs"),
+    (["--size", "40"], "divisible by 32"),
     (["--mix", "R=all,S=100000"], "only"),
     (["--models", "nosuchnet", "--mix", "R=all,S=0"], "nosuchnet"),
 ])

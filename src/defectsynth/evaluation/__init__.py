@@ -188,6 +188,9 @@ def evaluate(
     size_hw = parse_size(size)
     if size_hw is None:
         raise OptionError("--size: give the training size, e.g. 256 or 352x128")
+    stride = 2 ** int((model_kwargs or {}).get("encoder_depth", 5))
+    if size_hw[0] % stride or size_hw[1] % stride:
+        raise OptionError(f"--size {format_size(size_hw)}: smp networks need a width and height divisible by {stride} (2^encoder_depth)")
     mixes = parse_mixes(mix)
     real_ds = Dataset(real)
     if not real_ds.has_masks:
