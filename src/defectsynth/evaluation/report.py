@@ -175,7 +175,7 @@ def draw_chart(path: Path, rows: Sequence[dict[str, Any]], model: str) -> None:
     ax.set_ylim(0, min(1.0, top * 1.2) if top > 0 else 1.0)
     ax.set_ylabel("mIoU (macro-imagewise)")
     ax.set_title(f"{model}: mean over {max((r['repeats'] for r in mine), default=0)} repeat(s)")
-    ax.legend(fontsize=8, loc="lower right")
+    ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.16), ncol=min(4, 1 + len(sources)), frameon=False)
     fig.tight_layout()
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png")
