@@ -23,7 +23,7 @@ from defectsynth.data.files import read_json, write_json
 from defectsynth.data.resize import format_size, parse_size
 from defectsynth.errors import DatasetError, OptionError, OutputExistsError
 from defectsynth.evaluation.data import PairCache
-from defectsynth.evaluation.grid import Cell, build_cells, holdout, parse_mixes, seeded_order
+from defectsynth.evaluation.grid import Cell, Mix, build_cells, holdout, parse_mixes, seeded_order
 from defectsynth.evaluation.report import cell_stats, score, write_report
 from defectsynth.evaluation.training import LOSSES, OPTIMIZERS, TrainConfig, run_cell
 from defectsynth.progress import make_progress
@@ -151,6 +151,29 @@ def _load_done(out: Path, cells: Sequence[Cell], digests: dict[str, str]) -> dic
     return done
 
 
+def _plan(real_ds: Dataset, sources: dict[str, Dataset], mixes: Sequence[Mix], seed: int):
+    """(train, val, test stems, seeded real order, seeded synthetic orders, {(mix, source): (#R, #S)})."""
+    train_real, val = holdout(real_ds.split("train"), VAL_FRACTION, seed)
+    test = real_ds.split("test")
+    if set(test) & (set(train_real) | set(val)):
+        raise DatasetError("the test split shares images with the train split", real_ds.root / "splits" / "test.txt")
+    real_order = seeded_order(train_real, seed, "real")
+    synth_order = {name: seeded_order(ds.stems, seed, f"synthetic:{name}") for name, ds in sources.items()}
+    counts = {(m, s): m.counts(len(train_real), len(synth_order[s]) if s else 0) for m in mixes for s in ([None] if m.is_baseline else sources)}
+    return train_real, val, test, real_order, synth_order, counts
+
+
+def _config(real, train: TrainConfig, size_hw, seed, per_class_binary, sources, models, mixes, repeats, splits) -> dict[str, Any]:
+    """config.json: the ``protocol`` (options that change a cell's result; resuming needs it equal) and the grid."""
+    protocol = {"real": str(Path(real).resolve()), "encoder": train.encoder, "encoder_weights": train.encoder_weights, "epochs": train.epochs,
+                "batch_size": train.batch_size, "size": format_size(size_hw), "lr": train.lr, "seed": seed, "per_class_binary": per_class_binary,
+                "augment": train.augment, "loss": train.loss, "optimizer": train.optimizer, "model_kwargs": dict(train.model_kwargs),
+                "val_fraction": VAL_FRACTION}
+    return {"protocol": protocol, "real": str(real), "synthetic": {n: str(ds.root.resolve()) for n, ds in sources.items()},
+            "models": list(models), "mix": [m.text for m in mixes], "repeats": repeats,
+            "splits": dict(zip(("train", "val", "test"), map(len, splits)))}
+
+
 def evaluate(
     real: str | Path,
     out: str | Path,
@@ -199,21 +222,11 @@ def evaluate(
     if not sources and any(not m.is_baseline for m in mixes):
         raise OptionError("--synthetic: the mixes " + ", ".join(m.text for m in mixes if not m.is_baseline) + " need a synthetic dataset")
 
-    # 1. the real splits: train minus the held-out validation part, and the untouched test split
-    train_real, val = holdout(real_ds.split("train"), VAL_FRACTION, seed)
-    test = real_ds.split("test")
-    if set(test) & (set(train_real) | set(val)):
-        raise DatasetError("the test split shares images with the train split", real_ds.root / "splits" / "test.txt")
-    real_order = seeded_order(train_real, seed, "real")
-    synth_order = {name: seeded_order(ds.stems, seed, f"synthetic:{name}") for name, ds in sources.items()}
-    counts = {(m, s): m.counts(len(train_real), len(synth_order[s]) if s else 0) for m in mixes for s in ([None] if m.is_baseline else sources)}
+    # 1. the real splits (train minus the held-out validation part; the untouched test split) and the nested subsets
+    train_real, val, test, real_order, synth_order, counts = _plan(real_ds, sources, mixes, seed)
 
     config_kw = TrainConfig(encoder, weights, epochs, batch_size, lr, loss, augment, tuple(sorted((model_kwargs or {}).items())), optimizer)
-    protocol = {"real": str(Path(real).resolve()), "encoder": encoder, "encoder_weights": weights, "epochs": epochs, "batch_size": batch_size,
-                "size": format_size(size_hw), "lr": lr, "seed": seed, "per_class_binary": per_class_binary, "augment": augment, "loss": loss, "optimizer": optimizer,
-                "model_kwargs": dict(config_kw.model_kwargs), "val_fraction": VAL_FRACTION}
-    config = {"protocol": protocol, "real": str(real), "synthetic": {n: str(ds.root.resolve()) for n, ds in sources.items()},
-              "models": models, "mix": [m.text for m in mixes], "repeats": repeats, "splits": {"train": len(train_real), "val": len(val), "test": len(test)}}
+    config = _config(real, config_kw, size_hw, seed, per_class_binary, sources, models, mixes, repeats, (train_real, val, test))
     out = Path(out)
     state = _process_state()
     clear = _check_out(out, config, overwrite)  # every process checks before anything is written
@@ -233,6 +246,19 @@ def evaluate(
     todo = [c for c in cells if c.key not in done][state.process_index :: state.num_processes]
     log.info("%d cells, %d finished, %d to train on process %d", len(cells), len(done), len(todo), state.process_index)
 
+    _train_cells(todo, stems, digests, real_ds, sources, val, test, size_hw, classes, config_kw, seed, state, out, synthetic_paths, progress)
+    state.wait_for_everyone()
+    if not state.is_main_process:
+        return None
+
+    # 3. score every cell from its stored test counts and write the report
+    done = _load_done(out, cells, digests)
+    names = [real_ds.manifest.class_names.get(c, f"class{c}") for c in range(classes)]
+    return write_report(out, config, _scored(cells, done, classes), names)
+
+
+def _train_cells(todo, stems, digests, real_ds, sources, val, test, size_hw, classes, config_kw, seed, state, out, synthetic_paths, progress) -> None:
+    """Train this process's share of the cells; each finished cell is written to ``out/cells/<key>.json``."""
     cache = PairCache(size_hw)
     val_pairs, test_pairs = cache.pairs(real_ds, val), cache.pairs(real_ds, test)
     with _progress_bar(progress and state.is_local_main_process, len(todo)) as (update, advance):
@@ -243,7 +269,7 @@ def evaluate(
                 train_pairs += cache.pairs(sources[cell.synthetic], synth_stems)
 
             def on_epoch(epoch: int, entry: dict[str, float], cell: Cell = cell) -> None:
-                update(status=f"{cell.key} epoch {epoch + 1}/{epochs} val mIoU {entry['val_miou']:.3f}")
+                update(status=f"{cell.key} epoch {epoch + 1}/{config_kw.epochs} val mIoU {entry['val_miou']:.3f}")
 
             result = run_cell(cell.model, classes, train_pairs, val_pairs, test_pairs, config_kw, _cell_seed(seed, cell), state.device, cell.binary_class, on_epoch)
             record = {"key": cell.key, "model": cell.model, "mix": cell.mix.text, "synthetic": cell.synthetic, "synthetic_path": synthetic_paths[cell.synthetic or ""],
@@ -251,14 +277,6 @@ def evaluate(
                       "data_digest": digests[cell.key], "process": state.process_index, **result}
             write_json(out / "cells" / f"{cell.key}.json", record)
             advance()
-    state.wait_for_everyone()
-    if not state.is_main_process:
-        return None
-
-    # 3. score every cell from its stored test counts and write the report
-    done = _load_done(out, cells, digests)
-    names = [real_ds.manifest.class_names.get(c, f"class{c}") for c in range(classes)]
-    return write_report(out, config, _scored(cells, done, classes), names)
 
 
 def _scored(cells: Sequence[Cell], done: dict[str, dict[str, Any]], num_classes: int) -> list[dict[str, Any]]:
