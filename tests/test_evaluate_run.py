@@ -146,6 +146,7 @@ def test_per_class_binary_and_classic_augmentation_via_cli(runner, toy_dataset, 
 
 
 
+@pytest.mark.slow
 def test_cells_are_shared_over_two_processes(toy_dataset, synthetic, tmp_path):
     """`accelerate launch` with two processes (gloo on the CPU): each trains half of the cells."""
     import os
