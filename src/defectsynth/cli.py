@@ -16,6 +16,7 @@ from typer.core import TyperGroup
 
 from defectsynth import __version__
 from defectsynth.commands import encode_boxes as encode_boxes_cmd
+from defectsynth.commands import evaluate as evaluate_cmd
 from defectsynth.commands import metrics as metrics_cmd
 from defectsynth.commands import prepare as prepare_cmd
 from defectsynth.errors import DefectsynthError
@@ -60,9 +61,9 @@ def _root(
     logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
 
 
-prepare_cmd.register(app)
-metrics_cmd.register(app)
-encode_boxes_cmd.register(app)
+# Registered in pipeline order, which is the order `--help` lists them in.
+for _command in (prepare_cmd, encode_boxes_cmd, evaluate_cmd, metrics_cmd):
+    _command.register(app)
 
 
 def main() -> None:

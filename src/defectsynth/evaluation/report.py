@@ -1,0 +1,195 @@
+"""Turning finished cells into the report: scores, means over repeats, json, csv, md and charts.
+
+Report folder layout::
+
+    <out>/
+      config.json            the options of the evaluation (checked when resuming)
+      cells/<key>.json       one finished cell: its spec, #R/#S, best epoch, test confusion counts
+      report.json            config, class names, one row per (model, synthetic source, mix), every cell
+      report.csv             the rows as a table
+      report.md              one table per model, as the thesis' Table 7.3
+      chart_<model>.png      mIoU per mix, baseline dashed, percentages on the bars (thesis Fig. 7.8)
+
+Every number comes from the stored confusion counts through
+:func:`defectsynth.metrics.segmentation.reduce_stats`.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from defectsynth.data.files import atomic_write_bytes, write_json
+from defectsynth.metrics.segmentation import reduce_stats
+
+MAIN_METRICS = ("miou", "miou_micro", "f1_pooled")
+
+
+def cell_stats(results: Sequence[dict[str, Any]], num_classes: int) -> tuple[torch.Tensor, ...]:
+    """(N, C) test counts of one network, or of a per-class-binary group (one result per class).
+
+    For a binary group, column c holds the counts of class c from the network trained for c
+    (its positive class); the background column stays zero and is not averaged.
+    """
+    if len(results) == 1 and results[0].get("binary_class") is None:
+        return tuple(torch.tensor(results[0]["test_stats"][k]) for k in ("tp", "fp", "fn", "tn"))
+    n = len(results[0]["test_stats"]["tp"])
+    stats = [torch.zeros(n, num_classes, dtype=torch.long) for _ in range(4)]
+    for result in results:
+        c = result["binary_class"]
+        for i, k in enumerate(("tp", "fp", "fn", "tn")):
+            stats[i][:, c] = torch.tensor(result["test_stats"][k])[:, 1]
+    return tuple(stats)
+
+
+def score(stats: Sequence[torch.Tensor], binary: bool) -> dict[str, Any]:
+    """The reported numbers of one cell (or binary group) from its test counts.
+
+    miou: IoU macro-imagewise (the thesis' main number) over all classes, background included
+    (over the defect classes in per-class-binary mode); miou_micro: IoU micro over the same
+    classes; f1_pooled: F1 of each defect class from counts pooled over the test images, averaged
+    over the defect classes (the BASD paper's Table 4 "Avg"); per-class IoU is image-wise (the
+    thesis' multi-class numbers), per-class F1 pooled (the BASD paper's).
+    """
+    num_classes = stats[0].shape[1]
+    defects = list(range(1, num_classes))
+    over = reduce_stats(*stats, classes=defects if binary else None)
+    on_defects = reduce_stats(*stats, classes=defects)
+    iou_pc, f1_pc = over["iou"]["per_class_imagewise"], over["f1"]["per_class"]
+    if binary:
+        iou_pc, f1_pc = [None, *iou_pc[1:]], [None, *f1_pc[1:]]
+    return {
+        "miou": over["iou"]["macro_imagewise"],
+        "miou_micro": over["iou"]["micro"],
+        "f1_pooled": on_defects["f1"]["macro"],
+        "iou_per_class": iou_pc,
+        "f1_per_class": f1_pc,
+    }
+
+
+def _mean_std(values: Sequence[float | None]) -> tuple[float | None, float | None]:
+    kept = [v for v in values if v is not None]
+    if not kept:
+        return None, None
+    return float(np.mean(kept)), float(np.std(kept))
+
+
+def summarise(cells: Sequence[dict[str, Any]], class_names: Sequence[str]) -> list[dict[str, Any]]:
+    """One row per (model, synthetic source, mix): mean and std over repeats, % difference to the baseline.
+
+    ``cells``: scored cell records (``model``, ``mix``, ``synthetic``, ``n_real``, ``n_synthetic``,
+    ``scores``), in grid order.
+    """
+    groups: dict[tuple, list[dict[str, Any]]] = {}
+    for cell in cells:
+        groups.setdefault((cell["model"], cell["synthetic"], cell["mix"]), []).append(cell)
+    rows = []
+    for (model, synthetic, mix), members in groups.items():
+        row: dict[str, Any] = {"model": model, "synthetic": synthetic, "mix": mix, "n_real": members[0]["n_real"],
+                               "n_synthetic": members[0]["n_synthetic"], "repeats": len(members)}
+        for metric in MAIN_METRICS:
+            row[f"{metric}_mean"], row[f"{metric}_std"] = _mean_std([m["scores"][metric] for m in members])
+        for metric in ("iou_per_class", "f1_per_class"):
+            row[metric] = {name: _mean_std([m["scores"][metric][c] for m in members])[0] for c, name in enumerate(class_names)}
+        rows.append(row)
+    baselines = {r["model"]: r["miou_mean"] for r in rows if r["synthetic"] is None}
+    for row in rows:
+        base = baselines.get(row["model"])
+        row["diff_pct"] = None if not base or row["miou_mean"] is None else 100.0 * (row["miou_mean"] - base) / base
+    return rows
+
+
+def _fmt(value: float | None, digits: int = 3) -> str:
+    return "-" if value is None else f"{value:.{digits}f}"
+
+
+def _pct(value: float | None) -> str:
+    return "-" if value is None else f"{value:+.1f}"
+
+
+def write_csv(path: Path, rows: Sequence[dict[str, Any]], class_names: Sequence[str]) -> None:
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    head = ["model", "synthetic", "mix", "n_real", "n_synthetic", "repeats"]
+    metrics = [f"{m}_{s}" for m in MAIN_METRICS for s in ("mean", "std")]
+    per_class = [f"iou_{n}" for n in class_names] + [f"f1_{n}" for n in class_names]
+    writer.writerow([*head, *metrics, "diff_pct", *per_class])
+    for row in rows:
+        values = [row[k] if row[k] is not None else "" for k in head]
+        numbers = [row[k] for k in metrics] + [row["diff_pct"]]
+        numbers += [row["iou_per_class"][n] for n in class_names] + [row["f1_per_class"][n] for n in class_names]
+        writer.writerow([*values, *("" if v is None else f"{v:.6g}" for v in numbers)])
+    atomic_write_bytes(path, buffer.getvalue().encode("utf-8"))
+
+
+def markdown(rows: Sequence[dict[str, Any]], class_names: Sequence[str], title: str) -> str:
+    """One table per model: mix, #R, #S, source, mIoU ± std, Diff.[%], micro mIoU, pooled F1, per-class IoU."""
+    lines = [f"# {title}", ""]
+    for model in dict.fromkeys(r["model"] for r in rows):
+        lines += [f"## {model}", ""]
+        names = list(class_names)
+        lines.append("| mix | #R | #S | synthetic | mIoU | ± | Diff.[%] | mIoU micro | F1 pooled | " + " | ".join(f"IoU {n}" for n in names) + " |")
+        lines.append("|" + "---|" * (9 + len(names)))
+        for r in (r for r in rows if r["model"] == model):
+            per_class = " | ".join(_fmt(r["iou_per_class"][n]) for n in names)
+            lines.append(
+                f"| {r['mix']} | {r['n_real']} | {r['n_synthetic']} | {r['synthetic'] or '-'} | {_fmt(r['miou_mean'])} | "
+                f"{_fmt(r['miou_std'])} | {_pct(r['diff_pct'])} | {_fmt(r['miou_micro_mean'])} | {_fmt(r['f1_pooled_mean'])} | {per_class} |"
+            )
+        lines.append("")
+    lines.append("mIoU: IoU macro-imagewise (mean over repeats, ± its standard deviation); Diff.: relative to the baseline R=all,S=0.")
+    return "\n".join(lines) + "\n"
+
+
+def draw_chart(path: Path, rows: Sequence[dict[str, Any]], model: str) -> None:
+    """Bar chart of mIoU per mix for ``model``: baseline as a black dashed line, % change on each bar."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    mine = [r for r in rows if r["model"] == model and r["miou_mean"] is not None]
+    sources = list(dict.fromkeys(r["synthetic"] for r in mine if r["synthetic"] is not None))
+    colors = plt.get_cmap("tab10")
+    fig, ax = plt.subplots(figsize=(max(5.0, 0.9 * len(mine) + 2), 4.2), dpi=120)
+    base = next((r for r in mine if r["synthetic"] is None), None)
+    for x, r in enumerate(mine):
+        color = "0.6" if r["synthetic"] is None else colors(sources.index(r["synthetic"]) % 10)
+        ax.bar(x, r["miou_mean"], yerr=r["miou_std"] if r["repeats"] > 1 else None, color=color, capsize=3, width=0.7)
+        if r["diff_pct"] is not None and r["synthetic"] is not None:
+            top = r["miou_mean"] + (r["miou_std"] if r["repeats"] > 1 else 0.0)
+            ax.annotate(f"{r['diff_pct']:+.1f}%", (x, top), xytext=(0, 3), textcoords="offset points", ha="center", fontsize=8,
+                        bbox={"boxstyle": "round,pad=0.15", "facecolor": "white", "edgecolor": "none", "alpha": 0.8})
+    if base is not None:
+        ax.axhline(base["miou_mean"], color="black", linestyle="--", linewidth=1.2, label=f"baseline ({base['miou_mean']:.3f})")
+    for i, s in enumerate(sources):
+        ax.bar([], [], color=colors(i % 10), label=s)
+    ax.set_xticks(range(len(mine)), [f"#R={r['n_real']}\n#S={r['n_synthetic']}" for r in mine], fontsize=8)
+    top = max(r["miou_mean"] + (r["miou_std"] or 0) for r in mine) if mine else 1.0
+    ax.set_ylim(0, min(1.0, top * 1.2) if top > 0 else 1.0)
+    ax.set_ylabel("mIoU (macro-imagewise)")
+    ax.set_title(f"{model}: mean over {max((r['repeats'] for r in mine), default=0)} repeat(s)")
+    ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.16), ncol=min(4, 1 + len(sources)), frameon=False)
+    fig.tight_layout()
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png")
+    plt.close(fig)
+    atomic_write_bytes(path, buffer.getvalue())
+
+
+def write_report(out: Path, config: dict[str, Any], cells: Sequence[dict[str, Any]], class_names: Sequence[str]) -> dict[str, Any]:
+    """Write report.json, report.csv, report.md and chart_<model>.png; returns the report dict."""
+    rows = summarise(cells, class_names)
+    report = {"config": config, "classes": list(class_names), "rows": rows, "cells": list(cells)}
+    write_json(out / "report.json", report)
+    write_csv(out / "report.csv", rows, class_names)
+    atomic_write_bytes(out / "report.md", markdown(rows, class_names, f"defectsynth evaluate: {config['real']}").encode("utf-8"))
+    for model in dict.fromkeys(r["model"] for r in rows):
+        draw_chart(out / f"chart_{model}.png", rows, model)
+    return report
