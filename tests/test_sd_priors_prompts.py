@@ -10,7 +10,9 @@ import numpy as np
 import pytest
 import torch
 
-from defectsynth.controllable.detectors import LINEART_FILE, LineartGenerator, load_lineart, run_lineart
+from defectsynth.controllable.detectors import (
+    LINEART_FILE, SKETCH_FILE, LineartGenerator, PiDiNet, PixelDifferenceConv, load_lineart, load_sketch, run_lineart,
+)  # fmt: skip
 from defectsynth.controllable.generate import generation_size, make_jobs, parse_conditions, read_plan
 from defectsynth.controllable.priors import PriorDetector, blend_priors, canny_prior, mask_prior, parse_blend, to_condition_image
 from defectsynth.controllable.prompts import build_prompt, check_template, class_prompt, classes_in_mask, missing_captions, read_captions
@@ -73,11 +75,54 @@ def test_parse_blend_refuses_bad_values(text):
         parse_blend(text)
 
 
-def test_sketch_prior_is_refused_in_one_line_until_implemented():
-    with pytest.raises(OptionError, match="--prior sketch"):
-        PriorDetector("sketch")
+def test_unknown_prior_is_refused():
     with pytest.raises(OptionError, match="unknown prior"):
         PriorDetector("depth")
+
+
+def _one_hot(op: str, k: int) -> PixelDifferenceConv:
+    conv = PixelDifferenceConv(op, 1, 1)
+    with torch.no_grad():
+        conv.weight.zero_()
+        conv.weight.view(-1)[k] = 1.0
+    return conv
+
+
+@pytest.mark.parametrize("k", [0, 1, 5, 8])
+def test_pixel_difference_convolutions_follow_their_definitions(k):
+    x = torch.arange(49, dtype=torch.float32).view(1, 1, 7, 7) ** 1.5
+    dy, dx = k // 3 - 1, k % 3 - 1
+    with torch.no_grad():
+        central = _one_hot("cd", k)(x)[0, 0]
+        assert central[3, 3] == pytest.approx(float(x[0, 0, 3 + dy, 3 + dx] - x[0, 0, 3, 3]))  # x_i - x_centre
+        if k:
+            ring = _one_hot("rd", k)(x)[0, 0]
+            outer, inner = divmod([0, 2, 4, 10, 14, 20, 22, 24][k - 1], 5), divmod([6, 7, 8, 11, 13, 16, 17, 18][k - 1], 5)
+            assert ring[3, 3] == pytest.approx(float(x[0, 0, 1 + outer[0], 1 + outer[1]] - x[0, 0, 1 + inner[0], 1 + inner[1]]))
+        flat = torch.ones(1, 1, 7, 7)
+        for op in ("cd", "ad", "rd"):  # differences vanish on a flat image (away from the zero padding)
+            conv = PixelDifferenceConv(op, 1, 1)
+            assert conv(flat)[0, 0, 2:5, 2:5].abs().max() < 1e-5
+        assert PixelDifferenceConv("cv", 1, 1)(flat)[0, 0, 2:5, 2:5].abs().max() > 1e-3
+
+
+def test_sketch_detector_is_pidinet_table5_and_loads_safetensors(tmp_path):
+    torch.manual_seed(0)
+    net = PiDiNet()
+    names = net.state_dict()
+    assert sum(v.numel() for v in names.values()) == 710_149  # PiDiNet's ~710K parameters
+    for key in ("init_block.weight", "block1_3.conv2.weight", "block4_1.shortcut.bias", "dilations.2.conv2_4.weight",
+                "attentions.1.conv2.weight", "conv_reduces.3.conv.bias", "classifier.weight"):  # fmt: skip
+        assert key in names
+    save_weights(net, tmp_path / SKETCH_FILE)
+    image = np.random.default_rng(1).integers(0, 256, (18, 22, 3), dtype=np.uint8)
+    prior = PriorDetector("sketch", tmp_path)(image)
+    with torch.no_grad():
+        fused = net(torch.from_numpy(image[:, :, ::-1].copy()).permute(2, 0, 1)[None].float() / 255)[-1][0, 0].numpy()
+    np.testing.assert_array_equal(prior, (fused > 0.5).astype(np.float32))
+    assert prior.shape == (18, 22)
+    with pytest.raises(MissingDependencyError, match="sketch.safetensors: sketch detector weights missing: convert table5_pidinet.pth"):
+        load_sketch(tmp_path / "empty")
 
 
 def test_class_prompt_appending_follows_the_paper():
@@ -162,7 +207,7 @@ def test_lineart_detector_loads_safetensors_and_draws_bright_lines(tmp_path):
 def test_lineart_without_weights_is_one_line(tmp_path):
     with pytest.raises(MissingDependencyError, match="--prior-weights"):
         PriorDetector("lineart", None)
-    with pytest.raises(MissingDependencyError, match="lineart.safetensors: line-art detector weights missing"):
+    with pytest.raises(MissingDependencyError, match="lineart.safetensors: lineart detector weights missing"):
         load_lineart(tmp_path)
     save_weights(torch.nn.Linear(2, 2), tmp_path / LINEART_FILE)
     with pytest.raises(MissingDependencyError, match="does not hold lineart weights"):

@@ -43,7 +43,7 @@ ControlnetOpt = Annotated[Optional[Path], typer.Option("--controlnet", help="Loc
 PlanOpt = Annotated[Optional[Path], typer.Option("--plan", help="Generation plan from `balance --plan-out` (which images, how often).")]
 NumPerConditionOpt = Annotated[int, typer.Option("--num-per-condition", help="Without --plan: redraws per condition image.")]
 PriorOpt = Annotated[Prior, typer.Option("--prior", help="Image prior: lineart (paper default), canny, sketch.")]
-PriorWeightsOpt = Annotated[Optional[Path], typer.Option("--prior-weights", help="Folder with the detector safetensors (lineart.safetensors, sketch.safetensors).")]
+PriorWeightsOpt = Annotated[Optional[Path], typer.Option("--prior-weights", help="Folder with the detector safetensors: lineart.safetensors and/or sketch.safetensors (docs/sd-adapter.md#priors).")]
 BlendOpt = Annotated[str, typer.Option("--blend", help="w1,w2 of V = w1*prior(image) + w2*prior(mask) (paper eq. 4).")]
 CaptionsOpt = Annotated[Optional[Path], typer.Option("--captions", help='JSON lines {"stem": ..., "caption": ...}.')]
 CaptionerOpt = Annotated[Optional[Path], typer.Option("--captioner", help="Local captioning model folder, e.g. Salesforce/blip2-opt-2.7b.")]

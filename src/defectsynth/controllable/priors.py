@@ -7,7 +7,8 @@ is steered by: white structure lines on black, here as an (H, W) float32 map in 
   CannyDetector used with the public canny adapters).
 - ``lineart``: the informative-drawings line-art generator (Chan et al., 2022) used by
   controlnet_aux's LineartDetector, see :mod:`defectsynth.controllable.detectors`.
-- ``sketch``: not implemented (PiDiNet, Su et al., 2021): asking for it raises one clear line.
+- ``sketch``: PiDiNet edges (Su et al., 2021) thresholded at 0.5, as controlnet_aux's
+  PidiNetDetector with ``apply_filter=True`` for the public sketch adapter.
 
 The mask prior :func:`mask_prior` is the edge map of the class regions of the real mask, and
 :func:`blend_priors` is equation 4: ``V* = w1 * V_image + w2 * V_mask``, clipped to [0, 1].
@@ -82,18 +83,14 @@ class PriorDetector:
             raise OptionError(f"--prior: unknown prior {prior!r}; choose one of {', '.join(PRIORS)}")
         self.prior = prior
         self._net = None
-        if prior == "sketch":
-            raise OptionError(
-                "--prior sketch: the PiDiNet sketch detector is not implemented yet; use --prior lineart or canny (docs/sd-adapter.md#priors)"
-            )
-        if prior == "lineart":
-            from defectsynth.controllable.detectors import load_lineart
+        if prior != "canny":
+            from defectsynth.controllable import detectors
 
-            self._net = load_lineart(weights_dir, device=device)
+            self._net = (detectors.load_lineart if prior == "lineart" else detectors.load_sketch)(weights_dir, device=device)
 
     def __call__(self, image: np.ndarray) -> np.ndarray:
         if self.prior == "canny":
             return canny_prior(image)
-        from defectsynth.controllable.detectors import run_lineart
+        from defectsynth.controllable import detectors
 
-        return run_lineart(self._net, image)
+        return (detectors.run_lineart if self.prior == "lineart" else detectors.run_sketch)(self._net, image)
