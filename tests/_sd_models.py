@@ -80,3 +80,36 @@ def build_clip(folder: Path) -> Path:
     image_processor = CLIPImageProcessor(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32})
     CLIPProcessor(image_processor=image_processor, tokenizer=tokenizer).save_pretrained(folder)
     return folder
+
+
+def build_blip2(folder: Path) -> Path:
+    """A tiny BLIP-2 (ViT + Q-Former + OPT) with its processor, saved in ``folder`` (32 px images)."""
+    from transformers import AutoTokenizer, Blip2Config, Blip2ForConditionalGeneration, Blip2Processor, BlipImageProcessor
+    from transformers.convert_slow_tokenizer import bytes_to_unicode
+
+    tok_dir = folder.parent / "_blip2_tokenizer"
+    tok_dir.mkdir(parents=True, exist_ok=True)
+    vocab = {c: i for i, c in enumerate(bytes_to_unicode().values())}
+    for special in ("<pad>", "</s>", "<unk>", "<image>"):
+        vocab[special] = len(vocab)
+    (tok_dir / "vocab.json").write_text(json.dumps(vocab))
+    (tok_dir / "merges.txt").write_text("#version: 0.2\n")
+    specials = {"bos_token": "</s>", "eos_token": "</s>", "pad_token": "<pad>", "unk_token": "<unk>"}
+    (tok_dir / "tokenizer_config.json").write_text(json.dumps({"tokenizer_class": "GPT2Tokenizer", **specials}))
+    tokenizer = AutoTokenizer.from_pretrained(tok_dir)
+    tokenizer.image_token = "<image>"
+    torch.manual_seed(0)
+    small = dict(hidden_size=32, intermediate_size=37, num_attention_heads=4, num_hidden_layers=1)
+    config = Blip2Config(
+        vision_config=dict(image_size=32, patch_size=8, **small),
+        qformer_config=dict(encoder_hidden_size=32, vocab_size=100, **small),
+        text_config=dict(
+            model_type="opt", hidden_size=32, ffn_dim=37, num_attention_heads=4, num_hidden_layers=1, vocab_size=len(vocab),
+            word_embed_proj_dim=32, max_position_embeddings=64, pad_token_id=vocab["<pad>"], bos_token_id=vocab["</s>"],
+            eos_token_id=vocab["</s>"],
+        ),
+        num_query_tokens=4, image_token_index=vocab["<image>"],
+    )  # fmt: skip
+    Blip2ForConditionalGeneration(config).save_pretrained(folder)
+    Blip2Processor(image_processor=BlipImageProcessor(size={"height": 32, "width": 32}), tokenizer=tokenizer, num_query_tokens=4).save_pretrained(folder)
+    return folder

@@ -12,7 +12,7 @@ from unittest import mock
 import numpy as np
 import pytest
 import typer
-from _sd_models import build_sdxl
+from _sd_models import build_blip2, build_sdxl
 
 from defectsynth.cli import _ErrorMappingGroup
 from defectsynth.commands import sd_sample
@@ -111,10 +111,15 @@ def test_controlnet_with_a_plan_and_seeds_independent_of_batching(models, toy_da
     plan = tmp_path / "plan.json"
     plan.write_text(json.dumps({"format": 1, "dataset": str(toy_dataset), "n_balance": 2, "plan": [{"stem": stems[1], "repeats": 2}]}))
     kwargs = dict(controlnet=models["controlnet"], plan=plan, prior="canny", steps=2, resolution=32, seed=5, preview=0, progress=False)
-    one = generate_module.sample_sd(toy_dataset, tmp_path / "one", models["base"], batch_size=1, **kwargs)
-    two = generate_module.sample_sd(toy_dataset, tmp_path / "two", models["base"], batch_size=2, **kwargs)
+    captioner = mock.Mock(side_effect=lambda images: [f"a {images[0].shape[1]} px plate"])  # the captioning model, see below
+    with mock.patch.object(generate_module, "Captioner", return_value=captioner) as make_captioner:
+        one = generate_module.sample_sd(toy_dataset, tmp_path / "one", models["base"], batch_size=1, captioner=tmp_path / "blip2", **kwargs)
+        two = generate_module.sample_sd(toy_dataset, tmp_path / "two", models["base"], batch_size=2, captioner=tmp_path / "blip2", **kwargs)
+    make_captioner.assert_called_with(tmp_path / "blip2", device="cpu")
     assert Dataset(one).stems == [f"{stems[1]}_sd0", f"{stems[1]}_sd1"]
-    assert read_json(one / "dataset.json")["source"]["controlnet"] == str(models["controlnet"])
+    source = read_json(one / "dataset.json")["source"]
+    assert source["controlnet"] == str(models["controlnet"]) and source["captioner"] == str(tmp_path / "blip2")
+    assert source["prompts"][f"{stems[1]}_sd0"].startswith("a 32 px plate; ")
     first, second = (read_image(one / "images" / f"{s}.png") for s in Dataset(one).stems)
     assert not np.array_equal(first, second)  # each redraw has its own seed
     for stem in Dataset(one).stems:
@@ -177,3 +182,19 @@ def test_missing_transformers_is_one_line(monkeypatch, models):
 def test_bad_dtype_is_one_line(models):
     with pytest.raises(OptionError, match="--dtype"):
         load_pipeline(models["base"], adapter=models["adapter"], dtype="float8")
+
+
+def test_captioner_runs_a_local_blip2(tmp_path):
+    from transformers import AutoProcessor, Blip2ForConditionalGeneration
+
+    from defectsynth.controllable.prompts import Captioner
+
+    folder = build_blip2(tmp_path / "blip2")
+    images = [np.zeros((40, 40, 3), np.uint8), np.full((20, 30, 3), 200, np.uint8)]
+    captions = Captioner(folder, max_new_tokens=4)(images)
+    processor, model = AutoProcessor.from_pretrained(folder), Blip2ForConditionalGeneration.from_pretrained(folder)
+    inputs = processor(images=images, return_tensors="pt")
+    expected = processor.batch_decode(model.generate(**inputs, max_new_tokens=4, do_sample=False), skip_special_tokens=True)
+    assert captions == [e.strip() for e in expected] and len(captions) == 2
+    with pytest.raises(MissingDependencyError, match="--captioner: model folder not found"):
+        Captioner(tmp_path / "none")
