@@ -139,6 +139,10 @@ def preview_panel(prepared: Prepared) -> np.ndarray:
     return np.concatenate([prepared.image, gap, maps[0], gap, maps[1], gap, maps[2]], axis=1)
 
 
+def _str(path: str | Path | None) -> str | None:
+    return None if path is None else str(path)
+
+
 def _check_numbers(steps: int, guidance: float, resolution: int, batch_size: int, num_per_condition: int, preview: int) -> None:
     for name, value, low in (("--steps", steps, 1), ("--resolution", resolution, 8), ("--batch-size", batch_size, 1),
                              ("--num-per-condition", num_per_condition, 1), ("--preview", preview, 0)):  # fmt: skip
@@ -146,6 +150,42 @@ def _check_numbers(steps: int, guidance: float, resolution: int, batch_size: int
             raise OptionError(f"{name} must be at least {low}, got {value}")
     if not np.isfinite(guidance) or guidance < 0:
         raise OptionError(f"--guidance must be a number >= 0, got {guidance}")
+
+
+def _write_redraws(
+    writer: DatasetWriter, jobs: list[Job], prepared, model, seed: int, generation: dict, batch_size: int, preview: int, progress: bool
+) -> tuple[dict[str, str], dict[str, str]]:
+    """Generate every job in batches (flushed early when the generation size changes), write the
+    images with their real masks and the first ``preview`` prior previews. Returns
+    ({synthetic stem: condition stem}, {synthetic stem: prompt})."""
+    condition_of: dict[str, str] = {}
+    prompt_of: dict[str, str] = {}
+    previews: set[str] = set()
+    batch: list[tuple[Job, Prepared]] = []
+
+    def flush() -> None:
+        conditions = [to_condition_image(p.blended) for _, p in batch]
+        seeds = [sample_seed(seed, job.index) for job, _ in batch]
+        images = generate(model, [p.prompt for _, p in batch], conditions, seeds, **generation)
+        for (job, prep), image in zip(batch, images):
+            real = prep.sample
+            writer.add(Sample(job.out_stem, resize(image, real.size), real.mask, real.boxes))
+            condition_of[job.out_stem], prompt_of[job.out_stem] = job.stem, prep.prompt
+        batch.clear()
+
+    for job in track(jobs, total=len(jobs), description="redrawing", enabled=progress):
+        prep = prepared(job.stem)
+        if len(previews) < preview and job.stem not in previews:
+            write_image(writer.tmp / "previews" / f"{job.stem}.png", preview_panel(prep), durable=False)
+            previews.add(job.stem)
+        if batch and batch[0][1].image.shape != prep.image.shape:
+            flush()
+        batch.append((job, prep))
+        if len(batch) == batch_size:
+            flush()
+    if batch:
+        flush()
+    return condition_of, prompt_of
 
 
 def sample_sd(
@@ -203,6 +243,11 @@ def sample_sd(
         missing_captions(caption_of, sorted({j.stem for j in jobs}), captions)
     out = Path(out)
     check_output_dir(out, overwrite)
+    settings = {
+        "steps": steps, "guidance": guidance, "conditioning_scale": conditioning_scale, "seed": seed, "blend": list(weights),
+        "prior": prior, "resolution": resolution, "prompt_template": prompt_template, "negative_prompt": negative_prompt,
+        "captions": _str(captions), "captioner": _str(captioner), "plan": _str(plan),
+    }  # fmt: skip
 
     # 2. models
     model = load_pipeline(base, adapter=adapter, controlnet=controlnet, device=device, dtype=dtype)
@@ -224,53 +269,11 @@ def sample_sd(
         return prepared_of[stem]
 
     # 3. generate in batches of equal generation size; every image seeded by (seed, job index)
-    condition_of, prompt_of = {}, {}
+    generation = dict(steps=steps, guidance=guidance, conditioning_scale=conditioning_scale, negative_prompt=negative_prompt)
     with DatasetWriter(out, manifest, overwrite=overwrite) as writer:
-        previews_written: set[str] = set()
-        batch: list[tuple[Job, Prepared]] = []
-
-        def flush() -> None:
-            images = generate(
-                model, [p.prompt for _, p in batch], [to_condition_image(p.blended) for _, p in batch],
-                [sample_seed(seed, job.index) for job, _ in batch], steps=steps, guidance=guidance,
-                conditioning_scale=conditioning_scale, negative_prompt=negative_prompt,
-            )  # fmt: skip
-            for (job, prep), image in zip(batch, images):
-                real = prep.sample
-                writer.add(Sample(job.out_stem, resize(image, real.size), real.mask, real.boxes))
-                condition_of[job.out_stem], prompt_of[job.out_stem] = job.stem, prep.prompt
-            batch.clear()
-
-        for job in track(jobs, total=len(jobs), description="redrawing", enabled=progress):
-            prep = prepared(job.stem)
-            if len(previews_written) < preview and job.stem not in previews_written:
-                write_image(writer.tmp / "previews" / f"{job.stem}.png", preview_panel(prep), durable=False)
-                previews_written.add(job.stem)
-            if batch and batch[0][1].image.shape != prep.image.shape:
-                flush()
-            batch.append((job, prep))
-            if len(batch) == batch_size:
-                flush()
-        if batch:
-            flush()
+        condition_of, prompt_of = _write_redraws(writer, jobs, prepared, model, seed, generation, batch_size, preview, progress)
         manifest.source = {
-            "backend": BACKEND,
-            "base": str(base),
-            model.kind: str(adapter if model.kind == "adapter" else controlnet),
-            "steps": steps,
-            "guidance": guidance,
-            "conditioning_scale": conditioning_scale,
-            "seed": seed,
-            "blend": list(weights),
-            "prior": prior,
-            "resolution": resolution,
-            "prompt_template": prompt_template,
-            "negative_prompt": negative_prompt,
-            "captions": str(captions) if captions is not None else None,
-            "captioner": str(captioner) if captioner is not None else None,
-            "plan": str(plan) if plan is not None else None,
-            "conditions": {"dataset": str(folder), "split": split},
-            "condition_of": condition_of,
-            "prompts": prompt_of,
-        }
+            "backend": BACKEND, "base": str(base), model.kind: str(adapter if model.kind == "adapter" else controlnet),
+            **settings, "conditions": {"dataset": str(folder), "split": split}, "condition_of": condition_of, "prompts": prompt_of,
+        }  # fmt: skip
         return writer.commit()
