@@ -1,0 +1,142 @@
+"""CLIP post-filter (VOC paper, Section 4.3.1, after Fang et al. 2024's category-calibrated CLIP rank).
+
+Each synthetic image is scored by the cosine similarity between its CLIP image embedding and the
+CLIP text embedding of its class prompt (``"a photo of <classes in its mask>"``). Scores of
+different classes are not comparable, so the ranking is per class: for every class, the images
+containing it are sorted by score and the best ``keep_per_class`` (or the best ``keep_fraction``,
+rounded up) are kept; an image is kept when any of its classes keeps it. Images without a
+labelled class form one more group, scored against the background class name.
+
+Output: a dataset folder with the kept samples (masks, boxes and the splits restricted to them),
+``dataset.json`` source ``{"filter": "clip", ..., "from": <input>, "parent": <input source>}`` and
+``clip_scores.json``: ``{"prompt_template": ..., "samples": {stem: {"score": s, "prompt": p, "kept": bool}}}``.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+
+from defectsynth.controllable.pipeline import check_folder, quiet_loading, require_transformers, resolve_device
+from defectsynth.controllable.prompts import build_prompt, check_template, class_prompt, classes_in_mask
+from defectsynth.data import Dataset, DatasetWriter, Manifest
+from defectsynth.data.files import write_json
+from defectsynth.errors import MissingDependencyError, OptionError
+from defectsynth.progress import track
+
+CLIP_TEMPLATE = "a photo of {classes}"
+
+
+class ClipScorer:
+    """A local CLIP model (``CLIPModel`` + its processor, e.g. ``openai/clip-vit-large-patch14``).
+
+    ``__call__(images: list of (H, W, 3) uint8, prompts: list[str]) -> (N,) float cosine similarities``.
+    """
+
+    def __init__(self, clip: str | Path, device: str = "auto"):
+        require_transformers()
+        from transformers import AutoProcessor, CLIPModel
+
+        folder = check_folder(clip, "--clip", "config.json")
+        self.device = resolve_device(device)
+        try:
+            with quiet_loading():
+                self.processor = AutoProcessor.from_pretrained(folder, local_files_only=True)
+                self.model = CLIPModel.from_pretrained(folder, local_files_only=True, use_safetensors=True).to(self.device).eval()
+        except (OSError, ValueError, KeyError) as err:
+            text = str(err).strip()
+            raise MissingDependencyError(f"cannot load the CLIP model ({text.splitlines()[0] if text else type(err).__name__})", folder) from None
+
+    def __call__(self, images: list[np.ndarray], prompts: list[str]) -> np.ndarray:
+        import torch
+        from PIL import Image
+
+        inputs = self.processor(text=list(prompts), images=[Image.fromarray(im) for im in images], return_tensors="pt", padding=True, truncation=True)
+        with torch.no_grad():
+            output = self.model(**inputs.to(self.device))
+        image = torch.nn.functional.normalize(output.image_embeds.float(), dim=-1)
+        text = torch.nn.functional.normalize(output.text_embeds.float(), dim=-1)
+        return (image * text).sum(-1).cpu().numpy()
+
+
+def clip_scores(
+    images: list[np.ndarray], prompts: list[str], clip: str | Path | ClipScorer, device: str = "auto", batch_size: int = 16, progress: bool = False
+) -> np.ndarray:
+    """(N,) cosine similarity of each image with its own prompt, in batches of ``batch_size``."""
+    scorer = clip if isinstance(clip, ClipScorer) else ClipScorer(clip, device)
+    starts = range(0, len(images), batch_size)
+    parts = [scorer(images[i : i + batch_size], prompts[i : i + batch_size]) for i in track(starts, len(starts), "CLIP scores", progress)]
+    return np.concatenate(parts) if parts else np.zeros(0, np.float32)
+
+
+def select_per_class(groups: dict[str, list[int]], scores: dict[str, float], keep_per_class: int | None, keep_fraction: float | None) -> set[str]:
+    """Stems kept: per group (class id -> stems holding it), the best by score (ties: by stem)."""
+    kept: set[str] = set()
+    for stems in groups.values():
+        ranked = sorted(stems, key=lambda s: (-scores[s], s))
+        k = keep_per_class if keep_per_class is not None else math.ceil(keep_fraction * len(ranked))  # type: ignore[operator]
+        kept.update(ranked[:k])
+    return kept
+
+
+def _check_keep(keep_per_class: int | None, keep_fraction: float | None) -> None:
+    if (keep_per_class is None) == (keep_fraction is None):
+        raise OptionError("give exactly one of --keep-per-class N or --keep-fraction F")
+    if keep_per_class is not None and keep_per_class < 1:
+        raise OptionError(f"--keep-per-class must be at least 1, got {keep_per_class}")
+    if keep_fraction is not None and not 0 < keep_fraction <= 1:
+        raise OptionError(f"--keep-fraction must lie in (0, 1], got {keep_fraction}")
+
+
+def filter_by_clip(
+    synthetic: str | Path,
+    out: str | Path,
+    clip: str | Path,
+    keep_per_class: int | None = None,
+    keep_fraction: float | None = None,
+    *,
+    prompt_template: str = CLIP_TEMPLATE,
+    device: str = "auto",
+    batch_size: int = 16,
+    overwrite: bool = False,
+    progress: bool = True,
+) -> Path:
+    """Keep the synthetic images CLIP finds closest to their class prompt, per class; returns ``out``."""
+    _check_keep(keep_per_class, keep_fraction)
+    check_template(prompt_template)
+    if "{caption}" in prompt_template:
+        raise OptionError("--prompt-template: the CLIP filter has no captions, use {classes} only")
+    dataset = Dataset(synthetic)
+    names = dataset.manifest.class_names
+    scorer = ClipScorer(clip, device)
+
+    scores: dict[str, float] = {}
+    prompts: dict[str, str] = {}
+    groups: dict[int, list[str]] = {}
+    stems = dataset.stems
+    for start in track(range(0, len(stems), batch_size), -(-len(stems) // batch_size), "CLIP scores", progress):
+        samples = [dataset.read(s) for s in stems[start : start + batch_size]]
+        for sample in samples:
+            classes = classes_in_mask(sample.mask) if sample.mask is not None else sorted({b.cls for b in sample.boxes})
+            prompts[sample.stem] = build_prompt(class_prompt(classes or [0], names), None, prompt_template)
+            for cls in classes or [0]:
+                groups.setdefault(cls, []).append(sample.stem)
+        batch_scores = scorer([s.image for s in samples], [prompts[s.stem] for s in samples])
+        scores.update({s.stem: float(v) for s, v in zip(samples, batch_scores)})
+    kept = select_per_class({str(c): v for c, v in groups.items()}, scores, keep_per_class, keep_fraction)
+
+    source = {
+        "filter": "clip", "clip": str(clip), "keep_per_class": keep_per_class, "keep_fraction": keep_fraction,
+        "prompt_template": prompt_template, "from": str(synthetic), "parent": dataset.manifest.source,
+    }  # fmt: skip
+    manifest = Manifest(name=dataset.manifest.name, classes=dataset.manifest.classes, source=source, synthetic=dataset.manifest.synthetic)
+    with DatasetWriter(out, manifest, overwrite=overwrite) as writer:
+        for stem in stems:
+            if stem in kept:
+                writer.add(dataset.read(stem))
+        samples_json = {s: {"score": scores[s], "prompt": prompts[s], "kept": s in kept} for s in stems}
+        write_json(writer.tmp / "clip_scores.json", {"prompt_template": prompt_template, "samples": samples_json}, durable=False)
+        splits = {name: [s for s in dataset.split(name) if s in kept] for name in dataset.split_names}
+        return writer.commit({k: v for k, v in splits.items() if v})
