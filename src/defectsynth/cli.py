@@ -15,7 +15,9 @@ from rich.markup import escape
 from typer.core import TyperGroup
 
 from defectsynth import __version__
+from defectsynth.commands import balance as balance_cmd
 from defectsynth.commands import encode_boxes as encode_boxes_cmd
+from defectsynth.commands import filter as filter_cmd
 from defectsynth.commands import metrics as metrics_cmd
 from defectsynth.commands import prepare as prepare_cmd
 from defectsynth.errors import DefectsynthError
@@ -63,6 +65,8 @@ def _root(
 prepare_cmd.register(app)
 metrics_cmd.register(app)
 encode_boxes_cmd.register(app)
+filter_cmd.register(app)
+balance_cmd.register(app)
 
 
 def main() -> None:

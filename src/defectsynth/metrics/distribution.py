@@ -18,23 +18,25 @@ from collections.abc import Iterable
 import numpy as np
 
 from defectsynth.data.dataset import Dataset
-from defectsynth.data.model import IGNORE_INDEX
+from defectsynth.data.model import IGNORE_INDEX, Box
 from defectsynth.progress import track
 
 
-def classes_in(dataset: Dataset, stem: str) -> tuple[int, ...]:
-    """The defect class ids present in ``stem`` (a pixel in its mask or a box of it), ascending."""
-    num_classes = dataset.manifest.num_classes
+def sample_classes(mask: np.ndarray | None, boxes: Iterable[Box], num_classes: int) -> tuple[int, ...]:
+    """Defect class ids present in a mask ((H, W) uint8 or None) or its boxes, ascending."""
     present = np.zeros(num_classes, bool)
-    mask = dataset.read_mask(stem)
-    size = None
     if mask is not None:
-        size = mask.shape
         present |= np.bincount(mask.ravel(), minlength=256)[:num_classes] > 0
-    for box in dataset.read_boxes(stem, size):
+    for box in boxes:
         present[box.cls] = True
     present[0] = False
     return tuple(int(c) for c in np.flatnonzero(present))
+
+
+def classes_in(dataset: Dataset, stem: str) -> tuple[int, ...]:
+    """The defect class ids present in ``stem`` of ``dataset`` (a pixel in its mask or a box of it), ascending."""
+    mask = dataset.read_mask(stem)
+    return sample_classes(mask, dataset.read_boxes(stem, None if mask is None else mask.shape), dataset.manifest.num_classes)
 
 
 def count_images(classes: Iterable[tuple[int, ...]], num_classes: int) -> np.ndarray:
