@@ -224,6 +224,12 @@ def read_plan(path: str | Path) -> list[tuple[str, int]]:
     return plan
 
 
+def planned_samples(plan: list[tuple[str, int]]) -> list[tuple[str, str]]:
+    """(output stem, condition stem) for every generation of ``plan``: ``<stem>-<k>`` for k < repeats,
+    the naming ``sample`` uses for repeated conditions. Its length is the plan's total."""
+    return [(f"{stem}-{k}", stem) for stem, repeats in plan for k in range(repeats)]
+
+
 # -- merging ------------------------------------------------------------------------------------------
 @dataclass
 class MergeSummary:
