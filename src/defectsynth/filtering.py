@@ -357,6 +357,7 @@ def filter_dataset(
     if by == "boxes":
         options = {"clip_labels": clip_labels, "max_sae": max_sae, "drop_empty_boxes": drop_empty_boxes}
         return _filter_by_boxes(syn, out, options, overwrite, progress)
+    k = keep_count(len(syn.stems), top_k, keep_fraction)
     dev = _device(device)
     if real is not None:
         _same_classes(Dataset(real), syn)
@@ -373,7 +374,6 @@ def filter_dataset(
         source_of_net = {"model": str(Path(model).resolve())}
     values = score_pairs(net, images, masks, score, batch_size, dev)
     scores = dict(zip(syn.stems, values))
-    k = keep_count(len(scores), top_k, keep_fraction)
     options = {"score": score, "top_k": top_k, "keep_fraction": keep_fraction, "size": list(size_hw), **source_of_net}
     return _filter_by_segmenter(syn, out, options, scores, k, net if trained else None, overwrite, progress)
 
