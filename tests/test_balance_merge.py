@@ -34,14 +34,17 @@ def pair(tmp_path_factory):
 
 
 def test_selection_by_hand():
-    # real train i1..i5: a 4, b 3, c 1. The pool sorted by number of classes (stable, stem order):
-    # s_a1 s_a2 s_b1 s_c1 s_c2 (1) s_bc (2) s_abc (3).
-    # n=5: a: s_a1 -> a5. b: s_b1 -> b4, s_bc -> b5 c2. c: s_c1 -> c3, s_c2 -> c4, s_abc -> c5 (a6 b6).
+    # real train i1..i5: a in 4 images, b in 3, c in 1. Each step picks the sample whose classes
+    # gain most (+1 per class below n, -1 per class at or above it), fewest classes, then pool order.
     train = {s: REAL[s] for s in ("i1", "i2", "i3", "i4", "i5")}
-    assert select_balanced(train, SYN, 5, 4) == (["s_a1", "s_b1", "s_bc", "s_c1", "s_c2", "s_abc"], {})
-    # n=7: a: s_a1 s_a2 s_abc (a7 b4 c2). b: s_b1 s_bc (b6 c3), pool empty -> 1 short. c: s_c1 s_c2 (c5) -> 2 short.
-    assert select_balanced(train, SYN, 7, 4) == (["s_a1", "s_a2", "s_abc", "s_b1", "s_bc", "s_c1", "s_c2"], {2: 1, 3: 2})
+    # n=5: s_abc +3 (a5 b4 c2); s_bc +2 (b5 c3); s_c1 +1 (c4); s_c2 +1 (c5); then every gain <= 0.
+    assert select_balanced(train, SYN, 5, 4) == (["s_abc", "s_bc", "s_c1", "s_c2"], {})
+    # n=7: s_abc (a5 b4 c2), s_bc (b5 c3), then the one-class samples in pool order:
+    # s_a1 s_a2 (a7) s_b1 (b6) s_c1 s_c2 (c5); the pool is empty: b is 1 short, c 2.
+    assert select_balanced(train, SYN, 7, 4) == (["s_abc", "s_bc", "s_a1", "s_a2", "s_b1", "s_c1", "s_c2"], {2: 1, 3: 2})
+    # n=3: a and b are there already; s_abc gains -1, s_bc 0: only the pure c samples help.
     assert select_balanced(train, SYN, 3, 4) == (["s_c1", "s_c2"], {})
+    assert select_balanced(train, {}, 3, 4) == ([], {3: 2})
 
 
 def test_merge_keeps_every_file_and_split(pair, tmp_path):
@@ -71,13 +74,14 @@ def test_merge_keeps_every_file_and_split(pair, tmp_path):
 def test_merge_with_n_balance_selects(pair, tmp_path):
     real, syn = pair
     summary = merge_datasets(real, syn, tmp_path / "m", n_balance=5)
-    assert summary.selected == ["s_a1", "s_b1", "s_bc", "s_c1", "s_c2", "s_abc"]
-    np.testing.assert_array_equal(summary.after, [0, 6, 6, 5])
+    assert summary.selected == ["s_abc", "s_bc", "s_c1", "s_c2"]
+    np.testing.assert_array_equal(summary.after, [0, 5, 5, 5])
     merged = Dataset(tmp_path / "m")
     assert merged.split("synthetic") == summary.selected and "s_a2" not in merged.stems
+    assert merged.split("train") == ["i1", "i2", "i3", "i4", "i5", *summary.selected]
     assert json.loads((tmp_path / "m" / "dataset.json").read_text())["source"]["merged"]["n_balance"] == 5
     report = summary.distribution()
-    assert report["after"]["cir"]["all"] < report["before"]["cir"]["all"]
+    assert report["after"]["cir"]["all"] == 0.0 < report["before"]["cir"]["all"]
 
 
 def test_stem_clash_is_rejected_before_writing(pair, tmp_path):

@@ -5,4 +5,15 @@ from defectsynth.errors import DefectsynthError
 
 __version__ = "0.1.0.dev0"
 
-__all__ = ["Box", "ClassInfo", "Dataset", "DatasetWriter", "DefectsynthError", "Manifest", "Sample", "__version__", "prepare"]
+__all__ = ["Box", "ClassInfo", "Dataset", "DatasetWriter", "DefectsynthError", "Manifest", "Sample", "__version__", "balance", "filter_dataset", "prepare"]
+
+# Entry points that import torch or smp, loaded on first use rather than with the package.
+_LAZY = {"filter_dataset": "defectsynth.filtering", "balance": "defectsynth.balancing"}
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'defectsynth' has no attribute {name!r}")

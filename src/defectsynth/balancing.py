@@ -12,7 +12,8 @@ Two uses, both measured with the entropy and CIR of :mod:`defectsynth.metrics.di
   Stems are listed in the order Algorithm 1 first generates from them; :func:`read_plan` reads it.
 - :func:`merge_datasets` merges a real and a synthetic dataset folder into one (every real split
   kept, selected synthetic stems added to the ``train`` split and listed in a ``synthetic`` split),
-  choosing the synthetic samples with the same three stages when ``n_balance`` is given.
+  choosing the synthetic samples that bring the classes closest to ``n_balance`` when it is given
+  (:func:`select_balanced`).
 
 A class is present in an image when its mask holds a pixel of it or a box of it is listed
 (:func:`~defectsynth.metrics.distribution.classes_in`); background is not a class.
@@ -250,30 +251,36 @@ class MergeSummary:
 
 
 def select_balanced(real_classes: ImageClasses, synthetic_classes: ImageClasses, n_balance: int, num_classes: int) -> tuple[list[str], dict[int, int]]:
-    """Pick synthetic stems with the stages of Algorithm 1, the pool playing the generator.
+    """Pick synthetic stems that bring the images per class closest to ``n_balance``.
 
-    Stage 1 maps each class to its real images; the synthetic pool is sorted like stage 2 (fewest
-    classes first, stable); stage 3 adds, for each class in turn, the next unused synthetic sample
-    containing it while the class has fewer than ``n_balance`` images. Unlike a plan, the classes
-    of a synthetic sample are known, so a pick counts for every class it contains.
-    Returns (selected stems in pick order, class -> images still missing when the pool ran out).
+    Counts start from the real images. Each step picks the unused synthetic sample that lowers
+    sum_C |n_balance - n_C| the most (+1 for each of its classes still below n_balance, -1 for each
+    at or above it); ties go to the sample with the fewest classes (the order of Algorithm 1's
+    stage 2), then to pool order. Picking stops when no sample helps. Unlike a plan, the classes of
+    every candidate are known, so a pick counts for every class it contains.
+    Returns (selected stems in pick order, class -> images still missing to reach n_balance).
     """
+    stems = list(synthetic_classes)
+    member = np.zeros((len(stems), num_classes), np.int64)
+    for row, stem in enumerate(stems):
+        member[row, list(synthetic_classes[stem])] = 1
+    sizes = member.sum(1)
     counts = count_images(real_classes.values(), num_classes)
-    pool = sorted(synthetic_classes, key=lambda stem: len(synthetic_classes[stem]))
-    order = list(class_image_map(real_classes)) + sorted({c for cs in synthetic_classes.values() for c in cs} - set(class_image_map(real_classes)))
-    used: set[str] = set()
+    available = np.ones(len(stems), bool)
     selected: list[str] = []
-    short: dict[int, int] = {}
-    for cls in order:  # line 11
-        candidates = (stem for stem in pool if cls in synthetic_classes[stem] and stem not in used)
-        while counts[cls] < n_balance:  # line 12
-            stem = next(candidates, None)
-            if stem is None:
-                short[cls] = int(n_balance - counts[cls])
-                break
-            used.add(stem)
-            selected.append(stem)
-            counts[list(synthetic_classes[stem])] += 1
+    while available.any():
+        sign = np.where(counts < n_balance, 1, -1)
+        sign[0] = 0
+        gain = np.where(available, member @ sign, np.iinfo(np.int64).min)
+        best = gain.max()
+        if best <= 0:
+            break
+        candidates = np.flatnonzero(gain == best)
+        pick = int(candidates[np.argmin(sizes[candidates])])  # argmin: the first of equals, pool order
+        available[pick] = False
+        selected.append(stems[pick])
+        counts += member[pick]
+    short = {c: int(n_balance - counts[c]) for c in range(1, num_classes) if counts[c] < n_balance}
     return selected, short
 
 

@@ -53,7 +53,7 @@ def balance_command(
         console.print(f"[green]wrote[/] {plan_out}")
         return
     for cls, missing in result.short.items():
-        console.print(f"[yellow]{names.get(cls, cls)}[/]: the synthetic set ran out, {missing} images short of {result.n_balance}")
+        console.print(f"[yellow]{names.get(cls, cls)}[/]: {missing} image{'s' if missing != 1 else ''} short of {result.n_balance} (no synthetic sample left that helps)")
     console.print(f"merged {result.real_stems} real + {len(result.selected)} of {result.available} synthetic samples")
     console.print(f"[green]wrote[/] {result.out}")
 
