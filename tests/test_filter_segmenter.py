@@ -139,6 +139,7 @@ def test_segmenter_option_errors(synthetic, tmp_path):
         (dict(real=synthetic, model=tmp_path, top_k=2), "exactly one of --real DIR"),
         (dict(real=synthetic, top_k=2, clip_labels=True), "belong to --by boxes"),
         (dict(real=synthetic, top_k=2, score="dice"), "--score"),
+        (dict(real=synthetic, top_k=2, batch_size=0), "--batch-size"),
     ]
     for kwargs, message in cases:
         with pytest.raises(OptionError, match=message):

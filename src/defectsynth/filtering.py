@@ -226,6 +226,18 @@ def read_pairs(dataset: Dataset, stems: list[str], size: tuple[int, int], progre
     return np.stack([s.image for s in samples]), np.stack([s.mask for s in samples])
 
 
+def score_dataset(
+    model: nn.Module, dataset: Dataset, size: tuple[int, int], score: str, batch_size: int, device, progress: bool = False
+) -> dict[str, float | None]:
+    """:func:`score_pairs` over every stem of ``dataset`` at ``size`` = (H, W), read one batch at a time."""
+    batches = [dataset.stems[i : i + batch_size] for i in range(0, len(dataset.stems), batch_size)]
+    scores: dict[str, float | None] = {}
+    for stems in track(batches, total=len(batches), description=f"score {dataset.root.name}", enabled=progress):
+        images, masks = read_pairs(dataset, stems, size)
+        scores.update(zip(stems, score_pairs(model, images, masks, score, batch_size, device)))
+    return scores
+
+
 def train_segmenter(
     real: str | Path,
     split: str | None = "train",
@@ -282,7 +294,9 @@ def _forward(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
 
 
 # -- the filter ---------------------------------------------------------------------------------------
-def _check_options(by: str, clip_labels: bool, max_sae: float | None, drop_empty_boxes: bool, real, model, top_k, keep_fraction, score: str) -> None:
+def _check_options(
+    by: str, clip_labels: bool, max_sae: float | None, drop_empty_boxes: bool, real, model, top_k, keep_fraction, score: str, batch_size: int
+) -> None:
     if by not in FILTER_BY:
         raise OptionError(f"--by: choose one of {', '.join(FILTER_BY)}, got {by!r}")
     box_options = clip_labels or max_sae is not None or drop_empty_boxes
@@ -300,6 +314,8 @@ def _check_options(by: str, clip_labels: bool, max_sae: float | None, drop_empty
         raise OptionError("--by segmenter needs exactly one of --real DIR (train a U-Net on it) or --model DIR (a saved smp network)")
     if score not in SCORES:
         raise OptionError(f"--score: choose one of {', '.join(SCORES)}, got {score!r}")
+    if batch_size < 1:
+        raise OptionError(f"--batch-size must be at least 1, got {batch_size}")
 
 
 def _filter_record(syn: Dataset, by: str, options: dict[str, Any], kept: list[str], removed: dict[str, str], extra: dict[str, Any]) -> dict[str, Any]:
@@ -348,7 +364,7 @@ def filter_dataset(
     "WxH" the pairs are scored at (default: the first synthetic image's size); device (None: cuda
     when available).
     """
-    _check_options(by, clip_labels, max_sae, drop_empty_boxes, real, model, top_k, keep_fraction, score)
+    _check_options(by, clip_labels, max_sae, drop_empty_boxes, real, model, top_k, keep_fraction, score, batch_size)
     syn = Dataset(synthetic)
     out = Path(out)
     check_output_dir(out, overwrite)
@@ -362,7 +378,6 @@ def filter_dataset(
     if real is not None:
         _same_classes(Dataset(real), syn)
     size_hw = parse_size(size) or syn.read(syn.stems[0]).size
-    images, masks = read_pairs(syn, syn.stems, size_hw, progress)
     trained = model is None
     if trained:
         net = train_segmenter(real, split, epochs, size=size_hw, arch=arch, encoder=encoder, encoder_weights=encoder_weights,
@@ -372,8 +387,7 @@ def filter_dataset(
     else:
         net = load_segmenter(model).to(dev)
         source_of_net = {"model": str(Path(model).resolve())}
-    values = score_pairs(net, images, masks, score, batch_size, dev)
-    scores = dict(zip(syn.stems, values))
+    scores = score_dataset(net, syn, size_hw, score, batch_size, dev, progress)
     options = {"score": score, "top_k": top_k, "keep_fraction": keep_fraction, "size": list(size_hw), **source_of_net}
     return _filter_by_segmenter(syn, out, options, scores, k, net if trained else None, overwrite, progress)
 
