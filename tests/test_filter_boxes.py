@@ -76,7 +76,11 @@ def _samples() -> list[Sample]:
 def synthetic(tmp_path_factory):
     out = tmp_path_factory.mktemp("filter") / "syn"
     source = {"condition_of": {"bad": "r1", "clean": "r2", "leaky": "r3"}, "seed": 1}
-    return write_dataset(out, _samples(), source=source, synthetic=True, splits={"train": ["bad", "clean", "leaky"]}, classes=["a", "b"])
+    write_dataset(out, _samples(), source=source, synthetic=True, splits={"train": ["bad", "clean", "leaky"]}, classes=["a", "b"])
+    (out / "conditions").mkdir()
+    for stem in ("bad", "clean"):
+        (out / "conditions" / f"{stem}.npz").write_bytes(stem.encode())  # a cache travels with its sample
+    return out
 
 
 def _digest(root):
@@ -109,6 +113,7 @@ def test_reject_by_sae_and_empty_boxes(synthetic, tmp_path):
     out = Dataset(tmp_path / "out")
     assert out.split("train") == ["clean", "leaky"]
     assert out.read_mask("leaky")[6, 6] == 1  # not clipped without clip_labels
+    assert [p.name for p in (tmp_path / "out" / "conditions").iterdir()] == ["clean.npz"]
     assert out.manifest.source["condition_of"] == {"clean": "r2", "leaky": "r3"}
     assert out.manifest.source["filters"][-1]["removed"] == summary.removed
     np.testing.assert_array_equal(summary.removed_images, [0, 1, 1])

@@ -22,7 +22,6 @@ A class is present in an image when its mask holds a pixel of it or a box of it 
 from __future__ import annotations
 
 import logging
-import shutil
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,6 +33,7 @@ from defectsynth.data.dataset import Dataset
 from defectsynth.data.files import read_json, write_json
 from defectsynth.data.model import Manifest, check_stem
 from defectsynth.data.writer import DatasetWriter, check_output_dir
+from defectsynth.encoding.conditions import copy_conditions
 from defectsynth.errors import DatasetError, OptionError
 from defectsynth.metrics.compute import _same_classes
 from defectsynth.metrics.distribution import classes_in, count_images, distribution_report
@@ -297,14 +297,6 @@ def _check_unique(real: Dataset, synthetic: Dataset, stems: list[str]) -> None:
         raise DatasetError(f"stems {shown} exist in both {real.root} and {synthetic.root}: merged stems must be unique, rename one side", synthetic.root)
 
 
-def _copy_conditions(dataset: Dataset, stems: list[str], target: Path) -> None:
-    for stem in stems:
-        cached = dataset.root / "conditions" / f"{stem}.npz"
-        if cached.is_file():
-            target.mkdir(exist_ok=True)
-            shutil.copyfile(cached, target / cached.name)
-
-
 def merge_datasets(
     real: str | Path,
     synthetic: str | Path,
@@ -343,7 +335,7 @@ def merge_datasets(
         for ds, stems in ((real_ds, real_ds.stems), (syn_ds, selected)):
             for stem in track(stems, total=len(stems), description=f"copy {ds.root.name}", enabled=progress):
                 writer.add(ds.read(stem))
-            _copy_conditions(ds, stems, writer.tmp / "conditions")
+            copy_conditions(ds.root, stems, writer.tmp)
         writer.commit(splits)
     before = count_images(real_classes.values(), num_classes)
     after = before + count_images((syn_classes[s] for s in selected), num_classes)

@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import logging
 import math
-import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -41,6 +40,7 @@ from defectsynth.data.files import read_json, write_json
 from defectsynth.data.model import IGNORE_INDEX, Box, Manifest, Sample, boxes_to_array
 from defectsynth.data.resize import parse_size, resize_sample
 from defectsynth.data.writer import DatasetWriter, check_output_dir
+from defectsynth.encoding.conditions import copy_conditions
 from defectsynth.errors import DatasetError, MissingDependencyError, OptionError
 from defectsynth.metrics.compute import _device, _same_classes
 from defectsynth.metrics.distribution import sample_classes
@@ -378,18 +378,16 @@ def filter_dataset(
     if real is not None:
         _same_classes(Dataset(real), syn)
     size_hw = parse_size(size) or syn.read(syn.stems[0]).size
-    trained = model is None
-    if trained:
-        net = train_segmenter(real, split, epochs, size=size_hw, arch=arch, encoder=encoder, encoder_weights=encoder_weights,
-                              batch_size=batch_size, lr=lr, seed=seed, device=dev, progress=progress)  # fmt: skip
-        source_of_net: dict[str, Any] = {"real": str(Path(real).resolve()), "split": split, "arch": arch, "encoder": encoder,
-                                         "encoder_weights": encoder_weights, "epochs": epochs, "batch_size": batch_size, "lr": lr, "seed": seed}  # fmt: skip
+    if model is not None:
+        net, trained, about_net = load_segmenter(model).to(dev), None, {"model": str(Path(model).resolve())}
     else:
-        net = load_segmenter(model).to(dev)
-        source_of_net = {"model": str(Path(model).resolve())}
+        training = {"split": split, "arch": arch, "encoder": encoder, "encoder_weights": encoder_weights, "epochs": epochs,
+                    "batch_size": batch_size, "lr": lr, "seed": seed}  # fmt: skip
+        net = trained = train_segmenter(real, size=size_hw, device=dev, progress=progress, **training)
+        about_net = {"real": str(Path(real).resolve()), **training}
     scores = score_dataset(net, syn, size_hw, score, batch_size, dev, progress)
-    options = {"score": score, "top_k": top_k, "keep_fraction": keep_fraction, "size": list(size_hw), **source_of_net}
-    return _filter_by_segmenter(syn, out, options, scores, k, net if trained else None, overwrite, progress)
+    options = {"score": score, "top_k": top_k, "keep_fraction": keep_fraction, "size": list(size_hw), **about_net}
+    return _filter_by_segmenter(syn, out, options, scores, k, trained, overwrite, progress)
 
 
 def _write(syn: Dataset, out: Path, manifest: Manifest, samples, overwrite: bool, extra_files) -> tuple[np.ndarray, list[str]]:
@@ -399,10 +397,7 @@ def _write(syn: Dataset, out: Path, manifest: Manifest, samples, overwrite: bool
         for sample in samples:
             writer.add(sample)
             kept.append(sample.stem)
-            cached = syn.root / "conditions" / f"{sample.stem}.npz"
-            if cached.is_file():
-                (writer.tmp / "conditions").mkdir(exist_ok=True)
-                shutil.copyfile(cached, writer.tmp / "conditions" / cached.name)
+        copy_conditions(syn.root, kept, writer.tmp)
         splits = {name: [s for s in syn.split(name) if s in writer.stems] for name in syn.split_names}
         extra_files(writer.tmp)
         writer.commit({k: v for k, v in splits.items() if v} or None)
