@@ -10,7 +10,7 @@ from _handmade import class_sample
 from _metrics_data import write_dataset
 
 from defectsynth.balancing import (
-    auto_n_balance, balance_generations, class_image_map, plan_balance, planned_samples, read_plan,
+    auto_n_balance, balance_generations, class_image_map, plan_balance, planned_samples, planned_size, read_plan,
 )
 from defectsynth.errors import DatasetError, OptionError
 
@@ -72,6 +72,7 @@ def test_counts_before_and_after(real):
 def test_auto_picks_the_plan_closest_to_the_real_size(real):
     # |D| = 6; |D_gen|(4) = 0 + 1 + 3 = 4, |D_gen|(5) = 1 + 2 + 4 = 7: 5 is closer
     assert auto_n_balance(D) == 5
+    assert [planned_size(D, n) for n in (1, 4, 5, 7)] == [0, 4, 7, 3 + 4 + 6]
     assert plan_balance(real, "auto").n_balance == 5
     assert auto_n_balance({"x": (1,), "y": (1,), "z": (2,)}) == 3  # |D| = 3: |D_gen|(2) = 0 + 1, (3) = 1 + 2 hits it
     assert auto_n_balance({"x": (1,), "y": (2,), "z": ()}) == 2  # |D_gen|(2) = 2, (3) = 4: both 1 from 3, the smaller wins

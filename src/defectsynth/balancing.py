@@ -85,10 +85,14 @@ def balance_generations(image_classes: ImageClasses, n_balance: int) -> list[tup
     return generated  # lines 19-20: D_final = D_gen + D_origin (the sampler draws D_gen)
 
 
+def _images_per_present_class(image_classes: ImageClasses) -> np.ndarray:
+    """|M[C]| for every class some image contains."""
+    return np.array(list(Counter(cls for classes in image_classes.values() for cls in classes).values()), np.int64)
+
+
 def planned_size(image_classes: ImageClasses, n_balance: int) -> int:
     """|D_gen| for ``n_balance``: the sum over present classes of max(0, n_balance - |M[C]|)."""
-    counts = Counter(cls for classes in image_classes.values() for cls in classes)
-    return sum(max(0, n_balance - m) for m in counts.values())
+    return int(np.maximum(n_balance - _images_per_present_class(image_classes), 0).sum())
 
 
 def auto_n_balance(image_classes: ImageClasses) -> int:
@@ -97,17 +101,17 @@ def auto_n_balance(image_classes: ImageClasses) -> int:
     |D_origin| counts every image, with or without defects; ties go to the smaller n_balance.
     """
     target = len(image_classes)
-    if not any(image_classes.values()):
+    counts = _images_per_present_class(image_classes)
+    if counts.size == 0:
         raise DatasetError("no image contains a defect class: there is nothing to balance")
     best, best_gap = 0, target
-    n = 0
-    while True:
-        size = planned_size(image_classes, n)
+    for n in range(int(counts.max()) + target + 1):  # |D_gen| >= target by then
+        size = int(np.maximum(n - counts, 0).sum())
         if abs(size - target) < best_gap:
             best, best_gap = n, abs(size - target)
         if size >= target:
-            return best
-        n += 1
+            break
+    return best
 
 
 def repeats_of(generations: list[tuple[int, str]]) -> list[tuple[str, int]]:
