@@ -14,7 +14,7 @@ from torch import nn
 
 from defectsynth.data import Box, Dataset, Sample
 from defectsynth.errors import DatasetError, OptionError
-from defectsynth.filtering import filter_dataset, keep_count, load_segmenter, rank_scores, score_pairs
+from defectsynth.filtering import build_segmenter, filter_dataset, keep_count, load_segmenter, rank_scores, score_pairs
 
 LEVELS = np.array([0.0, 0.5, 1.0])
 
@@ -164,3 +164,11 @@ def test_trained_unet_is_saved_and_reloads_to_the_same_scores(toy_dataset, tmp_p
     again = filter_dataset(toy_dataset, tmp_path / "again", "segmenter", model=saved, **common)
     assert again.kept == summary.kept
     assert again.scores == pytest.approx(summary.scores)
+
+
+def test_a_size_the_encoder_cannot_take_is_a_one_line_option_error():
+    net = build_segmenter("fpn", "resnet18", None, 3)  # the U-Net of smp 0.6 takes any size, FPN does not
+    images, masks = np.zeros((2, 40, 40, 3), np.uint8), np.zeros((2, 40, 40), np.uint8)
+    with pytest.raises(OptionError, match="--size: 40x40 does not suit the segmenter") as err:
+        score_pairs(net, images, masks)
+    assert "\n" not in str(err.value)

@@ -255,8 +255,8 @@ def train_segmenter(
 ) -> nn.Module:
     """Train the thesis' filter network on the real pairs of ``split``: an smp U-Net, Adam, Dice loss.
 
-    Images and masks are resized to ``size`` = (H, W) (a multiple of the encoder's stride, 32 for
-    depth 5). TODO(merge): share the loop with evaluation.training (build_model, train_epoch).
+    Images and masks are resized to ``size`` = (H, W) (most smp architectures, not the U-Net,
+    need a multiple of the encoder's output stride, 32). TODO(merge): share the loop with evaluation.training (build_model, train_epoch).
     """
     from segmentation_models_pytorch.losses import DiceLoss
 
@@ -370,6 +370,8 @@ def filter_dataset(
     check_output_dir(out, overwrite)
     if not syn.has_masks:
         raise DatasetError("filter needs generated masks, and this dataset has no masks/ folder", syn.root)
+    if not syn.stems:
+        raise DatasetError("the dataset has no images: nothing to filter", syn.root)
     if by == "boxes":
         options = {"clip_labels": clip_labels, "max_sae": max_sae, "drop_empty_boxes": drop_empty_boxes}
         return _filter_by_boxes(syn, out, options, overwrite, progress)
