@@ -256,7 +256,8 @@ def train_segmenter(
     """Train the thesis' filter network on the real pairs of ``split``: an smp U-Net, Adam, Dice loss.
 
     Images and masks are resized to ``size`` = (H, W) (most smp architectures, not the U-Net,
-    need a multiple of the encoder's output stride, 32). TODO(merge): share the loop with evaluation.training (build_model, train_epoch).
+    need a multiple of the encoder's output stride, 32).
+    TODO(merge): share the loop with evaluation.training (build_model, train_epoch).
     """
     from segmentation_models_pytorch.losses import DiceLoss
 
