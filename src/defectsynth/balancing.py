@@ -291,7 +291,8 @@ def select_balanced(real_classes: ImageClasses, synthetic_classes: ImageClasses,
 def _check_compatible(real: Dataset, synthetic: Dataset) -> None:
     _same_classes(real, synthetic)
     if real.has_masks != synthetic.has_masks:
-        raise DatasetError(f"{real.root} {'has' if real.has_masks else 'has no'} masks/ but {synthetic.root} {'has' if synthetic.has_masks else 'has no'}: they cannot be merged", synthetic.root)
+        has = lambda ds: "has" if ds.has_masks else "has no"  # noqa: E731
+        raise DatasetError(f"{real.root} {has(real)} masks/ but {synthetic.root} {has(synthetic)}: they cannot be merged", synthetic.root)
 
 
 def _check_unique(real: Dataset, synthetic: Dataset, stems: list[str]) -> None:
@@ -331,7 +332,8 @@ def merge_datasets(
         n = auto_n_balance(real_classes)
     selected, short = (list(syn_ds.stems), {}) if n is None else select_balanced(real_classes, syn_classes, n, num_classes)
     _check_unique(real_ds, syn_ds, selected)
-    manifest = Manifest(name=f"{real_ds.manifest.name}+{syn_ds.manifest.name}", classes=real_ds.manifest.classes, source=_merge_source(real_ds, syn_ds, selected, n, split))
+    source = _merge_source(real_ds, syn_ds, selected, n, split)
+    manifest = Manifest(name=f"{real_ds.manifest.name}+{syn_ds.manifest.name}", classes=real_ds.manifest.classes, source=source)
     splits = {name: real_ds.split(name) for name in real_ds.split_names}
     splits["train"] = [*splits.get("train", train), *selected]
     splits["synthetic"] = list(selected)

@@ -94,7 +94,8 @@ def box_problems(sample: Sample, num_classes: int, max_sae: float | None, drop_e
         problems.append(f"{empty} of {boxes} boxes hold no pixel of their class")
     _, sae = counts.sae()
     if max_sae is not None and sae is not None and sae > max_sae:
-        problems.append(f"SAE {sae:.3f} > max_sae {max_sae:g} ({int(counts.misaligned.sum())} of {int(counts.generated.sum())} defect pixels outside their boxes)")
+        outside, pixels = int(counts.misaligned.sum()), int(counts.generated.sum())
+        problems.append(f"SAE {sae:.3f} > max_sae {max_sae:g} ({outside} of {pixels} defect pixels outside their boxes)")
     return problems
 
 
@@ -214,7 +215,8 @@ def build_segmenter(arch: str, encoder: str, encoder_weights: str | None, num_cl
         raise OptionError(f"--arch {arch} / --encoder {encoder}: {str(err).strip(chr(39))}") from None
     except OSError as err:
         raise MissingDependencyError(
-            f"--encoder-weights {encoder_weights}: weights of encoder {encoder!r} are not cached and could not be downloaded ({type(err).__name__}); use --encoder-weights none"
+            f"--encoder-weights {encoder_weights}: weights of encoder {encoder!r} are not cached and could not be downloaded "
+            f"({type(err).__name__}); use --encoder-weights none"
         ) from None
 
 
@@ -481,4 +483,5 @@ def _filter_by_segmenter(
             trained.cpu().save_pretrained(tmp / "segmenter")
 
     kept_images, kept = _write(syn, out, manifest, samples(), overwrite, extra_files)
-    return FilterSummary(out, "segmenter", kept, removed, input_images, kept_images, removed_images, np.zeros(num_classes, np.int64), syn.manifest.class_names, scores)
+    no_clipping = np.zeros(num_classes, np.int64)
+    return FilterSummary(out, "segmenter", kept, removed, input_images, kept_images, removed_images, no_clipping, syn.manifest.class_names, scores)
