@@ -98,3 +98,17 @@ def test_class_mismatch_is_rejected(pair, tmp_path):
     other = write_dataset(tmp_path / "other", [class_sample("x", (1,))], classes=["scratch", "spot"])
     with pytest.raises(DatasetError, match="cannot be combined"):
         merge_datasets(real, other, tmp_path / "out")
+
+
+def test_masks_on_one_side_only_are_rejected(pair, tmp_path):
+    from defectsynth.data import DatasetWriter, Manifest
+    from defectsynth.data.model import make_classes
+
+    real, _ = pair
+    with DatasetWriter(tmp_path / "boxes-only", Manifest("b", make_classes(["scratch", "spot", "crack"]))) as writer:
+        sample = class_sample("x", (1,))
+        sample.mask = None
+        writer.add(sample)
+        writer.commit()
+    with pytest.raises(DatasetError, match="has masks/ but .*boxes-only has no: they cannot be merged"):
+        merge_datasets(real, tmp_path / "boxes-only", tmp_path / "out")
