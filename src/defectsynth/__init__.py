@@ -5,13 +5,18 @@ from defectsynth.errors import DefectsynthError
 
 __version__ = "0.1.0.dev0"
 
-__all__ = ["Box", "ClassInfo", "Dataset", "DatasetWriter", "DefectsynthError", "Manifest", "Sample", "__version__", "evaluate", "prepare"]
+__all__ = [
+    "Box", "ClassInfo", "Dataset", "DatasetWriter", "DefectsynthError", "Manifest", "Sample", "__version__",
+    "balance", "evaluate", "filter_dataset", "prepare",
+]
+
+# Entry points that import torch or smp, loaded on first use rather than with the package.
+_LAZY = {"filter_dataset": "defectsynth.filtering", "balance": "defectsynth.balancing", "evaluate": "defectsynth.evaluation"}
 
 
 def __getattr__(name: str):
-    # `defectsynth.evaluate` imports torch and smp: load it on first use, not with the package
-    if name == "evaluate":
-        from defectsynth.evaluation import evaluate
+    if name in _LAZY:
+        import importlib
 
-        return evaluate
+        return getattr(importlib.import_module(_LAZY[name]), name)
     raise AttributeError(f"module 'defectsynth' has no attribute {name!r}")

@@ -15,8 +15,10 @@ from rich.markup import escape
 from typer.core import TyperGroup
 
 from defectsynth import __version__
+from defectsynth.commands import balance as balance_cmd
 from defectsynth.commands import encode_boxes as encode_boxes_cmd
 from defectsynth.commands import evaluate as evaluate_cmd
+from defectsynth.commands import filter as filter_cmd
 from defectsynth.commands import metrics as metrics_cmd
 from defectsynth.commands import prepare as prepare_cmd
 from defectsynth.errors import DefectsynthError
@@ -62,7 +64,7 @@ def _root(
 
 
 # Registered in pipeline order, which is the order `--help` lists them in.
-for _command in (prepare_cmd, encode_boxes_cmd, evaluate_cmd, metrics_cmd):
+for _command in (prepare_cmd, encode_boxes_cmd, filter_cmd, balance_cmd, evaluate_cmd, metrics_cmd):
     _command.register(app)
 
 

@@ -195,3 +195,17 @@ def read_conditions(path: str | Path) -> dict[str, np.ndarray | str]:
         raise DatasetError(f"basd/cbasd must be (H, W) float32/uint8, got {basd.shape} {basd.dtype}, {cbasd.shape} {cbasd.dtype}", path)
     arrays["class_fill"] = str(arrays["class_fill"])
     return arrays
+
+
+def copy_conditions(source: str | Path, stems: list[str], target: str | Path) -> int:
+    """Copy the cached ``conditions/<stem>.npz`` of ``stems`` from dataset folder ``source`` into the
+    (unfinished) dataset folder ``target``, for commands that write a new folder from old samples.
+    Stems without a cache are skipped. Returns how many files were copied."""
+    copied = 0
+    for stem in stems:
+        cached = Path(source) / CONDITIONS_DIR / f"{stem}.npz"
+        if cached.is_file():
+            (Path(target) / CONDITIONS_DIR).mkdir(exist_ok=True)
+            shutil.copyfile(cached, Path(target) / CONDITIONS_DIR / cached.name)
+            copied += 1
+    return copied

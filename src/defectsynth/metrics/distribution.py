@@ -13,29 +13,44 @@ image when its mask holds a pixel of it or a box of it is listed; background is 
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 import numpy as np
 
 from defectsynth.data.dataset import Dataset
-from defectsynth.data.model import IGNORE_INDEX
+from defectsynth.data.model import IGNORE_INDEX, Box
 from defectsynth.progress import track
+
+
+def sample_classes(mask: np.ndarray | None, boxes: Iterable[Box], num_classes: int) -> tuple[int, ...]:
+    """Defect class ids present in a mask ((H, W) uint8 or None) or its boxes, ascending."""
+    present = np.zeros(num_classes, bool)
+    if mask is not None:
+        present |= np.bincount(mask.ravel(), minlength=256)[:num_classes] > 0
+    for box in boxes:
+        present[box.cls] = True
+    present[0] = False
+    return tuple(int(c) for c in np.flatnonzero(present))
+
+
+def classes_in(dataset: Dataset, stem: str) -> tuple[int, ...]:
+    """The defect class ids present in ``stem`` of ``dataset`` (a pixel in its mask or a box of it), ascending."""
+    mask = dataset.read_mask(stem)
+    return sample_classes(mask, dataset.read_boxes(stem, None if mask is None else mask.shape), dataset.manifest.num_classes)
+
+
+def count_images(classes: Iterable[tuple[int, ...]], num_classes: int) -> np.ndarray:
+    """(num_classes,) int64: how many of the per-image class tuples ``classes`` hold each class."""
+    counts = np.zeros(num_classes, np.int64)
+    for present in classes:
+        counts[list(present)] += 1
+    return counts
 
 
 def images_per_class(dataset: Dataset, stems: list[str], progress: bool = False) -> np.ndarray:
     """(num_classes,) int64: how many of ``stems`` contain each class (index = class id; index 0 stays 0)."""
-    num_classes = dataset.manifest.num_classes
-    counts = np.zeros(num_classes, np.int64)
-    for stem in track(stems, total=len(stems), description=f"classes {dataset.root.name}", enabled=progress):
-        present = np.zeros(num_classes, bool)
-        mask = dataset.read_mask(stem)
-        size = None
-        if mask is not None:
-            size = mask.shape
-            present |= np.bincount(mask.ravel(), minlength=256)[:num_classes] > 0
-        for box in dataset.read_boxes(stem, size):
-            present[box.cls] = True
-        present[0] = False
-        counts += present
-    return counts
+    described = track(stems, total=len(stems), description=f"classes {dataset.root.name}", enabled=progress)
+    return count_images((classes_in(dataset, stem) for stem in described), dataset.manifest.num_classes)
 
 
 def entropy_bits(counts: np.ndarray) -> float | None:

@@ -62,6 +62,21 @@ def _ratios(num: np.ndarray, den: np.ndarray) -> tuple[np.ndarray, float | None]
     return per_class, (float(num[1:].sum() / total) if total else None)
 
 
+def inside_own_boxes(mask: np.ndarray, xyxy: np.ndarray, classes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Which pixels of ``mask`` lie in a box of their own class, and which boxes hold such a pixel.
+
+    mask: (H, W) uint8 class ids. xyxy: (N, 4) int half-open boxes. classes: (N,) box class ids.
+    Returns ``aligned`` (H, W) bool and ``hit`` (N,) bool (False = an empty box in the EBR sense).
+    """
+    aligned = np.zeros(mask.shape, dtype=bool)
+    hit = np.zeros(len(classes), dtype=bool)
+    for k, ((x0, y0, x1, y1), cls) in enumerate(zip(xyxy, classes)):
+        own = mask[y0:y1, x0:x1] == cls
+        aligned[y0:y1, x0:x1] |= own
+        hit[k] = own.any()
+    return aligned, hit
+
+
 def sae_ebr_counts(mask: np.ndarray, xyxy: np.ndarray, classes: np.ndarray, num_classes: int) -> SaeEbrCounts:
     """SAE/EBR counts of one generated mask against the boxes that conditioned it.
 
@@ -84,12 +99,9 @@ def sae_ebr_counts(mask: np.ndarray, xyxy: np.ndarray, classes: np.ndarray, num_
     counts.generated[:] = histogram[:num_classes]
     counts.generated[0] = 0
     # 1. mark pixels that lie in a box of their own class; 2. a box holding none of them is empty.
-    aligned = np.zeros(mask.shape, dtype=bool)
-    for (x0, y0, x1, y1), cls in zip(xyxy, classes):
-        hit = mask[y0:y1, x0:x1] == cls
-        aligned[y0:y1, x0:x1] |= hit
-        counts.boxes[cls] += 1
-        counts.empty[cls] += not hit.any()
+    aligned, hit = inside_own_boxes(mask, xyxy, classes)
+    np.add.at(counts.boxes, classes, 1)
+    np.add.at(counts.empty, classes[~hit], 1)
     inside = np.bincount(mask[aligned].ravel(), minlength=num_classes)[:num_classes]
     counts.misaligned[:] = counts.generated - inside
     counts.misaligned[0] = 0

@@ -1,0 +1,89 @@
+"""``defectsynth filter SYNTH --out DIR --by boxes|segmenter``: keep the good synthetic pairs."""
+
+from __future__ import annotations
+
+from enum import Enum
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from defectsynth.commands._options import OutOpt, OverwriteOpt, ProgressOpt, SeedOpt, SizeOpt
+
+EXAMPLES = """
+[bold]Examples[/]
+
+  defectsynth filter synth/wood --out synth/wood-clipped --by boxes --clip-labels   [dim](BASD paper, section 4.3)[/]
+
+  defectsynth filter synth/wood --out synth/wood-clean --by boxes --max-sae 0.2 --drop-empty-boxes
+
+  defectsynth filter synth/lemons --out synth/lemons-top128 --by segmenter --real data/lemons --top-k 128   [dim](thesis, section 6.1)[/]
+
+  defectsynth filter synth/lemons --out synth/lemons-best --by segmenter --model synth/lemons-top128/segmenter --score ce --keep-fraction 0.35
+
+[bold]--by boxes[/]: --clip-labels sets defect pixels outside every box of their class to background; --max-sae X drops samples whose share of such pixels exceeds X; --drop-empty-boxes drops samples with a box holding no pixel of its class. [bold]--by segmenter[/]: a U-Net trained on the --real train split (or a saved smp network, --model) predicts each synthetic image; pairs are ranked by the IoU (higher is better) or cross-entropy (lower is better) between prediction and generated mask; the top K are kept (scores.json). dataset.json records every removed stem and why. Docs: docs/filter.md
+"""
+
+
+class By(str, Enum):
+    boxes = "boxes"
+    segmenter = "segmenter"
+
+
+class Score(str, Enum):
+    iou = "iou"
+    ce = "ce"
+
+
+def filter_command(
+    synthetic: Annotated[Path, typer.Argument(help="Synthetic dataset folder (generated masks/, condition boxes/), e.g. written by `defectsynth sample`.", metavar="SYNTH")],
+    out: OutOpt,
+    by: Annotated[By, typer.Option("--by", help="boxes: check masks against their condition boxes; segmenter: rank by a segmentation network.")],
+    clip_labels: Annotated[bool, typer.Option("--clip-labels", help="--by boxes: set defect pixels outside every box of their class to background.")] = False,
+    max_sae: Annotated[Optional[float], typer.Option("--max-sae", help="--by boxes: drop samples whose SAE (share of defect pixels outside their boxes) exceeds this.")] = None,
+    drop_empty_boxes: Annotated[bool, typer.Option("--drop-empty-boxes", help="--by boxes: drop samples with a box that holds no pixel of its class.")] = False,
+    real: Annotated[Optional[Path], typer.Option("--real", help="--by segmenter: real dataset folder to train the U-Net on.")] = None,
+    model: Annotated[Optional[Path], typer.Option("--model", help="--by segmenter: a saved smp network (config.json + model.safetensors) instead of --real.")] = None,
+    split: Annotated[str, typer.Option("--split", help="Split of --real to train on; 'all' = every stem.")] = "train",
+    score: Annotated[Score, typer.Option("--score", help="iou (per-image mean IoU, higher is better) or ce (cross-entropy, lower is better).")] = Score.iou,
+    top_k: Annotated[Optional[int], typer.Option("--top-k", help="Keep the K best pairs.")] = None,
+    keep_fraction: Annotated[Optional[float], typer.Option("--keep-fraction", help="Keep this fraction of the pairs (rounded down, at least 1).")] = None,
+    size: SizeOpt = None,
+    arch: Annotated[str, typer.Option("--arch", help="smp architecture of the trained filter network.")] = "unet",
+    encoder: Annotated[str, typer.Option("--encoder", help="smp encoder of the trained filter network.")] = "resnet34",
+    encoder_weights: Annotated[str, typer.Option("--encoder-weights", help="Encoder initialisation: imagenet (cached or downloaded) or none.")] = "imagenet",
+    epochs: Annotated[int, typer.Option("--epochs", help="Training epochs of the filter network.")] = 50,
+    batch_size: Annotated[int, typer.Option("--batch-size", help="Images per batch (training and scoring).")] = 8,
+    lr: Annotated[float, typer.Option("--lr", help="Adam learning rate of the filter network.")] = 1e-4,
+    seed: SeedOpt = 0,
+    device: Annotated[Optional[str], typer.Option("--device", help="torch device; default cuda when available, else cpu.")] = None,
+    overwrite: OverwriteOpt = False,
+    progress: ProgressOpt = True,
+) -> None:
+    from rich.table import Table
+
+    from defectsynth.commands._summary import console
+    from defectsynth.filtering import filter_dataset
+
+    summary = filter_dataset(
+        synthetic, out, by.value, clip_labels=clip_labels, max_sae=max_sae, drop_empty_boxes=drop_empty_boxes, real=real, model=model,
+        split=None if split == "all" else split, score=score.value, top_k=top_k, keep_fraction=keep_fraction, size=size, arch=arch,
+        encoder=encoder, encoder_weights=None if encoder_weights.lower() == "none" else encoder_weights, epochs=epochs,
+        batch_size=batch_size, lr=lr, seed=seed, device=device, overwrite=overwrite, progress=progress,
+    )  # fmt: skip
+    table = Table(title=f"filter --by {summary.by}: kept {len(summary.kept)}, removed {len(summary.removed)}", title_justify="left")
+    for header in ("class", "images in", "kept", "removed", "pixels clipped"):
+        table.add_column(header, justify="left" if header == "class" else "right")
+    for cls, name in sorted(summary.class_names.items()):
+        if cls:
+            table.add_row(name, *(str(int(a[cls])) for a in (summary.input_images, summary.kept_images, summary.removed_images, summary.clipped_pixels)))
+    console.print(table)
+    for stem, reason in list(summary.removed.items())[:5]:
+        console.print(f"  removed {stem}: {reason}")
+    if len(summary.removed) > 5:
+        console.print(f"  ... and {len(summary.removed) - 5} more (all listed in dataset.json, source.filters)")
+    console.print(f"[green]wrote[/] {summary.out}")
+
+
+def register(app: typer.Typer) -> None:
+    app.command("filter", help="Filter synthetic pairs: clip labels to boxes, reject by SAE/empty boxes, or keep the top K by a segmenter.", epilog=EXAMPLES)(filter_command)

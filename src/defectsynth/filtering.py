@@ -1,0 +1,487 @@
+"""Filtering a synthetic dataset folder into a new one: by its condition boxes, or by a segmenter.
+
+- ``by="boxes"`` (BASD paper, section 4.3): ``clip_labels`` sets every mask pixel of class c that
+  lies outside all boxes of class c to background ("we discard synthetic pixel labels generated
+  outside the bounding boxes conditioning"); ``max_sae`` rejects a sample whose share of defect
+  pixels outside their class's boxes (its SAE, BASD eq. 5, measured before clipping) exceeds it;
+  ``drop_empty_boxes`` rejects a sample with a box holding no pixel of its class (EBR, eq. 6).
+- ``by="segmenter"`` (Rabensteiner's thesis, section 6.1.1, step 5): a U-Net trained on the real
+  data (or a saved smp network) predicts every synthetic image; the pair is scored by the IoU
+  (macro over the classes, per image, higher is better) or the cross-entropy (lower is better)
+  between that prediction and the generated mask; the top K pairs are kept.
+
+Output (an ordinary dataset folder, written atomically; the input is never modified)::
+
+    <out>/
+      dataset.json      the input's manifest; source["filters"] gets one record appended:
+                        {"by", "input", "options", "kept", "removed": {stem: reason}, ...}
+      images/ masks/ boxes/ conditions/   the kept samples (masks clipped with clip_labels)
+      scores.json       by="segmenter": {"score", "higher_is_better", "keep", "samples":
+                        {stem: {"score": float | null, "rank": int, "kept": bool}}}
+      segmenter/        by="segmenter" when trained here: smp save_pretrained (config.json +
+                        model.safetensors), reusable with ``model=<out>/segmenter``
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from defectsynth.data.dataset import Dataset
+from defectsynth.data.files import read_json, write_json
+from defectsynth.data.model import IGNORE_INDEX, Box, Manifest, Sample, boxes_to_array
+from defectsynth.data.resize import parse_size, resize_sample
+from defectsynth.data.writer import DatasetWriter, check_output_dir
+from defectsynth.encoding.conditions import copy_conditions
+from defectsynth.errors import DatasetError, MissingDependencyError, OptionError
+from defectsynth.metrics.compute import _device, _same_classes
+from defectsynth.metrics.distribution import sample_classes
+from defectsynth.metrics.sae_ebr import inside_own_boxes, sae_ebr_counts
+from defectsynth.progress import track
+
+logger = logging.getLogger(__name__)
+
+FILTER_BY = ("boxes", "segmenter")
+SCORES = ("iou", "ce")
+# The benchmark's input normalisation (evaluate): x / 255, then the ImageNet mean and std.
+IMAGENET_MEAN = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)
+IMAGENET_STD = torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)
+
+
+@dataclass
+class FilterSummary:
+    """What :func:`filter_dataset` wrote. Per-class arrays are indexed by class id."""
+
+    out: Path
+    by: str
+    kept: list[str]
+    removed: dict[str, str]
+    input_images: np.ndarray  # images containing each class in the input
+    kept_images: np.ndarray  # ... in the output (after clipping)
+    removed_images: np.ndarray  # ... among the removed samples
+    clipped_pixels: np.ndarray  # pixels set to background by clip_labels
+    class_names: dict[int, str]
+    scores: dict[str, float | None] = field(default_factory=dict)
+
+
+# -- by boxes ---------------------------------------------------------------------------------------
+def clip_to_boxes(mask: np.ndarray, boxes: list[Box]) -> np.ndarray:
+    """``mask`` with every defect pixel outside all boxes of its own class set to 0 (a new array).
+
+    mask: (H, W) uint8 class ids (0 background, 255 ignore, which stays). boxes: the conditions.
+    """
+    aligned, _ = inside_own_boxes(mask, *boxes_to_array(boxes))
+    outside = ~aligned & (mask != 0) & (mask != IGNORE_INDEX)
+    clipped = mask.copy()
+    clipped[outside] = 0
+    return clipped
+
+
+def box_problems(sample: Sample, num_classes: int, max_sae: float | None, drop_empty_boxes: bool) -> list[str]:
+    """Why ``sample`` fails the box checks ([] = it passes); measured on its unclipped mask."""
+    counts = sae_ebr_counts(sample.mask, *boxes_to_array(sample.boxes), num_classes)
+    problems = []
+    empty, boxes = int(counts.empty.sum()), int(counts.boxes.sum())
+    if drop_empty_boxes and empty:
+        problems.append(f"{empty} of {boxes} boxes hold no pixel of their class")
+    _, sae = counts.sae()
+    if max_sae is not None and sae is not None and sae > max_sae:
+        outside, pixels = int(counts.misaligned.sum()), int(counts.generated.sum())
+        problems.append(f"SAE {sae:.3f} > max_sae {max_sae:g} ({outside} of {pixels} defect pixels outside their boxes)")
+    return problems
+
+
+# -- by segmenter: scoring ------------------------------------------------------------------------
+def to_model_input(images: np.ndarray) -> torch.Tensor:
+    """(N, H, W, 3) uint8 -> (N, 3, H, W) float32: x / 255 normalised with the ImageNet mean and std."""
+    x = torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2).float() / 255.0
+    return (x - IMAGENET_MEAN) / IMAGENET_STD
+
+
+def per_image_iou(pred: torch.Tensor, target: torch.Tensor, num_classes: int) -> torch.Tensor:
+    """(N,) float64 mean IoU over the classes 0..num_classes-1 of each image (ignore pixels left out).
+
+    pred, target: (N, H, W) class ids. A class absent from both prediction and target scores 1
+    (smp's zero_division=1); an image without a valid pixel scores NaN.
+    TODO(merge): switch to metrics.segmentation.get_stats / reduce_stats once `evaluate` is merged.
+    """
+    valid = target != IGNORE_INDEX
+    scores = []
+    for cls in range(num_classes):
+        p, t = (pred == cls) & valid, (target == cls) & valid
+        tp, fp, fn = ((p & t).sum((1, 2)), (p & ~t).sum((1, 2)), (~p & t).sum((1, 2)))
+        union = (tp + fp + fn).double()
+        scores.append(torch.where(union > 0, tp.double() / union.clamp(min=1), torch.ones_like(union)))
+    iou = torch.stack(scores, 1).mean(1)
+    return torch.where(valid.flatten(1).any(1), iou, torch.full_like(iou, float("nan")))
+
+
+def per_image_ce(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """(N,) float64 mean pixel cross-entropy of (N, C, H, W) logits against (N, H, W) ids; NaN without valid pixels."""
+    loss = F.cross_entropy(logits.float(), target.long(), ignore_index=IGNORE_INDEX, reduction="none")
+    valid = (target != IGNORE_INDEX).flatten(1)
+    return (loss.flatten(1).sum(1) / valid.sum(1)).double()
+
+
+@torch.no_grad()
+def score_pairs(
+    model: nn.Module, images: np.ndarray, masks: np.ndarray, score: str = "iou", batch_size: int = 8, device: str | torch.device = "cpu"
+) -> list[float | None]:
+    """Score each (image, generated mask) pair by the segmenter's agreement with the mask.
+
+    model: any nn.Module mapping (B, 3, H, W) float (:func:`to_model_input`) to (B, C, H, W) logits.
+    images: (N, H, W, 3) uint8. masks: (N, H, W) uint8 class ids < C (255 = ignore).
+    score: "iou" (per-image mean IoU of the argmax, higher is better) or "ce" (mean cross-entropy,
+    lower is better). Returns N floats, None for a mask without a valid pixel.
+    """
+    if score not in SCORES:
+        raise OptionError(f"--score: choose one of {', '.join(SCORES)}, got {score!r}")
+    model.eval()
+    out: list[float | None] = []
+    for start in range(0, len(images), batch_size):
+        x = to_model_input(images[start : start + batch_size]).to(device)
+        target = torch.from_numpy(masks[start : start + batch_size].astype(np.int64)).to(device)
+        logits = _forward(model, x)
+        classes = logits.shape[1]
+        stray = target[(target != IGNORE_INDEX) & (target >= classes)]
+        if stray.numel():
+            raise DatasetError(f"the segmenter predicts {classes} classes, but the masks hold class {int(stray.max())}")
+        values = per_image_iou(logits.argmax(1), target, classes) if score == "iou" else per_image_ce(logits, target)
+        out.extend(None if math.isnan(v) else float(v) for v in values.cpu().tolist())
+    return out
+
+
+def rank_scores(scores: dict[str, float | None], score: str) -> list[str]:
+    """Stems best first (highest IoU or lowest CE; ties keep the given order; unscored last)."""
+    sign = -1.0 if score == "iou" else 1.0
+    order = {stem: k for k, stem in enumerate(scores)}
+    scored = sorted((s for s in scores if scores[s] is not None), key=lambda s: (sign * scores[s], order[s]))  # type: ignore[operator]
+    return scored + [s for s in scores if scores[s] is None]
+
+
+def keep_count(total: int, top_k: int | None, keep_fraction: float | None) -> int:
+    """K from ``top_k`` or ``keep_fraction`` (floor of fraction x total, at least 1); exactly one must be given."""
+    if (top_k is None) == (keep_fraction is None):
+        raise OptionError("--by segmenter needs exactly one of --top-k K or --keep-fraction F")
+    if top_k is not None:
+        if top_k < 1:
+            raise OptionError(f"--top-k must be at least 1, got {top_k}")
+        if top_k > total:
+            logger.warning("--top-k %d is more than the %d synthetic samples: keeping all", top_k, total)
+        return min(top_k, total)
+    if not 0 < keep_fraction <= 1:  # type: ignore[operator]
+        raise OptionError(f"--keep-fraction must lie in (0, 1], got {keep_fraction}")
+    return max(1, math.floor(keep_fraction * total + 1e-9))  # type: ignore[operator]
+
+
+# -- by segmenter: the network ----------------------------------------------------------------------
+def load_segmenter(path: str | Path) -> nn.Module:
+    """An smp network saved with ``save_pretrained`` (config.json + model.safetensors); no download, no pickle."""
+    import segmentation_models_pytorch as smp
+    from safetensors.torch import load_file
+
+    path = Path(path)
+    config_path, weights = path / "config.json", path / "model.safetensors"
+    if not weights.is_file():
+        raise DatasetError("--model: model.safetensors not found (expected an smp save_pretrained folder)", path)
+    config = read_json(config_path)
+    class_name = config.pop("_model_class", None) if isinstance(config, dict) else None
+    if not isinstance(class_name, str) or not isinstance(getattr(smp, class_name, None), type):
+        raise DatasetError(f"--model: config.json names no smp model class (_model_class: {class_name!r})", config_path)
+    config["encoder_weights"] = None  # the weights come from the safetensors file, never from a download
+    try:
+        model = getattr(smp, class_name)(**{k: v for k, v in config.items() if not k.startswith("_")})
+        model.load_state_dict(load_file(weights))
+    except (TypeError, KeyError, RuntimeError) as err:
+        raise DatasetError(f"--model: cannot rebuild {class_name} from config.json and model.safetensors ({str(err).splitlines()[0]})", path) from None
+    return model
+
+
+def build_segmenter(arch: str, encoder: str, encoder_weights: str | None, num_classes: int) -> nn.Module:
+    """``smp.create_model(arch, encoder, encoder_weights, classes=num_classes)`` with one-line errors."""
+    import segmentation_models_pytorch as smp
+
+    try:
+        return smp.create_model(arch, encoder_name=encoder, encoder_weights=encoder_weights, classes=num_classes)
+    except KeyError as err:
+        raise OptionError(f"--arch {arch} / --encoder {encoder}: {str(err).strip(chr(39))}") from None
+    except OSError as err:
+        raise MissingDependencyError(
+            f"--encoder-weights {encoder_weights}: weights of encoder {encoder!r} are not cached and could not be downloaded "
+            f"({type(err).__name__}); use --encoder-weights none"
+        ) from None
+
+
+def read_pairs(dataset: Dataset, stems: list[str], size: tuple[int, int], progress: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """Images (N, H, W, 3) uint8 and masks (N, H, W) uint8 of ``stems``, resized to ``size`` = (H, W)."""
+    if not dataset.has_masks:
+        raise DatasetError("the segmenter filter needs masks, and this dataset has no masks/ folder", dataset.root)
+    samples = [resize_sample(dataset.read(s), size) for s in track(stems, total=len(stems), description=f"read {dataset.root.name}", enabled=progress)]
+    return np.stack([s.image for s in samples]), np.stack([s.mask for s in samples])
+
+
+def score_dataset(
+    model: nn.Module, dataset: Dataset, size: tuple[int, int], score: str, batch_size: int, device, progress: bool = False
+) -> dict[str, float | None]:
+    """:func:`score_pairs` over every stem of ``dataset`` at ``size`` = (H, W), read one batch at a time."""
+    batches = [dataset.stems[i : i + batch_size] for i in range(0, len(dataset.stems), batch_size)]
+    scores: dict[str, float | None] = {}
+    for stems in track(batches, total=len(batches), description=f"score {dataset.root.name}", enabled=progress):
+        images, masks = read_pairs(dataset, stems, size)
+        scores.update(zip(stems, score_pairs(model, images, masks, score, batch_size, device)))
+    return scores
+
+
+def train_segmenter(
+    real: str | Path,
+    split: str | None = "train",
+    epochs: int = 50,
+    *,
+    size: tuple[int, int],
+    arch: str = "unet",
+    encoder: str = "resnet34",
+    encoder_weights: str | None = "imagenet",
+    batch_size: int = 8,
+    lr: float = 1e-4,
+    seed: int = 0,
+    device: str | torch.device = "cpu",
+    progress: bool = False,
+) -> nn.Module:
+    """Train the thesis' filter network on the real pairs of ``split``: an smp U-Net, Adam, Dice loss.
+
+    Images and masks are resized to ``size`` = (H, W) (most smp architectures, not the U-Net,
+    need a multiple of the encoder's output stride, 32).
+    TODO(merge): share the loop with evaluation.training (build_model, train_epoch).
+    """
+    from segmentation_models_pytorch.losses import DiceLoss
+
+    if epochs < 1 or batch_size < 1 or lr <= 0:
+        raise OptionError(f"--epochs and --batch-size must be >= 1 and --lr > 0, got {epochs}, {batch_size}, {lr}")
+    ds = Dataset(real)
+    images, masks = read_pairs(ds, ds.select(split), size, progress)
+    torch.manual_seed(seed)
+    model = build_segmenter(arch, encoder, encoder_weights, ds.manifest.num_classes).to(device)
+    optimizer = torch.optim.Adam(model.parameters(), lr=lr)
+    loss_fn = DiceLoss(mode="multiclass", from_logits=True, ignore_index=IGNORE_INDEX)
+    x_all, y_all = to_model_input(images), torch.from_numpy(masks.astype(np.int64))
+    generator = torch.Generator().manual_seed(seed)
+    model.train()
+    for _ in track(range(epochs), total=epochs, description="train segmenter", enabled=progress):
+        order = torch.randperm(len(x_all), generator=generator)
+        # drop a last batch of one image: batch norm cannot normalise it at the bottleneck
+        stop = len(order) - (len(order) % batch_size == 1 and len(order) > batch_size)
+        for start in range(0, stop, batch_size):
+            idx = order[start : min(start + batch_size, stop)]
+            optimizer.zero_grad(set_to_none=True)
+            loss = loss_fn(_forward(model, x_all[idx].to(device)), y_all[idx].to(device))
+            loss.backward()
+            optimizer.step()
+    return model.eval()
+
+
+def _forward(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    try:
+        return model(x)
+    except RuntimeError as err:
+        if "input shape" in str(err) or "divisible" in str(err):
+            raise OptionError(f"--size: {x.shape[-1]}x{x.shape[-2]} does not suit the segmenter ({str(err).splitlines()[0]})") from None
+        raise
+
+
+# -- the filter ---------------------------------------------------------------------------------------
+def _check_options(
+    by: str, clip_labels: bool, max_sae: float | None, drop_empty_boxes: bool, real, model, top_k, keep_fraction, score: str, batch_size: int
+) -> None:
+    if by not in FILTER_BY:
+        raise OptionError(f"--by: choose one of {', '.join(FILTER_BY)}, got {by!r}")
+    box_options = clip_labels or max_sae is not None or drop_empty_boxes
+    if by == "boxes":
+        if not box_options:
+            raise OptionError("--by boxes needs --clip-labels, --max-sae X or --drop-empty-boxes")
+        if real is not None or model is not None or top_k is not None or keep_fraction is not None:
+            raise OptionError("--real, --model, --top-k and --keep-fraction belong to --by segmenter")
+        if max_sae is not None and not 0 <= max_sae <= 1:
+            raise OptionError(f"--max-sae must lie in [0, 1], got {max_sae}")
+        return
+    if box_options:
+        raise OptionError("--clip-labels, --max-sae and --drop-empty-boxes belong to --by boxes (run filter twice to combine)")
+    if (real is None) == (model is None):
+        raise OptionError("--by segmenter needs exactly one of --real DIR (train a U-Net on it) or --model DIR (a saved smp network)")
+    if score not in SCORES:
+        raise OptionError(f"--score: choose one of {', '.join(SCORES)}, got {score!r}")
+    if batch_size < 1:
+        raise OptionError(f"--batch-size must be at least 1, got {batch_size}")
+
+
+def _filter_record(syn: Dataset, by: str, options: dict[str, Any], kept: list[str], removed: dict[str, str], extra: dict[str, Any]) -> dict[str, Any]:
+    return {"by": by, "input": str(syn.root.resolve()), "options": options, "kept": len(kept), "removed": removed, **extra}
+
+
+def _output_manifest(syn: Dataset, kept: list[str], record: dict[str, Any]) -> Manifest:
+    source = dict(syn.manifest.source)
+    if isinstance(source.get("condition_of"), dict):
+        source["condition_of"] = {s: c for s, c in source["condition_of"].items() if s in set(kept)}
+    source["filters"] = [*source.get("filters", []), record]
+    return Manifest(name=f"{syn.manifest.name}-filtered", classes=syn.manifest.classes, source=source, synthetic=syn.manifest.synthetic)
+
+
+def filter_dataset(
+    synthetic: str | Path,
+    out: str | Path,
+    by: str = "boxes",
+    *,
+    clip_labels: bool = False,
+    max_sae: float | None = None,
+    drop_empty_boxes: bool = False,
+    real: str | Path | None = None,
+    model: str | Path | None = None,
+    split: str | None = "train",
+    score: str = "iou",
+    top_k: int | None = None,
+    keep_fraction: float | None = None,
+    size: str | tuple[int, int] | None = None,
+    arch: str = "unet",
+    encoder: str = "resnet34",
+    encoder_weights: str | None = "imagenet",
+    epochs: int = 50,
+    batch_size: int = 8,
+    lr: float = 1e-4,
+    seed: int = 0,
+    device: str | None = None,
+    overwrite: bool = False,
+    progress: bool = False,
+) -> FilterSummary:
+    """Filter the synthetic dataset folder ``synthetic`` into ``out`` (see the module docstring).
+
+    by="boxes": clip_labels, max_sae (0..1), drop_empty_boxes. by="segmenter": real (train a U-Net
+    on its ``split``; arch, encoder, encoder_weights, epochs, batch_size, lr, seed) or model (an smp
+    save_pretrained folder); score "iou" or "ce"; top_k or keep_fraction; size (H, W) or "N" /
+    "WxH" the pairs are scored at (default: the first synthetic image's size); device (None: cuda
+    when available).
+    """
+    _check_options(by, clip_labels, max_sae, drop_empty_boxes, real, model, top_k, keep_fraction, score, batch_size)
+    syn = Dataset(synthetic)
+    out = Path(out)
+    check_output_dir(out, overwrite)
+    if not syn.has_masks:
+        raise DatasetError("filter needs generated masks, and this dataset has no masks/ folder", syn.root)
+    if not syn.stems:
+        raise DatasetError("the dataset has no images: nothing to filter", syn.root)
+    if by == "boxes":
+        options = {"clip_labels": clip_labels, "max_sae": max_sae, "drop_empty_boxes": drop_empty_boxes}
+        return _filter_by_boxes(syn, out, options, overwrite, progress)
+    k = keep_count(len(syn.stems), top_k, keep_fraction)
+    dev = _device(device)
+    if real is not None:
+        _same_classes(Dataset(real), syn)
+    size_hw = parse_size(size) or syn.read(syn.stems[0]).size
+    if model is not None:
+        net, trained, about_net = load_segmenter(model).to(dev), None, {"model": str(Path(model).resolve())}
+    else:
+        training = {"split": split, "arch": arch, "encoder": encoder, "encoder_weights": encoder_weights, "epochs": epochs,
+                    "batch_size": batch_size, "lr": lr, "seed": seed}  # fmt: skip
+        net = trained = train_segmenter(real, size=size_hw, device=dev, progress=progress, **training)
+        about_net = {"real": str(Path(real).resolve()), **training}
+    scores = score_dataset(net, syn, size_hw, score, batch_size, dev, progress)
+    options = {"score": score, "top_k": top_k, "keep_fraction": keep_fraction, "size": list(size_hw), **about_net}
+    return _filter_by_segmenter(syn, out, options, scores, k, trained, overwrite, progress)
+
+
+def _write(syn: Dataset, out: Path, manifest: Manifest, samples, overwrite: bool, extra_files) -> tuple[np.ndarray, list[str]]:
+    """Write the kept samples (an iterable of Sample), cached conditions and ``extra_files(tmp)``."""
+    with DatasetWriter(out, manifest, overwrite=overwrite) as writer:
+        kept = []
+        for sample in samples:
+            writer.add(sample)
+            kept.append(sample.stem)
+        copy_conditions(syn.root, kept, writer.tmp)
+        splits = {name: [s for s in syn.split(name) if s in writer.stems] for name in syn.split_names}
+        extra_files(writer.tmp)
+        writer.commit({k: v for k, v in splits.items() if v} or None)
+        return writer.stats.images_per_class.copy(), kept
+
+
+def _filter_by_boxes(syn: Dataset, out: Path, options: dict[str, Any], overwrite: bool, progress: bool) -> FilterSummary:
+    num_classes = syn.manifest.num_classes
+    removed: dict[str, str] = {}
+    clipped_by_stem: dict[str, int] = {}
+    input_images = np.zeros(num_classes, np.int64)
+    removed_images = np.zeros(num_classes, np.int64)
+    clipped = np.zeros(num_classes, np.int64)
+    # 1. decide every sample first, so that the provenance can be written with the samples
+    for stem in track(syn.stems, total=len(syn.stems), description="check boxes", enabled=progress):
+        sample = syn.read(stem)
+        present = list(sample_classes(sample.mask, sample.boxes, num_classes))
+        input_images[present] += 1
+        problems = box_problems(sample, num_classes, options["max_sae"], options["drop_empty_boxes"])
+        if problems:
+            removed[stem] = "; ".join(problems)
+            removed_images[present] += 1
+        elif options["clip_labels"]:
+            lost = sample.mask[clip_to_boxes(sample.mask, sample.boxes) != sample.mask]
+            if lost.size:
+                clipped_by_stem[stem] = int(lost.size)
+                clipped += np.bincount(lost, minlength=256)[:num_classes]
+    kept_stems = [s for s in syn.stems if s not in removed]
+    if not kept_stems:
+        raise DatasetError(f"every one of the {len(syn.stems)} samples was rejected: nothing to write (relax --max-sae or --drop-empty-boxes)", syn.root)
+    record = _filter_record(syn, "boxes", options, kept_stems, removed, {"clipped_pixels": clipped_by_stem})
+    manifest = _output_manifest(syn, kept_stems, record)
+
+    # 2. write the kept samples, clipped
+    def samples():
+        for stem in track(kept_stems, total=len(kept_stems), description="write", enabled=progress):
+            sample = syn.read(stem)
+            if options["clip_labels"]:
+                sample.mask = clip_to_boxes(sample.mask, sample.boxes)
+            yield sample
+
+    kept_images, kept = _write(syn, out, manifest, samples(), overwrite, lambda tmp: None)
+    return FilterSummary(out, "boxes", kept, removed, input_images, kept_images, removed_images, clipped, syn.manifest.class_names)
+
+
+def _filter_by_segmenter(
+    syn: Dataset, out: Path, options: dict[str, Any], scores: dict[str, float | None], k: int, trained: nn.Module | None, overwrite: bool, progress: bool
+) -> FilterSummary:
+    num_classes = syn.manifest.num_classes
+    ranking = rank_scores(scores, options["score"])
+    keep = set(ranking[:k])
+    rank = {stem: r + 1 for r, stem in enumerate(ranking)}
+    label = lambda v: "no valid pixel" if v is None else f"{v:.4f}"  # noqa: E731
+    removed = {s: f"rank {rank[s]} of {len(ranking)} by {options['score']} {label(scores[s])} (keeping {k})" for s in ranking[k:]}
+    kept_stems = [s for s in syn.stems if s in keep]
+    scores_json = {
+        "score": options["score"], "higher_is_better": options["score"] == "iou", "keep": k,
+        "samples": {s: {"score": scores[s], "rank": rank[s], "kept": s in keep} for s in syn.stems},
+    }  # fmt: skip
+    record = _filter_record(syn, "segmenter", options, kept_stems, removed, {"scores": "scores.json"})
+    manifest = _output_manifest(syn, kept_stems, record)
+    input_images = np.zeros(num_classes, np.int64)
+    removed_images = np.zeros(num_classes, np.int64)
+
+    def samples():
+        for stem in track(syn.stems, total=len(syn.stems), description="write", enabled=progress):
+            sample = syn.read(stem)
+            present = list(sample_classes(sample.mask, sample.boxes, num_classes))
+            input_images[present] += 1
+            if stem in keep:
+                yield sample
+            else:
+                removed_images[present] += 1
+
+    def extra_files(tmp: Path) -> None:
+        write_json(tmp / "scores.json", scores_json, durable=False)
+        if trained is not None:
+            trained.cpu().save_pretrained(tmp / "segmenter")
+
+    kept_images, kept = _write(syn, out, manifest, samples(), overwrite, extra_files)
+    no_clipping = np.zeros(num_classes, np.int64)
+    return FilterSummary(out, "segmenter", kept, removed, input_images, kept_images, removed_images, no_clipping, syn.manifest.class_names, scores)
