@@ -15,7 +15,10 @@ from rich.markup import escape
 from typer.core import TyperGroup
 
 from defectsynth import __version__
+from defectsynth.commands import demo as demo_cmd
 from defectsynth.commands import prepare as prepare_cmd
+from defectsynth.commands import sample as sample_cmd
+from defectsynth.commands import train as train_cmd
 from defectsynth.errors import DefectsynthError
 from defectsynth.progress import stderr_console
 
@@ -59,6 +62,9 @@ def _root(
 
 
 prepare_cmd.register(app)
+train_cmd.register(app)
+sample_cmd.register(app)
+demo_cmd.register(app)
 
 
 def main() -> None:

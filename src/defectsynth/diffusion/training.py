@@ -8,7 +8,7 @@ noise, flips, condition drop) comes from a generator seeded by (seed, step, proc
 order of an epoch from (seed, epoch), so a resumed run repeats the uninterrupted one exactly.
 
 Policy (ISDM): ``unet/`` and ``unet_ema/`` are rewritten only when an epoch's mean training loss
-improves; ``checkpoint-<step>/`` every ``checkpoint_every`` steps and at the end, the last
+improves (and written once at the end if training stopped before its first epoch ended); ``checkpoint-<step>/`` every ``checkpoint_every`` steps and at the end, the last
 ``checkpoints_total_limit`` kept; ``patience_steps`` stops when the loss has not improved for that
 many steps.
 """
@@ -340,6 +340,8 @@ class Loop:
             task = bar.add_task("training", total=self.total, completed=self.state.step, status="")
             while not self.finished():
                 self.run_epoch(bar, task)
+        if not (self.out / "unet").is_dir():  # stopped before the first epoch ended: keep the weights reached
+            save_best(self.accelerator, self.out, self.net, self.ema)
         saved = ckpt.checkpoint_dirs(self.out)
         if not saved or saved[-1].name != f"{ckpt.CHECKPOINT_PREFIX}{self.state.step}":
             save_checkpoint(self.accelerator, self.out, self.net, self.ema, self.optimizer, self.state, self.args["checkpoints_total_limit"])
