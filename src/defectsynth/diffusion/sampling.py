@@ -38,6 +38,7 @@ from defectsynth.data.writer import DatasetStats
 from defectsynth.diffusion.conditioning import condition_tensor, tensor_to_image
 from defectsynth.diffusion.models import Layout
 from defectsynth.diffusion.previews import class_palette
+from defectsynth.diffusion.processes import make_state
 from defectsynth.diffusion.schedules import DEFAULT_STEPS, Sampler, make_sampler
 from defectsynth.diffusion.training import derived_seed
 from defectsynth.encoding import boxes_from_mask, decode_bits
@@ -175,24 +176,32 @@ def plan_jobs(run: Run, conditions: str | None, num: int | None) -> tuple[list[J
 
 
 # -- the output folder ----------------------------------------------------------------------------
-def open_output(out: Path, settings: dict[str, Any], overwrite: bool, is_main: bool) -> None:
-    """Create ``out``; an existing folder is resumed only when it was written with the same settings."""
+def check_output(out: Path, settings: dict[str, Any], overwrite: bool) -> str:
+    """What to do with ``out``: ``"create"``, ``"resume"`` (same settings) or ``"replace"`` (--overwrite).
+
+    Read-only, so every process can check before any of them writes.
+    """
     marker = out / ".sampling" / "settings.json"
-    if out.exists() and (not out.is_dir() or any(out.iterdir())):
-        same = marker.is_file() and read_json(marker) == settings
-        if same and not overwrite:
-            return
-        if not overwrite:
-            reason = "was written with other settings" if marker.is_file() else "is not a sampling output"
-            raise OutputExistsError(f"output folder exists and {reason}: choose another --out or pass --overwrite", out)
-        if not (marker.is_file() or (out / "dataset.json").is_file()):
-            raise OutputExistsError("--overwrite only replaces a dataset or sampling folder, and this is neither", out)
-        if is_main:
-            shutil.rmtree(out)
-    if is_main:
-        for sub in ("images", "boxes", ".sampling"):
-            (out / sub).mkdir(parents=True, exist_ok=True)
-        write_json(marker, settings)
+    if not out.exists() or (out.is_dir() and not any(out.iterdir())):
+        return "create"
+    same = marker.is_file() and read_json(marker) == settings
+    if not overwrite:
+        if same:
+            return "resume"
+        reason = "was written with other settings" if marker.is_file() else "is not a sampling output"
+        raise OutputExistsError(f"output folder exists and {reason}: choose another --out or pass --overwrite", out)
+    if not (marker.is_file() or (out / "dataset.json").is_file()):
+        raise OutputExistsError("--overwrite only replaces a dataset or sampling folder, and this is neither", out)
+    return "replace"
+
+
+def open_output(out: Path, settings: dict[str, Any], action: str) -> None:
+    """Main process: (re)create the folder layout and write the settings marker."""
+    if action == "replace":
+        shutil.rmtree(out)
+    for sub in ("images", "boxes", ".sampling"):
+        (out / sub).mkdir(parents=True, exist_ok=True)
+    write_json(out / ".sampling" / "settings.json", settings)
 
 
 def write_sample(out: Path, job: Job, image: np.ndarray, mask: np.ndarray | None, boxes: list[Box], invalid: int) -> None:
@@ -250,9 +259,7 @@ def sample(
     conditions: ``DATASET[:split]`` whose boxes condition the samples (default: the run's training
     dataset and split). steps: default 1000 (ddpm), 50 (ddim), 20 (dpm). Returns the manifest.
     """
-    from accelerate import PartialState
-
-    state = PartialState()
+    state = make_state()
     the_run = Run.open(run)
     out = Path(out)
     if batch_size < 1:
@@ -265,7 +272,10 @@ def sample(
         "run": str(the_run.root.resolve()), "sampler": scheduler, "steps": steps or DEFAULT_STEPS[scheduler],
         "rescale": rescale, "guidance": guidance, "seed": seed, "ema": ema, "num": num, "conditions": cond_source,
     }
-    open_output(out, settings, overwrite, state.is_main_process)
+    action = check_output(out, settings, overwrite)
+    state.wait_for_everyone()
+    if state.is_main_process:
+        open_output(out, settings, action)
     state.wait_for_everyone()
     pending = [j for j in jobs if not is_done(out, j)]
     mine = pending[state.process_index :: state.num_processes]

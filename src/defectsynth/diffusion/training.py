@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 import torch
 from accelerate import Accelerator
+from accelerate.utils import set_seed
 
 from defectsynth.data import Dataset
 from defectsynth.data.files import read_json, write_json
@@ -33,6 +34,7 @@ from defectsynth.data.resize import format_size, parse_size, resize_sample
 from defectsynth.diffusion import checkpoint as ckpt
 from defectsynth.diffusion.conditioning import EncodedSet, flip
 from defectsynth.diffusion.losses import diffusion_loss
+from defectsynth.diffusion.processes import make_accelerator
 from defectsynth.diffusion.models import build_unet, channel_layout, unet_config
 from defectsynth.diffusion.schedules import train_scheduler
 from defectsynth.errors import OptionError, OutputExistsError
@@ -91,7 +93,8 @@ def prepare_run(args: dict[str, Any], accelerator: Accelerator) -> tuple[Path, D
         if not args["resume"]:
             raise OutputExistsError("run folder exists: pass --resume to continue it, or choose another --out", out)
         previous = read_json(out / "run.json")
-        changed = [k for k in FIXED_ON_RESUME if previous["args"].get(k) != args[k]]
+        # size and split left out (None) mean "as the run was trained"
+        changed = [k for k in FIXED_ON_RESUME if previous["args"].get(k) != args[k] and not (k in ("size", "split") and args[k] is None)]
         if changed:
             flags = ", ".join(f"--{k.replace('_', '-')} ({previous['args'].get(k)!r} -> {args[k]!r})" for k in changed)
             raise OptionError(f"--resume: {flags} differ from the run being resumed")
@@ -296,7 +299,7 @@ def train(
     args = {k: (str(v) if isinstance(v, Path) else v) for k, v in locals().items() if k != "progress"}
     args["dataset"] = str(Path(dataset).resolve())
     args["finetune"] = str(Path(finetune).resolve()) if finetune else None
-    accelerator = Accelerator(mixed_precision=mixed_precision)
+    accelerator = make_accelerator(mixed_precision)
     out, ds, previous = prepare_run(args, accelerator)
     split = default_split(ds, split)
     data = build_data(ds, args, split, progress and accelerator.is_local_main_process)
@@ -308,6 +311,7 @@ def train(
         write_json(out / "run.json", run_json(args, ds, split, data, config, layout))
     accelerator.wait_for_everyone()
 
+    set_seed(seed)  # the initial weights
     net = build_model(config, args["finetune"])
     ema_model = EMA(net, ema_decay) if ema else None
     optimizer = torch.optim.AdamW(net.parameters(), lr=lr, weight_decay=0.0)
