@@ -25,7 +25,7 @@ from defectsynth.errors import OutputExistsError
 SETTINGS: dict[str, dict[str, Any]] = {
     "full": {
         "prepare": {"num": 240, "size": "32"},
-        "train": {"model": "small", "batch_size": 16, "epochs": 1000, "max_steps": 1500, "lr": 5e-4, "checkpoint_every": 500, "preview_every": 20},
+        "train": {"model": "small", "batch_size": 16, "epochs": 1000, "max_steps": 1200, "lr": 5e-4, "checkpoint_every": 400, "preview_every": 20},
         "sample": {"scheduler": "ddim", "steps": 50, "batch_size": 32},
     },
     "quick": {
