@@ -160,6 +160,8 @@ def plan_jobs(run: Run, conditions: str | None, num: int | None) -> tuple[list[J
     if run.args["cond"] == "none":
         if num is None:
             raise OptionError("--num is required for an unconditional run (--cond none)")
+        if conditions is not None:
+            raise OptionError("--conditions cannot be used with an unconditional run (--cond none): it takes no boxes")
         return [Job(i, f"sample-{i:06d}", None, []) for i in range(num)], {"dataset": None, "split": None}
     path, split = parse_conditions(conditions, run)
     ds = Dataset(path)
