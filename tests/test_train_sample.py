@@ -126,3 +126,13 @@ def test_two_processes_train_and_sample_like_one(data16, tmp_path):
     sample(tmp_path / "run", out=tmp_path / "one", num=5, scheduler="ddpm", steps=2, batch_size=3)
     assert (tmp_path / "run" / "checkpoint-2" / "rng-1.safetensors").is_file()
     assert _visible(tmp_path / "one") == _visible(tmp_path / "two")
+
+
+def test_finetune_and_patience(guided_run, data16, tmp_path):
+    run = train(data16, out=tmp_path / "ft", finetune=guided_run, variance="learned", drop_rate=0.2, max_steps=1, **TINY)
+    assert json.loads((run / "run.json").read_text())["args"]["finetune"] == str(guided_run.resolve())
+    with pytest.raises(OptionError, match="--finetune: .* out_channels"):
+        train(data16, out=tmp_path / "ft2", finetune=guided_run, variance="fixed", max_steps=1, **TINY)
+    stopped = train(data16, out=tmp_path / "patient", patience_steps=1, **dict(TINY, epochs=40, lr=0.5))
+    log = [json.loads(line) for line in (stopped / "log.jsonl").read_text().splitlines()]
+    assert len(log) < 40 and not log[-1]["improved"]

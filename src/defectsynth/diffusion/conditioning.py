@@ -22,9 +22,9 @@ from defectsynth.encoding import basd_maps, boxmask_maps, encode_bits
 from defectsynth.errors import DatasetError
 
 
-def image_to_tensor(image: np.ndarray) -> torch.Tensor:
-    """(H, W, 3) uint8 RGB -> (3, H, W) float32 in [-1, 1]."""
-    return torch.from_numpy(image).permute(2, 0, 1).float().div(127.5).sub(1.0)
+def images_to_tensor(images: torch.Tensor) -> torch.Tensor:
+    """(..., 3, H, W) uint8 RGB -> float32 in [-1, 1]."""
+    return images.float().div(127.5).sub(1.0)
 
 
 def tensor_to_image(x: torch.Tensor) -> np.ndarray:
@@ -94,7 +94,7 @@ class EncodedSet:
         """(B, C_t, H, W) float32 targets in [-1, 1]."""
         parts = []
         if self.target in ("joint", "image"):
-            parts.append(self.images[index].float().div(127.5).sub(1.0))
+            parts.append(images_to_tensor(self.images[index]))
         if self.masks is not None:
             parts.append(bits_tensor(self.masks[index].numpy(), self.num_classes))
         return torch.cat(parts, dim=1)

@@ -156,11 +156,15 @@ def build_model(config: dict[str, Any], finetune: str | None) -> torch.nn.Module
             raise OptionError(f"--finetune: {source} has no unet/ weights yet")
         loaded = UNet2DModel.from_pretrained(folder)
         for key in ("in_channels", "out_channels", "block_out_channels", "sample_size"):
-            a, b = loaded.config[key], config[key]
-            if list(a) if isinstance(a, (list, tuple)) else a != (list(b) if isinstance(b, (list, tuple)) else b):
+            a, b = _plain(loaded.config[key]), _plain(config[key])
+            if a != b:
                 raise OptionError(f"--finetune: {folder} has {key}={a}, this run needs {b} (same --cond/--target/--model/--size and classes)")
         model.load_state_dict(loaded.state_dict())
     return model
+
+
+def _plain(value: Any) -> Any:
+    return list(value) if isinstance(value, (list, tuple)) else value
 
 
 class EMA:
@@ -299,6 +303,8 @@ def train(
     args = {k: (str(v) if isinstance(v, Path) else v) for k, v in locals().items() if k != "progress"}
     args["dataset"] = str(Path(dataset).resolve())
     args["finetune"] = str(Path(finetune).resolve()) if finetune else None
+    if mixed_precision == "fp16" and not torch.cuda.is_available():
+        raise OptionError("--mixed-precision fp16 needs a GPU; use bf16 on a CPU")
     accelerator = make_accelerator(mixed_precision)
     out, ds, previous = prepare_run(args, accelerator)
     split = default_split(ds, split)
