@@ -136,3 +136,15 @@ def test_finetune_and_patience(guided_run, data16, tmp_path):
     stopped = train(data16, out=tmp_path / "patient", patience_steps=1, **dict(TINY, epochs=40, lr=0.5))
     log = [json.loads(line) for line in (stopped / "log.jsonl").read_text().splitlines()]
     assert len(log) < 40 and not log[-1]["improved"]
+
+
+def test_saved_weights_round_trip(guided_run):
+    """unet/ and unet_ema/ (save_pretrained) load back equal to the checkpoint of the same step."""
+    from defectsynth.diffusion.sampling import Run
+
+    run = Run.open(guided_run)
+    assert run.layout.out_channels == 2 * run.layout.target_channels  # learned variance
+    for ema, name in ((False, "model"), (True, "ema")):
+        loaded = run.load_unet(ema=ema).state_dict()
+        saved = load_file(str(guided_run / "checkpoint-2" / f"{name}.safetensors"))
+        assert loaded.keys() == saved.keys() and all((loaded[k] == saved[k]).all() for k in saved)

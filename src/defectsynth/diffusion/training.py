@@ -93,8 +93,8 @@ def prepare_run(args: dict[str, Any], accelerator: Accelerator) -> tuple[Path, D
         if not args["resume"]:
             raise OutputExistsError("run folder exists: pass --resume to continue it, or choose another --out", out)
         previous = read_json(out / "run.json")
-        # size and split left out (None) mean "as the run was trained"
-        changed = [k for k in FIXED_ON_RESUME if previous["args"].get(k) != args[k] and not (k in ("size", "split") and args[k] is None)]
+        # size, split and finetune left out (None) mean "as the run was started"
+        changed = [k for k in FIXED_ON_RESUME if previous["args"].get(k) != args[k] and not (k in ("size", "split", "finetune") and args[k] is None)]
         if changed:
             flags = ", ".join(f"--{k.replace('_', '-')} ({previous['args'].get(k)!r} -> {args[k]!r})" for k in changed)
             raise OptionError(f"--resume: {flags} differ from the run being resumed")
