@@ -110,10 +110,12 @@ def main() -> None:
                 for name, loop in loops.items():
                     k += 1
                     seconds = loop(tmp / "data", a.model, steps, a.batch_size, tmp / str(k))
+                    print(f"  {name}: {steps} steps in {seconds:.2f} s", flush=True)
                     times[name][steps] = min(seconds, times[name].get(steps, float("inf")))
     print(f"model {a.model}, {a.size}px, batch {a.batch_size}, torch threads {torch.get_num_threads()}, best of {a.repeats}")
     for name, t in times.items():
-        steady = a.steps * a.batch_size / max(1e-9, t[2 * a.steps] - t[a.steps])
+        extra = t[2 * a.steps] - t[a.steps]
+        steady = a.steps * a.batch_size / extra if extra > 0 else float("nan")  # nan: timing noise exceeded the work
         total = 2 * a.steps * a.batch_size / t[2 * a.steps]
         print(f"{name:>30}: {steady:7.1f} images/s steady state, {total:7.1f} images/s end to end ({2 * a.steps} steps in {t[2 * a.steps]:.1f} s)")
 
