@@ -36,7 +36,7 @@ from defectsynth.diffusion.conditioning import EncodedSet, flip
 from defectsynth.diffusion.losses import diffusion_loss
 from defectsynth.diffusion.processes import make_accelerator
 from defectsynth.diffusion.models import build_unet, channel_layout, unet_config
-from defectsynth.diffusion.schedules import train_scheduler
+from defectsynth.diffusion.schedules import BETA_END, BETA_START, TRAIN_TIMESTEPS, train_scheduler
 from defectsynth.errors import OptionError, OutputExistsError
 from defectsynth.progress import make_progress, track
 
@@ -133,7 +133,7 @@ def run_json(args: dict[str, Any], dataset: Dataset, split: str | None, data: En
         "size": list(data.size),
         "layout": layout.__dict__,
         "unet": {k: (list(v) if isinstance(v, tuple) else v) for k, v in config.items()},
-        "schedule": {"num_train_timesteps": 1000, "beta_start": 1e-4, "beta_end": 0.02, "beta_schedule": "linear", "prediction_type": "epsilon", "variance": args["variance"]},
+        "schedule": {"num_train_timesteps": TRAIN_TIMESTEPS, "beta_start": BETA_START, "beta_end": BETA_END, "beta_schedule": "linear", "prediction_type": "epsilon", "variance": args["variance"]},
         "versions": {"defectsynth": defectsynth.__version__, "torch": torch.__version__, "diffusers": diffusers.__version__, "accelerate": accelerate.__version__},
     }
 
