@@ -7,11 +7,18 @@ __version__ = "0.1.0.dev0"
 
 __all__ = [
     "Box", "ClassInfo", "Dataset", "DatasetWriter", "DefectsynthError", "Manifest", "Sample", "__version__",
-    "balance", "evaluate", "filter_dataset", "prepare",
+    "balance", "demo", "evaluate", "filter_dataset", "prepare", "sample", "train",
 ]
 
-# Entry points that import torch or smp, loaded on first use rather than with the package.
-_LAZY = {"filter_dataset": "defectsynth.filtering", "balance": "defectsynth.balancing", "evaluate": "defectsynth.evaluation"}
+# Entry points that import torch, diffusers or smp, loaded on first use rather than with the package.
+_LAZY = {
+    "train": "defectsynth.diffusion.training",
+    "sample": "defectsynth.diffusion.sampling",
+    "demo": "defectsynth.toy_demo",
+    "filter_dataset": "defectsynth.filtering",
+    "balance": "defectsynth.balancing",
+    "evaluate": "defectsynth.evaluation",
+}
 
 
 def __getattr__(name: str):

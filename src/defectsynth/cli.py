@@ -16,11 +16,14 @@ from typer.core import TyperGroup
 
 from defectsynth import __version__
 from defectsynth.commands import balance as balance_cmd
+from defectsynth.commands import demo as demo_cmd
 from defectsynth.commands import encode_boxes as encode_boxes_cmd
 from defectsynth.commands import evaluate as evaluate_cmd
 from defectsynth.commands import filter as filter_cmd
 from defectsynth.commands import metrics as metrics_cmd
 from defectsynth.commands import prepare as prepare_cmd
+from defectsynth.commands import sample as sample_cmd
+from defectsynth.commands import train as train_cmd
 from defectsynth.errors import DefectsynthError
 from defectsynth.progress import stderr_console
 
@@ -64,7 +67,7 @@ def _root(
 
 
 # Registered in pipeline order, which is the order `--help` lists them in.
-for _command in (prepare_cmd, encode_boxes_cmd, filter_cmd, balance_cmd, evaluate_cmd, metrics_cmd):
+for _command in (prepare_cmd, encode_boxes_cmd, train_cmd, sample_cmd, filter_cmd, balance_cmd, evaluate_cmd, metrics_cmd, demo_cmd):
     _command.register(app)
 
 

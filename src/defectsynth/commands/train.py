@@ -1,0 +1,113 @@
+"""``defectsynth train DATASET``: train a box-guided joint image + mask diffusion model."""
+
+from __future__ import annotations
+
+from enum import Enum
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from defectsynth.commands._options import ProgressOpt, SeedOpt, SizeOpt, SplitNameOpt
+from defectsynth.commands._summary import console
+
+EXAMPLES = """
+[bold]Examples[/]
+
+  defectsynth train data/toy --cond basd --target joint --model small --out runs/toy-basd
+
+  defectsynth train data/wood --size 352x128 --model paper --lr 1e-5 --batch-size 8 --epochs 300 --out runs/wood
+
+  defectsynth train data/toy --cond none --target mask --out runs/toy-masks   [dim](All-Latent's mask generator)[/]
+
+  defectsynth train data/toy --out runs/toy-basd --resume   [dim](continue from the last checkpoint)[/]
+
+  accelerate launch -m defectsynth train data/wood --model paper --out runs/wood   [dim](several GPUs)[/]
+"""
+
+
+class Cond(str, Enum):
+    basd = "basd"
+    boxmask = "boxmask"
+    none = "none"
+
+
+class Target(str, Enum):
+    joint = "joint"
+    image = "image"
+    mask = "mask"
+
+
+class ModelSize(str, Enum):
+    tiny = "tiny"
+    small = "small"
+    base = "base"
+    paper = "paper"
+
+
+class Variance(str, Enum):
+    fixed = "fixed"
+    learned = "learned"
+
+
+class Precision(str, Enum):
+    no = "no"
+    fp16 = "fp16"
+    bf16 = "bf16"
+
+
+def train_command(
+    dataset: Annotated[Path, typer.Argument(help="Dataset folder to train on.")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Run folder (refused if it holds another run, unless --resume).")],
+    cond: Annotated[Cond, typer.Option("--cond", help="Condition: BASD + C-BASD maps, plain box masks, or none.")] = Cond.basd,
+    target: Annotated[Target, typer.Option("--target", help="What the network generates: RGB + analog-bit mask, RGB only, or the mask only.")] = Target.joint,
+    model: Annotated[ModelSize, typer.Option("--model", help="UNet size; paper = the BASD paper's 114M-parameter network.")] = ModelSize.small,
+    size: SizeOpt = None,
+    epochs: Annotated[int, typer.Option("--epochs", help="Number of epochs.")] = 500,
+    max_steps: Annotated[Optional[int], typer.Option("--max-steps", help="Stop after this many optimisation steps.")] = None,
+    batch_size: Annotated[int, typer.Option("--batch-size", help="Images per step and process.")] = 8,
+    lr: Annotated[float, typer.Option("--lr", help="AdamW learning rate (the paper's 1e-5 suits ~14k images).")] = 1e-4,
+    seed: SeedOpt = 0,
+    variance: Annotated[Variance, typer.Option("--variance", help="fixed (L_simple) or learned (L_hybrid, as ISDM).")] = Variance.fixed,
+    drop_rate: Annotated[float, typer.Option("--drop-rate", help="Probability of the null condition, for classifier-free guidance.")] = 0.0,
+    ema: Annotated[bool, typer.Option("--ema/--no-ema", help="Keep EMA weights (unet_ema/).")] = True,
+    ema_decay: Annotated[float, typer.Option("--ema-decay", help="EMA decay (warmed up as (1+step)/(10+step)).")] = 0.999,
+    mixed_precision: Annotated[Precision, typer.Option("--mixed-precision", help="Autocast precision.")] = Precision.no,
+    checkpoint_every: Annotated[int, typer.Option("--checkpoint-every", help="Steps between resume checkpoints.")] = 500,
+    checkpoints_total_limit: Annotated[Optional[int], typer.Option("--checkpoints-total-limit", help="Keep only the newest K checkpoints.")] = 2,
+    patience_steps: Annotated[Optional[int], typer.Option("--patience-steps", help="Stop when the epoch loss has not improved for this many steps.")] = None,
+    resume: Annotated[bool, typer.Option("--resume", help="Continue from the newest checkpoint in --out (starts fresh when there is none).")] = False,
+    finetune: Annotated[Optional[Path], typer.Option("--finetune", help="Start from the weights of this run folder.")] = None,
+    split: SplitNameOpt = None,
+    max_grad_norm: Annotated[float, typer.Option("--max-grad-norm", help="Gradient clipping norm (0 disables).")] = 1.0,
+    preview_every: Annotated[int, typer.Option("--preview-every", help="Epochs between preview grids (0 = never).")] = 25,
+    progress: ProgressOpt = True,
+) -> None:
+    from defectsynth.diffusion.training import train
+
+    run = train(
+        dataset, out=out, cond=cond.value, target=target.value, model=model.value, size=size, epochs=epochs,
+        max_steps=max_steps, batch_size=batch_size, lr=lr, seed=seed, variance=variance.value, drop_rate=drop_rate,
+        ema=ema, ema_decay=ema_decay, mixed_precision=mixed_precision.value, checkpoint_every=checkpoint_every,
+        checkpoints_total_limit=checkpoints_total_limit, patience_steps=patience_steps, resume=resume,
+        finetune=finetune, split=split, max_grad_norm=max_grad_norm, preview_every=preview_every, progress=progress,
+    )
+    print_run_summary(run)
+
+
+def print_run_summary(run: Path) -> None:
+    import json
+    import os
+
+    if os.environ.get("RANK", "0") != "0":  # under accelerate launch: the main process reports
+        return
+    log = run / "log.jsonl"
+    lines = [json.loads(x) for x in log.read_text(encoding="utf-8").splitlines()] if log.is_file() else []
+    if lines:
+        last = lines[-1]
+        console.print(f"epochs {last['epoch']}, steps {last['step']}, last loss {last['loss']:.4f}, best loss {last['best']:.4f}")
+    console.print(f"[green]wrote[/] {run}")
+
+
+def register(app: typer.Typer) -> None:
+    app.command("train", help="Train a box-guided joint image + mask diffusion model (BASD paper, ISDM checkpointing).", epilog=EXAMPLES)(train_command)

@@ -1,0 +1,173 @@
+"""Saving and loading run state with safetensors and JSON only (nothing is ever unpickled).
+
+A resume checkpoint ``checkpoint-<step>/``::
+
+    model.safetensors        the training weights (unwrapped)
+    ema.safetensors          the EMA weights (absent without EMA)
+    optimizer.safetensors    every tensor of optimizer.state_dict()["state"], keyed "<param index>.<name>"
+    optimizer.json           param_groups and non-tensor state values
+    rng-<rank>.safetensors   torch (and CUDA) RNG states of each process as uint8 tensors
+    rng-<rank>.json          Python and NumPy RNG states
+    trainer.json             step, epoch, position in the epoch, best loss, loss sums, grad-scaler state
+
+A checkpoint is written under ``.checkpoint-<step>.partial`` and renamed when complete, so a killed
+run never leaves a half-written checkpoint; only the newest ``limit`` are kept.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import shutil
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from safetensors.torch import load_file, save_file
+
+from defectsynth.data.files import read_json, write_json
+
+CHECKPOINT_PREFIX = "checkpoint-"
+
+
+# -- optimizer -------------------------------------------------------------------------------------
+def flatten_optimizer(state_dict: dict[str, Any]) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """Split ``optimizer.state_dict()`` into named tensors and a JSON-able rest."""
+    tensors: dict[str, torch.Tensor] = {}
+    scalars: dict[str, dict[str, Any]] = {}
+    for index, values in state_dict["state"].items():
+        for name, value in values.items():
+            if isinstance(value, torch.Tensor):
+                tensors[f"{index}.{name}"] = value.detach().contiguous().cpu()
+            else:
+                scalars.setdefault(str(index), {})[name] = value
+    groups = [{k: (list(v) if isinstance(v, tuple) else v) for k, v in g.items()} for g in state_dict["param_groups"]]
+    return tensors, {"param_groups": groups, "scalars": scalars, "tuple_keys": _tuple_keys(state_dict)}
+
+
+def _tuple_keys(state_dict: dict[str, Any]) -> list[str]:
+    return sorted({k for g in state_dict["param_groups"] for k, v in g.items() if isinstance(v, tuple)})
+
+
+def unflatten_optimizer(tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> dict[str, Any]:
+    """Inverse of :func:`flatten_optimizer`."""
+    state: dict[int, dict[str, Any]] = {}
+    for key, value in tensors.items():
+        index, name = key.split(".", 1)
+        state.setdefault(int(index), {})[name] = value
+    for index, values in meta["scalars"].items():
+        state.setdefault(int(index), {}).update(values)
+    tuple_keys = set(meta.get("tuple_keys", []))
+    groups = [{k: (tuple(v) if k in tuple_keys else v) for k, v in g.items()} for g in meta["param_groups"]]
+    return {"state": state, "param_groups": groups}
+
+
+# -- random number generators ----------------------------------------------------------------------
+def rng_state() -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """This process's RNG states: torch/CUDA as uint8 tensors, Python/NumPy as JSON."""
+    tensors = {"torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        for i, s in enumerate(torch.cuda.get_rng_state_all()):
+            tensors[f"cuda.{i}"] = s
+    version, internal, gauss = random.getstate()
+    kind, keys, pos, has_gauss, cached = np.random.get_state()
+    tensors["numpy"] = torch.from_numpy(np.asarray(keys, dtype=np.uint32).view(np.uint8).copy())
+    meta = {"python": [version, list(internal), gauss], "numpy": [kind, int(pos), int(has_gauss), float(cached)]}
+    return tensors, meta
+
+
+def set_rng_state(tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> None:
+    """Restore the states written by :func:`rng_state`."""
+    torch.set_rng_state(tensors["torch"])
+    if torch.cuda.is_available():
+        cuda = [tensors[k] for k in sorted(k for k in tensors if k.startswith("cuda."))]
+        if len(cuda) == torch.cuda.device_count():
+            torch.cuda.set_rng_state_all(cuda)
+    version, internal, gauss = meta["python"]
+    random.setstate((version, tuple(internal), gauss))
+    kind, pos, has_gauss, cached = meta["numpy"]
+    np.random.set_state((kind, tensors["numpy"].numpy().view(np.uint32), pos, has_gauss, cached))
+
+
+# -- weights ---------------------------------------------------------------------------------------
+def state_tensors(module: torch.nn.Module) -> dict[str, torch.Tensor]:
+    return {k: v.detach().contiguous().cpu() for k, v in module.state_dict().items()}
+
+
+def save_pretrained_atomic(model: Any, folder: Path) -> None:
+    """``model.save_pretrained(folder)`` (safetensors + config.json) through a temporary folder."""
+    tmp = folder.with_name(f".{folder.name}.partial")
+    shutil.rmtree(tmp, ignore_errors=True)
+    model.save_pretrained(tmp, safe_serialization=True)
+    old = folder.with_name(f".{folder.name}.old")
+    shutil.rmtree(old, ignore_errors=True)
+    if folder.exists():
+        folder.rename(old)
+    tmp.rename(folder)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+# -- checkpoints -----------------------------------------------------------------------------------
+def checkpoint_dirs(run: Path) -> list[Path]:
+    """Complete checkpoints of ``run``, oldest first."""
+    found = [p for p in run.glob(f"{CHECKPOINT_PREFIX}*") if p.is_dir() and p.name[len(CHECKPOINT_PREFIX):].isdigit()]
+    found = [p for p in found if (p / "trainer.json").is_file()]
+    return sorted(found, key=lambda p: int(p.name[len(CHECKPOINT_PREFIX):]))
+
+
+def partial_dir(run: Path, step: int) -> Path:
+    return run / f".{CHECKPOINT_PREFIX}{step}.partial"
+
+
+def write_process_state(folder: Path, rank: int) -> None:
+    """Every process writes its own RNG state into the (partial) checkpoint folder."""
+    folder.mkdir(parents=True, exist_ok=True)
+    tensors, meta = rng_state()
+    save_file(tensors, str(folder / f"rng-{rank}.safetensors"))
+    write_json(folder / f"rng-{rank}.json", meta)
+
+
+def write_main_state(
+    folder: Path, model: torch.nn.Module, ema: torch.nn.Module | None, optimizer: torch.optim.Optimizer, trainer: dict[str, Any]
+) -> None:
+    """The main process writes weights, optimizer and trainer state (``trainer.json`` last)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    save_file(state_tensors(model), str(folder / "model.safetensors"))
+    if ema is not None:
+        save_file(state_tensors(ema), str(folder / "ema.safetensors"))
+    tensors, meta = flatten_optimizer(optimizer.state_dict())
+    save_file(tensors, str(folder / "optimizer.safetensors"))
+    write_json(folder / "optimizer.json", meta)
+    write_json(folder / "trainer.json", trainer)
+
+
+def finish_checkpoint(run: Path, step: int, limit: int | None) -> Path:
+    """Rename the partial folder into ``checkpoint-<step>`` and prune to the newest ``limit``."""
+    final = run / f"{CHECKPOINT_PREFIX}{step}"
+    shutil.rmtree(final, ignore_errors=True)
+    partial_dir(run, step).rename(final)
+    if limit:
+        for old in checkpoint_dirs(run)[:-limit]:
+            shutil.rmtree(old, ignore_errors=True)
+    return final
+
+
+def load_checkpoint(
+    folder: Path, model: torch.nn.Module, ema: torch.nn.Module | None, optimizer: torch.optim.Optimizer, rank: int
+) -> dict[str, Any]:
+    """Load weights, optimizer, this process's RNG state; return ``trainer.json``."""
+    model.load_state_dict(load_file(str(folder / "model.safetensors")))
+    if ema is not None and (folder / "ema.safetensors").is_file():
+        ema.load_state_dict(load_file(str(folder / "ema.safetensors")))
+    device = next(model.parameters()).device
+    tensors = {k: v.to(device) if not k.endswith(".step") else v for k, v in load_file(str(folder / "optimizer.safetensors")).items()}
+    optimizer.load_state_dict(unflatten_optimizer(tensors, read_json(folder / "optimizer.json")))
+    rng_file = folder / f"rng-{rank}.safetensors"
+    if rng_file.is_file():
+        set_rng_state(load_file(str(rng_file)), read_json(folder / f"rng-{rank}.json"))
+    return read_json(folder / "trainer.json")
+
+
+def dumps(data: Any) -> str:
+    return json.dumps(data, sort_keys=True)

@@ -1,0 +1,100 @@
+"""Training losses: L_simple (Ho et al.) and L_hybrid (Nichol & Dhariwal; used by SDM/ISDM).
+
+- ``simple``: mean squared error between the true and the predicted noise.
+- ``hybrid``: L_simple + L_vlb, where L_vlb is the variational bound term at timestep t, computed
+  with the model mean detached (stop-gradient), so it only trains the variance channels. The
+  variance is the learned range: log sigma^2 = v' log beta_t + (1 - v') log beta~_t with
+  v' = (v + 1) / 2 (Nichol & Dhariwal eq. (15)). L_vlb is in bits per dimension: the KL between the
+  true posterior q(x_{t-1} | x_t, x_0) and the model (t > 0) or the discretised Gaussian decoder
+  NLL (t = 0), as in guided-diffusion's ``_vb_terms_bpd``.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+
+
+def _extract(values: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+    return values.to(t.device)[t].float()[:, None, None, None]
+
+
+def normal_kl(mean1: torch.Tensor, logvar1: torch.Tensor, mean2: torch.Tensor, logvar2: torch.Tensor) -> torch.Tensor:
+    """KL(N(mean1, e^logvar1) || N(mean2, e^logvar2)), elementwise, in nats."""
+    return 0.5 * (-1.0 + logvar2 - logvar1 + torch.exp(logvar1 - logvar2) + (mean1 - mean2) ** 2 * torch.exp(-logvar2))
+
+
+def _approx_standard_normal_cdf(x: torch.Tensor) -> torch.Tensor:
+    return 0.5 * (1.0 + torch.tanh(math.sqrt(2.0 / math.pi) * (x + 0.044715 * x.pow(3))))
+
+
+def discretized_gaussian_log_likelihood(x: torch.Tensor, means: torch.Tensor, log_scales: torch.Tensor) -> torch.Tensor:
+    """Log-likelihood of data in [-1, 1] quantised to 256 bins under N(means, e^(2 log_scales)), elementwise."""
+    centered = x - means
+    inv_stdv = torch.exp(-log_scales)
+    cdf_plus = _approx_standard_normal_cdf(inv_stdv * (centered + 1.0 / 255.0))
+    cdf_min = _approx_standard_normal_cdf(inv_stdv * (centered - 1.0 / 255.0))
+    log_cdf_plus = torch.log(cdf_plus.clamp(min=1e-12))
+    log_one_minus_cdf_min = torch.log((1.0 - cdf_min).clamp(min=1e-12))
+    cdf_delta = cdf_plus - cdf_min
+    return torch.where(
+        x < -0.999, log_cdf_plus,
+        torch.where(x > 0.999, log_one_minus_cdf_min, torch.log(cdf_delta.clamp(min=1e-12))),
+    )
+
+
+def learned_range_log_variance(v: torch.Tensor, t: torch.Tensor, betas: torch.Tensor, alphas_cumprod: torch.Tensor) -> torch.Tensor:
+    """log sigma^2 of the learned range: interpolate between log beta~_t (clipped at t=0) and log beta_t."""
+    prev = torch.cat([alphas_cumprod.new_ones(1), alphas_cumprod[:-1]])
+    posterior_var = betas * (1.0 - prev) / (1.0 - alphas_cumprod)
+    posterior_log_var = torch.log(torch.cat([posterior_var[1:2], posterior_var[1:]]))
+    min_log = _extract(posterior_log_var, t)
+    max_log = _extract(torch.log(betas), t)
+    frac = (v + 1.0) / 2.0
+    return frac * max_log + (1.0 - frac) * min_log
+
+
+def vlb_terms(
+    eps: torch.Tensor, v: torch.Tensor, x0: torch.Tensor, xt: torch.Tensor, t: torch.Tensor,
+    betas: torch.Tensor, alphas_cumprod: torch.Tensor,
+) -> torch.Tensor:
+    """(B,) L_vlb in bits/dim for predicted noise ``eps`` (used as given) and variance output ``v``."""
+    betas = betas.to(xt.device, torch.float64)
+    alphas_cumprod = alphas_cumprod.to(xt.device, torch.float64)
+    prev = torch.cat([alphas_cumprod.new_ones(1), alphas_cumprod[:-1]])
+    ab, ab_prev, beta = _extract(alphas_cumprod, t), _extract(prev, t), _extract(betas, t)
+    # 1. true posterior q(x_{t-1} | x_t, x_0): mean and (clipped) log variance, DDPM eq. (7)
+    coef0 = beta * ab_prev.sqrt() / (1.0 - ab)
+    coeft = (1.0 - ab_prev) * (1.0 - beta).sqrt() / (1.0 - ab)
+    true_mean = coef0 * x0 + coeft * xt
+    posterior_var_all = betas * (1.0 - prev) / (1.0 - alphas_cumprod)
+    clipped = torch.cat([posterior_var_all[1:2], posterior_var_all[1:]])
+    true_log_var = torch.log(_extract(clipped, t))
+    # 2. model p(x_{t-1} | x_t): mean from the predicted x_0, learned-range log variance
+    pred_x0 = (xt - (1.0 - ab).sqrt() * eps) / ab.sqrt()
+    model_mean = coef0 * pred_x0 + coeft * xt
+    model_log_var = learned_range_log_variance(v, t, betas, alphas_cumprod)
+    # 3. KL for t > 0, decoder NLL for t == 0, both in bits
+    kl = normal_kl(true_mean, true_log_var, model_mean, model_log_var).mean(dim=(1, 2, 3)) / math.log(2.0)
+    nll = -discretized_gaussian_log_likelihood(x0, model_mean, 0.5 * model_log_var)
+    nll = nll.mean(dim=(1, 2, 3)) / math.log(2.0)
+    return torch.where(t == 0, nll, kl)
+
+
+def diffusion_loss(
+    output: torch.Tensor, noise: torch.Tensor, x0: torch.Tensor, xt: torch.Tensor, t: torch.Tensor,
+    betas: torch.Tensor, alphas_cumprod: torch.Tensor, learned: bool,
+) -> torch.Tensor:
+    """Scalar loss: L_simple for a fixed variance, L_simple + L_vlb (mean detached) for a learned one.
+
+    output: (B, C, H, W) network output (C = target channels, doubled when ``learned``).
+    noise, x0, xt: (B, C_t, H, W). t: (B,) int64 timesteps.
+    """
+    if not learned:
+        return F.mse_loss(output.float(), noise.float())
+    eps, v = output.float().chunk(2, dim=1)
+    mse = ((eps - noise.float()) ** 2).mean(dim=(1, 2, 3))
+    vb = vlb_terms(eps.detach(), v, x0.float(), xt.float(), t, betas, alphas_cumprod)
+    return (mse + vb).mean()

@@ -1,0 +1,407 @@
+"""``train``: the box-guided joint image + mask diffusion model on Accelerate (BASD paper section 3,
+ISDM's checkpoint policy).
+
+The loop is split into small named steps: :func:`prepare_run` (options -> run.json),
+:func:`build_data` (encode the dataset once), :func:`build_model`, :class:`EpochOrder` (the data
+order), :func:`train_step` and :func:`save_checkpoint`. Every random draw of a step (timesteps,
+noise, flips, condition drop) comes from a generator seeded by (seed, step, process), and the data
+order of an epoch from (seed, epoch), so a resumed run repeats the uninterrupted one exactly.
+
+Policy (ISDM): ``unet/`` and ``unet_ema/`` are rewritten only when an epoch's mean training loss
+improves (and written once at the end if training stopped before its first epoch ended); ``checkpoint-<step>/`` every ``checkpoint_every`` steps and at the end, the last
+``checkpoints_total_limit`` kept; ``patience_steps`` stops when the loss has not improved for that
+many steps.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from accelerate import Accelerator
+from accelerate.utils import set_seed
+
+from defectsynth.data import Dataset
+from defectsynth.data.files import read_json, write_json
+from defectsynth.data.resize import format_size, parse_size, resize_sample
+from defectsynth.diffusion import checkpoint as ckpt
+from defectsynth.diffusion.conditioning import EncodedSet, flip
+from defectsynth.diffusion.losses import diffusion_loss
+from defectsynth.diffusion.processes import make_accelerator
+from defectsynth.diffusion.models import build_unet, channel_layout, unet_config
+from defectsynth.diffusion.schedules import BETA_END, BETA_START, TRAIN_TIMESTEPS, train_scheduler
+from defectsynth.errors import OptionError, OutputExistsError
+from defectsynth.progress import make_progress, track
+
+logger = logging.getLogger(__name__)
+
+RUN_FORMAT = 1
+# Options that define the model and its data: a resumed run must use the same values.
+FIXED_ON_RESUME = ("dataset", "cond", "target", "model", "size", "batch_size", "lr", "seed", "variance", "drop_rate", "ema", "ema_decay", "split", "finetune")
+
+
+def derived_seed(*parts: int) -> int:
+    """A 63-bit seed from integers (NumPy's SeedSequence), stable across platforms."""
+    return int(np.random.SeedSequence([int(p) for p in parts]).generate_state(2, np.uint64)[0] >> np.uint64(1))
+
+
+@dataclass
+class TrainerState:
+    """Where training stands; saved as ``trainer.json`` in every checkpoint."""
+
+    step: int = 0
+    epoch: int = 0
+    batch_in_epoch: int = 0
+    loss_sum: float = 0.0
+    loss_count: int = 0
+    best_loss: float | None = None
+    best_step: int = 0
+    seconds: float = 0.0
+    scaler: dict[str, Any] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+# -- 1. options and run.json ----------------------------------------------------------------------
+def prepare_run(args: dict[str, Any], accelerator: Accelerator) -> tuple[Path, Dataset, dict[str, Any] | None]:
+    """Check options and the output folder; returns (out, dataset, previous run.json or None)."""
+    out = Path(args["out"])
+    for name in ("epochs", "batch_size", "checkpoint_every"):
+        if args[name] is not None and args[name] < 1:
+            raise OptionError(f"--{name.replace('_', '-')}: must be >= 1, got {args[name]}")
+    if args["max_steps"] is not None and args["max_steps"] < 1:
+        raise OptionError(f"--max-steps: must be >= 1, got {args['max_steps']}")
+    if not 0.0 <= args["drop_rate"] < 1.0:
+        raise OptionError(f"--drop-rate: must lie in [0, 1), got {args['drop_rate']}")
+    if args["drop_rate"] > 0 and args["cond"] == "none":
+        raise OptionError("--drop-rate needs a condition: it cannot be used with --cond none")
+    if args["mixed_precision"] not in ("no", "fp16", "bf16"):
+        raise OptionError(f"--mixed-precision: expected no, fp16 or bf16, got {args['mixed_precision']!r}")
+    if not 0.0 < args["ema_decay"] < 1.0:
+        raise OptionError(f"--ema-decay: must lie in (0, 1), got {args['ema_decay']}")
+    dataset = Dataset(args["dataset"])
+    previous = None
+    if (out / "run.json").is_file():
+        if not args["resume"]:
+            raise OutputExistsError("run folder exists: pass --resume to continue it, or choose another --out", out)
+        previous = read_json(out / "run.json")
+        # size, split and finetune left out (None) mean "as the run was started"
+        changed = [k for k in FIXED_ON_RESUME if previous["args"].get(k) != args[k] and not (k in ("size", "split", "finetune") and args[k] is None)]
+        if changed:
+            flags = ", ".join(f"--{k.replace('_', '-')} ({previous['args'].get(k)!r} -> {args[k]!r})" for k in changed)
+            raise OptionError(f"--resume: {flags} differ from the run being resumed")
+    elif out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise OutputExistsError("output folder exists and is not a defectsynth run: choose another --out", out)
+    return out, dataset, previous
+
+
+def read_samples(dataset: Dataset, split: str | None, size: tuple[int, int] | None, progress: bool):
+    """The samples of ``split`` (resized to ``size`` when given)."""
+    stems = dataset.select(split)
+    if not stems:
+        raise OptionError(f"--split {split}: no images in {dataset.root}")
+    return [resize_sample(dataset.read(s), size) for s in track(stems, len(stems), "reading", progress)]
+
+
+def default_split(dataset: Dataset, split: str | None) -> str | None:
+    """``split`` if given, else ``train`` when the dataset has one, else every image (None)."""
+    if split is not None:
+        return split
+    return "train" if "train" in dataset.split_names else None
+
+
+def run_json(args: dict[str, Any], dataset: Dataset, split: str | None, data: EncodedSet, config: dict[str, Any], layout) -> dict[str, Any]:
+    import accelerate
+    import diffusers
+
+    import defectsynth
+
+    return {
+        "format": RUN_FORMAT,
+        "args": args,
+        "classes": [c.to_json() for c in dataset.manifest.classes],
+        "num_classes": dataset.manifest.num_classes,
+        "dataset": {"path": str(Path(args["dataset"]).resolve()), "name": dataset.manifest.name, "split": split, "images": len(data)},
+        "size": list(data.size),
+        "layout": layout.__dict__,
+        "unet": {k: (list(v) if isinstance(v, tuple) else v) for k, v in config.items()},
+        "schedule": {"num_train_timesteps": TRAIN_TIMESTEPS, "beta_start": BETA_START, "beta_end": BETA_END, "beta_schedule": "linear", "prediction_type": "epsilon", "variance": args["variance"]},
+        "versions": {"defectsynth": defectsynth.__version__, "torch": torch.__version__, "diffusers": diffusers.__version__, "accelerate": accelerate.__version__},
+    }
+
+
+# -- 2. data and model ----------------------------------------------------------------------------
+def build_data(dataset: Dataset, args: dict[str, Any], split: str | None, progress: bool) -> EncodedSet:
+    samples = read_samples(dataset, split, parse_size(args["size"]), progress)
+    return EncodedSet(samples, args["cond"], args["target"], dataset.manifest.num_classes)
+
+
+def build_model(config: dict[str, Any], finetune: str | None) -> torch.nn.Module:
+    """A fresh UNet, or one initialised from the EMA (else plain) weights of the run ``finetune``."""
+    model = build_unet(config)
+    if finetune:
+        from diffusers import UNet2DModel
+
+        source = Path(finetune)
+        folder = source / "unet_ema" if (source / "unet_ema").is_dir() else source / "unet"
+        if not (folder / "config.json").is_file():
+            raise OptionError(f"--finetune: {source} has no unet/ weights yet")
+        loaded = UNet2DModel.from_pretrained(folder)
+        for key in ("in_channels", "out_channels", "block_out_channels", "sample_size"):
+            a, b = _plain(loaded.config[key]), _plain(config[key])
+            if a != b:
+                raise OptionError(f"--finetune: {folder} has {key}={a}, this run needs {b} (same --cond/--target/--model/--size and classes)")
+        model.load_state_dict(loaded.state_dict())
+    return model
+
+
+def _plain(value: Any) -> Any:
+    return list(value) if isinstance(value, (list, tuple)) else value
+
+
+class EMA:
+    """Exponential moving average of the weights, decay min(decay, (1 + step) / (10 + step))."""
+
+    def __init__(self, model: torch.nn.Module, decay: float):
+        self.model = copy.deepcopy(model).eval().requires_grad_(False)
+        self.decay = decay
+
+    @torch.no_grad()
+    def update(self, model: torch.nn.Module, step: int) -> None:
+        decay = min(self.decay, (1 + step) / (10 + step))
+        ema_params = list(self.model.parameters())
+        torch._foreach_lerp_(ema_params, [p.detach() for p in model.parameters()], 1.0 - decay)
+
+
+class EpochOrder:
+    """The batches of one process: a permutation seeded by (seed, epoch), padded by wrapping to a
+    multiple of the process count, dealt round-robin, then cut into batches of ``batch_size``."""
+
+    def __init__(self, n: int, batch_size: int, seed: int, rank: int, world: int):
+        self.n, self.batch_size, self.seed, self.rank, self.world = n, batch_size, seed, rank, world
+        self.per_process = math.ceil(n / world)
+        self.steps_per_epoch = math.ceil(self.per_process / batch_size)
+
+    def batches(self, epoch: int) -> list[torch.Tensor]:
+        g = torch.Generator().manual_seed(derived_seed(self.seed, epoch, 0xDA7A))
+        perm = torch.randperm(self.n, generator=g)
+        perm = perm.repeat(math.ceil(self.per_process * self.world / self.n))[: self.per_process * self.world]
+        mine = perm[self.rank :: self.world]
+        return list(mine.split(self.batch_size))
+
+
+# -- 3. one step ----------------------------------------------------------------------------------
+def train_step(
+    accelerator: Accelerator, model, optimizer, scheduler, data: EncodedSet, index: torch.Tensor,
+    step: int, args: dict[str, Any], max_grad_norm: float,
+) -> torch.Tensor:
+    """One optimisation step on the batch ``index``; returns the (detached) loss."""
+    device = accelerator.device
+    g = torch.Generator(device=device).manual_seed(derived_seed(args["seed"], step, accelerator.process_index))
+    b = len(index)
+    x0 = data.targets(index).to(device, non_blocking=True)
+    cond = data.conditions(index).to(device, non_blocking=True)
+    # 1. flips that move images, masks and box maps together
+    flips = torch.rand(b, 2, generator=g, device=device) < 0.5
+    x0, cond = flip(x0, flips[:, 0], flips[:, 1]), flip(cond, flips[:, 0], flips[:, 1])
+    # 2. classifier-free guidance: replace the condition by the null (zero) condition
+    if args["drop_rate"] > 0:
+        keep = torch.rand(b, generator=g, device=device) >= args["drop_rate"]
+        cond = cond * keep[:, None, None, None]
+    # 3. forward process q(x_t | x_0), DDPM eq. (4)
+    t = torch.randint(0, scheduler.config.num_train_timesteps, (b,), generator=g, device=device)
+    noise = torch.randn(x0.shape, generator=g, device=device)
+    xt = scheduler.add_noise(x0, noise, t)
+    with accelerator.autocast():
+        output = model(torch.cat([xt, cond], dim=1), t).sample
+    loss = diffusion_loss(output, noise, x0, xt, t, scheduler.betas, scheduler.alphas_cumprod, args["variance"] == "learned")
+    accelerator.backward(loss)
+    if accelerator.sync_gradients and max_grad_norm > 0:
+        accelerator.clip_grad_norm_(model.parameters(), max_grad_norm)
+    optimizer.step()
+    optimizer.zero_grad(set_to_none=True)
+    return loss.detach()
+
+
+# -- 4. saving ------------------------------------------------------------------------------------
+def save_checkpoint(accelerator: Accelerator, out: Path, model, ema: EMA | None, optimizer, state: TrainerState, limit: int | None) -> None:
+    """Write ``checkpoint-<step>/`` (every process its RNG state, the main process the rest)."""
+    folder = ckpt.partial_dir(out, state.step)
+    accelerator.wait_for_everyone()
+    ckpt.write_process_state(folder, accelerator.process_index)
+    if accelerator.scaler is not None:
+        state.scaler = {k: v for k, v in accelerator.scaler.state_dict().items()}
+    accelerator.wait_for_everyone()
+    if accelerator.is_main_process:
+        ckpt.write_main_state(folder, accelerator.unwrap_model(model), ema.model if ema else None, optimizer, state.to_json())
+        ckpt.finish_checkpoint(out, state.step, limit)
+    accelerator.wait_for_everyone()
+
+
+def save_best(accelerator: Accelerator, out: Path, model, ema: EMA | None) -> None:
+    if accelerator.is_main_process:
+        ckpt.save_pretrained_atomic(accelerator.unwrap_model(model), out / "unet")
+        if ema is not None:
+            ckpt.save_pretrained_atomic(ema.model, out / "unet_ema")
+
+
+def resume_state(accelerator: Accelerator, out: Path, model, ema: EMA | None, optimizer) -> TrainerState:
+    found = ckpt.checkpoint_dirs(out)
+    if not found:
+        return TrainerState()
+    logger.info("resuming from %s", found[-1])
+    raw = ckpt.load_checkpoint(found[-1], accelerator.unwrap_model(model), ema.model if ema else None, optimizer, accelerator.process_index)
+    state = TrainerState(**raw)
+    if accelerator.scaler is not None and state.scaler:
+        accelerator.scaler.load_state_dict(state.scaler)
+    return state
+
+
+# -- 5. the loop ----------------------------------------------------------------------------------
+def train(
+    dataset: str | Path,
+    *,
+    out: str | Path,
+    cond: str = "basd",
+    target: str = "joint",
+    model: str = "small",
+    size: str | None = None,
+    epochs: int = 500,
+    max_steps: int | None = None,
+    batch_size: int = 8,
+    lr: float = 1e-4,
+    seed: int = 0,
+    variance: str = "fixed",
+    drop_rate: float = 0.0,
+    ema: bool = True,
+    ema_decay: float = 0.999,
+    mixed_precision: str = "no",
+    checkpoint_every: int = 500,
+    checkpoints_total_limit: int | None = 2,
+    patience_steps: int | None = None,
+    resume: bool = False,
+    finetune: str | Path | None = None,
+    split: str | None = None,
+    max_grad_norm: float = 1.0,
+    preview_every: int = 25,
+    progress: bool = False,
+) -> Path:
+    """Train a box-guided (or unconditional) diffusion model on ``dataset``; returns the run folder.
+
+    cond: basd | boxmask | none. target: joint (RGB + analog-bit mask) | image | mask.
+    model: tiny | small | base | paper. size: ``"N"`` or ``"WIDTHxHEIGHT"``; None keeps the dataset's.
+    The keyword arguments are written to ``run.json`` (paths as strings); ``progress`` is not.
+    """
+    args = {k: (str(v) if isinstance(v, Path) else v) for k, v in locals().items() if k != "progress"}
+    args["dataset"] = str(Path(dataset).resolve())
+    args["finetune"] = str(Path(finetune).resolve()) if finetune else None
+    if mixed_precision == "fp16" and not torch.cuda.is_available():
+        raise OptionError("--mixed-precision fp16 needs a GPU; use bf16 on a CPU")
+    accelerator = make_accelerator(mixed_precision)
+    out, ds, previous = prepare_run(args, accelerator)
+    split = default_split(ds, split)
+    data = build_data(ds, args, split, progress and accelerator.is_local_main_process)
+    layout = channel_layout(cond, target, ds.manifest.num_classes, variance)
+    config = unet_config(model, data.size, layout)
+    args["size"] = format_size(data.size)
+    if previous is None and accelerator.is_main_process:
+        out.mkdir(parents=True, exist_ok=True)
+        write_json(out / "run.json", run_json(args, ds, split, data, config, layout))
+    accelerator.wait_for_everyone()
+
+    set_seed(seed)  # the initial weights
+    net = build_model(config, args["finetune"])
+    ema_model = EMA(net, ema_decay) if ema else None
+    optimizer = torch.optim.AdamW(net.parameters(), lr=lr, weight_decay=0.0)
+    scheduler = train_scheduler(variance)
+    if accelerator.is_main_process:
+        scheduler.save_pretrained(out / "scheduler")
+    state = resume_state(accelerator, out, net, ema_model, optimizer) if resume else TrainerState()
+    net, optimizer = accelerator.prepare(net, optimizer)
+    if ema_model is not None:
+        ema_model.model.to(accelerator.device)
+    order = EpochOrder(len(data), batch_size, seed, accelerator.process_index, accelerator.num_processes)
+    total = order.steps_per_epoch * epochs if max_steps is None else min(max_steps, order.steps_per_epoch * epochs)
+    loop = Loop(accelerator, out, net, ema_model, optimizer, scheduler, data, order, args, state, total)
+    loop.run(progress and accelerator.is_local_main_process)
+    return out
+
+
+class Loop:
+    """The epoch loop around :func:`train_step`: logging, best weights, checkpoints, previews, patience."""
+
+    def __init__(self, accelerator, out, net, ema, optimizer, scheduler, data, order, args, state, total):
+        self.accelerator, self.out, self.net, self.ema = accelerator, out, net, ema
+        self.optimizer, self.scheduler, self.data, self.order = optimizer, scheduler, data, order
+        self.args, self.state, self.total = args, state, total
+
+    def run(self, progress: bool) -> None:
+        bar = make_progress()
+        bar.disable = not progress
+        with bar:
+            task = bar.add_task("training", total=self.total, completed=self.state.step, status="")
+            while not self.finished():
+                self.run_epoch(bar, task)
+        if not (self.out / "unet").is_dir():  # stopped before the first epoch ended: keep the weights reached
+            save_best(self.accelerator, self.out, self.net, self.ema)
+        saved = ckpt.checkpoint_dirs(self.out)
+        if not saved or saved[-1].name != f"{ckpt.CHECKPOINT_PREFIX}{self.state.step}":
+            save_checkpoint(self.accelerator, self.out, self.net, self.ema, self.optimizer, self.state, self.args["checkpoints_total_limit"])
+
+    def finished(self) -> bool:
+        s, a = self.state, self.args
+        if s.step >= self.total or s.epoch >= a["epochs"]:
+            return True
+        return bool(a["patience_steps"]) and s.best_loss is not None and s.step - s.best_step >= a["patience_steps"]
+
+    def run_epoch(self, bar, task) -> None:
+        s, a = self.state, self.args
+        batches = self.order.batches(s.epoch)
+        self.net.train()
+        for index in batches[s.batch_in_epoch :]:
+            started = time.perf_counter()
+            loss = train_step(self.accelerator, self.net, self.optimizer, self.scheduler, self.data, index, s.step, a, a["max_grad_norm"])
+            if self.ema is not None:
+                self.ema.update(self.accelerator.unwrap_model(self.net), s.step)
+            value = float(loss)
+            s.step, s.batch_in_epoch = s.step + 1, s.batch_in_epoch + 1
+            s.loss_sum, s.loss_count = s.loss_sum + value, s.loss_count + 1
+            s.seconds += time.perf_counter() - started
+            bar.update(task, completed=s.step, status=f"epoch {s.epoch + 1} loss {value:.4f}")
+            if s.batch_in_epoch == len(batches):
+                self.end_epoch()
+            if s.step % a["checkpoint_every"] == 0:
+                save_checkpoint(self.accelerator, self.out, self.net, self.ema, self.optimizer, s, a["checkpoints_total_limit"])
+            if s.step >= self.total:
+                return
+
+    def end_epoch(self) -> None:
+        """Mean loss over the epoch and all processes; best weights, log line, preview."""
+        s, a, acc = self.state, self.args, self.accelerator
+        mean = acc.reduce(torch.tensor([s.loss_sum / max(1, s.loss_count)], device=acc.device), reduction="mean").item()
+        improved = s.best_loss is None or mean < s.best_loss
+        if improved:
+            s.best_loss, s.best_step = mean, s.step
+            save_best(acc, self.out, self.net, self.ema)
+        s.epoch += 1
+        s.batch_in_epoch, s.loss_sum, s.loss_count = 0, 0.0, 0
+        if acc.is_main_process:
+            line = {"step": s.step, "epoch": s.epoch, "loss": mean, "best": s.best_loss, "improved": improved, "lr": a["lr"], "seconds": round(s.seconds, 3)}
+            with open(self.out / "log.jsonl", "a", encoding="utf-8") as handle:
+                handle.write(ckpt.dumps(line) + "\n")
+            if a["preview_every"] and (s.epoch % a["preview_every"] == 0):
+                self.preview()
+
+    def preview(self) -> None:
+        from defectsynth.diffusion.previews import write_training_preview
+
+        model = self.ema.model if self.ema is not None else self.accelerator.unwrap_model(self.net)
+        write_training_preview(model, self.data, self.args, self.out / "previews" / f"epoch-{self.state.epoch:05d}.png")

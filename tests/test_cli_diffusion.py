@@ -1,0 +1,81 @@
+"""CLI tests of train, sample and demo: option mapping (core patched), bad input, demo smoke test."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from unittest import mock
+
+from defectsynth.cli import app
+from defectsynth.data import Dataset, Manifest
+from defectsynth.data.model import make_classes
+
+
+def test_train_options_map_to_the_core_function(runner, tmp_path):
+    with mock.patch("defectsynth.diffusion.training.train", return_value=tmp_path) as core:
+        result = runner.invoke(app, [
+            "train", "data/toy", "--out", "runs/x", "--cond", "boxmask", "--target", "image", "--model", "tiny",
+            "--size", "352x128", "--epochs", "3", "--max-steps", "10", "--batch-size", "2", "--lr", "1e-5", "--seed", "4",
+            "--variance", "learned", "--drop-rate", "0.2", "--no-ema", "--ema-decay", "0.99", "--mixed-precision", "bf16",
+            "--checkpoint-every", "5", "--checkpoints-total-limit", "3", "--patience-steps", "50", "--resume",
+            "--finetune", "runs/base", "--split", "train", "--max-grad-norm", "0.5", "--preview-every", "0", "--no-progress",
+        ])
+    assert result.exit_code == 0, result.output
+    args, kwargs = core.call_args
+    assert args == (Path("data/toy"),)
+    assert kwargs == {
+        "out": Path("runs/x"), "cond": "boxmask", "target": "image", "model": "tiny", "size": "352x128", "epochs": 3,
+        "max_steps": 10, "batch_size": 2, "lr": 1e-5, "seed": 4, "variance": "learned", "drop_rate": 0.2, "ema": False,
+        "ema_decay": 0.99, "mixed_precision": "bf16", "checkpoint_every": 5, "checkpoints_total_limit": 3,
+        "patience_steps": 50, "resume": True, "finetune": Path("runs/base"), "split": "train", "max_grad_norm": 0.5,
+        "preview_every": 0, "progress": False,
+    }
+
+
+def test_sample_options_map_to_the_core_function(runner, tmp_path):
+    manifest = Manifest("s", make_classes(["a"]))
+    with mock.patch("defectsynth.diffusion.sampling.sample", return_value=manifest) as core:
+        result = runner.invoke(app, [
+            "sample", "runs/x", "--out", "synth", "--conditions", "data/toy:test", "--num", "7", "--steps", "300",
+            "--rescale", "--scheduler", "ddpm", "--guidance", "1.5", "--seed", "3", "--batch-size", "4", "--no-ema",
+            "--overwrite", "--no-progress",
+        ])
+    assert result.exit_code == 0, result.output
+    assert core.call_args.args == (Path("runs/x"),)
+    assert core.call_args.kwargs == {
+        "out": Path("synth"), "conditions": "data/toy:test", "num": 7, "steps": 300, "rescale": True, "scheduler": "ddpm",
+        "guidance": 1.5, "seed": 3, "batch_size": 4, "ema": False, "overwrite": True, "progress": False,
+    }
+
+
+def test_help_shows_examples(runner):
+    for command in ("train", "sample", "demo"):
+        result = runner.invoke(app, [command, "--help"])
+        assert result.exit_code == 0 and "Examples" in result.output, command
+
+
+def test_bad_input_is_one_line_and_exit_code_2(runner, toy_dataset, tmp_path):
+    result = runner.invoke(app, ["train", str(toy_dataset), "--out", str(tmp_path / "r"), "--drop-rate", "1.5", "--no-progress"])
+    assert result.exit_code == 2
+    assert "--drop-rate: must lie in [0, 1)" in result.output
+    result = runner.invoke(app, ["train", str(toy_dataset), "--out", str(tmp_path / "r"), "--model", "small", "--size", "18", "--max-steps", "1", "--no-progress"])
+    assert result.exit_code == 2 and "--size: 18x18 must be divisible by 4" in result.output
+    result = runner.invoke(app, ["sample", str(toy_dataset), "--out", str(tmp_path / "s"), "--no-progress"])
+    assert result.exit_code == 2 and "not a run folder: run.json is missing" in result.output
+    lines = [line for line in result.output.splitlines() if line.strip()]
+    assert len(lines) == 1
+
+
+def test_demo_quick_runs_every_stage(runner, tmp_path):
+    out = tmp_path / "demo"
+    result = runner.invoke(app, ["demo", "--quick", "--out", str(out), "--no-progress"])
+    assert result.exit_code == 0, result.output
+    for name in ("demo.json", "data/dataset.json", "run/run.json", "run/unet_ema/config.json", "synthetic/dataset.json",
+                 "previews/real.png", "previews/synthetic.png", "run/previews/epoch-00001.png"):
+        assert (out / name).is_file(), name
+    synth = Dataset(out / "synthetic")
+    assert synth.manifest.source["conditions"]["split"] == "test"
+    assert len(synth) == len(Dataset(out / "data").split("test"))
+    assert json.loads((out / "demo.json").read_text())["quick"] is True
+    again = runner.invoke(app, ["demo", "--quick", "--out", str(out), "--no-progress"])
+    assert again.exit_code == 2 and "--overwrite" in again.output

@@ -1,0 +1,150 @@
+"""End-to-end tests of train and sample with tiny models (16 px, a few steps)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from safetensors.torch import load_file
+
+from defectsynth.data import Dataset
+from defectsynth.data.prepare import prepare
+from defectsynth.diffusion.sampling import sample
+from defectsynth.diffusion.training import train
+from defectsynth.errors import OptionError, OutputExistsError
+
+TINY = {"model": "tiny", "batch_size": 4, "epochs": 1, "preview_every": 0, "progress": False}
+
+
+@pytest.fixture(scope="module")
+def data16(tmp_path_factory) -> Path:
+    """8 toy images at 16x16 (splits train 5, val 2, test 1)."""
+    out = tmp_path_factory.mktemp("d16") / "toy"
+    prepare("toy", out, num=8, size="16", seed=1, split="0.6,0.2,0.2")
+    return out
+
+
+def _digest(folder: Path, pattern: str = "*") -> dict[str, str]:
+    return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(folder.rglob(pattern)) if p.is_file()}
+
+
+def _visible(folder: Path) -> dict[str, str]:
+    return {k: v for k, v in _digest(folder).items() if not k.startswith(".sampling")}
+
+
+@pytest.mark.parametrize("cond", ["basd", "boxmask", "none"])
+@pytest.mark.parametrize("target", ["joint", "image", "mask"])
+def test_every_combination_trains_and_samples(data16, tmp_path, cond, target):
+    run = train(data16, out=tmp_path / "run", cond=cond, target=target, **TINY)  # the train split: 2 steps
+    for name in ("run.json", "unet/config.json", "unet/diffusion_pytorch_model.safetensors", "unet_ema/config.json",
+                 "scheduler/scheduler_config.json", "log.jsonl", "checkpoint-2/trainer.json"):
+        assert (run / name).is_file(), name
+    info = json.loads((run / "run.json").read_text())
+    assert info["args"]["cond"] == cond and info["args"]["target"] == target and info["size"] == [16, 16]
+    manifest = sample(run, out=tmp_path / "synth", num=3, scheduler="ddim", steps=2)
+    ds = Dataset(tmp_path / "synth")
+    ds.validate()
+    assert len(ds) == 3 and ds.has_masks == (target != "image") and ds.manifest.synthetic
+    src = manifest.source
+    assert {"run", "sampler", "steps", "rescale", "guidance", "seed", "conditions", "condition_of"} <= set(src)
+    if cond == "none":
+        assert src["conditions"] == {"dataset": None, "split": None} and src["condition_of"] == {}
+    else:
+        assert src["conditions"]["split"] == "train" and len(src["condition_of"]) == 3
+        for stem, condition in src["condition_of"].items():
+            assert stem.startswith(condition + "-")
+            assert ds.read_boxes(stem) == Dataset(data16).read_boxes(condition)
+
+
+def test_resume_after_a_stop_equals_an_uninterrupted_run(data16, tmp_path):
+    common = dict(TINY, batch_size=2, epochs=5, checkpoint_every=2, variance="learned", drop_rate=0.3)
+    whole = train(data16, out=tmp_path / "whole", max_steps=5, **common)
+    train(data16, out=tmp_path / "parts", max_steps=4, **common)  # stops mid-epoch (5 train images: 3 steps per epoch)
+    parts = train(data16, out=tmp_path / "parts", max_steps=5, resume=True, **common)
+    for name in ("model", "ema", "optimizer"):
+        a = load_file(str(whole / "checkpoint-5" / f"{name}.safetensors"))
+        b = load_file(str(parts / "checkpoint-5" / f"{name}.safetensors"))
+        assert a.keys() == b.keys() and all((a[k] == b[k]).all() for k in a), name
+    assert _digest(whole / "unet") == _digest(parts / "unet")
+    assert (whole / "log.jsonl").read_text() != "" and json.loads((parts / "checkpoint-5" / "trainer.json").read_text())["step"] == 5
+    assert sorted(p.name for p in parts.glob("checkpoint-*")) == ["checkpoint-4", "checkpoint-5"]  # limit 2
+    with pytest.raises(OptionError, match="--lr"):
+        train(data16, out=tmp_path / "parts", max_steps=6, resume=True, **dict(common, lr=1e-3))
+    with pytest.raises(OutputExistsError, match="--resume"):
+        train(data16, out=tmp_path / "parts", max_steps=6, **common)
+
+
+@pytest.fixture(scope="module")
+def guided_run(data16, tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("runs") / "guided"
+    return train(data16, out=out, variance="learned", drop_rate=0.3, max_steps=2, **dict(TINY, epochs=2))
+
+
+def test_samples_do_not_depend_on_batch_size_and_reruns_skip(guided_run, tmp_path):
+    options = dict(num=5, scheduler="ddpm", steps=3, guidance=1.5, seed=7)
+    sample(guided_run, out=tmp_path / "b1", batch_size=1, **options)
+    sample(guided_run, out=tmp_path / "b4", batch_size=4, **options)
+    assert _visible(tmp_path / "b1") == _visible(tmp_path / "b4")
+    # a rerun with the same settings skips everything; one sample lost is redrawn identically
+    before = _visible(tmp_path / "b4")
+    victim = sorted((tmp_path / "b4" / "images").iterdir())[2].stem
+    for sub in ("images", "masks", ".sampling"):
+        next((tmp_path / "b4" / sub).glob(f"{victim}.*")).unlink()
+    sample(guided_run, out=tmp_path / "b4", batch_size=4, **options)
+    assert _visible(tmp_path / "b4") == before
+    with pytest.raises(OutputExistsError, match="other settings"):
+        sample(guided_run, out=tmp_path / "b4", batch_size=4, **dict(options, seed=8))
+
+
+def test_rescaled_sampler_dpm_and_guidance_rules(guided_run, data16, tmp_path):
+    m = sample(guided_run, out=tmp_path / "r", num=2, steps=4, rescale=True)
+    assert m.source["rescale"] is True and m.source["steps"] == 4
+    m = sample(guided_run, out=tmp_path / "d", num=2, steps=3, scheduler="dpm", conditions=f"{data16}:test")
+    assert m.source["sampler"] == "dpm" and m.source["conditions"]["split"] == "test"
+    plain = train(data16, out=tmp_path / "plain", max_steps=1, **TINY)
+    with pytest.raises(OptionError, match="--guidance"):
+        sample(plain, out=tmp_path / "x", num=1, guidance=2.0, steps=2)
+
+
+def test_two_processes_train_and_sample_like_one(data16, tmp_path):
+    """Two CPU processes (accelerate launch --multi_gpu --num_processes 2 on a machine without a GPU;
+    accelerate 1.x's ``--cpu`` starts a single process without mpirun): trains, samples, and the
+    samples equal one process's."""
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[1] / "src"), "OMP_NUM_THREADS": "1", "CUDA_VISIBLE_DEVICES": ""}
+    launch = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
+              "--mixed_precision", "no", "--dynamo_backend", "no", "-m", "defectsynth"]
+    common = ["--no-progress"]
+    subprocess.run([*launch, "train", str(data16), "--out", str(tmp_path / "run"), "--model", "tiny", "--batch-size", "2",
+                    "--max-steps", "2", "--split", "train", "--preview-every", "0", *common], check=True, env=env, timeout=300)
+    subprocess.run([*launch, "sample", str(tmp_path / "run"), "--out", str(tmp_path / "two"), "--num", "5", "--scheduler",
+                    "ddpm", "--steps", "2", "--batch-size", "2", *common], check=True, env=env, timeout=300)
+    sample(tmp_path / "run", out=tmp_path / "one", num=5, scheduler="ddpm", steps=2, batch_size=3)
+    assert (tmp_path / "run" / "checkpoint-2" / "rng-1.safetensors").is_file()
+    assert _visible(tmp_path / "one") == _visible(tmp_path / "two")
+
+
+def test_finetune_and_patience(guided_run, data16, tmp_path):
+    run = train(data16, out=tmp_path / "ft", finetune=guided_run, variance="learned", drop_rate=0.2, max_steps=1, **TINY)
+    assert json.loads((run / "run.json").read_text())["args"]["finetune"] == str(guided_run.resolve())
+    with pytest.raises(OptionError, match="--finetune: .* out_channels"):
+        train(data16, out=tmp_path / "ft2", finetune=guided_run, variance="fixed", max_steps=1, **TINY)
+    stopped = train(data16, out=tmp_path / "patient", patience_steps=1, **dict(TINY, epochs=40, lr=0.5))
+    log = [json.loads(line) for line in (stopped / "log.jsonl").read_text().splitlines()]
+    assert len(log) < 40 and not log[-1]["improved"]
+
+
+def test_saved_weights_round_trip(guided_run):
+    """unet/ and unet_ema/ (save_pretrained) load back equal to the checkpoint of the same step."""
+    from defectsynth.diffusion.sampling import Run
+
+    run = Run.open(guided_run)
+    assert run.layout.out_channels == 2 * run.layout.target_channels  # learned variance
+    for ema, name in ((False, "model"), (True, "ema")):
+        loaded = run.load_unet(ema=ema).state_dict()
+        saved = load_file(str(guided_run / "checkpoint-2" / f"{name}.safetensors"))
+        assert loaded.keys() == saved.keys() and all((loaded[k] == saved[k]).all() for k in saved)
