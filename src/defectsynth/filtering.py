@@ -35,14 +35,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from defectsynth.data.dataset import Dataset
+from defectsynth.data.dataset import Dataset, check_same_classes
 from defectsynth.data.files import read_json, write_json
 from defectsynth.data.model import IGNORE_INDEX, Box, Manifest, Sample, boxes_to_array
 from defectsynth.data.resize import parse_size, resize_sample
 from defectsynth.data.writer import DatasetWriter, check_output_dir
 from defectsynth.encoding.conditions import copy_conditions
 from defectsynth.errors import DatasetError, MissingDependencyError, OptionError
-from defectsynth.metrics.compute import _device, _same_classes
+from defectsynth.devices import pick_device
 from defectsynth.metrics.distribution import sample_classes
 from defectsynth.metrics.sae_ebr import inside_own_boxes, sae_ebr_counts
 from defectsynth.progress import track
@@ -379,9 +379,9 @@ def filter_dataset(
         options = {"clip_labels": clip_labels, "max_sae": max_sae, "drop_empty_boxes": drop_empty_boxes}
         return _filter_by_boxes(syn, out, options, overwrite, progress)
     k = keep_count(len(syn.stems), top_k, keep_fraction)
-    dev = _device(device)
+    dev = pick_device(device)
     if real is not None:
-        _same_classes(Dataset(real), syn)
+        check_same_classes(Dataset(real), syn)
     size_hw = parse_size(size) or syn.read(syn.stems[0]).size
     if model is not None:
         net, trained, about_net = load_segmenter(model).to(dev), None, {"model": str(Path(model).resolve())}

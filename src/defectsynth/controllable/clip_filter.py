@@ -19,10 +19,11 @@ from pathlib import Path
 
 import numpy as np
 
-from defectsynth.controllable.pipeline import check_folder, quiet_loading, require_transformers, resolve_device
+from defectsynth.controllable.pipeline import check_folder, quiet_loading, require_transformers
 from defectsynth.controllable.prompts import build_prompt, check_template, class_prompt, classes_in_mask
 from defectsynth.data import Dataset, DatasetWriter, Manifest
 from defectsynth.data.files import write_json
+from defectsynth.devices import pick_device
 from defectsynth.errors import MissingDependencyError, OptionError
 from defectsynth.progress import track
 
@@ -40,7 +41,7 @@ class ClipScorer:
         from transformers import AutoProcessor, CLIPModel
 
         folder = check_folder(clip, "--clip", "config.json")
-        self.device = resolve_device(device)
+        self.device = pick_device(device)
         try:
             with quiet_loading():
                 self.processor = AutoProcessor.from_pretrained(folder, local_files_only=True)

@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from defectsynth.data import Dataset
+from defectsynth.data.dataset import check_same_classes
 from defectsynth.data.files import read_json, write_json
 from defectsynth.data.resize import format_size, parse_size
 from defectsynth.errors import DatasetError, OptionError, OutputExistsError
@@ -67,8 +68,7 @@ def _open_synthetic(paths: Sequence[str | Path], real: Dataset) -> dict[str, Dat
         ds = Dataset(path)
         if not ds.has_masks:
             raise DatasetError("--synthetic: the benchmark needs masks, but this dataset has no masks/ folder", ds.root)
-        if ds.manifest.class_names != real.manifest.class_names:
-            raise DatasetError(f"--synthetic: classes {ds.manifest.class_names} differ from the real dataset's {real.manifest.class_names}", ds.root / "dataset.json")
+        check_same_classes(ds, real, "--synthetic")
         if not ds.stems:
             raise DatasetError("--synthetic: the dataset holds no images", ds.root)
         name, k = ds.root.name, 2
