@@ -60,7 +60,13 @@ from defectsynth.progress import progress_bar, track
 
 logger = logging.getLogger(__name__)
 
-FILTER_BY = ("boxes", "segmenter")
+FILTER_BY = ("boxes", "segmenter")  # filter_dataset's; `filter --by clip` runs controllable.clip_filter.filter_by_clip
+# The options (CLI names) that only one --by takes; the CLI checks them with check_by_options.
+BY_OPTIONS = {
+    "boxes": ("--clip-labels", "--max-sae", "--drop-empty-boxes"),
+    "segmenter": ("--real", "--model", "--top-k", "--keep-fraction"),
+    "clip": ("--clip", "--keep-per-class", "--keep-fraction", "--prompt-template"),
+}
 SCORES = ("iou", "ce")
 FILTER_NEEDS_MASKS = "the segmenter filter"  # names this filter in evaluation.data.read_pair's error
 
@@ -254,22 +260,33 @@ def _size_errors(size: tuple[int, int]) -> Iterator[None]:
 
 
 # -- the filter ---------------------------------------------------------------------------------------
+def check_by_options(by: str, given: dict[str, bool]) -> None:
+    """Refuse an option of :data:`BY_OPTIONS` given (``given[name]`` true) with a ``by`` it does not belong to.
+
+    given: CLI option name -> whether the user gave it. Options with defaults that only one
+    ``by`` reads (``--epochs``, ``--score`` ...) are not checked: the others leave them unused.
+    """
+    names = dict.fromkeys(name for options in BY_OPTIONS.values() for name in options)
+    foreign = [name for name in names if given.get(name) and name not in BY_OPTIONS[by]]
+    if foreign:
+        owner = next(other for other, options in BY_OPTIONS.items() if foreign[0] in options)
+        raise OptionError(f"{', '.join(foreign)} cannot be used with --by {by} (options that belong to --by {owner}; run filter twice to combine)")
+
+
 def _check_options(
     by: str, clip_labels: bool, max_sae: float | None, drop_empty_boxes: bool, real, model, top_k, keep_fraction, score: str, batch_size: int
 ) -> None:
     if by not in FILTER_BY:
         raise OptionError(f"--by: choose one of {', '.join(FILTER_BY)}, got {by!r}")
-    box_options = clip_labels or max_sae is not None or drop_empty_boxes
+    given = {"--clip-labels": clip_labels, "--max-sae": max_sae is not None, "--drop-empty-boxes": drop_empty_boxes, "--real": real is not None,
+             "--model": model is not None, "--top-k": top_k is not None, "--keep-fraction": keep_fraction is not None}  # fmt: skip
+    check_by_options(by, given)
     if by == "boxes":
-        if not box_options:
+        if not (clip_labels or max_sae is not None or drop_empty_boxes):
             raise OptionError("--by boxes needs --clip-labels, --max-sae X or --drop-empty-boxes")
-        if real is not None or model is not None or top_k is not None or keep_fraction is not None:
-            raise OptionError("--real, --model, --top-k and --keep-fraction belong to --by segmenter")
         if max_sae is not None and not 0 <= max_sae <= 1:
             raise OptionError(f"--max-sae must lie in [0, 1], got {max_sae}")
         return
-    if box_options:
-        raise OptionError("--clip-labels, --max-sae and --drop-empty-boxes belong to --by boxes (run filter twice to combine)")
     if (real is None) == (model is None):
         raise OptionError("--by segmenter needs exactly one of --real DIR (train a U-Net on it) or --model DIR (a saved smp network)")
     if score not in SCORES:
