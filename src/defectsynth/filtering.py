@@ -371,8 +371,11 @@ def filter_dataset(
     return _filter_by_segmenter(syn, out, options, scores, k, trained, overwrite, progress)
 
 
-def _write(syn: Dataset, out: Path, manifest: Manifest, samples, overwrite: bool, extra_files) -> tuple[np.ndarray, list[str]]:
-    """Write the kept samples (an iterable of Sample), cached conditions and ``extra_files(tmp)``."""
+def write_kept(syn: Dataset, out: str | Path, manifest: Manifest, samples, overwrite: bool, extra_files) -> tuple[np.ndarray, list[str]]:
+    """Write a filter's output folder ``out`` atomically: the kept ``samples`` (an iterable of Sample
+    from ``syn``), their cached conditions, ``syn``'s splits restricted to them, and
+    ``extra_files(tmp)`` (e.g. a scores file). Returns (images per class written, kept stems).
+    Every filter (boxes, segmenter, clip) writes through here."""
     with DatasetWriter(out, manifest, overwrite=overwrite) as writer:
         kept = []
         for sample in samples:
@@ -420,7 +423,7 @@ def _filter_by_boxes(syn: Dataset, out: Path, options: dict[str, Any], overwrite
                 sample.mask = clip_to_boxes(sample.mask, sample.boxes)
             yield sample
 
-    kept_images, kept = _write(syn, out, manifest, samples(), overwrite, lambda tmp: None)
+    kept_images, kept = write_kept(syn, out, manifest, samples(), overwrite, lambda tmp: None)
     return FilterSummary(out, "boxes", kept, removed, input_images, kept_images, removed_images, clipped, syn.manifest.class_names)
 
 
@@ -458,6 +461,6 @@ def _filter_by_segmenter(
         if trained is not None:
             save_model(trained, tmp / "segmenter")
 
-    kept_images, kept = _write(syn, out, manifest, samples(), overwrite, extra_files)
+    kept_images, kept = write_kept(syn, out, manifest, samples(), overwrite, extra_files)
     no_clipping = np.zeros(num_classes, np.int64)
     return FilterSummary(out, "segmenter", kept, removed, input_images, kept_images, removed_images, no_clipping, syn.manifest.class_names, scores)

@@ -21,7 +21,7 @@ import numpy as np
 
 from defectsynth.controllable.pipeline import check_folder, quiet_loading, require_transformers
 from defectsynth.controllable.prompts import build_prompt, check_template, class_prompt, classes_in_mask
-from defectsynth.data import Dataset, DatasetWriter, Manifest
+from defectsynth.data import Dataset, Manifest
 from defectsynth.data.files import write_json
 from defectsynth.devices import pick_device
 from defectsynth.errors import MissingDependencyError, OptionError
@@ -104,7 +104,12 @@ def filter_by_clip(
     overwrite: bool = False,
     progress: bool = True,
 ) -> Path:
-    """Keep the synthetic images CLIP finds closest to their class prompt, per class; returns ``out``."""
+    """Keep the synthetic images CLIP finds closest to their class prompt, per class; returns ``out``.
+
+    Written like every filter's output (:func:`defectsynth.filtering.write_kept`: kept samples,
+    their cached conditions, the splits restricted to them).
+    """
+    from defectsynth.filtering import write_kept  # torch and smp: loaded when filtering, not on import
     _check_keep(keep_per_class, keep_fraction)
     check_template(prompt_template)
     if "{caption}" in prompt_template:
@@ -133,11 +138,7 @@ def filter_by_clip(
         "prompt_template": prompt_template, "from": str(synthetic), "parent": dataset.manifest.source,
     }  # fmt: skip
     manifest = Manifest(name=dataset.manifest.name, classes=dataset.manifest.classes, source=source, synthetic=dataset.manifest.synthetic)
-    with DatasetWriter(out, manifest, overwrite=overwrite) as writer:
-        for stem in stems:
-            if stem in kept:
-                writer.add(dataset.read(stem))
-        samples_json = {s: {"score": scores[s], "prompt": prompts[s], "kept": s in kept} for s in stems}
-        write_json(writer.tmp / "clip_scores.json", {"prompt_template": prompt_template, "samples": samples_json}, durable=False)
-        splits = {name: [s for s in dataset.split(name) if s in kept] for name in dataset.split_names}
-        return writer.commit({k: v for k, v in splits.items() if v})
+    samples_json = {s: {"score": scores[s], "prompt": prompts[s], "kept": s in kept} for s in stems}
+    scores_file = lambda tmp: write_json(tmp / "clip_scores.json", {"prompt_template": prompt_template, "samples": samples_json}, durable=False)  # noqa: E731
+    write_kept(dataset, out, manifest, (dataset.read(s) for s in stems if s in kept), overwrite, scores_file)
+    return Path(out)
