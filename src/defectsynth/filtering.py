@@ -177,18 +177,26 @@ def rank_scores(scores: dict[str, float | None], score: str) -> list[str]:
     return scored + [s for s in scores if scores[s] is None]
 
 
+def check_keep(by: str, count_option: str, count: int | None, keep_fraction: float | None) -> None:
+    """Exactly one of a count (``count_option`` with its metavar, at least 1) or ``keep_fraction`` in (0, 1].
+
+    Shared by ``--by segmenter`` (``"--top-k K"``) and ``--by clip`` (``"--keep-per-class N"``).
+    """
+    if (count is None) == (keep_fraction is None):
+        raise OptionError(f"--by {by} needs exactly one of {count_option} or --keep-fraction F")
+    if count is not None and count < 1:
+        raise OptionError(f"{count_option.split()[0]} must be at least 1, got {count}")
+    if keep_fraction is not None and not 0 < keep_fraction <= 1:
+        raise OptionError(f"--keep-fraction must lie in (0, 1], got {keep_fraction}")
+
+
 def keep_count(total: int, top_k: int | None, keep_fraction: float | None) -> int:
     """K from ``top_k`` or ``keep_fraction`` (floor of fraction x total, at least 1); exactly one must be given."""
-    if (top_k is None) == (keep_fraction is None):
-        raise OptionError("--by segmenter needs exactly one of --top-k K or --keep-fraction F")
+    check_keep("segmenter", "--top-k K", top_k, keep_fraction)
     if top_k is not None:
-        if top_k < 1:
-            raise OptionError(f"--top-k must be at least 1, got {top_k}")
         if top_k > total:
             logger.warning("--top-k %d is more than the %d synthetic samples: keeping all", top_k, total)
         return min(top_k, total)
-    if not 0 < keep_fraction <= 1:  # type: ignore[operator]
-        raise OptionError(f"--keep-fraction must lie in (0, 1], got {keep_fraction}")
     return max(1, math.floor(keep_fraction * total + 1e-9))  # type: ignore[operator]
 
 

@@ -82,15 +82,6 @@ def select_per_class(groups: dict[str, list[int]], scores: dict[str, float], kee
     return kept
 
 
-def _check_keep(keep_per_class: int | None, keep_fraction: float | None) -> None:
-    if (keep_per_class is None) == (keep_fraction is None):
-        raise OptionError("give exactly one of --keep-per-class N or --keep-fraction F")
-    if keep_per_class is not None and keep_per_class < 1:
-        raise OptionError(f"--keep-per-class must be at least 1, got {keep_per_class}")
-    if keep_fraction is not None and not 0 < keep_fraction <= 1:
-        raise OptionError(f"--keep-fraction must lie in (0, 1], got {keep_fraction}")
-
-
 def filter_by_clip(
     synthetic: str | Path,
     out: str | Path,
@@ -109,8 +100,9 @@ def filter_by_clip(
     Written like every filter's output (:func:`defectsynth.filtering.write_kept`: kept samples,
     their cached conditions, the splits restricted to them).
     """
-    from defectsynth.filtering import write_kept  # torch and smp: loaded when filtering, not on import
-    _check_keep(keep_per_class, keep_fraction)
+    from defectsynth.filtering import check_keep, write_kept  # torch and smp: loaded when filtering, not on import
+
+    check_keep("clip", "--keep-per-class N", keep_per_class, keep_fraction)
     check_template(prompt_template)
     if "{caption}" in prompt_template:
         raise OptionError("--prompt-template: the CLIP filter has no captions, use {classes} only")
