@@ -20,11 +20,13 @@ from pathlib import Path
 import numpy as np
 
 from defectsynth.controllable.pipeline import check_folder, quiet_loading, require_transformers
-from defectsynth.controllable.prompts import build_prompt, check_template, class_prompt, classes_in_mask
+from defectsynth.controllable.prompts import build_prompt, check_template, class_prompt
 from defectsynth.data import Dataset, Manifest
 from defectsynth.data.files import write_json
 from defectsynth.devices import pick_device
+from defectsynth.data.model import IGNORE_INDEX
 from defectsynth.errors import MissingDependencyError, OptionError
+from defectsynth.metrics.distribution import sample_classes
 from defectsynth.progress import track
 
 CLIP_TEMPLATE = "a photo of {classes}"
@@ -117,7 +119,7 @@ def filter_by_clip(
     for start in track(range(0, len(stems), batch_size), -(-len(stems) // batch_size), "CLIP scores", progress):
         samples = [dataset.read(s) for s in stems[start : start + batch_size]]
         for sample in samples:
-            classes = classes_in_mask(sample.mask) if sample.mask is not None else sorted({b.cls for b in sample.boxes})
+            classes = list(sample_classes(sample.mask, () if sample.mask is not None else sample.boxes, IGNORE_INDEX))
             prompts[sample.stem] = build_prompt(class_prompt(classes or [0], names), None, prompt_template)
             for cls in classes or [0]:
                 groups.setdefault(cls, []).append(sample.stem)
