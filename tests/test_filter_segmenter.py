@@ -162,6 +162,8 @@ def test_trained_unet_is_saved_and_reloads_to_the_same_scores(toy_dataset, tmp_p
     assert (saved / "config.json").is_file() and (saved / "model.safetensors").is_file()
     options = Dataset(tmp_path / "out").manifest.source["filters"][-1]["options"]
     assert options["encoder"] == "resnet18" and options["epochs"] == 1 and options["split"] == "train"
+    # trained as evaluate trains a cell: the best epoch on a held-out part of the split
+    assert options["val_fraction"] == 0.2 and options["best_epoch"] == 0 and 0 <= options["best_val_miou"] <= 1
     again = filter_dataset(toy_dataset, tmp_path / "again", "segmenter", model=saved, **common)
     assert again.kept == summary.kept
     assert again.scores == pytest.approx(summary.scores)
