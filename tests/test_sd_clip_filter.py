@@ -87,7 +87,8 @@ def test_bad_input(runner, clip, toy_dataset, tmp_path):
     args = ["filter", str(toy_dataset), "--out", str(tmp_path / "o"), "--by", "clip", "--clip", str(clip)]
     for extra, message in [([], "exactly one of --keep-per-class"), (["--keep-per-class", "1", "--keep-fraction", "0.5"], "exactly one"),
                            (["--keep-fraction", "1.5"], "--keep-fraction must lie in"), (["--keep-per-class", "0"], "at least 1"),
-                           (["--keep-per-class", "1", "--prompt-template", "{caption}"], "no captions")]:  # fmt: skip
+                           (["--keep-per-class", "1", "--prompt-template", "{caption}"], "no captions"),
+                           (["--keep-per-class", "1", "--batch-size", "0"], "--batch-size must be at least 1")]:  # fmt: skip
         result = runner.invoke(app, [*args, *extra])
         assert result.exit_code == 2 and message in result.stderr, (extra, result.output)
     with pytest.raises(MissingDependencyError, match="--clip: model folder not found"):

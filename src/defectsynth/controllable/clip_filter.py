@@ -105,6 +105,8 @@ def filter_by_clip(
     from defectsynth.filtering import check_keep, write_kept  # torch and smp: loaded when filtering, not on import
 
     check_keep("clip", "--keep-per-class N", keep_per_class, keep_fraction)
+    if batch_size < 1:
+        raise OptionError(f"--batch-size must be at least 1, got {batch_size}")
     check_template(prompt_template)
     if "{caption}" in prompt_template:
         raise OptionError("--prompt-template: the CLIP filter has no captions, use {classes} only")
