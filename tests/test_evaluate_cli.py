@@ -19,14 +19,14 @@ def test_cli_maps_options_to_evaluate(runner, monkeypatch, tmp_path):
         "evaluate", "--real", "r", "--synthetic", "s1", "--synthetic", "s2", "--out", str(tmp_path / "o"),
         "--models", "fpn,unet", "--encoder", "resnet18", "--encoder-weights", "none", "--epochs", "3", "--batch-size", "4",
         "--size", "64", "--lr", "0.001", "--repeats", "2", "--seed", "7", "--mix", "R=all,S=0;R=all,S=R", "--mix", "R=0,S=all",
-        "--per-class-binary", "--augment", "classic", "--loss", "dice+ce", "--optimizer", "adamw", "--model-kwargs", '{"encoder_depth": 3}', "--overwrite", "--no-progress",
+        "--per-class-binary", "--augment", "classic", "--loss", "dice+ce", "--optimizer", "adamw", "--model-kwargs", '{"encoder_depth": 3}', "--save-models", "--overwrite", "--no-progress",
     ])
     assert result.exit_code == 0, result.output
     assert seen == {
         "real": Path("r"), "out": tmp_path / "o", "synthetic": [Path("s1"), Path("s2")], "models": ["fpn", "unet"], "encoder": "resnet18",
         "encoder_weights": "none", "epochs": 3, "batch_size": 4, "size": "64", "lr": 0.001, "repeats": 2, "seed": 7,
         "mix": ["R=all,S=0", "R=all,S=R", "R=0,S=all"], "per_class_binary": True, "augment": "classic", "loss": "dice+ce", "optimizer": "adamw",
-        "model_kwargs": {"encoder_depth": 3}, "overwrite": True, "progress": False,
+        "model_kwargs": {"encoder_depth": 3}, "save_models": True, "overwrite": True, "progress": False,
     }
 
 

@@ -146,6 +146,33 @@ def test_per_class_binary_and_classic_augmentation_via_cli(runner, toy_dataset, 
 
 
 
+def test_saved_networks_reproduce_the_test_counts_and_feed_filter(runner, toy_dataset, synthetic, tmp_path, monkeypatch):
+    out = tmp_path / "saved"
+    evaluate(toy_dataset, out, models=["unet"], epochs=1, repeats=1, mix=["R=all,S=0"], save_models=True, **TINY)
+    (cell,) = [json.loads(p.read_text()) for p in (out / "cells").glob("*.json")]
+    folder = out / "models" / cell["key"]
+    assert (folder / "config.json").is_file() and (folder / "model.safetensors").is_file()
+    # the saved weights are the selected ones: they give the stored test counts again
+    ds = Dataset(toy_dataset)
+    net = training.load_model(folder)
+    config = TrainConfig(TINY["encoder"], None, 1, 4)
+    tp, fp, fn, tn = training.evaluate_split(net, PairCache((32, 32)).pairs(ds, ds.split("test")), "test", 5, config, "cpu", None)
+    assert cell["test_stats"] == {"tp": tp.tolist(), "fp": fp.tolist(), "fn": fn.tolist(), "tn": tn.tolist()}
+    # filter --by segmenter --model takes the network evaluate saved
+    kept = tmp_path / "kept"
+    result = runner.invoke(app, ["filter", str(synthetic), "--out", str(kept), "--by", "segmenter", "--model", str(folder), "--top-k", "3",
+                                 "--size", "32", "--device", "cpu", "--no-progress"])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert len(Dataset(kept).stems) == 3 and Dataset(kept).manifest.source["filters"][-1]["options"]["model"] == str(folder.resolve())
+    # a finished cell whose network is missing is trained again
+    shutil.rmtree(folder)
+    calls = []
+    real_run = training.run_cell
+    monkeypatch.setattr("defectsynth.evaluation.run_cell", lambda *a, **k: calls.append(a[0]) or real_run(*a, **k))
+    evaluate(toy_dataset, out, models=["unet"], epochs=1, repeats=1, mix=["R=all,S=0"], save_models=True, **TINY)
+    assert calls == ["unet"] and (folder / "model.safetensors").is_file()
+
+
 @pytest.mark.slow
 def test_cells_are_shared_over_two_processes(toy_dataset, synthetic, tmp_path):
     """`accelerate launch` with two processes (gloo on the CPU): each trains half of the cells."""

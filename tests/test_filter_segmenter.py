@@ -14,7 +14,8 @@ from torch import nn
 
 from defectsynth.data import Box, Dataset, Sample
 from defectsynth.errors import DatasetError, OptionError
-from defectsynth.filtering import build_segmenter, filter_dataset, keep_count, load_segmenter, rank_scores, score_pairs
+from defectsynth.evaluation.training import TrainConfig, build_model, load_model
+from defectsynth.filtering import filter_dataset, keep_count, rank_scores, score_pairs
 
 LEVELS = np.array([0.0, 0.5, 1.0])
 
@@ -115,7 +116,7 @@ def synthetic(tmp_path_factory):
 
 @pytest.mark.parametrize(("score", "keep"), [("iou", ["perfect", "half"]), ("ce", ["perfect", "pixel"])])
 def test_top_k_writes_the_best_pairs_and_their_scores(synthetic, tmp_path, score, keep):
-    with mock.patch("defectsynth.filtering.load_segmenter", return_value=RedLevelNet()):
+    with mock.patch("defectsynth.filtering.load_model", return_value=RedLevelNet()):
         summary = filter_dataset(synthetic, tmp_path / "out", "segmenter", model=tmp_path / "net", score=score, top_k=2, device="cpu")
     assert summary.kept == sorted(keep) and Dataset(tmp_path / "out").stems == sorted(keep)
     data = json.loads((tmp_path / "out" / "scores.json").read_text())
@@ -128,7 +129,7 @@ def test_top_k_writes_the_best_pairs_and_their_scores(synthetic, tmp_path, score
     assert record["by"] == "segmenter" and record["kept"] == 2 and set(record["removed"]) == {p.stem for p in PAIRS} - set(keep)
     assert record["options"]["model"] == str((tmp_path / "net").resolve()) and not (tmp_path / "out" / "segmenter").exists()
     # keep_fraction 0.5 of 4 pairs is the same K
-    with mock.patch("defectsynth.filtering.load_segmenter", return_value=RedLevelNet()):
+    with mock.patch("defectsynth.filtering.load_model", return_value=RedLevelNet()):
         half = filter_dataset(synthetic, tmp_path / "half", "segmenter", model=tmp_path / "net", score=score, keep_fraction=0.5)
     assert half.kept == summary.kept
 
@@ -147,7 +148,7 @@ def test_segmenter_option_errors(synthetic, tmp_path):
     with pytest.raises(OptionError, match="--by: choose one of boxes, segmenter"):
         filter_dataset(synthetic, tmp_path / "out", "clip")
     with pytest.raises(DatasetError, match="model.safetensors not found"):
-        load_segmenter(tmp_path)
+        load_model(tmp_path)
 
 
 def test_trained_unet_is_saved_and_reloads_to_the_same_scores(toy_dataset, tmp_path):
@@ -161,13 +162,15 @@ def test_trained_unet_is_saved_and_reloads_to_the_same_scores(toy_dataset, tmp_p
     assert (saved / "config.json").is_file() and (saved / "model.safetensors").is_file()
     options = Dataset(tmp_path / "out").manifest.source["filters"][-1]["options"]
     assert options["encoder"] == "resnet18" and options["epochs"] == 1 and options["split"] == "train"
+    # trained as evaluate trains a cell: the best epoch on a held-out part of the split
+    assert options["val_fraction"] == 0.2 and options["best_epoch"] == 0 and 0 <= options["best_val_miou"] <= 1
     again = filter_dataset(toy_dataset, tmp_path / "again", "segmenter", model=saved, **common)
     assert again.kept == summary.kept
     assert again.scores == pytest.approx(summary.scores)
 
 
 def test_a_size_the_encoder_cannot_take_is_a_one_line_option_error():
-    net = build_segmenter("fpn", "resnet18", None, 3)  # the U-Net of smp 0.6 takes any size, FPN does not
+    net = build_model("fpn", 3, TrainConfig("resnet18", None))  # the U-Net of smp 0.6 takes any size, FPN does not
     images, masks = np.zeros((2, 40, 40, 3), np.uint8), np.zeros((2, 40, 40), np.uint8)
     with pytest.raises(OptionError, match="--size: 40x40 does not suit the segmenter") as err:
         score_pairs(net, images, masks)

@@ -8,11 +8,9 @@ from unittest import mock
 import numpy as np
 import pytest
 import torch
-import typer
 from _sd_models import build_clip
 
-from defectsynth.cli import _ErrorMappingGroup
-from defectsynth.commands import clip_filter as clip_filter_cmd
+from defectsynth.cli import app
 from defectsynth.controllable import clip_filter as clip_filter_module
 from defectsynth.controllable.clip_filter import clip_scores, filter_by_clip, select_per_class
 from defectsynth.data import Dataset
@@ -25,18 +23,6 @@ pytest.importorskip("transformers")
 @pytest.fixture(scope="module")
 def clip(tmp_path_factory) -> Path:
     return build_clip(tmp_path_factory.mktemp("clip") / "clip")
-
-
-@pytest.fixture
-def app() -> typer.Typer:
-    app = typer.Typer(cls=_ErrorMappingGroup)
-    clip_filter_cmd.register(app)
-
-    @app.callback()
-    def _root() -> None:
-        pass
-
-    return app
 
 
 def test_scores_are_clip_cosine_similarities(clip):
@@ -64,9 +50,9 @@ def test_per_class_selection():
     assert select_per_class({"1": ["d", "c"]}, scores, 1, None) == {"c"}  # ties: by stem
 
 
-def test_filter_writes_the_kept_samples_and_their_scores(runner, app, clip, toy_dataset, tmp_path):
+def test_filter_writes_the_kept_samples_and_their_scores(runner, clip, toy_dataset, tmp_path):
     out = tmp_path / "kept"
-    result = runner.invoke(app, ["filter", str(toy_dataset), "--out", str(out), "--clip", str(clip), "--keep-per-class", "2", "--device", "cpu", "--no-progress"])
+    result = runner.invoke(app, ["filter", str(toy_dataset), "--out", str(out), "--by", "clip", "--clip", str(clip), "--keep-per-class", "2", "--device", "cpu", "--no-progress"])
     assert result.exit_code == 0, result.output
     real, kept = Dataset(toy_dataset), Dataset(out)
     report = read_json(out / "clip_scores.json")
@@ -84,10 +70,10 @@ def test_filter_writes_the_kept_samples_and_their_scores(runner, app, clip, toy_
     assert set(kept.split("train")) == set(real.split("train")) & set(kept.stems)
 
 
-def test_cli_maps_options(runner, app, toy_dataset, tmp_path):
+def test_cli_maps_options(runner, toy_dataset, tmp_path):
     with mock.patch.object(clip_filter_module, "filter_by_clip", return_value=toy_dataset) as core:
         result = runner.invoke(
-            app, ["filter", "s", "--out", str(tmp_path / "o"), "--clip", "c", "--keep-fraction", "0.25", "--prompt-template", "{classes}",
+            app, ["filter", "s", "--out", str(tmp_path / "o"), "--by", "clip", "--clip", "c", "--keep-fraction", "0.25", "--prompt-template", "{classes}",
                   "--device", "cpu", "--batch-size", "4", "--overwrite", "--no-progress"],
         )  # fmt: skip
     assert result.exit_code == 0, result.output
@@ -97,15 +83,28 @@ def test_cli_maps_options(runner, app, toy_dataset, tmp_path):
     )  # fmt: skip
 
 
-def test_bad_input(runner, app, clip, toy_dataset, tmp_path):
-    args = ["filter", str(toy_dataset), "--out", str(tmp_path / "o"), "--clip", str(clip)]
+def test_bad_input(runner, clip, toy_dataset, tmp_path):
+    args = ["filter", str(toy_dataset), "--out", str(tmp_path / "o"), "--by", "clip", "--clip", str(clip)]
     for extra, message in [([], "exactly one of --keep-per-class"), (["--keep-per-class", "1", "--keep-fraction", "0.5"], "exactly one"),
                            (["--keep-fraction", "1.5"], "--keep-fraction must lie in"), (["--keep-per-class", "0"], "at least 1"),
-                           (["--keep-per-class", "1", "--prompt-template", "{caption}"], "no captions")]:  # fmt: skip
+                           (["--keep-per-class", "1", "--prompt-template", "{caption}"], "no captions"),
+                           (["--keep-per-class", "1", "--batch-size", "0"], "--batch-size must be at least 1")]:  # fmt: skip
         result = runner.invoke(app, [*args, *extra])
         assert result.exit_code == 2 and message in result.stderr, (extra, result.output)
     with pytest.raises(MissingDependencyError, match="--clip: model folder not found"):
         filter_by_clip(toy_dataset, tmp_path / "o", tmp_path / "none", keep_per_class=1)
     with pytest.raises(OptionError):
         filter_by_clip(toy_dataset, tmp_path / "o", clip)
+    assert not (tmp_path / "o").exists()
+
+
+def test_options_of_another_by_are_refused(runner, toy_dataset, tmp_path):
+    base = ["filter", str(toy_dataset), "--out", str(tmp_path / "o")]
+    for args, message in [(["--by", "clip", "--keep-per-class", "1"], "--by clip needs --clip DIR"),
+                          (["--by", "clip", "--clip", "c", "--top-k", "3"], "--top-k cannot be used with --by clip (options that belong to --by segmenter"),
+                          (["--by", "clip", "--clip", "c", "--clip-labels"], "--clip-labels cannot be used with --by clip"),
+                          (["--by", "boxes", "--clip-labels", "--clip", "c"], "--clip cannot be used with --by boxes"),
+                          (["--by", "segmenter", "--real", "r", "--keep-per-class", "2"], "--keep-per-class cannot be used with --by segmenter")]:  # fmt: skip
+        result = runner.invoke(app, [*base, *args])
+        assert result.exit_code == 2 and message in result.stderr and len(result.stderr.strip().splitlines()) == 1, (args, result.output)
     assert not (tmp_path / "o").exists()

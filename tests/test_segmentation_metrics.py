@@ -6,7 +6,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from defectsynth.metrics.segmentation import get_stats, reduce_stats
+from defectsynth.metrics.segmentation import get_stats, image_scores, reduce_stats
 
 
 def _pair():
@@ -83,3 +83,25 @@ def test_rejects_bad_shapes_and_ids():
         get_stats(torch.zeros(2, 3, 3), torch.zeros(2, 3, 4), num_classes=2)
     with pytest.raises(ValueError):
         get_stats(torch.full((1, 2, 2), 2), torch.zeros(1, 2, 2), num_classes=2)
+
+
+@settings(max_examples=30, deadline=None)
+@given(st.integers(1, 4), st.integers(2, 4), st.integers(0, 2**31 - 1))
+def test_image_scores_are_the_terms_of_macro_imagewise(n, classes, seed):
+    """filter --by segmenter ranks by image_scores; evaluate reports their mean: one convention."""
+    rng = np.random.default_rng(seed)
+    target = rng.integers(0, classes, size=(n, 4, 5))
+    pred = rng.integers(0, classes, size=(n, 4, 5))
+    stats = get_stats(torch.from_numpy(pred), torch.from_numpy(target), num_classes=classes)
+    chosen = list(range(1, classes))
+    for score in ("iou", "f1"):
+        per_image = image_scores(*stats[:3], score=score, classes=chosen)
+        assert per_image.shape == (n,)
+        assert float(per_image.mean()) == pytest.approx(reduce_stats(*stats, classes=chosen)[score]["macro_imagewise"])
+
+
+def test_image_scores_count_an_absent_class_as_one():
+    target = torch.tensor([[[0, 0], [1, 1]]])
+    pred = torch.tensor([[[0, 0], [0, 1]]])
+    tp, fp, fn, _ = get_stats(pred, target, num_classes=3)
+    assert image_scores(tp, fp, fn).tolist() == pytest.approx([(2 / 3 + 1 / 2 + 1) / 3])

@@ -29,13 +29,12 @@ from typing import Any
 
 import numpy as np
 
-from defectsynth.data.dataset import Dataset
+from defectsynth.data.dataset import Dataset, check_same_classes
 from defectsynth.data.files import read_json, write_json
 from defectsynth.data.model import Manifest, check_stem
 from defectsynth.data.writer import DatasetWriter, check_output_dir
 from defectsynth.encoding.conditions import copy_conditions
 from defectsynth.errors import DatasetError, OptionError
-from defectsynth.metrics.compute import _same_classes
 from defectsynth.metrics.distribution import classes_in, count_images, distribution_report
 from defectsynth.progress import track
 
@@ -289,7 +288,7 @@ def select_balanced(real_classes: ImageClasses, synthetic_classes: ImageClasses,
 
 
 def _check_compatible(real: Dataset, synthetic: Dataset) -> None:
-    _same_classes(real, synthetic)
+    check_same_classes(real, synthetic)
     if real.has_masks != synthetic.has_masks:
         has = lambda ds: "has" if ds.has_masks else "has no"  # noqa: E731
         raise DatasetError(f"{real.root} {has(real)} masks/ but {synthetic.root} {has(synthetic)}: they cannot be merged", synthetic.root)

@@ -6,9 +6,13 @@
   pixels outside their class's boxes (its SAE, BASD eq. 5, measured before clipping) exceeds it;
   ``drop_empty_boxes`` rejects a sample with a box holding no pixel of its class (EBR, eq. 6).
 - ``by="segmenter"`` (Rabensteiner's thesis, section 6.1.1, step 5): a U-Net trained on the real
-  data (or a saved smp network) predicts every synthetic image; the pair is scored by the IoU
-  (macro over the classes, per image, higher is better) or the cross-entropy (lower is better)
-  between that prediction and the generated mask; the top K pairs are kept.
+  data the way ``evaluate`` trains a cell (:func:`defectsynth.evaluation.training.train_model`:
+  best epoch on a held-out 20 %), or a saved network (``evaluate --save-models``, or the
+  ``segmenter/`` of an earlier filter), predicts every synthetic image; the pair is scored by the
+  IoU (per image, the mean over all classes, a class absent from both counting 1: ``evaluate``'s
+  convention, :func:`defectsynth.metrics.segmentation.image_scores`; higher is better) or the
+  cross-entropy (lower is better) between that prediction and the generated mask; the top K
+  pairs are kept. Inputs are normalised as ``evaluate`` does (evaluation.data.normalise).
 
 Output (an ordinary dataset folder, written atomically; the input is never modified)::
 
@@ -18,14 +22,17 @@ Output (an ordinary dataset folder, written atomically; the input is never modif
       images/ masks/ boxes/ conditions/   the kept samples (masks clipped with clip_labels)
       scores.json       by="segmenter": {"score", "higher_is_better", "keep", "samples":
                         {stem: {"score": float | null, "rank": int, "kept": bool}}}
-      segmenter/        by="segmenter" when trained here: smp save_pretrained (config.json +
-                        model.safetensors), reusable with ``model=<out>/segmenter``
+      segmenter/        by="segmenter" when trained here: the network (config.json +
+                        model.safetensors, evaluation.training.save_model), reusable with
+                        ``model=<out>/segmenter``
 """
 
 from __future__ import annotations
 
 import logging
 import math
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -35,25 +42,33 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from defectsynth.data.dataset import Dataset
-from defectsynth.data.files import read_json, write_json
+from defectsynth.data.dataset import Dataset, check_same_classes
+from defectsynth.data.files import write_json
 from defectsynth.data.model import IGNORE_INDEX, Box, Manifest, Sample, boxes_to_array
-from defectsynth.data.resize import parse_size, resize_sample
+from defectsynth.data.resize import parse_size
 from defectsynth.data.writer import DatasetWriter, check_output_dir
 from defectsynth.encoding.conditions import copy_conditions
-from defectsynth.errors import DatasetError, MissingDependencyError, OptionError
-from defectsynth.metrics.compute import _device, _same_classes
+from defectsynth.errors import DatasetError, OptionError
+from defectsynth.evaluation.data import normalise, read_pair
+from defectsynth.evaluation.grid import VAL_FRACTION, holdout
+from defectsynth.evaluation.training import TrainConfig, load_model, save_model, train_model
+from defectsynth.devices import pick_device
 from defectsynth.metrics.distribution import sample_classes
 from defectsynth.metrics.sae_ebr import inside_own_boxes, sae_ebr_counts
-from defectsynth.progress import track
+from defectsynth.metrics.segmentation import get_stats, image_scores
+from defectsynth.progress import progress_bar, track
 
 logger = logging.getLogger(__name__)
 
-FILTER_BY = ("boxes", "segmenter")
+FILTER_BY = ("boxes", "segmenter")  # filter_dataset's; `filter --by clip` runs controllable.clip_filter.filter_by_clip
+# The options (CLI names) that only one --by takes; the CLI checks them with check_by_options.
+BY_OPTIONS = {
+    "boxes": ("--clip-labels", "--max-sae", "--drop-empty-boxes"),
+    "segmenter": ("--real", "--model", "--top-k", "--keep-fraction"),
+    "clip": ("--clip", "--keep-per-class", "--keep-fraction", "--prompt-template"),
+}
 SCORES = ("iou", "ce")
-# The benchmark's input normalisation (evaluate): x / 255, then the ImageNet mean and std.
-IMAGENET_MEAN = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)
-IMAGENET_STD = torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)
+FILTER_NEEDS_MASKS = "the segmenter filter"  # names this filter in evaluation.data.read_pair's error
 
 
 @dataclass
@@ -101,27 +116,21 @@ def box_problems(sample: Sample, num_classes: int, max_sae: float | None, drop_e
 
 # -- by segmenter: scoring ------------------------------------------------------------------------
 def to_model_input(images: np.ndarray) -> torch.Tensor:
-    """(N, H, W, 3) uint8 -> (N, 3, H, W) float32: x / 255 normalised with the ImageNet mean and std."""
-    x = torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2).float() / 255.0
-    return (x - IMAGENET_MEAN) / IMAGENET_STD
+    """(N, H, W, 3) uint8 -> (N, 3, H, W) float32, normalised as ``evaluate`` does (:func:`evaluation.data.normalise`)."""
+    return normalise(torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2))
 
 
 def per_image_iou(pred: torch.Tensor, target: torch.Tensor, num_classes: int) -> torch.Tensor:
-    """(N,) float64 mean IoU over the classes 0..num_classes-1 of each image (ignore pixels left out).
+    """(N,) float64 IoU of each image, the ``evaluate`` convention (:func:`metrics.segmentation.image_scores`).
 
-    pred, target: (N, H, W) class ids. A class absent from both prediction and target scores 1
-    (smp's zero_division=1); an image without a valid pixel scores NaN.
-    TODO(merge): switch to metrics.segmentation.get_stats / reduce_stats once `evaluate` is merged.
+    pred, target: (N, H, W) class ids (255 in target: ignored). The mean over the classes
+    0..num_classes-1 (background included) of each class's IoU in that image; a class absent from
+    both prediction and target counts 1 (smp's ``zero_division=1``). NaN for an image without a
+    valid pixel (it cannot be scored).
     """
-    valid = target != IGNORE_INDEX
-    scores = []
-    for cls in range(num_classes):
-        p, t = (pred == cls) & valid, (target == cls) & valid
-        tp, fp, fn = ((p & t).sum((1, 2)), (p & ~t).sum((1, 2)), (~p & t).sum((1, 2)))
-        union = (tp + fp + fn).double()
-        scores.append(torch.where(union > 0, tp.double() / union.clamp(min=1), torch.ones_like(union)))
-    iou = torch.stack(scores, 1).mean(1)
-    return torch.where(valid.flatten(1).any(1), iou, torch.full_like(iou, float("nan")))
+    tp, fp, fn, _ = get_stats(pred, target, num_classes)
+    iou = image_scores(tp, fp, fn, "iou")
+    return torch.where((tp + fn).sum(1) > 0, iou, torch.full_like(iou, float("nan")))
 
 
 def per_image_ce(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
@@ -149,7 +158,8 @@ def score_pairs(
     for start in range(0, len(images), batch_size):
         x = to_model_input(images[start : start + batch_size]).to(device)
         target = torch.from_numpy(masks[start : start + batch_size].astype(np.int64)).to(device)
-        logits = _forward(model, x)
+        with _size_errors(tuple(x.shape[-2:])):
+            logits = model(x)
         classes = logits.shape[1]
         stray = target[(target != IGNORE_INDEX) & (target >= classes)]
         if stray.numel():
@@ -167,65 +177,34 @@ def rank_scores(scores: dict[str, float | None], score: str) -> list[str]:
     return scored + [s for s in scores if scores[s] is None]
 
 
+def check_keep(by: str, count_option: str, count: int | None, keep_fraction: float | None) -> None:
+    """Exactly one of a count (``count_option`` with its metavar, at least 1) or ``keep_fraction`` in (0, 1].
+
+    Shared by ``--by segmenter`` (``"--top-k K"``) and ``--by clip`` (``"--keep-per-class N"``).
+    """
+    if (count is None) == (keep_fraction is None):
+        raise OptionError(f"--by {by} needs exactly one of {count_option} or --keep-fraction F")
+    if count is not None and count < 1:
+        raise OptionError(f"{count_option.split()[0]} must be at least 1, got {count}")
+    if keep_fraction is not None and not 0 < keep_fraction <= 1:
+        raise OptionError(f"--keep-fraction must lie in (0, 1], got {keep_fraction}")
+
+
 def keep_count(total: int, top_k: int | None, keep_fraction: float | None) -> int:
     """K from ``top_k`` or ``keep_fraction`` (floor of fraction x total, at least 1); exactly one must be given."""
-    if (top_k is None) == (keep_fraction is None):
-        raise OptionError("--by segmenter needs exactly one of --top-k K or --keep-fraction F")
+    check_keep("segmenter", "--top-k K", top_k, keep_fraction)
     if top_k is not None:
-        if top_k < 1:
-            raise OptionError(f"--top-k must be at least 1, got {top_k}")
         if top_k > total:
             logger.warning("--top-k %d is more than the %d synthetic samples: keeping all", top_k, total)
         return min(top_k, total)
-    if not 0 < keep_fraction <= 1:  # type: ignore[operator]
-        raise OptionError(f"--keep-fraction must lie in (0, 1], got {keep_fraction}")
     return max(1, math.floor(keep_fraction * total + 1e-9))  # type: ignore[operator]
 
 
 # -- by segmenter: the network ----------------------------------------------------------------------
-def load_segmenter(path: str | Path) -> nn.Module:
-    """An smp network saved with ``save_pretrained`` (config.json + model.safetensors); no download, no pickle."""
-    import segmentation_models_pytorch as smp
-    from safetensors.torch import load_file
-
-    path = Path(path)
-    config_path, weights = path / "config.json", path / "model.safetensors"
-    if not weights.is_file():
-        raise DatasetError("--model: model.safetensors not found (expected an smp save_pretrained folder)", path)
-    config = read_json(config_path)
-    class_name = config.pop("_model_class", None) if isinstance(config, dict) else None
-    if not isinstance(class_name, str) or not isinstance(getattr(smp, class_name, None), type):
-        raise DatasetError(f"--model: config.json names no smp model class (_model_class: {class_name!r})", config_path)
-    config["encoder_weights"] = None  # the weights come from the safetensors file, never from a download
-    try:
-        model = getattr(smp, class_name)(**{k: v for k, v in config.items() if not k.startswith("_")})
-        model.load_state_dict(load_file(weights))
-    except (TypeError, KeyError, RuntimeError) as err:
-        raise DatasetError(f"--model: cannot rebuild {class_name} from config.json and model.safetensors ({str(err).splitlines()[0]})", path) from None
-    return model
-
-
-def build_segmenter(arch: str, encoder: str, encoder_weights: str | None, num_classes: int) -> nn.Module:
-    """``smp.create_model(arch, encoder, encoder_weights, classes=num_classes)`` with one-line errors."""
-    import segmentation_models_pytorch as smp
-
-    try:
-        return smp.create_model(arch, encoder_name=encoder, encoder_weights=encoder_weights, classes=num_classes)
-    except KeyError as err:
-        raise OptionError(f"--arch {arch} / --encoder {encoder}: {str(err).strip(chr(39))}") from None
-    except OSError as err:
-        raise MissingDependencyError(
-            f"--encoder-weights {encoder_weights}: weights of encoder {encoder!r} are not cached and could not be downloaded "
-            f"({type(err).__name__}); use --encoder-weights none"
-        ) from None
-
-
 def read_pairs(dataset: Dataset, stems: list[str], size: tuple[int, int], progress: bool = False) -> tuple[np.ndarray, np.ndarray]:
     """Images (N, H, W, 3) uint8 and masks (N, H, W) uint8 of ``stems``, resized to ``size`` = (H, W)."""
-    if not dataset.has_masks:
-        raise DatasetError("the segmenter filter needs masks, and this dataset has no masks/ folder", dataset.root)
-    samples = [resize_sample(dataset.read(s), size) for s in track(stems, total=len(stems), description=f"read {dataset.root.name}", enabled=progress)]
-    return np.stack([s.image for s in samples]), np.stack([s.mask for s in samples])
+    pairs = [read_pair(dataset, s, size, FILTER_NEEDS_MASKS) for s in track(stems, total=len(stems), description=f"read {dataset.root.name}", enabled=progress)]
+    return np.stack([image for image, _ in pairs]), np.stack([mask for _, mask in pairs])
 
 
 def score_dataset(
@@ -254,65 +233,68 @@ def train_segmenter(
     seed: int = 0,
     device: str | torch.device = "cpu",
     progress: bool = False,
-) -> nn.Module:
-    """Train the thesis' filter network on the real pairs of ``split``: an smp U-Net, Adam, Dice loss.
+) -> tuple[nn.Module, dict[str, Any]]:
+    """Train the thesis' filter network on the real pairs of ``split`` the way ``evaluate`` trains a cell.
 
-    Images and masks are resized to ``size`` = (H, W) (most smp architectures, not the U-Net,
-    need a multiple of the encoder's output stride, 32).
-    TODO(merge): share the loop with evaluation.training (build_model, train_epoch).
+    :func:`evaluation.training.train_model`: an smp ``arch`` (default U-Net), Adam at ``lr``
+    divided by 10 halfway, Dice loss; VAL_FRACTION (20 %) of ``split`` is held out (seeded) and
+    the epoch with the best validation mIoU is kept. Pairs are resized to ``size`` = (H, W).
+    Returns the network (eval mode) and ``{"best_epoch", "best_val_miou", "history"}``.
     """
-    from segmentation_models_pytorch.losses import DiceLoss
-
     if epochs < 1 or batch_size < 1 or lr <= 0:
         raise OptionError(f"--epochs and --batch-size must be >= 1 and --lr > 0, got {epochs}, {batch_size}, {lr}")
     ds = Dataset(real)
-    images, masks = read_pairs(ds, ds.select(split), size, progress)
-    torch.manual_seed(seed)
-    model = build_segmenter(arch, encoder, encoder_weights, ds.manifest.num_classes).to(device)
-    optimizer = torch.optim.Adam(model.parameters(), lr=lr)
-    loss_fn = DiceLoss(mode="multiclass", from_logits=True, ignore_index=IGNORE_INDEX)
-    x_all, y_all = to_model_input(images), torch.from_numpy(masks.astype(np.int64))
-    generator = torch.Generator().manual_seed(seed)
-    model.train()
-    for _ in track(range(epochs), total=epochs, description="train segmenter", enabled=progress):
-        order = torch.randperm(len(x_all), generator=generator)
-        # drop a last batch of one image: batch norm cannot normalise it at the bottleneck
-        stop = len(order) - (len(order) % batch_size == 1 and len(order) > batch_size)
-        for start in range(0, stop, batch_size):
-            idx = order[start : min(start + batch_size, stop)]
-            optimizer.zero_grad(set_to_none=True)
-            loss = loss_fn(_forward(model, x_all[idx].to(device)), y_all[idx].to(device))
-            loss.backward()
-            optimizer.step()
-    return model.eval()
+    train, val = holdout(ds.select(split), VAL_FRACTION, seed)
+    train_pairs, val_pairs = ([read_pair(ds, s, size, FILTER_NEEDS_MASKS) for s in stems] for stems in (train, val))
+    config = TrainConfig(encoder, encoder_weights, epochs, batch_size, lr)
+    with progress_bar(progress, epochs, "train segmenter") as (update, advance), _size_errors(size):
+
+        def on_epoch(epoch: int, entry: dict[str, float]) -> None:
+            update(status=f"val mIoU {entry['val_miou']:.3f}")
+            advance()
+
+        return train_model(arch, ds.manifest.num_classes, train_pairs, val_pairs, config, seed, device, on_epoch=on_epoch, option="--arch")
 
 
-def _forward(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
+@contextmanager
+def _size_errors(size: tuple[int, int]) -> Iterator[None]:
+    """An image size = (H, W) the network cannot take (stride-bound architectures) becomes one ``--size`` line."""
     try:
-        return model(x)
+        yield
     except RuntimeError as err:
         if "input shape" in str(err) or "divisible" in str(err):
-            raise OptionError(f"--size: {x.shape[-1]}x{x.shape[-2]} does not suit the segmenter ({str(err).splitlines()[0]})") from None
+            raise OptionError(f"--size: {size[1]}x{size[0]} does not suit the segmenter ({str(err).splitlines()[0]})") from None
         raise
 
 
 # -- the filter ---------------------------------------------------------------------------------------
+def check_by_options(by: str, given: dict[str, bool]) -> None:
+    """Refuse an option of :data:`BY_OPTIONS` given (``given[name]`` true) with a ``by`` it does not belong to.
+
+    given: CLI option name -> whether the user gave it. Options with defaults that only one
+    ``by`` reads (``--epochs``, ``--score`` ...) are not checked: the others leave them unused.
+    """
+    names = dict.fromkeys(name for options in BY_OPTIONS.values() for name in options)
+    foreign = [name for name in names if given.get(name) and name not in BY_OPTIONS[by]]
+    if foreign:
+        owner = next(other for other, options in BY_OPTIONS.items() if foreign[0] in options)
+        raise OptionError(f"{', '.join(foreign)} cannot be used with --by {by} (options that belong to --by {owner}; run filter twice to combine)")
+
+
 def _check_options(
     by: str, clip_labels: bool, max_sae: float | None, drop_empty_boxes: bool, real, model, top_k, keep_fraction, score: str, batch_size: int
 ) -> None:
     if by not in FILTER_BY:
         raise OptionError(f"--by: choose one of {', '.join(FILTER_BY)}, got {by!r}")
-    box_options = clip_labels or max_sae is not None or drop_empty_boxes
+    given = {"--clip-labels": clip_labels, "--max-sae": max_sae is not None, "--drop-empty-boxes": drop_empty_boxes, "--real": real is not None,
+             "--model": model is not None, "--top-k": top_k is not None, "--keep-fraction": keep_fraction is not None}  # fmt: skip
+    check_by_options(by, given)
     if by == "boxes":
-        if not box_options:
+        if not (clip_labels or max_sae is not None or drop_empty_boxes):
             raise OptionError("--by boxes needs --clip-labels, --max-sae X or --drop-empty-boxes")
-        if real is not None or model is not None or top_k is not None or keep_fraction is not None:
-            raise OptionError("--real, --model, --top-k and --keep-fraction belong to --by segmenter")
         if max_sae is not None and not 0 <= max_sae <= 1:
             raise OptionError(f"--max-sae must lie in [0, 1], got {max_sae}")
         return
-    if box_options:
-        raise OptionError("--clip-labels, --max-sae and --drop-empty-boxes belong to --by boxes (run filter twice to combine)")
     if (real is None) == (model is None):
         raise OptionError("--by segmenter needs exactly one of --real DIR (train a U-Net on it) or --model DIR (a saved smp network)")
     if score not in SCORES:
@@ -362,8 +344,8 @@ def filter_dataset(
     """Filter the synthetic dataset folder ``synthetic`` into ``out`` (see the module docstring).
 
     by="boxes": clip_labels, max_sae (0..1), drop_empty_boxes. by="segmenter": real (train a U-Net
-    on its ``split``; arch, encoder, encoder_weights, epochs, batch_size, lr, seed) or model (an smp
-    save_pretrained folder); score "iou" or "ce"; top_k or keep_fraction; size (H, W) or "N" /
+    on its ``split``; arch, encoder, encoder_weights, epochs, batch_size, lr, seed) or model (a
+    network folder of evaluation.training.save_model, e.g. ``<evaluate out>/models/<cell>``); score "iou" or "ce"; top_k or keep_fraction; size (H, W) or "N" /
     "WxH" the pairs are scored at (default: the first synthetic image's size); device (None: cuda
     when available).
     """
@@ -379,24 +361,29 @@ def filter_dataset(
         options = {"clip_labels": clip_labels, "max_sae": max_sae, "drop_empty_boxes": drop_empty_boxes}
         return _filter_by_boxes(syn, out, options, overwrite, progress)
     k = keep_count(len(syn.stems), top_k, keep_fraction)
-    dev = _device(device)
+    dev = pick_device(device)
     if real is not None:
-        _same_classes(Dataset(real), syn)
+        check_same_classes(Dataset(real), syn)
     size_hw = parse_size(size) or syn.read(syn.stems[0]).size
     if model is not None:
-        net, trained, about_net = load_segmenter(model).to(dev), None, {"model": str(Path(model).resolve())}
+        net, trained, about_net = load_model(model).to(dev), None, {"model": str(Path(model).resolve())}
     else:
         training = {"split": split, "arch": arch, "encoder": encoder, "encoder_weights": encoder_weights, "epochs": epochs,
                     "batch_size": batch_size, "lr": lr, "seed": seed}  # fmt: skip
-        net = trained = train_segmenter(real, size=size_hw, device=dev, progress=progress, **training)
-        about_net = {"real": str(Path(real).resolve()), **training}
+        net, selection = train_segmenter(real, size=size_hw, device=dev, progress=progress, **training)
+        trained = net
+        about_net = {"real": str(Path(real).resolve()), **training, "val_fraction": VAL_FRACTION,
+                     "best_epoch": selection["best_epoch"], "best_val_miou": selection["best_val_miou"]}  # fmt: skip
     scores = score_dataset(net, syn, size_hw, score, batch_size, dev, progress)
     options = {"score": score, "top_k": top_k, "keep_fraction": keep_fraction, "size": list(size_hw), **about_net}
     return _filter_by_segmenter(syn, out, options, scores, k, trained, overwrite, progress)
 
 
-def _write(syn: Dataset, out: Path, manifest: Manifest, samples, overwrite: bool, extra_files) -> tuple[np.ndarray, list[str]]:
-    """Write the kept samples (an iterable of Sample), cached conditions and ``extra_files(tmp)``."""
+def write_kept(syn: Dataset, out: str | Path, manifest: Manifest, samples, overwrite: bool, extra_files) -> tuple[np.ndarray, list[str]]:
+    """Write a filter's output folder ``out`` atomically: the kept ``samples`` (an iterable of Sample
+    from ``syn``), their cached conditions, ``syn``'s splits restricted to them, and
+    ``extra_files(tmp)`` (e.g. a scores file). Returns (images per class written, kept stems).
+    Every filter (boxes, segmenter, clip) writes through here."""
     with DatasetWriter(out, manifest, overwrite=overwrite) as writer:
         kept = []
         for sample in samples:
@@ -444,7 +431,7 @@ def _filter_by_boxes(syn: Dataset, out: Path, options: dict[str, Any], overwrite
                 sample.mask = clip_to_boxes(sample.mask, sample.boxes)
             yield sample
 
-    kept_images, kept = _write(syn, out, manifest, samples(), overwrite, lambda tmp: None)
+    kept_images, kept = write_kept(syn, out, manifest, samples(), overwrite, lambda tmp: None)
     return FilterSummary(out, "boxes", kept, removed, input_images, kept_images, removed_images, clipped, syn.manifest.class_names)
 
 
@@ -480,8 +467,8 @@ def _filter_by_segmenter(
     def extra_files(tmp: Path) -> None:
         write_json(tmp / "scores.json", scores_json, durable=False)
         if trained is not None:
-            trained.cpu().save_pretrained(tmp / "segmenter")
+            save_model(trained, tmp / "segmenter")
 
-    kept_images, kept = _write(syn, out, manifest, samples(), overwrite, extra_files)
+    kept_images, kept = write_kept(syn, out, manifest, samples(), overwrite, extra_files)
     no_clipping = np.zeros(num_classes, np.int64)
     return FilterSummary(out, "segmenter", kept, removed, input_images, kept_images, removed_images, no_clipping, syn.manifest.class_names, scores)

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from typing import TypeVar
 
 from rich.console import Console
@@ -37,3 +38,14 @@ def track(iterable: Iterable[T], total: int | None = None, description: str = "w
         for item in iterable:
             yield item
             bar.advance(task)
+
+
+@contextmanager
+def progress_bar(enabled: bool, total: int, description: str) -> Iterator[tuple[Callable[..., None], Callable[[], None]]]:
+    """``(update(status=...), advance())`` of one Rich bar of ``total`` steps, or no-ops when not ``enabled``."""
+    if not enabled:
+        yield (lambda **_: None), (lambda: None)
+        return
+    with make_progress() as bar:
+        task = bar.add_task(description, total=total, status="")
+        yield (lambda **kw: bar.update(task, **kw)), (lambda: bar.advance(task))

@@ -84,6 +84,7 @@ def evaluate_command(
     loss: Annotated[Loss, typer.Option("--loss", help="Training loss.")] = Loss.dice,
     optimizer: Annotated[Optimizer, typer.Option("--optimizer", help="adam (the thesis' validation code) or adamw (the BASD paper).")] = Optimizer.adam,
     model_kwargs: Annotated[Optional[str], typer.Option("--model-kwargs", help="Extra smp.create_model arguments as JSON, e.g. '{\"encoder_depth\": 4}'.")] = None,
+    save_models: Annotated[bool, typer.Option("--save-models", help="Keep each cell's selected network in OUT/models/<cell>/ (loadable by `filter --by segmenter --model`).")] = False,
     overwrite: OverwriteOpt = False,
     progress: ProgressOpt = True,
 ) -> None:
@@ -94,7 +95,7 @@ def evaluate_command(
         real, out, synthetic=list(synthetic or []), models=[m for m in models.split(",") if m.strip()], encoder=encoder,
         encoder_weights=encoder_weights.value, epochs=epochs, batch_size=batch_size, size=size, lr=lr, repeats=repeats, seed=seed,
         mix=mixes, per_class_binary=per_class_binary, augment=augment.value, loss=loss.value, optimizer=optimizer.value, model_kwargs=_json_object(model_kwargs),
-        overwrite=overwrite, progress=progress,
+        save_models=save_models, overwrite=overwrite, progress=progress,
     )
     if report is not None:
         console.print(report_table(report))

@@ -19,11 +19,14 @@ from pathlib import Path
 
 import numpy as np
 
-from defectsynth.controllable.pipeline import check_folder, quiet_loading, require_transformers, resolve_device
-from defectsynth.controllable.prompts import build_prompt, check_template, class_prompt, classes_in_mask
-from defectsynth.data import Dataset, DatasetWriter, Manifest
+from defectsynth.controllable.pipeline import check_folder, quiet_loading, require_transformers
+from defectsynth.controllable.prompts import build_prompt, check_template, class_prompt
+from defectsynth.data import Dataset, Manifest
 from defectsynth.data.files import write_json
+from defectsynth.devices import pick_device
+from defectsynth.data.model import IGNORE_INDEX
 from defectsynth.errors import MissingDependencyError, OptionError
+from defectsynth.metrics.distribution import sample_classes
 from defectsynth.progress import track
 
 CLIP_TEMPLATE = "a photo of {classes}"
@@ -40,7 +43,7 @@ class ClipScorer:
         from transformers import AutoProcessor, CLIPModel
 
         folder = check_folder(clip, "--clip", "config.json")
-        self.device = resolve_device(device)
+        self.device = pick_device(device)
         try:
             with quiet_loading():
                 self.processor = AutoProcessor.from_pretrained(folder, local_files_only=True)
@@ -81,15 +84,6 @@ def select_per_class(groups: dict[str, list[int]], scores: dict[str, float], kee
     return kept
 
 
-def _check_keep(keep_per_class: int | None, keep_fraction: float | None) -> None:
-    if (keep_per_class is None) == (keep_fraction is None):
-        raise OptionError("give exactly one of --keep-per-class N or --keep-fraction F")
-    if keep_per_class is not None and keep_per_class < 1:
-        raise OptionError(f"--keep-per-class must be at least 1, got {keep_per_class}")
-    if keep_fraction is not None and not 0 < keep_fraction <= 1:
-        raise OptionError(f"--keep-fraction must lie in (0, 1], got {keep_fraction}")
-
-
 def filter_by_clip(
     synthetic: str | Path,
     out: str | Path,
@@ -103,8 +97,16 @@ def filter_by_clip(
     overwrite: bool = False,
     progress: bool = True,
 ) -> Path:
-    """Keep the synthetic images CLIP finds closest to their class prompt, per class; returns ``out``."""
-    _check_keep(keep_per_class, keep_fraction)
+    """Keep the synthetic images CLIP finds closest to their class prompt, per class; returns ``out``.
+
+    Written like every filter's output (:func:`defectsynth.filtering.write_kept`: kept samples,
+    their cached conditions, the splits restricted to them).
+    """
+    from defectsynth.filtering import check_keep, write_kept  # torch and smp: loaded when filtering, not on import
+
+    check_keep("clip", "--keep-per-class N", keep_per_class, keep_fraction)
+    if batch_size < 1:
+        raise OptionError(f"--batch-size must be at least 1, got {batch_size}")
     check_template(prompt_template)
     if "{caption}" in prompt_template:
         raise OptionError("--prompt-template: the CLIP filter has no captions, use {classes} only")
@@ -119,7 +121,7 @@ def filter_by_clip(
     for start in track(range(0, len(stems), batch_size), -(-len(stems) // batch_size), "CLIP scores", progress):
         samples = [dataset.read(s) for s in stems[start : start + batch_size]]
         for sample in samples:
-            classes = classes_in_mask(sample.mask) if sample.mask is not None else sorted({b.cls for b in sample.boxes})
+            classes = list(sample_classes(sample.mask, () if sample.mask is not None else sample.boxes, IGNORE_INDEX))
             prompts[sample.stem] = build_prompt(class_prompt(classes or [0], names), None, prompt_template)
             for cls in classes or [0]:
                 groups.setdefault(cls, []).append(sample.stem)
@@ -132,11 +134,7 @@ def filter_by_clip(
         "prompt_template": prompt_template, "from": str(synthetic), "parent": dataset.manifest.source,
     }  # fmt: skip
     manifest = Manifest(name=dataset.manifest.name, classes=dataset.manifest.classes, source=source, synthetic=dataset.manifest.synthetic)
-    with DatasetWriter(out, manifest, overwrite=overwrite) as writer:
-        for stem in stems:
-            if stem in kept:
-                writer.add(dataset.read(stem))
-        samples_json = {s: {"score": scores[s], "prompt": prompts[s], "kept": s in kept} for s in stems}
-        write_json(writer.tmp / "clip_scores.json", {"prompt_template": prompt_template, "samples": samples_json}, durable=False)
-        splits = {name: [s for s in dataset.split(name) if s in kept] for name in dataset.split_names}
-        return writer.commit({k: v for k, v in splits.items() if v})
+    samples_json = {s: {"score": scores[s], "prompt": prompts[s], "kept": s in kept} for s in stems}
+    scores_file = lambda tmp: write_json(tmp / "clip_scores.json", {"prompt_template": prompt_template, "samples": samples_json}, durable=False)  # noqa: E731
+    write_kept(dataset, out, manifest, (dataset.read(s) for s in stems if s in kept), overwrite, scores_file)
+    return Path(out)

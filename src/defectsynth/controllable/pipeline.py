@@ -28,6 +28,7 @@ from typing import Any
 
 import numpy as np
 
+from defectsynth.devices import pick_device
 from defectsynth.errors import MissingDependencyError, OptionError
 
 logger = logging.getLogger(__name__)
@@ -58,14 +59,6 @@ def check_folder(path: str | Path | None, option: str, marker: str) -> Path:
 def sample_seed(seed: int, index: int) -> int:
     """A 63-bit seed for sample ``index`` of a run with ``seed``; independent of batching."""
     return int(np.random.SeedSequence([int(seed), int(index)]).generate_state(2, np.uint64)[0] >> np.uint64(1))
-
-
-def resolve_device(device: str) -> str:
-    import torch
-
-    if device == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    return device
 
 
 def resolve_dtype(dtype: str, device: str):
@@ -133,7 +126,7 @@ def load_pipeline(
         raise OptionError("give exactly one of --adapter DIR (T2I-Adapter) or --controlnet DIR (ControlNet)")
     import diffusers
 
-    device = resolve_device(device)
+    device = pick_device(device)
     torch_dtype = resolve_dtype(dtype, device)
     base = check_folder(base, "--base", "model_index.json")
     if adapter is not None:

@@ -22,15 +22,18 @@ import numpy as np
 from defectsynth.data.files import read_bytes
 from defectsynth.data.model import IGNORE_INDEX, check_stem
 from defectsynth.errors import DatasetError, MissingDependencyError, OptionError
+from defectsynth.metrics.distribution import sample_classes
 
 APPEND_TEMPLATE = "{caption}; {classes}"  # Class-Prompt Appending
 SIMPLE_TEMPLATE = "{classes}"  # the simple prompt, used when there is no caption
 
 
 def classes_in_mask(mask: np.ndarray) -> list[int]:
-    """Sorted class ids present in an (H, W) uint8 mask, without background (0) and ignore (255)."""
-    present = np.flatnonzero(np.bincount(mask.ravel(), minlength=256))
-    return [int(c) for c in present if c not in (0, IGNORE_INDEX)]
+    """Sorted class ids present in an (H, W) uint8 mask, without background (0) and ignore (255).
+
+    :func:`defectsynth.metrics.distribution.sample_classes` of the mask alone (no boxes).
+    """
+    return list(sample_classes(mask, (), IGNORE_INDEX))
 
 
 def class_prompt(class_ids: list[int], names: dict[int, str]) -> str:

@@ -217,3 +217,14 @@ def check_mask_ids(mask: np.ndarray, class_ids: set[int], path: Path | str) -> N
     stray = [int(v) for v in present if int(v) not in class_ids and v != IGNORE_INDEX]
     if stray:
         raise DatasetError(f"mask holds class ids {stray} not declared in dataset.json", path)
+
+
+def check_same_classes(a: Dataset, b: Dataset, option: str | None = None) -> None:
+    """Raise unless ``a`` and ``b`` declare the same classes (ids and names): only then can they be combined.
+
+    option: the CLI option that named ``a`` (e.g. "--synthetic"), put first in the message.
+    """
+    left, right = a.manifest.class_names, b.manifest.class_names
+    if left != right:
+        where = f"{option}: " if option else ""
+        raise DatasetError(f"{where}classes {left} differ from {right} of {b.root}: they cannot be combined", a.root / "dataset.json")

@@ -11,28 +11,27 @@ from __future__ import annotations
 import logging
 import shutil
 import zlib
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from defectsynth.data import Dataset
+from defectsynth.data.dataset import check_same_classes
 from defectsynth.data.files import read_json, write_json
 from defectsynth.data.resize import format_size, parse_size
 from defectsynth.errors import DatasetError, OptionError, OutputExistsError
 from defectsynth.evaluation.data import PairCache
-from defectsynth.evaluation.grid import Cell, Mix, build_cells, holdout, parse_mixes, seeded_order
+from defectsynth.evaluation.grid import VAL_FRACTION, Cell, Mix, build_cells, holdout, parse_mixes, seeded_order
 from defectsynth.evaluation.report import cell_stats, score, write_report
 from defectsynth.evaluation.training import LOSSES, OPTIMIZERS, TrainConfig, run_cell
-from defectsynth.progress import make_progress
+from defectsynth.progress import progress_bar
 
 log = logging.getLogger(__name__)
 
 DEFAULT_MODELS = ("unetplusplus", "fpn", "deeplabv3plus")
 AUGMENTS = ("none", "classic")
-VAL_FRACTION = 0.2
 
 __all__ = ["DEFAULT_MODELS", "evaluate"]
 
@@ -67,8 +66,7 @@ def _open_synthetic(paths: Sequence[str | Path], real: Dataset) -> dict[str, Dat
         ds = Dataset(path)
         if not ds.has_masks:
             raise DatasetError("--synthetic: the benchmark needs masks, but this dataset has no masks/ folder", ds.root)
-        if ds.manifest.class_names != real.manifest.class_names:
-            raise DatasetError(f"--synthetic: classes {ds.manifest.class_names} differ from the real dataset's {real.manifest.class_names}", ds.root / "dataset.json")
+        check_same_classes(ds, real, "--synthetic")
         if not ds.stems:
             raise DatasetError("--synthetic: the dataset holds no images", ds.root)
         name, k = ds.root.name, 2
@@ -97,19 +95,9 @@ def _check_out(out: Path, config: dict[str, Any], overwrite: bool) -> bool:
 def _init_out(out: Path, config: dict[str, Any], clear: bool) -> None:
     if clear:
         shutil.rmtree(out / "cells", ignore_errors=True)
+        shutil.rmtree(out / "models", ignore_errors=True)
     (out / "cells").mkdir(parents=True, exist_ok=True)
     write_json(out / "config.json", config)
-
-
-@contextmanager
-def _progress_bar(enabled: bool, total: int) -> Iterator[tuple[Callable[..., None], Callable[[], None]]]:
-    """(update(status=...), advance()) of a Rich bar, or no-ops when disabled."""
-    if not enabled:
-        yield (lambda **_: None), (lambda: None)
-        return
-    with make_progress() as bar:
-        task = bar.add_task("evaluate", total=total, status="")
-        yield (lambda **kw: bar.update(task, **kw)), (lambda: bar.advance(task))
 
 
 def _process_state():
@@ -139,12 +127,17 @@ def _data_digest(real_stems: Sequence[str], synth_path: str | None, synth_stems:
     return f"{zlib.crc32(text.encode('utf-8')):08x}"
 
 
-def _load_done(out: Path, cells: Sequence[Cell], digests: dict[str, str]) -> dict[str, dict[str, Any]]:
-    """Stored results of finished cells whose training data is unchanged."""
+def _model_dir(out: Path, cell: Cell) -> Path:
+    """Where ``--save-models`` puts the selected network of ``cell`` (evaluation.training.save_model)."""
+    return out / "models" / cell.key
+
+
+def _load_done(out: Path, cells: Sequence[Cell], digests: dict[str, str], save_models: bool = False) -> dict[str, dict[str, Any]]:
+    """Stored results of finished cells whose training data is unchanged (and, with ``save_models``, whose network is saved)."""
     done = {}
     for cell in cells:
         path = out / "cells" / f"{cell.key}.json"
-        if path.is_file():
+        if path.is_file() and (not save_models or (_model_dir(out, cell) / "model.safetensors").is_file()):
             record = read_json(path)
             if record.get("data_digest") == digests[cell.key]:
                 done[cell.key] = record
@@ -193,6 +186,7 @@ def evaluate(
     loss: str = "dice",
     optimizer: str = "adam",
     model_kwargs: dict[str, Any] | None = None,
+    save_models: bool = False,
     overwrite: bool = False,
     progress: bool = True,
 ) -> dict[str, Any] | None:
@@ -242,11 +236,11 @@ def evaluate(
     synthetic_paths = {"": None, **config["synthetic"]}
     stems = {c.key: _training_stems(c, counts, real_order, synth_order) for c in cells}
     digests = {c.key: _data_digest(stems[c.key][0], synthetic_paths[c.synthetic or ""], stems[c.key][1]) for c in cells}
-    done = _load_done(out, cells, digests)
+    done = _load_done(out, cells, digests, save_models)
     todo = [c for c in cells if c.key not in done][state.process_index :: state.num_processes]
     log.info("%d cells, %d finished, %d to train on process %d", len(cells), len(done), len(todo), state.process_index)
 
-    _train_cells(todo, stems, digests, real_ds, sources, val, test, size_hw, classes, config_kw, seed, state, out, synthetic_paths, progress)
+    _train_cells(todo, stems, digests, real_ds, sources, val, test, size_hw, classes, config_kw, seed, state, out, synthetic_paths, progress, save_models)
     state.wait_for_everyone()
     if not state.is_main_process:
         return None
@@ -257,11 +251,12 @@ def evaluate(
     return write_report(out, config, _scored(cells, done, classes), names)
 
 
-def _train_cells(todo, stems, digests, real_ds, sources, val, test, size_hw, classes, config_kw, seed, state, out, synthetic_paths, progress) -> None:
-    """Train this process's share of the cells; each finished cell is written to ``out/cells/<key>.json``."""
+def _train_cells(todo, stems, digests, real_ds, sources, val, test, size_hw, classes, config_kw, seed, state, out, synthetic_paths, progress, save_models) -> None:
+    """Train this process's share of the cells; each finished cell is written to ``out/cells/<key>.json``
+    (and, with ``save_models``, its network to ``out/models/<key>/``)."""
     cache = PairCache(size_hw)
     val_pairs, test_pairs = cache.pairs(real_ds, val), cache.pairs(real_ds, test)
-    with _progress_bar(progress and state.is_local_main_process, len(todo)) as (update, advance):
+    with progress_bar(progress and state.is_local_main_process, len(todo), "evaluate") as (update, advance):
         for cell in todo:
             real_stems, synth_stems = stems[cell.key]
             train_pairs = cache.pairs(real_ds, real_stems)
@@ -271,7 +266,8 @@ def _train_cells(todo, stems, digests, real_ds, sources, val, test, size_hw, cla
             def on_epoch(epoch: int, entry: dict[str, float], cell: Cell = cell) -> None:
                 update(status=f"{cell.key} epoch {epoch + 1}/{config_kw.epochs} val mIoU {entry['val_miou']:.3f}")
 
-            result = run_cell(cell.model, classes, train_pairs, val_pairs, test_pairs, config_kw, _cell_seed(seed, cell), state.device, cell.binary_class, on_epoch)
+            save_to = _model_dir(out, cell) if save_models else None
+            result = run_cell(cell.model, classes, train_pairs, val_pairs, test_pairs, config_kw, _cell_seed(seed, cell), state.device, cell.binary_class, on_epoch, save_to)
             record = {"key": cell.key, "model": cell.model, "mix": cell.mix.text, "synthetic": cell.synthetic, "synthetic_path": synthetic_paths[cell.synthetic or ""],
                       "repeat": cell.repeat, "binary_class": cell.binary_class, "n_real": len(real_stems), "n_synthetic": len(synth_stems),
                       "data_digest": digests[cell.key], "process": state.process_index, **result}

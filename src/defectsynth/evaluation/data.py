@@ -28,6 +28,26 @@ IMAGENET_STD = torch.tensor([0.229, 0.224, 0.225]).view(3, 1, 1)
 Pair = tuple[np.ndarray, np.ndarray]  # image (H, W, 3) uint8, mask (H, W) uint8
 
 
+def normalise(images: torch.Tensor) -> torch.Tensor:
+    """(..., 3, H, W) uint8 (or 0..255 float) -> float32 network input: x / 255, then the ImageNet mean and std.
+
+    The one input normalisation of every segmentation network defectsynth trains or applies
+    (``evaluate``, ``filter --by segmenter``).
+    """
+    return (images.float() / 255.0 - IMAGENET_MEAN) / IMAGENET_STD
+
+
+def read_pair(dataset: Dataset, stem: str, size: tuple[int, int], who: str = "the benchmark") -> Pair:
+    """The (image, mask) of ``stem`` resized to ``size`` = (H, W) (area/bilinear, nearest for the mask).
+
+    who: named in the error when ``dataset`` has no masks/ folder.
+    """
+    if not dataset.has_masks:
+        raise DatasetError(f"{who} needs masks, but this dataset has no masks/ folder", dataset.root)
+    sample = resize_sample(dataset.read(stem), size)
+    return sample.image, sample.mask  # type: ignore[return-value]
+
+
 class PairCache:
     """Resized (image, mask) pairs of several dataset folders, read on first use."""
 
@@ -38,10 +58,7 @@ class PairCache:
     def get(self, dataset: Dataset, stem: str) -> Pair:
         key = (str(dataset.root), stem)
         if key not in self._pairs:
-            if not dataset.has_masks:
-                raise DatasetError("the benchmark needs masks, but this dataset has no masks/ folder", dataset.root)
-            sample = resize_sample(dataset.read(stem), self.size)
-            self._pairs[key] = (sample.image, sample.mask)  # type: ignore[assignment]
+            self._pairs[key] = read_pair(dataset, stem, self.size)
         return self._pairs[key]
 
     def pairs(self, dataset: Dataset, stems: Sequence[str]) -> list[Pair]:
@@ -80,5 +97,4 @@ class SegmentationPairs(torch.utils.data.Dataset):
         mask = mask.as_subclass(torch.Tensor)
         if self.binary_class is not None:
             mask = torch.where(mask == IGNORE_INDEX, mask, (mask == self.binary_class).long())
-        x = (image.as_subclass(torch.Tensor).float() / 255.0 - IMAGENET_MEAN) / IMAGENET_STD
-        return x, mask
+        return normalise(image.as_subclass(torch.Tensor)), mask

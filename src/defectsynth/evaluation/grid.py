@@ -112,6 +112,9 @@ def seeded_order(stems: Sequence[str], seed: int, salt: str) -> list[str]:
     return [ordered[i] for i in rng.permutation(len(ordered))]
 
 
+VAL_FRACTION = 0.2  # the share of the real train split held out to choose the best epoch (evaluate, filter)
+
+
 def holdout(train: Sequence[str], fraction: float, seed: int) -> tuple[list[str], list[str]]:
     """Split the real train split into (train, validation) with ``fraction`` held out, seeded."""
     if len(train) < 2:

@@ -6,20 +6,27 @@ on the training pairs; after every epoch score the validation pairs (20 % of the
 split) and keep the weights of the epoch with the best validation mIoU (macro-imagewise); then,
 with those weights, score the real test split once. The test pairs are never seen before the
 weights are chosen.
+
+``filter --by segmenter`` trains its network with :func:`train_model` (the same protocol, without
+a test split). :func:`save_model` / :func:`load_model` are the one format of a saved network
+(``evaluate --save-models``, ``filter``'s ``segmenter/``, ``filter --model``).
 """
 
 from __future__ import annotations
 
 import copy
 import logging
+import shutil
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
 
-from defectsynth.errors import MissingDependencyError, OptionError
+from defectsynth.data.files import read_json
+from defectsynth.errors import DatasetError, MissingDependencyError, OptionError
 from defectsynth.evaluation.data import Pair, SegmentationPairs
 from defectsynth.metrics.segmentation import IGNORE_INDEX, get_stats, reduce_stats
 
@@ -44,21 +51,24 @@ class TrainConfig:
     optimizer: str = "adam"
 
 
-def build_model(arch: str, num_classes: int, config: TrainConfig) -> nn.Module:
-    """``smp.create_model(arch, encoder, weights, classes=num_classes, **model_kwargs)`` with clear errors."""
+def build_model(arch: str, num_classes: int, config: TrainConfig, option: str = "--models") -> nn.Module:
+    """``smp.create_model(arch, encoder, weights, classes=num_classes, **model_kwargs)`` with clear errors.
+
+    option: the CLI option that chose ``arch`` (``--models`` for evaluate, ``--arch`` for filter).
+    """
     import segmentation_models_pytorch as smp
 
     try:
         return smp.create_model(arch, encoder_name=config.encoder, encoder_weights=config.encoder_weights, classes=num_classes, **dict(config.model_kwargs))
     except KeyError as err:
-        raise OptionError(f"--models {arch} / --encoder {config.encoder}: {str(err).strip(chr(39))}") from None
+        raise OptionError(f"{option} {arch} / --encoder {config.encoder}: {str(err).strip(chr(39))}") from None
     except OSError as err:  # huggingface_hub / urllib: no network and not cached
         raise MissingDependencyError(
             f"--encoder-weights {config.encoder_weights}: the pretrained weights of encoder {config.encoder!r} are not in the local "
             f"cache and could not be downloaded ({type(err).__name__}); run once with network access or use --encoder-weights none"
         ) from None
     except (TypeError, ValueError, RuntimeError) as err:
-        raise OptionError(f"--models {arch} --encoder {config.encoder} --model-kwargs: {err}") from None
+        raise OptionError(f"{option} {arch} --encoder {config.encoder} --model-kwargs: {err}") from None
 
 
 def build_loss(name: str) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
@@ -114,26 +124,30 @@ def evaluate_split(model: nn.Module, pairs: Sequence[Pair], split: str, num_clas
     return predict_stats(model, loader, num_classes, device)
 
 
-def run_cell(
+def train_model(
     arch: str,
     num_classes: int,
     train: Sequence[Pair],
     val: Sequence[Pair],
-    test: Sequence[Pair],
     config: TrainConfig,
     seed: int,
-    device: torch.device,
+    device: torch.device | str,
     binary_class: int | None = None,
     on_epoch: Callable[[int, dict[str, float]], None] | None = None,
-) -> dict[str, Any]:
-    """Train on ``train``, select the epoch on ``val``, score ``test`` once with the selected weights.
+    option: str = "--models",
+) -> tuple[nn.Module, dict[str, Any]]:
+    """Train on ``train`` for ``config.epochs`` and keep the weights of the epoch with the best ``val`` mIoU.
 
-    Returns ``{"best_epoch", "best_val_miou", "history": [{"epoch", "loss", "val_miou", "lr"}],
-    "test_stats": {"tp", "fp", "fn", "tn": (N, C) lists}}``. Binary cells have C = 2.
+    Adam (or AdamW) at ``config.lr``, divided by 10 halfway; validation mIoU is macro-imagewise.
+    Returns the network (in eval mode, on ``device``, the best epoch's weights loaded) and
+    ``{"best_epoch", "best_val_miou", "history": [{"epoch", "loss", "val_miou", "lr"}]}``.
+    option: the CLI option that chose ``arch`` (named in errors).
     """
+    if config.epochs < 1:
+        raise OptionError(f"--epochs must be at least 1, got {config.epochs}")
     classes = 2 if binary_class is not None else num_classes
     torch.manual_seed(seed)
-    model = build_model(arch, classes, config).to(device)
+    model = build_model(arch, classes, config, option).to(device)
     optimizer = getattr(torch.optim, OPTIMIZERS[config.optimizer])(model.parameters(), lr=config.lr)
     scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones=[max(1, config.epochs // 2)], gamma=0.1)
     loss_fn = build_loss(config.loss)
@@ -150,12 +164,77 @@ def run_cell(
             best = (val_miou, epoch, copy.deepcopy(model.state_dict()))
         if on_epoch is not None:
             on_epoch(epoch, history[-1])
-    assert best is not None  # epochs >= 1 is checked by evaluate()
+    assert best is not None  # epochs >= 1 is checked above
     model.load_state_dict(best[2])
+    return model.eval(), {"best_epoch": best[1], "best_val_miou": best[0], "history": history}
+
+
+def run_cell(
+    arch: str,
+    num_classes: int,
+    train: Sequence[Pair],
+    val: Sequence[Pair],
+    test: Sequence[Pair],
+    config: TrainConfig,
+    seed: int,
+    device: torch.device,
+    binary_class: int | None = None,
+    on_epoch: Callable[[int, dict[str, float]], None] | None = None,
+    save_to: Path | None = None,
+) -> dict[str, Any]:
+    """Train on ``train``, select the epoch on ``val``, score ``test`` once with the selected weights.
+
+    Returns ``{"best_epoch", "best_val_miou", "history": [{"epoch", "loss", "val_miou", "lr"}],
+    "test_stats": {"tp", "fp", "fn", "tn": (N, C) lists}}``. Binary cells have C = 2.
+    save_to: a folder to save the selected network in (:func:`save_model`).
+    """
+    model, selection = train_model(arch, num_classes, train, val, config, seed, device, binary_class, on_epoch)
+    classes = 2 if binary_class is not None else num_classes
     tp, fp, fn, tn = evaluate_split(model, test, "test", classes, config, device, binary_class)
-    return {
-        "best_epoch": best[1],
-        "best_val_miou": best[0],
-        "history": history,
-        "test_stats": {"tp": tp.tolist(), "fp": fp.tolist(), "fn": fn.tolist(), "tn": tn.tolist()},
-    }
+    if save_to is not None:
+        save_model(model, save_to)
+    return {**selection, "test_stats": {"tp": tp.tolist(), "fp": fp.tolist(), "fn": fn.tolist(), "tn": tn.tolist()}}
+
+
+# -- saved networks ------------------------------------------------------------------------------------
+def save_model(model: nn.Module, folder: str | Path) -> Path:
+    """Save an smp network as ``folder/config.json`` + ``folder/model.safetensors`` (smp's ``save_pretrained``).
+
+    Written next to ``folder`` and renamed into place, so ``folder`` is complete or absent; an
+    existing ``folder`` is replaced. The model's parameters stay on their device.
+    """
+    folder = Path(folder)
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    tmp = folder.with_name(f".{folder.name}.tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    copy.deepcopy(model).cpu().save_pretrained(tmp)
+    if folder.exists():
+        shutil.rmtree(folder)
+    tmp.rename(folder)
+    return folder
+
+
+def load_model(folder: str | Path, option: str = "--model") -> nn.Module:
+    """The smp network saved in ``folder`` by :func:`save_model` (``evaluate --save-models``, ``filter``), in eval mode.
+
+    Rebuilt from config.json (``_model_class`` and the constructor arguments) with
+    ``encoder_weights=None`` and loaded from model.safetensors: nothing is downloaded or unpickled.
+    """
+    import segmentation_models_pytorch as smp
+    from safetensors.torch import load_file
+
+    folder = Path(folder)
+    config_path, weights = folder / "config.json", folder / "model.safetensors"
+    if not weights.is_file():
+        raise DatasetError(f"{option}: model.safetensors not found (expected a network saved by evaluate --save-models or filter)", folder)
+    config = read_json(config_path)
+    class_name = config.pop("_model_class", None) if isinstance(config, dict) else None
+    if not isinstance(class_name, str) or not isinstance(getattr(smp, class_name, None), type):
+        raise DatasetError(f"{option}: config.json names no smp model class (_model_class: {class_name!r})", config_path)
+    config["encoder_weights"] = None  # the weights come from the safetensors file, never from a download
+    try:
+        model = getattr(smp, class_name)(**{k: v for k, v in config.items() if not k.startswith("_")})
+        model.load_state_dict(load_file(weights))
+    except (TypeError, KeyError, RuntimeError) as err:
+        raise DatasetError(f"{option}: cannot rebuild {class_name} from config.json and model.safetensors ({str(err).splitlines()[0]})", folder) from None
+    return model.eval()

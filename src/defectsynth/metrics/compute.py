@@ -18,9 +18,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import torch
-
-from defectsynth.data.dataset import Dataset
+from defectsynth.data.dataset import Dataset, check_same_classes
+from defectsynth.devices import pick_device
 from defectsynth.errors import DatasetError, OptionError
 from defectsynth.metrics.distribution import distribution_report, images_per_class
 from defectsynth.metrics.fid_kid import FEATURE_SIZES, fid_kid_report, inception_features
@@ -70,18 +69,6 @@ def parse_nets(nets: str | Sequence[str]) -> list[str]:
     return parsed
 
 
-def _device(device: str | None) -> str:
-    if device is None:
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    try:
-        kind = torch.device(device).type
-    except RuntimeError:
-        raise OptionError(f"--device: {device!r} is not a torch device (cpu, cuda, cuda:1, mps)") from None
-    if kind == "cuda" and not torch.cuda.is_available():
-        raise OptionError(f"--device: {device!r} asked for, but torch sees no CUDA device here")
-    return device
-
-
 def _check_inputs(names: list[str], synthetic: Path | None, real: Path | None, batch_size: int) -> None:
     if batch_size < 1:
         raise OptionError(f"--batch-size must be at least 1, got {batch_size}")
@@ -94,16 +81,9 @@ def _check_inputs(names: list[str], synthetic: Path | None, real: Path | None, b
             raise OptionError(f"{name} needs --synthetic or --real")
 
 
-def _same_classes(a: Dataset, b: Dataset) -> None:
-    left = {c.id: c.name for c in a.manifest.classes}
-    right = {c.id: c.name for c in b.manifest.classes}
-    if left != right:
-        raise DatasetError(f"classes {left} differ from {right} of {b.root}: they cannot be combined", a.root / "dataset.json")
-
-
 def _distribution(names: list[str], datasets: dict[str, tuple[Dataset, list[str]]], progress: bool) -> dict[str, dict]:
     if len(datasets) == 2:
-        _same_classes(datasets["synthetic"][0], datasets["real"][0])
+        check_same_classes(datasets["synthetic"][0], datasets["real"][0])
     counts = {role: images_per_class(ds, stems, progress) for role, (ds, stems) in datasets.items()}
     if len(datasets) == 2:
         counts["combined"] = counts["real"] + counts["synthetic"]
@@ -169,7 +149,7 @@ def compute_metrics(
     real = Path(real) if real is not None else None
     weights_dir = Path(weights_dir) if weights_dir is not None else None
     _check_inputs(names, synthetic, real, batch_size)
-    device = _device(device)
+    device = pick_device(device)
     syn_ds = Dataset(synthetic) if synthetic is not None else None
     real_ds = Dataset(real) if real is not None else None
     syn = (syn_ds, syn_ds.select(split if real_ds is None else None)) if syn_ds is not None else None

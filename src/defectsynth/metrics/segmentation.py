@@ -24,7 +24,9 @@ from typing import Any
 
 import torch
 
-IGNORE_INDEX = 255
+from defectsynth.data.model import IGNORE_INDEX
+
+__all__ = ["IGNORE_INDEX", "get_stats", "image_scores", "reduce_stats"]
 
 
 def get_stats(pred: torch.Tensor, target: torch.Tensor, num_classes: int, ignore_index: int | None = IGNORE_INDEX) -> tuple[torch.Tensor, ...]:
@@ -62,6 +64,25 @@ def _f1(tp: torch.Tensor, fp: torch.Tensor, fn: torch.Tensor) -> torch.Tensor:
 SCORES = {"iou": _iou, "f1": _f1}
 
 
+def _per_image(score: str, tp: torch.Tensor, fp: torch.Tensor, fn: torch.Tensor, zero_division: float) -> torch.Tensor:
+    """(N, C) float64 score of each class in each image; a class absent from target and prediction scores ``zero_division``."""
+    return torch.nan_to_num(SCORES[score](tp.double(), fp.double(), fn.double()), nan=zero_division)
+
+
+def image_scores(
+    tp: torch.Tensor, fp: torch.Tensor, fn: torch.Tensor, score: str = "iou", classes: Sequence[int] | None = None, zero_division: float = 1.0
+) -> torch.Tensor:
+    """(N,) float64 macro score of each image: the mean over ``classes`` (default all) of its per-class scores.
+
+    The per-image terms of ``macro_imagewise`` (:func:`reduce_stats` returns their mean over the
+    images), so a class absent from both target and prediction of an image counts ``zero_division``
+    (1.0). An image without a valid pixel has all counts 0 and scores ``zero_division`` too: callers
+    that must tell it apart check ``(tp + fn).sum(1) == 0``.
+    """
+    chosen = list(range(tp.shape[1])) if classes is None else list(classes)
+    return _per_image(score, tp, fp, fn, zero_division)[:, chosen].mean(1)
+
+
 def reduce_stats(
     tp: torch.Tensor,
     fp: torch.Tensor,
@@ -84,7 +105,7 @@ def reduce_stats(
     chosen = list(range(tp.shape[1])) if classes is None else list(classes)
     result: dict[str, dict[str, Any]] = {}
     for name, score_fn in SCORES.items():
-        per_image = torch.nan_to_num(score_fn(tp, fp, fn), nan=zero_division)  # (N, C)
+        per_image = _per_image(name, tp, fp, fn, zero_division)  # (N, C)
         per_class = torch.nan_to_num(score_fn(tp.sum(0), fp.sum(0), fn.sum(0)), nan=zero_division)  # (C,)
         imagewise = per_image.mean(0) if len(per_image) else torch.full_like(per_class, float("nan"))
         micro = score_fn(tp[:, chosen].sum(), fp[:, chosen].sum(), fn[:, chosen].sum())
