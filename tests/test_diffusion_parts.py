@@ -85,7 +85,7 @@ def test_respaced_ddpm_equals_guided_diffusion(steps):
         assert torch.isclose(scheduler._get_variance(t, variance_type="fixed_small").double(), posterior, rtol=1e-4)
 
 
-@pytest.mark.parametrize("steps", [300, 10])
+@pytest.mark.parametrize("steps", [300, 25])
 def test_rescale_is_a_fresh_schedule_with_scaled_betas_and_time(steps):
     sampler = make_sampler("ddpm", steps, "fixed", rescale=True)
     scale = 1000 / steps
@@ -96,6 +96,8 @@ def test_rescale_is_a_fresh_schedule_with_scaled_betas_and_time(steps):
     assert torch.allclose(sampler.model_time(t), t.float() * scale)
     with pytest.raises(OptionError, match="--rescale"):
         make_sampler("ddim", steps, "fixed", rescale=True)
+    with pytest.raises(OptionError, match="--rescale needs --steps above 20"):
+        make_sampler("ddpm", 20, "fixed", rescale=True)
 
 
 def test_hybrid_loss_trains_variance_only_through_the_bound():
@@ -129,3 +131,30 @@ def test_optimizer_and_rng_state_round_trip():
     expected = (torch.rand(3), np.random.rand(2))
     set_rng_state(tensors, meta)
     assert torch.equal(torch.rand(3), expected[0]) and np.array_equal(np.random.rand(2), expected[1])
+
+
+class _Oracle(torch.nn.Module):
+    """Predicts the exact noise of x_t for a known x_0 (reading the timestep the network is fed)."""
+
+    def __init__(self, x0: torch.Tensor, alphas_cumprod: torch.Tensor, time_scale: float):
+        super().__init__()
+        self.x0, self.ab, self.time_scale = x0, alphas_cumprod, time_scale
+
+    def forward(self, inputs: torch.Tensor, t: torch.Tensor):
+        from types import SimpleNamespace
+
+        x = inputs[:, : self.x0.shape[1]]
+        ab = self.ab[int(round(float(t) / self.time_scale))]
+        return SimpleNamespace(sample=(x - ab.sqrt() * self.x0) / (1 - ab).sqrt())
+
+
+@pytest.mark.parametrize(("name", "steps", "rescale"), [("ddpm", 20, False), ("ddpm", 30, True), ("ddim", 20, False), ("dpm", 10, False)])
+def test_every_sampler_recovers_x0_from_a_perfect_noise_predictor(name, steps, rescale):
+    from defectsynth.diffusion.sampling import denoise, sample_generators
+
+    layout = channel_layout("none", "joint", 5, "fixed")
+    x0 = torch.rand(2, layout.target_channels, 8, 8) * 2 - 1
+    sampler = make_sampler(name, steps, "fixed", rescale)
+    oracle = _Oracle(x0, sampler.scheduler.alphas_cumprod, sampler.time_scale)
+    x = denoise(oracle, layout, sampler, torch.zeros(2, 0, 8, 8), sample_generators(0, [0, 1]))
+    assert torch.allclose(x, x0, atol=1e-4)

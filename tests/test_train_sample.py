@@ -102,8 +102,8 @@ def test_samples_do_not_depend_on_batch_size_and_reruns_skip(guided_run, tmp_pat
 
 
 def test_rescaled_sampler_dpm_and_guidance_rules(guided_run, data16, tmp_path):
-    m = sample(guided_run, out=tmp_path / "r", num=2, steps=4, rescale=True)
-    assert m.source["rescale"] is True and m.source["steps"] == 4
+    m = sample(guided_run, out=tmp_path / "r", num=2, steps=21, rescale=True)
+    assert m.source["rescale"] is True and m.source["steps"] == 21
     m = sample(guided_run, out=tmp_path / "d", num=2, steps=3, scheduler="dpm", conditions=f"{data16}:test")
     assert m.source["sampler"] == "dpm" and m.source["conditions"]["split"] == "test"
     plain = train(data16, out=tmp_path / "plain", max_steps=1, **TINY)

@@ -90,6 +90,8 @@ def make_sampler(name: str, steps: int | None, variance: str, rescale: bool = Fa
         raise OptionError(f"--steps: {steps} must lie in 1..{TRAIN_TIMESTEPS}")
     if rescale and name != "ddpm":
         raise OptionError(f"--rescale builds a new DDPM schedule and cannot be used with --scheduler {name}")
+    if rescale and BETA_END * TRAIN_TIMESTEPS / steps >= 1.0:
+        raise OptionError(f"--rescale needs --steps above {int(BETA_END * TRAIN_TIMESTEPS)}: the last beta, 0.02*{TRAIN_TIMESTEPS}/{steps}, must stay below 1")
     learned = variance == "learned"
     if rescale:
         scheduler = rescaled_scheduler(steps, variance)
