@@ -111,6 +111,42 @@ def test_rescaled_sampler_dpm_and_guidance_rules(guided_run, data16, tmp_path):
         sample(plain, out=tmp_path / "x", num=1, guidance=2.0, steps=2)
 
 
+def test_a_balance_plan_draws_each_condition_its_repeats(guided_run, data16, tmp_path):
+    from collections import Counter
+
+    from defectsynth.errors import DatasetError
+
+    stems = Dataset(data16).split("train")
+    plan = tmp_path / "plan.json"
+    plan.write_text(json.dumps({"format": 1, "dataset": str(data16), "n_balance": 3, "split": "train",
+                                "plan": [{"stem": stems[3], "repeats": 2}, {"stem": stems[0], "repeats": 1}]}))
+    options = dict(plan=plan, scheduler="ddim", steps=2, seed=4)
+    manifest = sample(guided_run, out=tmp_path / "p", batch_size=2, **options)
+    ds = Dataset(tmp_path / "p")
+    assert ds.stems == sorted([f"{stems[3]}-0", f"{stems[3]}-1", f"{stems[0]}-0"])
+    assert Counter(manifest.source["condition_of"].values()) == {stems[3]: 2, stems[0]: 1}
+    assert manifest.source["plan"]["path"] == str(plan.resolve()) and manifest.source["conditions"]["split"] == "train"
+    for stem, condition in manifest.source["condition_of"].items():
+        assert ds.read_boxes(stem) == Dataset(data16).read_boxes(condition)
+    indices = {s: json.loads((tmp_path / "p" / ".sampling" / f"{s}.json").read_text())["index"] for s in ds.stems}
+    assert indices == {f"{stems[3]}-0": 0, f"{stems[3]}-1": 1, f"{stems[0]}-0": 2}  # seeded by plan order
+    before = _visible(tmp_path / "p")
+    (tmp_path / "p" / ".sampling" / f"{stems[0]}-0.json").unlink()
+    sample(guided_run, out=tmp_path / "p", batch_size=3, **options)  # resumes: redraws the lost one identically
+    assert _visible(tmp_path / "p") == before
+    with pytest.raises(OptionError, match="--plan .* without --num and --conditions"):
+        sample(guided_run, out=tmp_path / "x", num=2, **options)
+    with pytest.raises(OptionError, match="--plan .* without --num and --conditions"):
+        sample(guided_run, out=tmp_path / "x", conditions=str(data16), **options)
+    plan.write_text(json.dumps({"format": 1, "dataset": str(data16), "plan": [{"stem": "nope", "repeats": 1}]}))
+    with pytest.raises(DatasetError, match=f"{plan}: plan stem 'nope' is not in the plan's dataset"):
+        sample(guided_run, out=tmp_path / "x", **options)
+    plan.write_text(json.dumps({"format": 1, "dataset": str(tmp_path), "plan": [{"stem": stems[0], "repeats": 1}]}))
+    with pytest.raises(DatasetError, match="is not a dataset folder"):
+        sample(guided_run, out=tmp_path / "x", **options)
+    assert not (tmp_path / "x").exists()
+
+
 def test_two_processes_train_and_sample_like_one(data16, tmp_path):
     """Two CPU processes (accelerate launch --multi_gpu --num_processes 2 on a machine without a GPU;
     accelerate 1.x's ``--cpu`` starts a single process without mpirun): trains, samples, and the

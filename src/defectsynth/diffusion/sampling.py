@@ -14,11 +14,15 @@ Sample ``i`` uses generators seeded by (seed, i) for its initial noise and every
 so the output does not depend on batch size, process count or interruptions. Conditional runs use
 each condition up to ``ceil(num / #conditions)`` times (round k uses every condition once, in
 order, until ``num`` samples are planned; without ``num``, each once), stems
-``<condition stem>-<k>``; unconditional runs write ``num`` samples ``sample-<i>``.
+``<condition stem>-<k>``; unconditional runs write ``num`` samples ``sample-<i>``. With a
+``balance --plan-out`` plan, condition ``c`` of the plan's dataset is used ``repeats`` times
+(stems ``c-0`` .. ``c-<repeats-1>``, indices in plan order; see
+:func:`~defectsynth.balancing.planned_samples`).
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import math
 import shutil
@@ -168,13 +172,37 @@ def plan_jobs(run: Run, conditions: str | None, num: int | None) -> tuple[list[J
     stems = ds.select(split)
     if not stems:
         raise OptionError(f"--conditions: no images in {path}" + (f" split {split}" if split else ""))
-    size = tuple(run.info["size"])
-    boxes = {stem: resize_sample(ds.read(stem), size).boxes for stem in stems}  # boxes at the run's size
     reps = 1 if num is None else math.ceil(num / len(stems))
     total = len(stems) if num is None else num
-    jobs = [Job(k * len(stems) + j, f"{stem}-{k}", stem, boxes[stem]) for k in range(reps) for j, stem in enumerate(stems)]
-    jobs = jobs[:total]
-    return jobs, {"dataset": str(path.resolve()), "split": split}
+    pairs = [(f"{stem}-{k}", stem) for k in range(reps) for stem in stems][:total]
+    return condition_jobs(run, ds, pairs), {"dataset": str(path.resolve()), "split": split}
+
+
+def condition_jobs(run: Run, ds: Dataset, pairs: list[tuple[str, str]]) -> list[Job]:
+    """Job ``i`` draws output stem ``pairs[i][0]`` from the boxes of condition ``pairs[i][1]`` in ``ds``, at the run's size."""
+    size = tuple(run.info["size"])
+    boxes = {stem: resize_sample(ds.read(stem), size).boxes for stem in dict.fromkeys(c for _, c in pairs)}
+    return [Job(i, stem, condition, boxes[condition]) for i, (stem, condition) in enumerate(pairs)]
+
+
+def plan_file_jobs(run: Run, plan: str | Path) -> tuple[list[Job], dict[str, Any]]:
+    """The jobs of a ``balance --plan-out`` file (:func:`~defectsynth.balancing.planned_samples`), conditioned
+    on its dataset, and the ``conditions`` provenance entry."""
+    from defectsynth.balancing import planned_samples, read_plan
+
+    plan = Path(plan)
+    if run.args["cond"] == "none":
+        raise OptionError("--plan cannot be used with an unconditional run (--cond none): it takes no boxes")
+    pairs = planned_samples(read_plan(plan))
+    info = read_json(plan)
+    if not isinstance(info.get("dataset"), str) or not (Path(info["dataset"]) / "dataset.json").is_file():
+        raise DatasetError(f"the plan's dataset {info.get('dataset')!r} is not a dataset folder", plan)
+    ds = Dataset(info["dataset"])
+    known = set(ds.stems)
+    missing = next((c for _, c in pairs if c not in known), None)
+    if missing is not None:
+        raise DatasetError(f"plan stem {missing!r} is not in the plan's dataset {ds.root}", plan)
+    return condition_jobs(run, ds, pairs), {"dataset": str(ds.root.resolve()), "split": info.get("split")}
 
 
 # -- the output folder ----------------------------------------------------------------------------
@@ -246,6 +274,7 @@ def sample(
     out: str | Path,
     conditions: str | None = None,
     num: int | None = None,
+    plan: str | Path | None = None,
     steps: int | None = None,
     rescale: bool = False,
     scheduler: str = "ddpm",
@@ -259,7 +288,8 @@ def sample(
     """Draw samples from the run folder ``run`` into the synthetic dataset folder ``out``.
 
     conditions: ``DATASET[:split]`` whose boxes condition the samples (default: the run's training
-    dataset and split). steps: default 1000 (ddpm), 50 (ddim), 20 (dpm). Returns the manifest.
+    dataset and split). plan: a ``balance --plan-out`` file to draw instead (not with ``conditions``
+    or ``num``). steps: default 1000 (ddpm), 50 (ddim), 20 (dpm). Returns the manifest.
     """
     state = make_state()
     the_run = Run.open(run)
@@ -269,11 +299,15 @@ def sample(
     if guidance != 1.0 and not the_run.args.get("drop_rate"):
         raise OptionError("--guidance needs a run trained with --drop-rate > 0 (classifier-free guidance)")
     make_sampler(scheduler, steps, the_run.args["variance"], rescale)  # validates the options
-    jobs, cond_source = plan_jobs(the_run, conditions, num)
+    if plan is not None and (num is not None or conditions is not None):
+        raise OptionError("--plan chooses the conditions and their number: give it without --num and --conditions")
+    jobs, cond_source = plan_jobs(the_run, conditions, num) if plan is None else plan_file_jobs(the_run, plan)
     settings = {
         "run": str(the_run.root.resolve()), "sampler": scheduler, "steps": steps or DEFAULT_STEPS[scheduler],
         "rescale": rescale, "guidance": guidance, "seed": seed, "ema": ema, "num": num, "conditions": cond_source,
     }
+    if plan is not None:
+        settings["plan"] = {"path": str(Path(plan).resolve()), "sha256": hashlib.sha256(Path(plan).read_bytes()).hexdigest()}
     action = check_output(out, settings, overwrite)
     state.wait_for_everyone()
     if state.is_main_process:
