@@ -6,6 +6,8 @@ import json
 from pathlib import Path
 from unittest import mock
 
+import pytest
+
 from defectsynth.cli import app
 from defectsynth.data import Dataset, Manifest
 from defectsynth.data.model import make_classes
@@ -44,8 +46,36 @@ def test_sample_options_map_to_the_core_function(runner, tmp_path):
     assert core.call_args.args == (Path("runs/x"),)
     assert core.call_args.kwargs == {
         "out": Path("synth"), "conditions": "data/toy:test", "num": 7, "steps": 300, "rescale": True, "scheduler": "ddpm",
-        "guidance": 1.5, "seed": 3, "batch_size": 4, "ema": False, "overwrite": True, "progress": False,
+        "guidance": 1.5, "seed": 3, "batch_size": 4, "ema": False, "overwrite": True, "progress": False, "plan": None,
     }
+    with mock.patch("defectsynth.diffusion.sampling.sample", return_value=manifest) as core:
+        result = runner.invoke(app, ["sample", "runs/x", "--out", "synth", "--plan", "plan.json", "--no-progress"])
+    assert result.exit_code == 0, result.output
+    assert core.call_args.kwargs == {
+        "out": Path("synth"), "conditions": None, "num": None, "steps": None, "rescale": False, "scheduler": "ddpm",
+        "guidance": 1.0, "seed": 0, "batch_size": 16, "ema": True, "overwrite": False, "progress": False, "plan": Path("plan.json"),
+    }  # the diffusion defaults where --steps, --guidance and --batch-size are not given
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["sample", "--out", "o"], "RUN is required with --backend diffusion"),
+        (["sample", "runs/x", "--out", "o", "--base", "b", "--prior", "canny"], "--base, --prior: only with --backend sd-adapter"),
+        (["sample", "runs/x", "--out", "o", "--backend", "sd-adapter", "--conditions", "d", "--base", "b"], "takes no RUN (got runs/x)"),
+        (["sample", "--backend", "sd-adapter", "--out", "o", "--base", "b"], "--conditions DATASET[:split] is required"),
+        (["sample", "--backend", "sd-adapter", "--out", "o", "--conditions", "d"], "--base (a local SDXL pipeline folder) is required"),
+        (["sample", "--backend", "sd-adapter", "--out", "o", "--conditions", "d", "--base", "b", "--num", "3", "--no-ema"],
+         "--num, --ema/--no-ema: only with --backend diffusion"),
+    ],
+)
+def test_sample_refuses_options_of_the_other_backend(runner, args, message):
+    with mock.patch("defectsynth.diffusion.sampling.sample") as diffusion, mock.patch("defectsynth.controllable.generate.sample_sd") as sd:
+        result = runner.invoke(app, [*args, "--no-progress"])
+    assert result.exit_code == 2, result.output
+    lines = [line for line in result.output.splitlines() if line.strip()]
+    assert len(lines) == 1 and message in lines[0], lines
+    assert not diffusion.called and not sd.called
 
 
 def test_help_shows_examples(runner):

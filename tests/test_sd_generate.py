@@ -11,11 +11,9 @@ from unittest import mock
 
 import numpy as np
 import pytest
-import typer
 from _sd_models import build_blip2, build_sdxl
 
-from defectsynth.cli import _ErrorMappingGroup
-from defectsynth.commands import sd_sample
+from defectsynth.cli import app
 from defectsynth.controllable import generate as generate_module
 from defectsynth.controllable.pipeline import generate, load_pipeline, sample_seed
 from defectsynth.data import Dataset
@@ -30,17 +28,7 @@ def models(tmp_path_factory) -> dict[str, Path]:
     return build_sdxl(tmp_path_factory.mktemp("sdxl"))
 
 
-@pytest.fixture
-def app() -> typer.Typer:
-    """A throwaway app with the command mounted as the lead will (``sample``)."""
-    app = typer.Typer(cls=_ErrorMappingGroup)
-    sd_sample.register(app)
-
-    @app.callback()
-    def _root() -> None:  # keep `sample` a subcommand
-        pass
-
-    return app
+SD = ["sample", "--backend", "sd-adapter"]  # the one `sample` command, sd-adapter backend
 
 
 def _one_line_error(result) -> str:
@@ -50,11 +38,11 @@ def _one_line_error(result) -> str:
     return lines[0]
 
 
-def test_cli_maps_options_to_the_core_function(runner, app, toy_dataset, tmp_path):
+def test_cli_maps_options_to_the_core_function(runner, toy_dataset, tmp_path):
     with mock.patch.object(generate_module, "sample_sd", return_value=toy_dataset) as core:
         result = runner.invoke(
             app,
-            ["sample", "--conditions", f"{toy_dataset}:train", "--out", str(tmp_path / "o"), "--base", "b", "--controlnet", "c",
+            [*SD, "--conditions", f"{toy_dataset}:train", "--out", str(tmp_path / "o"), "--base", "b", "--controlnet", "c",
              "--plan", "p.json", "--num-per-condition", "3", "--prior", "canny", "--prior-weights", "w", "--blend", "0.6,1",
              "--captions", "c.jsonl", "--prompt-template", "a photo of {classes}", "--negative-prompt", "blurry", "--steps", "4",
              "--guidance", "5", "--conditioning-scale", "0.8", "--resolution", "512", "--seed", "7", "--batch-size", "2",
@@ -67,17 +55,23 @@ def test_cli_maps_options_to_the_core_function(runner, app, toy_dataset, tmp_pat
         prompt_template="a photo of {classes}", negative_prompt="blurry", steps=4, guidance=5.0, conditioning_scale=0.8,
         resolution=512, seed=7, batch_size=2, device="cpu", dtype="float32", preview=0, overwrite=True, progress=False,
     )  # fmt: skip
-    assert "Examples" in runner.invoke(app, ["sample", "--help"]).output
+    with mock.patch.object(generate_module, "sample_sd", return_value=toy_dataset) as core:
+        result = runner.invoke(app, [*SD, "--conditions", str(toy_dataset), "--out", "o", "--base", "b", "--adapter", "a"])
+    assert result.exit_code == 0, result.output
+    assert {k: core.call_args.kwargs[k] for k in ("steps", "guidance", "batch_size", "prior", "blend")} == {
+        "steps": 30, "guidance": 7.5, "batch_size": 1, "prior": "lineart", "blend": "0.7,0.9"}  # the sd-adapter defaults
+    text = runner.invoke(app, [*SD, "--help"], env={"COLUMNS": "200"}).output
+    assert "defectsynth sample --backend sd-adapter --conditions" in text and "defectsynth sample runs/wood --plan plan.json" in text
 
 
-def test_adapter_end_to_end_through_the_cli(runner, app, models, toy_dataset, tmp_path):
+def test_adapter_end_to_end_through_the_cli(runner, models, toy_dataset, tmp_path):
     captions = tmp_path / "captions.jsonl"
     stems = Dataset(toy_dataset).split("test")
     captions.write_text("".join(json.dumps({"stem": s, "caption": f"a metal plate {i}"}) + "\n" for i, s in enumerate(stems)))
     out = tmp_path / "synth"
     result = runner.invoke(
         app,
-        ["sample", "--conditions", f"{toy_dataset}:test", "--out", str(out), "--base", str(models["base"]), "--adapter",
+        [*SD, "--conditions", f"{toy_dataset}:test", "--out", str(out), "--base", str(models["base"]), "--adapter",
          str(models["adapter"]), "--prior", "canny", "--captions", str(captions), "--steps", "2", "--resolution", "32",
          "--seed", "3", "--preview", "1", "--no-progress"],
     )  # fmt: skip
@@ -139,8 +133,8 @@ def test_generate_seeds_each_image_by_its_index(models):
     assert sample_seed(0, 1) != sample_seed(1, 0) and sample_seed(2, 3) == sample_seed(2, 3)
 
 
-def test_missing_weights_give_one_line(runner, app, models, toy_dataset, tmp_path):
-    base_args = ["sample", "--conditions", str(toy_dataset), "--out", str(tmp_path / "o"), "--prior", "canny", "--no-progress"]
+def test_missing_weights_give_one_line(runner, models, toy_dataset, tmp_path):
+    base_args = [*SD, "--conditions", str(toy_dataset), "--out", str(tmp_path / "o"), "--prior", "canny", "--no-progress"]
     line = _one_line_error(runner.invoke(app, [*base_args, "--base", str(tmp_path / "nope"), "--adapter", str(models["adapter"])]))
     assert "nope: --base: model folder not found" in line
     broken = Path(shutil.copytree(models["base"], tmp_path / "broken"))
@@ -154,16 +148,16 @@ def test_missing_weights_give_one_line(runner, app, models, toy_dataset, tmp_pat
     assert not (tmp_path / "o").exists()
 
 
-def test_bad_input_gives_one_line(runner, app, models, toy_dataset, tmp_path):
-    args = ["sample", "--conditions", str(toy_dataset), "--out", str(tmp_path / "o"), "--base", str(models["base"]), "--adapter", str(models["adapter"])]
+def test_bad_input_gives_one_line(runner, models, toy_dataset, tmp_path):
+    args = [*SD, "--conditions", str(toy_dataset), "--out", str(tmp_path / "o"), "--base", str(models["base"]), "--adapter", str(models["adapter"])]
     assert "--blend" in _one_line_error(runner.invoke(app, [*args, "--blend", "0.7"]))
     assert "--steps must be at least 1" in _one_line_error(runner.invoke(app, [*args, "--steps", "0"]))
     assert "--prior-weights" in _one_line_error(runner.invoke(app, [*args, "--prior", "lineart"]))
     assert "not both" in _one_line_error(runner.invoke(app, [*args, "--captions", "x", "--captioner", "y"]))
-    assert "split 'nope' not found" in _one_line_error(runner.invoke(app, [*args[:2], f"{toy_dataset}:nope", *args[3:]]))
+    assert "split 'nope' not found" in _one_line_error(runner.invoke(app, [*args[:4], f"{toy_dataset}:nope", *args[5:]]))
     no_masks = Path(shutil.copytree(toy_dataset, tmp_path / "nomasks"))
     shutil.rmtree(no_masks / "masks")
-    assert "has none" in _one_line_error(runner.invoke(app, [*args[:2], str(no_masks), *args[3:]]))
+    assert "has none" in _one_line_error(runner.invoke(app, [*args[:4], str(no_masks), *args[5:]]))
 
 
 def test_missing_transformers_is_one_line(monkeypatch, models):

@@ -1,4 +1,10 @@
-"""``defectsynth sample RUN``: draw a synthetic dataset folder from a trained run."""
+"""``defectsynth sample``: draw a synthetic dataset folder, with one of two backends.
+
+``--backend diffusion`` (default) samples a run trained by ``defectsynth train``
+(:func:`defectsynth.diffusion.sampling.sample`); ``--backend sd-adapter`` redraws real images
+with SDXL + T2I-Adapter / ControlNet (:func:`defectsynth.controllable.generate.sample_sd`).
+Options shared by both are defined once; the others are refused with the other backend.
+"""
 
 from __future__ import annotations
 
@@ -10,13 +16,16 @@ import typer
 
 from defectsynth.commands._options import OutOpt, OverwriteOpt, ProgressOpt, SeedOpt
 from defectsynth.commands._summary import console, print_dataset_summary
+from defectsynth.errors import OptionError
 
 EXAMPLES = """
-[bold]Examples[/]
+[bold]Examples[/] (--backend diffusion, the default: a run from `defectsynth train`)
 
   defectsynth sample runs/toy-basd --conditions data/toy:test --out synth/toy-test --scheduler ddim --steps 50
 
   defectsynth sample runs/wood --conditions data/wood:val --num 4000 --steps 1000 --out synth/wood
+
+  defectsynth sample runs/wood --plan plan.json --out synth/wood-balanced   [dim](balance --plan-out)[/]
 
   defectsynth sample runs/lemons-isdm --steps 300 --rescale --guidance 1.5 --out synth/lemons   [dim](ISDM's sampler)[/]
 
@@ -24,8 +33,27 @@ EXAMPLES = """
 
   accelerate launch -m defectsynth sample runs/wood --out synth/wood   [dim](conditions split across GPUs; same output)[/]
 
-A rerun with the same options skips the samples already written.
+A rerun with the same options skips the samples already written. Docs: docs/sample.md
+
+[bold]Examples[/] (--backend sd-adapter: SDXL + T2I-Adapter / ControlNet redraw real images, masks kept)
+
+  defectsynth sample --backend sd-adapter --conditions data/voc:train --out synth/voc-sd \\
+      --base models/sdxl-base --adapter models/t2i-lineart-sdxl --prior lineart --prior-weights models/annotators
+
+  defectsynth sample --backend sd-adapter --conditions data/parts --out synth/parts-sd \\
+      --base models/sdxl-base --controlnet models/controlnet-canny-sdxl --prior canny --captions captions.jsonl
+
+  defectsynth sample --backend sd-adapter --conditions data/voc:train --plan plan.json --out synth/voc-sd ...   [dim](balance --plan-out)[/]
+
+Writes previews of the priors under [cyan]previews/[/]. Docs: docs/sd-adapter.md
 """
+
+DIFFUSION, SD = "diffusion backend (default)", "sd-adapter backend"
+
+
+class Backend(str, Enum):
+    diffusion = "diffusion"
+    sd_adapter = "sd-adapter"
 
 
 class Scheduler(str, Enum):
@@ -34,33 +62,108 @@ class Scheduler(str, Enum):
     dpm = "dpm"
 
 
+class Prior(str, Enum):
+    canny = "canny"
+    lineart = "lineart"
+    sketch = "sketch"
+
+
+# options of one backend only: refused with the other one
+DIFFUSION_ONLY = ("num", "rescale", "scheduler", "ema")
+SD_ONLY = ("base", "adapter", "controlnet", "num_per_condition", "prior", "prior_weights", "blend", "captions", "captioner",
+           "prompt_template", "negative_prompt", "conditioning_scale", "resolution", "device", "dtype", "preview")  # fmt: skip
+
+
+def _sd(help_text: str, *names: str) -> typer.Option:
+    return typer.Option(*names, help=help_text, rich_help_panel=SD)
+
+
+def _diff(help_text: str, *names: str) -> typer.Option:
+    return typer.Option(*names, help=help_text, rich_help_panel=DIFFUSION)
+
+
+def check_backend_options(ctx: typer.Context, backend: Backend, run: Path | None, conditions: str | None) -> None:
+    """One-line errors for RUN and the options that the chosen backend does not take."""
+    if backend is Backend.diffusion and run is None:
+        raise OptionError("RUN is required with --backend diffusion: a run folder written by `defectsynth train`")
+    if backend is Backend.sd_adapter and run is not None:
+        raise OptionError(f"--backend sd-adapter takes no RUN (got {run}): it redraws the --conditions images")
+    if backend is Backend.sd_adapter and conditions is None:
+        raise OptionError("--conditions DATASET[:split] is required with --backend sd-adapter")
+    foreign, owner = (SD_ONLY, "sd-adapter") if backend is Backend.diffusion else (DIFFUSION_ONLY, "diffusion")
+    flags = {p.name: "/".join(p.opts + p.secondary_opts) for p in ctx.command.params}
+    # by name: typer vendors its own click, whose ParameterSource is not click's
+    given = [flags[name] for name in foreign if getattr(ctx.get_parameter_source(name), "name", "DEFAULT") not in ("DEFAULT", "DEFAULT_MAP")]
+    if given:
+        raise OptionError(f"{', '.join(given)}: only with --backend {owner} (this is --backend {backend.value})")
+
+
 def sample_command(
-    run: Annotated[Path, typer.Argument(help="Run folder written by `defectsynth train`.")],
+    ctx: typer.Context,
     out: OutOpt,
-    conditions: Annotated[Optional[str], typer.Option("--conditions", help="DATASET[:split] whose boxes condition the samples. Default: the run's training data.")] = None,
-    num: Annotated[Optional[int], typer.Option("--num", help="Number of samples (conditions are reused round by round). Default: one per condition.")] = None,
-    steps: Annotated[Optional[int], typer.Option("--steps", help="Sampling steps. Default: 1000 (ddpm), 50 (ddim), 20 (dpm).")] = None,
-    rescale: Annotated[bool, typer.Option("--rescale", help="ISDM's sampler: a fresh N-step schedule, betas x T/N, model fed t*T/N.")] = False,
-    scheduler: Annotated[Scheduler, typer.Option("--scheduler", help="ddpm (respaced), ddim or dpm (DPM-Solver++).")] = Scheduler.ddpm,
-    guidance: Annotated[float, typer.Option("--guidance", help="Classifier-free guidance scale (ISDM: 1.5); needs a run trained with --drop-rate.")] = 1.0,
+    run: Annotated[Optional[Path], typer.Argument(metavar="RUN", help="Run folder written by `defectsynth train` (diffusion backend only).", show_default=False)] = None,
+    backend: Annotated[Backend, typer.Option("--backend", help="diffusion: sample RUN; sd-adapter: redraw the --conditions images with SDXL.")] = Backend.diffusion,
+    conditions: Annotated[Optional[str], typer.Option("--conditions", help="DATASET[:split]: whose boxes condition the samples (diffusion; default: the run's training data) or whose images are redrawn (sd-adapter, required).")] = None,
+    plan: Annotated[Optional[Path], typer.Option("--plan", help="Generation plan from `balance --plan-out` (which condition images, how often). Diffusion: instead of --conditions and --num.")] = None,
+    steps: Annotated[Optional[int], typer.Option("--steps", help="Sampling steps. Default: 1000 (ddpm), 50 (ddim), 20 (dpm); sd-adapter 30 (the paper).")] = None,
+    guidance: Annotated[Optional[float], typer.Option("--guidance", help="Classifier-free guidance scale. Default: 1 (none; ISDM: 1.5, needs --drop-rate in training); sd-adapter 7.5.")] = None,
     seed: SeedOpt = 0,
-    batch_size: Annotated[int, typer.Option("--batch-size", help="Samples per forward pass (does not change the output).")] = 16,
-    ema: Annotated[bool, typer.Option("--ema/--no-ema", help="Use the EMA weights when the run has them.")] = True,
+    batch_size: Annotated[Optional[int], typer.Option("--batch-size", help="Images per forward pass (does not change the output). Default: 16; sd-adapter 1.")] = None,
     overwrite: OverwriteOpt = False,
     progress: ProgressOpt = True,
+    num: Annotated[Optional[int], _diff("Number of samples (conditions are reused round by round). Default: one per condition.", "--num")] = None,
+    rescale: Annotated[bool, _diff("ISDM's sampler: a fresh N-step schedule, betas x T/N, model fed t*T/N.", "--rescale")] = False,
+    scheduler: Annotated[Scheduler, _diff("ddpm (respaced), ddim or dpm (DPM-Solver++).", "--scheduler")] = Scheduler.ddpm,
+    ema: Annotated[bool, _diff("Use the EMA weights when the run has them.", "--ema/--no-ema")] = True,
+    base: Annotated[Optional[Path], _sd("Local SDXL pipeline folder, e.g. stabilityai/stable-diffusion-xl-base-1.0 (required).", "--base")] = None,
+    adapter: Annotated[Optional[Path], _sd("Local T2I-Adapter folder, e.g. TencentARC/t2i-adapter-lineart-sdxl-1.0.", "--adapter")] = None,
+    controlnet: Annotated[Optional[Path], _sd("Local ControlNet folder instead of --adapter, e.g. diffusers/controlnet-canny-sdxl-1.0.", "--controlnet")] = None,
+    num_per_condition: Annotated[int, _sd("Without --plan: redraws per condition image.", "--num-per-condition")] = 1,
+    prior: Annotated[Prior, _sd("Image prior: lineart (paper default), canny, sketch.", "--prior")] = Prior.lineart,
+    prior_weights: Annotated[Optional[Path], _sd("Folder with the detector safetensors: lineart.safetensors and/or sketch.safetensors (docs/sd-adapter.md#priors).", "--prior-weights")] = None,
+    blend: Annotated[str, _sd("w1,w2 of V = w1*prior(image) + w2*prior(mask) (paper eq. 4).", "--blend")] = "0.7,0.9",
+    captions: Annotated[Optional[Path], _sd('JSON lines {"stem": ..., "caption": ...}.', "--captions")] = None,
+    captioner: Annotated[Optional[Path], _sd("Local captioning model folder, e.g. Salesforce/blip2-opt-2.7b.", "--captioner")] = None,
+    prompt_template: Annotated[Optional[str], _sd("Prompt with {classes} and/or {caption}; default '{caption}; {classes}'.", "--prompt-template")] = None,
+    negative_prompt: Annotated[Optional[str], _sd("Negative prompt for every image.", "--negative-prompt")] = None,
+    conditioning_scale: Annotated[float, _sd("Adapter / ControlNet conditioning scale.", "--conditioning-scale")] = 1.0,
+    resolution: Annotated[int, _sd("Longer side the model draws at (SDXL: 1024); outputs take the condition's size.", "--resolution")] = 1024,
+    device: Annotated[str, _sd("auto, cpu, cuda, cuda:1 ...", "--device")] = "auto",
+    dtype: Annotated[str, _sd("auto (float16 on GPU), float32, float16, bfloat16.", "--dtype")] = "auto",
+    preview: Annotated[int, _sd("Write prior previews of the first N condition images.", "--preview")] = 8,
 ) -> None:
-    from defectsynth.diffusion.sampling import sample
+    check_backend_options(ctx, backend, run, conditions)
+    if backend is Backend.diffusion:
+        from defectsynth.diffusion.sampling import sample
 
-    manifest = sample(
-        run, out=out, conditions=conditions, num=num, steps=steps, rescale=rescale, scheduler=scheduler.value,
-        guidance=guidance, seed=seed, batch_size=batch_size, ema=ema, overwrite=overwrite, progress=progress,
-    )
-    if manifest.stats:
-        print_dataset_summary(manifest, out)
-        invalid = manifest.stats.get("invalid_mask_pixels", 0)
-        if invalid:
-            console.print(f"mask pixels with codes beyond the class count (written as background): {invalid:,}")
+        manifest = sample(
+            run, out=out, conditions=conditions, num=num, plan=plan, steps=steps, rescale=rescale, scheduler=scheduler.value,
+            guidance=1.0 if guidance is None else guidance, seed=seed, batch_size=16 if batch_size is None else batch_size,
+            ema=ema, overwrite=overwrite, progress=progress,
+        )  # fmt: skip
+        if manifest.stats:
+            print_dataset_summary(manifest, out)
+            invalid = manifest.stats.get("invalid_mask_pixels", 0)
+            if invalid:
+                console.print(f"mask pixels with codes beyond the class count (written as background): {invalid:,}")
+        return
+    from defectsynth.controllable.generate import sample_sd
+    from defectsynth.data import Dataset
+
+    if base is None:
+        raise OptionError("--base (a local SDXL pipeline folder) is required with --backend sd-adapter")
+    written = sample_sd(
+        conditions, out, base, adapter=adapter, controlnet=controlnet, plan=plan, num_per_condition=num_per_condition,
+        prior=prior.value, prior_weights=prior_weights, blend=blend, captions=captions, captioner=captioner,
+        prompt_template=prompt_template, negative_prompt=negative_prompt, steps=30 if steps is None else steps,
+        guidance=7.5 if guidance is None else guidance, conditioning_scale=conditioning_scale, resolution=resolution,
+        seed=seed, batch_size=1 if batch_size is None else batch_size, device=device, dtype=dtype, preview=preview,
+        overwrite=overwrite, progress=progress,
+    )  # fmt: skip
+    print_dataset_summary(Dataset(written).manifest, written)
 
 
 def register(app: typer.Typer) -> None:
-    app.command("sample", help="Draw a synthetic image + mask dataset from a trained run.", epilog=EXAMPLES)(sample_command)
+    app.command(
+        "sample", help="Draw a synthetic image + mask dataset: from a trained run (diffusion) or by redrawing real images (sd-adapter).", epilog=EXAMPLES
+    )(sample_command)
