@@ -13,7 +13,7 @@ import torch
 from defectsynth.controllable.detectors import (
     LINEART_FILE, SKETCH_FILE, LineartGenerator, PiDiNet, PixelDifferenceConv, load_lineart, load_sketch, run_lineart,
 )  # fmt: skip
-from defectsynth.controllable.generate import generation_size, make_jobs, parse_conditions, read_plan
+from defectsynth.controllable.generate import generation_size, make_jobs, parse_conditions, plan_of
 from defectsynth.controllable.priors import PriorDetector, blend_priors, canny_prior, mask_prior, parse_blend, to_condition_image
 from defectsynth.controllable.prompts import build_prompt, check_template, class_prompt, classes_in_mask, missing_captions, read_captions
 from defectsynth.errors import DatasetError, MissingDependencyError, OptionError
@@ -161,21 +161,20 @@ def test_read_captions(tmp_path):
         read_captions(tmp_path / "missing.jsonl")
 
 
-def test_read_plan_and_jobs(tmp_path):
+def test_plan_of_and_jobs(tmp_path):
     path = tmp_path / "plan.json"
-    path.write_text(json.dumps({"format": 1, "dataset": "data/x", "n_balance": 3, "plan": [{"stem": "b", "repeats": 2}, {"stem": "a", "repeats": 0}, {"stem": "b", "repeats": 1}]}))
-    plan = read_plan(path, ["a", "b"])
-    assert plan == [("b", 2), ("a", 0), ("b", 1)]
+    path.write_text(json.dumps({"format": 1, "dataset": "data/x", "n_balance": 3, "plan": [{"stem": "b", "repeats": 2}, {"stem": "a", "repeats": 1}]}))
+    plan = plan_of(path, ["a", "b"])
+    assert plan == [("b", 2), ("a", 1)]
     jobs = make_jobs(["a", "b"], plan, 1)
-    assert [(j.index, j.out_stem) for j in jobs] == [(0, "b_sd0"), (1, "b_sd1"), (2, "b_sd2")]
+    assert [(j.index, j.out_stem) for j in jobs] == [(0, "b_sd0"), (1, "b_sd1"), (2, "a_sd0")]
     assert [j.out_stem for j in make_jobs(["a", "b"], None, 2)] == ["a_sd0", "a_sd1", "b_sd0", "b_sd1"]
-    for plan_json, message in [({"format": 1, "plan": [{"stem": "z", "repeats": 1}]}, "not among the condition images"),
-                               ({"format": 1, "plan": [{"stem": "a", "repeats": -1}]}, "plan entry 0"),
-                               ({"format": 1, "plan": [{"stem": "a", "repeats": True}]}, "plan entry 0"),
-                               ({"plan": []}, "not a generation plan")]:  # fmt: skip
+    for plan_json, message in [({"format": 1, "plan": [{"stem": "z", "repeats": 1}]}, "plan stem 'z' is not among the condition images"),
+                               ({"format": 1, "plan": [{"stem": "a", "repeats": 0}]}, "plan entry 0"),  # balancing.read_plan's rules
+                               ({"plan": []}, "plan format None is not supported")]:  # fmt: skip
         path.write_text(json.dumps(plan_json))
         with pytest.raises(DatasetError, match=message):
-            read_plan(path, ["a", "b"])
+            plan_of(path, ["a", "b"])
 
 
 def test_conditions_spec_and_generation_size(tmp_path):

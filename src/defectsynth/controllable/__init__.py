@@ -6,11 +6,11 @@ Needs the optional extra ``pip install 'defectsynth[sd]'`` (transformers) and lo
 """
 
 from defectsynth.controllable.clip_filter import clip_scores, filter_by_clip
-from defectsynth.controllable.generate import parse_conditions, read_plan, sample_sd
+from defectsynth.controllable.generate import parse_conditions, sample_sd
 from defectsynth.controllable.priors import blend_priors, canny_prior, mask_prior
 from defectsynth.controllable.prompts import build_prompt, class_prompt
 
 __all__ = [
     "blend_priors", "build_prompt", "canny_prior", "class_prompt", "clip_scores", "filter_by_clip",
-    "mask_prior", "parse_conditions", "read_plan", "sample_sd",
+    "mask_prior", "parse_conditions", "sample_sd",
 ]  # fmt: skip

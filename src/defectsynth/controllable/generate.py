@@ -35,6 +35,7 @@ from defectsynth.controllable.priors import PriorDetector, blend_priors, mask_pr
 from defectsynth.controllable.prompts import (
     Captioner, build_prompt, check_template, class_prompt, classes_in_mask, missing_captions, read_captions,
 )  # fmt: skip
+from defectsynth.balancing import read_plan
 from defectsynth.data import Dataset, DatasetWriter, Manifest, Sample
 from defectsynth.data.files import read_json, write_image
 from defectsynth.data.writer import check_output_dir
@@ -55,19 +56,14 @@ def parse_conditions(spec: str | Path) -> tuple[Path, str | None]:
     return Path(folder), (split or None)
 
 
-def read_plan(path: str | Path, stems: list[str]) -> list[tuple[str, int]]:
-    """``(condition stem, repeats)`` pairs from a ``balance --plan-out`` file, checked against ``stems``."""
-    data = read_json(path)
-    if not isinstance(data, dict) or data.get("format") != 1 or not isinstance(data.get("plan"), list):
-        raise DatasetError('not a generation plan: expected {"format": 1, "plan": [{"stem": ..., "repeats": k}, ...]}', path)
-    known, plan = set(stems), []
-    for k, item in enumerate(data["plan"]):
-        repeats = item.get("repeats") if isinstance(item, dict) else None
-        if not isinstance(item, dict) or not isinstance(item.get("stem"), str) or isinstance(repeats, bool) or not isinstance(repeats, int) or repeats < 0:
-            raise DatasetError(f"plan entry {k} must be {{\"stem\": \"<stem>\", \"repeats\": k >= 0}}, got {item!r}", path)
-        if item["stem"] not in known:
-            raise DatasetError(f"plan entry {k}: stem {item['stem']!r} is not among the condition images", path)
-        plan.append((item["stem"], repeats))
+def plan_of(path: str | Path, stems: list[str]) -> list[tuple[str, int]]:
+    """``(condition stem, repeats)`` pairs of a ``balance --plan-out`` file
+    (:func:`~defectsynth.balancing.read_plan`), every stem one of ``stems``."""
+    plan = read_plan(path)
+    known = set(stems)
+    missing = next((stem for stem, _ in plan if stem not in known), None)
+    if missing is not None:
+        raise DatasetError(f"plan stem {missing!r} is not among the condition images", path)
     return plan
 
 
@@ -235,7 +231,7 @@ def sample_sd(
     _check_numbers(steps, guidance, resolution, batch_size, num_per_condition, preview)
     if captions is not None and captioner is not None:
         raise OptionError("give --captions FILE or --captioner DIR, not both")
-    jobs = make_jobs(stems, read_plan(plan, stems) if plan is not None else None, num_per_condition)
+    jobs = make_jobs(stems, plan_of(plan, stems) if plan is not None else None, num_per_condition)
     if not jobs:
         raise OptionError("nothing to generate: the plan asks for 0 images")
     caption_of = read_captions(captions) if captions is not None else {}

@@ -34,6 +34,7 @@ import numpy as np
 import torch
 from diffusers.utils.torch_utils import randn_tensor
 
+from defectsynth.balancing import planned_samples, read_plan
 from defectsynth.data import Box, Dataset, Manifest
 from defectsynth.data.files import read_json, write_image, write_json, write_mask
 from defectsynth.data.model import ClassInfo
@@ -188,8 +189,6 @@ def condition_jobs(run: Run, ds: Dataset, pairs: list[tuple[str, str]]) -> list[
 def plan_file_jobs(run: Run, plan: str | Path) -> tuple[list[Job], dict[str, Any]]:
     """The jobs of a ``balance --plan-out`` file (:func:`~defectsynth.balancing.planned_samples`), conditioned
     on its dataset, and the ``conditions`` provenance entry."""
-    from defectsynth.balancing import planned_samples, read_plan
-
     plan = Path(plan)
     if run.args["cond"] == "none":
         raise OptionError("--plan cannot be used with an unconditional run (--cond none): it takes no boxes")
