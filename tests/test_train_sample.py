@@ -11,7 +11,9 @@ from pathlib import Path
 
 import pytest
 from safetensors.torch import load_file
+from typer.testing import CliRunner
 
+from defectsynth.cli import app
 from defectsynth.data import Dataset
 from defectsynth.data.prepare import prepare
 from defectsynth.diffusion.sampling import sample
@@ -141,6 +143,9 @@ def test_a_balance_plan_draws_each_condition_its_repeats(guided_run, data16, tmp
     plan.write_text(json.dumps({"format": 1, "dataset": str(data16), "plan": [{"stem": "nope", "repeats": 1}]}))
     with pytest.raises(DatasetError, match=f"{plan}: plan stem 'nope' is not in the plan's dataset"):
         sample(guided_run, out=tmp_path / "x", **options)
+    result = CliRunner().invoke(app, ["sample", str(guided_run), "--plan", str(plan), "--out", str(tmp_path / "x"), "--no-progress"])
+    lines = [line for line in result.output.splitlines() if line.strip()]
+    assert result.exit_code == 2 and len(lines) == 1 and "plan stem 'nope'" in lines[0] and str(plan.name) in lines[0], lines
     plan.write_text(json.dumps({"format": 1, "dataset": str(tmp_path), "plan": [{"stem": stems[0], "repeats": 1}]}))
     with pytest.raises(DatasetError, match="is not a dataset folder"):
         sample(guided_run, out=tmp_path / "x", **options)
