@@ -146,6 +146,9 @@ def test_a_balance_plan_draws_each_condition_its_repeats(guided_run, data16, tmp
     result = CliRunner().invoke(app, ["sample", str(guided_run), "--plan", str(plan), "--out", str(tmp_path / "x"), "--no-progress"])
     lines = [line for line in result.output.splitlines() if line.strip()]
     assert result.exit_code == 2 and len(lines) == 1 and "plan stem 'nope'" in lines[0] and str(plan.name) in lines[0], lines
+    plan.write_text(json.dumps({"format": 1, "dataset": str(data16), "plan": []}))
+    with pytest.raises(DatasetError, match="lists no generations"):
+        sample(guided_run, out=tmp_path / "x", **options)
     plan.write_text(json.dumps({"format": 1, "dataset": str(tmp_path), "plan": [{"stem": stems[0], "repeats": 1}]}))
     with pytest.raises(DatasetError, match="is not a dataset folder"):
         sample(guided_run, out=tmp_path / "x", **options)

@@ -193,6 +193,8 @@ def plan_file_jobs(run: Run, plan: str | Path) -> tuple[list[Job], dict[str, Any
     if run.args["cond"] == "none":
         raise OptionError("--plan cannot be used with an unconditional run (--cond none): it takes no boxes")
     pairs = planned_samples(read_plan(plan))
+    if not pairs:
+        raise DatasetError("the plan lists no generations: nothing to sample", plan)
     info = read_json(plan)
     if not isinstance(info.get("dataset"), str) or not (Path(info["dataset"]) / "dataset.json").is_file():
         raise DatasetError(f"the plan's dataset {info.get('dataset')!r} is not a dataset folder", plan)
