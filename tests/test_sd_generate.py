@@ -108,8 +108,10 @@ def test_controlnet_with_a_plan_and_seeds_independent_of_batching(models, toy_da
     captioner = mock.Mock(side_effect=lambda images: [f"a {images[0].shape[1]} px plate"])  # the captioning model, see below
     with mock.patch.object(generate_module, "Captioner", return_value=captioner) as make_captioner:
         one = generate_module.sample_sd(toy_dataset, tmp_path / "one", models["base"], batch_size=1, captioner=tmp_path / "blip2", **kwargs)
-        two = generate_module.sample_sd(toy_dataset, tmp_path / "two", models["base"], batch_size=2, captioner=tmp_path / "blip2", **kwargs)
+        # no conditions: the plan's dataset (and split, none here) are used
+        two = generate_module.sample_sd(None, tmp_path / "two", models["base"], batch_size=2, captioner=tmp_path / "blip2", **kwargs)
     make_captioner.assert_called_with(tmp_path / "blip2", device="cpu")
+    assert read_json(two / "dataset.json")["source"]["conditions"] == {"dataset": str(toy_dataset), "split": None}
     assert Dataset(one).stems == [f"{stems[1]}_sd0", f"{stems[1]}_sd1"]
     source = read_json(one / "dataset.json")["source"]
     assert source["controlnet"] == str(models["controlnet"]) and source["captioner"] == str(tmp_path / "blip2")
@@ -158,6 +160,7 @@ def test_bad_input_gives_one_line(runner, models, toy_dataset, tmp_path):
     no_masks = Path(shutil.copytree(toy_dataset, tmp_path / "nomasks"))
     shutil.rmtree(no_masks / "masks")
     assert "has none" in _one_line_error(runner.invoke(app, [*args[:4], str(no_masks), *args[5:]]))
+    assert "--conditions DATASET[:split] is required" in _one_line_error(runner.invoke(app, [*args[:3], *args[5:]]))
 
 
 def test_missing_transformers_is_one_line(monkeypatch, models):

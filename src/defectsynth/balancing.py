@@ -228,6 +228,16 @@ def read_plan(path: str | Path) -> list[tuple[str, int]]:
     return plan
 
 
+def plan_dataset(path: str | Path) -> tuple[Path, str | None]:
+    """The ``(dataset folder, split)`` a plan file was made from; the folder must be a dataset."""
+    data = read_json(path)
+    folder = data.get("dataset") if isinstance(data, dict) else None
+    if not isinstance(folder, str) or not (Path(folder) / "dataset.json").is_file():
+        raise DatasetError(f"the plan's dataset {folder!r} is not a dataset folder", path)
+    split = data.get("split")
+    return Path(folder), split if isinstance(split, str) else None
+
+
 def planned_samples(plan: list[tuple[str, int]]) -> list[tuple[str, str]]:
     """(output stem, condition stem) for every generation of ``plan``: ``<stem>-<k>`` for k < repeats,
     the naming ``sample`` uses for repeated conditions. Its length is the plan's total."""

@@ -43,7 +43,7 @@ A rerun with the same options skips the samples already written. Docs: docs/samp
   defectsynth sample --backend sd-adapter --conditions data/parts --out synth/parts-sd \\
       --base models/sdxl-base --controlnet models/controlnet-canny-sdxl --prior canny --captions captions.jsonl
 
-  defectsynth sample --backend sd-adapter --conditions data/voc:train --plan plan.json --out synth/voc-sd ...   [dim](balance --plan-out)[/]
+  defectsynth sample --backend sd-adapter --plan plan.json --out synth/voc-sd ...   [dim](balance --plan-out: its dataset and split)[/]
 
 Writes previews of the priors under [cyan]previews/[/]. Docs: docs/sd-adapter.md
 """
@@ -82,14 +82,12 @@ def _diff(help_text: str, *names: str) -> typer.Option:
     return typer.Option(*names, help=help_text, rich_help_panel=DIFFUSION)
 
 
-def check_backend_options(ctx: typer.Context, backend: Backend, run: Path | None, conditions: str | None) -> None:
+def check_backend_options(ctx: typer.Context, backend: Backend, run: Path | None) -> None:
     """One-line errors for RUN and the options that the chosen backend does not take."""
     if backend is Backend.diffusion and run is None:
         raise OptionError("RUN is required with --backend diffusion: a run folder written by `defectsynth train`")
     if backend is Backend.sd_adapter and run is not None:
         raise OptionError(f"--backend sd-adapter takes no RUN (got {run}): it redraws the --conditions images")
-    if backend is Backend.sd_adapter and conditions is None:
-        raise OptionError("--conditions DATASET[:split] is required with --backend sd-adapter")
     foreign, owner = (SD_ONLY, "sd-adapter") if backend is Backend.diffusion else (DIFFUSION_ONLY, "diffusion")
     flags = {p.name: "/".join(p.opts + p.secondary_opts) for p in ctx.command.params}
     # by name: typer vendors its own click, whose ParameterSource is not click's
@@ -103,7 +101,7 @@ def sample_command(
     out: OutOpt,
     run: Annotated[Optional[Path], typer.Argument(metavar="RUN", help="Run folder written by `defectsynth train` (diffusion backend only).", show_default=False)] = None,
     backend: Annotated[Backend, typer.Option("--backend", help="diffusion: sample RUN; sd-adapter: redraw the --conditions images with SDXL.")] = Backend.diffusion,
-    conditions: Annotated[Optional[str], typer.Option("--conditions", help="DATASET[:split]: whose boxes condition the samples (diffusion; default: the run's training data) or whose images are redrawn (sd-adapter, required).")] = None,
+    conditions: Annotated[Optional[str], typer.Option("--conditions", help="DATASET[:split]: whose boxes condition the samples (diffusion; default: the run's training data) or whose images are redrawn (sd-adapter; default: the --plan's dataset).")] = None,
     plan: Annotated[Optional[Path], typer.Option("--plan", help="Generation plan from `balance --plan-out` (which condition images, how often). Diffusion: instead of --conditions and --num.")] = None,
     steps: Annotated[Optional[int], typer.Option("--steps", help="Sampling steps. Default: 1000 (ddpm), 50 (ddim), 20 (dpm); sd-adapter 30 (the paper).")] = None,
     guidance: Annotated[Optional[float], typer.Option("--guidance", help="Classifier-free guidance scale. Default: 1 (none; ISDM: 1.5, needs --drop-rate in training); sd-adapter 7.5.")] = None,
@@ -132,7 +130,7 @@ def sample_command(
     dtype: Annotated[str, _sd("auto (float16 on GPU), float32, float16, bfloat16.", "--dtype")] = "auto",
     preview: Annotated[int, _sd("Write prior previews of the first N condition images.", "--preview")] = 8,
 ) -> None:
-    check_backend_options(ctx, backend, run, conditions)
+    check_backend_options(ctx, backend, run)
     if backend is Backend.diffusion:
         from defectsynth.diffusion.sampling import sample
 

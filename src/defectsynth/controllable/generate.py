@@ -35,7 +35,7 @@ from defectsynth.controllable.priors import PriorDetector, blend_priors, mask_pr
 from defectsynth.controllable.prompts import (
     Captioner, build_prompt, check_template, class_prompt, classes_in_mask, missing_captions, read_captions,
 )  # fmt: skip
-from defectsynth.balancing import read_plan
+from defectsynth.balancing import plan_dataset, read_plan
 from defectsynth.data import Dataset, DatasetWriter, Manifest, Sample
 from defectsynth.data.files import read_json, write_image
 from defectsynth.data.writer import check_output_dir
@@ -185,7 +185,7 @@ def _write_redraws(
 
 
 def sample_sd(
-    conditions: str | Path,
+    conditions: str | Path | None,
     out: str | Path,
     base: str | Path,
     adapter: str | Path | None = None,
@@ -214,14 +214,16 @@ def sample_sd(
 ) -> Path:
     """Redraw the condition images with SDXL + T2I-Adapter (``adapter``) or ControlNet (``controlnet``).
 
-    conditions: ``DATASET`` or ``DATASET:split``, a dataset folder with masks. plan: a
-    ``balance --plan-out`` file (which images, how often); without it every condition image is
+    conditions: ``DATASET`` or ``DATASET:split``, a dataset folder with masks (None: the plan's
+    dataset and split). plan: a ``balance --plan-out`` file (which images, how often); without it every condition image is
     redrawn ``num_per_condition`` times. blend: ``"w1,w2"`` of equation 4. resolution: the longer
     side the model draws at (SDXL: 1024); images are resized back to the condition's size.
     Returns ``out``, the synthetic dataset folder described in the module docstring.
     """
     # 1. check everything cheap before loading any model
-    folder, split = parse_conditions(conditions)
+    if conditions is None and plan is None:
+        raise OptionError("--conditions DATASET[:split] is required with --backend sd-adapter (or a --plan to take it from)")
+    folder, split = parse_conditions(conditions) if conditions is not None else plan_dataset(plan)
     dataset = Dataset(folder)
     if not dataset.has_masks:
         raise DatasetError("the sd-adapter backend keeps the real masks, and this dataset has none (masks/ is missing)", folder)

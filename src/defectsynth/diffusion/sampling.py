@@ -34,7 +34,7 @@ import numpy as np
 import torch
 from diffusers.utils.torch_utils import randn_tensor
 
-from defectsynth.balancing import planned_samples, read_plan
+from defectsynth.balancing import plan_dataset, planned_samples, read_plan
 from defectsynth.data import Box, Dataset, Manifest
 from defectsynth.data.files import read_json, write_image, write_json, write_mask
 from defectsynth.data.model import ClassInfo
@@ -195,15 +195,13 @@ def plan_file_jobs(run: Run, plan: str | Path) -> tuple[list[Job], dict[str, Any
     pairs = planned_samples(read_plan(plan))
     if not pairs:
         raise DatasetError("the plan lists no generations: nothing to sample", plan)
-    info = read_json(plan)
-    if not isinstance(info.get("dataset"), str) or not (Path(info["dataset"]) / "dataset.json").is_file():
-        raise DatasetError(f"the plan's dataset {info.get('dataset')!r} is not a dataset folder", plan)
-    ds = Dataset(info["dataset"])
+    folder, split = plan_dataset(plan)
+    ds = Dataset(folder)
     known = set(ds.stems)
     missing = next((c for _, c in pairs if c not in known), None)
     if missing is not None:
         raise DatasetError(f"plan stem {missing!r} is not in the plan's dataset {ds.root}", plan)
-    return condition_jobs(run, ds, pairs), {"dataset": str(ds.root.resolve()), "split": info.get("split")}
+    return condition_jobs(run, ds, pairs), {"dataset": str(ds.root.resolve()), "split": split}
 
 
 # -- the output folder ----------------------------------------------------------------------------
