@@ -100,11 +100,20 @@ def test_demo_quick_runs_every_stage(runner, tmp_path):
     result = runner.invoke(app, ["demo", "--quick", "--out", str(out), "--no-progress"])
     assert result.exit_code == 0, result.output
     for name in ("demo.json", "data/dataset.json", "run/run.json", "run/unet_ema/config.json", "synthetic/dataset.json",
-                 "previews/real.png", "previews/synthetic.png", "run/previews/epoch-00001.png"):
+                 "previews/real.png", "previews/synthetic.png", "run/previews/epoch-00001.png", "metrics.json",
+                 "filtered/dataset.json", "plan.json", "evaluate/report.json", "evaluate/chart_unet.png"):
         assert (out / name).is_file(), name
     synth = Dataset(out / "synthetic")
-    assert synth.manifest.source["conditions"]["split"] == "test"
-    assert len(synth) == len(Dataset(out / "data").split("test"))
+    # conditioned on the train boxes, so the real test split stays unseen by every stage
+    assert synth.manifest.source["conditions"]["split"] == "train"
+    assert len(synth) == len(Dataset(out / "data").split("train"))
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert set(metrics) == {"sae", "ebr"} and 0.0 <= metrics["ebr"]["all"] <= 1.0
+    assert "SAE" in result.output and "mIoU" in result.output
+    filtered = Dataset(out / "filtered")
+    assert filtered.manifest.source["filters"][-1]["by"] == "boxes" and len(filtered) == len(synth)
+    report = json.loads((out / "evaluate" / "report.json").read_text())
+    assert {r["mix"] for r in report["rows"]} == {"R=all,S=0", "R=all,S=R"}
     assert json.loads((out / "demo.json").read_text())["quick"] is True
     again = runner.invoke(app, ["demo", "--quick", "--out", str(out), "--no-progress"])
     assert again.exit_code == 2 and "--overwrite" in again.output

@@ -1,4 +1,5 @@
-"""The demo pipeline from Python: toy data -> box-guided joint model -> samples for the test boxes.
+"""The demo pipeline from Python (what ``defectsynth demo`` runs): toy data -> box-guided joint model ->
+samples for the train boxes -> SAE/EBR -> filter -> balancing plan -> evaluate.
 
 Same steps as examples/cli/demo.sh.  Run: python examples/api/demo.py [OUT]
 """
@@ -7,6 +8,7 @@ import sys
 from pathlib import Path
 
 import defectsynth
+from defectsynth.metrics import compute_metrics
 
 out = Path(sys.argv[1] if len(sys.argv) > 1 else "demo-api")
 defectsynth.prepare("toy", out / "data", num=240, size="32")
@@ -14,5 +16,16 @@ run = defectsynth.train(
     out / "data", out=out / "run", cond="basd", target="joint", model="small",
     batch_size=16, lr=5e-4, max_steps=1200, checkpoint_every=400, preview_every=20, progress=True,
 )
-manifest = defectsynth.sample(run, out=out / "synthetic", conditions=f"{out / 'data'}:test", scheduler="ddim", steps=50, progress=True)
-print(manifest.stats)
+defectsynth.sample(run, out=out / "synthetic", conditions=f"{out / 'data'}:train", scheduler="ddim", steps=50, progress=True)
+metrics = compute_metrics(["sae", "ebr"], synthetic=out / "synthetic")
+print("SAE", metrics["sae"]["all"], "EBR", metrics["ebr"]["all"])
+defectsynth.filter_dataset(out / "synthetic", out / "filtered", by="boxes", clip_labels=True)
+plan = defectsynth.balance(out / "data", plan_out=out / "plan.json", split="train")
+print(f"balance plan: {plan.generations} generations")
+report = defectsynth.evaluate(
+    out / "data", out / "evaluate", synthetic=[out / "filtered"], models=["unet"], encoder="mobilenet_v2",
+    encoder_weights=None, model_kwargs={"encoder_depth": 3, "decoder_channels": [16, 8, 8]},
+    size="32", epochs=15, batch_size=16, lr=1e-3, repeats=1, mix=["R=all,S=0", "R=all,S=R"],
+)
+for row in report["rows"]:
+    print(row["mix"], row["miou_mean"])

@@ -42,6 +42,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from defectsynth.checks import check_at_least
 from defectsynth.data.dataset import Dataset, check_same_classes
 from defectsynth.data.files import write_json
 from defectsynth.data.model import IGNORE_INDEX, Box, Manifest, Sample, boxes_to_array
@@ -184,8 +185,8 @@ def check_keep(by: str, count_option: str, count: int | None, keep_fraction: flo
     """
     if (count is None) == (keep_fraction is None):
         raise OptionError(f"--by {by} needs exactly one of {count_option} or --keep-fraction F")
-    if count is not None and count < 1:
-        raise OptionError(f"{count_option.split()[0]} must be at least 1, got {count}")
+    if count is not None:
+        check_at_least(count_option.split()[0], count)
     if keep_fraction is not None and not 0 < keep_fraction <= 1:
         raise OptionError(f"--keep-fraction must lie in (0, 1], got {keep_fraction}")
 
@@ -299,8 +300,7 @@ def _check_options(
         raise OptionError("--by segmenter needs exactly one of --real DIR (train a U-Net on it) or --model DIR (a saved smp network)")
     if score not in SCORES:
         raise OptionError(f"--score: choose one of {', '.join(SCORES)}, got {score!r}")
-    if batch_size < 1:
-        raise OptionError(f"--batch-size must be at least 1, got {batch_size}")
+    check_at_least("--batch-size", batch_size)
 
 
 def _filter_record(syn: Dataset, by: str, options: dict[str, Any], kept: list[str], removed: dict[str, str], extra: dict[str, Any]) -> dict[str, Any]:

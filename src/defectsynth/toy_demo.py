@@ -6,9 +6,16 @@ Folder written::
       demo.json             what was run, with the settings of each stage
       data/                 the toy dataset (prepare toy)
       run/                  the trained box-guided model (train --cond basd --target joint)
-      synthetic/            samples for the boxes of the toy test split (sample)
-      previews/real.png     real test images: image | mask overlay | boxes
+      synthetic/            samples for the boxes of the toy train split (sample)
+      metrics.json          SAE and EBR of the synthetic masks against their boxes (metrics)
+      filtered/             synthetic labels outside their class's boxes cleared (filter --by boxes --clip-labels)
+      plan.json             class-balancing generation plan for the real train split (balance --plan-out)
+      evaluate/             real vs real + synthetic, a small U-Net on the real test split (evaluate)
+      previews/real.png     real train images: image | mask overlay | boxes
       previews/synthetic.png  the synthetic samples for the same boxes, same columns
+
+The synthetic data is conditioned on the boxes of the *train* split, as in the BASD paper (boxes of
+the segmentation training split), so the test split stays unseen by every stage.
 """
 
 from __future__ import annotations
@@ -27,24 +34,38 @@ SETTINGS: dict[str, dict[str, Any]] = {
         "prepare": {"num": 240, "size": "32"},
         "train": {"model": "small", "batch_size": 16, "epochs": 1000, "max_steps": 1200, "lr": 5e-4, "checkpoint_every": 400, "preview_every": 20},
         "sample": {"scheduler": "ddim", "steps": 50, "batch_size": 32},
+        "evaluate": {"epochs": 15, "batch_size": 16, "repeats": 1},
     },
     "quick": {
         "prepare": {"num": 12, "size": "16"},
         "train": {"model": "tiny", "batch_size": 4, "epochs": 1, "max_steps": 2, "checkpoint_every": 2, "preview_every": 1},
         "sample": {"scheduler": "ddim", "steps": 2, "batch_size": 8},
+        "evaluate": {"epochs": 1, "batch_size": 4, "repeats": 1},
     },
 }
 PREVIEW_ROWS = 8
+# A small U-Net that trains in seconds at 16-32 px (the evaluate tests use the same shape).
+EVALUATE_MODEL = {
+    "models": ["unet"], "encoder": "mobilenet_v2", "encoder_weights": None, "lr": 1e-3,
+    "model_kwargs": {"encoder_depth": 3, "decoder_channels": [16, 8, 8]}, "mix": ["R=all,S=0", "R=all,S=R"],
+}
 
 
 def demo(out: str | Path = "defectsynth-demo", *, quick: bool = False, seed: int = 0, overwrite: bool = False, progress: bool = False) -> dict[str, Any]:
-    """Prepare toy data, train a BASD-conditioned joint model, sample the test boxes, write previews.
+    """Run every stage on toy data: prepare, train (BASD, joint), sample the train boxes, SAE/EBR,
+    filter, a balancing plan, a small evaluate, and previews.
 
-    Returns a dict of the folders written (``data``, ``run``, ``synthetic``, ``previews``).
+    Returns the folders and files written (``data``, ``run``, ``synthetic``, ``filtered``, ``plan``,
+    ``evaluate``, ``previews``) and the results: ``metrics`` (SAE/EBR dict as ``compute_metrics``),
+    ``balance`` (the :class:`~defectsynth.balancing.BalancePlan`) and ``report`` (the evaluate report dict).
     """
+    from defectsynth.balancing import plan_balance
     from defectsynth.data.prepare import prepare
     from defectsynth.diffusion.sampling import sample
     from defectsynth.diffusion.training import train
+    from defectsynth.evaluation import evaluate
+    from defectsynth.filtering import filter_dataset
+    from defectsynth.metrics import compute_metrics
 
     out = Path(out)
     if out.exists() and any(out.iterdir()):
@@ -58,9 +79,19 @@ def demo(out: str | Path = "defectsynth-demo", *, quick: bool = False, seed: int
     write_json(out / "demo.json", {"quick": quick, "seed": seed, "settings": settings})
     prepare("toy", out / "data", seed=seed, progress=progress, **settings["prepare"])
     train(out / "data", out=out / "run", cond="basd", target="joint", seed=seed, progress=progress, **settings["train"])
-    sample(out / "run", out=out / "synthetic", conditions=f"{out / 'data'}:test", seed=seed, progress=progress, **settings["sample"])
+    sample(out / "run", out=out / "synthetic", conditions=f"{out / 'data'}:train", seed=seed, progress=progress, **settings["sample"])
     write_previews(out / "data", out / "synthetic", out / "previews")
-    return {"data": out / "data", "run": out / "run", "synthetic": out / "synthetic", "previews": out / "previews"}
+    metrics = compute_metrics(["sae", "ebr"], synthetic=out / "synthetic", progress=progress)
+    write_json(out / "metrics.json", metrics)
+    filter_dataset(out / "synthetic", out / "filtered", by="boxes", clip_labels=True, progress=progress)
+    plan = plan_balance(out / "data", "auto", out / "plan.json", "train", progress)
+    size = settings["prepare"]["size"]
+    report = evaluate(
+        out / "data", out / "evaluate", synthetic=[out / "filtered"], size=size, seed=seed, progress=progress,
+        **EVALUATE_MODEL, **settings["evaluate"],
+    )
+    names = ("data", "run", "synthetic", "filtered", "plan.json", "evaluate", "previews")
+    return {**{name.split(".")[0]: out / name for name in names}, "metrics": metrics, "balance": plan, "report": report}
 
 
 def write_previews(real: Path, synthetic: Path, folder: Path) -> None:

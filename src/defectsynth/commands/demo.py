@@ -30,11 +30,20 @@ def demo_command(
 ) -> None:
     from defectsynth.toy_demo import demo
 
-    folders = demo(out, quick=quick, seed=seed, overwrite=overwrite, progress=progress)
-    for name, path in folders.items():
-        console.print(f"{name:>10}: {path}")
-    console.print(f"look at {folders['previews'] / 'real.png'} and {folders['previews'] / 'synthetic.png'}")
+    from defectsynth.commands._metrics_tables import metrics_tables
+    from defectsynth.commands.evaluate import report_table
+
+    result = demo(out, quick=quick, seed=seed, overwrite=overwrite, progress=progress)
+    for table in metrics_tables(result["metrics"]):
+        console.print(table)
+    plan = result["balance"]
+    console.print(f"balance plan: {plan.generations} generations from {len(plan.plan)} train conditions to reach {plan.n_balance} images per class")
+    if result["report"] is not None:
+        console.print(report_table(result["report"]))
+    for name in ("data", "run", "synthetic", "filtered", "plan", "evaluate", "previews"):
+        console.print(f"{name:>10}: {result[name]}")
+    console.print(f"look at {result['previews'] / 'real.png'} and {result['previews'] / 'synthetic.png'}")
 
 
 def register(app: typer.Typer) -> None:
-    app.command("demo", help="Run prepare -> train -> sample on toy data and write previews.", epilog=EXAMPLES)(demo_command)
+    app.command("demo", help="Run the whole pipeline on toy data: prepare, train, sample, metrics, filter, balance, evaluate, previews.", epilog=EXAMPLES)(demo_command)

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
+from defectsynth.checks import check_at_least
 from defectsynth.controllable.pipeline import check_folder, quiet_loading, require_transformers
 from defectsynth.controllable.prompts import build_prompt, check_template, class_prompt
 from defectsynth.data import Dataset, Manifest
@@ -105,8 +106,7 @@ def filter_by_clip(
     from defectsynth.filtering import check_keep, write_kept  # torch and smp: loaded when filtering, not on import
 
     check_keep("clip", "--keep-per-class N", keep_per_class, keep_fraction)
-    if batch_size < 1:
-        raise OptionError(f"--batch-size must be at least 1, got {batch_size}")
+    check_at_least("--batch-size", batch_size)
     check_template(prompt_template)
     if "{caption}" in prompt_template:
         raise OptionError("--prompt-template: the CLIP filter has no captions, use {classes} only")

@@ -28,6 +28,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from defectsynth.checks import check_at_least, check_choice
 from defectsynth.data.dataset import Dataset
 from defectsynth.data.files import atomic_write_bytes, encode_png, partial_dir, read_image, read_json, replace_dir, write_json
 from defectsynth.data.model import Box, Sample, boxes_to_array
@@ -112,12 +113,10 @@ def encode_boxes(
 
 
 def _check_options(class_fill: str, preview: int, from_masks: bool, min_box_area: int) -> None:
-    if class_fill not in CLASS_FILLS:
-        raise OptionError(f"--class-fill must be one of {', '.join(CLASS_FILLS)}, got {class_fill!r}")
+    check_choice("--class-fill", class_fill, CLASS_FILLS)
     if preview < 0:
         raise OptionError(f"--preview must be 0 or more, got {preview}")
-    if min_box_area < 1:
-        raise OptionError(f"--min-box-area must be at least 1 pixel, got {min_box_area}")
+    check_at_least("--min-box-area", min_box_area, unit=" pixel")
     if min_box_area != 1 and not from_masks:
         raise OptionError("--min-box-area only applies with --from-masks")
 

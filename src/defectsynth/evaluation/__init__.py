@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from defectsynth.checks import check_at_least, check_choice, check_positive
 from defectsynth.data import Dataset
 from defectsynth.data.dataset import check_same_classes
 from defectsynth.data.files import read_json, write_json
@@ -45,16 +46,11 @@ def _check_options(models, epochs, batch_size, lr, repeats, augment, loss, optim
     if unknown:
         raise OptionError(f"--models: unknown architecture {', '.join(unknown)}; smp offers {', '.join(MODEL_ARCHITECTURES_MAPPING)}")
     for name, value in (("--epochs", epochs), ("--batch-size", batch_size), ("--repeats", repeats)):
-        if value < 1:
-            raise OptionError(f"{name} must be at least 1, got {value}")
-    if not lr > 0:
-        raise OptionError(f"--lr must be positive, got {lr}")
-    if augment not in AUGMENTS:
-        raise OptionError(f"--augment must be one of {', '.join(AUGMENTS)}, got {augment!r}")
-    if optimizer not in OPTIMIZERS:
-        raise OptionError(f"--optimizer must be one of {', '.join(OPTIMIZERS)}, got {optimizer!r}")
-    if loss not in LOSSES:
-        raise OptionError(f"--loss must be one of {', '.join(LOSSES)}, got {loss!r}")
+        check_at_least(name, value)
+    check_positive("--lr", lr)
+    check_choice("--augment", augment, AUGMENTS)
+    check_choice("--optimizer", optimizer, OPTIMIZERS)
+    check_choice("--loss", loss, LOSSES)
     if encoder_weights not in (None, "none", "imagenet") and not str(encoder_weights).strip():
         raise OptionError(f"--encoder-weights must be imagenet, none or an smp weight name, got {encoder_weights!r}")
 

@@ -25,6 +25,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from defectsynth.checks import check_at_least
 from defectsynth.data.files import read_json
 from defectsynth.errors import DatasetError, MissingDependencyError, OptionError
 from defectsynth.evaluation.data import Pair, SegmentationPairs
@@ -143,8 +144,7 @@ def train_model(
     ``{"best_epoch", "best_val_miou", "history": [{"epoch", "loss", "val_miou", "lr"}]}``.
     option: the CLI option that chose ``arch`` (named in errors).
     """
-    if config.epochs < 1:
-        raise OptionError(f"--epochs must be at least 1, got {config.epochs}")
+    check_at_least("--epochs", config.epochs)
     classes = 2 if binary_class is not None else num_classes
     torch.manual_seed(seed)
     model = build_model(arch, classes, config, option).to(device)

@@ -18,6 +18,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from defectsynth.checks import check_at_least
 from defectsynth.data.dataset import Dataset, check_same_classes
 from defectsynth.devices import pick_device
 from defectsynth.errors import DatasetError, OptionError
@@ -70,8 +71,7 @@ def parse_nets(nets: str | Sequence[str]) -> list[str]:
 
 
 def _check_inputs(names: list[str], synthetic: Path | None, real: Path | None, batch_size: int) -> None:
-    if batch_size < 1:
-        raise OptionError(f"--batch-size must be at least 1, got {batch_size}")
+    check_at_least("--batch-size", batch_size)
     for name in names:
         if name in ("sae", "ebr") and synthetic is None:
             raise OptionError(f"{name} needs --synthetic (a dataset folder with generated masks and their boxes)")

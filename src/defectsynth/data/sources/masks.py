@@ -34,6 +34,7 @@ from typing import Any
 import cv2
 import numpy as np
 
+from defectsynth.checks import check_at_least
 from defectsynth.data.colors import colors_to_ids, pack_rgb
 from defectsynth.data.files import IMAGE_SUFFIXES, _read_raw, read_image, read_json
 from defectsynth.data.model import IGNORE_INDEX, Manifest, Sample, check_stem, make_classes
@@ -201,8 +202,7 @@ def import_masks(
     source = Path(source_dir)
     if not source.is_dir():
         raise DatasetError("source folder not found", source)
-    if min_box_area < 1:
-        raise OptionError(f"--min-box-area must be at least 1, got {min_box_area}")
+    check_at_least("--min-box-area", min_box_area)
     background = _comma_list(background_folder)
     if background and not class_from_folder:
         raise OptionError("--background-folder needs --class-from-folder")

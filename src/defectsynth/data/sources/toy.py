@@ -19,6 +19,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
+from defectsynth.checks import check_at_least
 from defectsynth.data.model import Box, Manifest, Sample, make_classes
 from defectsynth.data.sources import SourceData
 from defectsynth.errors import OptionError
@@ -152,8 +153,7 @@ def parse_toy_classes(classes: str | None) -> tuple[str, ...]:
 def import_toy(num: int = 200, size: tuple[int, int] | None = None, classes: str | None = None, seed: int = 0) -> SourceData:
     """A toy dataset of ``num`` images of ``size`` = (H, W) (default 64x64), rendered directly at that size."""
     size = size or DEFAULT_TOY_SIZE
-    if num < 1:
-        raise OptionError(f"--num must be at least 1, got {num}")
+    check_at_least("--num", num)
     if min(size) < 16:
         raise OptionError(f"--size: toy images need at least 16 pixels a side, got {size[1]}x{size[0]}")
     names = parse_toy_classes(classes)
