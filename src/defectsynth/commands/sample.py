@@ -20,6 +20,10 @@ EXAMPLES = """
 
   defectsynth sample runs/lemons-isdm --steps 300 --rescale --guidance 1.5 --out synth/lemons   [dim](ISDM's sampler)[/]
 
+  defectsynth sample runs/toy-isdm-ft --conditions synth/masks --out synth/toy-isdm   [dim](ISDM defaults: 300 rescaled steps, guidance 1.5)[/]
+
+  defectsynth sample runs/toy-isdm --conditions data/toy:train --num 200 --mask-augment --out synth/aug
+
   defectsynth sample runs/toy-masks --num 500 --scheduler dpm --steps 20 --out synth/masks   [dim](unconditional)[/]
 
   accelerate launch -m defectsynth sample runs/wood --out synth/wood   [dim](conditions split across GPUs; same output)[/]
@@ -37,12 +41,13 @@ class Scheduler(str, Enum):
 def sample_command(
     run: Annotated[Path, typer.Argument(help="Run folder written by `defectsynth train`.")],
     out: OutOpt,
-    conditions: Annotated[Optional[str], typer.Option("--conditions", help="DATASET[:split] whose boxes condition the samples. Default: the run's training data.")] = None,
+    conditions: Annotated[Optional[str], typer.Option("--conditions", help="DATASET[:split] whose boxes (or masks, for --cond mask runs) condition the samples. Default: the run's training data.")] = None,
     num: Annotated[Optional[int], typer.Option("--num", help="Number of samples (conditions are reused round by round). Default: one per condition.")] = None,
     steps: Annotated[Optional[int], typer.Option("--steps", help="Sampling steps. Default: 1000 (ddpm), 50 (ddim), 20 (dpm).")] = None,
-    rescale: Annotated[bool, typer.Option("--rescale", help="ISDM's sampler: a fresh N-step schedule, betas x T/N, model fed t*T/N.")] = False,
+    rescale: Annotated[Optional[bool], typer.Option("--rescale/--no-rescale", help="ISDM's sampler: a fresh N-step schedule, betas x T/N, model fed t*T/N. Default: on for mask-conditioned runs (with --steps 300).", show_default=False)] = None,
     scheduler: Annotated[Scheduler, typer.Option("--scheduler", help="ddpm (respaced), ddim or dpm (DPM-Solver++).")] = Scheduler.ddpm,
-    guidance: Annotated[float, typer.Option("--guidance", help="Classifier-free guidance scale (ISDM: 1.5); needs a run trained with --drop-rate.")] = 1.0,
+    guidance: Annotated[Optional[float], typer.Option("--guidance", help="Classifier-free guidance scale; needs a run trained with --drop-rate. Default: 1.5 for a mask-conditioned run finetuned with a drop rate (ISDM), else 1.0.", show_default=False)] = None,
+    mask_augment: Annotated[bool, typer.Option("--mask-augment", help="Randomly rotate, shift, scale and flip each condition mask first (mask-conditioned runs).")] = False,
     seed: SeedOpt = 0,
     batch_size: Annotated[int, typer.Option("--batch-size", help="Samples per forward pass (does not change the output).")] = 16,
     ema: Annotated[bool, typer.Option("--ema/--no-ema", help="Use the EMA weights when the run has them.")] = True,
@@ -53,7 +58,7 @@ def sample_command(
 
     manifest = sample(
         run, out=out, conditions=conditions, num=num, steps=steps, rescale=rescale, scheduler=scheduler.value,
-        guidance=guidance, seed=seed, batch_size=batch_size, ema=ema, overwrite=overwrite, progress=progress,
+        guidance=guidance, mask_augment=mask_augment, seed=seed, batch_size=batch_size, ema=ema, overwrite=overwrite, progress=progress,
     )
     if manifest.stats:
         print_dataset_summary(manifest, out)

@@ -35,7 +35,8 @@ from defectsynth.data.files import read_json, write_image, write_json, write_mas
 from defectsynth.data.model import ClassInfo
 from defectsynth.data.resize import resize_sample
 from defectsynth.data.writer import DatasetStats
-from defectsynth.diffusion.conditioning import condition_tensor, tensor_to_image
+from defectsynth.diffusion.conditioning import condition_tensor, onehot_tensor, tensor_to_image
+from defectsynth.diffusion.mask_augment import MaskAugment
 from defectsynth.diffusion.models import Layout
 from defectsynth.diffusion.previews import class_palette
 from defectsynth.diffusion.processes import make_state
@@ -75,13 +76,21 @@ class Run:
     def classes(self) -> list[ClassInfo]:
         return [ClassInfo(c["id"], c["name"], tuple(c["color"])) for c in self.info["classes"]]
 
+    def load_autoencoder(self):
+        """The run's autoencoder (``--latent``) or None."""
+        if not self.info.get("latent"):
+            return None
+        from defectsynth.diffusion.latent import Autoencoder
+
+        return Autoencoder.load(self.info["latent"]["path"])
+
     def load_unet(self, ema: bool = True):
-        from diffusers import UNet2DModel
+        from defectsynth.diffusion.models import load_network
 
         folder = self.root / "unet_ema" if ema and (self.root / "unet_ema").is_dir() else self.root / "unet"
         if not (folder / "config.json").is_file():
             raise DatasetError("the run has no weights yet (unet/ appears after its first epoch)", self.root)
-        return UNet2DModel.from_pretrained(folder).eval().requires_grad_(False)
+        return load_network(folder).eval().requires_grad_(False)
 
 
 # -- the denoising loop ---------------------------------------------------------------------------
@@ -138,6 +147,14 @@ class Job:
     stem: str
     condition: str | None
     boxes: list[Box]
+    mask: np.ndarray | None = None  # cond mask: the (augmented) condition mask, (H, W) uint8
+
+
+def job_condition(job: Job, size: tuple[int, int], cond: str, num_classes: int) -> torch.Tensor:
+    """(C_c, H, W) condition of one job: the one-hot mask for cond ``mask``, else the box maps."""
+    if cond == "mask":
+        return onehot_tensor(job.mask, num_classes)
+    return condition_tensor(job.boxes, size, cond, num_classes)
 
 
 def parse_conditions(text: str | None, run: Run) -> tuple[Path, str | None]:
@@ -153,8 +170,12 @@ def parse_conditions(text: str | None, run: Run) -> tuple[Path, str | None]:
     return path, split
 
 
-def plan_jobs(run: Run, conditions: str | None, num: int | None) -> tuple[list[Job], dict[str, Any]]:
-    """Every sample to draw, in index order, and the ``conditions`` provenance entry."""
+def plan_jobs(run: Run, conditions: str | None, num: int | None, mask_augment: bool = False, seed: int = 0) -> tuple[list[Job], dict[str, Any]]:
+    """Every sample to draw, in index order, and the ``conditions`` provenance entry.
+
+    For cond ``mask`` each job carries its condition mask, randomly warped when ``mask_augment``
+    (seeded by (seed, sample index)), and the boxes of that mask.
+    """
     if num is not None and num < 1:
         raise OptionError(f"--num: must be >= 1, got {num}")
     if run.args["cond"] == "none":
@@ -169,12 +190,24 @@ def plan_jobs(run: Run, conditions: str | None, num: int | None) -> tuple[list[J
     if not stems:
         raise OptionError(f"--conditions: no images in {path}" + (f" split {split}" if split else ""))
     size = tuple(run.info["size"])
-    boxes = {stem: resize_sample(ds.read(stem), size).boxes for stem in stems}  # boxes at the run's size
+    if mask_augment and run.args["cond"] != "mask":
+        raise OptionError("--mask-augment needs a mask-conditioned run (--cond mask)")
+    if run.args["cond"] == "mask" and not ds.has_masks:
+        raise OptionError(f"--conditions: {path} has no masks, which a mask-conditioned run (--cond mask) needs")
+    resized = {stem: resize_sample(ds.read(stem), size) for stem in stems}  # boxes and masks at the run's size
     reps = 1 if num is None else math.ceil(num / len(stems))
     total = len(stems) if num is None else num
-    jobs = [Job(k * len(stems) + j, f"{stem}-{k}", stem, boxes[stem]) for k in range(reps) for j, stem in enumerate(stems)]
+    jobs = [Job(k * len(stems) + j, f"{stem}-{k}", stem, resized[stem].boxes, resized[stem].mask if run.args["cond"] == "mask" else None)
+            for k in range(reps) for j, stem in enumerate(stems)]
     jobs = jobs[:total]
-    return jobs, {"dataset": str(path.resolve()), "split": split}
+    if mask_augment:
+        augment = MaskAugment()
+        for job in jobs:
+            job.mask = augment(job.mask, np.random.default_rng(derived_seed(seed, job.index, 0xA06)))
+    if run.args["cond"] == "mask":
+        for job in jobs:
+            job.boxes = boxes_from_mask(job.mask)
+    return jobs, {"dataset": str(path.resolve()), "split": split, "mask_augment": mask_augment}
 
 
 # -- the output folder ----------------------------------------------------------------------------
@@ -247,9 +280,10 @@ def sample(
     conditions: str | None = None,
     num: int | None = None,
     steps: int | None = None,
-    rescale: bool = False,
+    rescale: bool | None = None,
     scheduler: str = "ddpm",
-    guidance: float = 1.0,
+    guidance: float | None = None,
+    mask_augment: bool = False,
     seed: int = 0,
     batch_size: int = 16,
     ema: bool = True,
@@ -259,17 +293,21 @@ def sample(
     """Draw samples from the run folder ``run`` into the synthetic dataset folder ``out``.
 
     conditions: ``DATASET[:split]`` whose boxes condition the samples (default: the run's training
-    dataset and split). steps: default 1000 (ddpm), 50 (ddim), 20 (dpm). Returns the manifest.
+    dataset and split; for a mask-conditioned run their masks, which the output carries as its
+    masks). steps: default 1000 (ddpm), 50 (ddim), 20 (dpm). rescale / guidance: None = the run's
+    defaults (:func:`run_defaults`). mask_augment: randomly warp each condition mask first.
+    Returns the manifest.
     """
     state = make_state()
     the_run = Run.open(run)
+    steps, rescale, guidance = run_defaults(the_run, scheduler, steps, rescale, guidance)
     out = Path(out)
     if batch_size < 1:
         raise OptionError(f"--batch-size: must be >= 1, got {batch_size}")
     if guidance != 1.0 and not the_run.args.get("drop_rate"):
         raise OptionError("--guidance needs a run trained with --drop-rate > 0 (classifier-free guidance)")
     make_sampler(scheduler, steps, the_run.args["variance"], rescale)  # validates the options
-    jobs, cond_source = plan_jobs(the_run, conditions, num)
+    jobs, cond_source = plan_jobs(the_run, conditions, num, mask_augment, seed)
     settings = {
         "run": str(the_run.root.resolve()), "sampler": scheduler, "steps": steps or DEFAULT_STEPS[scheduler],
         "rescale": rescale, "guidance": guidance, "seed": seed, "ema": ema, "num": num, "conditions": cond_source,
@@ -282,15 +320,35 @@ def sample(
     pending = [j for j in jobs if not is_done(out, j)]
     mine = pending[state.process_index :: state.num_processes]
     model = the_run.load_unet(ema).to(state.device)
-    draw(model, the_run, out, mine, settings, batch_size, progress and state.is_local_main_process, state.device)
+    autoencoder = the_run.load_autoencoder()
+    if autoencoder is not None:
+        autoencoder.model.to(state.device)
+    draw(model, the_run, out, mine, settings, batch_size, progress and state.is_local_main_process, state.device, autoencoder)
     state.wait_for_everyone()
     manifest = write_manifest(out, the_run, jobs, settings) if state.is_main_process else Manifest("", the_run.classes)
     state.wait_for_everyone()
     return manifest
 
 
-def draw(model, run: Run, out: Path, jobs: list[Job], settings: dict[str, Any], batch_size: int, progress: bool, device) -> None:
-    """Generate and write ``jobs`` in batches."""
+def run_defaults(run: Run, scheduler: str, steps: int | None, rescale: bool | None, guidance: float | None) -> tuple[int | None, bool, float]:
+    """(steps, rescale, guidance) with the left-out (None) ones filled in.
+
+    A mask-conditioned run (ISDM) with the ddpm scheduler: ``--steps 300 --rescale``, and guidance
+    1.5 when it was trained (or finetuned) with a drop rate; every other run: the scheduler's
+    default steps, no rescale, guidance 1.0.
+    """
+    isdm = run.args["cond"] == "mask"
+    if rescale is None:
+        rescale = isdm and scheduler == "ddpm"
+    if steps is None and isdm and scheduler == "ddpm":
+        steps = 300
+    if guidance is None:
+        guidance = 1.5 if isdm and run.args.get("drop_rate") else 1.0
+    return steps, rescale, guidance
+
+
+def draw(model, run: Run, out: Path, jobs: list[Job], settings: dict[str, Any], batch_size: int, progress: bool, device, autoencoder=None) -> None:
+    """Generate and write ``jobs`` in batches (with ``autoencoder``: denoise latents, then decode them)."""
     a, layout, size = run.args, run.layout, tuple(run.info["size"])
     bar = make_progress()
     bar.disable = not progress
@@ -298,11 +356,19 @@ def draw(model, run: Run, out: Path, jobs: list[Job], settings: dict[str, Any], 
         task = bar.add_task("sampling", total=len(jobs), status="")
         for start in range(0, len(jobs), batch_size):
             batch = jobs[start : start + batch_size]
-            cond = torch.stack([condition_tensor(j.boxes, size, a["cond"], run.info["num_classes"]) for j in batch]).to(device)
+            cond = torch.stack([job_condition(j, size, a["cond"], run.info["num_classes"]) for j in batch]).to(device)
             sampler = make_sampler(settings["sampler"], settings["steps"], a["variance"], settings["rescale"])
+            if autoencoder is not None:
+                from defectsynth.diffusion.latent import decode_samples, resize_condition
+
+                cond = resize_condition(cond, tuple(run.info["latent"]["size"]))
             x = denoise(model, layout, sampler, cond, sample_generators(settings["seed"], [j.index for j in batch]), settings["guidance"])
-            for job, xi in zip(batch, x):
-                image, mask, invalid = decode(xi, a["target"], run.info["num_classes"], run.classes)
+            if autoencoder is not None:
+                decoded = decode_samples(autoencoder, x, a["target"], run.info["num_classes"], class_palette(run.classes))
+            else:
+                decoded = [decode(xi, a["target"], run.info["num_classes"], run.classes) for xi in x]
+            for job, (image, mask, invalid) in zip(batch, decoded):
+                mask = job.mask if a["cond"] == "mask" else mask
                 boxes = job.boxes if a["cond"] != "none" or mask is None else boxes_from_mask(mask)
                 write_sample(out, job, image, mask, boxes, invalid)
             bar.update(task, advance=len(batch))
