@@ -3,7 +3,7 @@
 The Lemons thesis' comparisons (chapter 6): guidance scale 1.0 vs 1.5, and ISDM's 300 rescaled
 steps vs the full 1000-step schedule. On toy data:
 
-1. train a small mask-conditioned model (``--cond mask --target image``, L_hybrid) for a fixed CPU
+1. train a tiny mask-conditioned model (``--cond mask --target image``, L_hybrid) for a fixed CPU
    budget, then finetune it with ``--drop-rate 0.2`` for a third of that budget (ISDM);
 2. train a segmentation network (smp U-Net, resnet18, no pretrained weights) on the real training
    split with ``defectsynth.evaluation.training``;
@@ -69,7 +69,7 @@ def main() -> None:
     parser.add_argument("--budget-seconds", type=float, default=300.0, help="Training time of the base model (finetuning: a third more).")
     parser.add_argument("--images", type=int, default=160)
     parser.add_argument("--size", default="32")
-    parser.add_argument("--model", default="small")
+    parser.add_argument("--model", default="tiny", help="tiny: SPADE hidden 32; small's 128-channel SPADE convs cost ~15 s a step on 2 shared cores.")
     parser.add_argument("--num", type=int, default=16, help="Test masks to sample (one image each per setting).")
     parser.add_argument("--seg-epochs", type=int, default=15)
     parser.add_argument("--out", type=Path, default=Path("mask-fidelity"))

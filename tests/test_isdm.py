@@ -218,3 +218,51 @@ def test_mask_grey_levels_round_trip():
     x = mask_to_rgb(ids, 5)
     assert x.shape == (2, 3, 6, 7) and x.min() >= -1 and x.max() <= 1
     assert np.array_equal(rgb_to_mask(x + 0.2 * (torch.rand_like(x) - 0.5), 5), ids.numpy())  # within half a level
+
+
+def test_cli_maps_the_mask_mode_options(runner, tmp_path):
+    from unittest import mock
+
+    from defectsynth.cli import app
+    from defectsynth.data import Manifest
+    from defectsynth.data.model import make_classes
+
+    with mock.patch("defectsynth.diffusion.training.train", return_value=tmp_path) as core:
+        result = runner.invoke(app, ["train", "data/toy", "--out", "r", "--cond", "mask", "--target", "image", "--latent", "vae",
+                                     "--finetune", "runs/base", "--drop-rate", "0.2", "--no-progress"])
+    assert result.exit_code == 0, result.output
+    kw = core.call_args.kwargs
+    assert (kw["cond"], kw["target"], kw["latent"], kw["variance"], kw["drop_rate"]) == ("mask", "image", Path("vae"), None, 0.2)
+    manifest = Manifest("s", make_classes(["a"]))
+    with mock.patch("defectsynth.diffusion.sampling.sample", return_value=manifest) as core:
+        assert runner.invoke(app, ["sample", "r", "--out", "s", "--mask-augment", "--no-rescale", "--no-progress"]).exit_code == 0
+        assert (core.call_args.kwargs["mask_augment"], core.call_args.kwargs["rescale"], core.call_args.kwargs["guidance"]) == (True, False, None)
+        assert runner.invoke(app, ["sample", "r", "--out", "s", "--no-progress"]).exit_code == 0
+        assert (core.call_args.kwargs["mask_augment"], core.call_args.kwargs["rescale"], core.call_args.kwargs["steps"]) == (False, None, None)
+
+
+def test_bad_mask_mode_input_is_one_line_and_exit_code_2(runner, data16, tmp_path):
+    from defectsynth.cli import app
+
+    result = runner.invoke(app, ["train", str(data16), "--out", str(tmp_path / "r"), "--cond", "mask", "--target", "joint", "--no-progress"])
+    assert result.exit_code == 2 and "--cond mask generates images for masks" in result.output
+    result = runner.invoke(app, ["train", str(data16), "--out", str(tmp_path / "r2"), "--cond", "mask", "--target", "image",
+                                 "--latent", str(tmp_path), "--no-progress"])
+    assert result.exit_code == 2 and "--latent" in result.output and "config.json" in result.output
+
+
+def test_a_local_vqmodel_encodes_and_decodes(tmp_path):
+    from diffusers import VQModel
+
+    from defectsynth.diffusion.latent import Autoencoder
+
+    torch.manual_seed(0)
+    VQModel(down_block_types=("DownEncoderBlock2D",) * 2, up_block_types=("UpDecoderBlock2D",) * 2, block_out_channels=(8, 16),
+            layers_per_block=1, latent_channels=3, num_vq_embeddings=16, norm_num_groups=8, sample_size=16).save_pretrained(tmp_path / "vq")
+    ae = Autoencoder.load(tmp_path / "vq")
+    z = ae.encode(torch.rand(2, 3, 16, 16) * 2 - 1)
+    assert ae.kind == "VQModel" and z.shape == (2, 3, 8, 8) and ae.info((16, 16))["size"] == [8, 8]
+    x = ae.decode(z)
+    assert x.shape == (2, 3, 16, 16) and x.min() >= -1 and x.max() <= 1
+    with pytest.raises(OptionError, match="divisible"):
+        ae.latent_size((15, 16))
