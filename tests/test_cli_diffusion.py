@@ -29,7 +29,7 @@ def test_train_options_map_to_the_core_function(runner, tmp_path):
         "out": Path("runs/x"), "cond": "boxmask", "target": "image", "model": "tiny", "size": "352x128", "epochs": 3,
         "max_steps": 10, "batch_size": 2, "lr": 1e-5, "seed": 4, "variance": "learned", "drop_rate": 0.2, "ema": False,
         "ema_decay": 0.99, "mixed_precision": "bf16", "checkpoint_every": 5, "checkpoints_total_limit": 3,
-        "patience_steps": 50, "resume": True, "finetune": Path("runs/base"), "split": "train", "max_grad_norm": 0.5,
+        "patience_steps": 50, "resume": True, "finetune": Path("runs/base"), "split": "train", "latent": None, "max_grad_norm": 0.5,
         "preview_every": 0, "progress": False,
     }
 
@@ -46,15 +46,17 @@ def test_sample_options_map_to_the_core_function(runner, tmp_path):
     assert core.call_args.args == (Path("runs/x"),)
     assert core.call_args.kwargs == {
         "out": Path("synth"), "conditions": "data/toy:test", "num": 7, "steps": 300, "rescale": True, "scheduler": "ddpm",
-        "guidance": 1.5, "seed": 3, "batch_size": 4, "ema": False, "overwrite": True, "progress": False, "plan": None,
+        "guidance": 1.5, "mask_augment": False, "seed": 3, "batch_size": 4, "ema": False, "overwrite": True, "progress": False,
+        "plan": None,
     }
     with mock.patch("defectsynth.diffusion.sampling.sample", return_value=manifest) as core:
         result = runner.invoke(app, ["sample", "runs/x", "--out", "synth", "--plan", "plan.json", "--no-progress"])
     assert result.exit_code == 0, result.output
     assert core.call_args.kwargs == {
-        "out": Path("synth"), "conditions": None, "num": None, "steps": None, "rescale": False, "scheduler": "ddpm",
-        "guidance": 1.0, "seed": 0, "batch_size": 16, "ema": True, "overwrite": False, "progress": False, "plan": Path("plan.json"),
-    }  # the diffusion defaults where --steps, --guidance and --batch-size are not given
+        "out": Path("synth"), "conditions": None, "num": None, "steps": None, "rescale": None, "scheduler": "ddpm",
+        "guidance": None, "mask_augment": False, "seed": 0, "batch_size": 16, "ema": True, "overwrite": False, "progress": False,
+        "plan": Path("plan.json"),
+    }  # --steps, --rescale and --guidance left to the run's defaults; the diffusion batch size where not given
 
 
 @pytest.mark.parametrize(

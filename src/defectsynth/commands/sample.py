@@ -29,6 +29,10 @@ EXAMPLES = """
 
   defectsynth sample runs/lemons-isdm --steps 300 --rescale --guidance 1.5 --out synth/lemons   [dim](ISDM's sampler)[/]
 
+  defectsynth sample runs/toy-isdm-ft --conditions synth/masks --out synth/toy-isdm   [dim](ISDM defaults: 300 rescaled steps, guidance 1.5)[/]
+
+  defectsynth sample runs/toy-isdm --conditions data/toy:train --num 200 --mask-augment --out synth/aug
+
   defectsynth sample runs/toy-masks --num 500 --scheduler dpm --steps 20 --out synth/masks   [dim](unconditional)[/]
 
   accelerate launch -m defectsynth sample runs/wood --out synth/wood   [dim](conditions split across GPUs; same output)[/]
@@ -69,7 +73,7 @@ class Prior(str, Enum):
 
 
 # options of one backend only: refused with the other one
-DIFFUSION_ONLY = ("num", "rescale", "scheduler", "ema")
+DIFFUSION_ONLY = ("num", "rescale", "mask_augment", "scheduler", "ema")
 SD_ONLY = ("base", "adapter", "controlnet", "num_per_condition", "prior", "prior_weights", "blend", "captions", "captioner",
            "prompt_template", "negative_prompt", "conditioning_scale", "resolution", "device", "dtype", "preview")  # fmt: skip
 
@@ -101,16 +105,17 @@ def sample_command(
     out: OutOpt,
     run: Annotated[Optional[Path], typer.Argument(metavar="RUN", help="Run folder written by `defectsynth train` (diffusion backend only).", show_default=False)] = None,
     backend: Annotated[Backend, typer.Option("--backend", help="diffusion: sample RUN; sd-adapter: redraw the --conditions images with SDXL.")] = Backend.diffusion,
-    conditions: Annotated[Optional[str], typer.Option("--conditions", help="DATASET[:split]: whose boxes condition the samples (diffusion; default: the run's training data) or whose images are redrawn (sd-adapter; default: the --plan's dataset).")] = None,
+    conditions: Annotated[Optional[str], typer.Option("--conditions", help="DATASET[:split]: whose boxes (or masks, for --cond mask runs) condition the samples (diffusion; default: the run's training data) or whose images are redrawn (sd-adapter; default: the --plan's dataset).")] = None,
     plan: Annotated[Optional[Path], typer.Option("--plan", help="Generation plan from `balance --plan-out` (which condition images, how often). Diffusion: instead of --conditions and --num.")] = None,
     steps: Annotated[Optional[int], typer.Option("--steps", help="Sampling steps. Default: 1000 (ddpm), 50 (ddim), 20 (dpm); sd-adapter 30 (the paper).")] = None,
-    guidance: Annotated[Optional[float], typer.Option("--guidance", help="Classifier-free guidance scale. Default: 1 (none; ISDM: 1.5, needs --drop-rate in training); sd-adapter 7.5.")] = None,
+    guidance: Annotated[Optional[float], typer.Option("--guidance", help="Classifier-free guidance scale; needs a run trained with --drop-rate. Default: 1.5 for a mask-conditioned run finetuned with a drop rate (ISDM), else 1.0; sd-adapter 7.5.", show_default=False)] = None,
     seed: SeedOpt = 0,
     batch_size: Annotated[Optional[int], typer.Option("--batch-size", help="Images per forward pass (does not change the output). Default: 16; sd-adapter 1.")] = None,
     overwrite: OverwriteOpt = False,
     progress: ProgressOpt = True,
     num: Annotated[Optional[int], _diff("Number of samples (conditions are reused round by round). Default: one per condition.", "--num")] = None,
-    rescale: Annotated[bool, _diff("ISDM's sampler: a fresh N-step schedule, betas x T/N, model fed t*T/N.", "--rescale")] = False,
+    rescale: Annotated[Optional[bool], _diff("ISDM's sampler: a fresh N-step schedule, betas x T/N, model fed t*T/N. Default: on for mask-conditioned runs (with --steps 300).", "--rescale/--no-rescale")] = None,
+    mask_augment: Annotated[bool, _diff("Randomly rotate, shift, scale and flip each condition mask first (mask-conditioned runs).", "--mask-augment")] = False,
     scheduler: Annotated[Scheduler, _diff("ddpm (respaced), ddim or dpm (DPM-Solver++).", "--scheduler")] = Scheduler.ddpm,
     ema: Annotated[bool, _diff("Use the EMA weights when the run has them.", "--ema/--no-ema")] = True,
     base: Annotated[Optional[Path], _sd("Local SDXL pipeline folder, e.g. stabilityai/stable-diffusion-xl-base-1.0 (required).", "--base")] = None,
@@ -136,7 +141,7 @@ def sample_command(
 
         manifest = sample(
             run, out=out, conditions=conditions, num=num, plan=plan, steps=steps, rescale=rescale, scheduler=scheduler.value,
-            guidance=1.0 if guidance is None else guidance, seed=seed, batch_size=16 if batch_size is None else batch_size,
+            guidance=guidance, mask_augment=mask_augment, seed=seed, batch_size=16 if batch_size is None else batch_size,
             ema=ema, overwrite=overwrite, progress=progress,
         )  # fmt: skip
         if manifest.stats:

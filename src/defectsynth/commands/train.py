@@ -20,6 +20,12 @@ EXAMPLES = """
 
   defectsynth train data/toy --cond none --target mask --out runs/toy-masks   [dim](All-Latent's mask generator)[/]
 
+  defectsynth train data/toy --cond mask --target image --out runs/toy-isdm   [dim](SDM/ISDM: SPADE UNet, L_hybrid)[/]
+
+  defectsynth train data/toy --cond mask --target image --finetune runs/toy-isdm --drop-rate 0.2 --out runs/toy-isdm-ft
+
+  defectsynth train data/toy --cond none --target mask --latent models/vae --out runs/toy-masks-latent   [dim](latent All-Latent)[/]
+
   defectsynth train data/toy --out runs/toy-basd --resume   [dim](continue from the last checkpoint)[/]
 
   accelerate launch -m defectsynth train data/wood --model paper --out runs/wood   [dim](several GPUs)[/]
@@ -30,6 +36,7 @@ class Cond(str, Enum):
     basd = "basd"
     boxmask = "boxmask"
     none = "none"
+    mask = "mask"
 
 
 class Target(str, Enum):
@@ -59,7 +66,7 @@ class Precision(str, Enum):
 def train_command(
     dataset: Annotated[Path, typer.Argument(help="Dataset folder to train on.")],
     out: Annotated[Path, typer.Option("--out", "-o", help="Run folder (refused if it holds another run, unless --resume).")],
-    cond: Annotated[Cond, typer.Option("--cond", help="Condition: BASD + C-BASD maps, plain box masks, or none.")] = Cond.basd,
+    cond: Annotated[Cond, typer.Option("--cond", help="Condition: BASD + C-BASD maps, plain box masks, none, or the mask (SPADE UNet of SDM/ISDM, with --target image).")] = Cond.basd,
     target: Annotated[Target, typer.Option("--target", help="What the network generates: RGB + analog-bit mask, RGB only, or the mask only.")] = Target.joint,
     model: Annotated[ModelSize, typer.Option("--model", help="UNet size; paper = the BASD paper's 114M-parameter network.")] = ModelSize.small,
     size: SizeOpt = None,
@@ -68,7 +75,7 @@ def train_command(
     batch_size: Annotated[int, typer.Option("--batch-size", help="Images per step and process.")] = 8,
     lr: Annotated[float, typer.Option("--lr", help="AdamW learning rate (the paper's 1e-5 suits ~14k images).")] = 1e-4,
     seed: SeedOpt = 0,
-    variance: Annotated[Variance, typer.Option("--variance", help="fixed (L_simple) or learned (L_hybrid, as ISDM).")] = Variance.fixed,
+    variance: Annotated[Optional[Variance], typer.Option("--variance", help="fixed (L_simple) or learned (L_hybrid, as ISDM). Default: learned for --cond mask, else fixed.", show_default=False)] = None,
     drop_rate: Annotated[float, typer.Option("--drop-rate", help="Probability of the null condition, for classifier-free guidance.")] = 0.0,
     ema: Annotated[bool, typer.Option("--ema/--no-ema", help="Keep EMA weights (unet_ema/).")] = True,
     ema_decay: Annotated[float, typer.Option("--ema-decay", help="EMA decay (warmed up as (1+step)/(10+step)).")] = 0.999,
@@ -79,6 +86,7 @@ def train_command(
     resume: Annotated[bool, typer.Option("--resume", help="Continue from the newest checkpoint in --out (starts fresh when there is none).")] = False,
     finetune: Annotated[Optional[Path], typer.Option("--finetune", help="Start from the weights of this run folder.")] = None,
     split: SplitNameOpt = None,
+    latent: Annotated[Optional[Path], typer.Option("--latent", help="Local diffusers AutoencoderKL or VQModel folder: run diffusion on its latents (All-Latent).")] = None,
     max_grad_norm: Annotated[float, typer.Option("--max-grad-norm", help="Gradient clipping norm (0 disables).")] = 1.0,
     preview_every: Annotated[int, typer.Option("--preview-every", help="Epochs between preview grids (0 = never).")] = 25,
     progress: ProgressOpt = True,
@@ -87,10 +95,10 @@ def train_command(
 
     run = train(
         dataset, out=out, cond=cond.value, target=target.value, model=model.value, size=size, epochs=epochs,
-        max_steps=max_steps, batch_size=batch_size, lr=lr, seed=seed, variance=variance.value, drop_rate=drop_rate,
+        max_steps=max_steps, batch_size=batch_size, lr=lr, seed=seed, variance=variance.value if variance else None, drop_rate=drop_rate,
         ema=ema, ema_decay=ema_decay, mixed_precision=mixed_precision.value, checkpoint_every=checkpoint_every,
         checkpoints_total_limit=checkpoints_total_limit, patience_steps=patience_steps, resume=resume,
-        finetune=finetune, split=split, max_grad_norm=max_grad_norm, preview_every=preview_every, progress=progress,
+        finetune=finetune, split=split, latent=latent, max_grad_norm=max_grad_norm, preview_every=preview_every, progress=progress,
     )
     print_run_summary(run)
 

@@ -1,10 +1,11 @@
 """Box-guided joint image + mask diffusion: model factory, conditioning, schedules, losses,
-checkpoints, the training loop (:func:`train`) and the sampler (:func:`sample`).
+checkpoints, the training loop (:func:`train`) and the sampler (:func:`sample`); mask-conditioned
+synthesis (SDM/ISDM: :mod:`spade_unet`, :mod:`mask_augment`) and latent diffusion (:mod:`latent`).
 
 A run folder (written by :func:`train`)::
 
     runs/<name>/
-      run.json                   the arguments of train(), classes, channel layout, schedule, versions
+      run.json                   the arguments of train(), classes, channel layout, schedule, latent, versions
       unet/                      best weights (lowest epoch loss): config.json + diffusion_pytorch_model.safetensors
       unet_ema/                  EMA weights of the same epoch (sampling uses these by default)
       scheduler/scheduler_config.json

@@ -4,6 +4,8 @@
   (BASD paper eq. (1)); ignore pixels (255) are encoded as background.
 - Condition (C_c, H, W) float32: ``basd`` = [BASD, analog bits of C-BASD] (BASD paper section 3.2),
   ``boxmask`` = [occupancy, analog bits of the box class map]; ``none`` = 0 channels.
+- ``mask`` condition (C, H, W) float32: the one-hot mask (background an ordinary class; ignore
+  pixels (255) count as background), read by the SPADE UNet (SDM).
 - Null condition (classifier-free guidance): all zeros, which no real condition equals (the bit
   channels of a real one are always +-1), like SDM's all-zero one-hot null label.
 
@@ -38,6 +40,12 @@ def bits_tensor(ids: np.ndarray, num_classes: int) -> torch.Tensor:
     ids = np.where(ids == IGNORE_INDEX, 0, ids)
     bits = torch.from_numpy(encode_bits(ids, num_classes))
     return bits.movedim(-1, -3).contiguous()
+
+
+def onehot_tensor(ids: np.ndarray, num_classes: int) -> torch.Tensor:
+    """(..., H, W) uint8 class ids -> (..., C, H, W) float32 one-hot; ignore (255) becomes background."""
+    ids = torch.from_numpy(np.where(ids == IGNORE_INDEX, 0, ids).astype(np.int64))
+    return torch.nn.functional.one_hot(ids, num_classes).movedim(-1, -3).float().contiguous()
 
 
 def condition_maps(boxes: list[Box], size: tuple[int, int], cond: str) -> tuple[np.ndarray, np.ndarray]:
@@ -80,9 +88,11 @@ class EncodedSet:
         self.stems = [s.stem for s in samples]
         self.boxes = [s.boxes for s in samples]
         self.images = torch.from_numpy(np.stack([s.image for s in samples])).permute(0, 3, 1, 2).contiguous()
-        self.masks = torch.from_numpy(np.stack([s.mask for s in samples])) if target != "image" else None
+        if cond == "mask" and any(s.mask is None for s in samples):
+            raise DatasetError("--cond mask needs masks, but this dataset has none", samples[0].stem)
+        self.masks = torch.from_numpy(np.stack([s.mask for s in samples])) if target != "image" or cond == "mask" else None
         self.scalar = self.class_map = None
-        if cond != "none":
+        if cond not in ("none", "mask"):
             maps = [condition_maps(s.boxes, self.size, cond) for s in samples]
             self.scalar = torch.from_numpy(np.stack([m[0] for m in maps])).half()
             self.class_map = torch.from_numpy(np.stack([m[1] for m in maps]))
@@ -95,12 +105,14 @@ class EncodedSet:
         parts = []
         if self.target in ("joint", "image"):
             parts.append(images_to_tensor(self.images[index]))
-        if self.masks is not None:
+        if self.target in ("joint", "mask"):
             parts.append(bits_tensor(self.masks[index].numpy(), self.num_classes))
         return torch.cat(parts, dim=1)
 
     def conditions(self, index: torch.Tensor) -> torch.Tensor:
         """(B, C_c, H, W) float32 conditions (C_c = 0 for ``none``)."""
+        if self.cond == "mask":
+            return onehot_tensor(self.masks[index].numpy(), self.num_classes)
         if self.scalar is None:
             return torch.zeros(len(index), 0, *self.size)
         bits = bits_tensor(self.class_map[index].numpy(), self.num_classes)

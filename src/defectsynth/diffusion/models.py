@@ -6,7 +6,10 @@ learned variance, as many variance channels after them).
 
 - target ``joint``: RGB (3) + analog-bit mask (``num_bits(C)``); ``image``: RGB; ``mask``: bits.
 - cond ``basd``: BASD (1) + analog-bit C-BASD (``num_bits(C)``); ``boxmask``: occupancy (1) +
-  analog-bit class map; ``none``: nothing.
+  analog-bit class map; ``none``: nothing; ``mask``: the one-hot mask (C channels, background an
+  ordinary class), which the SPADE UNet (:mod:`spade_unet`) splits off its input: it enters only
+  through the SPADE norms, never the convolutions (SDM). Only with target ``image``.
+- With a latent autoencoder (``--latent``) the target is its latent (``latent_channels``).
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ from diffusers import UNet2DModel
 from defectsynth.encoding import num_bits
 from defectsynth.errors import OptionError
 
-CONDS = ("basd", "boxmask", "none")
+CONDS = ("basd", "boxmask", "none", "mask")
 TARGETS = ("joint", "image", "mask")
 VARIANCES = ("fixed", "learned")
 
@@ -31,6 +34,16 @@ MODEL_SIZES: dict[str, dict[str, Any]] = {
     # The BASD paper's network (the diffusers unconditional DDPM UNet): attention in the fifth down
     # block and the second up block, and in the middle block.
     "paper": {"block_out_channels": (128, 128, 256, 256, 512, 512), "layers_per_block": 2, "attention": (4,), "norm_num_groups": 32},
+}
+
+# The SPADE UNet (cond ``mask``): tiny/small/base as above; ``paper`` = SDM's 256px configuration
+# (github.com/WeilunWang/semantic-diffusion-model, README 256px flags: num_channels 256,
+# channel_mult 1,1,2,2,4,4, num_res_blocks 2, attention_resolutions 32,16,8, num_head_channels 64,
+# dropout 0.1, learn_sigma), which ISDM kept (Lemons thesis section 6.3: "mainly stay with the
+# default configurations for the SDM"). Attention at 32,16,8 px of 256 = levels 3, 4, 5.
+SPADE_PAPER: dict[str, Any] = {
+    "block_out_channels": (256, 256, 512, 512, 1024, 1024), "layers_per_block": 2, "attention": (3, 4, 5),
+    "norm_num_groups": 32, "attention_head_dim": 64, "dropout": 0.1,
 }
 
 
@@ -48,17 +61,22 @@ class Layout:
         return self.target_channels + self.cond_channels
 
 
-def channel_layout(cond: str, target: str, num_classes: int, variance: str) -> Layout:
-    """Channel counts for ``cond`` x ``target`` with ``num_classes`` classes (background included)."""
+def channel_layout(cond: str, target: str, num_classes: int, variance: str, latent_channels: int | None = None) -> Layout:
+    """Channel counts for ``cond`` x ``target`` with ``num_classes`` classes (background included);
+    ``latent_channels``: the autoencoder's latent channels when diffusion runs on latents."""
     if cond not in CONDS:
         raise OptionError(f"--cond: expected one of {', '.join(CONDS)}, got {cond!r}")
     if target not in TARGETS:
         raise OptionError(f"--target: expected one of {', '.join(TARGETS)}, got {target!r}")
     if variance not in VARIANCES:
         raise OptionError(f"--variance: expected one of {', '.join(VARIANCES)}, got {variance!r}")
+    if cond == "mask" and target != "image":
+        raise OptionError(f"--cond mask generates images for masks: it needs --target image, got {target!r}")
+    if latent_channels is not None and target == "joint":
+        raise OptionError("--latent: diffusion on latents supports --target image or mask, not joint")
     bits = num_bits(num_classes)
-    target_channels = {"joint": 3 + bits, "image": 3, "mask": bits}[target]
-    cond_channels = 0 if cond == "none" else 1 + bits
+    target_channels = {"joint": 3 + bits, "image": 3, "mask": bits}[target] if latent_channels is None else latent_channels
+    cond_channels = {"none": 0, "mask": num_classes}.get(cond, 1 + bits)
     out = target_channels * (2 if variance == "learned" else 1)
     return Layout(target_channels, cond_channels, out, bits)
 
@@ -92,6 +110,50 @@ def unet_config(model: str, size: tuple[int, int], layout: Layout) -> dict[str, 
     }
 
 
-def build_unet(config: dict[str, Any]) -> UNet2DModel:
-    """A freshly initialised ``UNet2DModel`` from :func:`unet_config`'s dict."""
+def spade_config(model: str, size: tuple[int, int], layout: Layout) -> dict[str, Any]:
+    """The :class:`SPADEUNet2DModel` keyword arguments for ``model`` at ``size`` = (height, width)."""
+    base = unet_config("tiny" if model == "paper" else model, size, layout)  # checks the name
+    spec = SPADE_PAPER if model == "paper" else {**MODEL_SIZES[model], "attention_head_dim": 8, "dropout": 0.0, "spade_hidden": 32 if model == "tiny" else 128}
+    factor = 2 ** (len(spec["block_out_channels"]) - 1)
+    if size[0] % factor or size[1] % factor:
+        raise OptionError(f"--size: {size[1]}x{size[0]} must be divisible by {factor} for --model {model}; resize the dataset or pick a smaller model")
+    return {
+        "sample_size": base["sample_size"],
+        "in_channels": layout.target_channels,
+        "out_channels": layout.out_channels,
+        "label_channels": layout.cond_channels,
+        "block_out_channels": tuple(spec["block_out_channels"]),
+        "layers_per_block": spec["layers_per_block"],
+        "attention_levels": tuple(spec["attention"]),
+        "attention_head_dim": spec["attention_head_dim"],
+        "norm_num_groups": spec["norm_num_groups"],
+        "dropout": spec["dropout"],
+        "spade_hidden": spec.get("spade_hidden", 128),
+    }
+
+
+def network_config(cond: str, model: str, size: tuple[int, int], layout: Layout) -> dict[str, Any]:
+    """:func:`spade_config` for cond ``mask``, else :func:`unet_config`."""
+    return spade_config(model, size, layout) if cond == "mask" else unet_config(model, size, layout)
+
+
+def build_unet(config: dict[str, Any]):
+    """A freshly initialised network from :func:`network_config`'s dict (SPADE when it has ``label_channels``)."""
+    if "label_channels" in config:
+        from defectsynth.diffusion.spade_unet import SPADEUNet2DModel
+
+        return SPADEUNet2DModel(**config)
     return UNet2DModel(**config)
+
+
+def load_network(folder):
+    """``from_pretrained`` of the class named in ``folder/config.json`` (UNet2DModel or SPADEUNet2DModel)."""
+    import json
+    from pathlib import Path
+
+    name = json.loads((Path(folder) / "config.json").read_text(encoding="utf-8")).get("_class_name")
+    if name == "SPADEUNet2DModel":
+        from defectsynth.diffusion.spade_unet import SPADEUNet2DModel
+
+        return SPADEUNet2DModel.from_pretrained(folder)
+    return UNet2DModel.from_pretrained(folder)

@@ -40,11 +40,12 @@ from defectsynth.data.files import read_json, write_image, write_json, write_mas
 from defectsynth.data.model import ClassInfo
 from defectsynth.data.resize import resize_sample
 from defectsynth.data.writer import DatasetStats
-from defectsynth.diffusion.conditioning import condition_tensor, tensor_to_image
+from defectsynth.diffusion.conditioning import condition_tensor, onehot_tensor, tensor_to_image
+from defectsynth.diffusion.mask_augment import MaskAugment
 from defectsynth.diffusion.models import Layout
 from defectsynth.diffusion.previews import class_palette
 from defectsynth.diffusion.processes import make_state
-from defectsynth.diffusion.schedules import DEFAULT_STEPS, Sampler, make_sampler
+from defectsynth.diffusion.schedules import DEFAULT_STEPS, RESCALE_MIN_STEPS, Sampler, make_sampler
 from defectsynth.diffusion.training import derived_seed
 from defectsynth.encoding import boxes_from_mask, decode_bits
 from defectsynth.errors import DatasetError, OptionError, OutputExistsError
@@ -80,13 +81,21 @@ class Run:
     def classes(self) -> list[ClassInfo]:
         return [ClassInfo(c["id"], c["name"], tuple(c["color"])) for c in self.info["classes"]]
 
+    def load_autoencoder(self):
+        """The run's autoencoder (``--latent``) or None."""
+        if not self.info.get("latent"):
+            return None
+        from defectsynth.diffusion.latent import Autoencoder
+
+        return Autoencoder.load(self.info["latent"]["path"])
+
     def load_unet(self, ema: bool = True):
-        from diffusers import UNet2DModel
+        from defectsynth.diffusion.models import load_network
 
         folder = self.root / "unet_ema" if ema and (self.root / "unet_ema").is_dir() else self.root / "unet"
         if not (folder / "config.json").is_file():
             raise DatasetError("the run has no weights yet (unet/ appears after its first epoch)", self.root)
-        return UNet2DModel.from_pretrained(folder).eval().requires_grad_(False)
+        return load_network(folder).eval().requires_grad_(False)
 
 
 # -- the denoising loop ---------------------------------------------------------------------------
@@ -143,6 +152,14 @@ class Job:
     stem: str
     condition: str | None
     boxes: list[Box]
+    mask: np.ndarray | None = None  # cond mask: the (augmented) condition mask, (H, W) uint8
+
+
+def job_condition(job: Job, size: tuple[int, int], cond: str, num_classes: int) -> torch.Tensor:
+    """(C_c, H, W) condition of one job: the one-hot mask for cond ``mask``, else the box maps."""
+    if cond == "mask":
+        return onehot_tensor(job.mask, num_classes)
+    return condition_tensor(job.boxes, size, cond, num_classes)
 
 
 def parse_conditions(text: str | None, run: Run) -> tuple[Path, str | None]:
@@ -158,8 +175,12 @@ def parse_conditions(text: str | None, run: Run) -> tuple[Path, str | None]:
     return path, split
 
 
-def plan_jobs(run: Run, conditions: str | None, num: int | None) -> tuple[list[Job], dict[str, Any]]:
-    """Every sample to draw, in index order, and the ``conditions`` provenance entry."""
+def plan_jobs(run: Run, conditions: str | None, num: int | None, mask_augment: bool = False, seed: int = 0) -> tuple[list[Job], dict[str, Any]]:
+    """Every sample to draw, in index order, and the ``conditions`` provenance entry.
+
+    For cond ``mask`` each job carries its condition mask, randomly warped when ``mask_augment``
+    (seeded by (seed, sample index)), and the boxes of that mask.
+    """
     if num is not None and num < 1:
         raise OptionError(f"--num: must be >= 1, got {num}")
     if run.args["cond"] == "none":
@@ -176,17 +197,34 @@ def plan_jobs(run: Run, conditions: str | None, num: int | None) -> tuple[list[J
     reps = 1 if num is None else math.ceil(num / len(stems))
     total = len(stems) if num is None else num
     pairs = [(f"{stem}-{k}", stem) for k in range(reps) for stem in stems][:total]
-    return condition_jobs(run, ds, pairs), {"dataset": str(path.resolve()), "split": split}
+    return condition_jobs(run, ds, pairs, mask_augment, seed), {"dataset": str(path.resolve()), "split": split, "mask_augment": mask_augment}
 
 
-def condition_jobs(run: Run, ds: Dataset, pairs: list[tuple[str, str]]) -> list[Job]:
-    """Job ``i`` draws output stem ``pairs[i][0]`` from the boxes of condition ``pairs[i][1]`` in ``ds``, at the run's size."""
+def condition_jobs(run: Run, ds: Dataset, pairs: list[tuple[str, str]], mask_augment: bool = False, seed: int = 0) -> list[Job]:
+    """Job ``i`` draws output stem ``pairs[i][0]`` from condition ``pairs[i][1]`` of ``ds``, at the run's size.
+
+    Box-conditioned runs take the condition's boxes. Mask-conditioned runs (cond ``mask``) take its
+    mask, randomly warped when ``mask_augment`` (seeded by (seed, sample index)), and that mask's boxes.
+    """
+    cond = run.args["cond"]
+    if mask_augment and cond != "mask":
+        raise OptionError("--mask-augment needs a mask-conditioned run (--cond mask)")
+    if cond == "mask" and not ds.has_masks:
+        raise OptionError(f"--conditions: {ds.root} has no masks, which a mask-conditioned run (--cond mask) needs")
     size = tuple(run.info["size"])
-    boxes = {stem: resize_sample(ds.read(stem), size).boxes for stem in dict.fromkeys(c for _, c in pairs)}
-    return [Job(i, stem, condition, boxes[condition]) for i, (stem, condition) in enumerate(pairs)]
+    resized = {stem: resize_sample(ds.read(stem), size) for stem in dict.fromkeys(c for _, c in pairs)}
+    jobs = [Job(i, stem, c, resized[c].boxes, resized[c].mask if cond == "mask" else None) for i, (stem, c) in enumerate(pairs)]
+    if mask_augment:
+        augment = MaskAugment()
+        for job in jobs:
+            job.mask = augment(job.mask, np.random.default_rng(derived_seed(seed, job.index, 0xA06)))
+    if cond == "mask":
+        for job in jobs:
+            job.boxes = boxes_from_mask(job.mask)
+    return jobs
 
 
-def plan_file_jobs(run: Run, plan: str | Path) -> tuple[list[Job], dict[str, Any]]:
+def plan_file_jobs(run: Run, plan: str | Path, mask_augment: bool = False, seed: int = 0) -> tuple[list[Job], dict[str, Any]]:
     """The jobs of a ``balance --plan-out`` file (:func:`~defectsynth.balancing.planned_samples`), conditioned
     on its dataset, and the ``conditions`` provenance entry."""
     plan = Path(plan)
@@ -201,7 +239,8 @@ def plan_file_jobs(run: Run, plan: str | Path) -> tuple[list[Job], dict[str, Any
     missing = next((c for _, c in pairs if c not in known), None)
     if missing is not None:
         raise DatasetError(f"plan stem {missing!r} is not in the plan's dataset {ds.root}", plan)
-    return condition_jobs(run, ds, pairs), {"dataset": str(ds.root.resolve()), "split": split}
+    jobs = condition_jobs(run, ds, pairs, mask_augment, seed)
+    return jobs, {"dataset": str(ds.root.resolve()), "split": split, "mask_augment": mask_augment}
 
 
 # -- the output folder ----------------------------------------------------------------------------
@@ -275,9 +314,10 @@ def sample(
     num: int | None = None,
     plan: str | Path | None = None,
     steps: int | None = None,
-    rescale: bool = False,
+    rescale: bool | None = None,
     scheduler: str = "ddpm",
-    guidance: float = 1.0,
+    guidance: float | None = None,
+    mask_augment: bool = False,
     seed: int = 0,
     batch_size: int = 16,
     ema: bool = True,
@@ -287,11 +327,15 @@ def sample(
     """Draw samples from the run folder ``run`` into the synthetic dataset folder ``out``.
 
     conditions: ``DATASET[:split]`` whose boxes condition the samples (default: the run's training
-    dataset and split). plan: a ``balance --plan-out`` file to draw instead (not with ``conditions``
-    or ``num``). steps: default 1000 (ddpm), 50 (ddim), 20 (dpm). Returns the manifest.
+    dataset and split; for a mask-conditioned run their masks, which the output carries as its
+    masks). plan: a ``balance --plan-out`` file to draw instead (not with ``conditions`` or
+    ``num``). steps: default 1000 (ddpm), 50 (ddim), 20 (dpm). rescale / guidance: None = the
+    run's defaults (:func:`run_defaults`). mask_augment: randomly warp each condition mask first.
+    Returns the manifest.
     """
     state = make_state()
     the_run = Run.open(run)
+    steps, rescale, guidance = run_defaults(the_run, scheduler, steps, rescale, guidance)
     out = Path(out)
     if batch_size < 1:
         raise OptionError(f"--batch-size: must be >= 1, got {batch_size}")
@@ -300,7 +344,10 @@ def sample(
     make_sampler(scheduler, steps, the_run.args["variance"], rescale)  # validates the options
     if plan is not None and (num is not None or conditions is not None):
         raise OptionError("--plan chooses the conditions and their number: give it without --num and --conditions")
-    jobs, cond_source = plan_jobs(the_run, conditions, num) if plan is None else plan_file_jobs(the_run, plan)
+    if plan is None:
+        jobs, cond_source = plan_jobs(the_run, conditions, num, mask_augment, seed)
+    else:
+        jobs, cond_source = plan_file_jobs(the_run, plan, mask_augment, seed)
     settings = {
         "run": str(the_run.root.resolve()), "sampler": scheduler, "steps": steps or DEFAULT_STEPS[scheduler],
         "rescale": rescale, "guidance": guidance, "seed": seed, "ema": ema, "num": num, "conditions": cond_source,
@@ -315,15 +362,36 @@ def sample(
     pending = [j for j in jobs if not is_done(out, j)]
     mine = pending[state.process_index :: state.num_processes]
     model = the_run.load_unet(ema).to(state.device)
-    draw(model, the_run, out, mine, settings, batch_size, progress and state.is_local_main_process, state.device)
+    autoencoder = the_run.load_autoencoder()
+    if autoencoder is not None:
+        autoencoder.model.to(state.device)
+    draw(model, the_run, out, mine, settings, batch_size, progress and state.is_local_main_process, state.device, autoencoder)
     state.wait_for_everyone()
     manifest = write_manifest(out, the_run, jobs, settings) if state.is_main_process else Manifest("", the_run.classes)
     state.wait_for_everyone()
     return manifest
 
 
-def draw(model, run: Run, out: Path, jobs: list[Job], settings: dict[str, Any], batch_size: int, progress: bool, device) -> None:
-    """Generate and write ``jobs`` in batches."""
+def run_defaults(run: Run, scheduler: str, steps: int | None, rescale: bool | None, guidance: float | None) -> tuple[int | None, bool, float]:
+    """(steps, rescale, guidance) with the left-out (None) ones filled in.
+
+    A mask-conditioned run (ISDM) with the ddpm scheduler: ``--steps 300 --rescale``, and guidance
+    1.5 when it was trained (or finetuned) with a drop rate; every other run: the scheduler's
+    default steps, no rescale, guidance 1.0. Rescaling is not the default for a step count too small
+    for it (``RESCALE_MIN_STEPS`` or fewer): such runs use the respaced schedule instead.
+    """
+    isdm = run.args["cond"] == "mask"
+    if steps is None and isdm and scheduler == "ddpm":
+        steps = 300
+    if rescale is None:
+        rescale = isdm and scheduler == "ddpm" and (steps or DEFAULT_STEPS[scheduler]) > RESCALE_MIN_STEPS
+    if guidance is None:
+        guidance = 1.5 if isdm and run.args.get("drop_rate") else 1.0
+    return steps, rescale, guidance
+
+
+def draw(model, run: Run, out: Path, jobs: list[Job], settings: dict[str, Any], batch_size: int, progress: bool, device, autoencoder=None) -> None:
+    """Generate and write ``jobs`` in batches (with ``autoencoder``: denoise latents, then decode them)."""
     a, layout, size = run.args, run.layout, tuple(run.info["size"])
     bar = make_progress()
     bar.disable = not progress
@@ -331,11 +399,19 @@ def draw(model, run: Run, out: Path, jobs: list[Job], settings: dict[str, Any], 
         task = bar.add_task("sampling", total=len(jobs), status="")
         for start in range(0, len(jobs), batch_size):
             batch = jobs[start : start + batch_size]
-            cond = torch.stack([condition_tensor(j.boxes, size, a["cond"], run.info["num_classes"]) for j in batch]).to(device)
+            cond = torch.stack([job_condition(j, size, a["cond"], run.info["num_classes"]) for j in batch]).to(device)
             sampler = make_sampler(settings["sampler"], settings["steps"], a["variance"], settings["rescale"])
+            if autoencoder is not None:
+                from defectsynth.diffusion.latent import decode_samples, resize_condition
+
+                cond = resize_condition(cond, tuple(run.info["latent"]["size"]))
             x = denoise(model, layout, sampler, cond, sample_generators(settings["seed"], [j.index for j in batch]), settings["guidance"])
-            for job, xi in zip(batch, x):
-                image, mask, invalid = decode(xi, a["target"], run.info["num_classes"], run.classes)
+            if autoencoder is not None:
+                decoded = decode_samples(autoencoder, x, a["target"], run.info["num_classes"], class_palette(run.classes))
+            else:
+                decoded = [decode(xi, a["target"], run.info["num_classes"], run.classes) for xi in x]
+            for job, (image, mask, invalid) in zip(batch, decoded):
+                mask = job.mask if a["cond"] == "mask" else mask
                 boxes = job.boxes if a["cond"] != "none" or mask is None else boxes_from_mask(mask)
                 write_sample(out, job, image, mask, boxes, invalid)
             bar.update(task, advance=len(batch))

@@ -30,6 +30,8 @@ BETA_START = 1e-4
 BETA_END = 0.02
 SCHEDULERS = ("ddpm", "ddim", "dpm")
 DEFAULT_STEPS = {"ddpm": TRAIN_TIMESTEPS, "ddim": 50, "dpm": 20}
+# --rescale scales the betas by T/N: with N at or below this the last beta, 0.02*T/N, reaches 1.
+RESCALE_MIN_STEPS = int(BETA_END * TRAIN_TIMESTEPS)
 
 
 def train_scheduler(variance: str) -> DDPMScheduler:
@@ -91,7 +93,7 @@ def make_sampler(name: str, steps: int | None, variance: str, rescale: bool = Fa
     if rescale and name != "ddpm":
         raise OptionError(f"--rescale builds a new DDPM schedule and cannot be used with --scheduler {name}")
     if rescale and BETA_END * TRAIN_TIMESTEPS / steps >= 1.0:
-        raise OptionError(f"--rescale needs --steps above {int(BETA_END * TRAIN_TIMESTEPS)}: the last beta, 0.02*{TRAIN_TIMESTEPS}/{steps}, must stay below 1")
+        raise OptionError(f"--rescale needs --steps above {RESCALE_MIN_STEPS}: the last beta, 0.02*{TRAIN_TIMESTEPS}/{steps}, must stay below 1")
     learned = variance == "learned"
     if rescale:
         scheduler = rescaled_scheduler(steps, variance)

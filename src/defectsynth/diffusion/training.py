@@ -35,7 +35,7 @@ from defectsynth.diffusion import checkpoint as ckpt
 from defectsynth.diffusion.conditioning import EncodedSet, flip
 from defectsynth.diffusion.losses import diffusion_loss
 from defectsynth.diffusion.processes import make_accelerator
-from defectsynth.diffusion.models import build_unet, channel_layout, unet_config
+from defectsynth.diffusion.models import build_unet, channel_layout, load_network, network_config
 from defectsynth.diffusion.schedules import BETA_END, BETA_START, TRAIN_TIMESTEPS, train_scheduler
 from defectsynth.errors import OptionError, OutputExistsError
 from defectsynth.progress import make_progress, track
@@ -44,7 +44,7 @@ logger = logging.getLogger(__name__)
 
 RUN_FORMAT = 1
 # Options that define the model and its data: a resumed run must use the same values.
-FIXED_ON_RESUME = ("dataset", "cond", "target", "model", "size", "batch_size", "lr", "seed", "variance", "drop_rate", "ema", "ema_decay", "split", "finetune")
+FIXED_ON_RESUME = ("dataset", "cond", "target", "model", "size", "batch_size", "lr", "seed", "variance", "drop_rate", "ema", "ema_decay", "split", "finetune", "latent")
 
 
 def derived_seed(*parts: int) -> int:
@@ -94,7 +94,7 @@ def prepare_run(args: dict[str, Any], accelerator: Accelerator) -> tuple[Path, D
             raise OutputExistsError("run folder exists: pass --resume to continue it, or choose another --out", out)
         previous = read_json(out / "run.json")
         # size, split and finetune left out (None) mean "as the run was started"
-        changed = [k for k in FIXED_ON_RESUME if previous["args"].get(k) != args[k] and not (k in ("size", "split", "finetune") and args[k] is None)]
+        changed = [k for k in FIXED_ON_RESUME if previous["args"].get(k) != args[k] and not (k in ("size", "split", "finetune", "latent") and args[k] is None)]
         if changed:
             flags = ", ".join(f"--{k.replace('_', '-')} ({previous['args'].get(k)!r} -> {args[k]!r})" for k in changed)
             raise OptionError(f"--resume: {flags} differ from the run being resumed")
@@ -118,7 +118,7 @@ def default_split(dataset: Dataset, split: str | None) -> str | None:
     return "train" if "train" in dataset.split_names else None
 
 
-def run_json(args: dict[str, Any], dataset: Dataset, split: str | None, data: EncodedSet, config: dict[str, Any], layout) -> dict[str, Any]:
+def run_json(args: dict[str, Any], dataset: Dataset, split: str | None, data: EncodedSet, config: dict[str, Any], layout, latent: dict[str, Any] | None = None) -> dict[str, Any]:
     import accelerate
     import diffusers
 
@@ -130,8 +130,9 @@ def run_json(args: dict[str, Any], dataset: Dataset, split: str | None, data: En
         "classes": [c.to_json() for c in dataset.manifest.classes],
         "num_classes": dataset.manifest.num_classes,
         "dataset": {"path": str(Path(args["dataset"]).resolve()), "name": dataset.manifest.name, "split": split, "images": len(data)},
-        "size": list(data.size),
+        "size": list(getattr(data, "pixel_size", data.size)),
         "layout": layout.__dict__,
+        "latent": latent,
         "unet": {k: (list(v) if isinstance(v, tuple) else v) for k, v in config.items()},
         "schedule": {"num_train_timesteps": TRAIN_TIMESTEPS, "beta_start": BETA_START, "beta_end": BETA_END, "beta_schedule": "linear", "prediction_type": "epsilon", "variance": args["variance"]},
         "versions": {"defectsynth": defectsynth.__version__, "torch": torch.__version__, "diffusers": diffusers.__version__, "accelerate": accelerate.__version__},
@@ -148,14 +149,16 @@ def build_model(config: dict[str, Any], finetune: str | None) -> torch.nn.Module
     """A fresh UNet, or one initialised from the EMA (else plain) weights of the run ``finetune``."""
     model = build_unet(config)
     if finetune:
-        from diffusers import UNet2DModel
-
         source = Path(finetune)
         folder = source / "unet_ema" if (source / "unet_ema").is_dir() else source / "unet"
         if not (folder / "config.json").is_file():
             raise OptionError(f"--finetune: {source} has no unet/ weights yet")
-        loaded = UNet2DModel.from_pretrained(folder)
-        for key in ("in_channels", "out_channels", "block_out_channels", "sample_size"):
+        loaded = load_network(folder)
+        if type(loaded) is not type(model):
+            raise OptionError(f"--finetune: {folder} holds a {type(loaded).__name__}, this run needs a {type(model).__name__} (same --cond)")
+        for key in ("in_channels", "out_channels", "block_out_channels", "sample_size", "label_channels"):
+            if key not in config:
+                continue
             a, b = _plain(loaded.config[key]), _plain(config[key])
             if a != b:
                 raise OptionError(f"--finetune: {folder} has {key}={a}, this run needs {b} (same --cond/--target/--model/--size and classes)")
@@ -209,9 +212,10 @@ def train_step(
     b = len(index)
     x0 = data.targets(index).to(device, non_blocking=True)
     cond = data.conditions(index).to(device, non_blocking=True)
-    # 1. flips that move images, masks and box maps together
+    # 1. flips that move images, masks and box maps together (not in latent space)
     flips = torch.rand(b, 2, generator=g, device=device) < 0.5
-    x0, cond = flip(x0, flips[:, 0], flips[:, 1]), flip(cond, flips[:, 0], flips[:, 1])
+    if not args.get("latent"):
+        x0, cond = flip(x0, flips[:, 0], flips[:, 1]), flip(cond, flips[:, 0], flips[:, 1])
     # 2. classifier-free guidance: replace the condition by the null (zero) condition
     if args["drop_rate"] > 0:
         keep = torch.rand(b, generator=g, device=device) >= args["drop_rate"]
@@ -279,7 +283,7 @@ def train(
     batch_size: int = 8,
     lr: float = 1e-4,
     seed: int = 0,
-    variance: str = "fixed",
+    variance: str | None = None,
     drop_rate: float = 0.0,
     ema: bool = True,
     ema_decay: float = 0.999,
@@ -290,6 +294,7 @@ def train(
     resume: bool = False,
     finetune: str | Path | None = None,
     split: str | None = None,
+    latent: str | Path | None = None,
     max_grad_norm: float = 1.0,
     preview_every: int = 25,
     progress: bool = False,
@@ -298,23 +303,36 @@ def train(
 
     cond: basd | boxmask | none. target: joint (RGB + analog-bit mask) | image | mask.
     model: tiny | small | base | paper. size: ``"N"`` or ``"WIDTHxHEIGHT"``; None keeps the dataset's.
+    cond ``mask`` (with target ``image``) trains the SPADE UNet of SDM/ISDM. variance: fixed |
+    learned; None = learned (L_hybrid) for cond ``mask``, as ISDM, else fixed.
     The keyword arguments are written to ``run.json`` (paths as strings); ``progress`` is not.
     """
+    variance = ("learned" if cond == "mask" else "fixed") if variance is None else variance
     args = {k: (str(v) if isinstance(v, Path) else v) for k, v in locals().items() if k != "progress"}
     args["dataset"] = str(Path(dataset).resolve())
     args["finetune"] = str(Path(finetune).resolve()) if finetune else None
+    args["latent"] = str(Path(latent).resolve()) if latent else None
     if mixed_precision == "fp16" and not torch.cuda.is_available():
         raise OptionError("--mixed-precision fp16 needs a GPU; use bf16 on a CPU")
     accelerator = make_accelerator(mixed_precision)
     out, ds, previous = prepare_run(args, accelerator)
     split = default_split(ds, split)
     data = build_data(ds, args, split, progress and accelerator.is_local_main_process)
-    layout = channel_layout(cond, target, ds.manifest.num_classes, variance)
-    config = unet_config(model, data.size, layout)
     args["size"] = format_size(data.size)
+    latent_info = None
+    if latent:
+        from defectsynth.diffusion.latent import Autoencoder, LatentSet
+
+        autoencoder = Autoencoder.load(latent)
+        autoencoder.model.to(accelerator.device)
+        latent_info = autoencoder.info(data.size)
+        channel_layout(cond, target, ds.manifest.num_classes, variance, autoencoder.channels)  # option errors first
+        data = LatentSet(data, autoencoder, progress and accelerator.is_local_main_process)
+    layout = channel_layout(cond, target, ds.manifest.num_classes, variance, latent_info and latent_info["channels"])
+    config = network_config(cond, model, data.size, layout)
     if previous is None and accelerator.is_main_process:
         out.mkdir(parents=True, exist_ok=True)
-        write_json(out / "run.json", run_json(args, ds, split, data, config, layout))
+        write_json(out / "run.json", run_json(args, ds, split, data, config, layout, latent_info))
     accelerator.wait_for_everyone()
 
     set_seed(seed)  # the initial weights
@@ -397,7 +415,7 @@ class Loop:
             line = {"step": s.step, "epoch": s.epoch, "loss": mean, "best": s.best_loss, "improved": improved, "lr": a["lr"], "seconds": round(s.seconds, 3)}
             with open(self.out / "log.jsonl", "a", encoding="utf-8") as handle:
                 handle.write(ckpt.dumps(line) + "\n")
-            if a["preview_every"] and (s.epoch % a["preview_every"] == 0):
+            if a["preview_every"] and (s.epoch % a["preview_every"] == 0) and not a.get("latent"):
                 self.preview()
 
     def preview(self) -> None:
