@@ -50,6 +50,17 @@ class Variance(str, Enum):
     learned = "learned"
 
 
+class Prediction(str, Enum):
+    epsilon = "epsilon"
+    sample = "sample"
+    v = "v"
+
+
+class LrSchedule(str, Enum):
+    constant = "constant"
+    cosine = "cosine"
+
+
 class Precision(str, Enum):
     no = "no"
     fp16 = "fp16"
@@ -72,6 +83,12 @@ def train_command(
     drop_rate: Annotated[float, typer.Option("--drop-rate", help="Probability of the null condition, for classifier-free guidance.")] = 0.0,
     ema: Annotated[bool, typer.Option("--ema/--no-ema", help="Keep EMA weights (unet_ema/).")] = True,
     ema_decay: Annotated[float, typer.Option("--ema-decay", help="EMA decay (warmed up as (1+step)/(10+step)).")] = 0.999,
+    prediction: Annotated[Prediction, typer.Option("--prediction", help="What the network predicts: the noise (epsilon), x_0 (sample) or v.")] = Prediction.epsilon,
+    mask_loss_weight: Annotated[float, typer.Option("--mask-loss-weight", help="Weight of the mask channels' loss relative to the image channels.")] = 1.0,
+    min_snr_gamma: Annotated[Optional[float], typer.Option("--min-snr-gamma", help="Min-SNR-gamma loss weighting (Hang et al.; 5 is usual); off when left out.")] = None,
+    self_cond: Annotated[bool, typer.Option("--self-cond/--no-self-cond", help="Self-conditioning on the previous x_0 estimate (Analog bits).")] = False,
+    lr_warmup_steps: Annotated[int, typer.Option("--lr-warmup-steps", help="Linear learning-rate warm-up steps.")] = 0,
+    lr_schedule: Annotated[LrSchedule, typer.Option("--lr-schedule", help="After the warm-up: constant, or cosine decay to 0 at the last step.")] = LrSchedule.constant,
     mixed_precision: Annotated[Precision, typer.Option("--mixed-precision", help="Autocast precision.")] = Precision.no,
     checkpoint_every: Annotated[int, typer.Option("--checkpoint-every", help="Steps between resume checkpoints.")] = 500,
     checkpoints_total_limit: Annotated[Optional[int], typer.Option("--checkpoints-total-limit", help="Keep only the newest K checkpoints.")] = 2,
@@ -88,7 +105,8 @@ def train_command(
     run = train(
         dataset, out=out, cond=cond.value, target=target.value, model=model.value, size=size, epochs=epochs,
         max_steps=max_steps, batch_size=batch_size, lr=lr, seed=seed, variance=variance.value, drop_rate=drop_rate,
-        ema=ema, ema_decay=ema_decay, mixed_precision=mixed_precision.value, checkpoint_every=checkpoint_every,
+        ema=ema, ema_decay=ema_decay, prediction=prediction.value, mask_loss_weight=mask_loss_weight,
+        min_snr_gamma=min_snr_gamma, self_cond=self_cond, lr_warmup_steps=lr_warmup_steps, lr_schedule=lr_schedule.value, mixed_precision=mixed_precision.value, checkpoint_every=checkpoint_every,
         checkpoints_total_limit=checkpoints_total_limit, patience_steps=patience_steps, resume=resume,
         finetune=finetune, split=split, max_grad_norm=max_grad_norm, preview_every=preview_every, progress=progress,
     )

@@ -7,6 +7,8 @@ learned variance, as many variance channels after them).
 - target ``joint``: RGB (3) + analog-bit mask (``num_bits(C)``); ``image``: RGB; ``mask``: bits.
 - cond ``basd``: BASD (1) + analog-bit C-BASD (``num_bits(C)``); ``boxmask``: occupancy (1) +
   analog-bit class map; ``none``: nothing.
+- self-conditioning (Chen, Zhang & Hinton, "Analog bits", section 3): the previous x_0 estimate
+  (as many channels as the target) goes between them: ``[target | x_0 estimate | condition]``.
 """
 
 from __future__ import annotations
@@ -36,19 +38,20 @@ MODEL_SIZES: dict[str, dict[str, Any]] = {
 
 @dataclass(frozen=True)
 class Layout:
-    """Channel counts of a run. ``target`` and ``cond`` are input channels; ``out`` the network's output."""
+    """Channel counts of a run. ``target``, ``self_cond`` and ``cond`` are input channels; ``out`` the network's output."""
 
     target_channels: int
     cond_channels: int
     out_channels: int
     mask_bits: int
+    self_cond_channels: int = 0
 
     @property
     def in_channels(self) -> int:
-        return self.target_channels + self.cond_channels
+        return self.target_channels + self.self_cond_channels + self.cond_channels
 
 
-def channel_layout(cond: str, target: str, num_classes: int, variance: str) -> Layout:
+def channel_layout(cond: str, target: str, num_classes: int, variance: str, self_cond: bool = False) -> Layout:
     """Channel counts for ``cond`` x ``target`` with ``num_classes`` classes (background included)."""
     if cond not in CONDS:
         raise OptionError(f"--cond: expected one of {', '.join(CONDS)}, got {cond!r}")
@@ -60,7 +63,7 @@ def channel_layout(cond: str, target: str, num_classes: int, variance: str) -> L
     target_channels = {"joint": 3 + bits, "image": 3, "mask": bits}[target]
     cond_channels = 0 if cond == "none" else 1 + bits
     out = target_channels * (2 if variance == "learned" else 1)
-    return Layout(target_channels, cond_channels, out, bits)
+    return Layout(target_channels, cond_channels, out, bits, target_channels if self_cond else 0)
 
 
 def unet_config(model: str, size: tuple[int, int], layout: Layout) -> dict[str, Any]:

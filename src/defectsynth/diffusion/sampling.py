@@ -40,7 +40,8 @@ from defectsynth.diffusion.models import Layout
 from defectsynth.diffusion.previews import class_palette
 from defectsynth.diffusion.processes import make_state
 from defectsynth.diffusion.schedules import DEFAULT_STEPS, Sampler, make_sampler
-from defectsynth.diffusion.training import derived_seed
+from defectsynth.diffusion.losses import predicted_x0
+from defectsynth.diffusion.training import derived_seed, network_input
 from defectsynth.encoding import boxes_from_mask, decode_bits
 from defectsynth.errors import DatasetError, OptionError, OutputExistsError
 from defectsynth.progress import make_progress
@@ -68,6 +69,11 @@ class Run:
         return self.info["args"]
 
     @property
+    def prediction(self) -> str:
+        """What the network predicts: epsilon (runs before the option existed), sample or v."""
+        return self.args.get("prediction", "epsilon")
+
+    @property
     def layout(self) -> Layout:
         return Layout(**self.info["layout"])
 
@@ -92,13 +98,16 @@ def sample_generators(seed: int, indices: list[int]) -> list[torch.Generator]:
 
 @torch.no_grad()
 def denoise(
-    model, layout: Layout, sampler: Sampler, cond: torch.Tensor, generators: list[torch.Generator], guidance: float = 1.0
+    model, layout: Layout, sampler: Sampler, cond: torch.Tensor, generators: list[torch.Generator], guidance: float = 1.0,
+    prediction: str = "epsilon",
 ) -> torch.Tensor:
     """Run the reverse process; returns (B, C_t, H, W) samples in [-1, 1].
 
     cond: (B, C_c, H, W) on the model's device (C_c = 0 for unconditional runs). With ``guidance``
-    != 1 the network also sees the null (zero) condition and the epsilon channels are combined as
-    eps_u + s * (eps_c - eps_u) (classifier-free guidance, applied to the noise channels only).
+    != 1 the network also sees the null (zero) condition and the predicted channels (epsilon, x_0
+    or v: ``prediction``) are combined as out_u + s * (out_c - out_u) (classifier-free guidance,
+    not applied to variance channels). With self-conditioning (``layout.self_cond_channels``) the
+    network sees the x_0 estimate of the previous step (zeros at the first).
     """
     device = cond.device
     b, (h, w) = len(generators), cond.shape[-2:]
@@ -107,13 +116,17 @@ def denoise(
     x = x * sampler.scheduler.init_noise_sigma
     guided = guidance != 1.0
     cond_in = torch.cat([cond, torch.zeros_like(cond)]) if guided else cond
+    estimate = torch.zeros_like(x) if layout.self_cond_channels else None
     for t in sampler.timesteps:
         x_in = torch.cat([x, x]) if guided else x
-        out = model(torch.cat([x_in, cond_in], dim=1), sampler.model_time(t).to(device)).sample
+        sc_in = None if estimate is None else (torch.cat([estimate, estimate]) if guided else estimate)
+        out = model(network_input(x_in, sc_in, cond_in), sampler.model_time(t).to(device)).sample
         if guided:
             out_c, out_u = out.chunk(2)
             eps = out_u[:, :c] + guidance * (out_c[:, :c] - out_u[:, :c])
             out = torch.cat([eps, out_c[:, c:]], dim=1)
+        if estimate is not None:
+            estimate = predicted_x0(prediction, out[:, :c], x, t.reshape(1).repeat(b).to(device), sampler.scheduler.alphas_cumprod)
         if not sampler.passes_variance:
             out = out[:, :c]
         x = sampler.scheduler.step(out, t, x, generator=generators).prev_sample
@@ -268,7 +281,7 @@ def sample(
         raise OptionError(f"--batch-size: must be >= 1, got {batch_size}")
     if guidance != 1.0 and not the_run.args.get("drop_rate"):
         raise OptionError("--guidance needs a run trained with --drop-rate > 0 (classifier-free guidance)")
-    make_sampler(scheduler, steps, the_run.args["variance"], rescale)  # validates the options
+    make_sampler(scheduler, steps, the_run.args["variance"], rescale, the_run.prediction)  # validates the options
     jobs, cond_source = plan_jobs(the_run, conditions, num)
     settings = {
         "run": str(the_run.root.resolve()), "sampler": scheduler, "steps": steps or DEFAULT_STEPS[scheduler],
@@ -299,8 +312,8 @@ def draw(model, run: Run, out: Path, jobs: list[Job], settings: dict[str, Any], 
         for start in range(0, len(jobs), batch_size):
             batch = jobs[start : start + batch_size]
             cond = torch.stack([condition_tensor(j.boxes, size, a["cond"], run.info["num_classes"]) for j in batch]).to(device)
-            sampler = make_sampler(settings["sampler"], settings["steps"], a["variance"], settings["rescale"])
-            x = denoise(model, layout, sampler, cond, sample_generators(settings["seed"], [j.index for j in batch]), settings["guidance"])
+            sampler = make_sampler(settings["sampler"], settings["steps"], a["variance"], settings["rescale"], run.prediction)
+            x = denoise(model, layout, sampler, cond, sample_generators(settings["seed"], [j.index for j in batch]), settings["guidance"], run.prediction)
             for job, xi in zip(batch, x):
                 image, mask, invalid = decode(xi, a["target"], run.info["num_classes"], run.classes)
                 boxes = job.boxes if a["cond"] != "none" or mask is None else boxes_from_mask(mask)
