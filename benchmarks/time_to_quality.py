@@ -25,19 +25,26 @@ from pathlib import Path
 import numpy as np
 import torch
 
-# name -> train() options on top of the plain recipe (the BASD paper's code: epsilon, uniform MSE)
-RECIPES: dict[str, dict] = {
+from defectsynth.diffusion.training import PLAIN_RECIPE as PLAIN
+
+# name -> train() options on top of the plain recipe (the BASD paper's code: epsilon, uniform MSE);
+# ``default`` is train()'s current default (x_0 prediction, self-conditioning, mask weight 4).
+CHANGES: dict[str, dict] = {
     "plain": {},
     "sample": {"prediction": "sample"},
     "v": {"prediction": "v"},
     "selfcond": {"self_cond": True},
     "sample+selfcond": {"prediction": "sample", "self_cond": True},
     "maskw4": {"mask_loss_weight": 4.0},
+    "sample+maskw4": {"prediction": "sample", "mask_loss_weight": 4.0},
     "minsnr5": {"min_snr_gamma": 5.0},
     "cosine": {"lr_warmup_steps": 100, "lr_schedule": "cosine"},
     "sample+selfcond+maskw4": {"prediction": "sample", "self_cond": True, "mask_loss_weight": 4.0},
+    "default+minsnr5": {"prediction": "sample", "self_cond": True, "mask_loss_weight": 4.0, "min_snr_gamma": 5.0},
+    "default+cosine": {"prediction": "sample", "self_cond": True, "mask_loss_weight": 4.0, "lr_warmup_steps": 100, "lr_schedule": "cosine"},
     "v+selfcond+minsnr5": {"prediction": "v", "self_cond": True, "min_snr_gamma": 5.0},
 }
+RECIPES: dict[str, dict] = {name: {**PLAIN, **change} for name, change in CHANGES.items()}
 BASE = dict(cond="basd", target="joint", batch_size=16, lr=5e-4, epochs=10**6, preview_every=0, split="train", checkpoints_total_limit=None)
 SAE_TARGET, EBR_TARGET = 0.25, 0.10
 

@@ -35,7 +35,7 @@ def test_recipe_options_train_sample_and_are_recorded(data16, tmp_path, recipe):
     info = Run.open(run)
     assert {k: info.args[k] for k in recipe} == recipe
     assert info.info["schedule"]["prediction_type"] == recipe["prediction"]
-    expected = channel_layout("basd", "joint", info.info["num_classes"], "fixed", recipe.get("self_cond", False))
+    expected = channel_layout("basd", "joint", info.info["num_classes"], "fixed", info.args["self_cond"])
     assert info.layout == expected and info.load_unet().config.in_channels == expected.in_channels
     guidance = 2.0 if recipe.get("drop_rate") else 1.0
     for scheduler in ("ddpm", "ddim", "dpm"):
@@ -139,6 +139,21 @@ def test_bad_recipe_options_are_one_line_option_errors(data16, tmp_path, option,
         train(data16, out=tmp_path / "bad", **TINY, **{option: value})
 
 
-def test_learned_variance_needs_epsilon(data16, tmp_path):
-    with pytest.raises(OptionError, match="--variance learned"):
-        train(data16, out=tmp_path / "bad", variance="learned", prediction="v", **TINY)
+def test_defaults_are_the_measured_recipe_and_old_runs_resume_as_plain(data16, tmp_path):
+    """Defaults: x_0 prediction, self-conditioning, mask weight 4 (docs/recipe-ablation.md). A run
+    written before the options existed (no recipe keys in run.json) resumes as the plain recipe."""
+    import json
+
+    from defectsynth.diffusion.training import PLAIN_RECIPE
+
+    run = train(data16, out=tmp_path / "run", variance="learned", max_steps=1, **TINY)
+    args = Run.open(run).args
+    assert (args["prediction"], args["self_cond"], args["mask_loss_weight"]) == ("sample", True, 4.0)
+    old = train(data16, out=tmp_path / "old", max_steps=1, **TINY, **PLAIN_RECIPE)
+    info = json.loads((old / "run.json").read_text())
+    info["args"] = {k: v for k, v in info["args"].items() if k not in PLAIN_RECIPE}
+    (old / "run.json").write_text(json.dumps(info))
+    assert Run.open(old).prediction == "epsilon"
+    train(data16, out=old, max_steps=2, resume=True, **TINY, **PLAIN_RECIPE)
+    with pytest.raises(OptionError, match="--prediction"):
+        train(data16, out=old, max_steps=3, resume=True, **TINY)

@@ -117,6 +117,16 @@ def predicted_x0(prediction: str, output: torch.Tensor, xt: torch.Tensor, t: tor
     return x0.clamp(-1.0, 1.0)
 
 
+def predicted_eps(prediction: str, output: torch.Tensor, xt: torch.Tensor, t: torch.Tensor, alphas_cumprod: torch.Tensor) -> torch.Tensor:
+    """The noise implied by a network ``output`` (B, C, H, W) at timesteps ``t`` (B,), unclamped."""
+    if prediction == "epsilon":
+        return output
+    ab = _extract(alphas_cumprod, t)
+    if prediction == "sample":
+        return (xt - ab.sqrt() * output) / (1.0 - ab).sqrt()
+    return ab.sqrt() * output + (1.0 - ab).sqrt() * xt
+
+
 def min_snr_weights(t: torch.Tensor, alphas_cumprod: torch.Tensor, gamma: float | None, prediction: str) -> torch.Tensor:
     """(B,) min-SNR-gamma loss weights (all ones when ``gamma`` is None)."""
     if gamma is None:
@@ -148,7 +158,7 @@ def diffusion_loss(
     output: (B, C, H, W) network output (C = target channels, doubled when ``learned``).
     noise, x0, xt: (B, C_t, H, W). t: (B,) int64 timesteps. weights: (C_t,) channel weights
     (None: all 1). L_simple is the mean over channels and pixels of the weighted squared error of
-    the ``prediction`` target, times the min-SNR weight of each sample; L_vlb needs epsilon.
+    the ``prediction`` target, times the min-SNR weight of each sample; L_vlb sees the implied noise.
     """
     out = output.float()
     eps, v = out.chunk(2, dim=1) if learned else (out, None)
@@ -158,5 +168,6 @@ def diffusion_loss(
     mse = err.mean(dim=(1, 2, 3)) * min_snr_weights(t, alphas_cumprod, snr_gamma, prediction)
     if not learned:
         return mse.mean()
-    vb = vlb_terms(eps.detach(), v, x0.float(), xt.float(), t, betas, alphas_cumprod)
+    implied = predicted_eps(prediction, eps.detach(), xt.float(), t, alphas_cumprod.to(xt.device).float())
+    vb = vlb_terms(implied, v, x0.float(), xt.float(), t, betas, alphas_cumprod)
     return (mse + vb).mean()

@@ -12,7 +12,7 @@ improves (and written once at the end if training stopped before its first epoch
 ``checkpoints_total_limit`` kept; ``patience_steps`` stops when the loss has not improved for that
 many steps.
 
-Recipe options (defaults: see docs/train.md's ablation): ``prediction`` (epsilon | sample | v),
+Recipe options (defaults measured in docs/recipe-ablation.md): ``prediction`` (epsilon | sample | v),
 ``mask_loss_weight``, ``min_snr_gamma``, ``self_cond`` (analog-bits self-conditioning: on half of
 the batches a first pass without gradient gives an x_0 estimate that the second pass sees),
 ``lr_warmup_steps`` (linear warm-up) and ``lr_schedule`` (constant | cosine decay to 0 at the last step).
@@ -54,6 +54,8 @@ FIXED_ON_RESUME = (
     "prediction", "self_cond", "mask_loss_weight", "min_snr_gamma", "lr_warmup_steps", "lr_schedule",
 )
 LR_SCHEDULES = ("constant", "cosine")
+# The plain recipe of the BASD paper's code: what runs written before these options existed used.
+PLAIN_RECIPE = {"prediction": "epsilon", "mask_loss_weight": 1.0, "min_snr_gamma": None, "self_cond": False, "lr_warmup_steps": 0, "lr_schedule": "constant"}
 
 
 def derived_seed(*parts: int) -> int:
@@ -105,9 +107,10 @@ def prepare_run(args: dict[str, Any], accelerator: Accelerator) -> tuple[Path, D
             raise OutputExistsError("run folder exists: pass --resume to continue it, or choose another --out", out)
         previous = read_json(out / "run.json")
         # size, split and finetune left out (None) mean "as the run was started"
-        changed = [k for k in FIXED_ON_RESUME if previous["args"].get(k) != args[k] and not (k in ("size", "split", "finetune") and args[k] is None)]
+        before = {**PLAIN_RECIPE, **previous["args"]}
+        changed = [k for k in FIXED_ON_RESUME if before.get(k) != args[k] and not (k in ("size", "split", "finetune") and args[k] is None)]
         if changed:
-            flags = ", ".join(f"--{k.replace('_', '-')} ({previous['args'].get(k)!r} -> {args[k]!r})" for k in changed)
+            flags = ", ".join(f"--{k.replace('_', '-')} ({before.get(k)!r} -> {args[k]!r})" for k in changed)
             raise OptionError(f"--resume: {flags} differ from the run being resumed")
     elif out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise OutputExistsError("output folder exists and is not a defectsynth run: choose another --out", out)
@@ -118,8 +121,6 @@ def check_recipe(args: dict[str, Any]) -> None:
     """The recipe options: prediction, loss weights, self-conditioning, learning-rate schedule."""
     if args["prediction"] not in PREDICTIONS:
         raise OptionError(f"--prediction: expected one of {', '.join(PREDICTIONS)}, got {args['prediction']!r}")
-    if args["prediction"] != "epsilon" and args["variance"] == "learned":
-        raise OptionError("--prediction sample/v cannot be used with --variance learned (its L_vlb term needs epsilon)")
     if not args["mask_loss_weight"] > 0:
         raise OptionError(f"--mask-loss-weight: must be > 0, got {args['mask_loss_weight']}")
     if args["min_snr_gamma"] is not None and not args["min_snr_gamma"] > 0:
@@ -345,10 +346,10 @@ def train(
     drop_rate: float = 0.0,
     ema: bool = True,
     ema_decay: float = 0.999,
-    prediction: str = "epsilon",
-    mask_loss_weight: float = 1.0,
+    prediction: str = "sample",
+    mask_loss_weight: float = 4.0,
     min_snr_gamma: float | None = None,
-    self_cond: bool = False,
+    self_cond: bool = True,
     lr_warmup_steps: int = 0,
     lr_schedule: str = "constant",
     mixed_precision: str = "no",
