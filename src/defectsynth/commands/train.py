@@ -22,6 +22,8 @@ EXAMPLES = """
 
   defectsynth train data/toy --out runs/toy-basd --resume   [dim](continue from the last checkpoint)[/]
 
+  defectsynth train data/toy --prediction epsilon --mask-loss-weight 1 --no-self-cond --out runs/plain   [dim](the BASD paper's recipe)[/]
+
   accelerate launch -m defectsynth train data/wood --model paper --out runs/wood   [dim](several GPUs)[/]
 """
 
