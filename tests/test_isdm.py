@@ -157,6 +157,11 @@ def test_finetune_with_drop_rate_then_isdm_sampling_defaults(data16, tmp_path):
     a = load_file(str(base / "unet_ema" / "diffusion_pytorch_model.safetensors"))
     b = load_file(str(ft / "unet" / "diffusion_pytorch_model.safetensors"))
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)  # lr 0: the finetune starts from base
+    # ISDM's recipe, not the box-guided defaults: epsilon prediction, no self-conditioning, plain loss
+    args = Run.open(base).args
+    assert (args["prediction"], args["self_cond"], args["mask_loss_weight"], args["variance"]) == ("epsilon", False, 1.0, "learned")
+    with pytest.raises(OptionError, match="--self-cond"):
+        train(data16, out=tmp_path / "sc", cond="mask", target="image", self_cond=True, **TINY)
     assert run_defaults(Run.open(ft), "ddpm", None, None, None) == (300, True, 1.5)
     assert run_defaults(Run.open(base), "ddpm", None, None, None) == (300, True, 1.0)
     assert run_defaults(Run.open(base), "ddim", 10, None, None) == (10, False, 1.0)

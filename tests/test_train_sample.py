@@ -9,7 +9,9 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
+from PIL import Image
 from safetensors.torch import load_file
 from typer.testing import CliRunner
 
@@ -91,7 +93,14 @@ def test_samples_do_not_depend_on_batch_size_and_reruns_skip(guided_run, tmp_pat
     options = dict(num=5, scheduler="ddpm", steps=3, guidance=1.5, seed=7)
     sample(guided_run, out=tmp_path / "b1", batch_size=1, **options)
     sample(guided_run, out=tmp_path / "b4", batch_size=4, **options)
-    assert _visible(tmp_path / "b1") == _visible(tmp_path / "b4")
+    # CPU convolution kernels differ by batch size in the last float bits: images may differ by one
+    # 8-bit level (seen with x_0 prediction, whose output is the image itself); the rest is identical.
+    one, four = _visible(tmp_path / "b1"), _visible(tmp_path / "b4")
+    assert {k: v for k, v in one.items() if not k.startswith("images/")} == {k: v for k, v in four.items() if not k.startswith("images/")}
+    assert sorted(one) == sorted(four)
+    for name in (k for k in one if k.startswith("images/")):
+        a, b = (np.asarray(Image.open(tmp_path / run / name), dtype=np.int16) for run in ("b1", "b4"))
+        assert np.abs(a - b).max() <= 1, name
     # a rerun with the same settings skips everything; one sample lost is redrawn identically
     before = _visible(tmp_path / "b4")
     victim = sorted((tmp_path / "b4" / "images").iterdir())[2].stem

@@ -14,7 +14,7 @@ out = Path(sys.argv[1] if len(sys.argv) > 1 else "demo-api")
 defectsynth.prepare("toy", out / "data", num=240, size="32")
 run = defectsynth.train(
     out / "data", out=out / "run", cond="basd", target="joint", model="small",
-    batch_size=16, lr=5e-4, max_steps=1200, checkpoint_every=400, preview_every=20, progress=True,
+    batch_size=16, lr=5e-4, max_steps=800, checkpoint_every=400, preview_every=20, progress=True,
 )
 defectsynth.sample(run, out=out / "synthetic", conditions=f"{out / 'data'}:train", scheduler="ddim", steps=50, progress=True)
 metrics = compute_metrics(["sae", "ebr"], synthetic=out / "synthetic")

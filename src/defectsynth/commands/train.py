@@ -28,6 +28,8 @@ EXAMPLES = """
 
   defectsynth train data/toy --out runs/toy-basd --resume   [dim](continue from the last checkpoint)[/]
 
+  defectsynth train data/toy --prediction epsilon --mask-loss-weight 1 --no-self-cond --out runs/plain   [dim](the BASD paper's recipe)[/]
+
   accelerate launch -m defectsynth train data/wood --model paper --out runs/wood   [dim](several GPUs)[/]
 """
 
@@ -57,6 +59,17 @@ class Variance(str, Enum):
     learned = "learned"
 
 
+class Prediction(str, Enum):
+    epsilon = "epsilon"
+    sample = "sample"
+    v = "v"
+
+
+class LrSchedule(str, Enum):
+    constant = "constant"
+    cosine = "cosine"
+
+
 class Precision(str, Enum):
     no = "no"
     fp16 = "fp16"
@@ -79,6 +92,12 @@ def train_command(
     drop_rate: Annotated[float, typer.Option("--drop-rate", help="Probability of the null condition, for classifier-free guidance.")] = 0.0,
     ema: Annotated[bool, typer.Option("--ema/--no-ema", help="Keep EMA weights (unet_ema/).")] = True,
     ema_decay: Annotated[float, typer.Option("--ema-decay", help="EMA decay (warmed up as (1+step)/(10+step)).")] = 0.999,
+    prediction: Annotated[Optional[Prediction], typer.Option("--prediction", help="What the network predicts: x_0 (sample), the noise (epsilon, the BASD paper and ISDM) or v. Default: sample; epsilon for --cond mask.", show_default=False)] = None,
+    mask_loss_weight: Annotated[Optional[float], typer.Option("--mask-loss-weight", help="Weight of the mask channels' loss relative to the image channels. Default: 4; 1 for --cond mask.", show_default=False)] = None,
+    min_snr_gamma: Annotated[Optional[float], typer.Option("--min-snr-gamma", help="Min-SNR-gamma loss weighting (Hang et al.; 5 is usual); off when left out.")] = None,
+    self_cond: Annotated[Optional[bool], typer.Option("--self-cond/--no-self-cond", help="Self-conditioning on the previous x_0 estimate (Analog bits). Default: on; off for --cond mask.", show_default=False)] = None,
+    lr_warmup_steps: Annotated[int, typer.Option("--lr-warmup-steps", help="Linear learning-rate warm-up steps.")] = 0,
+    lr_schedule: Annotated[LrSchedule, typer.Option("--lr-schedule", help="After the warm-up: constant, or cosine decay to 0 at the last step.")] = LrSchedule.constant,
     mixed_precision: Annotated[Precision, typer.Option("--mixed-precision", help="Autocast precision.")] = Precision.no,
     checkpoint_every: Annotated[int, typer.Option("--checkpoint-every", help="Steps between resume checkpoints.")] = 500,
     checkpoints_total_limit: Annotated[Optional[int], typer.Option("--checkpoints-total-limit", help="Keep only the newest K checkpoints.")] = 2,
@@ -96,7 +115,9 @@ def train_command(
     run = train(
         dataset, out=out, cond=cond.value, target=target.value, model=model.value, size=size, epochs=epochs,
         max_steps=max_steps, batch_size=batch_size, lr=lr, seed=seed, variance=variance.value if variance else None, drop_rate=drop_rate,
-        ema=ema, ema_decay=ema_decay, mixed_precision=mixed_precision.value, checkpoint_every=checkpoint_every,
+        ema=ema, ema_decay=ema_decay, prediction=prediction.value if prediction else None, mask_loss_weight=mask_loss_weight,
+        min_snr_gamma=min_snr_gamma, self_cond=self_cond, lr_warmup_steps=lr_warmup_steps, lr_schedule=lr_schedule.value,
+        mixed_precision=mixed_precision.value, checkpoint_every=checkpoint_every,
         checkpoints_total_limit=checkpoints_total_limit, patience_steps=patience_steps, resume=resume,
         finetune=finetune, split=split, latent=latent, max_grad_norm=max_grad_norm, preview_every=preview_every, progress=progress,
     )

@@ -7,6 +7,16 @@
   v' = (v + 1) / 2 (Nichol & Dhariwal eq. (15)). L_vlb is in bits per dimension: the KL between the
   true posterior q(x_{t-1} | x_t, x_0) and the model (t > 0) or the discretised Gaussian decoder
   NLL (t = 0), as in guided-diffusion's ``_vb_terms_bpd``.
+
+Recipe options (all off by default = the plain recipe of the BASD paper's code):
+
+- prediction target: ``epsilon`` (noise), ``sample`` (x_0) or ``v`` = sqrt(abar) eps - sqrt(1 - abar) x_0
+  (Salimans & Ho); :func:`prediction_target` and :func:`predicted_x0`.
+- channel weights: the mask channels' squared errors weighted by ``mask_loss_weight`` relative to
+  the image channels (:func:`channel_weights`).
+- min-SNR-gamma (Hang et al. 2023): per-sample weight min(SNR, gamma) / SNR for epsilon,
+  min(SNR, gamma) / (SNR + 1) for v and min(SNR, gamma) for x_0, SNR = abar / (1 - abar)
+  (:func:`min_snr_weights`).
 """
 
 from __future__ import annotations
@@ -14,7 +24,6 @@ from __future__ import annotations
 import math
 
 import torch
-import torch.nn.functional as F
 
 
 def _extract(values: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
@@ -83,18 +92,82 @@ def vlb_terms(
     return torch.where(t == 0, nll, kl)
 
 
+PREDICTIONS = ("epsilon", "sample", "v")
+
+
+def prediction_target(prediction: str, x0: torch.Tensor, noise: torch.Tensor, t: torch.Tensor, alphas_cumprod: torch.Tensor) -> torch.Tensor:
+    """What the network learns to output for ``x_t = sqrt(abar) x0 + sqrt(1 - abar) noise``."""
+    if prediction == "epsilon":
+        return noise
+    if prediction == "sample":
+        return x0
+    ab = _extract(alphas_cumprod, t)
+    return ab.sqrt() * noise - (1.0 - ab).sqrt() * x0
+
+
+def predicted_x0(prediction: str, output: torch.Tensor, xt: torch.Tensor, t: torch.Tensor, alphas_cumprod: torch.Tensor) -> torch.Tensor:
+    """The x_0 estimate implied by a network ``output`` (B, C, H, W) at timesteps ``t`` (B,), clamped to [-1, 1]."""
+    ab = _extract(alphas_cumprod, t)
+    if prediction == "epsilon":
+        x0 = (xt - (1.0 - ab).sqrt() * output) / ab.sqrt()
+    elif prediction == "sample":
+        x0 = output
+    else:
+        x0 = ab.sqrt() * xt - (1.0 - ab).sqrt() * output
+    return x0.clamp(-1.0, 1.0)
+
+
+def predicted_eps(prediction: str, output: torch.Tensor, xt: torch.Tensor, t: torch.Tensor, alphas_cumprod: torch.Tensor) -> torch.Tensor:
+    """The noise implied by a network ``output`` (B, C, H, W) at timesteps ``t`` (B,), unclamped."""
+    if prediction == "epsilon":
+        return output
+    ab = _extract(alphas_cumprod, t)
+    if prediction == "sample":
+        return (xt - ab.sqrt() * output) / (1.0 - ab).sqrt()
+    return ab.sqrt() * output + (1.0 - ab).sqrt() * xt
+
+
+def min_snr_weights(t: torch.Tensor, alphas_cumprod: torch.Tensor, gamma: float | None, prediction: str) -> torch.Tensor:
+    """(B,) min-SNR-gamma loss weights (all ones when ``gamma`` is None)."""
+    if gamma is None:
+        return torch.ones(len(t), device=t.device)
+    ab = alphas_cumprod.to(t.device, torch.float64)[t]
+    snr = ab / (1.0 - ab)
+    clipped = snr.clamp(max=gamma)
+    weight = {"epsilon": clipped / snr, "v": clipped / (snr + 1.0), "sample": clipped}[prediction]
+    return weight.float()
+
+
+def channel_weights(target_channels: int, target: str, mask_loss_weight: float) -> torch.Tensor:
+    """(C_t,) weights of the target channels: 1 for RGB, ``mask_loss_weight`` for the mask bits."""
+    weights = torch.ones(target_channels)
+    if target == "joint":
+        weights[3:] = mask_loss_weight
+    elif target == "mask":
+        weights[:] = mask_loss_weight
+    return weights
+
+
 def diffusion_loss(
     output: torch.Tensor, noise: torch.Tensor, x0: torch.Tensor, xt: torch.Tensor, t: torch.Tensor,
     betas: torch.Tensor, alphas_cumprod: torch.Tensor, learned: bool,
+    prediction: str = "epsilon", weights: torch.Tensor | None = None, snr_gamma: float | None = None,
 ) -> torch.Tensor:
     """Scalar loss: L_simple for a fixed variance, L_simple + L_vlb (mean detached) for a learned one.
 
     output: (B, C, H, W) network output (C = target channels, doubled when ``learned``).
-    noise, x0, xt: (B, C_t, H, W). t: (B,) int64 timesteps.
+    noise, x0, xt: (B, C_t, H, W). t: (B,) int64 timesteps. weights: (C_t,) channel weights
+    (None: all 1). L_simple is the mean over channels and pixels of the weighted squared error of
+    the ``prediction`` target, times the min-SNR weight of each sample; L_vlb sees the implied noise.
     """
+    out = output.float()
+    eps, v = out.chunk(2, dim=1) if learned else (out, None)
+    err = (eps - prediction_target(prediction, x0.float(), noise.float(), t, alphas_cumprod)) ** 2
+    if weights is not None:
+        err = err * weights.to(err.device)[None, :, None, None]
+    mse = err.mean(dim=(1, 2, 3)) * min_snr_weights(t, alphas_cumprod, snr_gamma, prediction)
     if not learned:
-        return F.mse_loss(output.float(), noise.float())
-    eps, v = output.float().chunk(2, dim=1)
-    mse = ((eps - noise.float()) ** 2).mean(dim=(1, 2, 3))
-    vb = vlb_terms(eps.detach(), v, x0.float(), xt.float(), t, betas, alphas_cumprod)
+        return mse.mean()
+    implied = predicted_eps(prediction, eps.detach(), xt.float(), t, alphas_cumprod.to(xt.device).float())
+    vb = vlb_terms(implied, v, x0.float(), xt.float(), t, betas, alphas_cumprod)
     return (mse + vb).mean()

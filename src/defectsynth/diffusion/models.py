@@ -10,6 +10,8 @@ learned variance, as many variance channels after them).
   ordinary class), which the SPADE UNet (:mod:`spade_unet`) splits off its input: it enters only
   through the SPADE norms, never the convolutions (SDM). Only with target ``image``.
 - With a latent autoencoder (``--latent``) the target is its latent (``latent_channels``).
+- self-conditioning (Chen, Zhang & Hinton, "Analog bits", section 3): the previous x_0 estimate
+  (as many channels as the target) goes between them: ``[target | x_0 estimate | condition]``.
 """
 
 from __future__ import annotations
@@ -49,21 +51,25 @@ SPADE_PAPER: dict[str, Any] = {
 
 @dataclass(frozen=True)
 class Layout:
-    """Channel counts of a run. ``target`` and ``cond`` are input channels; ``out`` the network's output."""
+    """Channel counts of a run. ``target``, ``self_cond`` and ``cond`` are input channels; ``out`` the network's output."""
 
     target_channels: int
     cond_channels: int
     out_channels: int
     mask_bits: int
+    self_cond_channels: int = 0
 
     @property
     def in_channels(self) -> int:
-        return self.target_channels + self.cond_channels
+        return self.target_channels + self.self_cond_channels + self.cond_channels
 
 
-def channel_layout(cond: str, target: str, num_classes: int, variance: str, latent_channels: int | None = None) -> Layout:
+def channel_layout(
+    cond: str, target: str, num_classes: int, variance: str, latent_channels: int | None = None, self_cond: bool = False
+) -> Layout:
     """Channel counts for ``cond`` x ``target`` with ``num_classes`` classes (background included);
-    ``latent_channels``: the autoencoder's latent channels when diffusion runs on latents."""
+    ``latent_channels``: the autoencoder's latent channels when diffusion runs on latents; ``self_cond``:
+    room for the previous x_0 estimate."""
     if cond not in CONDS:
         raise OptionError(f"--cond: expected one of {', '.join(CONDS)}, got {cond!r}")
     if target not in TARGETS:
@@ -72,13 +78,15 @@ def channel_layout(cond: str, target: str, num_classes: int, variance: str, late
         raise OptionError(f"--variance: expected one of {', '.join(VARIANCES)}, got {variance!r}")
     if cond == "mask" and target != "image":
         raise OptionError(f"--cond mask generates images for masks: it needs --target image, got {target!r}")
+    if self_cond and cond == "mask":
+        raise OptionError("--self-cond is not available with --cond mask: the SPADE UNet takes the noisy image alone")
     if latent_channels is not None and target == "joint":
         raise OptionError("--latent: diffusion on latents supports --target image or mask, not joint")
     bits = num_bits(num_classes)
     target_channels = {"joint": 3 + bits, "image": 3, "mask": bits}[target] if latent_channels is None else latent_channels
     cond_channels = {"none": 0, "mask": num_classes}.get(cond, 1 + bits)
     out = target_channels * (2 if variance == "learned" else 1)
-    return Layout(target_channels, cond_channels, out, bits)
+    return Layout(target_channels, cond_channels, out, bits, target_channels if self_cond else 0)
 
 
 def unet_config(model: str, size: tuple[int, int], layout: Layout) -> dict[str, Any]:

@@ -18,6 +18,7 @@ from defectsynth.data.model import Box, ClassInfo, default_color
 
 PREVIEW_SAMPLES = 4
 PREVIEW_STEPS = 25
+PREVIEW_SAMPLER = "ddim"
 
 
 def class_palette(classes: list[ClassInfo] | None) -> np.ndarray:
@@ -68,9 +69,10 @@ def write_training_preview(model, data, args: dict[str, Any], path: Path) -> Non
     index = torch.arange(min(PREVIEW_SAMPLES, len(data)))
     device = next(model.parameters()).device
     cond = data.conditions(index).to(device)
-    layout = channel_layout(args["cond"], args["target"], data.num_classes, args["variance"])
-    sampler = make_sampler("ddim", PREVIEW_STEPS, args["variance"])
-    x = denoise(model, layout, sampler, cond, sample_generators(args["seed"], index.tolist()))
+    prediction = args.get("prediction", "epsilon")
+    layout = channel_layout(args["cond"], args["target"], data.num_classes, args["variance"], self_cond=args.get("self_cond", False))
+    sampler = make_sampler(PREVIEW_SAMPLER, PREVIEW_STEPS, args["variance"], prediction=prediction)
+    x = denoise(model, layout, sampler, cond, sample_generators(args["seed"], index.tolist()), prediction=prediction)
     palette = class_palette(None)
     rows = []
     for i, xi in zip(index.tolist(), x):

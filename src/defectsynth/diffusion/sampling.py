@@ -41,12 +41,13 @@ from defectsynth.data.model import ClassInfo
 from defectsynth.data.resize import resize_sample
 from defectsynth.data.writer import DatasetStats
 from defectsynth.diffusion.conditioning import condition_tensor, onehot_tensor, tensor_to_image
+from defectsynth.diffusion.losses import predicted_x0
 from defectsynth.diffusion.mask_augment import MaskAugment
 from defectsynth.diffusion.models import Layout
 from defectsynth.diffusion.previews import class_palette
 from defectsynth.diffusion.processes import make_state
 from defectsynth.diffusion.schedules import DEFAULT_STEPS, RESCALE_MIN_STEPS, Sampler, make_sampler
-from defectsynth.diffusion.training import derived_seed
+from defectsynth.diffusion.training import derived_seed, network_input
 from defectsynth.encoding import boxes_from_mask, decode_bits
 from defectsynth.errors import DatasetError, OptionError, OutputExistsError
 from defectsynth.progress import make_progress
@@ -72,6 +73,11 @@ class Run:
     @property
     def args(self) -> dict[str, Any]:
         return self.info["args"]
+
+    @property
+    def prediction(self) -> str:
+        """What the network predicts: epsilon (runs before the option existed), sample or v."""
+        return self.args.get("prediction", "epsilon")
 
     @property
     def layout(self) -> Layout:
@@ -106,13 +112,16 @@ def sample_generators(seed: int, indices: list[int]) -> list[torch.Generator]:
 
 @torch.no_grad()
 def denoise(
-    model, layout: Layout, sampler: Sampler, cond: torch.Tensor, generators: list[torch.Generator], guidance: float = 1.0
+    model, layout: Layout, sampler: Sampler, cond: torch.Tensor, generators: list[torch.Generator], guidance: float = 1.0,
+    prediction: str = "epsilon",
 ) -> torch.Tensor:
     """Run the reverse process; returns (B, C_t, H, W) samples in [-1, 1].
 
     cond: (B, C_c, H, W) on the model's device (C_c = 0 for unconditional runs). With ``guidance``
-    != 1 the network also sees the null (zero) condition and the epsilon channels are combined as
-    eps_u + s * (eps_c - eps_u) (classifier-free guidance, applied to the noise channels only).
+    != 1 the network also sees the null (zero) condition and the predicted channels (epsilon, x_0
+    or v: ``prediction``) are combined as out_u + s * (out_c - out_u) (classifier-free guidance,
+    not applied to variance channels). With self-conditioning (``layout.self_cond_channels``) the
+    network sees the x_0 estimate of the previous step (zeros at the first).
     """
     device = cond.device
     b, (h, w) = len(generators), cond.shape[-2:]
@@ -121,13 +130,17 @@ def denoise(
     x = x * sampler.scheduler.init_noise_sigma
     guided = guidance != 1.0
     cond_in = torch.cat([cond, torch.zeros_like(cond)]) if guided else cond
+    estimate = torch.zeros_like(x) if layout.self_cond_channels else None
     for t in sampler.timesteps:
         x_in = torch.cat([x, x]) if guided else x
-        out = model(torch.cat([x_in, cond_in], dim=1), sampler.model_time(t).to(device)).sample
+        sc_in = None if estimate is None else (torch.cat([estimate, estimate]) if guided else estimate)
+        out = model(network_input(x_in, sc_in, cond_in), sampler.model_time(t).to(device)).sample
         if guided:
             out_c, out_u = out.chunk(2)
             eps = out_u[:, :c] + guidance * (out_c[:, :c] - out_u[:, :c])
             out = torch.cat([eps, out_c[:, c:]], dim=1)
+        if estimate is not None:
+            estimate = predicted_x0(prediction, out[:, :c], x, t.reshape(1).repeat(b).to(device), sampler.scheduler.alphas_cumprod)
         if not sampler.passes_variance:
             out = out[:, :c]
         x = sampler.scheduler.step(out, t, x, generator=generators).prev_sample
@@ -341,7 +354,7 @@ def sample(
         raise OptionError(f"--batch-size: must be >= 1, got {batch_size}")
     if guidance != 1.0 and not the_run.args.get("drop_rate"):
         raise OptionError("--guidance needs a run trained with --drop-rate > 0 (classifier-free guidance)")
-    make_sampler(scheduler, steps, the_run.args["variance"], rescale)  # validates the options
+    make_sampler(scheduler, steps, the_run.args["variance"], rescale, the_run.prediction)  # validates the options
     if plan is not None and (num is not None or conditions is not None):
         raise OptionError("--plan chooses the conditions and their number: give it without --num and --conditions")
     if plan is None:
@@ -400,12 +413,12 @@ def draw(model, run: Run, out: Path, jobs: list[Job], settings: dict[str, Any], 
         for start in range(0, len(jobs), batch_size):
             batch = jobs[start : start + batch_size]
             cond = torch.stack([job_condition(j, size, a["cond"], run.info["num_classes"]) for j in batch]).to(device)
-            sampler = make_sampler(settings["sampler"], settings["steps"], a["variance"], settings["rescale"])
+            sampler = make_sampler(settings["sampler"], settings["steps"], a["variance"], settings["rescale"], run.prediction)
             if autoencoder is not None:
                 from defectsynth.diffusion.latent import decode_samples, resize_condition
 
                 cond = resize_condition(cond, tuple(run.info["latent"]["size"]))
-            x = denoise(model, layout, sampler, cond, sample_generators(settings["seed"], [j.index for j in batch]), settings["guidance"])
+            x = denoise(model, layout, sampler, cond, sample_generators(settings["seed"], [j.index for j in batch]), settings["guidance"], run.prediction)
             if autoencoder is not None:
                 decoded = decode_samples(autoencoder, x, a["target"], run.info["num_classes"], class_palette(run.classes))
             else:

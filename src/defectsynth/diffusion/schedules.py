@@ -32,17 +32,20 @@ SCHEDULERS = ("ddpm", "ddim", "dpm")
 DEFAULT_STEPS = {"ddpm": TRAIN_TIMESTEPS, "ddim": 50, "dpm": 20}
 # --rescale scales the betas by T/N: with N at or below this the last beta, 0.02*T/N, reaches 1.
 RESCALE_MIN_STEPS = int(BETA_END * TRAIN_TIMESTEPS)
+# --prediction -> diffusers' prediction_type
+PREDICTION_TYPES = {"epsilon": "epsilon", "sample": "sample", "v": "v_prediction"}
 
 
-def train_scheduler(variance: str) -> DDPMScheduler:
-    """The trained schedule: 1000 linear steps, epsilon prediction, fixed-small or learned-range variance."""
+def train_scheduler(variance: str, prediction: str = "epsilon") -> DDPMScheduler:
+    """The trained schedule: 1000 linear steps, fixed-small or learned-range variance; the network
+    predicts ``prediction`` (epsilon | sample | v)."""
     return DDPMScheduler(
         num_train_timesteps=TRAIN_TIMESTEPS,
         beta_start=BETA_START,
         beta_end=BETA_END,
         beta_schedule="linear",
         variance_type="learned_range" if variance == "learned" else "fixed_small",
-        prediction_type="epsilon",
+        prediction_type=PREDICTION_TYPES[prediction],
         clip_sample=True,
         timestep_spacing="linspace",
     )
@@ -68,7 +71,7 @@ class Sampler:
         return t.float() * self.time_scale if self.time_scale != 1.0 else t
 
 
-def rescaled_scheduler(steps: int, variance: str) -> DDPMScheduler:
+def rescaled_scheduler(steps: int, variance: str, prediction: str = "epsilon") -> DDPMScheduler:
     """ISDM's ``--rescale`` schedule: N linear betas from 1e-4*T/N to 0.02*T/N."""
     scale = TRAIN_TIMESTEPS / steps
     return DDPMScheduler(
@@ -77,13 +80,13 @@ def rescaled_scheduler(steps: int, variance: str) -> DDPMScheduler:
         beta_end=BETA_END * scale,
         beta_schedule="linear",
         variance_type="learned_range" if variance == "learned" else "fixed_small",
-        prediction_type="epsilon",
+        prediction_type=PREDICTION_TYPES[prediction],
         clip_sample=True,
         timestep_spacing="linspace",
     )
 
 
-def make_sampler(name: str, steps: int | None, variance: str, rescale: bool = False) -> Sampler:
+def make_sampler(name: str, steps: int | None, variance: str, rescale: bool = False, prediction: str = "epsilon") -> Sampler:
     """A fresh :class:`Sampler` (schedulers keep per-run state: build one per batch)."""
     if name not in SCHEDULERS:
         raise OptionError(f"--scheduler: expected one of {', '.join(SCHEDULERS)}, got {name!r}")
@@ -96,10 +99,10 @@ def make_sampler(name: str, steps: int | None, variance: str, rescale: bool = Fa
         raise OptionError(f"--rescale needs --steps above {RESCALE_MIN_STEPS}: the last beta, 0.02*{TRAIN_TIMESTEPS}/{steps}, must stay below 1")
     learned = variance == "learned"
     if rescale:
-        scheduler = rescaled_scheduler(steps, variance)
+        scheduler = rescaled_scheduler(steps, variance, prediction)
         scheduler.set_timesteps(steps)
         return Sampler(scheduler, TRAIN_TIMESTEPS / steps, learned)
-    base = train_scheduler(variance)
+    base = train_scheduler(variance, prediction)
     if name == "ddpm":
         scheduler = base
     elif name == "ddim":

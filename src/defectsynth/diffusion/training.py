@@ -11,6 +11,11 @@ Policy (ISDM): ``unet/`` and ``unet_ema/`` are rewritten only when an epoch's me
 improves (and written once at the end if training stopped before its first epoch ended); ``checkpoint-<step>/`` every ``checkpoint_every`` steps and at the end, the last
 ``checkpoints_total_limit`` kept; ``patience_steps`` stops when the loss has not improved for that
 many steps.
+
+Recipe options (defaults measured in docs/recipe-ablation.md): ``prediction`` (epsilon | sample | v),
+``mask_loss_weight``, ``min_snr_gamma``, ``self_cond`` (analog-bits self-conditioning: on half of
+the batches a first pass without gradient gives an x_0 estimate that the second pass sees),
+``lr_warmup_steps`` (linear warm-up) and ``lr_schedule`` (constant | cosine decay to 0 at the last step).
 """
 
 from __future__ import annotations
@@ -33,7 +38,7 @@ from defectsynth.data.files import read_json, write_json
 from defectsynth.data.resize import format_size, parse_size, resize_sample
 from defectsynth.diffusion import checkpoint as ckpt
 from defectsynth.diffusion.conditioning import EncodedSet, flip
-from defectsynth.diffusion.losses import diffusion_loss
+from defectsynth.diffusion.losses import PREDICTIONS, channel_weights, diffusion_loss, predicted_x0
 from defectsynth.diffusion.processes import make_accelerator
 from defectsynth.diffusion.models import build_unet, channel_layout, load_network, network_config
 from defectsynth.diffusion.schedules import BETA_END, BETA_START, TRAIN_TIMESTEPS, train_scheduler
@@ -44,7 +49,17 @@ logger = logging.getLogger(__name__)
 
 RUN_FORMAT = 1
 # Options that define the model and its data: a resumed run must use the same values.
-FIXED_ON_RESUME = ("dataset", "cond", "target", "model", "size", "batch_size", "lr", "seed", "variance", "drop_rate", "ema", "ema_decay", "split", "finetune", "latent")
+FIXED_ON_RESUME = (
+    "dataset", "cond", "target", "model", "size", "batch_size", "lr", "seed", "variance", "drop_rate", "ema", "ema_decay", "split", "finetune",
+    "latent", "prediction", "self_cond", "mask_loss_weight", "min_snr_gamma", "lr_warmup_steps", "lr_schedule",
+)
+LR_SCHEDULES = ("constant", "cosine")
+# The plain recipe of the BASD paper's code: what runs written before these options existed used.
+PLAIN_RECIPE = {"prediction": "epsilon", "mask_loss_weight": 1.0, "min_snr_gamma": None, "self_cond": False, "lr_warmup_steps": 0, "lr_schedule": "constant"}
+# Defaults of the recipe options (None = by mode): the measured recipe for box-guided and
+# unconditional runs (docs/recipe-ablation.md), ISDM's (epsilon, no self-conditioning) for --cond mask.
+RECIPE_DEFAULTS = {"prediction": "sample", "mask_loss_weight": 4.0, "self_cond": True}
+ISDM_DEFAULTS = {"prediction": "epsilon", "mask_loss_weight": 1.0, "self_cond": False}
 
 
 def derived_seed(*parts: int) -> int:
@@ -64,6 +79,7 @@ class TrainerState:
     best_loss: float | None = None
     best_step: int = 0
     seconds: float = 0.0
+    cpu_seconds: float = 0.0
     scaler: dict[str, Any] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
@@ -87,6 +103,7 @@ def prepare_run(args: dict[str, Any], accelerator: Accelerator) -> tuple[Path, D
         raise OptionError(f"--mixed-precision: expected no, fp16 or bf16, got {args['mixed_precision']!r}")
     if not 0.0 < args["ema_decay"] < 1.0:
         raise OptionError(f"--ema-decay: must lie in (0, 1), got {args['ema_decay']}")
+    check_recipe(args)
     dataset = Dataset(args["dataset"])
     previous = None
     if (out / "run.json").is_file():
@@ -94,13 +111,39 @@ def prepare_run(args: dict[str, Any], accelerator: Accelerator) -> tuple[Path, D
             raise OutputExistsError("run folder exists: pass --resume to continue it, or choose another --out", out)
         previous = read_json(out / "run.json")
         # size, split and finetune left out (None) mean "as the run was started"
-        changed = [k for k in FIXED_ON_RESUME if previous["args"].get(k) != args[k] and not (k in ("size", "split", "finetune", "latent") and args[k] is None)]
+        before = {**PLAIN_RECIPE, **previous["args"]}
+        changed = [k for k in FIXED_ON_RESUME if before.get(k) != args[k] and not (k in ("size", "split", "finetune", "latent") and args[k] is None)]
         if changed:
-            flags = ", ".join(f"--{k.replace('_', '-')} ({previous['args'].get(k)!r} -> {args[k]!r})" for k in changed)
+            flags = ", ".join(f"--{k.replace('_', '-')} ({before.get(k)!r} -> {args[k]!r})" for k in changed)
             raise OptionError(f"--resume: {flags} differ from the run being resumed")
     elif out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise OutputExistsError("output folder exists and is not a defectsynth run: choose another --out", out)
     return out, dataset, previous
+
+
+def check_recipe(args: dict[str, Any]) -> None:
+    """The recipe options: prediction, loss weights, self-conditioning, learning-rate schedule."""
+    if args["prediction"] not in PREDICTIONS:
+        raise OptionError(f"--prediction: expected one of {', '.join(PREDICTIONS)}, got {args['prediction']!r}")
+    if not args["mask_loss_weight"] > 0:
+        raise OptionError(f"--mask-loss-weight: must be > 0, got {args['mask_loss_weight']}")
+    if args["min_snr_gamma"] is not None and not args["min_snr_gamma"] > 0:
+        raise OptionError(f"--min-snr-gamma: must be > 0, got {args['min_snr_gamma']}")
+    if args["lr_warmup_steps"] < 0:
+        raise OptionError(f"--lr-warmup-steps: must be >= 0, got {args['lr_warmup_steps']}")
+    if args["lr_schedule"] not in LR_SCHEDULES:
+        raise OptionError(f"--lr-schedule: expected one of {', '.join(LR_SCHEDULES)}, got {args['lr_schedule']!r}")
+
+
+def lr_at(step: int, lr: float, warmup_steps: int, schedule: str, total: int) -> float:
+    """Learning rate of step ``step`` (0-based): linear warm-up to ``lr`` over ``warmup_steps``
+    steps, then constant or cosine decay reaching 0 after step ``total``."""
+    if step < warmup_steps:
+        return lr * (step + 1) / warmup_steps
+    if schedule == "constant":
+        return lr
+    done = (step - warmup_steps) / max(1, total - warmup_steps)
+    return lr * 0.5 * (1.0 + math.cos(math.pi * min(1.0, done)))
 
 
 def read_samples(dataset: Dataset, split: str | None, size: tuple[int, int] | None, progress: bool):
@@ -134,7 +177,7 @@ def run_json(args: dict[str, Any], dataset: Dataset, split: str | None, data: En
         "layout": layout.__dict__,
         "latent": latent,
         "unet": {k: (list(v) if isinstance(v, tuple) else v) for k, v in config.items()},
-        "schedule": {"num_train_timesteps": TRAIN_TIMESTEPS, "beta_start": BETA_START, "beta_end": BETA_END, "beta_schedule": "linear", "prediction_type": "epsilon", "variance": args["variance"]},
+        "schedule": {"num_train_timesteps": TRAIN_TIMESTEPS, "beta_start": BETA_START, "beta_end": BETA_END, "beta_schedule": "linear", "prediction_type": args["prediction"], "variance": args["variance"]},
         "versions": {"defectsynth": defectsynth.__version__, "torch": torch.__version__, "diffusers": diffusers.__version__, "accelerate": accelerate.__version__},
     }
 
@@ -202,6 +245,22 @@ class EpochOrder:
 
 
 # -- 3. one step ----------------------------------------------------------------------------------
+def network_input(xt: torch.Tensor, self_cond: torch.Tensor | None, cond: torch.Tensor) -> torch.Tensor:
+    """``[x_t | x_0 estimate (self-conditioning only) | condition]`` along the channels."""
+    return torch.cat([xt, cond] if self_cond is None else [xt, self_cond, cond], dim=1)
+
+
+def self_condition(model, xt, cond, t, use: torch.Tensor, prediction: str, alphas_cumprod) -> torch.Tensor:
+    """Self-conditioning input for training: the first pass's x_0 estimate (no gradient) where
+    ``use`` (B,) is true, zeros elsewhere (Analog bits, Algorithm 1)."""
+    estimate = torch.zeros_like(xt)
+    if use.any():
+        with torch.no_grad():
+            first = model(network_input(xt, estimate, cond), t).sample[:, : xt.shape[1]]
+        estimate = torch.where(use[:, None, None, None], predicted_x0(prediction, first.float(), xt, t, alphas_cumprod), estimate)
+    return estimate
+
+
 def train_step(
     accelerator: Accelerator, model, optimizer, scheduler, data: EncodedSet, index: torch.Tensor,
     step: int, args: dict[str, Any], max_grad_norm: float,
@@ -224,9 +283,17 @@ def train_step(
     t = torch.randint(0, scheduler.config.num_train_timesteps, (b,), generator=g, device=device)
     noise = torch.randn(x0.shape, generator=g, device=device)
     xt = scheduler.add_noise(x0, noise, t)
+    prediction = args["prediction"]
     with accelerator.autocast():
-        output = model(torch.cat([xt, cond], dim=1), t).sample
-    loss = diffusion_loss(output, noise, x0, xt, t, scheduler.betas, scheduler.alphas_cumprod, args["variance"] == "learned")
+        estimate = None
+        if args["self_cond"]:  # 4. self-conditioning on half of the samples
+            estimate = self_condition(model, xt, cond, t, torch.rand(b, generator=g, device=device) < 0.5, prediction, scheduler.alphas_cumprod)
+        output = model(network_input(xt, estimate, cond), t).sample
+    weights = channel_weights(x0.shape[1], args["target"], args["mask_loss_weight"])
+    loss = diffusion_loss(
+        output, noise, x0, xt, t, scheduler.betas, scheduler.alphas_cumprod, args["variance"] == "learned",
+        prediction, weights, args["min_snr_gamma"],
+    )
     accelerator.backward(loss)
     if accelerator.sync_gradients and max_grad_norm > 0:
         accelerator.clip_grad_norm_(model.parameters(), max_grad_norm)
@@ -287,6 +354,12 @@ def train(
     drop_rate: float = 0.0,
     ema: bool = True,
     ema_decay: float = 0.999,
+    prediction: str | None = None,
+    mask_loss_weight: float | None = None,
+    min_snr_gamma: float | None = None,
+    self_cond: bool | None = None,
+    lr_warmup_steps: int = 0,
+    lr_schedule: str = "constant",
     mixed_precision: str = "no",
     checkpoint_every: int = 500,
     checkpoints_total_limit: int | None = 2,
@@ -308,6 +381,10 @@ def train(
     The keyword arguments are written to ``run.json`` (paths as strings); ``progress`` is not.
     """
     variance = ("learned" if cond == "mask" else "fixed") if variance is None else variance
+    mode_defaults = ISDM_DEFAULTS if cond == "mask" else RECIPE_DEFAULTS
+    prediction = mode_defaults["prediction"] if prediction is None else prediction
+    mask_loss_weight = mode_defaults["mask_loss_weight"] if mask_loss_weight is None else mask_loss_weight
+    self_cond = mode_defaults["self_cond"] if self_cond is None else self_cond
     args = {k: (str(v) if isinstance(v, Path) else v) for k, v in locals().items() if k != "progress"}
     args["dataset"] = str(Path(dataset).resolve())
     args["finetune"] = str(Path(finetune).resolve()) if finetune else None
@@ -326,9 +403,9 @@ def train(
         autoencoder = Autoencoder.load(latent)
         autoencoder.model.to(accelerator.device)
         latent_info = autoencoder.info(data.size)
-        channel_layout(cond, target, ds.manifest.num_classes, variance, autoencoder.channels)  # option errors first
+        channel_layout(cond, target, ds.manifest.num_classes, variance, autoencoder.channels, self_cond)  # option errors first
         data = LatentSet(data, autoencoder, progress and accelerator.is_local_main_process)
-    layout = channel_layout(cond, target, ds.manifest.num_classes, variance, latent_info and latent_info["channels"])
+    layout = channel_layout(cond, target, ds.manifest.num_classes, variance, latent_info and latent_info["channels"], self_cond)
     config = network_config(cond, model, data.size, layout)
     if previous is None and accelerator.is_main_process:
         out.mkdir(parents=True, exist_ok=True)
@@ -339,7 +416,7 @@ def train(
     net = build_model(config, args["finetune"])
     ema_model = EMA(net, ema_decay) if ema else None
     optimizer = torch.optim.AdamW(net.parameters(), lr=lr, weight_decay=0.0)
-    scheduler = train_scheduler(variance)
+    scheduler = train_scheduler(variance, prediction)
     if accelerator.is_main_process:
         scheduler.save_pretrained(out / "scheduler")
     state = resume_state(accelerator, out, net, ema_model, optimizer) if resume else TrainerState()
@@ -385,7 +462,10 @@ class Loop:
         batches = self.order.batches(s.epoch)
         self.net.train()
         for index in batches[s.batch_in_epoch :]:
-            started = time.perf_counter()
+            started, cpu_started = time.perf_counter(), time.process_time()
+            self.lr = lr_at(s.step, a["lr"], a["lr_warmup_steps"], a["lr_schedule"], self.total)
+            for group in self.optimizer.param_groups:
+                group["lr"] = self.lr
             loss = train_step(self.accelerator, self.net, self.optimizer, self.scheduler, self.data, index, s.step, a, a["max_grad_norm"])
             if self.ema is not None:
                 self.ema.update(self.accelerator.unwrap_model(self.net), s.step)
@@ -393,6 +473,7 @@ class Loop:
             s.step, s.batch_in_epoch = s.step + 1, s.batch_in_epoch + 1
             s.loss_sum, s.loss_count = s.loss_sum + value, s.loss_count + 1
             s.seconds += time.perf_counter() - started
+            s.cpu_seconds += time.process_time() - cpu_started
             bar.update(task, completed=s.step, status=f"epoch {s.epoch + 1} loss {value:.4f}")
             if s.batch_in_epoch == len(batches):
                 self.end_epoch()
@@ -412,7 +493,7 @@ class Loop:
         s.epoch += 1
         s.batch_in_epoch, s.loss_sum, s.loss_count = 0, 0.0, 0
         if acc.is_main_process:
-            line = {"step": s.step, "epoch": s.epoch, "loss": mean, "best": s.best_loss, "improved": improved, "lr": a["lr"], "seconds": round(s.seconds, 3)}
+            line = {"step": s.step, "epoch": s.epoch, "loss": mean, "best": s.best_loss, "improved": improved, "lr": self.lr, "seconds": round(s.seconds, 3), "cpu_seconds": round(s.cpu_seconds, 3)}
             with open(self.out / "log.jsonl", "a", encoding="utf-8") as handle:
                 handle.write(ckpt.dumps(line) + "\n")
             if a["preview_every"] and (s.epoch % a["preview_every"] == 0) and not a.get("latent"):
