@@ -22,6 +22,7 @@ from typing import Any
 from diffusers import UNet2DModel
 
 from defectsynth.encoding import num_bits
+from defectsynth.checks import check_choice
 from defectsynth.errors import OptionError
 
 CONDS = ("basd", "boxmask", "none", "mask")
@@ -70,12 +71,9 @@ def channel_layout(
     """Channel counts for ``cond`` x ``target`` with ``num_classes`` classes (background included);
     ``latent_channels``: the autoencoder's latent channels when diffusion runs on latents; ``self_cond``:
     room for the previous x_0 estimate."""
-    if cond not in CONDS:
-        raise OptionError(f"--cond: expected one of {', '.join(CONDS)}, got {cond!r}")
-    if target not in TARGETS:
-        raise OptionError(f"--target: expected one of {', '.join(TARGETS)}, got {target!r}")
-    if variance not in VARIANCES:
-        raise OptionError(f"--variance: expected one of {', '.join(VARIANCES)}, got {variance!r}")
+    check_choice("--cond", cond, CONDS)
+    check_choice("--target", target, TARGETS)
+    check_choice("--variance", variance, VARIANCES)
     if cond == "mask" and target != "image":
         raise OptionError(f"--cond mask generates images for masks: it needs --target image, got {target!r}")
     if self_cond and cond == "mask":
@@ -91,8 +89,7 @@ def channel_layout(
 
 def unet_config(model: str, size: tuple[int, int], layout: Layout) -> dict[str, Any]:
     """The ``UNet2DModel`` keyword arguments for ``model`` at ``size`` = (height, width)."""
-    if model not in MODEL_SIZES:
-        raise OptionError(f"--model: expected one of {', '.join(MODEL_SIZES)}, got {model!r}")
+    check_choice("--model", model, MODEL_SIZES)
     spec = MODEL_SIZES[model]
     blocks = spec["block_out_channels"]
     factor = 2 ** (len(blocks) - 1)

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 import torch
 from diffusers import DDIMScheduler, DDPMScheduler, DPMSolverMultistepScheduler
 
+from defectsynth.checks import check_choice
 from defectsynth.errors import OptionError
 
 TRAIN_TIMESTEPS = 1000
@@ -88,8 +89,7 @@ def rescaled_scheduler(steps: int, variance: str, prediction: str = "epsilon") -
 
 def make_sampler(name: str, steps: int | None, variance: str, rescale: bool = False, prediction: str = "epsilon") -> Sampler:
     """A fresh :class:`Sampler` (schedulers keep per-run state: build one per batch)."""
-    if name not in SCHEDULERS:
-        raise OptionError(f"--scheduler: expected one of {', '.join(SCHEDULERS)}, got {name!r}")
+    check_choice("--scheduler", name, SCHEDULERS)
     steps = DEFAULT_STEPS[name] if steps is None else steps
     if not 1 <= steps <= TRAIN_TIMESTEPS:
         raise OptionError(f"--steps: {steps} must lie in 1..{TRAIN_TIMESTEPS}")

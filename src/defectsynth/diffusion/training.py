@@ -42,6 +42,7 @@ from defectsynth.diffusion.losses import PREDICTIONS, channel_weights, diffusion
 from defectsynth.diffusion.processes import make_accelerator
 from defectsynth.diffusion.models import build_unet, channel_layout, load_network, network_config
 from defectsynth.diffusion.schedules import BETA_END, BETA_START, TRAIN_TIMESTEPS, train_scheduler
+from defectsynth.checks import check_choice
 from defectsynth.errors import OptionError, OutputExistsError
 from defectsynth.progress import make_progress, track
 
@@ -123,16 +124,14 @@ def prepare_run(args: dict[str, Any], accelerator: Accelerator) -> tuple[Path, D
 
 def check_recipe(args: dict[str, Any]) -> None:
     """The recipe options: prediction, loss weights, self-conditioning, learning-rate schedule."""
-    if args["prediction"] not in PREDICTIONS:
-        raise OptionError(f"--prediction: expected one of {', '.join(PREDICTIONS)}, got {args['prediction']!r}")
+    check_choice("--prediction", args["prediction"], PREDICTIONS)
     if not args["mask_loss_weight"] > 0:
         raise OptionError(f"--mask-loss-weight: must be > 0, got {args['mask_loss_weight']}")
     if args["min_snr_gamma"] is not None and not args["min_snr_gamma"] > 0:
         raise OptionError(f"--min-snr-gamma: must be > 0, got {args['min_snr_gamma']}")
     if args["lr_warmup_steps"] < 0:
         raise OptionError(f"--lr-warmup-steps: must be >= 0, got {args['lr_warmup_steps']}")
-    if args["lr_schedule"] not in LR_SCHEDULES:
-        raise OptionError(f"--lr-schedule: expected one of {', '.join(LR_SCHEDULES)}, got {args['lr_schedule']!r}")
+    check_choice("--lr-schedule", args["lr_schedule"], LR_SCHEDULES)
 
 
 def lr_at(step: int, lr: float, warmup_steps: int, schedule: str, total: int) -> float:
