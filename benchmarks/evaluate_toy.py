@@ -1,11 +1,14 @@
-"""A small real run of `defectsynth evaluate` on toy data: real vs real + synthetic.
+"""A small real run of `defectsynth evaluate` on toy data: real vs real + synthetic from `train`/`sample`.
 
-    PYTHONPATH=src python benchmarks/evaluate_toy.py --synthetic runs/toy-sample   # a folder from `defectsynth sample`
-    PYTHONPATH=src python benchmarks/evaluate_toy.py                               # stand-in synthetic data (see below)
+    python benchmarks/evaluate_toy.py                       # prepare toy, train, sample, filter, evaluate
+    python benchmarks/evaluate_toy.py --synthetic DIR ...   # evaluate synthetic folders you already have
 
-Without --synthetic the "synthetic" dataset is a second procedural toy dataset (other seed): a
-stand-in until `train`/`sample` exist, which checks the machinery and timing, not diffusion data.
-Prints the report table and the wall time; the report folder is kept (default: a temp folder).
+Default pipeline, all seeded: ``prepare toy`` (240 images, 32 px), ``train --cond basd --target joint``
+(model small, the default recipe, ``--train-steps`` steps of batch 16), ``sample`` the boxes of the real
+*train* split (DDIM 50, as the BASD paper conditions on the segmentation training split, so the test
+split stays unseen), ``filter --by boxes --clip-labels``, then ``evaluate`` on the real test split.
+Prints SAE/EBR of the samples, the report table and the wall time of each stage; everything is kept
+under ``--work`` (default: a temp folder).
 """
 
 from __future__ import annotations
@@ -17,49 +20,63 @@ from pathlib import Path
 
 import torch
 
-from defectsynth.data.prepare import prepare
-from defectsynth.evaluation import evaluate
+import defectsynth
+from defectsynth.metrics import compute_metrics
+
+def synthetic_from_diffusion(work: Path, real: Path, a: argparse.Namespace) -> Path:
+    """Train the box-guided model on ``real``'s train split, sample its boxes, keep labels inside boxes."""
+    timed("train", lambda: defectsynth.train(
+        real, out=work / "run", cond="basd", target="joint", model="small", batch_size=16, lr=5e-4, epochs=10**6,
+        max_steps=a.train_steps, checkpoint_every=a.train_steps, preview_every=0, seed=a.seed, progress=True))
+    timed("sample", lambda: defectsynth.sample(
+        work / "run", out=work / "synthetic", conditions=f"{real}:train", scheduler="ddim", steps=50, seed=a.seed, progress=True))
+    m = compute_metrics(["sae", "ebr"], synthetic=work / "synthetic", progress=False)
+    print(f"synthetic: SAE {m['sae']['all']:.4f}  EBR {m['ebr']['all']:.4f} on the train boxes")
+    timed("filter", lambda: defectsynth.filter_dataset(work / "synthetic", work / "filtered", by="boxes", clip_labels=True, progress=False))
+    return work / "filtered"
+
+
+def timed(stage: str, fn):
+    start = time.perf_counter()
+    result = fn()
+    print(f"[{stage}] {time.perf_counter() - start:.0f} s", flush=True)
+    return result
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--real", type=Path, help="real dataset folder (default: a fresh toy dataset)")
-    parser.add_argument("--synthetic", type=Path, action="append", help="synthetic dataset folder(s) (default: a stand-in toy dataset)")
-    parser.add_argument("--out", type=Path, help="report folder (default: a temp folder)")
-    parser.add_argument("--num", type=int, default=160, help="toy images for the default real dataset")
-    parser.add_argument("--size", default="64")
+    parser.add_argument("--synthetic", type=Path, action="append", help="synthetic dataset folder(s) (default: train and sample one)")
+    parser.add_argument("--work", type=Path, help="folder for data, run, samples and report (default: a temp folder)")
+    parser.add_argument("--num", type=int, default=240, help="toy images for the default real dataset")
+    parser.add_argument("--size", default="32")
+    parser.add_argument("--train-steps", type=int, default=600, help="diffusion training steps (batch 16)")
     parser.add_argument("--models", default="unet,fpn")
     parser.add_argument("--encoder", default="resnet18")
-    parser.add_argument("--epochs", type=int, default=6)
-    parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument("--epochs", type=int, default=15)
+    parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--lr", type=float, default=1e-3)
     parser.add_argument("--loss", default="dice+ce")
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--mix", action="append", help="default: R=all,S=0  R=all,S=R  R=0,S=R")
-    parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (1 is fastest on a shared CPU)")
-    args = parser.parse_args()
-    torch.set_num_threads(args.threads)
+    parser.add_argument("--seed", type=int, default=0)
+    a = parser.parse_args()
 
-    work = Path(tempfile.mkdtemp(prefix="evaluate_toy_"))
-    real = args.real or work / "real"
-    if args.real is None:
-        prepare("toy", real, num=args.num, size=args.size, seed=0, progress=False)
-    synthetic = args.synthetic
-    if not synthetic:
-        synthetic = [work / "standin-synthetic"]
-        prepare("toy", synthetic[0], num=args.num, size=args.size, seed=1, progress=False)
-        print(f"no --synthetic given: using a second toy dataset as a stand-in ({synthetic[0]})")
-    out = args.out or work / "report"
+    work = a.work or Path(tempfile.mkdtemp(prefix="evaluate_toy_"))
     start = time.perf_counter()
-    report = evaluate(
-        real, out, synthetic=synthetic, models=args.models.split(","), encoder=args.encoder, encoder_weights=None,
-        epochs=args.epochs, batch_size=args.batch_size, size=args.size, lr=args.lr, loss=args.loss, repeats=args.repeats,
-        mix=args.mix or ["R=all,S=0", "R=all,S=R", "R=0,S=R"], seed=0, progress=True,
-    )
+    real = a.real or work / "real"
+    if a.real is None and not real.exists():
+        defectsynth.prepare("toy", real, num=a.num, size=a.size, seed=a.seed, progress=False)
+    synthetic = a.synthetic or [synthetic_from_diffusion(work, real, a)]
+    out = work / "report"
+    report = timed("evaluate", lambda: defectsynth.evaluate(
+        real, out, synthetic=synthetic, models=a.models.split(","), encoder=a.encoder, encoder_weights=None,
+        epochs=a.epochs, batch_size=a.batch_size, size=a.size, lr=a.lr, loss=a.loss, repeats=a.repeats,
+        mix=a.mix or ["R=all,S=0", "R=all,S=R", "R=0,S=R"], seed=a.seed, progress=True))
     seconds = time.perf_counter() - start
     print((out / "report.md").read_text())
     cells = len(report["cells"]) if report else 0
-    print(f"{cells} (model, mix, repeat) results in {seconds:.0f} s ({seconds / max(cells, 1):.1f} s each); report: {out}")
+    print(f"{cells} (model, mix, repeat) cells; whole benchmark {seconds:.0f} s on {torch.get_num_threads()} thread(s); folder: {work}")
 
 
 if __name__ == "__main__":
