@@ -1,14 +1,15 @@
 """Box fidelity: are generated defects where the boxes say? SAE and EBR for --cond basd, boxmask, none.
 
 Trains a small model on toy data for a fixed time budget per conditioning mode, samples the boxes of
-the toy test split, and prints SAE (synthetic pixels outside the boxes) and EBR (boxes left empty),
+the toy test split, writes previews (``<out>/previews/<mode>/synthetic.png`` beside ``real.png``, the
+same test conditions), and prints SAE (synthetic pixels outside the boxes) and EBR (boxes left empty),
 from ``defectsynth metrics``. The BASD paper (Table 1) finds BASD better aligned than the
 baselines; here BASD should beat the unconditional model clearly and match or beat boxmask.
 
 The unconditional model knows no boxes: its i-th sample is paired with the i-th test condition
 (its boxes file and provenance are rewritten), which is the alignment one gets by chance.
 
-    python benchmarks/box_fidelity.py [--budget-seconds 200] [--images 240] [--size 32] [--out DIR]
+    python benchmarks/box_fidelity.py [--budget-seconds 200] [--images 240] [--size 32] [--seed 0] [--out DIR]
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from pathlib import Path
 import defectsynth
 from defectsynth.data import Dataset
 from defectsynth.data.files import read_json, write_json
+from defectsynth.toy_demo import write_previews
 
 MODES = ("basd", "boxmask", "none")
 
@@ -55,12 +57,13 @@ def main() -> None:
     parser.add_argument("--size", default="32")
     parser.add_argument("--model", default="small")
     parser.add_argument("--steps", type=int, default=50, help="DDIM sampling steps.")
+    parser.add_argument("--seed", type=int, default=0, help="Seed of the toy data, the training runs and the sampling.")
     parser.add_argument("--out", type=Path, default=Path("box-fidelity"))
     a = parser.parse_args()
     data = a.out / "data"
     if not data.exists():
-        defectsynth.prepare("toy", data, num=a.images, size=a.size)
-    options = dict(target="joint", model=a.model, batch_size=16, lr=5e-4, epochs=10**6, checkpoint_every=10**9, preview_every=0, split="train")
+        defectsynth.prepare("toy", data, num=a.images, size=a.size, seed=a.seed)
+    options = dict(target="joint", model=a.model, batch_size=16, lr=5e-4, epochs=10**6, checkpoint_every=10**9, preview_every=0, split="train", seed=a.seed)
     rows = {}
     for mode in MODES:
         steps = steps_for_budget(data, a.out / f"calibrate-{mode}", a.budget_seconds, dict(options, cond=mode))
@@ -70,15 +73,16 @@ def main() -> None:
         synthetic = a.out / f"synthetic-{mode}"
         num = len(Dataset(data).split("test"))
         conditions = None if mode == "none" else f"{data}:test"
-        defectsynth.sample(run, out=synthetic, conditions=conditions, num=num, scheduler="ddim", steps=a.steps)
+        defectsynth.sample(run, out=synthetic, conditions=conditions, num=num, scheduler="ddim", steps=a.steps, seed=a.seed)
         if mode == "none":
             pair_with_conditions(synthetic, data, "test")
+        write_previews(data, synthetic, a.out / "previews" / mode)
         rows[mode] = {"steps": steps, "train_seconds": round(trained, 1), "synthetic": str(synthetic)}
     try:
         from defectsynth.metrics import compute_metrics
     except ImportError:
         compute_metrics = None
-    print(f"toy {a.images} images at {a.size}px, model {a.model}, budget {a.budget_seconds:.0f} s per mode, DDIM {a.steps} steps")
+    print(f"toy {a.images} images at {a.size}px, seed {a.seed}, model {a.model}, budget {a.budget_seconds:.0f} s per mode, DDIM {a.steps} steps")
     for mode, row in rows.items():
         line = f"{mode:>8}: {row['steps']:5d} steps in {row['train_seconds']:6.1f} s"
         if compute_metrics is not None:
