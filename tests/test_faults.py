@@ -33,7 +33,6 @@ from defectsynth.diffusion import checkpoint as ckpt
 from defectsynth.diffusion.models import build_unet
 from defectsynth.diffusion.sampling import Run, sample
 from defectsynth.diffusion.training import train
-from defectsynth.errors import TrainingError
 
 SRC = Path(__file__).parents[1] / "src"
 ENV = {**os.environ, "PYTHONPATH": str(SRC), "OMP_NUM_THREADS": "1", "CUDA_VISIBLE_DEVICES": "", "COLUMNS": "200"}
