@@ -318,7 +318,7 @@ def _partials(out: Path) -> list[Path]:
 def _kill_while_writing(args: list[str], out: Path, total: int, rng: random.Random) -> None:
     """Kill the command a seeded delay after its partial output folder holds a seeded number of images."""
     target = rng.randint(1, int(total * 0.8))  # a fifth left: a fast machine must not finish first
-    count = lambda: sum(len(os.listdir(p / "images")) for p in _partials(out) if (p / "images").is_dir())  # noqa: E731
+    count = lambda: sum(len(list((p / "images").glob("*"))) for p in _partials(out))  # noqa: E731  (glob: the folder may vanish)
     _kill_when(_start(*args), lambda: count() >= target, rng.uniform(0.0, 0.02))
 
 

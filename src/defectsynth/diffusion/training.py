@@ -547,8 +547,8 @@ class Loop:
         s.batch_in_epoch, s.loss_sum, s.loss_count = 0, 0.0, 0
         if acc.is_main_process:
             line = {"step": s.step, "epoch": s.epoch, "loss": mean, "best": s.best_loss, "improved": improved, "lr": self.lr, "seconds": round(s.seconds, 3), "cpu_seconds": round(s.cpu_seconds, 3)}
-            with open(self.out / "log.jsonl", "a", encoding="utf-8") as handle:
-                handle.write(ckpt.dumps(line) + "\n")
+            with saving(self.out, "log.jsonl"), open(self.out / "log.jsonl", "a", encoding="utf-8") as handle:
+                handle.write(ckpt.dumps(line) + "\n")  # half a line from a kill or a full disk: trimmed on --resume
             if a["preview_every"] and (s.epoch % a["preview_every"] == 0) and not a.get("latent"):
                 self.preview()
 
