@@ -37,7 +37,8 @@ from defectsynth.diffusion.training import train
 SRC = Path(__file__).parents[1] / "src"
 ENV = {**os.environ, "PYTHONPATH": str(SRC), "OMP_NUM_THREADS": "1", "CUDA_VISIBLE_DEVICES": "", "COLUMNS": "200"}
 TINY = ["--model", "tiny", "--batch-size", "2", "--preview-every", "0", "--no-progress"]
-COUNTS = {"kills": 0, "files": 0, "lost": 0}  # over the module, printed at the end
+SEED = int(os.environ.get("DEFECTSYNTH_FAULT_SEED", "0"))  # fixed; set it to try other kill points
+COUNTS = {"kills": 0, "inside": 0, "files": 0, "lost": 0}  # over the module, printed at the end
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -47,7 +48,8 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
-    print(f"\nfault injection: {COUNTS['kills']} kills survived; {COUNTS['files']} files compared after them, {COUNTS['lost']} lost or changed")
+    print(f"\nfault injection: {COUNTS['kills']} kills survived ({COUNTS['inside']} of train's inside a save); "
+          f"{COUNTS['files']} files compared after them, {COUNTS['lost']} lost or changed")
 
 
 @pytest.fixture(scope="module")
@@ -114,14 +116,19 @@ def _assert_checkpoints_load(run: Path) -> None:
 
 
 def test_train_killed_five_times_ends_with_the_weights_of_an_uninterrupted_run(data16, tmp_path):
-    rng = random.Random(11)
+    rng = random.Random(f"{SEED}-11")
     steps = 12
     common = [str(data16), *TINY, "--max-steps", str(steps), "--epochs", "100", "--checkpoint-every", "1", "--drop-rate", "0.2"]
     run = tmp_path / "parts"
     targets = sorted(rng.sample(range(1, steps - 4), 5))  # at least 4 steps left: a fast machine must not finish first
-    for target in targets:
+    for i, target in enumerate(targets):
         proc = _start("train", *common, "--out", str(run), "--resume")
-        _kill_when(proc, lambda t=target: any(int(p.name.split("-")[1]) >= t for p in ckpt.checkpoint_dirs(run)), rng.uniform(0.0, 0.1))
+        saved = lambda t=target: any(int(p.name.split("-")[1]) >= t for p in ckpt.checkpoint_dirs(run))  # noqa: E731
+        if i % 2:  # every other kill aims inside the save of checkpoint <target>: a moment after its partial folder appears
+            _kill_when(proc, lambda t=target: saved(t) or ckpt.partial_dir(run, t).is_dir(), rng.uniform(0.0, 0.01))
+        else:
+            _kill_when(proc, saved, rng.uniform(0.0, 0.1))
+        COUNTS["inside"] += any(p.is_dir() for p in run.glob(".*.partial")) or any(p.is_dir() for p in run.glob(".*.old"))
         _assert_checkpoints_load(run)
     options = dict(model="tiny", batch_size=2, preview_every=0, max_steps=steps, epochs=100, checkpoint_every=1, drop_rate=0.2)
     train(data16, out=run, resume=True, **options)  # the last resume and the reference in this process (one thread too)
@@ -249,7 +256,7 @@ def test_sample_killed_and_rerun_writes_the_folder_of_an_uninterrupted_run(data1
     run = train(data16, out=tmp_path / "run", model="tiny", batch_size=2, epochs=1, preview_every=0)
     options = ["--num", "10", "--scheduler", "ddim", "--steps", "10", "--batch-size", "1", "--seed", "5", "--no-progress"]
     out = tmp_path / "a" / "synth"
-    rng = random.Random(12)
+    rng = random.Random(f"{SEED}-12")
     target = rng.randint(2, 6)  # of 10
     proc = _start("sample", str(run), "--out", str(out), *options)
     _kill_when(proc, lambda: len(list((out / ".sampling").glob("*-*.json"))) >= target, rng.uniform(0.0, 0.02))
@@ -293,7 +300,7 @@ def test_evaluate_killed_mid_grid_resumes_without_redoing_finished_cells(data16,
     args = ["evaluate", "--real", str(real), "--out", str(out), "--synthetic", str(synthetic), "--models", "unet", "--encoder", "mobilenet_v2",
             "--encoder-weights", "none", "--size", "32", "--epochs", "2", "--batch-size", "4", "--repeats", "1", "--no-progress",
             "--model-kwargs", '{"encoder_depth": 3, "decoder_channels": [16, 8, 8]}', *[x for m in mixes for x in ("--mix", m)]]
-    rng = random.Random(13)
+    rng = random.Random(f"{SEED}-13")
     target = rng.randint(1, 2)
     proc = _start(*args)
     _kill_when(proc, lambda: len(list((out / "cells").glob("*.json"))) >= target, rng.uniform(0.0, 0.1))
@@ -332,7 +339,7 @@ def test_dataset_writers_killed_leave_no_output_or_a_complete_one(data16, tmp_pa
     from defectsynth.balancing import balance
     from defectsynth.filtering import filter_dataset
 
-    rng = random.Random(f"{command}-14")
+    rng = random.Random(f"{SEED}-{command}-14")
     big = tmp_path / "big"
     if command != "prepare":
         prepare("toy", big, num=300, size="16", seed=3)
