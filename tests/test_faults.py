@@ -81,7 +81,7 @@ def _start(*args: str) -> subprocess.Popen:
     return subprocess.Popen([sys.executable, "-m", "defectsynth", *args], env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
 
 
-def _kill_when(proc: subprocess.Popen, reached, delay: float, timeout: float = 120.0) -> None:
+def _kill_when(proc: subprocess.Popen, reached, delay: float, timeout: float = 600.0) -> None:
     """SIGKILL ``proc`` ``delay`` seconds after ``reached()`` first holds; it must still be running."""
     deadline = time.monotonic() + timeout
     while not reached():
