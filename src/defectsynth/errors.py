@@ -35,3 +35,7 @@ class OutputExistsError(DefectsynthError):
 
 class MissingDependencyError(DefectsynthError):
     """An optional package or a local weight file is missing."""
+
+
+class TrainingError(DefectsynthError):
+    """A training run cannot go on (a non-finite loss, a failed write); the last good state is kept."""

@@ -46,6 +46,32 @@ def atomic_write_bytes(path: str | Path, data: bytes, durable: bool = True) -> N
         raise
 
 
+def is_temp_leftover(path: Path) -> bool:
+    """Whether ``path`` is the temporary file of an :func:`atomic_write_bytes` that was killed
+    before its rename (``.<name>.<random>.tmp``)."""
+    return path.name.startswith(".") and path.name.endswith(".tmp") and path.is_file()
+
+
+def remove_temp_leftovers(folder: str | Path) -> int:
+    """Delete the temporary files killed atomic writes left anywhere under ``folder``; returns how many.
+
+    Call it only where this process is the folder's single writer (another writer's file may be
+    in flight)."""
+    found = [p for p in Path(folder).rglob(".*.tmp") if is_temp_leftover(p)]
+    for path in found:
+        path.unlink(missing_ok=True)
+    return len(found)
+
+
+def holds_no_files(folder: str | Path) -> bool:
+    """Whether ``folder`` holds nothing but empty folders and killed atomic writes' temporary
+    files: what a command killed before it wrote its first file leaves behind."""
+    for path in Path(folder).rglob("*"):
+        if not path.is_dir() and not is_temp_leftover(path):
+            return False
+    return True
+
+
 def partial_dir(target: str | Path) -> Path:
     """A new hidden folder beside ``target`` to build its replacement in (see :func:`replace_dir`)."""
     target = Path(target)

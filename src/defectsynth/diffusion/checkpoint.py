@@ -11,7 +11,10 @@ A resume checkpoint ``checkpoint-<step>/``::
     trainer.json             step, epoch, position in the epoch, best loss, loss sums, grad-scaler state
 
 A checkpoint is written under ``.checkpoint-<step>.partial`` and renamed when complete, so a killed
-run never leaves a half-written checkpoint; only the newest ``limit`` are kept.
+run never leaves a half-written checkpoint; only the newest ``limit`` are kept. A folder is deleted
+by renaming it to a hidden ``.<name>.old`` first, so a kill while deleting never leaves a
+``checkpoint-<step>/`` (or ``unet/``) with files missing; :func:`clean_leftovers` tidies up what
+a killed run left behind.
 """
 
 from __future__ import annotations
@@ -96,16 +99,46 @@ def state_tensors(module: torch.nn.Module) -> dict[str, torch.Tensor]:
 
 
 def save_pretrained_atomic(model: Any, folder: Path) -> None:
-    """``model.save_pretrained(folder)`` (safetensors + config.json) through a temporary folder."""
+    """``model.save_pretrained(folder)`` (safetensors + config.json) through a temporary folder;
+    on any error the temporary folder is removed and ``folder`` is left as it was."""
     tmp = folder.with_name(f".{folder.name}.partial")
     shutil.rmtree(tmp, ignore_errors=True)
-    model.save_pretrained(tmp, safe_serialization=True)
-    old = folder.with_name(f".{folder.name}.old")
+    try:
+        model.save_pretrained(tmp, safe_serialization=True)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    old = _old(folder)
     shutil.rmtree(old, ignore_errors=True)
     if folder.exists():
         folder.rename(old)
     tmp.rename(folder)
     shutil.rmtree(old, ignore_errors=True)
+
+
+def _old(folder: Path) -> Path:
+    return folder.with_name(f".{folder.name}.old")
+
+
+def discard_dir(folder: Path) -> None:
+    """Delete ``folder`` by renaming it aside first: a kill never leaves it half deleted."""
+    if folder.exists():
+        old = _old(folder)
+        shutil.rmtree(old, ignore_errors=True)
+        folder.rename(old)
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def clean_leftovers(run: Path, weights: tuple[str, ...] = ("unet", "unet_ema")) -> None:
+    """Before resuming ``run`` (this process its only writer): put back a weights folder a kill
+    left renamed aside, and delete partial and half-deleted folders."""
+    for name in weights:
+        if not (run / name).exists() and (_old(run / name) / "config.json").is_file():
+            _old(run / name).rename(run / name)
+    for pattern in (".*.partial", ".*.old"):
+        for leftover in run.glob(pattern):
+            if leftover.is_dir():
+                shutil.rmtree(leftover, ignore_errors=True)
 
 
 # -- checkpoints -----------------------------------------------------------------------------------
@@ -145,11 +178,11 @@ def write_main_state(
 def finish_checkpoint(run: Path, step: int, limit: int | None) -> Path:
     """Rename the partial folder into ``checkpoint-<step>`` and prune to the newest ``limit``."""
     final = run / f"{CHECKPOINT_PREFIX}{step}"
-    shutil.rmtree(final, ignore_errors=True)
+    discard_dir(final)
     partial_dir(run, step).rename(final)
     if limit:
         for old in checkpoint_dirs(run)[:-limit]:
-            shutil.rmtree(old, ignore_errors=True)
+            discard_dir(old)
     return final
 
 

@@ -36,7 +36,7 @@ from diffusers.utils.torch_utils import randn_tensor
 
 from defectsynth.balancing import plan_dataset, planned_samples, read_plan
 from defectsynth.data import Box, Dataset, Manifest
-from defectsynth.data.files import read_json, write_image, write_json, write_mask
+from defectsynth.data.files import holds_no_files, read_json, remove_temp_leftovers, write_image, write_json, write_mask
 from defectsynth.data.model import ClassInfo
 from defectsynth.data.resize import resize_sample
 from defectsynth.data.writer import DatasetStats
@@ -263,7 +263,7 @@ def check_output(out: Path, settings: dict[str, Any], overwrite: bool) -> str:
     Read-only, so every process can check before any of them writes.
     """
     marker = out / ".sampling" / "settings.json"
-    if not out.exists() or (out.is_dir() and not any(out.iterdir())):
+    if not out.exists() or (out.is_dir() and holds_no_files(out)):  # new, or left by a run killed at once
         return "create"
     same = marker.is_file() and read_json(marker) == settings
     if not overwrite:
@@ -280,6 +280,8 @@ def open_output(out: Path, settings: dict[str, Any], action: str) -> None:
     """Main process: (re)create the folder layout and write the settings marker."""
     if action == "replace":
         shutil.rmtree(out)
+    elif out.is_dir():
+        remove_temp_leftovers(out)  # half-written files of a killed run: its samples are redrawn
     for sub in ("images", "boxes", ".sampling"):
         (out / sub).mkdir(parents=True, exist_ok=True)
     write_json(out / ".sampling" / "settings.json", settings)

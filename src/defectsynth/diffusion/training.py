@@ -21,9 +21,12 @@ the batches a first pass without gradient gives an x_0 estimate that the second 
 from __future__ import annotations
 
 import copy
+import json
 import logging
 import math
+import shutil
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -34,7 +37,7 @@ from accelerate import Accelerator
 from accelerate.utils import set_seed
 
 from defectsynth.data import Dataset
-from defectsynth.data.files import read_json, write_json
+from defectsynth.data.files import atomic_write_bytes, holds_no_files, read_json, write_json
 from defectsynth.data.resize import format_size, parse_size, resize_sample
 from defectsynth.diffusion import checkpoint as ckpt
 from defectsynth.diffusion.conditioning import EncodedSet, flip
@@ -43,7 +46,7 @@ from defectsynth.diffusion.processes import make_accelerator
 from defectsynth.diffusion.models import build_unet, channel_layout, load_network, network_config
 from defectsynth.diffusion.schedules import BETA_END, BETA_START, TRAIN_TIMESTEPS, train_scheduler
 from defectsynth.checks import check_choice
-from defectsynth.errors import OptionError, OutputExistsError
+from defectsynth.errors import OptionError, OutputExistsError, TrainingError
 from defectsynth.progress import make_progress, track
 
 logger = logging.getLogger(__name__)
@@ -117,7 +120,7 @@ def prepare_run(args: dict[str, Any], accelerator: Accelerator) -> tuple[Path, D
         if changed:
             flags = ", ".join(f"--{k.replace('_', '-')} ({before.get(k)!r} -> {args[k]!r})" for k in changed)
             raise OptionError(f"--resume: {flags} differ from the run being resumed")
-    elif out.exists() and (not out.is_dir() or any(out.iterdir())):
+    elif out.exists() and (not out.is_dir() or not holds_no_files(out)):
         raise OutputExistsError("output folder exists and is not a defectsynth run: choose another --out", out)
     return out, dataset, previous
 
@@ -302,37 +305,80 @@ def train_step(
 
 
 # -- 4. saving ------------------------------------------------------------------------------------
+@contextmanager
+def saving(out: Path, what: str, partial: Path | None = None):
+    """A failed write (disk full, no permission) becomes one :class:`TrainingError` line; the
+    partial folder goes, and what was saved before stays as it was."""
+    try:
+        yield
+    except OSError as err:
+        if partial is not None:
+            shutil.rmtree(partial, ignore_errors=True)
+        last = ckpt.checkpoint_dirs(out)
+        kept = f"{last[-1].name}/ and the weights before it are intact" if last else "the weights saved before are intact"
+        raise TrainingError(f"cannot write {what} ({err.strerror or err}); training stopped, {kept}", out) from None
+
+
 def save_checkpoint(accelerator: Accelerator, out: Path, model, ema: EMA | None, optimizer, state: TrainerState, limit: int | None) -> None:
     """Write ``checkpoint-<step>/`` (every process its RNG state, the main process the rest)."""
     folder = ckpt.partial_dir(out, state.step)
     accelerator.wait_for_everyone()
-    ckpt.write_process_state(folder, accelerator.process_index)
+    with saving(out, f"{ckpt.CHECKPOINT_PREFIX}{state.step}", folder):
+        ckpt.write_process_state(folder, accelerator.process_index)
     if accelerator.scaler is not None:
         state.scaler = {k: v for k, v in accelerator.scaler.state_dict().items()}
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
-        ckpt.write_main_state(folder, accelerator.unwrap_model(model), ema.model if ema else None, optimizer, state.to_json())
+        with saving(out, f"{ckpt.CHECKPOINT_PREFIX}{state.step}", folder):
+            ckpt.write_main_state(folder, accelerator.unwrap_model(model), ema.model if ema else None, optimizer, state.to_json())
         ckpt.finish_checkpoint(out, state.step, limit)
     accelerator.wait_for_everyone()
 
 
 def save_best(accelerator: Accelerator, out: Path, model, ema: EMA | None) -> None:
     if accelerator.is_main_process:
-        ckpt.save_pretrained_atomic(accelerator.unwrap_model(model), out / "unet")
+        with saving(out, "unet/"):
+            ckpt.save_pretrained_atomic(accelerator.unwrap_model(model), out / "unet")
         if ema is not None:
-            ckpt.save_pretrained_atomic(ema.model, out / "unet_ema")
+            with saving(out, "unet_ema/"):
+                ckpt.save_pretrained_atomic(ema.model, out / "unet_ema")
 
 
 def resume_state(accelerator: Accelerator, out: Path, model, ema: EMA | None, optimizer) -> TrainerState:
+    """The state of the newest complete checkpoint (a fresh one without); first tidies what a
+    killed run left: partial folders, and log lines past the checkpoint (they will be redone)."""
+    if accelerator.is_main_process:
+        ckpt.clean_leftovers(out)
+    accelerator.wait_for_everyone()
     found = ckpt.checkpoint_dirs(out)
-    if not found:
-        return TrainerState()
-    logger.info("resuming from %s", found[-1])
-    raw = ckpt.load_checkpoint(found[-1], accelerator.unwrap_model(model), ema.model if ema else None, optimizer, accelerator.process_index)
-    state = TrainerState(**raw)
+    state = TrainerState()
+    if found:
+        logger.info("resuming from %s", found[-1])
+        raw = ckpt.load_checkpoint(found[-1], accelerator.unwrap_model(model), ema.model if ema else None, optimizer, accelerator.process_index)
+        state = TrainerState(**raw)
     if accelerator.scaler is not None and state.scaler:
         accelerator.scaler.load_state_dict(state.scaler)
+    if accelerator.is_main_process:
+        trim_log(out / "log.jsonl", state.step)
     return state
+
+
+def trim_log(log: Path, step: int) -> None:
+    """Keep the complete lines of ``log.jsonl`` up to ``step``: a killed run may have logged epochs
+    after its last checkpoint (the resumed run logs them again) or half a line."""
+    if not log.is_file():
+        return
+    text = log.read_text(encoding="utf-8", errors="replace")
+    kept = []
+    for line in text.splitlines(keepends=True):
+        try:
+            entry = json.loads(line) if line.endswith("\n") else None
+        except ValueError:
+            entry = None
+        if isinstance(entry, dict) and isinstance(entry.get("step"), int) and entry["step"] <= step:
+            kept.append(line)
+    if "".join(kept) != text:
+        atomic_write_bytes(log, "".join(kept).encode("utf-8"))
 
 
 # -- 5. the loop ----------------------------------------------------------------------------------
@@ -417,7 +463,7 @@ def train(
     optimizer = torch.optim.AdamW(net.parameters(), lr=lr, weight_decay=0.0)
     scheduler = train_scheduler(variance, prediction)
     if accelerator.is_main_process:
-        scheduler.save_pretrained(out / "scheduler")
+        ckpt.save_pretrained_atomic(scheduler, out / "scheduler")  # a kill never leaves half a config
     state = resume_state(accelerator, out, net, ema_model, optimizer) if resume else TrainerState()
     net, optimizer = accelerator.prepare(net, optimizer)
     if ema_model is not None:
@@ -466,9 +512,11 @@ class Loop:
             for group in self.optimizer.param_groups:
                 group["lr"] = self.lr
             loss = train_step(self.accelerator, self.net, self.optimizer, self.scheduler, self.data, index, s.step, a, a["max_grad_norm"])
+            value = float(loss)
+            if not math.isfinite(value):
+                self.stop_non_finite(value)
             if self.ema is not None:
                 self.ema.update(self.accelerator.unwrap_model(self.net), s.step)
-            value = float(loss)
             s.step, s.batch_in_epoch = s.step + 1, s.batch_in_epoch + 1
             s.loss_sum, s.loss_count = s.loss_sum + value, s.loss_count + 1
             s.seconds += time.perf_counter() - started
@@ -480,6 +528,12 @@ class Loop:
                 save_checkpoint(self.accelerator, self.out, self.net, self.ema, self.optimizer, s, a["checkpoints_total_limit"])
             if s.step >= self.total:
                 return
+
+    def stop_non_finite(self, value: float) -> None:
+        """Stop before the broken weights reach the EMA or any file: unet/ and the checkpoints stay."""
+        kept = [f"{name}/" for name in ("unet", "unet_ema") if (self.out / name).is_dir()] + [f"{p.name}/" for p in ckpt.checkpoint_dirs(self.out)[-1:]]
+        where = f"the last good weights are kept in {', '.join(kept)}" if kept else "nothing was saved yet"
+        raise TrainingError(f"step {self.state.step + 1}: the training loss is {value} (not finite); training stopped, {where}; try a lower --lr", self.out)
 
     def end_epoch(self) -> None:
         """Mean loss over the epoch and all processes; best weights, log line, preview."""
@@ -493,8 +547,8 @@ class Loop:
         s.batch_in_epoch, s.loss_sum, s.loss_count = 0, 0.0, 0
         if acc.is_main_process:
             line = {"step": s.step, "epoch": s.epoch, "loss": mean, "best": s.best_loss, "improved": improved, "lr": self.lr, "seconds": round(s.seconds, 3), "cpu_seconds": round(s.cpu_seconds, 3)}
-            with open(self.out / "log.jsonl", "a", encoding="utf-8") as handle:
-                handle.write(ckpt.dumps(line) + "\n")
+            with saving(self.out, "log.jsonl"), open(self.out / "log.jsonl", "a", encoding="utf-8") as handle:
+                handle.write(ckpt.dumps(line) + "\n")  # half a line from a kill or a full disk: trimmed on --resume
             if a["preview_every"] and (s.epoch % a["preview_every"] == 0) and not a.get("latent"):
                 self.preview()
 

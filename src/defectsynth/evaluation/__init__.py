@@ -20,7 +20,7 @@ import numpy as np
 from defectsynth.checks import check_at_least, check_choice, check_positive
 from defectsynth.data import Dataset
 from defectsynth.data.dataset import check_same_classes
-from defectsynth.data.files import read_json, write_json
+from defectsynth.data.files import holds_no_files, read_json, remove_temp_leftovers, write_json
 from defectsynth.data.resize import format_size, parse_size
 from defectsynth.errors import DatasetError, OptionError, OutputExistsError
 from defectsynth.evaluation.data import PairCache
@@ -75,7 +75,7 @@ def _open_synthetic(paths: Sequence[str | Path], real: Dataset) -> dict[str, Dat
 def _check_out(out: Path, config: dict[str, Any], overwrite: bool) -> bool:
     """Whether ``out`` can hold this evaluation (new, or resumable); True when old cells must go."""
     config_path = out / "config.json"
-    if out.exists() and not config_path.is_file() and any(out.iterdir()):
+    if out.exists() and not config_path.is_file() and not holds_no_files(out):
         raise OutputExistsError("--out exists and is not an evaluation report folder; choose another folder", out)
     if not config_path.is_file():
         return False
@@ -93,6 +93,7 @@ def _init_out(out: Path, config: dict[str, Any], clear: bool) -> None:
         shutil.rmtree(out / "cells", ignore_errors=True)
         shutil.rmtree(out / "models", ignore_errors=True)
     (out / "cells").mkdir(parents=True, exist_ok=True)
+    remove_temp_leftovers(out)  # a killed run's half-written cell files
     write_json(out / "config.json", config)
 
 
