@@ -80,13 +80,18 @@ def _reject_constant(value: str) -> float:
     raise ValueError(f"{value} is not allowed")
 
 
+def read_text(path: str | Path) -> str:
+    """Read a UTF-8 text file; a missing file or other bytes raise one clear :class:`DatasetError`."""
+    try:
+        return read_bytes(path).decode("utf-8")
+    except UnicodeDecodeError:
+        raise DatasetError("not UTF-8 text", path) from None
+
+
 def read_json(path: str | Path) -> Any:
     """Read a JSON file; a missing file or malformed JSON raises one clear :class:`DatasetError`."""
     path = Path(path)
-    try:
-        text = read_bytes(path).decode("utf-8")
-    except UnicodeDecodeError:
-        raise DatasetError("not UTF-8 text", path) from None
+    text = read_text(path)
     try:
         return json.loads(text, parse_constant=_reject_constant)
     except ValueError as err:
