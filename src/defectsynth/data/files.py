@@ -98,6 +98,49 @@ def read_json(path: str | Path) -> Any:
         raise DatasetError(f"malformed JSON ({err})", path) from None
 
 
+_NEVER_UNPICKLED = "defectsynth never unpickles: convert it with safetensors.torch.save_file"
+
+
+def check_safetensors(path: str | Path) -> Path:
+    """Raise one clear :class:`DatasetError` unless ``path`` is a readable safetensors file (checks the
+    header only). A pickle or a ``torch.save`` archive is named as such and never loaded."""
+    from safetensors import safe_open
+
+    path = Path(path)
+    try:
+        with open(path, "rb") as handle:
+            head = handle.read(8)
+    except FileNotFoundError:
+        raise DatasetError("file not found", path) from None
+    except IsADirectoryError:
+        raise DatasetError("is a folder, expected a file", path) from None
+    except OSError as err:
+        raise DatasetError(f"cannot read ({err.strerror})", path) from None
+    if not head:
+        raise DatasetError("empty file (0 bytes)", path)
+    if head.startswith(b"PK\x03\x04"):
+        raise DatasetError(f"holds a torch.save archive (a pickle), not safetensors; {_NEVER_UNPICKLED}", path)
+    if head[:1] == b"\x80" and head[1:2] in (b"\x02", b"\x03", b"\x04", b"\x05"):
+        raise DatasetError(f"holds a pickle, not safetensors; {_NEVER_UNPICKLED}", path)
+    try:
+        with safe_open(str(path), framework="pt"):
+            pass
+    except Exception as err:  # safetensors raises its own SafetensorError, or OSError/ValueError
+        raise DatasetError(f"not a safetensors file or truncated ({str(err).splitlines()[0]})", path) from None
+    return path
+
+
+def read_safetensors(path: str | Path) -> dict[str, Any]:
+    """The tensors of a safetensors file, checked first by :func:`check_safetensors` (never unpickled)."""
+    from safetensors.torch import load_file
+
+    path = check_safetensors(path)
+    try:
+        return load_file(str(path))
+    except Exception as err:  # a header that promises more data than the file holds
+        raise DatasetError(f"not a safetensors file or truncated ({str(err).splitlines()[0]})", path) from None
+
+
 def encode_png(array: np.ndarray, path: str | Path = "image.png") -> bytes:
     """PNG bytes of an (H, W) uint8 mask or an (H, W, 3) uint8 RGB image."""
     if array.ndim == 3:
