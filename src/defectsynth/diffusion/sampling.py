@@ -47,7 +47,7 @@ from defectsynth.diffusion.models import Layout
 from defectsynth.diffusion.previews import class_palette
 from defectsynth.diffusion.processes import make_state
 from defectsynth.diffusion.schedules import DEFAULT_STEPS, RESCALE_MIN_STEPS, Sampler, make_sampler
-from defectsynth.diffusion.training import derived_seed, network_input
+from defectsynth.diffusion.training import derived_seed, network_input, read_run_json
 from defectsynth.encoding import boxes_from_mask, decode_bits
 from defectsynth.errors import DatasetError, OptionError, OutputExistsError
 from defectsynth.progress import make_progress
@@ -68,7 +68,7 @@ class Run:
         root = Path(root)
         if not (root / "run.json").is_file():
             raise DatasetError("not a run folder: run.json is missing (create one with `defectsynth train`)", root)
-        return cls(root, read_json(root / "run.json"))
+        return cls(root, read_run_json(root / "run.json"))
 
     @property
     def args(self) -> dict[str, Any]:
@@ -367,6 +367,10 @@ def sample(
     }
     if plan is not None:
         settings["plan"] = {"path": str(Path(plan).resolve()), "sha256": hashlib.sha256(Path(plan).read_bytes()).hexdigest()}
+    model = the_run.load_unet(ema).to(state.device)  # broken weights are refused before anything is written
+    autoencoder = the_run.load_autoencoder()
+    if autoencoder is not None:
+        autoencoder.model.to(state.device)
     action = check_output(out, settings, overwrite)
     state.wait_for_everyone()
     if state.is_main_process:
@@ -374,10 +378,6 @@ def sample(
     state.wait_for_everyone()
     pending = [j for j in jobs if not is_done(out, j)]
     mine = pending[state.process_index :: state.num_processes]
-    model = the_run.load_unet(ema).to(state.device)
-    autoencoder = the_run.load_autoencoder()
-    if autoencoder is not None:
-        autoencoder.model.to(state.device)
     draw(model, the_run, out, mine, settings, batch_size, progress and state.is_local_main_process, state.device, autoencoder)
     state.wait_for_everyone()
     manifest = write_manifest(out, the_run, jobs, settings) if state.is_main_process else Manifest("", the_run.classes)
