@@ -39,7 +39,7 @@ from defectsynth.data import Box, Dataset, Manifest
 from defectsynth.data.files import read_json, write_image, write_json, write_mask
 from defectsynth.data.model import ClassInfo
 from defectsynth.data.resize import resize_sample
-from defectsynth.data.writer import DatasetStats
+from defectsynth.data.writer import DatasetStats, check_replaceable
 from defectsynth.diffusion.conditioning import condition_tensor, onehot_tensor, tensor_to_image
 from defectsynth.diffusion.losses import predicted_x0
 from defectsynth.diffusion.mask_augment import MaskAugment
@@ -273,6 +273,7 @@ def check_output(out: Path, settings: dict[str, Any], overwrite: bool) -> str:
         raise OutputExistsError(f"output folder exists and {reason}: choose another --out or pass --overwrite", out)
     if not (marker.is_file() or (out / "dataset.json").is_file()):
         raise OutputExistsError("--overwrite only replaces a dataset or sampling folder, and this is neither", out)
+    check_replaceable(out)
     return "replace"
 
 
