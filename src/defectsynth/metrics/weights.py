@@ -73,8 +73,12 @@ def load_weights(module: nn.Module, path: Path, key: str) -> None:
     from safetensors.torch import load_model
 
     from defectsynth.data.files import check_safetensors
+    from defectsynth.errors import DatasetError
 
-    check_safetensors(path)  # a pickle or a torch.save archive is named as such, never loaded
+    try:
+        check_safetensors(path)  # a pickle or a torch.save archive is named as such, never loaded
+    except DatasetError as err:
+        raise MissingDependencyError(f"not a readable safetensors file ({err.reason})", path) from None
     try:
         missing, unexpected = load_model(module, str(path), strict=False, device="cpu")
     except (SafetensorError, OSError, ValueError) as err:
