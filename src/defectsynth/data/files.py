@@ -11,13 +11,15 @@ import math
 import os
 import shutil
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import cv2
 import numpy as np
 
-from defectsynth.errors import DatasetError
+from defectsynth.errors import DatasetError, OutputLockedError
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
 _UMASK = os.umask(0o022)  # read once at import (os.umask can only be read by setting it) ...
@@ -44,6 +46,48 @@ def atomic_write_bytes(path: str | Path, data: bytes, durable: bool = True) -> N
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+@contextmanager
+def output_lock(target: str | Path) -> Iterator[Path]:
+    """Hold the exclusive lock on writing ``target`` for the ``with`` block; yields the lock file.
+
+    The lock is ``fcntl.flock`` on ``<parent>/.<name>.lock``, which records the holder's pid. A
+    second process raises one :class:`OutputLockedError` ("<target>: is being written by another
+    process (pid N)"). The operating system releases the lock when its process ends, even when
+    killed (a stale file left then is taken over by the next writer); a normal exit removes the
+    file. Without ``fcntl`` (Windows) no lock is taken.
+    """
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - not POSIX
+        yield Path(target)
+        return
+    target = Path(target)
+    path = target.parent / f".{target.name}.lock"
+    target.parent.mkdir(parents=True, exist_ok=True)
+    while True:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666 & ~_UMASK)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 32, 0).decode("ascii", "replace").strip() or "unknown"
+            os.close(fd)
+            raise OutputLockedError(f"is being written by another process (pid {holder}): wait for it to finish or stop it", target) from None
+        try:
+            current = os.stat(path).st_ino == os.fstat(fd).st_ino
+        except FileNotFoundError:
+            current = False
+        if current:
+            break
+        os.close(fd)  # the previous holder removed the file between our open and flock: lock the new one
+    try:
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode("ascii"), 0)
+        yield path
+    finally:
+        path.unlink(missing_ok=True)
+        os.close(fd)
 
 
 def partial_dir(target: str | Path) -> Path:

@@ -22,6 +22,7 @@ order, until ``num`` samples are planned; without ``num``, each once), stems
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import math
@@ -36,7 +37,7 @@ from diffusers.utils.torch_utils import randn_tensor
 
 from defectsynth.balancing import plan_dataset, planned_samples, read_plan
 from defectsynth.data import Box, Dataset, Manifest
-from defectsynth.data.files import read_json, write_image, write_json, write_mask
+from defectsynth.data.files import output_lock, read_json, write_image, write_json, write_mask
 from defectsynth.data.model import ClassInfo
 from defectsynth.data.resize import resize_sample
 from defectsynth.data.writer import DatasetStats, check_replaceable
@@ -372,17 +373,19 @@ def sample(
     autoencoder = the_run.load_autoencoder()
     if autoencoder is not None:
         autoencoder.model.to(state.device)
-    action = check_output(out, settings, overwrite)
-    state.wait_for_everyone()
-    if state.is_main_process:
-        open_output(out, settings, action)
-    state.wait_for_everyone()
-    pending = [j for j in jobs if not is_done(out, j)]
-    mine = pending[state.process_index :: state.num_processes]
-    draw(model, the_run, out, mine, settings, batch_size, progress and state.is_local_main_process, state.device, autoencoder)
-    state.wait_for_everyone()
-    manifest = write_manifest(out, the_run, jobs, settings) if state.is_main_process else Manifest("", the_run.classes)
-    state.wait_for_everyone()
+    # one writer per output folder: the main process holds its lock until the manifest is written
+    with output_lock(out) if state.is_main_process else contextlib.nullcontext():
+        action = check_output(out, settings, overwrite)
+        state.wait_for_everyone()
+        if state.is_main_process:
+            open_output(out, settings, action)
+        state.wait_for_everyone()
+        pending = [j for j in jobs if not is_done(out, j)]
+        mine = pending[state.process_index :: state.num_processes]
+        draw(model, the_run, out, mine, settings, batch_size, progress and state.is_local_main_process, state.device, autoencoder)
+        state.wait_for_everyone()
+        manifest = write_manifest(out, the_run, jobs, settings) if state.is_main_process else Manifest("", the_run.classes)
+        state.wait_for_everyone()
     return manifest
 
 
