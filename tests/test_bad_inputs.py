@@ -690,3 +690,16 @@ def test_a_second_sample_process_on_one_output_is_refused_until_the_first_is_gon
     assert result.exit_code == 0, result.output
     assert sorted(p.name for p in ws.outs.iterdir()) == ["out"]  # the stale lock file taken over and removed
     assert len(list((ws.out() / "images").iterdir())) == 2
+
+
+def test_overwrite_replaces_a_dataset_folder_holding_only_what_defectsynth_wrote(world, tmp_path, runner):
+    """The other side of the --overwrite rule: a folder of defectsynth's own files, leftovers of an
+    interrupted atomic write included, is replaced."""
+    ws = Workspace(tmp_path, world)
+    shutil.copytree(ws.world.data, ws.out())
+    (ws.out() / ".conditions.partial-x1y2").mkdir()  # left by a killed encode-boxes
+    (ws.out() / ".dataset.json.abc.tmp").write_text("{")  # left by a killed atomic write
+    result = runner.invoke(app, ["filter", str(ws.synth), "--out", str(ws.out()), *FILTER, "--overwrite"])
+    assert result.exit_code == 0, result.output
+    assert sorted(p.name for p in ws.out().iterdir()) == ["boxes", "dataset.json", "images", "masks"]
+    assert sorted(p.name for p in ws.outs.iterdir()) == ["out"]

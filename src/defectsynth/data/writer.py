@@ -45,13 +45,17 @@ def check_output_dir(out: Path, overwrite: bool) -> None:
     check_replaceable(out)
 
 
+def _ours(name: str) -> bool:
+    """An entry defectsynth writes in a dataset folder, or the hidden leftover of an interrupted
+    atomic write of one (``.dataset.json.<x>.tmp``, ``.conditions.partial-<x>``, ``.boxes.old-<x>``)."""
+    return name in DATASET_ENTRIES or any(name.startswith(f".{entry}.") for entry in DATASET_ENTRIES)
+
+
 def check_replaceable(out: Path) -> None:
     """Raise unless every entry at the top of the dataset folder ``out`` is one defectsynth writes
-    (``DATASET_ENTRIES``, or a hidden ``.dataset.json.*.tmp`` left by an interrupted write):
-    ``--overwrite`` replaces a whole folder, so it never replaces one that also holds user files."""
-    foreign = sorted(
-        p.name for p in out.iterdir() if p.name not in DATASET_ENTRIES and not (p.name.startswith(".dataset.json.") and p.name.endswith(".tmp"))
-    )
+    (:func:`_ours`): ``--overwrite`` replaces a whole folder, so it never replaces one that also
+    holds user files."""
+    foreign = sorted(p.name for p in out.iterdir() if not _ours(p.name))
     if foreign:
         shown = ", ".join(foreign[:3]) + (f" and {len(foreign) - 3} more" if len(foreign) > 3 else "")
         raise OutputExistsError(f"--overwrite replaces the whole folder, and it also holds {shown}, not written by defectsynth: move that away first", out)
