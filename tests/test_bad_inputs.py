@@ -355,7 +355,7 @@ def plan_from_the_future(ws):
 
 
 @case("sample")
-def out_holds_user_files(ws):
+def out_is_not_a_sampling_output(ws):
     ws.out().mkdir()
     (ws.out() / "notes.txt").write_text("mine")
     return _sample(ws), [str(ws.out()), "is not a sampling output", "--overwrite"]
@@ -425,14 +425,14 @@ def segmenter_truncated_safetensors(ws):
 
 
 @case("filter")
-def overwrite_a_folder_of_user_files(ws):
+def overwrite_a_user_folder(ws):
     ws.out().mkdir()
     (ws.out() / "holiday.jpg").write_bytes(b"\xff\xd8 a photo")
     return ["filter", str(ws.synth), "--out", str(ws.out()), *FILTER, "--overwrite"], [str(ws.out()), "--overwrite only replaces a dataset folder"]
 
 
 @case("filter")
-def overwrite_a_dataset_holding_user_files(ws):
+def overwrite_a_dataset_with_user_files(ws):
     shutil.copytree(ws.world.data, ws.out())
     (ws.out() / "README.txt").write_text("my notes about this dataset")
     return ["filter", str(ws.synth), "--out", str(ws.out()), *FILTER, "--overwrite"], [str(ws.out()), "README.txt", "not written by defectsynth"]
@@ -534,7 +534,7 @@ def split_names_unknown_stem(ws):
 
 
 @case("evaluate")
-def out_holds_user_files(ws):
+def out_is_not_a_report_folder(ws):
     ws.out().mkdir()
     (ws.out() / "results.xlsx").write_bytes(b"PK")
     return ["evaluate", "--real", str(ws.data), "--out", str(ws.out()), *EVALUATE, "--overwrite"], [str(ws.out()), "not an evaluation report folder"]
@@ -703,3 +703,25 @@ def test_overwrite_replaces_a_dataset_folder_holding_only_what_defectsynth_wrote
     assert result.exit_code == 0, result.output
     assert sorted(p.name for p in ws.out().iterdir()) == ["boxes", "dataset.json", "images", "masks"]
     assert sorted(p.name for p in ws.outs.iterdir()) == ["out"]
+
+
+def test_a_real_process_prints_one_line_for_truncated_images(world, tmp_path):
+    """CliRunner does not see what C libraries write to the process's stderr: OpenCV's own warnings
+    about a truncated PNG or JPEG must not add lines to the one error line of a real process."""
+    import subprocess
+    import sys
+
+    import cv2
+
+    ws = Workspace(tmp_path, world)
+    truncate(ws.first(ws.data), 0.8)
+    ok, jpeg = cv2.imencode(".jpg", np.random.default_rng(0).integers(0, 255, (16, 16, 3), dtype=np.uint8))
+    (ws.data / "images" / "zz.jpg").write_bytes(jpeg.tobytes()[: len(jpeg) // 2])
+    shutil.copyfile(ws.first(ws.data, "masks"), ws.data / "masks" / "zz.png")
+    before = tree_digest(tmp_path)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(Path(__file__).parents[1] / "src"), os.environ.get("PYTHONPATH", "")])}
+    done = subprocess.run([sys.executable, "-m", "defectsynth", "encode-boxes", str(ws.data), "--no-progress"], capture_output=True, env=env, timeout=300)
+    lines = [line for line in done.stderr.decode().splitlines() if line.strip()]
+    assert done.returncode == 2 and len(lines) == 1 and done.stdout == b"", done.stderr.decode()
+    assert f"{ws.first(ws.data).name}: unreadable or truncated image" in lines[0] and "zz.jpg: unreadable or truncated image" in lines[0]
+    assert tree_digest(tmp_path) == before
