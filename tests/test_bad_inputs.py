@@ -3,7 +3,9 @@
 Each case builds its inputs in a fresh workspace (copies of tiny module-wide inputs), runs one
 command and checks: exit code 2, exactly one line of error output naming the offending file or
 option and the problem, no traceback, no output or temporary file left behind and the inputs
-untouched (one hash over the whole workspace before and after).
+untouched (one hash over the whole workspace before and after). The cases run in-process
+(CliRunner); ``DEFECTSYNTH_BAD_INPUT_PROCESSES=1`` runs each as a real ``python -m defectsynth``
+process instead (slow: a few seconds each), which also sees what C libraries print on stderr.
 """
 
 from __future__ import annotations
@@ -617,15 +619,34 @@ def source_truncated_mask(ws):
 
 
 # -- the checks -------------------------------------------------------------------------------------
+def _env() -> dict[str, str]:
+    return {**os.environ, "PYTHONPATH": os.pathsep.join([str(Path(__file__).parents[1] / "src"), os.environ.get("PYTHONPATH", "")])}
+
+
+def _run_process(args: list[str]) -> tuple[int, str, str]:
+    """``defectsynth ARGS`` as a real process: (exit code, stdout + stderr, stderr)."""
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-m", "defectsynth", *args], capture_output=True, env=_env(), timeout=300)
+    out, err = done.stdout.decode(errors="backslashreplace"), done.stderr.decode(errors="backslashreplace")
+    return done.returncode, out + err, err
+
+
 @pytest.mark.parametrize("build", CASES)
 def test_bad_input_is_one_line_exit_2_and_leaves_everything_as_it_was(world, tmp_path, runner, build):
     ws = Workspace(tmp_path, world)
     args, fragments = build(ws)
     before = tree_digest(tmp_path)
-    result = runner.invoke(app, args)
-    assert result.exit_code == 2, (result.output, result.exception)
-    assert "Traceback" not in result.output
-    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    if os.environ.get("DEFECTSYNTH_BAD_INPUT_PROCESSES"):  # slow mode: every case as a real process
+        exit_code, output, stderr = _run_process(args)
+    else:
+        result = runner.invoke(app, args)
+        exit_code, output, stderr = result.exit_code, result.output, result.stderr
+        assert result.exit_code == 2, (result.output, result.exception)
+    assert exit_code == 2, output
+    assert "Traceback" not in output
+    lines = [line for line in stderr.splitlines() if line.strip()]
     assert len(lines) == 1, lines
     assert lines[0].startswith("error: "), lines[0]
     for fragment in fragments:
@@ -670,7 +691,7 @@ def test_a_second_sample_process_on_one_output_is_refused_until_the_first_is_gon
 
     ws = Workspace(tmp_path, world)
     run = ws.run
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(Path(__file__).parents[1] / "src"), os.environ.get("PYTHONPATH", "")])}
+    env = _env()
     holder = subprocess.Popen([sys.executable, "-c", HOLD_LOCK, str(ws.out())], stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env)
     try:
         assert holder.stdout.readline() == b"locked\n"
@@ -719,7 +740,7 @@ def test_a_real_process_prints_one_line_for_truncated_images(world, tmp_path):
     (ws.data / "images" / "zz.jpg").write_bytes(jpeg.tobytes()[: len(jpeg) // 2])
     shutil.copyfile(ws.first(ws.data, "masks"), ws.data / "masks" / "zz.png")
     before = tree_digest(tmp_path)
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(Path(__file__).parents[1] / "src"), os.environ.get("PYTHONPATH", "")])}
+    env = _env()
     done = subprocess.run([sys.executable, "-m", "defectsynth", "encode-boxes", str(ws.data), "--no-progress"], capture_output=True, env=env, timeout=300)
     lines = [line for line in done.stderr.decode().splitlines() if line.strip()]
     assert done.returncode == 2 and len(lines) == 1 and done.stdout == b"", done.stderr.decode()
