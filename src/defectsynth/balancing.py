@@ -32,7 +32,7 @@ import numpy as np
 from defectsynth.data.dataset import Dataset, check_same_classes
 from defectsynth.data.files import read_json, write_json
 from defectsynth.data.model import Manifest, check_stem
-from defectsynth.data.writer import DatasetWriter, check_output_dir
+from defectsynth.data.writer import DatasetWriter, check_output_dir, check_output_file
 from defectsynth.encoding.conditions import copy_conditions
 from defectsynth.errors import DatasetError, OptionError
 from defectsynth.metrics.distribution import classes_in, count_images, distribution_report
@@ -177,14 +177,18 @@ def parse_n_balance(n_balance: int | str | None) -> int | str | None:
 
 
 def plan_balance(
-    dataset: str | Path, n_balance: int | str = "auto", plan_out: str | Path | None = None, split: str | None = "train", progress: bool = False
+    dataset: str | Path, n_balance: int | str = "auto", plan_out: str | Path | None = None, split: str | None = "train", progress: bool = False,
+    overwrite: bool = False,
 ) -> BalancePlan:
     """Algorithm 1 of the VOC paper on ``dataset`` (the stems of ``split``; None = every stem).
 
     n_balance: images per class to reach, or ``"auto"`` (|D_gen| closest to |D_origin|).
-    plan_out: where to write the plan JSON (atomically); None writes nothing. ``after`` assumes
-    each generation contains the classes of its condition image.
+    plan_out: where to write the plan JSON (atomically); None writes nothing. An existing file is
+    replaced only with ``overwrite`` and only if it is a plan. ``after`` assumes each generation
+    contains the classes of its condition image.
     """
+    if plan_out is not None:
+        check_output_file(Path(plan_out), overwrite, "balance plan", _is_plan)
     ds = Dataset(dataset)
     n = parse_n_balance(n_balance)
     image_classes = read_image_classes(ds, _select(ds, split), progress)
@@ -226,6 +230,14 @@ def read_plan(path: str | Path) -> list[tuple[str, int]]:
         seen.add(stem)
         plan.append((stem, repeats))
     return plan
+
+
+def _is_plan(path: Path) -> bool:
+    try:
+        read_plan(path)
+    except DatasetError:
+        return False
+    return True
 
 
 def plan_dataset(path: str | Path) -> tuple[Path, str | None]:
@@ -397,7 +409,7 @@ def balance(
     if planning == merging:
         raise OptionError("give either --plan-out PLAN.json (plan generations) or --with SYNTH --out MERGED (merge), not both or neither")
     if planning:
-        return plan_balance(dataset, "auto" if n_balance is None else n_balance, plan_out, split, progress)
+        return plan_balance(dataset, "auto" if n_balance is None else n_balance, plan_out, split, progress, overwrite)
     if synthetic is None or out is None:
         raise OptionError("merging needs both --with SYNTH and --out MERGED")
     return merge_datasets(dataset, synthetic, out, n_balance, split, overwrite, progress)

@@ -64,6 +64,16 @@ def _root(
     verbose: bool = typer.Option(False, "--verbose", "-v", help="Log what the library does (INFO level)."),
 ) -> None:
     logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    _quiet_opencv(verbose)
+
+
+def _quiet_opencv(verbose: bool) -> None:
+    """OpenCV prints its own warning for each unreadable image ("PNG input buffer is incomplete"),
+    which would add lines to the one error line that names the file; it speaks only with --verbose."""
+    import cv2
+
+    levels = cv2.utils.logging
+    levels.setLogLevel(levels.LOG_LEVEL_WARNING if verbose else levels.LOG_LEVEL_ERROR)
 
 
 # Registered in pipeline order, which is the order `--help` lists them in.

@@ -33,6 +33,10 @@ class OutputExistsError(DefectsynthError):
     """The output folder exists and `--overwrite` was not given."""
 
 
+class OutputLockedError(DefectsynthError):
+    """Another process is writing the same output folder (it holds the folder's lock)."""
+
+
 class MissingDependencyError(DefectsynthError):
     """An optional package or a local weight file is missing."""
 

@@ -45,9 +45,12 @@ def metrics_command(
 ) -> None:
     from defectsynth.commands._metrics_tables import metrics_tables
     from defectsynth.commands._summary import console
+    from defectsynth.data.writer import check_output_file
     from defectsynth.data.files import write_json
-    from defectsynth.metrics import compute_metrics
+    from defectsynth.metrics import compute_metrics, is_metrics_json
 
+    if json_out is not None:  # before the (long) computation
+        check_output_file(json_out, True, "metrics JSON", is_metrics_json)
     result = compute_metrics(
         names, synthetic=synthetic, real=real, split=split, features=features, nets=nets,
         weights_dir=weights_dir, batch_size=batch_size, device=device, progress=progress,

@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from defectsynth.data.files import IMAGE_SUFFIXES, find_image, finite_int, read_image, read_json, read_mask
+from defectsynth.data.files import IMAGE_SUFFIXES, find_image, finite_int, read_image, read_json, read_mask, read_text
 from defectsynth.data.model import FORMAT_VERSION, IGNORE_INDEX, Box, ClassInfo, Manifest, Sample, check_stem
 from defectsynth.errors import DatasetError
 
@@ -146,7 +146,7 @@ class Dataset:
             raise DatasetError(f"split {name!r} not found (available: {', '.join(available) or 'none'})", path)
         known = set(self.stems)
         stems = []
-        for line_no, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        for line_no, line in enumerate(read_text(path).splitlines(), 1):
             stem = line.strip()
             if not stem:
                 continue

@@ -11,13 +11,15 @@ import math
 import os
 import shutil
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import cv2
 import numpy as np
 
-from defectsynth.errors import DatasetError
+from defectsynth.errors import DatasetError, OutputLockedError
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
 _UMASK = os.umask(0o022)  # read once at import (os.umask can only be read by setting it) ...
@@ -72,6 +74,48 @@ def holds_no_files(folder: str | Path) -> bool:
     return True
 
 
+@contextmanager
+def output_lock(target: str | Path) -> Iterator[Path]:
+    """Hold the exclusive lock on writing ``target`` for the ``with`` block; yields the lock file.
+
+    The lock is ``fcntl.flock`` on ``<parent>/.<name>.lock``, which records the holder's pid. A
+    second process raises one :class:`OutputLockedError` ("<target>: is being written by another
+    process (pid N)"). The operating system releases the lock when its process ends, even when
+    killed (a stale file left then is taken over by the next writer); a normal exit removes the
+    file. Without ``fcntl`` (Windows) no lock is taken.
+    """
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - not POSIX
+        yield Path(target)
+        return
+    target = Path(target)
+    path = target.parent / f".{target.name}.lock"
+    target.parent.mkdir(parents=True, exist_ok=True)
+    while True:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666 & ~_UMASK)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 32, 0).decode("ascii", "replace").strip() or "unknown"
+            os.close(fd)
+            raise OutputLockedError(f"is being written by another process (pid {holder}): wait for it to finish or stop it", target) from None
+        try:
+            current = os.stat(path).st_ino == os.fstat(fd).st_ino
+        except FileNotFoundError:
+            current = False
+        if current:
+            break
+        os.close(fd)  # the previous holder removed the file between our open and flock: lock the new one
+    try:
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode("ascii"), 0)
+        yield path
+    finally:
+        path.unlink(missing_ok=True)
+        os.close(fd)
+
+
 def partial_dir(target: str | Path) -> Path:
     """A new hidden folder beside ``target`` to build its replacement in (see :func:`replace_dir`)."""
     target = Path(target)
@@ -106,17 +150,65 @@ def _reject_constant(value: str) -> float:
     raise ValueError(f"{value} is not allowed")
 
 
+def read_text(path: str | Path) -> str:
+    """Read a UTF-8 text file; a missing file or other bytes raise one clear :class:`DatasetError`."""
+    try:
+        return read_bytes(path).decode("utf-8")
+    except UnicodeDecodeError:
+        raise DatasetError("not UTF-8 text", path) from None
+
+
 def read_json(path: str | Path) -> Any:
     """Read a JSON file; a missing file or malformed JSON raises one clear :class:`DatasetError`."""
     path = Path(path)
-    try:
-        text = read_bytes(path).decode("utf-8")
-    except UnicodeDecodeError:
-        raise DatasetError("not UTF-8 text", path) from None
+    text = read_text(path)
     try:
         return json.loads(text, parse_constant=_reject_constant)
     except ValueError as err:
         raise DatasetError(f"malformed JSON ({err})", path) from None
+
+
+_NEVER_UNPICKLED = "defectsynth never unpickles: convert it with safetensors.torch.save_file"
+
+
+def check_safetensors(path: str | Path) -> Path:
+    """Raise one clear :class:`DatasetError` unless ``path`` is a readable safetensors file (checks the
+    header only). A pickle or a ``torch.save`` archive is named as such and never loaded."""
+    from safetensors import safe_open
+
+    path = Path(path)
+    try:
+        with open(path, "rb") as handle:
+            head = handle.read(8)
+    except FileNotFoundError:
+        raise DatasetError("file not found", path) from None
+    except IsADirectoryError:
+        raise DatasetError("is a folder, expected a file", path) from None
+    except OSError as err:
+        raise DatasetError(f"cannot read ({err.strerror})", path) from None
+    if not head:
+        raise DatasetError("empty file (0 bytes)", path)
+    if head.startswith(b"PK\x03\x04"):
+        raise DatasetError(f"holds a torch.save archive (a pickle), not safetensors; {_NEVER_UNPICKLED}", path)
+    if head[:1] == b"\x80" and head[1:2] in (b"\x02", b"\x03", b"\x04", b"\x05"):
+        raise DatasetError(f"holds a pickle, not safetensors; {_NEVER_UNPICKLED}", path)
+    try:
+        with safe_open(str(path), framework="pt"):
+            pass
+    except Exception as err:  # safetensors raises its own SafetensorError, or OSError/ValueError
+        raise DatasetError(f"not a safetensors file or truncated ({str(err).splitlines()[0]})", path) from None
+    return path
+
+
+def read_safetensors(path: str | Path) -> dict[str, Any]:
+    """The tensors of a safetensors file, checked first by :func:`check_safetensors` (never unpickled)."""
+    from safetensors.torch import load_file
+
+    path = check_safetensors(path)
+    try:
+        return load_file(str(path))
+    except Exception as err:  # a header that promises more data than the file holds
+        raise DatasetError(f"not a safetensors file or truncated ({str(err).splitlines()[0]})", path) from None
 
 
 def encode_png(array: np.ndarray, path: str | Path = "image.png") -> bytes:

@@ -10,6 +10,7 @@ replaced: user files are never deleted.
 from __future__ import annotations
 
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -20,8 +21,17 @@ from defectsynth.data.model import IGNORE_INDEX, Manifest, Sample, check_stem
 from defectsynth.errors import DatasetError, OutputExistsError
 
 
+# Everything defectsynth writes at the top of a dataset folder: DatasetWriter (prepare, balance,
+# filter), encode-boxes (conditions/), sample (.sampling/), filter (scores.json, segmenter/,
+# clip_scores.json) and sample --backend sd-adapter (previews/).
+DATASET_ENTRIES = frozenset(
+    {"dataset.json", "images", "masks", "boxes", "splits", "conditions", ".sampling", "scores.json", "segmenter", "clip_scores.json", "previews"}
+)
+
+
 def check_output_dir(out: Path, overwrite: bool) -> None:
-    """Refuse an existing ``out`` unless ``overwrite`` and it is a dataset folder (or empty)."""
+    """Refuse an existing ``out`` unless ``overwrite`` and it is a dataset folder (or empty) holding
+    nothing but what defectsynth writes there (:func:`check_replaceable`)."""
     if not out.exists():
         return
     if not out.is_dir():
@@ -32,6 +42,36 @@ def check_output_dir(out: Path, overwrite: bool) -> None:
         raise OutputExistsError("output folder exists: choose another --out or pass --overwrite", out)
     if not (out / "dataset.json").is_file():
         raise OutputExistsError("--overwrite only replaces a dataset folder, and this folder has no dataset.json", out)
+    check_replaceable(out)
+
+
+def _ours(name: str) -> bool:
+    """An entry defectsynth writes in a dataset folder, or the hidden leftover of an interrupted
+    atomic write of one (``.dataset.json.<x>.tmp``, ``.conditions.partial-<x>``, ``.boxes.old-<x>``)."""
+    return name in DATASET_ENTRIES or any(name.startswith(f".{entry}.") for entry in DATASET_ENTRIES)
+
+
+def check_replaceable(out: Path) -> None:
+    """Raise unless every entry at the top of the dataset folder ``out`` is one defectsynth writes
+    (:func:`_ours`): ``--overwrite`` replaces a whole folder, so it never replaces one that also
+    holds user files."""
+    foreign = sorted(p.name for p in out.iterdir() if not _ours(p.name))
+    if foreign:
+        shown = ", ".join(foreign[:3]) + (f" and {len(foreign) - 3} more" if len(foreign) > 3 else "")
+        raise OutputExistsError(f"--overwrite replaces the whole folder, and it also holds {shown}, not written by defectsynth: move that away first", out)
+
+
+def check_output_file(path: Path, overwrite: bool, what: str, ours: Callable[[Path], bool]) -> None:
+    """Refuse an existing output file ``path`` unless ``overwrite`` and ``ours(path)`` says it is a
+    ``what`` defectsynth wrote (e.g. a plan): a user's file is never replaced; a folder never is."""
+    if not path.exists():
+        return
+    if path.is_dir():
+        raise OutputExistsError(f"is a folder, expected the path of a {what} file", path)
+    if not overwrite:
+        raise OutputExistsError("file exists: choose another path or pass --overwrite", path)
+    if not ours(path):
+        raise OutputExistsError(f"--overwrite only replaces a {what}, and this file is not one", path)
 
 
 class DatasetStats:

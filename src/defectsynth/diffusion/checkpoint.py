@@ -27,9 +27,10 @@ from typing import Any
 
 import numpy as np
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 
-from defectsynth.data.files import read_json, write_json
+from defectsynth.data.files import read_json, read_safetensors, write_json
+from defectsynth.errors import DatasetError
 
 CHECKPOINT_PREFIX = "checkpoint-"
 
@@ -189,17 +190,27 @@ def finish_checkpoint(run: Path, step: int, limit: int | None) -> Path:
 def load_checkpoint(
     folder: Path, model: torch.nn.Module, ema: torch.nn.Module | None, optimizer: torch.optim.Optimizer, rank: int
 ) -> dict[str, Any]:
-    """Load weights, optimizer, this process's RNG state; return ``trainer.json``."""
-    model.load_state_dict(load_file(str(folder / "model.safetensors")))
-    if ema is not None and (folder / "ema.safetensors").is_file():
-        ema.load_state_dict(load_file(str(folder / "ema.safetensors")))
-    device = next(model.parameters()).device
-    tensors = {k: v.to(device) if not k.endswith(".step") else v for k, v in load_file(str(folder / "optimizer.safetensors")).items()}
-    optimizer.load_state_dict(unflatten_optimizer(tensors, read_json(folder / "optimizer.json")))
-    rng_file = folder / f"rng-{rank}.safetensors"
-    if rng_file.is_file():
-        set_rng_state(load_file(str(rng_file)), read_json(folder / f"rng-{rank}.json"))
-    return read_json(folder / "trainer.json")
+    """Load weights, optimizer, this process's RNG state; return ``trainer.json``.
+
+    A missing, truncated or pickled file, or one that does not fit this run, raises one
+    :class:`~defectsynth.errors.DatasetError` naming it; nothing is written.
+    """
+    trainer = read_json(folder / "trainer.json")
+    try:
+        model.load_state_dict(read_safetensors(folder / "model.safetensors"))
+        if ema is not None and (folder / "ema.safetensors").is_file():
+            ema.load_state_dict(read_safetensors(folder / "ema.safetensors"))
+        device = next(model.parameters()).device
+        tensors = {k: v.to(device) if not k.endswith(".step") else v for k, v in read_safetensors(folder / "optimizer.safetensors").items()}
+        optimizer.load_state_dict(unflatten_optimizer(tensors, read_json(folder / "optimizer.json")))
+        rng_file = folder / f"rng-{rank}.safetensors"
+        if rng_file.is_file():
+            set_rng_state(read_safetensors(rng_file), read_json(folder / f"rng-{rank}.json"))
+    except (KeyError, TypeError, ValueError, IndexError, RuntimeError, AttributeError) as err:
+        raise DatasetError(f"not a checkpoint written by defectsynth train for this run ({type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''})", folder) from None
+    if not isinstance(trainer, dict):
+        raise DatasetError("trainer.json must hold a JSON object", folder / "trainer.json")
+    return trainer
 
 
 def dumps(data: Any) -> str:

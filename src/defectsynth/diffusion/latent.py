@@ -16,7 +16,6 @@ flipped latent is not the latent of the flipped image).
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -25,8 +24,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from defectsynth.data.files import check_safetensors, read_json
 from defectsynth.diffusion.conditioning import EncodedSet, images_to_tensor
-from defectsynth.errors import OptionError
+from defectsynth.errors import DatasetError, OptionError
 from defectsynth.progress import track
 
 AUTOENCODERS = ("AutoencoderKL", "VQModel")
@@ -47,12 +47,17 @@ class Autoencoder:
         config = path / "config.json"
         if not config.is_file():
             raise OptionError(f"--latent: {path} is not a saved diffusers autoencoder (config.json missing)")
-        kind = json.loads(config.read_text(encoding="utf-8")).get("_class_name")
+        data = read_json(config)
+        kind = data.get("_class_name") if isinstance(data, dict) else None
         if kind not in AUTOENCODERS:
             raise OptionError(f"--latent: {path} holds a {kind}, expected one of {', '.join(AUTOENCODERS)}")
         import diffusers
 
-        model = getattr(diffusers, kind).from_pretrained(path).eval().requires_grad_(False)
+        check_safetensors(path / "diffusion_pytorch_model.safetensors")  # never a pickled .bin
+        try:
+            model = getattr(diffusers, kind).from_pretrained(path, use_safetensors=True).eval().requires_grad_(False)
+        except (OSError, ValueError, RuntimeError, KeyError, TypeError) as err:
+            raise DatasetError(f"--latent: cannot load the autoencoder ({type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''})", path) from None
         return cls(model, kind, path)
 
     @property

@@ -23,7 +23,7 @@ from diffusers import UNet2DModel
 
 from defectsynth.encoding import num_bits
 from defectsynth.checks import check_choice
-from defectsynth.errors import OptionError
+from defectsynth.errors import DatasetError, OptionError
 
 CONDS = ("basd", "boxmask", "none", "mask")
 TARGETS = ("joint", "image", "mask")
@@ -152,13 +152,24 @@ def build_unet(config: dict[str, Any]):
 
 
 def load_network(folder):
-    """``from_pretrained`` of the class named in ``folder/config.json`` (UNet2DModel or SPADEUNet2DModel)."""
-    import json
+    """``from_pretrained`` of the class named in ``folder/config.json`` (UNet2DModel or SPADEUNet2DModel).
+
+    Only ``diffusion_pytorch_model.safetensors`` is read (never a pickled ``.bin``); a missing,
+    truncated or pickled file, or weights that do not fit the config, raise one DatasetError.
+    """
     from pathlib import Path
 
-    name = json.loads((Path(folder) / "config.json").read_text(encoding="utf-8")).get("_class_name")
-    if name == "SPADEUNet2DModel":
-        from defectsynth.diffusion.spade_unet import SPADEUNet2DModel
+    from defectsynth.data.files import check_safetensors, read_json
 
-        return SPADEUNet2DModel.from_pretrained(folder)
-    return UNet2DModel.from_pretrained(folder)
+    folder = Path(folder)
+    config = read_json(folder / "config.json")
+    if not isinstance(config, dict):
+        raise DatasetError("config.json must hold a JSON object", folder / "config.json")
+    check_safetensors(folder / "diffusion_pytorch_model.safetensors")
+    cls = UNet2DModel
+    if config.get("_class_name") == "SPADEUNet2DModel":
+        from defectsynth.diffusion.spade_unet import SPADEUNet2DModel as cls
+    try:
+        return cls.from_pretrained(folder, use_safetensors=True)
+    except (OSError, ValueError, RuntimeError, KeyError, TypeError) as err:
+        raise DatasetError(f"cannot load the weights ({type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''})", folder) from None

@@ -22,6 +22,7 @@ order, until ``num`` samples are planned; without ``num``, each once), stems
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import math
@@ -36,10 +37,10 @@ from diffusers.utils.torch_utils import randn_tensor
 
 from defectsynth.balancing import plan_dataset, planned_samples, read_plan
 from defectsynth.data import Box, Dataset, Manifest
-from defectsynth.data.files import holds_no_files, read_json, remove_temp_leftovers, write_image, write_json, write_mask
+from defectsynth.data.files import holds_no_files, output_lock, read_json, remove_temp_leftovers, write_image, write_json, write_mask
 from defectsynth.data.model import ClassInfo
 from defectsynth.data.resize import resize_sample
-from defectsynth.data.writer import DatasetStats
+from defectsynth.data.writer import DatasetStats, check_replaceable
 from defectsynth.diffusion.conditioning import condition_tensor, onehot_tensor, tensor_to_image
 from defectsynth.diffusion.losses import predicted_x0
 from defectsynth.diffusion.mask_augment import MaskAugment
@@ -47,7 +48,7 @@ from defectsynth.diffusion.models import Layout
 from defectsynth.diffusion.previews import class_palette
 from defectsynth.diffusion.processes import make_state
 from defectsynth.diffusion.schedules import DEFAULT_STEPS, RESCALE_MIN_STEPS, Sampler, make_sampler
-from defectsynth.diffusion.training import derived_seed, network_input
+from defectsynth.diffusion.training import derived_seed, network_input, read_run_json
 from defectsynth.encoding import boxes_from_mask, decode_bits
 from defectsynth.errors import DatasetError, OptionError, OutputExistsError
 from defectsynth.progress import make_progress
@@ -68,7 +69,7 @@ class Run:
         root = Path(root)
         if not (root / "run.json").is_file():
             raise DatasetError("not a run folder: run.json is missing (create one with `defectsynth train`)", root)
-        return cls(root, read_json(root / "run.json"))
+        return cls(root, read_run_json(root / "run.json"))
 
     @property
     def args(self) -> dict[str, Any]:
@@ -273,6 +274,7 @@ def check_output(out: Path, settings: dict[str, Any], overwrite: bool) -> str:
         raise OutputExistsError(f"output folder exists and {reason}: choose another --out or pass --overwrite", out)
     if not (marker.is_file() or (out / "dataset.json").is_file()):
         raise OutputExistsError("--overwrite only replaces a dataset or sampling folder, and this is neither", out)
+    check_replaceable(out)
     return "replace"
 
 
@@ -369,21 +371,23 @@ def sample(
     }
     if plan is not None:
         settings["plan"] = {"path": str(Path(plan).resolve()), "sha256": hashlib.sha256(Path(plan).read_bytes()).hexdigest()}
-    action = check_output(out, settings, overwrite)
-    state.wait_for_everyone()
-    if state.is_main_process:
-        open_output(out, settings, action)
-    state.wait_for_everyone()
-    pending = [j for j in jobs if not is_done(out, j)]
-    mine = pending[state.process_index :: state.num_processes]
-    model = the_run.load_unet(ema).to(state.device)
+    model = the_run.load_unet(ema).to(state.device)  # broken weights are refused before anything is written
     autoencoder = the_run.load_autoencoder()
     if autoencoder is not None:
         autoencoder.model.to(state.device)
-    draw(model, the_run, out, mine, settings, batch_size, progress and state.is_local_main_process, state.device, autoencoder)
-    state.wait_for_everyone()
-    manifest = write_manifest(out, the_run, jobs, settings) if state.is_main_process else Manifest("", the_run.classes)
-    state.wait_for_everyone()
+    # one writer per output folder: the main process holds its lock until the manifest is written
+    with output_lock(out) if state.is_main_process else contextlib.nullcontext():
+        action = check_output(out, settings, overwrite)
+        state.wait_for_everyone()
+        if state.is_main_process:
+            open_output(out, settings, action)
+        state.wait_for_everyone()
+        pending = [j for j in jobs if not is_done(out, j)]
+        mine = pending[state.process_index :: state.num_processes]
+        draw(model, the_run, out, mine, settings, batch_size, progress and state.is_local_main_process, state.device, autoencoder)
+        state.wait_for_everyone()
+        manifest = write_manifest(out, the_run, jobs, settings) if state.is_main_process else Manifest("", the_run.classes)
+        state.wait_for_everyone()
     return manifest
 
 

@@ -46,7 +46,7 @@ from defectsynth.diffusion.processes import make_accelerator
 from defectsynth.diffusion.models import build_unet, channel_layout, load_network, network_config
 from defectsynth.diffusion.schedules import BETA_END, BETA_START, TRAIN_TIMESTEPS, train_scheduler
 from defectsynth.checks import check_choice
-from defectsynth.errors import OptionError, OutputExistsError, TrainingError
+from defectsynth.errors import DatasetError, OptionError, OutputExistsError, TrainingError
 from defectsynth.progress import make_progress, track
 
 logger = logging.getLogger(__name__)
@@ -113,7 +113,7 @@ def prepare_run(args: dict[str, Any], accelerator: Accelerator) -> tuple[Path, D
     if (out / "run.json").is_file():
         if not args["resume"]:
             raise OutputExistsError("run folder exists: pass --resume to continue it, or choose another --out", out)
-        previous = read_json(out / "run.json")
+        previous = read_run_json(out / "run.json")
         # size, split and finetune left out (None) mean "as the run was started"
         before = {**PLAIN_RECIPE, **previous["args"]}
         changed = [k for k in FIXED_ON_RESUME if before.get(k) != args[k] and not (k in ("size", "split", "finetune", "latent") and args[k] is None)]
@@ -123,6 +123,26 @@ def prepare_run(args: dict[str, Any], accelerator: Accelerator) -> tuple[Path, D
     elif out.exists() and (not out.is_dir() or not holds_no_files(out)):
         raise OutputExistsError("output folder exists and is not a defectsynth run: choose another --out", out)
     return out, dataset, previous
+
+
+# What sampling and resuming read from run.json, with its JSON type.
+RUN_KEYS = {"args": dict, "classes": list, "num_classes": int, "dataset": dict, "size": list, "layout": dict}
+
+
+def read_run_json(path: Path) -> dict[str, Any]:
+    """Read ``run.json`` (written by :func:`run_json`) and check its format and the keys others read."""
+    info = read_json(path)
+    if not isinstance(info, dict):
+        raise DatasetError("run.json must hold a JSON object", path)
+    fmt = info.get("format")
+    if not isinstance(fmt, int) or isinstance(fmt, bool):
+        raise DatasetError(f"'format' must be an integer, got {fmt!r}", path)
+    if fmt > RUN_FORMAT:
+        raise DatasetError(f"format {fmt} is newer than this defectsynth supports ({RUN_FORMAT}): upgrade defectsynth", path)
+    wrong = [repr(k) for k, kind in RUN_KEYS.items() if not isinstance(info.get(k), kind)]
+    if wrong:
+        raise DatasetError(f"not a run.json written by defectsynth train: {', '.join(wrong)} missing or of the wrong type", path)
+    return info
 
 
 def check_recipe(args: dict[str, Any]) -> None:
@@ -452,19 +472,20 @@ def train(
         data = LatentSet(data, autoencoder, progress and accelerator.is_local_main_process)
     layout = channel_layout(cond, target, ds.manifest.num_classes, variance, latent_info and latent_info["channels"], self_cond)
     config = network_config(cond, model, data.size, layout)
-    if previous is None and accelerator.is_main_process:
-        out.mkdir(parents=True, exist_ok=True)
-        write_json(out / "run.json", run_json(args, ds, split, data, config, layout, latent_info))
-    accelerator.wait_for_everyone()
-
     set_seed(seed)  # the initial weights
     net = build_model(config, args["finetune"])
     ema_model = EMA(net, ema_decay) if ema else None
     optimizer = torch.optim.AdamW(net.parameters(), lr=lr, weight_decay=0.0)
     scheduler = train_scheduler(variance, prediction)
-    if accelerator.is_main_process:
-        ckpt.save_pretrained_atomic(scheduler, out / "scheduler")  # a kill never leaves half a config
+    # --finetune weights and the resume checkpoint are read before anything is written, so a
+    # broken one leaves no new run folder behind and the resumed one as it was
     state = resume_state(accelerator, out, net, ema_model, optimizer) if resume else TrainerState()
+    if accelerator.is_main_process:
+        if previous is None:
+            out.mkdir(parents=True, exist_ok=True)
+            write_json(out / "run.json", run_json(args, ds, split, data, config, layout, latent_info))
+        ckpt.save_pretrained_atomic(scheduler, out / "scheduler")  # a kill never leaves half a config
+    accelerator.wait_for_everyone()
     net, optimizer = accelerator.prepare(net, optimizer)
     if ema_model is not None:
         ema_model.model.to(accelerator.device)

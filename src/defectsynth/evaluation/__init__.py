@@ -27,7 +27,7 @@ from defectsynth.evaluation.data import PairCache
 from defectsynth.evaluation.grid import VAL_FRACTION, Cell, Mix, build_cells, holdout, parse_mixes, seeded_order
 from defectsynth.evaluation.report import cell_stats, score, write_report
 from defectsynth.evaluation.training import LOSSES, OPTIMIZERS, TrainConfig, run_cell
-from defectsynth.progress import progress_bar
+from defectsynth.progress import progress_bar, track
 
 log = logging.getLogger(__name__)
 
@@ -220,6 +220,8 @@ def evaluate(
     config = _config(real, config_kw, size_hw, seed, per_class_binary, sources, models, mixes, repeats, (train_real, val, test))
     out = Path(out)
     state = _process_state()
+    cache = PairCache(size_hw)
+    _read_all(cache, real_ds, [*train_real, *val, *test], sources, synth_order, counts, progress and state.is_local_main_process)
     clear = _check_out(out, config, overwrite)  # every process checks before anything is written
     state.wait_for_everyone()
     if state.is_main_process:
@@ -237,7 +239,7 @@ def evaluate(
     todo = [c for c in cells if c.key not in done][state.process_index :: state.num_processes]
     log.info("%d cells, %d finished, %d to train on process %d", len(cells), len(done), len(todo), state.process_index)
 
-    _train_cells(todo, stems, digests, real_ds, sources, val, test, size_hw, classes, config_kw, seed, state, out, synthetic_paths, progress, save_models)
+    _train_cells(todo, stems, digests, real_ds, sources, val, test, cache, classes, config_kw, seed, state, out, synthetic_paths, progress, save_models)
     state.wait_for_everyone()
     if not state.is_main_process:
         return None
@@ -248,10 +250,20 @@ def evaluate(
     return write_report(out, config, _scored(cells, done, classes), names)
 
 
-def _train_cells(todo, stems, digests, real_ds, sources, val, test, size_hw, classes, config_kw, seed, state, out, synthetic_paths, progress, save_models) -> None:
-    """Train this process's share of the cells; each finished cell is written to ``out/cells/<key>.json``
-    (and, with ``save_models``, its network to ``out/models/<key>/``)."""
-    cache = PairCache(size_hw)
+def _read_all(cache: PairCache, real_ds: Dataset, real_stems: Sequence[str], sources: dict[str, Dataset], synth_order, counts, progress: bool) -> None:
+    """Read every pair the grid trains or tests on into ``cache`` before anything is written, so a
+    broken image or mask fails the command at once and leaves no report folder behind."""
+    needed = [(real_ds, stem) for stem in real_stems]
+    for name, ds in sources.items():
+        most = max((n_synth for (_, source), (_, n_synth) in counts.items() if source == name), default=0)
+        needed += [(ds, stem) for stem in synth_order[name][:most]]
+    for ds, stem in track(needed, len(needed), "reading", progress):
+        cache.get(ds, stem)
+
+
+def _train_cells(todo, stems, digests, real_ds, sources, val, test, cache, classes, config_kw, seed, state, out, synthetic_paths, progress, save_models) -> None:
+    """Train this process's share of the cells (their pairs read into ``cache``); each finished cell is written to
+    ``out/cells/<key>.json`` (and, with ``save_models``, its network to ``out/models/<key>/``)."""
     val_pairs, test_pairs = cache.pairs(real_ds, val), cache.pairs(real_ds, test)
     with progress_bar(progress and state.is_local_main_process, len(todo), "evaluate") as (update, advance):
         for cell in todo:

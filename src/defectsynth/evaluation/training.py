@@ -26,7 +26,7 @@ import torch
 from torch import nn
 
 from defectsynth.checks import check_at_least
-from defectsynth.data.files import read_json
+from defectsynth.data.files import read_json, read_safetensors
 from defectsynth.errors import DatasetError, MissingDependencyError, OptionError
 from defectsynth.evaluation.data import Pair, SegmentationPairs
 from defectsynth.metrics.segmentation import IGNORE_INDEX, get_stats, reduce_stats
@@ -221,7 +221,6 @@ def load_model(folder: str | Path, option: str = "--model") -> nn.Module:
     ``encoder_weights=None`` and loaded from model.safetensors: nothing is downloaded or unpickled.
     """
     import segmentation_models_pytorch as smp
-    from safetensors.torch import load_file
 
     folder = Path(folder)
     config_path, weights = folder / "config.json", folder / "model.safetensors"
@@ -234,7 +233,7 @@ def load_model(folder: str | Path, option: str = "--model") -> nn.Module:
     config["encoder_weights"] = None  # the weights come from the safetensors file, never from a download
     try:
         model = getattr(smp, class_name)(**{k: v for k, v in config.items() if not k.startswith("_")})
-        model.load_state_dict(load_file(weights))
+        model.load_state_dict(read_safetensors(weights))
     except (TypeError, KeyError, RuntimeError) as err:
         raise DatasetError(f"{option}: cannot rebuild {class_name} from config.json and model.safetensors ({str(err).splitlines()[0]})", folder) from None
     return model.eval()

@@ -20,6 +20,7 @@ from typing import Any
 
 from defectsynth.checks import check_at_least
 from defectsynth.data.dataset import Dataset, check_same_classes
+from defectsynth.data.files import read_json
 from defectsynth.devices import pick_device
 from defectsynth.errors import DatasetError, OptionError
 from defectsynth.metrics.distribution import distribution_report, images_per_class
@@ -114,6 +115,16 @@ def _lpips(
         raise DatasetError("lpips: the synthetic selection has no images", syn[0].root)
     models = {net: load_lpips(net, weights_dir, device) for net in nets}
     return lpips_report(lpips_distances(syn[0], real, pairs, models, batch_size, device, progress))
+
+
+def is_metrics_json(path: Path) -> bool:
+    """Whether ``path`` holds a result of ``metrics --json`` (a JSON object keyed by metric names),
+    the only kind of existing file ``--json`` replaces."""
+    try:
+        data = read_json(path)
+    except DatasetError:
+        return False
+    return isinstance(data, dict) and bool(data) and set(data) <= set(METRIC_NAMES)
 
 
 def compute_metrics(

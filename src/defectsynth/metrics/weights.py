@@ -72,6 +72,13 @@ def load_weights(module: nn.Module, path: Path, key: str) -> None:
     from safetensors import SafetensorError
     from safetensors.torch import load_model
 
+    from defectsynth.data.files import check_safetensors
+    from defectsynth.errors import DatasetError
+
+    try:
+        check_safetensors(path)  # a pickle or a torch.save archive is named as such, never loaded
+    except DatasetError as err:
+        raise MissingDependencyError(f"not a readable safetensors file ({err.reason})", path) from None
     try:
         missing, unexpected = load_model(module, str(path), strict=False, device="cpu")
     except (SafetensorError, OSError, ValueError) as err:
