@@ -30,6 +30,8 @@ from defectsynth.data import Dataset
 from defectsynth.diffusion.conditioning import bits_tensor, condition_tensor
 from defectsynth.diffusion.models import build_unet, channel_layout, unet_config
 
+PLAIN_RECIPE = {"prediction": "epsilon", "self_cond": False, "mask_loss_weight": 1.0}
+
 
 class PlainDataset(torch.utils.data.Dataset):
     """Reads and encodes one sample per item, every epoch (no cache)."""
@@ -81,10 +83,11 @@ def plain_loop(data: Path, model: str, steps: int, batch_size: int, out: Path) -
     return time.perf_counter() - started
 
 
-def ours(data: Path, model: str, steps: int, batch_size: int, out: Path) -> float:
+def ours(data: Path, model: str, steps: int, batch_size: int, out: Path, **options) -> float:
     started = time.perf_counter()
+    # the plain loop's recipe: epsilon prediction, no self-conditioning, equal channel weights
     defectsynth.train(data, out=out / "ours", model=model, max_steps=steps, epochs=10**6, batch_size=batch_size,
-                      checkpoint_every=10**9, preview_every=0, split="train")
+                      checkpoint_every=10**9, preview_every=0, split="train", **PLAIN_RECIPE, **options)
     return time.perf_counter() - started
 
 

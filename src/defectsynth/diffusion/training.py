@@ -106,6 +106,34 @@ def prepare_run(args: dict[str, Any], accelerator: Accelerator) -> tuple[Path, D
         raise OptionError(f"--ema-decay: must lie in (0, 1), got {args['ema_decay']}")
     check_recipe(args)
     dataset = Dataset(args["dataset"])
+    return out, dataset, main_process_decides(accelerator, lambda: check_out_folder(out, args))
+
+
+def main_process_decides(accelerator: Accelerator, decide):
+    """``decide()`` on the main process only, its result (or its DefectsynthError) handed to every
+    process. Processes checking the run folder on their own raced the main process writing run.json."""
+    if accelerator.num_processes == 1:
+        return decide()
+    from accelerate.utils import broadcast_object_list
+
+    from defectsynth import errors
+
+    answer: list[Any] = [None]
+    if accelerator.is_main_process:
+        try:
+            answer[0] = ("ok", decide())
+        except errors.DefectsynthError as error:
+            answer[0] = ("error", type(error).__name__, error.reason, None if error.path is None else str(error.path))
+    broadcast_object_list(answer)
+    accelerator.wait_for_everyone()
+    if answer[0][0] == "error":
+        _, name, reason, path = answer[0]
+        raise getattr(errors, name)(reason, path)
+    return answer[0][1]
+
+
+def check_out_folder(out: Path, args: dict[str, Any]) -> dict[str, Any] | None:
+    """The previous run.json when resuming, None for a new run; errors for a folder in the way."""
     previous = None
     if (out / "run.json").is_file():
         if not args["resume"]:
@@ -119,7 +147,7 @@ def prepare_run(args: dict[str, Any], accelerator: Accelerator) -> tuple[Path, D
             raise OptionError(f"--resume: {flags} differ from the run being resumed")
     elif out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise OutputExistsError("output folder exists and is not a defectsynth run: choose another --out", out)
-    return out, dataset, previous
+    return previous
 
 
 def check_recipe(args: dict[str, Any]) -> None:
