@@ -19,6 +19,7 @@ import torch
 
 from defectsynth.data.prepare import prepare
 from defectsynth.evaluation import evaluate
+from _results import add_json_option, write_results
 
 
 def main() -> None:
@@ -37,6 +38,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--mix", action="append", help="default: R=all,S=0  R=all,S=R  R=0,S=R")
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (1 is fastest on a shared CPU)")
+    add_json_option(parser)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
 
@@ -60,6 +62,7 @@ def main() -> None:
     print((out / "report.md").read_text())
     cells = len(report["cells"]) if report else 0
     print(f"{cells} (model, mix, repeat) results in {seconds:.0f} s ({seconds / max(cells, 1):.1f} s each); report: {out}")
+    write_results(args.json, {"cells": cells, "seconds": seconds, "seconds_per_cell": seconds / max(cells, 1), "epochs": args.epochs, "num": args.num, "size": args.size, "report": str(out)})
 
 
 if __name__ == "__main__":
