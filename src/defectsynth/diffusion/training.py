@@ -4,8 +4,9 @@ ISDM's checkpoint policy).
 The loop is split into small named steps: :func:`prepare_run` (options -> run.json),
 :func:`build_data` (encode the dataset once), :func:`build_model`, :class:`EpochOrder` (the data
 order), :func:`train_step` and :func:`save_checkpoint`. Every random draw of a step (timesteps,
-noise, flips, condition drop) comes from a generator seeded by (seed, step, process), and the data
-order of an epoch from (seed, epoch), so a resumed run repeats the uninterrupted one exactly.
+noise, flips, condition drop) comes from a generator per sample seeded by (seed, step, position in
+the global batch), and the data order of an epoch from (seed, epoch), so a resumed run repeats the
+uninterrupted one exactly and N processes with batch B train like one process with batch N*B.
 
 Policy (ISDM): ``unet/`` and ``unet_ema/`` are rewritten only when an epoch's mean training loss
 improves (and written once at the end if training stopped before its first epoch ended); ``checkpoint-<step>/`` every ``checkpoint_every`` steps and at the end, the last
@@ -295,33 +296,59 @@ def self_condition(model, xt, cond, t, use: torch.Tensor, prediction: str, alpha
     return estimate
 
 
+@dataclass
+class Draws:
+    """The random draws of one step, (B, ...) each: flips (B, 2) bool, uniforms for the condition
+    drop and self-conditioning (B,), timesteps (B,) int64, noise (B, C, H, W)."""
+
+    flips: torch.Tensor
+    drop: torch.Tensor
+    use_self_cond: torch.Tensor
+    t: torch.Tensor
+    noise: torch.Tensor
+
+
+def step_draws(seed: int, step: int, positions: list[int], shape: tuple[int, ...], timesteps: int, device) -> Draws:
+    """Draws from one generator per sample, seeded by (seed, step, position of the sample in the
+    global batch), so a sample's flips, timestep and noise do not depend on how the global batch is
+    split over processes: N processes with batch B train like one with batch N*B."""
+    rows = []
+    for position in positions:
+        g = torch.Generator(device=device).manual_seed(derived_seed(seed, step, position))
+        u = torch.rand(4, generator=g, device=device)  # flip x, flip y, condition drop, self-conditioning
+        t = torch.randint(0, timesteps, (1,), generator=g, device=device)
+        rows.append((u, t, torch.randn(shape, generator=g, device=device)))
+    u, t, noise = (torch.stack(parts) for parts in zip(*rows))
+    return Draws(u[:, :2] < 0.5, u[:, 2], u[:, 3] < 0.5, t[:, 0], noise)
+
+
 def train_step(
     accelerator: Accelerator, model, optimizer, scheduler, data: EncodedSet, index: torch.Tensor,
     step: int, args: dict[str, Any], max_grad_norm: float,
 ) -> torch.Tensor:
     """One optimisation step on the batch ``index``; returns the (detached) loss."""
     device = accelerator.device
-    g = torch.Generator(device=device).manual_seed(derived_seed(args["seed"], step, accelerator.process_index))
     b = len(index)
     x0 = data.targets(index).to(device, non_blocking=True)
     cond = data.conditions(index).to(device, non_blocking=True)
+    # the j-th sample of process r sits at r + j * processes in the global batch (EpochOrder deals round-robin)
+    positions = [accelerator.process_index + j * accelerator.num_processes for j in range(b)]
+    draws = step_draws(args["seed"], step, positions, tuple(x0.shape[1:]), scheduler.config.num_train_timesteps, device)
     # 1. flips that move images, masks and box maps together (not in latent space)
-    flips = torch.rand(b, 2, generator=g, device=device) < 0.5
     if not args.get("latent"):
-        x0, cond = flip(x0, flips[:, 0], flips[:, 1]), flip(cond, flips[:, 0], flips[:, 1])
+        x0, cond = flip(x0, draws.flips[:, 0], draws.flips[:, 1]), flip(cond, draws.flips[:, 0], draws.flips[:, 1])
     # 2. classifier-free guidance: replace the condition by the null (zero) condition
     if args["drop_rate"] > 0:
-        keep = torch.rand(b, generator=g, device=device) >= args["drop_rate"]
+        keep = draws.drop >= args["drop_rate"]
         cond = cond * keep[:, None, None, None]
     # 3. forward process q(x_t | x_0), DDPM eq. (4)
-    t = torch.randint(0, scheduler.config.num_train_timesteps, (b,), generator=g, device=device)
-    noise = torch.randn(x0.shape, generator=g, device=device)
+    t, noise = draws.t, draws.noise
     xt = scheduler.add_noise(x0, noise, t)
     prediction = args["prediction"]
     with accelerator.autocast():
         estimate = None
         if args["self_cond"]:  # 4. self-conditioning on half of the samples
-            estimate = self_condition(model, xt, cond, t, torch.rand(b, generator=g, device=device) < 0.5, prediction, scheduler.alphas_cumprod)
+            estimate = self_condition(model, xt, cond, t, draws.use_self_cond, prediction, scheduler.alphas_cumprod)
         output = model(network_input(xt, estimate, cond), t).sample
     weights = channel_weights(x0.shape[1], args["target"], args["mask_loss_weight"])
     loss = diffusion_loss(
