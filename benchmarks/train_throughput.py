@@ -111,15 +111,16 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--mixed-precision", default="no", help="Ours only: no | bf16 | fp16.")
+    parser.add_argument("--compile", action="store_true", help="Ours only: train --compile.")
     add_json_option(parser)
     a = parser.parse_args()
     torch.manual_seed(0)
-    loops = {"plain diffusers + accelerate": plain_loop, "defectsynth train": partial(ours, mixed_precision=a.mixed_precision)}
+    loops = {"plain diffusers + accelerate": plain_loop, "defectsynth train": partial(ours, mixed_precision=a.mixed_precision, compile=a.compile)}
     times: dict[str, dict[int, tuple[float, float]]] = {name: {} for name in loops}
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         defectsynth.prepare("toy", tmp / "data", num=a.images, size=a.size)
-        ours(tmp / "data", a.model, 2, a.batch_size, tmp / "warm")  # warm-up: first-call costs
+        ours(tmp / "data", a.model, 2, a.batch_size, tmp / "warm", compile=a.compile)  # warm-up: first-call costs (compiling)
         k = 0
         for _ in range(a.repeats):
             for steps in (a.steps, 2 * a.steps):
@@ -131,7 +132,7 @@ def main() -> None:
                     times[name][steps] = (min(wall, best[0]), min(cpu, best[1]))
     print(f"model {a.model}, {a.size}px, batch {a.batch_size}, torch threads {torch.get_num_threads()}, best of {a.repeats}")
     results: dict = {"model": a.model, "size": a.size, "batch_size": a.batch_size, "steps": a.steps, "repeats": a.repeats,
-                     "threads": torch.get_num_threads(), "mixed_precision": a.mixed_precision, "loops": {}}
+                     "threads": torch.get_num_threads(), "mixed_precision": a.mixed_precision, "compile": a.compile, "loops": {}}
     for name, t in times.items():
         rate = {}
         for i, clock in enumerate(("wall", "cpu")):

@@ -162,3 +162,14 @@ def load_network(folder):
 
         return SPADEUNet2DModel.from_pretrained(folder)
     return UNet2DModel.from_pretrained(folder)
+
+
+def compile_forward(model):
+    """Compile ``model.forward`` with ``torch.compile`` in place (the first calls compile, minutes on
+    a small CPU); the module, its state dict and ``save_pretrained`` stay those of the plain model.
+    Compiled kernels may round differently from eager ones in the last bits."""
+    import torch
+
+    model.forward = torch.compile(model.forward)
+    return model
+

@@ -41,7 +41,7 @@ from defectsynth.diffusion import checkpoint as ckpt
 from defectsynth.diffusion.conditioning import EncodedSet, flip
 from defectsynth.diffusion.losses import PREDICTIONS, channel_weights, diffusion_loss, predicted_x0
 from defectsynth.diffusion.processes import make_accelerator
-from defectsynth.diffusion.models import build_unet, channel_layout, load_network, network_config
+from defectsynth.diffusion.models import build_unet, channel_layout, compile_forward, load_network, network_config
 from defectsynth.diffusion.schedules import BETA_END, BETA_START, TRAIN_TIMESTEPS, train_scheduler
 from defectsynth.checks import check_choice
 from defectsynth.errors import OptionError, OutputExistsError
@@ -422,6 +422,7 @@ def train(
     lr_warmup_steps: int = 0,
     lr_schedule: str = "constant",
     mixed_precision: str = "no",
+    compile: bool = False,
     checkpoint_every: int = 500,
     checkpoints_total_limit: int | None = 2,
     patience_steps: int | None = None,
@@ -438,7 +439,8 @@ def train(
     cond: basd | boxmask | none. target: joint (RGB + analog-bit mask) | image | mask.
     model: tiny | small | base | paper. size: ``"N"`` or ``"WIDTHxHEIGHT"``; None keeps the dataset's.
     cond ``mask`` (with target ``image``) trains the SPADE UNet of SDM/ISDM. variance: fixed |
-    learned; None = learned (L_hybrid) for cond ``mask``, as ISDM, else fixed.
+    learned; None = learned (L_hybrid) for cond ``mask``, as ISDM, else fixed. compile: run the
+    network's forward through ``torch.compile``.
     The keyword arguments are written to ``run.json`` (paths as strings); ``progress`` is not.
     """
     variance = ("learned" if cond == "mask" else "fixed") if variance is None else variance
@@ -482,6 +484,8 @@ def train(
         scheduler.save_pretrained(out / "scheduler")
     state = resume_state(accelerator, out, net, ema_model, optimizer) if resume else TrainerState()
     net, optimizer = accelerator.prepare(net, optimizer)
+    if compile:
+        compile_forward(accelerator.unwrap_model(net))
     if ema_model is not None:
         ema_model.model.to(accelerator.device)
     order = EpochOrder(len(data), batch_size, seed, accelerator.process_index, accelerator.num_processes)
