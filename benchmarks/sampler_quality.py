@@ -11,6 +11,7 @@ weights, seed 0) and scores each synthetic dataset:
 - wall and process CPU seconds of the sampling call.
 
     python benchmarks/sampler_quality.py [--train-steps 400] [--num 24] [--settings ddpm:1000,ddpm:300,...] [--out DIR]
+    python benchmarks/sampler_quality.py --run runs/toy     # score a run trained before (its dataset's test split)
 
 A setting is ``NAME:STEPS`` with NAME ddpm | ddim | dpm, or ``ddpm:STEPS:rescale`` for ISDM's
 rescaled schedule.
@@ -19,6 +20,7 @@ rescaled schedule.
 from __future__ import annotations
 
 import argparse
+import json
 import tempfile
 import time
 from pathlib import Path
@@ -65,19 +67,27 @@ def main() -> None:
     parser.add_argument("--num", type=int, default=None, help="Test images to sample (default: the whole test split).")
     parser.add_argument("--settings", default=SETTINGS)
     parser.add_argument("--out", type=Path, help="Work folder (default: a temp folder).")
+    parser.add_argument("--run", type=Path, help="Score this trained run (on its dataset's test split) instead of training one.")
     add_json_option(parser)
     a = parser.parse_args()
     work = a.out or Path(tempfile.mkdtemp(prefix="sampler_quality_"))
-    data = work / "data"
-    if not data.exists():
-        defectsynth.prepare("toy", data, num=a.images, size=a.size, seed=0)
+    if a.run is None:
+        data = work / "data"
+        if not data.exists():
+            defectsynth.prepare("toy", data, num=a.images, size=a.size, seed=0)
+        started, cpu = time.perf_counter(), time.process_time()
+        run = defectsynth.train(data, out=work / "run", model=a.model, max_steps=a.train_steps, resume=(work / "run").exists(), **TRAIN)
+        trained = {"steps": a.train_steps, "seconds": time.perf_counter() - started, "cpu_seconds": time.process_time() - cpu}
+    else:
+        run, info = a.run, json.loads((a.run / "run.json").read_text())
+        data, a.model, a.size = Path(info["dataset"]["path"]), info["args"]["model"], "x".join(map(str, info["size"]))
+        last = max(int(p.name.split("-")[1]) for p in run.glob("checkpoint-*"))
+        trainer = json.loads((run / f"checkpoint-{last}" / "trainer.json").read_text())
+        trained = {"steps": last, "seconds": trainer["seconds"], "cpu_seconds": trainer["cpu_seconds"], "run": str(run), "recipe": {k: info["args"][k] for k in ("prediction", "self_cond", "mask_loss_weight", "lr", "batch_size")}}
     test = Dataset(data).split("test")
     num = min(a.num or len(test), len(test))
-    started, cpu = time.perf_counter(), time.process_time()
-    run = defectsynth.train(data, out=work / "run", model=a.model, max_steps=a.train_steps, resume=(work / "run").exists(), **TRAIN)
-    trained = {"steps": a.train_steps, "seconds": time.perf_counter() - started, "cpu_seconds": time.process_time() - cpu}
-    print(f"toy {a.images} images at {a.size}px, model {a.model}, default recipe, {a.train_steps} steps in {trained['seconds']:.0f} s; "
-          f"{num} test images, torch threads {torch.get_num_threads()}")
+    print(f"toy data {data} at {a.size}px, model {a.model}, {trained['steps']} training steps ({trained['seconds']:.0f} s); "
+          f"{num} test images, torch threads {torch.get_num_threads()}", flush=True)
     print(f"{'setting':>18} {'SAE':>6} {'EBR':>6} {'IoU':>6} {'seconds':>8} {'CPU s':>8}")
     rows = {}
     for text in a.settings.split(","):
