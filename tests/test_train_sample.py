@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 from safetensors.torch import load_file
 from typer.testing import CliRunner
@@ -162,6 +163,18 @@ def test_a_balance_plan_draws_each_condition_its_repeats(guided_run, data16, tmp
     with pytest.raises(DatasetError, match="is not a dataset folder"):
         sample(guided_run, out=tmp_path / "x", **options)
     assert not (tmp_path / "x").exists()
+
+
+def test_step_draws_do_not_depend_on_the_batch_split():
+    """A sample's draws depend on (seed, step, its position in the global batch) only."""
+    from defectsynth.diffusion.training import step_draws
+
+    whole = step_draws(3, 7, [0, 1, 2, 3], (2, 4, 4), 1000, "cpu")
+    halves = [step_draws(3, 7, positions, (2, 4, 4), 1000, "cpu") for positions in ([0, 2], [1, 3])]
+    for name in ("flips", "drop", "use_self_cond", "t", "noise"):
+        joined = torch.stack([getattr(halves[i % 2], name)[i // 2] for i in range(4)])
+        assert torch.equal(joined, getattr(whole, name)), name
+    assert not torch.equal(whole.noise, step_draws(3, 8, [0, 1, 2, 3], (2, 4, 4), 1000, "cpu").noise)
 
 
 def test_two_processes_train_and_sample_like_one(tmp_path):
