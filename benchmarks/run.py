@@ -35,7 +35,7 @@ BENCHMARKS: dict[str, tuple[list[str], list[str] | None]] = {
     "metrics_sae_ebr": ([], ["--num", "200"]),
     "filter_balance": ([], ["--images", "2000", "--pool", "500", "--masks", "100"]),
     "sd_priors": ([], ["--size", "256", "--repeats", "2"]),
-    "train_throughput": (["--repeats", "3"], ["--images", "48", "--steps", "8", "--repeats", "2"]),
+    "train_throughput": (["--repeats", "3"], ["--steps", "10", "--repeats", "2"]),
     "sample_throughput": ([], ["--num", "16", "--steps", "10"]),
     "sampler_quality": ([], ["--num", "8"]),
     "evaluate_toy": ([], ["--num", "40", "--size", "32", "--models", "unet", "--epochs", "1", "--repeats", "1", "--mix", "R=all,S=0", "--mix", "R=all,S=R"]),
