@@ -23,6 +23,7 @@ import defectsynth
 from defectsynth.data import Dataset
 from defectsynth.data.files import read_json, write_json
 from defectsynth.toy_demo import write_previews
+from _results import add_json_option, write_results
 
 MODES = ("basd", "boxmask", "none")
 
@@ -59,6 +60,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=50, help="DDIM sampling steps.")
     parser.add_argument("--seed", type=int, default=0, help="Seed of the toy data, the training runs and the sampling.")
     parser.add_argument("--out", type=Path, default=Path("box-fidelity"))
+    add_json_option(parser)
     a = parser.parse_args()
     data = a.out / "data"
     if not data.exists():
@@ -88,9 +90,11 @@ def main() -> None:
         if compute_metrics is not None:
             m = compute_metrics(["sae", "ebr"], synthetic=row["synthetic"])
             line += f"  SAE {m['sae']['all']:.4f}  EBR {m['ebr']['all']:.4f}"
+            row.update(sae=m["sae"]["all"], ebr=m["ebr"]["all"])
         else:
             line += "  (SAE/EBR: defectsynth.metrics is not available in this checkout)"
         print(line)
+    write_results(a.json, {"images": a.images, "size": a.size, "model": a.model, "budget_seconds": a.budget_seconds, "ddim_steps": a.steps, "modes": rows})
 
 
 if __name__ == "__main__":

@@ -18,6 +18,7 @@ import torch
 
 from defectsynth.encoding import basd_maps, boxmask_maps
 from defectsynth.encoding.reference import reference_basd
+from _results import add_json_option, write_results
 
 
 def random_boxes(rng: np.random.Generator, count: int, size: int) -> tuple[np.ndarray, np.ndarray]:
@@ -45,8 +46,10 @@ def main() -> None:
     parser.add_argument("--maps", type=int, default=100, help="maps per timed pass of a fast variant")
     parser.add_argument("--repeats", type=int, default=7, help="timed passes per fast variant")
     parser.add_argument("--literal-maps", type=int, default=2, help="maps timed with the literal reference")
+    add_json_option(parser)
     args = parser.parse_args()
     torch.set_num_threads(1)
+    results: dict = {"size": 256, "boxes": 10, "threads": 1, "maps_per_s": {}}
     rng = np.random.default_rng(0)
 
     cases = [random_boxes(rng, 10, 256) for _ in range(args.maps)]
@@ -58,12 +61,15 @@ def main() -> None:
     ]:
         best, median = maps_per_second(fn, cases, 256, args.repeats, **kwargs)
         print(f"  {name:22s} best {best:6.0f}  median {median:6.0f}")
+        results["maps_per_s"][name] = {"best": best, "median": median}
 
     small = [random_boxes(rng, 5, 128) for _ in range(max(args.maps, args.literal_maps))]
     fast, fast_median = maps_per_second(basd_maps, small[: args.maps], 128, args.repeats)
     literal, _ = maps_per_second(lambda b, c, h, w: reference_basd(b.tolist(), c.tolist(), h, w), small[: args.literal_maps], 128)
     print(f"128x128, 5 boxes: basd_maps best {fast:.0f} (median {fast_median:.0f}) maps/s, literal reference {literal:.3f} maps/s")
     print(f"  speed-up over the literal reference: {fast / literal:,.0f}x (median {fast_median / literal:,.0f}x)")
+    results["speedup_over_literal_128px"] = fast / literal
+    write_results(args.json, results)
 
 
 if __name__ == "__main__":

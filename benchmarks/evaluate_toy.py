@@ -22,6 +22,8 @@ import torch
 
 import defectsynth
 from defectsynth.metrics import compute_metrics
+from _results import add_json_option, write_results
+
 
 def synthetic_from_diffusion(work: Path, real: Path, a: argparse.Namespace) -> Path:
     """Train the box-guided model on ``real``'s train split, sample its boxes, keep labels inside boxes."""
@@ -60,6 +62,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--mix", action="append", help="default: R=all,S=0  R=all,S=R  R=0,S=R")
     parser.add_argument("--seed", type=int, default=0)
+    add_json_option(parser)
     a = parser.parse_args()
 
     work = a.work or Path(tempfile.mkdtemp(prefix="evaluate_toy_"))
@@ -77,6 +80,8 @@ def main() -> None:
     print((out / "report.md").read_text())
     cells = len(report["cells"]) if report else 0
     print(f"{cells} (model, mix, repeat) cells; whole benchmark {seconds:.0f} s on {torch.get_num_threads()} thread(s); folder: {work}")
+    write_results(a.json, {"cells": cells, "seconds": seconds, "seconds_per_cell": seconds / max(cells, 1), "epochs": a.epochs,
+                           "num": a.num, "size": a.size, "train_steps": None if a.synthetic else a.train_steps, "report": str(out)})
 
 
 if __name__ == "__main__":

@@ -17,6 +17,7 @@ import numpy as np
 from defectsynth.balancing import auto_n_balance, balance_generations, select_balanced
 from defectsynth.data import Box, Sample
 from defectsynth.filtering import box_problems, clip_to_boxes
+from _results import add_json_option, write_results
 
 
 def random_classes(rng: np.random.Generator, count: int, num_classes: int = 9) -> dict[str, tuple[int, ...]]:
@@ -46,6 +47,7 @@ def main() -> None:
     parser.add_argument("--images", type=int, default=10000)
     parser.add_argument("--pool", type=int, default=2000)
     parser.add_argument("--masks", type=int, default=300)
+    add_json_option(parser)
     args = parser.parse_args()
     rng = np.random.default_rng(0)
 
@@ -54,6 +56,7 @@ def main() -> None:
     n = auto_n_balance(real)
     generations = balance_generations(real, n)
     elapsed = time.perf_counter() - start
+    plan_ms = elapsed * 1000
     print(f"plan: {args.images} images, auto n_balance {n}, {len(generations)} generations in {elapsed * 1000:.1f} ms")
 
     small = dict(list(real.items())[: args.images // 10])
@@ -61,6 +64,7 @@ def main() -> None:
     start = time.perf_counter()
     selected, short = select_balanced(small, pool, auto_n_balance(small), 9)
     elapsed = time.perf_counter() - start
+    merge_s = elapsed
     print(f"merge selection: {len(selected)} of {args.pool} pool samples for {len(small)} real images in {elapsed:.2f} s ({len(short)} classes short)")
 
     samples = [random_sample(rng) for _ in range(args.masks)]
@@ -70,6 +74,7 @@ def main() -> None:
         clip_to_boxes(sample.mask, sample.boxes)
     elapsed = time.perf_counter() - start
     print(f"box checks + clipping: {args.masks / elapsed:.0f} masks/s at 256x256 with 10 boxes")
+    write_results(args.json, {"plan_ms": plan_ms, "merge_seconds": merge_s, "box_checks_masks_per_s": args.masks / elapsed})
 
 
 if __name__ == "__main__":

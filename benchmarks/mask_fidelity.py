@@ -31,6 +31,7 @@ from defectsynth.data import Dataset  # noqa: E402
 from defectsynth.evaluation.data import PairCache  # noqa: E402
 from defectsynth.evaluation.training import TrainConfig, build_loss, build_model, make_loader, predict_stats, train_epoch  # noqa: E402
 from defectsynth.metrics.segmentation import reduce_stats  # noqa: E402
+from _results import add_json_option, write_results  # noqa: E402
 
 SETTINGS = (  # (label, guidance, steps, rescale)
     ("s=1.0, 300 rescaled", 1.0, 300, True),
@@ -73,6 +74,7 @@ def main() -> None:
     parser.add_argument("--num", type=int, default=16, help="Test masks to sample (one image each per setting).")
     parser.add_argument("--seg-epochs", type=int, default=15)
     parser.add_argument("--out", type=Path, default=Path("mask-fidelity"))
+    add_json_option(parser)
     a = parser.parse_args()
     data = a.out / "data"
     if not data.exists():
@@ -101,12 +103,15 @@ def main() -> None:
     print(f"{'setting':>22}  {'mIoU':>6}  {'defect IoU':>10}  {'seconds':>7}")
     real = iou_against_masks(seg, conditions, size, num_classes)
     print(f"{'real test images':>22}  {real[0]:6.3f}  {real[1]:10.3f}  {'':>7}")
+    results: dict = {"steps": steps, "train_seconds": trained, "real": {"miou": real[0], "defect_iou": real[1]}, "settings": {}}
     for label, guidance, n, rescale in SETTINGS:
         out = a.out / f"synthetic-g{guidance}-{n}{'r' if rescale else ''}"
         t0 = time.perf_counter()
         defectsynth.sample(ft, out=out, conditions=str(conditions), steps=n, rescale=rescale, guidance=guidance, overwrite=True)
         miou, defect = iou_against_masks(seg, out, size, num_classes)
         print(f"{label:>22}  {miou:6.3f}  {defect:10.3f}  {time.perf_counter() - t0:7.1f}")
+        results["settings"][label] = {"miou": miou, "defect_iou": defect, "seconds": time.perf_counter() - t0}
+    write_results(a.json, results)
 
 
 if __name__ == "__main__":

@@ -29,6 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 from defectsynth.data.files import read_image  # noqa: E402
 from defectsynth.data.prepare import prepare  # noqa: E402
 from defectsynth.data.sources import coco  # noqa: E402
+from _results import add_json_option, write_results
 
 CATEGORIES = ["image_quality", "illness", "gangrene", "mould", "blemish", "dark_style_remains", "artifact", "condition", "pedicel"]
 SIDE = 1056
@@ -93,6 +94,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--num", type=int, default=40)
     parser.add_argument("--size", type=int, default=256)
+    add_json_option(parser)
     args = parser.parse_args()
     cv2.setNumThreads(1)
     with tempfile.TemporaryDirectory() as tmp:
@@ -107,6 +109,7 @@ def main() -> None:
         fast = time_prepare(src, Path(tmp) / "fast", args.size, reduced=True)
         print(f"prepare lemons, no reduction  : {full:7.1f} images/s")
         print(f"prepare lemons, reduce={factor}       : {fast:7.1f} images/s   (x{fast / full:.2f})")
+    write_results(args.json, {"images": args.num, "size": args.size, "prepare_images_per_s": fast, "prepare_images_per_s_no_reduction": full})
 
 
 if __name__ == "__main__":

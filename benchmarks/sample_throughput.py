@@ -19,6 +19,7 @@ import torch
 from diffusers import UNet2DModel
 
 import defectsynth
+from _results import add_json_option, write_results
 
 
 def timed_sample(run: Path, out: Path, **options) -> tuple[float, float]:
@@ -48,7 +49,9 @@ def main() -> None:
     parser.add_argument("--num", type=int, default=32)
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--batch-size", type=int, default=16)
+    add_json_option(parser)
     a = parser.parse_args()
+    results: dict = {"model": a.model, "size": a.size, "num": a.num, "steps": a.steps, "batch_size": a.batch_size, "threads": torch.get_num_threads(), "schedulers": {}}
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         defectsynth.prepare("toy", tmp / "data", num=24, size=a.size)
@@ -58,6 +61,8 @@ def main() -> None:
         for scheduler in ("ddim", "ddpm", "dpm"):
             total, inside = timed_sample(run, tmp / scheduler, num=a.num, scheduler=scheduler, steps=a.steps, batch_size=a.batch_size)
             print(f"{scheduler:>5}: {a.num / total:7.2f} images/s, {100 * (1 - inside / total):5.1f}% of the time outside the network")
+            results["schedulers"][scheduler] = {"images_per_s": a.num / total, "outside_network_share": 1 - inside / total}
+    write_results(a.json, results)
 
 
 if __name__ == "__main__":

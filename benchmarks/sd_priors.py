@@ -21,6 +21,7 @@ import torch
 from defectsynth.controllable.detectors import LINEART_FILE, SKETCH_FILE, LineartGenerator, PiDiNet
 from defectsynth.controllable.priors import PriorDetector, blend_priors, mask_prior
 from defectsynth.metrics.weights import save_weights
+from _results import add_json_option, write_results
 
 
 def best_ms(fn, repeats: int) -> float:
@@ -38,6 +39,7 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=512)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--threads", type=int, default=1)
+    add_json_option(parser)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     rng = np.random.default_rng(0)
@@ -49,12 +51,17 @@ def main() -> None:
         save_weights(PiDiNet(), Path(tmp) / SKETCH_FILE)
         detectors = {name: PriorDetector(name, tmp) for name in ("canny", "lineart", "sketch")}
     print(f"{args.size}x{args.size}, {args.threads} thread(s), best of {args.repeats}")
+    ms = {}
     for name, detector in detectors.items():
-        print(f"  {name:8s} prior {best_ms(lambda d=detector: d(image), args.repeats):9.1f} ms")
+        ms[name] = best_ms(lambda d=detector: d(image), args.repeats)
+        print(f"  {name:8s} prior {ms[name]:9.1f} ms")
     edges = mask_prior(mask)
-    print(f"  mask     prior {best_ms(lambda: mask_prior(mask), args.repeats):9.1f} ms")
+    ms["mask"] = best_ms(lambda: mask_prior(mask), args.repeats)
+    print(f"  mask     prior {ms['mask']:9.1f} ms")
     prior = detectors["canny"](image)
-    print(f"  blend (eq. 4)  {best_ms(lambda: blend_priors(prior, edges), args.repeats):9.1f} ms")
+    ms["blend"] = best_ms(lambda: blend_priors(prior, edges), args.repeats)
+    print(f"  blend (eq. 4)  {ms['blend']:9.1f} ms")
+    write_results(args.json, {"size": args.size, "threads": args.threads, "ms_per_image": ms})
 
 
 if __name__ == "__main__":

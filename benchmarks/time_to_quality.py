@@ -26,6 +26,7 @@ import numpy as np
 import torch
 
 from defectsynth.diffusion.training import PLAIN_RECIPE as PLAIN
+from _results import add_json_option, write_results
 
 # name -> train() options on top of the plain recipe (the BASD paper's code: epsilon, uniform MSE);
 # ``default`` is train()'s current default (x_0 prediction, self-conditioning, mask weight 4).
@@ -153,6 +154,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path("time-to-quality"))
     parser.add_argument("--score-only", action="store_true", help="Score the checkpoints already written (no training).")
     parser.add_argument("--only", help=argparse.SUPPRESS)
+    add_json_option(parser)
     a = parser.parse_args()
     if a.only:
         return worker(a)
@@ -170,12 +172,14 @@ def main() -> None:
         while len(running) >= a.jobs:
             running = [p for p in running if p.poll() is None]
             time.sleep(2)
-        argv = [a for a in sys.argv[1:] if not a.startswith("--only")]
+        argv = [a for a in sys.argv[1:] if not a.startswith("--only")]  # the workers write no --json
         log = open(a.out / f"{recipe}.log", "w")
         running.append(subprocess.Popen([sys.executable, __file__, *argv, "--only", recipe], stdout=log, stderr=subprocess.STDOUT))
     for p in running:
         p.wait()
     report(a, recipes)
+    rows = {r: json.loads((a.out / f"{r}.json").read_text()) for r in recipes if (a.out / f"{r}.json").is_file()}
+    write_results(a.json, {"steps": a.steps, "every": a.every, "recipes": rows})
 
 
 if __name__ == "__main__":

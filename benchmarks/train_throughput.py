@@ -7,7 +7,9 @@ same DDPM loss, diffusers' EMAModel and gradient clipping. Both train the same m
 data. Each is timed as a whole call after imports (data loading, model building, the loop and the
 saving each does: ours also keeps ISDM's best-epoch weights and a resume checkpoint) for N and 2N
 steps; the steady-state rate is N * batch / (T(2N) - T(N)), so fixed setup costs cancel. Every
-measurement is repeated and the fastest kept, because this machine's CPU is shared.
+measurement is repeated and the fastest kept, because this machine's CPU is shared; process CPU
+seconds are reported next to wall seconds (steadier on a loaded machine). Ours runs the plain
+loop's recipe (epsilon prediction, no self-conditioning, equal channel weights).
 
     python benchmarks/train_throughput.py [--model small] [--size 32] [--steps 20] [--batch-size 16] [--repeats 2]
 """
@@ -17,6 +19,7 @@ from __future__ import annotations
 import argparse
 import tempfile
 import time
+from functools import partial
 from pathlib import Path
 
 import torch
@@ -29,6 +32,9 @@ import defectsynth
 from defectsynth.data import Dataset
 from defectsynth.diffusion.conditioning import bits_tensor, condition_tensor
 from defectsynth.diffusion.models import build_unet, channel_layout, unet_config
+from _results import add_json_option, write_results
+
+PLAIN_RECIPE = {"prediction": "epsilon", "self_cond": False, "mask_loss_weight": 1.0}
 
 
 class PlainDataset(torch.utils.data.Dataset):
@@ -81,11 +87,19 @@ def plain_loop(data: Path, model: str, steps: int, batch_size: int, out: Path) -
     return time.perf_counter() - started
 
 
-def ours(data: Path, model: str, steps: int, batch_size: int, out: Path) -> float:
+def ours(data: Path, model: str, steps: int, batch_size: int, out: Path, **options) -> float:
     started = time.perf_counter()
+    # the plain loop's recipe: epsilon prediction, no self-conditioning, equal channel weights
     defectsynth.train(data, out=out / "ours", model=model, max_steps=steps, epochs=10**6, batch_size=batch_size,
-                      checkpoint_every=10**9, preview_every=0, split="train")
+                      checkpoint_every=10**9, preview_every=0, split="train", **PLAIN_RECIPE, **options)
     return time.perf_counter() - started
+
+
+def timed(loop, *args, **kwargs) -> tuple[float, float]:
+    """(wall seconds, process CPU seconds) of one whole call."""
+    wall, cpu = time.perf_counter(), time.process_time()
+    loop(*args, **kwargs)
+    return time.perf_counter() - wall, time.process_time() - cpu
 
 
 def main() -> None:
@@ -96,28 +110,43 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--mixed-precision", default="no", help="Ours only: no | bf16 | fp16.")
+    parser.add_argument("--compile", action="store_true", help="Ours only: train --compile.")
+    add_json_option(parser)
     a = parser.parse_args()
     torch.manual_seed(0)
-    loops = {"plain diffusers + accelerate": plain_loop, "defectsynth train": ours}
-    times: dict[str, dict[int, float]] = {name: {} for name in loops}
+    loops = {"plain diffusers + accelerate": plain_loop, "defectsynth train": partial(ours, mixed_precision=a.mixed_precision, compile=a.compile)}
+    times: dict[str, dict[int, tuple[float, float]]] = {name: {} for name in loops}
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         defectsynth.prepare("toy", tmp / "data", num=a.images, size=a.size)
-        ours(tmp / "data", a.model, 2, a.batch_size, tmp / "warm")  # warm-up: first-call costs
+        ours(tmp / "data", a.model, 2, a.batch_size, tmp / "warm", compile=a.compile)  # warm-up: first-call costs (compiling)
         k = 0
         for _ in range(a.repeats):
             for steps in (a.steps, 2 * a.steps):
                 for name, loop in loops.items():
                     k += 1
-                    seconds = loop(tmp / "data", a.model, steps, a.batch_size, tmp / str(k))
-                    print(f"  {name}: {steps} steps in {seconds:.2f} s", flush=True)
-                    times[name][steps] = min(seconds, times[name].get(steps, float("inf")))
+                    wall, cpu = timed(loop, tmp / "data", a.model, steps, a.batch_size, tmp / str(k))
+                    print(f"  {name}: {steps} steps in {wall:.2f} s ({cpu:.2f} CPU s)", flush=True)
+                    best = times[name].get(steps, (float("inf"), float("inf")))
+                    times[name][steps] = (min(wall, best[0]), min(cpu, best[1]))
     print(f"model {a.model}, {a.size}px, batch {a.batch_size}, torch threads {torch.get_num_threads()}, best of {a.repeats}")
+    results: dict = {"model": a.model, "size": a.size, "batch_size": a.batch_size, "steps": a.steps, "repeats": a.repeats,
+                     "threads": torch.get_num_threads(), "mixed_precision": a.mixed_precision, "compile": a.compile, "loops": {}}
     for name, t in times.items():
-        extra = t[2 * a.steps] - t[a.steps]
-        steady = a.steps * a.batch_size / extra if extra > 0 else float("nan")  # nan: timing noise exceeded the work
-        total = 2 * a.steps * a.batch_size / t[2 * a.steps]
-        print(f"{name:>30}: {steady:7.1f} images/s steady state, {total:7.1f} images/s end to end ({2 * a.steps} steps in {t[2 * a.steps]:.1f} s)")
+        rate = {}
+        for i, clock in enumerate(("wall", "cpu")):
+            extra = t[2 * a.steps][i] - t[a.steps][i]
+            rate[clock] = a.steps * a.batch_size / extra if extra > 0 else float("nan")  # nan: timing noise exceeded the work
+        total = 2 * a.steps * a.batch_size / t[2 * a.steps][0]
+        results["loops"][name] = {"images_per_s": rate["wall"], "images_per_cpu_s": rate["cpu"], "images_per_s_end_to_end": total}
+        print(f"{name:>30}: {rate['wall']:7.1f} images/s steady state ({rate['cpu']:.1f} per CPU s), {total:7.1f} images/s end to end "
+              f"({2 * a.steps} steps in {t[2 * a.steps][0]:.1f} s)")
+    plain, mine = (results["loops"][n] for n in loops)
+    results["speedup"] = mine["images_per_s"] / plain["images_per_s"]
+    results["speedup_cpu"] = mine["images_per_cpu_s"] / plain["images_per_cpu_s"]
+    print(f"defectsynth train / plain loop: x{results['speedup']:.2f} (wall), x{results['speedup_cpu']:.2f} (CPU time)")
+    write_results(a.json, results)
 
 
 if __name__ == "__main__":

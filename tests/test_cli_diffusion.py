@@ -18,7 +18,7 @@ def test_train_options_map_to_the_core_function(runner, tmp_path):
         result = runner.invoke(app, [
             "train", "data/toy", "--out", "runs/x", "--cond", "boxmask", "--target", "image", "--model", "tiny",
             "--size", "352x128", "--epochs", "3", "--max-steps", "10", "--batch-size", "2", "--lr", "1e-5", "--seed", "4",
-            "--variance", "learned", "--drop-rate", "0.2", "--no-ema", "--ema-decay", "0.99", "--mixed-precision", "bf16",
+            "--variance", "learned", "--drop-rate", "0.2", "--no-ema", "--ema-decay", "0.99", "--mixed-precision", "bf16", "--compile",
             "--prediction", "v", "--mask-loss-weight", "3", "--min-snr-gamma", "5", "--self-cond", "--lr-warmup-steps", "7",
             "--lr-schedule", "cosine",
             "--checkpoint-every", "5", "--checkpoints-total-limit", "3", "--patience-steps", "50", "--resume",
@@ -31,7 +31,7 @@ def test_train_options_map_to_the_core_function(runner, tmp_path):
         "out": Path("runs/x"), "cond": "boxmask", "target": "image", "model": "tiny", "size": "352x128", "epochs": 3,
         "max_steps": 10, "batch_size": 2, "lr": 1e-5, "seed": 4, "variance": "learned", "drop_rate": 0.2, "ema": False,
         "ema_decay": 0.99, "prediction": "v", "mask_loss_weight": 3.0, "min_snr_gamma": 5.0, "self_cond": True,
-        "lr_warmup_steps": 7, "lr_schedule": "cosine", "mixed_precision": "bf16", "checkpoint_every": 5, "checkpoints_total_limit": 3,
+        "lr_warmup_steps": 7, "lr_schedule": "cosine", "mixed_precision": "bf16", "compile": True, "checkpoint_every": 5, "checkpoints_total_limit": 3,
         "patience_steps": 50, "resume": True, "finetune": Path("runs/base"), "split": "train", "latent": None, "max_grad_norm": 0.5,
         "preview_every": 0, "progress": False,
     }
@@ -43,13 +43,13 @@ def test_sample_options_map_to_the_core_function(runner, tmp_path):
         result = runner.invoke(app, [
             "sample", "runs/x", "--out", "synth", "--conditions", "data/toy:test", "--num", "7", "--steps", "300",
             "--rescale", "--scheduler", "ddpm", "--guidance", "1.5", "--seed", "3", "--batch-size", "4", "--no-ema",
-            "--overwrite", "--no-progress",
+            "--overwrite", "--compile", "--no-progress",
         ])
     assert result.exit_code == 0, result.output
     assert core.call_args.args == (Path("runs/x"),)
     assert core.call_args.kwargs == {
         "out": Path("synth"), "conditions": "data/toy:test", "num": 7, "steps": 300, "rescale": True, "scheduler": "ddpm",
-        "guidance": 1.5, "mask_augment": False, "seed": 3, "batch_size": 4, "ema": False, "overwrite": True, "progress": False,
+        "guidance": 1.5, "mask_augment": False, "seed": 3, "batch_size": 4, "ema": False, "overwrite": True, "compile": True, "progress": False,
         "plan": None,
     }
     with mock.patch("defectsynth.diffusion.sampling.sample", return_value=manifest) as core:
@@ -57,7 +57,7 @@ def test_sample_options_map_to_the_core_function(runner, tmp_path):
     assert result.exit_code == 0, result.output
     assert core.call_args.kwargs == {
         "out": Path("synth"), "conditions": None, "num": None, "steps": None, "rescale": None, "scheduler": "ddpm",
-        "guidance": None, "mask_augment": False, "seed": 0, "batch_size": 16, "ema": True, "overwrite": False, "progress": False,
+        "guidance": None, "mask_augment": False, "seed": 0, "batch_size": 16, "ema": True, "overwrite": False, "compile": False, "progress": False,
         "plan": Path("plan.json"),
     }  # --steps, --rescale and --guidance left to the run's defaults; the diffusion batch size where not given
 

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 from safetensors.torch import load_file
 from typer.testing import CliRunner
@@ -164,20 +165,47 @@ def test_a_balance_plan_draws_each_condition_its_repeats(guided_run, data16, tmp
     assert not (tmp_path / "x").exists()
 
 
-def test_two_processes_train_and_sample_like_one(data16, tmp_path):
+def test_step_draws_do_not_depend_on_the_batch_split():
+    """A sample's draws depend on (seed, step, its position in the global batch) only."""
+    from defectsynth.diffusion.training import step_draws
+
+    whole = step_draws(3, 7, [0, 1, 2, 3], (2, 4, 4), 1000, "cpu")
+    halves = [step_draws(3, 7, positions, (2, 4, 4), 1000, "cpu") for positions in ([0, 2], [1, 3])]
+    for name in ("flips", "drop", "use_self_cond", "t", "noise"):
+        joined = torch.stack([getattr(halves[i % 2], name)[i // 2] for i in range(4)])
+        assert torch.equal(joined, getattr(whole, name)), name
+    assert not torch.equal(whole.noise, step_draws(3, 8, [0, 1, 2, 3], (2, 4, 4), 1000, "cpu").noise)
+
+
+def test_two_processes_train_and_sample_like_one(tmp_path):
     """Two CPU processes (accelerate launch --multi_gpu --num_processes 2 on a machine without a GPU;
-    accelerate 1.x's ``--cpu`` starts a single process without mpirun): trains, samples, and the
-    samples equal one process's."""
+    accelerate 1.x's ``--cpu`` starts a single process without mpirun) with batch 2 train like one
+    process with batch 4 (the same global batch), and sample what one process samples.
+
+    Every sample's random draws are seeded by its position in the global batch and the gradients
+    are averaged over the processes, so the two runs compute the same steps; what may differ is the
+    order of floating-point sums (all-reduce, batch-size dependent kernels): ~1e-7 relative per
+    step, so 1e-4 on the losses and weights after 4 steps is loose and still catches any real
+    difference (another batch, other noise: the losses differ by whole percents)."""
+    data = tmp_path / "toy"
+    prepare("toy", data, num=10, size="16", seed=1, split="0.8,0.1,0.1")  # 8 training images: no padding
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[1] / "src"), "OMP_NUM_THREADS": "1", "CUDA_VISIBLE_DEVICES": ""}
     launch = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
               "--mixed_precision", "no", "--dynamo_backend", "no", "-m", "defectsynth"]
     common = ["--no-progress"]
-    subprocess.run([*launch, "train", str(data16), "--out", str(tmp_path / "run"), "--model", "tiny", "--batch-size", "2",
-                    "--max-steps", "2", "--split", "train", "--preview-every", "0", *common], check=True, env=env, timeout=300)
+    options = {"model": "tiny", "epochs": 2, "lr": 1e-3, "split": "train", "preview_every": 0}
+    subprocess.run([*launch, "train", str(data), "--out", str(tmp_path / "run"), "--batch-size", "2", "--model", "tiny", "--epochs", "2",
+                    "--lr", "1e-3", "--split", "train", "--preview-every", "0", *common], check=True, env=env, timeout=300)
+    one_run = train(data, out=tmp_path / "one-run", batch_size=4, progress=False, **options)
+    two_log, one_log = ([json.loads(line) for line in (r / "log.jsonl").read_text().splitlines()] for r in (tmp_path / "run", one_run))
+    assert [e["step"] for e in two_log] == [e["step"] for e in one_log] == [2, 4]
+    assert np.allclose([e["loss"] for e in two_log], [e["loss"] for e in one_log], rtol=1e-4, atol=0)
+    two_w, one_w = (load_file(str(r / "checkpoint-4" / "model.safetensors")) for r in (tmp_path / "run", one_run))
+    assert max((two_w[k] - one_w[k]).abs().max().item() for k in one_w) < 1e-4
+    assert (tmp_path / "run" / "checkpoint-4" / "rng-1.safetensors").is_file()
     subprocess.run([*launch, "sample", str(tmp_path / "run"), "--out", str(tmp_path / "two"), "--num", "5", "--scheduler",
                     "ddpm", "--steps", "2", "--batch-size", "2", *common], check=True, env=env, timeout=300)
     sample(tmp_path / "run", out=tmp_path / "one", num=5, scheduler="ddpm", steps=2, batch_size=3)
-    assert (tmp_path / "run" / "checkpoint-2" / "rng-1.safetensors").is_file()
     assert _visible(tmp_path / "one") == _visible(tmp_path / "two")
 
 

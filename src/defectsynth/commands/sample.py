@@ -73,7 +73,7 @@ class Prior(str, Enum):
 
 
 # options of one backend only: refused with the other one
-DIFFUSION_ONLY = ("num", "rescale", "mask_augment", "scheduler", "ema")
+DIFFUSION_ONLY = ("num", "rescale", "mask_augment", "scheduler", "ema", "compile")
 SD_ONLY = ("base", "adapter", "controlnet", "num_per_condition", "prior", "prior_weights", "blend", "captions", "captioner",
            "prompt_template", "negative_prompt", "conditioning_scale", "resolution", "device", "dtype", "preview")  # fmt: skip
 
@@ -118,6 +118,7 @@ def sample_command(
     mask_augment: Annotated[bool, _diff("Randomly rotate, shift, scale and flip each condition mask first (mask-conditioned runs).", "--mask-augment")] = False,
     scheduler: Annotated[Scheduler, _diff("ddpm (respaced), ddim or dpm (DPM-Solver++).", "--scheduler")] = Scheduler.ddpm,
     ema: Annotated[bool, _diff("Use the EMA weights when the run has them.", "--ema/--no-ema")] = True,
+    compile: Annotated[bool, _diff("Run the network through torch.compile (compiles first; measure before use, docs/benchmarks.md).", "--compile")] = False,
     base: Annotated[Optional[Path], _sd("Local SDXL pipeline folder, e.g. stabilityai/stable-diffusion-xl-base-1.0 (required).", "--base")] = None,
     adapter: Annotated[Optional[Path], _sd("Local T2I-Adapter folder, e.g. TencentARC/t2i-adapter-lineart-sdxl-1.0.", "--adapter")] = None,
     controlnet: Annotated[Optional[Path], _sd("Local ControlNet folder instead of --adapter, e.g. diffusers/controlnet-canny-sdxl-1.0.", "--controlnet")] = None,
@@ -142,7 +143,7 @@ def sample_command(
         manifest = sample(
             run, out=out, conditions=conditions, num=num, plan=plan, steps=steps, rescale=rescale, scheduler=scheduler.value,
             guidance=guidance, mask_augment=mask_augment, seed=seed, batch_size=16 if batch_size is None else batch_size,
-            ema=ema, overwrite=overwrite, progress=progress,
+            ema=ema, overwrite=overwrite, compile=compile, progress=progress,
         )  # fmt: skip
         if manifest.stats:
             print_dataset_summary(manifest, out)

@@ -99,6 +99,7 @@ def train_command(
     lr_warmup_steps: Annotated[int, typer.Option("--lr-warmup-steps", help="Linear learning-rate warm-up steps.")] = 0,
     lr_schedule: Annotated[LrSchedule, typer.Option("--lr-schedule", help="After the warm-up: constant, or cosine decay to 0 at the last step.")] = LrSchedule.constant,
     mixed_precision: Annotated[Precision, typer.Option("--mixed-precision", help="Autocast precision.")] = Precision.no,
+    compile: Annotated[bool, typer.Option("--compile", help="Run the network through torch.compile (compiles for minutes first; measure before use, docs/benchmarks.md).")] = False,
     checkpoint_every: Annotated[int, typer.Option("--checkpoint-every", help="Steps between resume checkpoints.")] = 500,
     checkpoints_total_limit: Annotated[Optional[int], typer.Option("--checkpoints-total-limit", help="Keep only the newest K checkpoints.")] = 2,
     patience_steps: Annotated[Optional[int], typer.Option("--patience-steps", help="Stop when the epoch loss has not improved for this many steps.")] = None,
@@ -117,7 +118,7 @@ def train_command(
         max_steps=max_steps, batch_size=batch_size, lr=lr, seed=seed, variance=variance.value if variance else None, drop_rate=drop_rate,
         ema=ema, ema_decay=ema_decay, prediction=prediction.value if prediction else None, mask_loss_weight=mask_loss_weight,
         min_snr_gamma=min_snr_gamma, self_cond=self_cond, lr_warmup_steps=lr_warmup_steps, lr_schedule=lr_schedule.value,
-        mixed_precision=mixed_precision.value, checkpoint_every=checkpoint_every,
+        mixed_precision=mixed_precision.value, compile=compile, checkpoint_every=checkpoint_every,
         checkpoints_total_limit=checkpoints_total_limit, patience_steps=patience_steps, resume=resume,
         finetune=finetune, split=split, latent=latent, max_grad_norm=max_grad_norm, preview_every=preview_every, progress=progress,
     )

@@ -173,3 +173,14 @@ def load_network(folder):
         return cls.from_pretrained(folder, use_safetensors=True)
     except (OSError, ValueError, RuntimeError, KeyError, TypeError) as err:
         raise DatasetError(f"cannot load the weights ({type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''})", folder) from None
+
+
+def compile_forward(model):
+    """Compile ``model.forward`` with ``torch.compile`` in place (the first calls compile, minutes on
+    a small CPU); the module, its state dict and ``save_pretrained`` stay those of the plain model.
+    Compiled kernels may round differently from eager ones in the last bits."""
+    import torch
+
+    model.forward = torch.compile(model.forward)
+    return model
+

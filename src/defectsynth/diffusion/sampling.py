@@ -44,7 +44,7 @@ from defectsynth.data.writer import DatasetStats, check_replaceable
 from defectsynth.diffusion.conditioning import condition_tensor, onehot_tensor, tensor_to_image
 from defectsynth.diffusion.losses import predicted_x0
 from defectsynth.diffusion.mask_augment import MaskAugment
-from defectsynth.diffusion.models import Layout
+from defectsynth.diffusion.models import Layout, compile_forward
 from defectsynth.diffusion.previews import class_palette
 from defectsynth.diffusion.processes import make_state
 from defectsynth.diffusion.schedules import DEFAULT_STEPS, RESCALE_MIN_STEPS, Sampler, make_sampler
@@ -339,6 +339,7 @@ def sample(
     batch_size: int = 16,
     ema: bool = True,
     overwrite: bool = False,
+    compile: bool = False,
     progress: bool = False,
 ) -> Manifest:
     """Draw samples from the run folder ``run`` into the synthetic dataset folder ``out``.
@@ -348,7 +349,7 @@ def sample(
     masks). plan: a ``balance --plan-out`` file to draw instead (not with ``conditions`` or
     ``num``). steps: default 1000 (ddpm), 50 (ddim), 20 (dpm). rescale / guidance: None = the
     run's defaults (:func:`run_defaults`). mask_augment: randomly warp each condition mask first.
-    Returns the manifest.
+    compile: run the network's forward through ``torch.compile``. Returns the manifest.
     """
     state = make_state()
     the_run = Run.open(run)
@@ -372,6 +373,8 @@ def sample(
     if plan is not None:
         settings["plan"] = {"path": str(Path(plan).resolve()), "sha256": hashlib.sha256(Path(plan).read_bytes()).hexdigest()}
     model = the_run.load_unet(ema).to(state.device)  # broken weights are refused before anything is written
+    if compile:
+        compile_forward(model)
     autoencoder = the_run.load_autoencoder()
     if autoencoder is not None:
         autoencoder.model.to(state.device)
