@@ -177,15 +177,9 @@ def check_safetensors(path: str | Path) -> Path:
     from safetensors import safe_open
 
     path = Path(path)
-    try:
+    with read_errors(path):
         with open(path, "rb") as handle:
             head = handle.read(8)
-    except FileNotFoundError:
-        raise DatasetError("file not found", path) from None
-    except IsADirectoryError:
-        raise DatasetError("is a folder, expected a file", path) from None
-    except OSError as err:
-        raise DatasetError(f"cannot read ({err.strerror})", path) from None
     if not head:
         raise DatasetError("empty file (0 bytes)", path)
     if head.startswith(b"PK\x03\x04"):
@@ -245,16 +239,23 @@ def write_mask(path: str | Path, mask: np.ndarray, durable: bool = True) -> None
 _REDUCE_FLAGS = {2: cv2.IMREAD_REDUCED_COLOR_2, 4: cv2.IMREAD_REDUCED_COLOR_4, 8: cv2.IMREAD_REDUCED_COLOR_8}
 
 
-def read_bytes(path: str | Path) -> bytes:
-    """The bytes of ``path``; a missing or unreadable file raises one clear :class:`DatasetError`."""
+@contextmanager
+def read_errors(path: str | Path) -> Iterator[None]:
+    """Turn a missing, folder or unreadable ``path`` met inside the block into one :class:`DatasetError`."""
     try:
-        return Path(path).read_bytes()
+        yield
     except FileNotFoundError:
         raise DatasetError("file not found", path) from None
     except IsADirectoryError:
         raise DatasetError("is a folder, expected a file", path) from None
     except OSError as err:
         raise DatasetError(f"cannot read ({err.strerror})", path) from None
+
+
+def read_bytes(path: str | Path) -> bytes:
+    """The bytes of ``path``; a missing or unreadable file raises one clear :class:`DatasetError`."""
+    with read_errors(path):
+        return Path(path).read_bytes()
 
 
 def _decode_raw(data: bytes, flags: int, where: str | Path) -> np.ndarray:
