@@ -21,20 +21,14 @@ from typing import Any
 
 import numpy as np
 
-from defectsynth.data.files import IMAGE_SUFFIXES, find_image, finite_int, read_image, read_json, read_mask, read_text
+from defectsynth.data.files import IMAGE_SUFFIXES, check_format, find_image, finite_int, read_image, read_json, read_mask, read_text
 from defectsynth.data.model import FORMAT_VERSION, IGNORE_INDEX, Box, ClassInfo, Manifest, Sample, check_stem
 from defectsynth.errors import DatasetError
 
 
 def parse_manifest(data: Any, path: Path) -> Manifest:
     """Validate the JSON of ``dataset.json`` and build a :class:`Manifest`."""
-    if not isinstance(data, dict):
-        raise DatasetError("dataset.json must hold a JSON object", path)
-    fmt = data.get("format")
-    if not isinstance(fmt, int) or isinstance(fmt, bool):
-        raise DatasetError(f"'format' must be an integer, got {fmt!r}", path)
-    if fmt > FORMAT_VERSION:
-        raise DatasetError(f"format {fmt} is newer than this defectsynth supports ({FORMAT_VERSION}): upgrade defectsynth", path)
+    check_format(data, path, FORMAT_VERSION)
     raw_classes = data.get("classes")
     if not isinstance(raw_classes, list) or not raw_classes:
         raise DatasetError("'classes' must be a non-empty list", path)
@@ -51,7 +45,7 @@ def parse_manifest(data: Any, path: Path) -> Manifest:
         source=data.get("source") or {},
         synthetic=bool(data.get("synthetic", False)),
         stats=data.get("stats") or {},
-        format=fmt,
+        format=data["format"],
     )
 
 

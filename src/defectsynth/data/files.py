@@ -168,6 +168,19 @@ def read_json(path: str | Path) -> Any:
         raise DatasetError(f"malformed JSON ({err})", path) from None
 
 
+def check_format(data: Any, path: Path, supported: int) -> dict[str, Any]:
+    """``data`` (read from ``path``) as a JSON object whose integer ``format`` is not newer than
+    ``supported``; anything else raises one clear :class:`DatasetError` naming ``path``."""
+    if not isinstance(data, dict):
+        raise DatasetError(f"{path.name} must hold a JSON object", path)
+    fmt = data.get("format")
+    if not isinstance(fmt, int) or isinstance(fmt, bool):
+        raise DatasetError(f"'format' must be an integer, got {fmt!r}", path)
+    if fmt > supported:
+        raise DatasetError(f"format {fmt} is newer than this defectsynth supports ({supported}): upgrade defectsynth", path)
+    return data
+
+
 _NEVER_UNPICKLED = "defectsynth never unpickles: convert it with safetensors.torch.save_file"
 
 

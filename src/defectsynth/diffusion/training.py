@@ -38,7 +38,7 @@ from accelerate import Accelerator
 from accelerate.utils import set_seed
 
 from defectsynth.data import Dataset
-from defectsynth.data.files import atomic_write_bytes, holds_no_files, read_json, write_json
+from defectsynth.data.files import atomic_write_bytes, check_format, holds_no_files, read_json, write_json
 from defectsynth.data.resize import format_size, parse_size, resize_sample
 from defectsynth.diffusion import checkpoint as ckpt
 from defectsynth.diffusion.conditioning import EncodedSet, flip
@@ -160,14 +160,7 @@ RUN_KEYS = {"args": dict, "classes": list, "num_classes": int, "dataset": dict, 
 
 def read_run_json(path: Path) -> dict[str, Any]:
     """Read ``run.json`` (written by :func:`run_json`) and check its format and the keys others read."""
-    info = read_json(path)
-    if not isinstance(info, dict):
-        raise DatasetError("run.json must hold a JSON object", path)
-    fmt = info.get("format")
-    if not isinstance(fmt, int) or isinstance(fmt, bool):
-        raise DatasetError(f"'format' must be an integer, got {fmt!r}", path)
-    if fmt > RUN_FORMAT:
-        raise DatasetError(f"format {fmt} is newer than this defectsynth supports ({RUN_FORMAT}): upgrade defectsynth", path)
+    info = check_format(read_json(path), Path(path), RUN_FORMAT)
     wrong = [repr(k) for k, kind in RUN_KEYS.items() if not isinstance(info.get(k), kind)]
     if wrong:
         raise DatasetError(f"not a run.json written by defectsynth train: {', '.join(wrong)} missing or of the wrong type", path)
