@@ -43,3 +43,9 @@ class MissingDependencyError(DefectsynthError):
 
 class TrainingError(DefectsynthError):
     """A training run cannot go on (a non-finite loss, a failed write); the last good state is kept."""
+
+
+def summary(err: BaseException) -> str:
+    """``"<ExceptionType>: <first line of its message>"``, for one-line errors that wrap a library's."""
+    text = str(err)
+    return f"{type(err).__name__}: {text.splitlines()[0] if text else ''}"

@@ -30,7 +30,7 @@ import torch
 from safetensors.torch import save_file
 
 from defectsynth.data.files import read_json, read_safetensors, write_json
-from defectsynth.errors import DatasetError
+from defectsynth.errors import DatasetError, summary
 
 CHECKPOINT_PREFIX = "checkpoint-"
 
@@ -207,7 +207,7 @@ def load_checkpoint(
         if rng_file.is_file():
             set_rng_state(read_safetensors(rng_file), read_json(folder / f"rng-{rank}.json"))
     except (KeyError, TypeError, ValueError, IndexError, RuntimeError, AttributeError) as err:
-        raise DatasetError(f"not a checkpoint written by defectsynth train for this run ({type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''})", folder) from None
+        raise DatasetError(f"not a checkpoint written by defectsynth train for this run ({summary(err)})", folder) from None
     if not isinstance(trainer, dict):
         raise DatasetError("trainer.json must hold a JSON object", folder / "trainer.json")
     return trainer

@@ -26,7 +26,7 @@ import torch.nn.functional as F
 
 from defectsynth.data.files import check_safetensors, read_json
 from defectsynth.diffusion.conditioning import EncodedSet, images_to_tensor
-from defectsynth.errors import DatasetError, OptionError
+from defectsynth.errors import DatasetError, OptionError, summary
 from defectsynth.progress import track
 
 AUTOENCODERS = ("AutoencoderKL", "VQModel")
@@ -57,7 +57,7 @@ class Autoencoder:
         try:
             model = getattr(diffusers, kind).from_pretrained(path, use_safetensors=True).eval().requires_grad_(False)
         except (OSError, ValueError, RuntimeError, KeyError, TypeError) as err:
-            raise DatasetError(f"--latent: cannot load the autoencoder ({type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''})", path) from None
+            raise DatasetError(f"--latent: cannot load the autoencoder ({summary(err)})", path) from None
         return cls(model, kind, path)
 
     @property

@@ -23,7 +23,7 @@ from diffusers import UNet2DModel
 
 from defectsynth.encoding import num_bits
 from defectsynth.checks import check_choice
-from defectsynth.errors import DatasetError, OptionError
+from defectsynth.errors import DatasetError, OptionError, summary
 
 CONDS = ("basd", "boxmask", "none", "mask")
 TARGETS = ("joint", "image", "mask")
@@ -172,7 +172,7 @@ def load_network(folder):
     try:
         return cls.from_pretrained(folder, use_safetensors=True)
     except (OSError, ValueError, RuntimeError, KeyError, TypeError) as err:
-        raise DatasetError(f"cannot load the weights ({type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''})", folder) from None
+        raise DatasetError(f"cannot load the weights ({summary(err)})", folder) from None
 
 
 def compile_forward(model):
