@@ -24,13 +24,7 @@ TINY = {"encoder": "mobilenet_v2", "encoder_weights": None, "size": 32, "batch_s
 MIXES = ["R=all,S=0", "R=all,S=R", "R=0,S=all"]
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Tiny networks train several times faster on one thread than on a shared, busy CPU."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

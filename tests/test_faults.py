@@ -42,12 +42,10 @@ COUNTS = {"kills": 0, "inside": 0, "files": 0, "lost": 0}  # over the module, pr
 
 
 @pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """In-process runs use one thread, like the subprocesses (OMP_NUM_THREADS=1): equal numerics."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
+def report_counts(one_thread):
+    """In-process runs use one thread, like the subprocesses (OMP_NUM_THREADS=1): equal numerics.
+    Prints the module's fault-injection counts at the end."""
     yield
-    torch.set_num_threads(before)
     print(f"\nfault injection: {COUNTS['kills']} kills survived ({COUNTS['inside']} of train's inside a save); "
           f"{COUNTS['files']} files compared after them, {COUNTS['lost']} lost or changed")
 
