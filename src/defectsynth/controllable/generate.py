@@ -37,7 +37,7 @@ from defectsynth.controllable.prompts import (
 )  # fmt: skip
 from defectsynth.balancing import plan_dataset, read_plan
 from defectsynth.data import Dataset, DatasetWriter, Manifest, Sample
-from defectsynth.data.files import read_json, write_image
+from defectsynth.data.files import write_image
 from defectsynth.data.writer import check_output_dir
 from defectsynth.errors import DatasetError, OptionError
 from defectsynth.progress import track
