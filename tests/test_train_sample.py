@@ -193,9 +193,10 @@ def test_two_processes_train_and_sample_like_one(tmp_path):
     launch = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
               "--mixed_precision", "no", "--dynamo_backend", "no", "-m", "defectsynth"]
     common = ["--no-progress"]
-    options = {"model": "tiny", "epochs": 2, "lr": 1e-3, "split": "train", "preview_every": 0}
+    # float32 on both sides: bf16 autocast (train's auto on CPUs with AVX512-BF16) rounds batches of 2 and 4 apart by ~1e-3
+    options = {"model": "tiny", "epochs": 2, "lr": 1e-3, "split": "train", "preview_every": 0, "mixed_precision": "no"}
     subprocess.run([*launch, "train", str(data), "--out", str(tmp_path / "run"), "--batch-size", "2", "--model", "tiny", "--epochs", "2",
-                    "--lr", "1e-3", "--split", "train", "--preview-every", "0", *common], check=True, env=env, timeout=300)
+                    "--lr", "1e-3", "--split", "train", "--preview-every", "0", "--mixed-precision", "no", *common], check=True, env=env, timeout=300)
     one_run = train(data, out=tmp_path / "one-run", batch_size=4, progress=False, **options)
     two_log, one_log = ([json.loads(line) for line in (r / "log.jsonl").read_text().splitlines()] for r in (tmp_path / "run", one_run))
     assert [e["step"] for e in two_log] == [e["step"] for e in one_log] == [2, 4]
@@ -205,7 +206,9 @@ def test_two_processes_train_and_sample_like_one(tmp_path):
     assert (tmp_path / "run" / "checkpoint-4" / "rng-1.safetensors").is_file()
     subprocess.run([*launch, "sample", str(tmp_path / "run"), "--out", str(tmp_path / "two"), "--num", "5", "--scheduler",
                     "ddpm", "--steps", "2", "--batch-size", "2", *common], check=True, env=env, timeout=300)
-    sample(tmp_path / "run", out=tmp_path / "one", num=5, scheduler="ddpm", steps=2, batch_size=3)
+    # the same --batch-size: process 0 draws samples 0, 2, 4 in batches of 2 and 1, process 1 samples
+    # 1, 3, one process 0-1, 2-3, 4; every batch is padded to 2 rows (sampling.fixed_rows)
+    sample(tmp_path / "run", out=tmp_path / "one", num=5, scheduler="ddpm", steps=2, batch_size=2)
     assert _visible(tmp_path / "one") == _visible(tmp_path / "two")
 
 

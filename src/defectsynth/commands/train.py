@@ -71,6 +71,7 @@ class LrSchedule(str, Enum):
 
 
 class Precision(str, Enum):
+    auto = "auto"
     no = "no"
     fp16 = "fp16"
     bf16 = "bf16"
@@ -98,7 +99,7 @@ def train_command(
     self_cond: Annotated[Optional[bool], typer.Option("--self-cond/--no-self-cond", help="Self-conditioning on the previous x_0 estimate (Analog bits). Default: on; off for --cond mask.", show_default=False)] = None,
     lr_warmup_steps: Annotated[int, typer.Option("--lr-warmup-steps", help="Linear learning-rate warm-up steps.")] = 0,
     lr_schedule: Annotated[LrSchedule, typer.Option("--lr-schedule", help="After the warm-up: constant, or cosine decay to 0 at the last step.")] = LrSchedule.constant,
-    mixed_precision: Annotated[Precision, typer.Option("--mixed-precision", help="Autocast precision.")] = Precision.no,
+    mixed_precision: Annotated[Precision, typer.Option("--mixed-precision", help="Autocast precision. auto: bf16 where the device runs it natively (Ampere+ GPUs, CPUs with AVX512-BF16 or AMX; weights stay float32), the launcher's setting under accelerate launch, else no.")] = Precision.auto,
     compile: Annotated[bool, typer.Option("--compile", help="Run the network through torch.compile (compiles for minutes first; measure before use, docs/benchmarks.md).")] = False,
     checkpoint_every: Annotated[int, typer.Option("--checkpoint-every", help="Steps between resume checkpoints.")] = 500,
     checkpoints_total_limit: Annotated[Optional[int], typer.Option("--checkpoints-total-limit", help="Keep only the newest K checkpoints.")] = 2,

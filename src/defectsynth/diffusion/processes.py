@@ -17,9 +17,35 @@ def launched_on_cpu_only() -> bool:
     return int(os.environ.get("WORLD_SIZE", "1")) > 1 and not torch.cuda.is_available()
 
 
-def make_accelerator(mixed_precision: str = "no"):
-    from accelerate import Accelerator
+def native_bf16(device_type: str) -> bool:
+    """Whether ``device_type`` computes bf16 natively: CUDA compute capability 8 (Ampere) or newer, a
+    CPU with AVX512-BF16 or AMX. Elsewhere bf16 is emulated and slower than float32."""
+    if device_type == "cuda":
+        return torch.cuda.is_available() and torch.cuda.get_device_capability()[0] >= 8
+    if device_type == "cpu":
+        return any(getattr(torch.cpu, name, lambda: False)() for name in ("_is_avx512_bf16_supported", "_is_amx_tile_supported"))
+    return False
 
+
+def resolve_precision(mixed_precision: str) -> str:
+    """``auto``: the launcher's choice under ``accelerate launch`` (``ACCELERATE_MIXED_PRECISION``),
+    else bf16 where the device runs it natively, else no. Other values pass unchanged."""
+    if mixed_precision != "auto":
+        return mixed_precision
+    if os.environ.get("ACCELERATE_MIXED_PRECISION"):
+        return os.environ["ACCELERATE_MIXED_PRECISION"]
+    return "bf16" if native_bf16("cuda" if torch.cuda.is_available() else "cpu") else "no"
+
+
+def make_accelerator(mixed_precision: str = "no"):
+    """An ``Accelerator`` at ``mixed_precision``. Accelerate keeps one precision per process and
+    refuses another; a process that trains again at another precision (the Python API, a
+    benchmark) gets its accelerator state renewed, the process group kept."""
+    from accelerate import Accelerator
+    from accelerate.state import AcceleratorState
+
+    if AcceleratorState._shared_state.get("_mixed_precision", mixed_precision) != mixed_precision:
+        AcceleratorState._reset_state(reset_partial_state=False)
     return Accelerator(mixed_precision=mixed_precision, cpu=launched_on_cpu_only())
 
 

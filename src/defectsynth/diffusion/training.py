@@ -43,8 +43,8 @@ from defectsynth.data.resize import format_size, parse_size, resize_sample
 from defectsynth.diffusion import checkpoint as ckpt
 from defectsynth.diffusion.conditioning import EncodedSet, flip
 from defectsynth.diffusion.losses import PREDICTIONS, channel_weights, diffusion_loss, predicted_x0
-from defectsynth.diffusion.processes import make_accelerator
-from defectsynth.diffusion.models import build_unet, channel_layout, compile_forward, load_network, network_config
+from defectsynth.diffusion.processes import make_accelerator, resolve_precision
+from defectsynth.diffusion.models import build_unet, channel_layout, compile_forward, load_network, network_config, use_float32_attention
 from defectsynth.diffusion.schedules import BETA_END, BETA_START, TRAIN_TIMESTEPS, train_scheduler
 from defectsynth.checks import check_choice
 from defectsynth.errors import DatasetError, OptionError, OutputExistsError, TrainingError
@@ -105,7 +105,7 @@ def prepare_run(args: dict[str, Any], accelerator: Accelerator) -> tuple[Path, D
     if args["drop_rate"] > 0 and args["cond"] == "none":
         raise OptionError("--drop-rate needs a condition: it cannot be used with --cond none")
     if args["mixed_precision"] not in ("no", "fp16", "bf16"):
-        raise OptionError(f"--mixed-precision: expected no, fp16 or bf16, got {args['mixed_precision']!r}")
+        raise OptionError(f"--mixed-precision: expected auto, no, fp16 or bf16, got {args['mixed_precision']!r}")
     if not 0.0 < args["ema_decay"] < 1.0:
         raise OptionError(f"--ema-decay: must lie in (0, 1), got {args['ema_decay']}")
     check_recipe(args)
@@ -480,7 +480,7 @@ def train(
     self_cond: bool | None = None,
     lr_warmup_steps: int = 0,
     lr_schedule: str = "constant",
-    mixed_precision: str = "no",
+    mixed_precision: str = "auto",
     compile: bool = False,
     checkpoint_every: int = 500,
     checkpoints_total_limit: int | None = 2,
@@ -507,6 +507,7 @@ def train(
     prediction = mode_defaults["prediction"] if prediction is None else prediction
     mask_loss_weight = mode_defaults["mask_loss_weight"] if mask_loss_weight is None else mask_loss_weight
     self_cond = mode_defaults["self_cond"] if self_cond is None else self_cond
+    mixed_precision = resolve_precision(mixed_precision)
     args = {k: (str(v) if isinstance(v, Path) else v) for k, v in locals().items() if k != "progress"}
     args["dataset"] = str(Path(dataset).resolve())
     args["finetune"] = str(Path(finetune).resolve()) if finetune else None
@@ -531,6 +532,8 @@ def train(
     config = network_config(cond, model, data.size, layout)
     set_seed(seed)  # the initial weights
     net = build_model(config, args["finetune"])
+    if accelerator.device.type == "cpu" and accelerator.mixed_precision == "bf16":
+        use_float32_attention(net)  # bf16 attention backward is slow on CPUs (models.Float32Attention)
     ema_model = EMA(net, ema_decay) if ema else None
     optimizer = make_optimizer(net, lr, accelerator.device)
     scheduler = train_scheduler(variance, prediction)
