@@ -11,6 +11,7 @@ from defectsynth.diffusion.checkpoint import flatten_optimizer, rng_state, set_r
 from defectsynth.diffusion.conditioning import condition_tensor, flip, flip_boxes
 from defectsynth.diffusion.losses import diffusion_loss
 from defectsynth.diffusion.models import build_unet, channel_layout, unet_config
+from defectsynth.diffusion.sampling import denoise, fixed_rows, sample_generators
 from defectsynth.diffusion.schedules import make_sampler, train_scheduler
 from defectsynth.errors import OptionError
 
@@ -158,3 +159,20 @@ def test_every_sampler_recovers_x0_from_a_perfect_noise_predictor(name, steps, r
     oracle = _Oracle(x0, sampler.scheduler.alphas_cumprod, sampler.time_scale)
     x = denoise(oracle, layout, sampler, torch.zeros(2, 0, 8, 8), sample_generators(0, [0, 1]))
     assert torch.allclose(x, x0, atol=1e-4)
+
+
+def test_padded_batches_make_each_sample_independent_of_its_batch():
+    """A sample drawn in a partial batch padded to the full batch shape gets the very bytes it gets
+    in a full batch; unpadded, batched convolutions of another batch size round differently."""
+    torch.manual_seed(0)
+    layout = channel_layout("basd", "joint", 4, "fixed", self_cond=True)
+    net = build_unet(unet_config("tiny", (16, 16), layout)).eval()
+    cond = torch.randn(4, layout.cond_channels, 16, 16)
+
+    def draw(index, rows):
+        return denoise(net, layout, make_sampler("ddpm", 3, "fixed", False, "sample"), cond[index], sample_generators(5, index), 1.5, "sample", rows)
+
+    full, part = draw([0, 1, 2, 3], 4), draw([2, 3], 4)
+    assert torch.equal(full[2:], part)
+    x = torch.randn(3, 2)
+    assert torch.equal(fixed_rows(lambda z: z * len(z), x, 5), x * 5) and torch.equal(fixed_rows(lambda z: z * len(z), x, None), x * 3)

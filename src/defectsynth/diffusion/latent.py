@@ -142,11 +142,15 @@ class LatentSet:
         return resize_condition(self.data.conditions(index), self.size)
 
 
-def decode_samples(autoencoder: Autoencoder, z: torch.Tensor, target: str, num_classes: int, palette: np.ndarray) -> list[tuple[np.ndarray, np.ndarray | None, int]]:
-    """Decode a batch of latents to (RGB uint8 (H, W, 3), mask or None, 0) per sample, as :func:`sampling.decode`."""
+def decode_samples(
+    autoencoder: Autoencoder, z: torch.Tensor, target: str, num_classes: int, palette: np.ndarray, rows: int | None = None,
+) -> list[tuple[np.ndarray, np.ndarray | None, int]]:
+    """Decode a batch of latents to (RGB uint8 (H, W, 3), mask or None, 0) per sample, as
+    :func:`sampling.decode`; rows: the batch shape the decoder always sees (:func:`sampling.fixed_rows`)."""
     from defectsynth.diffusion.conditioning import tensor_to_image
+    from defectsynth.diffusion.sampling import fixed_rows
 
-    x = autoencoder.decode(z)
+    x = fixed_rows(autoencoder.decode, z, rows)
     if target == "mask":
         return [(palette[m], m, 0) for m in rgb_to_mask(x, num_classes)]
     return [(tensor_to_image(xi), None, 0) for xi in x]

@@ -27,6 +27,7 @@ import hashlib
 import logging
 import math
 import shutil
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -111,10 +112,23 @@ def sample_generators(seed: int, indices: list[int]) -> list[torch.Generator]:
     return [torch.Generator().manual_seed(derived_seed(seed, i, 0x5A3F)) for i in indices]
 
 
+def fixed_rows(fn, x: torch.Tensor, rows: int | None) -> torch.Tensor:
+    """``fn(x)`` on ``x`` padded with zero rows to ``rows`` (``None``: as it is); the first ``len(x)`` rows.
+
+    Batched convolutions round differently for different batch sizes (about 1e-6), enough to move
+    a pixel by one level now and then; with one batch shape a sample's output does not depend on
+    which samples share its batch (tested: bit-identical), so a partial last batch, a resumed
+    folder and every process of a multi-process run give the same bytes.
+    """
+    if rows is None or len(x) >= rows:
+        return fn(x)
+    return fn(torch.cat([x, x.new_zeros((rows - len(x), *x.shape[1:]))]))[: len(x)]
+
+
 @torch.no_grad()
 def denoise(
     model, layout: Layout, sampler: Sampler, cond: torch.Tensor, generators: list[torch.Generator], guidance: float = 1.0,
-    prediction: str = "epsilon",
+    prediction: str = "epsilon", rows: int | None = None,
 ) -> torch.Tensor:
     """Run the reverse process; returns (B, C_t, H, W) samples in [-1, 1].
 
@@ -122,7 +136,8 @@ def denoise(
     != 1 the network also sees the null (zero) condition and the predicted channels (epsilon, x_0
     or v: ``prediction``) are combined as out_u + s * (out_c - out_u) (classifier-free guidance,
     not applied to variance channels). With self-conditioning (``layout.self_cond_channels``) the
-    network sees the x_0 estimate of the previous step (zeros at the first).
+    network sees the x_0 estimate of the previous step (zeros at the first). rows: the batch size
+    the network always sees (:func:`fixed_rows`; doubled with guidance).
     """
     device = cond.device
     b, (h, w) = len(generators), cond.shape[-2:]
@@ -135,7 +150,8 @@ def denoise(
     for t in sampler.timesteps:
         x_in = torch.cat([x, x]) if guided else x
         sc_in = None if estimate is None else (torch.cat([estimate, estimate]) if guided else estimate)
-        out = model(network_input(x_in, sc_in, cond_in), sampler.model_time(t).to(device)).sample
+        model_t = sampler.model_time(t).to(device)
+        out = fixed_rows(lambda z: model(z, model_t).sample, network_input(x_in, sc_in, cond_in), rows and rows * (2 if guided else 1))
         if guided:
             out_c, out_u = out.chunk(2)
             eps = out_u[:, :c] + guidance * (out_c[:, :c] - out_u[:, :c])
@@ -387,7 +403,9 @@ def sample(
         state.wait_for_everyone()
         pending = [j for j in jobs if not is_done(out, j)]
         mine = pending[state.process_index :: state.num_processes]
-        draw(model, the_run, out, mine, settings, batch_size, progress and state.is_local_main_process, state.device, autoencoder)
+        # one batch shape for every batch of every process and rerun: the same bytes however the jobs fall
+        rows = min(batch_size, len(jobs))
+        draw(model, the_run, out, mine, settings, batch_size, progress and state.is_local_main_process, state.device, autoencoder, rows)
         state.wait_for_everyone()
         manifest = write_manifest(out, the_run, jobs, settings) if state.is_main_process else Manifest("", the_run.classes)
         state.wait_for_everyone()
@@ -412,13 +430,22 @@ def run_defaults(run: Run, scheduler: str, steps: int | None, rescale: bool | No
     return steps, rescale, guidance
 
 
-def draw(model, run: Run, out: Path, jobs: list[Job], settings: dict[str, Any], batch_size: int, progress: bool, device, autoencoder=None) -> None:
-    """Generate and write ``jobs`` in batches (with ``autoencoder``: denoise latents, then decode them)."""
+def draw(
+    model, run: Run, out: Path, jobs: list[Job], settings: dict[str, Any], batch_size: int, progress: bool, device, autoencoder=None,
+    rows: int | None = None,
+) -> None:
+    """Generate and write ``jobs`` in batches (with ``autoencoder``: denoise latents, then decode them);
+    ``rows``: the batch shape the networks always see (:func:`fixed_rows`).
+
+    A batch's files are written (PNG encoding, fsync) by one writer thread while the next batch
+    denoises; at most one batch waits, and a writing error stops the loop at the next batch.
+    """
     a, layout, size = run.args, run.layout, tuple(run.info["size"])
     bar = make_progress()
     bar.disable = not progress
-    with bar:
+    with bar, ThreadPoolExecutor(max_workers=1, thread_name_prefix="defectsynth-writer") as writer:
         task = bar.add_task("sampling", total=len(jobs), status="")
+        writing: Future | None = None
         for start in range(0, len(jobs), batch_size):
             batch = jobs[start : start + batch_size]
             cond = torch.stack([job_condition(j, size, a["cond"], run.info["num_classes"]) for j in batch]).to(device)
@@ -427,13 +454,27 @@ def draw(model, run: Run, out: Path, jobs: list[Job], settings: dict[str, Any], 
                 from defectsynth.diffusion.latent import decode_samples, resize_condition
 
                 cond = resize_condition(cond, tuple(run.info["latent"]["size"]))
-            x = denoise(model, layout, sampler, cond, sample_generators(settings["seed"], [j.index for j in batch]), settings["guidance"], run.prediction)
+            generators = sample_generators(settings["seed"], [j.index for j in batch])
+            x = denoise(model, layout, sampler, cond, generators, settings["guidance"], run.prediction, rows)
             if autoencoder is not None:
-                decoded = decode_samples(autoencoder, x, a["target"], run.info["num_classes"], class_palette(run.classes))
+                decoded = decode_samples(autoencoder, x, a["target"], run.info["num_classes"], class_palette(run.classes), rows)
             else:
                 decoded = [decode(xi, a["target"], run.info["num_classes"], run.classes) for xi in x]
-            for job, (image, mask, invalid) in zip(batch, decoded):
-                mask = job.mask if a["cond"] == "mask" else mask
-                boxes = job.boxes if a["cond"] != "none" or mask is None else boxes_from_mask(mask)
-                write_sample(out, job, image, mask, boxes, invalid)
-            bar.update(task, advance=len(batch))
+            finish_writing(writing, bar, task)
+            writing = writer.submit(write_batch, out, a, batch, decoded)
+        finish_writing(writing, bar, task)
+
+
+def finish_writing(writing: Future | None, bar, task) -> None:
+    """Wait for the batch being written (its error, if any, is raised here) and count it done."""
+    if writing is not None:
+        bar.update(task, advance=writing.result())
+
+
+def write_batch(out: Path, args: dict[str, Any], batch: list[Job], decoded: list) -> int:
+    """Write a batch's samples (:func:`write_sample`); returns how many."""
+    for job, (image, mask, invalid) in zip(batch, decoded):
+        mask = job.mask if args["cond"] == "mask" else mask
+        boxes = job.boxes if args["cond"] != "none" or mask is None else boxes_from_mask(mask)
+        write_sample(out, job, image, mask, boxes, invalid)
+    return len(batch)
