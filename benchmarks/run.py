@@ -35,8 +35,8 @@ BENCHMARKS: dict[str, tuple[list[str], list[str] | None]] = {
     "metrics_sae_ebr": ([], ["--num", "200"]),
     "filter_balance": ([], ["--images", "2000", "--pool", "500", "--masks", "100"]),
     "sd_priors": ([], ["--size", "256", "--repeats", "2"]),
-    "train_throughput": (["--repeats", "3"], ["--steps", "10", "--repeats", "2"]),
-    "sample_throughput": ([], ["--num", "16", "--steps", "10"]),
+    "train_throughput": (["--repeats", "3"], ["--steps", "15", "--repeats", "2"]),
+    "sample_throughput": ([], ["--num", "32", "--steps", "10"]),
     "sampler_quality": ([], ["--num", "8"]),
     "evaluate_toy": ([], ["--num", "40", "--size", "32", "--train-steps", "50", "--models", "unet", "--epochs", "1", "--repeats", "1", "--mix", "R=all,S=0", "--mix", "R=all,S=R"]),
     "box_fidelity": ([], None),
@@ -134,7 +134,10 @@ def markdown(results: dict) -> str:
         for name, loop in tt["loops"].items():
             rows.append((f"train {tt['model']} {tt['size']} px batch {tt['batch_size']}: {name}, images/s (per CPU s)",
                          f"{_n(loop['images_per_s'])} ({_n(loop['images_per_cpu_s'])})"))
-        rows.append(("train: defectsynth / plain loop (wall; CPU time)", f"x{_n(tt['speedup'], 2)}; x{_n(tt['speedup_cpu'], 2)}"))
+        precision = tt.get("mixed_precision_resolved", tt.get("mixed_precision"))
+        rows.append((f"train: defectsynth ({precision}) / plain loop (wall; CPU time)", f"x{_n(tt['speedup'], 2)}; x{_n(tt['speedup_cpu'], 2)}"))
+        if "speedup_float32" in tt:
+            rows.append(("train: defectsynth float32 / plain loop (wall; CPU time)", f"x{_n(tt['speedup_float32'], 2)}; x{_n(tt['speedup_float32_cpu'], 2)}"))
         rows.append(("train: peak memory (RSS MiB; CUDA MiB)", f"{_n(b['train_throughput']['peak_rss_mib'], 0)}; {_n(tt['memory']['cuda_max_allocated_mib'], 0)}"))
     st = r["sample_throughput"]
     if st:

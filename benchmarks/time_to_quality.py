@@ -44,8 +44,10 @@ CHANGES: dict[str, dict] = {
     "default+minsnr5": {"prediction": "sample", "self_cond": True, "mask_loss_weight": 4.0, "min_snr_gamma": 5.0},
     "default+cosine": {"prediction": "sample", "self_cond": True, "mask_loss_weight": 4.0, "lr_warmup_steps": 100, "lr_schedule": "cosine"},
     "v+selfcond+minsnr5": {"prediction": "v", "self_cond": True, "min_snr_gamma": 5.0},
+    "default+bf16": {"prediction": "sample", "self_cond": True, "mask_loss_weight": 4.0, "mixed_precision": "bf16"},
 }
-RECIPES: dict[str, dict] = {name: {**PLAIN, **change} for name, change in CHANGES.items()}
+# float32 unless a recipe says otherwise, whatever train()'s --mixed-precision auto picks on this machine
+RECIPES: dict[str, dict] = {name: {"mixed_precision": "no", **PLAIN, **change} for name, change in CHANGES.items()}
 BASE = dict(cond="basd", target="joint", batch_size=16, lr=5e-4, epochs=10**6, preview_every=0, split="train", checkpoints_total_limit=None)
 SAE_TARGET, EBR_TARGET = 0.25, 0.10
 

@@ -25,12 +25,14 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 from accelerate import Accelerator
+from accelerate.state import AcceleratorState
 from diffusers import DDPMScheduler
 from diffusers.training_utils import EMAModel
 
 import defectsynth
 from defectsynth.data import Dataset
 from defectsynth.diffusion.conditioning import bits_tensor, condition_tensor
+from defectsynth.diffusion.processes import resolve_precision
 from defectsynth.diffusion.models import build_unet, channel_layout, unet_config
 from _results import add_json_option, write_results
 
@@ -55,9 +57,10 @@ class PlainDataset(torch.utils.data.Dataset):
         return target, condition_tensor(s.boxes, s.size, "basd", self.num_classes)
 
 
-def plain_loop(data: Path, model: str, steps: int, batch_size: int, out: Path) -> float:
+def plain_loop(data: Path, model: str, steps: int, batch_size: int, out: Path, mixed_precision: str = "no") -> float:
     started = time.perf_counter()
-    accelerator = Accelerator()
+    AcceleratorState._reset_state()  # accelerate keeps one precision per process; ours may have run at another
+    accelerator = Accelerator(mixed_precision=mixed_precision)
     dataset = PlainDataset(data, "train")
     loader = torch.utils.data.DataLoader(dataset, batch_size=batch_size, shuffle=True, drop_last=False)
     layout = channel_layout("basd", "joint", dataset.num_classes, "fixed")
@@ -110,17 +113,22 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--repeats", type=int, default=2)
-    parser.add_argument("--mixed-precision", default="no", help="Ours only: no | bf16 | fp16.")
+    parser.add_argument("--mixed-precision", default="auto", help="Ours: auto (train's default) | no | bf16 | fp16; a second row of ours in float32 is timed unless this is no.")
+    parser.add_argument("--plain-mixed-precision", default="no", help="The plain loop's Accelerator(mixed_precision=...): no (its default) | bf16 | fp16.")
     parser.add_argument("--compile", action="store_true", help="Ours only: train --compile.")
     add_json_option(parser)
     a = parser.parse_args()
     torch.manual_seed(0)
-    loops = {"plain diffusers + accelerate": plain_loop, "defectsynth train": partial(ours, mixed_precision=a.mixed_precision, compile=a.compile)}
+    loops = {"plain diffusers + accelerate": partial(plain_loop, mixed_precision=a.plain_mixed_precision),
+             "defectsynth train": partial(ours, mixed_precision=a.mixed_precision, compile=a.compile)}
+    if a.mixed_precision != "no":
+        loops["defectsynth train, float32"] = partial(ours, mixed_precision="no", compile=a.compile)
     times: dict[str, dict[int, tuple[float, float]]] = {name: {} for name in loops}
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         defectsynth.prepare("toy", tmp / "data", num=a.images, size=a.size)
-        ours(tmp / "data", a.model, 2, a.batch_size, tmp / "warm", compile=a.compile)  # warm-up: first-call costs (compiling)
+        for name, loop in loops.items():  # warm-up: first-call costs (compiling, oneDNN kernels)
+            loop(tmp / "data", a.model, 2, a.batch_size, tmp / f"warm-{len(name)}")
         k = 0
         for _ in range(a.repeats):
             for steps in (a.steps, 2 * a.steps):
@@ -132,7 +140,8 @@ def main() -> None:
                     times[name][steps] = (min(wall, best[0]), min(cpu, best[1]))
     print(f"model {a.model}, {a.size}px, batch {a.batch_size}, torch threads {torch.get_num_threads()}, best of {a.repeats}")
     results: dict = {"model": a.model, "size": a.size, "batch_size": a.batch_size, "steps": a.steps, "repeats": a.repeats,
-                     "threads": torch.get_num_threads(), "mixed_precision": a.mixed_precision, "compile": a.compile, "loops": {}}
+                     "threads": torch.get_num_threads(), "mixed_precision": a.mixed_precision,
+                     "mixed_precision_resolved": resolve_precision(a.mixed_precision), "plain_mixed_precision": a.plain_mixed_precision, "compile": a.compile, "loops": {}}
     for name, t in times.items():
         rate = {}
         for i, clock in enumerate(("wall", "cpu")):
@@ -142,10 +151,12 @@ def main() -> None:
         results["loops"][name] = {"images_per_s": rate["wall"], "images_per_cpu_s": rate["cpu"], "images_per_s_end_to_end": total}
         print(f"{name:>30}: {rate['wall']:7.1f} images/s steady state ({rate['cpu']:.1f} per CPU s), {total:7.1f} images/s end to end "
               f"({2 * a.steps} steps in {t[2 * a.steps][0]:.1f} s)")
-    plain, mine = (results["loops"][n] for n in loops)
-    results["speedup"] = mine["images_per_s"] / plain["images_per_s"]
-    results["speedup_cpu"] = mine["images_per_cpu_s"] / plain["images_per_cpu_s"]
-    print(f"defectsynth train / plain loop: x{results['speedup']:.2f} (wall), x{results['speedup_cpu']:.2f} (CPU time)")
+    plain = results["loops"]["plain diffusers + accelerate"]
+    for name, key in (("defectsynth train", "speedup"), ("defectsynth train, float32", "speedup_float32")):
+        if name in results["loops"]:
+            mine = results["loops"][name]
+            results[key], results[f"{key}_cpu"] = mine["images_per_s"] / plain["images_per_s"], mine["images_per_cpu_s"] / plain["images_per_cpu_s"]
+            print(f"{name} / plain loop: x{results[key]:.2f} (wall), x{results[key + '_cpu']:.2f} (CPU time)")
     write_results(a.json, results)
 
 
