@@ -35,6 +35,7 @@ BENCHMARKS: dict[str, tuple[list[str], list[str] | None]] = {
     "metrics_sae_ebr": ([], ["--num", "200"]),
     "filter_balance": ([], ["--images", "2000", "--pool", "500", "--masks", "100"]),
     "sd_priors": ([], ["--size", "256", "--repeats", "2"]),
+    "network_step": ([], ["--steps", "5", "--repeats", "2", "--switches", "float32,bf16,bf16+f32attn,channels-last"]),
     "train_throughput": (["--repeats", "3"], ["--steps", "15", "--repeats", "2"]),
     "sample_throughput": ([], ["--num", "32", "--steps", "10"]),
     "sampler_quality": ([], ["--num", "8"]),
@@ -129,6 +130,11 @@ def markdown(results: dict) -> str:
         rows.append((f"prepare lemons: images/s (1056 px JPEG -> {r['prepare']['size']} px)", _n(r["prepare"]["prepare_images_per_s"])))
     if r["metrics_sae_ebr"]:
         rows.append(("SAE + EBR: seconds per 1000 images from a folder (256 px)", _n(r["metrics_sae_ebr"]["seconds_per_1000_folder"], 2)))
+    ns = r.get("network_step")
+    if ns:
+        for name, switch in ns["switches"].items():
+            rows.append((f"network step {ns['model']} {ns['size']} px batch {ns['batch_size']} (forward + backward + AdamW): {name}, ms (x vs {ns['baseline']})",
+                         f"{_n(switch['ms_per_step'], 0)} (x{_n(switch['speedup'], 2)})"))
     tt = r["train_throughput"]
     if tt:
         for name, loop in tt["loops"].items():
