@@ -13,9 +13,10 @@ from diffusers.models.attention_processor import Attention
 from defectsynth.diffusion import processes
 from defectsynth.diffusion.models import Float32Attention, use_float32_attention
 from defectsynth.diffusion.processes import make_accelerator, native_bf16, resolve_precision
+from defectsynth.errors import OptionError
 
 
-@pytest.mark.parametrize(("env", "native", "expected"), [(None, True, "bf16"), (None, False, "no"), ("fp16", True, "fp16"), ("no", True, "no")])
+@pytest.mark.parametrize(("env", "native", "expected"), [(None, True, "bf16"), (None, False, "no"), ("fp16", True, "fp16"), ("no", True, "no"), ("BF16", False, "bf16")])
 def test_auto_follows_the_launcher_then_the_device(monkeypatch, env, native, expected):
     if env is None:
         monkeypatch.delenv("ACCELERATE_MIXED_PRECISION", raising=False)
@@ -24,6 +25,22 @@ def test_auto_follows_the_launcher_then_the_device(monkeypatch, env, native, exp
     with mock.patch.object(processes, "native_bf16", return_value=native):
         assert resolve_precision("auto") == expected
         assert resolve_precision("no") == "no" and resolve_precision("bf16") == "bf16"
+
+
+def test_auto_refuses_a_launcher_precision_it_cannot_use(monkeypatch):
+    monkeypatch.setenv("ACCELERATE_MIXED_PRECISION", "fp8")
+    with pytest.raises(OptionError, match="ACCELERATE_MIXED_PRECISION='fp8'"):
+        resolve_precision("auto")
+
+
+def test_auto_asks_the_cpu_when_accelerate_is_told_to_use_it(monkeypatch):
+    monkeypatch.delenv("ACCELERATE_MIXED_PRECISION", raising=False)
+    asked = []
+    with mock.patch("torch.cuda.is_available", return_value=True), mock.patch.object(processes, "native_bf16", side_effect=lambda d: asked.append(d) or False):
+        resolve_precision("auto")
+        monkeypatch.setenv("ACCELERATE_USE_CPU", "true")
+        resolve_precision("auto")
+    assert asked == ["cuda", "cpu"]
 
 
 def test_native_bf16_reads_the_cpu_flags_and_the_gpu_generation():

@@ -84,6 +84,24 @@ def test_resume_after_a_stop_equals_an_uninterrupted_run(data16, tmp_path):
         train(data16, out=tmp_path / "parts", max_steps=6, **common)
 
 
+def test_resume_at_auto_precision_keeps_the_precision_the_run_started_with(data16, tmp_path, monkeypatch):
+    """A float32 run resumed with --mixed-precision auto on a machine where auto means bf16 goes on in
+    float32: it ends with the weights of the uninterrupted float32 run, and run.json still says no."""
+    from defectsynth.diffusion import processes
+
+    monkeypatch.delenv("ACCELERATE_MIXED_PRECISION", raising=False)
+    monkeypatch.setattr(processes, "native_bf16", lambda device: True)
+    common = dict(TINY, batch_size=2, epochs=5, checkpoint_every=2)
+    whole = train(data16, out=tmp_path / "whole", max_steps=4, mixed_precision="no", **common)
+    train(data16, out=tmp_path / "parts", max_steps=2, mixed_precision="no", **common)
+    parts = train(data16, out=tmp_path / "parts", max_steps=4, resume=True, **common)  # auto
+    a, b = (load_file(str(r / "checkpoint-4" / "model.safetensors")) for r in (whole, parts))
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert json.loads((parts / "run.json").read_text())["args"]["mixed_precision"] == "no"
+    fresh = train(data16, out=tmp_path / "fresh", max_steps=1, **common)  # auto on a new run: bf16 here
+    assert json.loads((fresh / "run.json").read_text())["args"]["mixed_precision"] == "bf16"
+
+
 @pytest.fixture(scope="module")
 def guided_run(data16, tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("runs") / "guided"

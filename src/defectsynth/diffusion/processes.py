@@ -11,6 +11,8 @@ import os
 
 import torch
 
+from defectsynth.errors import OptionError
+
 
 def launched_on_cpu_only() -> bool:
     """True when a launcher started several processes and no CUDA device is available."""
@@ -32,9 +34,13 @@ def resolve_precision(mixed_precision: str) -> str:
     else bf16 where the device runs it natively, else no. Other values pass unchanged."""
     if mixed_precision != "auto":
         return mixed_precision
-    if os.environ.get("ACCELERATE_MIXED_PRECISION"):
-        return os.environ["ACCELERATE_MIXED_PRECISION"]
-    return "bf16" if native_bf16("cuda" if torch.cuda.is_available() else "cpu") else "no"
+    launcher = os.environ.get("ACCELERATE_MIXED_PRECISION", "").lower()
+    if launcher:
+        if launcher not in ("no", "fp16", "bf16"):
+            raise OptionError(f"--mixed-precision auto: the launcher's ACCELERATE_MIXED_PRECISION={launcher!r} is not no, fp16 or bf16")
+        return launcher
+    on_cpu = os.environ.get("ACCELERATE_USE_CPU", "").lower() in ("1", "true", "yes") or not torch.cuda.is_available()
+    return "bf16" if native_bf16("cpu" if on_cpu else "cuda") else "no"
 
 
 def make_accelerator(mixed_precision: str = "no"):

@@ -6,7 +6,9 @@ The loop is split into small named steps: :func:`prepare_run` (options -> run.js
 order), :func:`train_step` and :func:`save_checkpoint`. Every random draw of a step (timesteps,
 noise, flips, condition drop) comes from a generator per sample seeded by (seed, step, position in
 the global batch), and the data order of an epoch from (seed, epoch), so a resumed run repeats the
-uninterrupted one exactly and N processes with batch B train like one process with batch N*B.
+uninterrupted one exactly (``--mixed-precision auto`` keeps the precision the run started with) and
+N processes with batch B train like one process with batch N*B: in float32 up to the order of
+floating-point sums (tested to 1e-4); bf16 autocast rounds batches of other sizes further apart.
 
 Policy (ISDM): ``unet/`` and ``unet_ema/`` are rewritten only when an epoch's mean training loss
 improves (and written once at the end if training stopped before its first epoch ended); ``checkpoint-<step>/`` every ``checkpoint_every`` steps and at the end, the last
@@ -507,8 +509,8 @@ def train(
     prediction = mode_defaults["prediction"] if prediction is None else prediction
     mask_loss_weight = mode_defaults["mask_loss_weight"] if mask_loss_weight is None else mask_loss_weight
     self_cond = mode_defaults["self_cond"] if self_cond is None else self_cond
-    mixed_precision = resolve_precision(mixed_precision)
-    args = {k: (str(v) if isinstance(v, Path) else v) for k, v in locals().items() if k != "progress"}
+    requested_precision, mixed_precision = mixed_precision, resolve_precision(mixed_precision)
+    args = {k: (str(v) if isinstance(v, Path) else v) for k, v in locals().items() if k not in ("progress", "requested_precision")}
     args["dataset"] = str(Path(dataset).resolve())
     args["finetune"] = str(Path(finetune).resolve()) if finetune else None
     args["latent"] = str(Path(latent).resolve()) if latent else None
@@ -516,6 +518,11 @@ def train(
         raise OptionError("--mixed-precision fp16 needs a GPU; use bf16 on a CPU")
     accelerator = make_accelerator(mixed_precision)
     out, ds, previous = prepare_run(args, accelerator)
+    if previous is not None and requested_precision == "auto":  # a resumed run keeps its precision
+        recorded = previous["args"].get("mixed_precision", "no")
+        if recorded != mixed_precision and recorded in ("no", "fp16", "bf16"):
+            args["mixed_precision"] = mixed_precision = recorded
+            accelerator = make_accelerator(mixed_precision)
     split = default_split(ds, split)
     data = build_data(ds, args, split, progress and accelerator.is_local_main_process)
     args["size"] = format_size(data.size)
