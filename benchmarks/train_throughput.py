@@ -121,14 +121,14 @@ def main() -> None:
     torch.manual_seed(0)
     loops = {"plain diffusers + accelerate": partial(plain_loop, mixed_precision=a.plain_mixed_precision),
              "defectsynth train": partial(ours, mixed_precision=a.mixed_precision, compile=a.compile)}
-    if a.mixed_precision != "no":
+    if resolve_precision(a.mixed_precision) != "no":
         loops["defectsynth train, float32"] = partial(ours, mixed_precision="no", compile=a.compile)
     times: dict[str, dict[int, tuple[float, float]]] = {name: {} for name in loops}
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         defectsynth.prepare("toy", tmp / "data", num=a.images, size=a.size)
-        for name, loop in loops.items():  # warm-up: first-call costs (compiling, oneDNN kernels)
-            loop(tmp / "data", a.model, 2, a.batch_size, tmp / f"warm-{len(name)}")
+        for i, loop in enumerate(loops.values()):  # warm-up: first-call costs (compiling, oneDNN kernels)
+            loop(tmp / "data", a.model, 2, a.batch_size, tmp / f"warm-{i}")
         k = 0
         for _ in range(a.repeats):
             for steps in (a.steps, 2 * a.steps):

@@ -112,17 +112,23 @@ def sample_generators(seed: int, indices: list[int]) -> list[torch.Generator]:
     return [torch.Generator().manual_seed(derived_seed(seed, i, 0x5A3F)) for i in indices]
 
 
+def pad_rows(x: torch.Tensor, rows: int | None) -> torch.Tensor:
+    """``x`` with zero rows appended up to ``rows`` (``None`` or fewer: ``x`` as it is)."""
+    if rows is None or len(x) >= rows:
+        return x
+    return torch.cat([x, x.new_zeros((rows - len(x), *x.shape[1:]))])
+
+
 def fixed_rows(fn, x: torch.Tensor, rows: int | None) -> torch.Tensor:
     """``fn(x)`` on ``x`` padded with zero rows to ``rows`` (``None``: as it is); the first ``len(x)`` rows.
 
     Batched convolutions round differently for different batch sizes (about 1e-6), enough to move
     a pixel by one level now and then; with one batch shape a sample's output does not depend on
-    which samples share its batch (tested: bit-identical), so a partial last batch, a resumed
-    folder and every process of a multi-process run give the same bytes.
+    which samples share its batch (tested: bit-identical), so at one ``--batch-size`` a partial
+    last batch, a rerun into the same folder and every process of a multi-process run give the
+    same bytes (another ``--batch-size`` gives another shape).
     """
-    if rows is None or len(x) >= rows:
-        return fn(x)
-    return fn(torch.cat([x, x.new_zeros((rows - len(x), *x.shape[1:]))]))[: len(x)]
+    return fn(pad_rows(x, rows))[: len(x)]
 
 
 @torch.no_grad()
@@ -136,8 +142,8 @@ def denoise(
     != 1 the network also sees the null (zero) condition and the predicted channels (epsilon, x_0
     or v: ``prediction``) are combined as out_u + s * (out_c - out_u) (classifier-free guidance,
     not applied to variance channels). With self-conditioning (``layout.self_cond_channels``) the
-    network sees the x_0 estimate of the previous step (zeros at the first). rows: the batch size
-    the network always sees (:func:`fixed_rows`; doubled with guidance).
+    network sees the x_0 estimate of the previous step (zeros at the first). rows: each half of
+    the network's batch (one half without guidance) is padded to that many rows (:func:`fixed_rows`).
     """
     device = cond.device
     b, (h, w) = len(generators), cond.shape[-2:]
@@ -145,17 +151,18 @@ def denoise(
     x = randn_tensor((b, c, h, w), generator=generators, device=device, dtype=torch.float32)
     x = x * sampler.scheduler.init_noise_sigma
     guided = guidance != 1.0
-    cond_in = torch.cat([cond, torch.zeros_like(cond)]) if guided else cond
+    conds = [cond, torch.zeros_like(cond)] if guided else [cond]  # guidance: the conditional and null halves in one forward
+    n = max(b, rows or b)  # rows per half: each half padded on its own keeps every sample at its place
     estimate = torch.zeros_like(x) if layout.self_cond_channels else None
     for t in sampler.timesteps:
-        x_in = torch.cat([x, x]) if guided else x
-        sc_in = None if estimate is None else (torch.cat([estimate, estimate]) if guided else estimate)
-        model_t = sampler.model_time(t).to(device)
-        out = fixed_rows(lambda z: model(z, model_t).sample, network_input(x_in, sc_in, cond_in), rows and rows * (2 if guided else 1))
+        inputs = torch.cat([pad_rows(network_input(x, estimate, k), n) for k in conds])
+        out = model(inputs, sampler.model_time(t).to(device)).sample
         if guided:
-            out_c, out_u = out.chunk(2)
+            out_c, out_u = out[:b], out[n : n + b]
             eps = out_u[:, :c] + guidance * (out_c[:, :c] - out_u[:, :c])
             out = torch.cat([eps, out_c[:, c:]], dim=1)
+        else:
+            out = out[:b]
         if estimate is not None:
             estimate = predicted_x0(prediction, out[:, :c], x, t.reshape(1).repeat(b).to(device), sampler.scheduler.alphas_cumprod)
         if not sampler.passes_variance:
@@ -447,6 +454,9 @@ def draw(
         task = bar.add_task("sampling", total=len(jobs), status="")
         writing: Future | None = None
         for start in range(0, len(jobs), batch_size):
+            if writing is not None and writing.done():  # a failed write stops the loop before more denoising
+                finish_writing(writing, bar, task)
+                writing = None
             batch = jobs[start : start + batch_size]
             cond = torch.stack([job_condition(j, size, a["cond"], run.info["num_classes"]) for j in batch]).to(device)
             sampler = make_sampler(settings["sampler"], settings["steps"], a["variance"], settings["rescale"], run.prediction)
