@@ -19,6 +19,7 @@ import torch.nn.functional as F
 
 from defectsynth.data.resize import parse_size
 from defectsynth.diffusion.models import build_unet, channel_layout, unet_config, use_float32_attention
+from defectsynth.diffusion.processes import native_bf16
 from _results import add_json_option, write_results
 
 SWITCHES = ("float32", "bf16", "bf16+f32attn", "channels-last", "channels-last+bf16+f32attn")
@@ -75,7 +76,7 @@ def main() -> None:
                 step()
             rounds[s].append(1000 * (time.perf_counter() - started) / a.steps)
     print(f"model {a.model}, {a.size} px, batch {a.batch_size}, torch threads {torch.get_num_threads()}, "
-          f"bf16 native: {torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported()}")
+          f"bf16 native: {native_bf16('cpu')}")
     base = min(rounds[switches[0]])
     results: dict = {"model": a.model, "size": a.size, "batch_size": a.batch_size, "threads": torch.get_num_threads(), "baseline": switches[0], "switches": {}}
     for s in switches:

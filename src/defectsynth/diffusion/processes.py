@@ -14,6 +14,9 @@ import torch
 from defectsynth.errors import OptionError
 
 
+PRECISIONS = ("no", "fp16", "bf16")  # what Accelerate takes; train's --mixed-precision adds auto
+
+
 def launched_on_cpu_only() -> bool:
     """True when a launcher started several processes and no CUDA device is available."""
     return int(os.environ.get("WORLD_SIZE", "1")) > 1 and not torch.cuda.is_available()
@@ -36,10 +39,12 @@ def resolve_precision(mixed_precision: str) -> str:
         return mixed_precision
     launcher = os.environ.get("ACCELERATE_MIXED_PRECISION", "").lower()
     if launcher:
-        if launcher not in ("no", "fp16", "bf16"):
+        if launcher not in PRECISIONS:
             raise OptionError(f"--mixed-precision auto: the launcher's ACCELERATE_MIXED_PRECISION={launcher!r} is not no, fp16 or bf16")
         return launcher
-    on_cpu = os.environ.get("ACCELERATE_USE_CPU", "").lower() in ("1", "true", "yes") or not torch.cuda.is_available()
+    from accelerate.utils import parse_flag_from_env
+
+    on_cpu = parse_flag_from_env("ACCELERATE_USE_CPU") or not torch.cuda.is_available()
     return "bf16" if native_bf16("cpu" if on_cpu else "cuda") else "no"
 
 

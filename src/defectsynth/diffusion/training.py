@@ -45,7 +45,7 @@ from defectsynth.data.resize import format_size, parse_size, resize_sample
 from defectsynth.diffusion import checkpoint as ckpt
 from defectsynth.diffusion.conditioning import EncodedSet, flip
 from defectsynth.diffusion.losses import PREDICTIONS, channel_weights, diffusion_loss, predicted_x0
-from defectsynth.diffusion.processes import make_accelerator, resolve_precision
+from defectsynth.diffusion.processes import PRECISIONS, make_accelerator, resolve_precision
 from defectsynth.diffusion.models import build_unet, channel_layout, compile_forward, load_network, network_config, use_float32_attention
 from defectsynth.diffusion.schedules import BETA_END, BETA_START, TRAIN_TIMESTEPS, train_scheduler
 from defectsynth.checks import check_choice
@@ -106,7 +106,7 @@ def prepare_run(args: dict[str, Any], accelerator: Accelerator) -> tuple[Path, D
         raise OptionError(f"--drop-rate: must lie in [0, 1), got {args['drop_rate']}")
     if args["drop_rate"] > 0 and args["cond"] == "none":
         raise OptionError("--drop-rate needs a condition: it cannot be used with --cond none")
-    if args["mixed_precision"] not in ("no", "fp16", "bf16"):
+    if args["mixed_precision"] not in PRECISIONS:
         raise OptionError(f"--mixed-precision: expected auto, no, fp16 or bf16, got {args['mixed_precision']!r}")
     if not 0.0 < args["ema_decay"] < 1.0:
         raise OptionError(f"--ema-decay: must lie in (0, 1), got {args['ema_decay']}")
@@ -520,7 +520,7 @@ def train(
     out, ds, previous = prepare_run(args, accelerator)
     if previous is not None and requested_precision == "auto":  # a resumed run keeps its precision
         recorded = previous["args"].get("mixed_precision", "no")
-        if recorded != mixed_precision and recorded in ("no", "fp16", "bf16"):
+        if recorded != mixed_precision and recorded in PRECISIONS:
             args["mixed_precision"] = mixed_precision = recorded
             accelerator = make_accelerator(mixed_precision)
     split = default_split(ds, split)
