@@ -65,6 +65,12 @@ class Prediction(str, Enum):
     v = "v"
 
 
+class Channels(str, Enum):
+    auto = "auto"
+    rgb = "rgb"
+    grey = "grey"
+
+
 class LrSchedule(str, Enum):
     constant = "constant"
     cosine = "cosine"
@@ -94,11 +100,13 @@ def train_command(
     ema: Annotated[bool, typer.Option("--ema/--no-ema", help="Keep EMA weights (unet_ema/).")] = True,
     ema_decay: Annotated[float, typer.Option("--ema-decay", help="EMA decay (warmed up as (1+step)/(10+step)).")] = 0.999,
     prediction: Annotated[Optional[Prediction], typer.Option("--prediction", help="What the network predicts: x_0 (sample), the noise (epsilon, the BASD paper and ISDM) or v. Default: sample; epsilon for --cond mask.", show_default=False)] = None,
+    mask_prediction: Annotated[Optional[Prediction], typer.Option("--mask-prediction", help="What the network predicts for the analog-bit mask channels, when it differs from --prediction (for the image channels), e.g. --prediction v --mask-prediction sample. Default: as --prediction.", show_default=False)] = None,
     mask_loss_weight: Annotated[Optional[float], typer.Option("--mask-loss-weight", help="Weight of the mask channels' loss relative to the image channels. Default: 4; 1 for --cond mask.", show_default=False)] = None,
     min_snr_gamma: Annotated[Optional[float], typer.Option("--min-snr-gamma", help="Min-SNR-gamma loss weighting (Hang et al.; 5 is usual); off when left out.")] = None,
     self_cond: Annotated[Optional[bool], typer.Option("--self-cond/--no-self-cond", help="Self-conditioning on the previous x_0 estimate (Analog bits). Default: on; off for --cond mask.", show_default=False)] = None,
     lr_warmup_steps: Annotated[int, typer.Option("--lr-warmup-steps", help="Linear learning-rate warm-up steps.")] = 0,
     lr_schedule: Annotated[LrSchedule, typer.Option("--lr-schedule", help="After the warm-up: constant, or cosine decay to 0 at the last step.")] = LrSchedule.constant,
+    channels: Annotated[Channels, typer.Option("--channels", help="Image channels: auto = one grey channel when every training image is grey (R = G = B), else RGB; grey forces luminance; rgb forces three.")] = Channels.auto,
     mixed_precision: Annotated[Precision, typer.Option("--mixed-precision", help="Autocast precision. auto: bf16 where the device runs it natively (Ampere+ GPUs, CPUs with AVX512-BF16 or AMX; weights stay float32), the launcher's setting under accelerate launch, else no.")] = Precision.auto,
     compile: Annotated[bool, typer.Option("--compile", help="Run the network through torch.compile (compiles for minutes first; measure before use, docs/benchmarks.md).")] = False,
     checkpoint_every: Annotated[int, typer.Option("--checkpoint-every", help="Steps between resume checkpoints.")] = 500,
@@ -117,7 +125,8 @@ def train_command(
     run = train(
         dataset, out=out, cond=cond.value, target=target.value, model=model.value, size=size, epochs=epochs,
         max_steps=max_steps, batch_size=batch_size, lr=lr, seed=seed, variance=variance.value if variance else None, drop_rate=drop_rate,
-        ema=ema, ema_decay=ema_decay, prediction=prediction.value if prediction else None, mask_loss_weight=mask_loss_weight,
+        ema=ema, ema_decay=ema_decay, prediction=prediction.value if prediction else None,
+        mask_prediction=mask_prediction.value if mask_prediction else None, mask_loss_weight=mask_loss_weight, channels=channels.value,
         min_snr_gamma=min_snr_gamma, self_cond=self_cond, lr_warmup_steps=lr_warmup_steps, lr_schedule=lr_schedule.value,
         mixed_precision=mixed_precision.value, compile=compile, checkpoint_every=checkpoint_every,
         checkpoints_total_limit=checkpoints_total_limit, patience_steps=patience_steps, resume=resume,

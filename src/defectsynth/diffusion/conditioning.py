@@ -24,14 +24,41 @@ from defectsynth.encoding import basd_maps, boxmask_maps, encode_bits
 from defectsynth.errors import DatasetError
 
 
+# A dataset is grey-scale when, in every image, the channels differ by at most this many levels on
+# average (0 for images saved as grey; a JPEG's chroma rounding adds a fraction of a level).
+GREY_TOLERANCE = 1.0
+CHANNELS = ("auto", "rgb", "grey")
+
+
+def is_grey(image: np.ndarray) -> bool:
+    """Whether an (H, W, 3) uint8 RGB image is grey: mean |R - G| and |G - B| within :data:`GREY_TOLERANCE`."""
+    x = image.astype(np.int16)
+    return bool(np.abs(x[..., 0] - x[..., 1]).mean() <= GREY_TOLERANCE and np.abs(x[..., 1] - x[..., 2]).mean() <= GREY_TOLERANCE)
+
+
+def image_channels(channels: str, images) -> int:
+    """1 or 3: ``grey`` -> 1, ``rgb`` -> 3, ``auto`` -> 1 when every image of ``images`` is grey (:func:`is_grey`)."""
+    if channels == "auto":
+        return 1 if all(is_grey(image) for image in images) else 3
+    return 1 if channels == "grey" else 3
+
+
+def to_grey(images: np.ndarray) -> np.ndarray:
+    """(N, H, W, 3) uint8 RGB -> (N, H, W, 1) uint8 luminance (ITU-R 601, as OpenCV; R = G = B keeps its value)."""
+    grey = np.tensordot(images.astype(np.float32), np.array([0.299, 0.587, 0.114], np.float32), axes=([-1], [0]))
+    return np.clip(np.rint(grey), 0, 255).astype(np.uint8)[..., None]
+
+
 def images_to_tensor(images: torch.Tensor) -> torch.Tensor:
-    """(..., 3, H, W) uint8 RGB -> float32 in [-1, 1]."""
+    """(..., C, H, W) uint8 (RGB or grey) -> float32 in [-1, 1]."""
     return images.float().div(127.5).sub(1.0)
 
 
 def tensor_to_image(x: torch.Tensor) -> np.ndarray:
-    """(3, H, W) float in [-1, 1] -> (H, W, 3) uint8 RGB (rounded, clipped)."""
+    """(3, H, W) or grey (1, H, W) float in [-1, 1] -> (H, W, 3) uint8 RGB (rounded, clipped; grey: R = G = B)."""
     x = ((x.float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
+    if x.shape[0] == 1:
+        x = x.expand(3, -1, -1)
     return x.permute(1, 2, 0).cpu().numpy()
 
 
@@ -72,10 +99,12 @@ class EncodedSet:
     """Samples encoded once and kept compactly in memory (uint8 images, masks and class maps,
     float16 BASD / occupancy); :meth:`batch` expands a batch to float tensors.
 
-    Memory per image: H*W*(3 + 1 + 2 + 1) bytes (a 352x128 image: 315 kB).
+    Memory per image: H*W*(3 + 1 + 2 + 1) bytes (a 352x128 image: 315 kB). ``channels``: ``rgb``,
+    ``grey`` (one luminance channel) or ``auto`` (grey when every image is grey, :func:`is_grey`);
+    the choice is :attr:`image_channels`.
     """
 
-    def __init__(self, samples: list[Sample], cond: str, target: str, num_classes: int):
+    def __init__(self, samples: list[Sample], cond: str, target: str, num_classes: int, channels: str = "rgb"):
         if not samples:
             raise DatasetError("no samples to train on")
         self.cond, self.target, self.num_classes = cond, target, num_classes
@@ -87,7 +116,11 @@ class EncodedSet:
                 raise DatasetError(f"--target {target} needs masks, but this dataset has none", s.stem)
         self.stems = [s.stem for s in samples]
         self.boxes = [s.boxes for s in samples]
-        self.images = torch.from_numpy(np.stack([s.image for s in samples])).permute(0, 3, 1, 2).contiguous()
+        images = np.stack([s.image for s in samples])
+        self.image_channels = image_channels(channels, images)
+        if self.image_channels == 1:
+            images = to_grey(images)
+        self.images = torch.from_numpy(images).permute(0, 3, 1, 2).contiguous()
         if cond == "mask" and any(s.mask is None for s in samples):
             raise DatasetError("--cond mask needs masks, but this dataset has none", samples[0].stem)
         self.masks = torch.from_numpy(np.stack([s.mask for s in samples])) if target != "image" or cond == "mask" else None

@@ -122,6 +122,7 @@ class LatentSet:
     def __init__(self, data: EncodedSet, autoencoder: Autoencoder, progress: bool = False):
         self.data, self.cond, self.target, self.num_classes = data, data.cond, data.target, data.num_classes
         self.stems, self.boxes, self.pixel_size = data.stems, data.boxes, data.size
+        self.image_channels = data.image_channels  # always 3: latents are of RGB images
         self.size = autoencoder.latent_size(data.size)
         chunks = list(torch.arange(len(data)).split(ENCODE_BATCH))
         self.latents = torch.cat([autoencoder.encode(self.pixels(i)).cpu() for i in track(chunks, len(chunks), "encoding", progress)])

@@ -11,7 +11,8 @@
 Recipe options (all off by default = the plain recipe of the BASD paper's code):
 
 - prediction target: ``epsilon`` (noise), ``sample`` (x_0) or ``v`` = sqrt(abar) eps - sqrt(1 - abar) x_0
-  (Salimans & Ho); :func:`prediction_target` and :func:`predicted_x0`.
+  (Salimans & Ho); :func:`prediction_target` and :func:`predicted_x0`. Per channel group: one name
+  per channel (:func:`channel_predictions`, e.g. v for the image channels and x_0 for the mask bits).
 - channel weights: the mask channels' squared errors weighted by ``mask_loss_weight`` relative to
   the image channels (:func:`channel_weights`).
 - min-SNR-gamma (Hang et al. 2023): per-sample weight min(SNR, gamma) / SNR for epsilon,
@@ -94,55 +95,111 @@ def vlb_terms(
 
 PREDICTIONS = ("epsilon", "sample", "v")
 
-
-def prediction_target(prediction: str, x0: torch.Tensor, noise: torch.Tensor, t: torch.Tensor, alphas_cumprod: torch.Tensor) -> torch.Tensor:
-    """What the network learns to output for ``x_t = sqrt(abar) x0 + sqrt(1 - abar) noise``."""
-    if prediction == "epsilon":
-        return noise
-    if prediction == "sample":
-        return x0
-    ab = _extract(alphas_cumprod, t)
-    return ab.sqrt() * noise - (1.0 - ab).sqrt() * x0
+# What the network predicts (``prediction`` below): one name for every target channel, or one name
+# per channel (a per-channel-group recipe, e.g. ("v", "v", "v", "sample") = v for RGB, x_0 for one mask bit).
 
 
-def predicted_x0(prediction: str, output: torch.Tensor, xt: torch.Tensor, t: torch.Tensor, alphas_cumprod: torch.Tensor) -> torch.Tensor:
+def channel_predictions(prediction: str, mask_prediction: str | None, target: str, image_channels: int, target_channels: int):
+    """The prediction of every target channel: ``prediction`` for the image channels and
+    ``mask_prediction`` (None: the same) for the analog-bit mask channels; one str when they agree."""
+    if mask_prediction is None or mask_prediction == prediction or target == "image":
+        return prediction
+    if target == "mask":
+        return mask_prediction
+    return (prediction,) * image_channels + (mask_prediction,) * (target_channels - image_channels)
+
+
+def scheduler_prediction(prediction) -> str:
+    """The prediction type a diffusers scheduler steps with: the run's own when it is one for every
+    channel, else epsilon (per-group outputs are turned into the noise they imply, :func:`predicted_eps`)."""
+    return prediction if isinstance(prediction, str) else "epsilon"
+
+
+def _groups(prediction, channels: int) -> list[tuple[str, slice]]:
+    """Runs of channels that share a prediction: [(name, channel slice), ...]."""
+    if isinstance(prediction, str):
+        return [(prediction, slice(0, channels))]
+    if len(prediction) != channels:
+        raise ValueError(f"prediction names {len(prediction)} channels, the tensor has {channels}")
+    runs, start = [], 0
+    for i in range(1, channels + 1):
+        if i == channels or prediction[i] != prediction[start]:
+            runs.append((prediction[start], slice(start, i)))
+            start = i
+    return runs
+
+
+def _per_group(fn, prediction, channels: int, *tensors: torch.Tensor) -> torch.Tensor:
+    """``fn(name, *channel slices of tensors)`` for every group, concatenated along the channels."""
+    groups = _groups(prediction, channels)
+    if len(groups) == 1:
+        return fn(groups[0][0], *tensors)
+    return torch.cat([fn(name, *(x[:, where] for x in tensors)) for name, where in groups], dim=1)
+
+
+def prediction_target(prediction, x0: torch.Tensor, noise: torch.Tensor, t: torch.Tensor, alphas_cumprod: torch.Tensor) -> torch.Tensor:
+    """What the network learns to output for ``x_t = sqrt(abar) x0 + sqrt(1 - abar) noise``
+    (``prediction``: one name, or one per channel)."""
+
+    def one(name, x0, noise):
+        if name == "epsilon":
+            return noise
+        if name == "sample":
+            return x0
+        ab = _extract(alphas_cumprod, t)
+        return ab.sqrt() * noise - (1.0 - ab).sqrt() * x0
+
+    return _per_group(one, prediction, x0.shape[1], x0, noise)
+
+
+def predicted_x0(prediction, output: torch.Tensor, xt: torch.Tensor, t: torch.Tensor, alphas_cumprod: torch.Tensor) -> torch.Tensor:
     """The x_0 estimate implied by a network ``output`` (B, C, H, W) at timesteps ``t`` (B,), clamped to [-1, 1]."""
     ab = _extract(alphas_cumprod, t)
-    if prediction == "epsilon":
-        x0 = (xt - (1.0 - ab).sqrt() * output) / ab.sqrt()
-    elif prediction == "sample":
-        x0 = output
-    else:
-        x0 = ab.sqrt() * xt - (1.0 - ab).sqrt() * output
-    return x0.clamp(-1.0, 1.0)
+
+    def one(name, output, xt):
+        if name == "epsilon":
+            return (xt - (1.0 - ab).sqrt() * output) / ab.sqrt()
+        if name == "sample":
+            return output
+        return ab.sqrt() * xt - (1.0 - ab).sqrt() * output
+
+    return _per_group(one, prediction, output.shape[1], output, xt).clamp(-1.0, 1.0)
 
 
-def predicted_eps(prediction: str, output: torch.Tensor, xt: torch.Tensor, t: torch.Tensor, alphas_cumprod: torch.Tensor) -> torch.Tensor:
+def predicted_eps(prediction, output: torch.Tensor, xt: torch.Tensor, t: torch.Tensor, alphas_cumprod: torch.Tensor) -> torch.Tensor:
     """The noise implied by a network ``output`` (B, C, H, W) at timesteps ``t`` (B,), unclamped."""
-    if prediction == "epsilon":
-        return output
     ab = _extract(alphas_cumprod, t)
-    if prediction == "sample":
-        return (xt - ab.sqrt() * output) / (1.0 - ab).sqrt()
-    return ab.sqrt() * output + (1.0 - ab).sqrt() * xt
+
+    def one(name, output, xt):
+        if name == "epsilon":
+            return output
+        if name == "sample":
+            return (xt - ab.sqrt() * output) / (1.0 - ab).sqrt()
+        return ab.sqrt() * output + (1.0 - ab).sqrt() * xt
+
+    return _per_group(one, prediction, output.shape[1], output, xt)
 
 
-def min_snr_weights(t: torch.Tensor, alphas_cumprod: torch.Tensor, gamma: float | None, prediction: str) -> torch.Tensor:
-    """(B,) min-SNR-gamma loss weights (all ones when ``gamma`` is None)."""
+def min_snr_weights(t: torch.Tensor, alphas_cumprod: torch.Tensor, gamma: float | None, prediction, channels: int | None = None) -> torch.Tensor:
+    """(B,) min-SNR-gamma loss weights (all ones when ``gamma`` is None); with ``channels``, (B, C):
+    one weight per sample and channel (a per-channel ``prediction`` weights each group by its own rule)."""
+    names = [prediction] * (channels or 1) if isinstance(prediction, str) else list(prediction)
     if gamma is None:
-        return torch.ones(len(t), device=t.device)
-    ab = alphas_cumprod.to(t.device, torch.float64)[t]
-    snr = ab / (1.0 - ab)
-    clipped = snr.clamp(max=gamma)
-    weight = {"epsilon": clipped / snr, "v": clipped / (snr + 1.0), "sample": clipped}[prediction]
-    return weight.float()
+        weights = torch.ones(len(t), len(names), device=t.device)
+    else:
+        ab = alphas_cumprod.to(t.device, torch.float64)[t]
+        snr = ab / (1.0 - ab)
+        clipped = snr.clamp(max=gamma)
+        weight = {"epsilon": clipped / snr, "v": clipped / (snr + 1.0), "sample": clipped}
+        weights = torch.stack([weight[name] for name in names], dim=1).float()
+    return weights if channels is not None else weights[:, 0]
 
 
-def channel_weights(target_channels: int, target: str, mask_loss_weight: float) -> torch.Tensor:
-    """(C_t,) weights of the target channels: 1 for RGB, ``mask_loss_weight`` for the mask bits."""
+def channel_weights(target_channels: int, target: str, mask_loss_weight: float, image_channels: int = 3) -> torch.Tensor:
+    """(C_t,) weights of the target channels: 1 for the image (RGB or grey), ``mask_loss_weight`` for the mask bits."""
     weights = torch.ones(target_channels)
     if target == "joint":
-        weights[3:] = mask_loss_weight
+        weights[image_channels:] = mask_loss_weight
     elif target == "mask":
         weights[:] = mask_loss_weight
     return weights
@@ -165,7 +222,8 @@ def diffusion_loss(
     err = (eps - prediction_target(prediction, x0.float(), noise.float(), t, alphas_cumprod)) ** 2
     if weights is not None:
         err = err * weights.to(err.device)[None, :, None, None]
-    mse = err.mean(dim=(1, 2, 3)) * min_snr_weights(t, alphas_cumprod, snr_gamma, prediction)
+    snr = min_snr_weights(t, alphas_cumprod, snr_gamma, prediction, err.shape[1])
+    mse = (err * snr[:, :, None, None]).mean(dim=(1, 2, 3))
     if not learned:
         return mse.mean()
     implied = predicted_eps(prediction, eps.detach(), xt.float(), t, alphas_cumprod.to(xt.device).float())

@@ -4,7 +4,8 @@ Channel layout (BASD paper, section 3.3): the network input is the noisy target 
 the condition, ``[target | condition]``; its output is epsilon for the target channels (and, with a
 learned variance, as many variance channels after them).
 
-- target ``joint``: RGB (3) + analog-bit mask (``num_bits(C)``); ``image``: RGB; ``mask``: bits.
+- target ``joint``: RGB (3) + analog-bit mask (``num_bits(C)``); ``image``: RGB; ``mask``: bits. Grey-scale
+  data (every image R = G = B) uses one image channel instead of three (``image_channels``).
 - cond ``basd``: BASD (1) + analog-bit C-BASD (``num_bits(C)``); ``boxmask``: occupancy (1) +
   analog-bit class map; ``none``: nothing; ``mask``: the one-hot mask (C channels, background an
   ordinary class), which the SPADE UNet (:mod:`spade_unet`) splits off its input: it enters only
@@ -59,6 +60,7 @@ class Layout:
     out_channels: int
     mask_bits: int
     self_cond_channels: int = 0
+    image_channels: int = 3  # 1 for a grey-scale run (runs written before grey-scale existed: 3)
 
     @property
     def in_channels(self) -> int:
@@ -66,11 +68,12 @@ class Layout:
 
 
 def channel_layout(
-    cond: str, target: str, num_classes: int, variance: str, latent_channels: int | None = None, self_cond: bool = False
+    cond: str, target: str, num_classes: int, variance: str, latent_channels: int | None = None, self_cond: bool = False,
+    image_channels: int = 3,
 ) -> Layout:
     """Channel counts for ``cond`` x ``target`` with ``num_classes`` classes (background included);
     ``latent_channels``: the autoencoder's latent channels when diffusion runs on latents; ``self_cond``:
-    room for the previous x_0 estimate."""
+    room for the previous x_0 estimate; ``image_channels``: 3 (RGB) or 1 (grey-scale data)."""
     check_choice("--cond", cond, CONDS)
     check_choice("--target", target, TARGETS)
     check_choice("--variance", variance, VARIANCES)
@@ -81,10 +84,15 @@ def channel_layout(
     if latent_channels is not None and target == "joint":
         raise OptionError("--latent: diffusion on latents supports --target image or mask, not joint")
     bits = num_bits(num_classes)
-    target_channels = {"joint": 3 + bits, "image": 3, "mask": bits}[target] if latent_channels is None else latent_channels
+    if image_channels not in (1, 3):
+        raise OptionError(f"image channels must be 1 (grey) or 3 (RGB), got {image_channels}")
+    if latent_channels is not None and image_channels != 3:
+        raise OptionError("--latent: the autoencoder takes RGB images; use --channels rgb")
+    ic = image_channels
+    target_channels = {"joint": ic + bits, "image": ic, "mask": bits}[target] if latent_channels is None else latent_channels
     cond_channels = {"none": 0, "mask": num_classes}.get(cond, 1 + bits)
     out = target_channels * (2 if variance == "learned" else 1)
-    return Layout(target_channels, cond_channels, out, bits, target_channels if self_cond else 0)
+    return Layout(target_channels, cond_channels, out, bits, target_channels if self_cond else 0, ic)
 
 
 def unet_config(model: str, size: tuple[int, int], layout: Layout) -> dict[str, Any]:

@@ -60,23 +60,27 @@ def viewing_scale(height: int) -> int:
 @torch.no_grad()
 def write_training_preview(model, data, args: dict[str, Any], path: Path) -> None:
     """Sample the first few training conditions with DDIM and write a preview grid to ``path``."""
+    from defectsynth.diffusion.losses import scheduler_prediction
     from defectsynth.diffusion.models import channel_layout
     from defectsynth.diffusion.sampling import decode, denoise, sample_generators
     from defectsynth.diffusion.schedules import make_sampler
+    from defectsynth.diffusion.training import recipe_prediction
 
     was_training = model.training
     model.eval()
     index = torch.arange(min(PREVIEW_SAMPLES, len(data)))
     device = next(model.parameters()).device
     cond = data.conditions(index).to(device)
-    prediction = args.get("prediction", "epsilon")
-    layout = channel_layout(args["cond"], args["target"], data.num_classes, args["variance"], self_cond=args.get("self_cond", False))
-    sampler = make_sampler(PREVIEW_SAMPLER, PREVIEW_STEPS, args["variance"], prediction=prediction)
+    layout = channel_layout(
+        args["cond"], args["target"], data.num_classes, args["variance"], self_cond=args.get("self_cond", False), image_channels=data.image_channels,
+    )
+    prediction = recipe_prediction(args, layout)
+    sampler = make_sampler(PREVIEW_SAMPLER, PREVIEW_STEPS, args["variance"], prediction=scheduler_prediction(prediction))
     x = denoise(model, layout, sampler, cond, sample_generators(args["seed"], index.tolist()), prediction=prediction)
     palette = class_palette(None)
     rows = []
     for i, xi in zip(index.tolist(), x):
-        image, mask, _ = decode(xi, args["target"], data.num_classes, [])
+        image, mask, _ = decode(xi, args["target"], data.num_classes, [], layout.image_channels)
         rows.append(preview_row(image, mask, data.boxes[i] if args["cond"] != "none" else [], palette))
     write_image(path, preview_grid(rows, viewing_scale(data.size[0])))
     model.train(was_training)

@@ -43,13 +43,13 @@ from defectsynth.data.model import ClassInfo
 from defectsynth.data.resize import resize_sample
 from defectsynth.data.writer import DatasetStats, check_replaceable
 from defectsynth.diffusion.conditioning import condition_tensor, onehot_tensor, tensor_to_image
-from defectsynth.diffusion.losses import predicted_x0
+from defectsynth.diffusion.losses import predicted_eps, predicted_x0, scheduler_prediction
 from defectsynth.diffusion.mask_augment import MaskAugment
 from defectsynth.diffusion.models import Layout, compile_forward
 from defectsynth.diffusion.previews import class_palette
 from defectsynth.diffusion.processes import make_state
 from defectsynth.diffusion.schedules import DEFAULT_STEPS, RESCALE_MIN_STEPS, Sampler, make_sampler
-from defectsynth.diffusion.training import derived_seed, network_input, read_run_json
+from defectsynth.diffusion.training import derived_seed, network_input, read_run_json, recipe_prediction
 from defectsynth.encoding import boxes_from_mask, decode_bits
 from defectsynth.errors import DatasetError, OptionError, OutputExistsError
 from defectsynth.progress import make_progress
@@ -77,9 +77,10 @@ class Run:
         return self.info["args"]
 
     @property
-    def prediction(self) -> str:
-        """What the network predicts: epsilon (runs before the option existed), sample or v."""
-        return self.args.get("prediction", "epsilon")
+    def prediction(self) -> str | tuple[str, ...]:
+        """What the network predicts: epsilon (runs before the option existed), sample or v, or one
+        of them per target channel (:func:`~defectsynth.diffusion.training.recipe_prediction`)."""
+        return recipe_prediction(self.args, self.layout)
 
     @property
     def layout(self) -> Layout:
@@ -163,23 +164,29 @@ def denoise(
             out = torch.cat([eps, out_c[:, c:]], dim=1)
         else:
             out = out[:b]
+        times = t.reshape(1).repeat(b).to(device)
         if estimate is not None:
-            estimate = predicted_x0(prediction, out[:, :c], x, t.reshape(1).repeat(b).to(device), sampler.scheduler.alphas_cumprod)
+            estimate = predicted_x0(prediction, out[:, :c], x, times, sampler.scheduler.alphas_cumprod)
+        if not isinstance(prediction, str):  # per-group predictions: the scheduler steps with the noise they imply
+            out = torch.cat([predicted_eps(prediction, out[:, :c], x, times, sampler.scheduler.alphas_cumprod), out[:, c:]], dim=1)
         if not sampler.passes_variance:
             out = out[:, :c]
         x = sampler.scheduler.step(out, t, x, generator=generators).prev_sample
     return x.clamp(-1.0, 1.0)
 
 
-def decode(x: torch.Tensor, target: str, num_classes: int, classes: list[ClassInfo]) -> tuple[np.ndarray, np.ndarray | None, int]:
-    """One (C_t, H, W) sample -> (RGB uint8 (H, W, 3), mask uint8 (H, W) or None, invalid codes)."""
+def decode(
+    x: torch.Tensor, target: str, num_classes: int, classes: list[ClassInfo], image_channels: int = 3,
+) -> tuple[np.ndarray, np.ndarray | None, int]:
+    """One (C_t, H, W) sample -> (RGB uint8 (H, W, 3), mask uint8 (H, W) or None, invalid codes);
+    ``image_channels`` 1: the image channel is grey and written as R = G = B."""
     mask, invalid = None, 0
     if target in ("joint", "mask"):
-        bits = x[3:] if target == "joint" else x
+        bits = x[image_channels:] if target == "joint" else x
         mask, invalid = decode_bits(bits.permute(1, 2, 0).float().cpu().numpy(), num_classes)
     if target == "mask":
         return class_palette(classes)[mask], mask, invalid
-    return tensor_to_image(x[:3]), mask, invalid
+    return tensor_to_image(x[:image_channels]), mask, invalid
 
 
 # -- the plan -------------------------------------------------------------------------------------
@@ -382,7 +389,7 @@ def sample(
         raise OptionError(f"--batch-size: must be >= 1, got {batch_size}")
     if guidance != 1.0 and not the_run.args.get("drop_rate"):
         raise OptionError("--guidance needs a run trained with --drop-rate > 0 (classifier-free guidance)")
-    make_sampler(scheduler, steps, the_run.args["variance"], rescale, the_run.prediction)  # validates the options
+    make_sampler(scheduler, steps, the_run.args["variance"], rescale, scheduler_prediction(the_run.prediction))  # validates the options
     if plan is not None and (num is not None or conditions is not None):
         raise OptionError("--plan chooses the conditions and their number: give it without --num and --conditions")
     if plan is None:
@@ -459,7 +466,7 @@ def draw(
                 writing = None
             batch = jobs[start : start + batch_size]
             cond = torch.stack([job_condition(j, size, a["cond"], run.info["num_classes"]) for j in batch]).to(device)
-            sampler = make_sampler(settings["sampler"], settings["steps"], a["variance"], settings["rescale"], run.prediction)
+            sampler = make_sampler(settings["sampler"], settings["steps"], a["variance"], settings["rescale"], scheduler_prediction(run.prediction))
             if autoencoder is not None:
                 from defectsynth.diffusion.latent import decode_samples, resize_condition
 
@@ -469,7 +476,7 @@ def draw(
             if autoencoder is not None:
                 decoded = decode_samples(autoencoder, x, a["target"], run.info["num_classes"], class_palette(run.classes), rows)
             else:
-                decoded = [decode(xi, a["target"], run.info["num_classes"], run.classes) for xi in x]
+                decoded = [decode(xi, a["target"], run.info["num_classes"], run.classes, layout.image_channels) for xi in x]
             finish_writing(writing, bar, task)
             writing = writer.submit(write_batch, out, a, batch, decoded)
         finish_writing(writing, bar, task)

@@ -43,8 +43,8 @@ from defectsynth.data import Dataset
 from defectsynth.data.files import atomic_write_bytes, check_format, holds_no_files, read_json, write_json
 from defectsynth.data.resize import format_size, parse_size, resize_sample
 from defectsynth.diffusion import checkpoint as ckpt
-from defectsynth.diffusion.conditioning import EncodedSet, flip
-from defectsynth.diffusion.losses import PREDICTIONS, channel_weights, diffusion_loss, predicted_x0
+from defectsynth.diffusion.conditioning import CHANNELS, EncodedSet, flip
+from defectsynth.diffusion.losses import PREDICTIONS, channel_predictions, channel_weights, diffusion_loss, predicted_x0, scheduler_prediction
 from defectsynth.diffusion.processes import PRECISIONS, make_accelerator, resolve_precision
 from defectsynth.diffusion.models import build_unet, channel_layout, compile_forward, load_network, network_config, use_float32_attention
 from defectsynth.diffusion.schedules import BETA_END, BETA_START, TRAIN_TIMESTEPS, train_scheduler
@@ -59,14 +59,18 @@ RUN_FORMAT = 1
 FIXED_ON_RESUME = (
     "dataset", "cond", "target", "model", "size", "batch_size", "lr", "seed", "variance", "drop_rate", "ema", "ema_decay", "split", "finetune",
     "latent", "prediction", "self_cond", "mask_loss_weight", "min_snr_gamma", "lr_warmup_steps", "lr_schedule",
+    "mask_prediction", "channels",
 )
 LR_SCHEDULES = ("constant", "cosine")
 # The plain recipe of the BASD paper's code: what runs written before these options existed used.
-PLAIN_RECIPE = {"prediction": "epsilon", "mask_loss_weight": 1.0, "min_snr_gamma": None, "self_cond": False, "lr_warmup_steps": 0, "lr_schedule": "constant"}
+PLAIN_RECIPE = {
+    "prediction": "epsilon", "mask_prediction": None, "mask_loss_weight": 1.0, "min_snr_gamma": None, "self_cond": False,
+    "lr_warmup_steps": 0, "lr_schedule": "constant", "channels": "rgb",
+}
 # Defaults of the recipe options (None = by mode): the measured recipe for box-guided and
 # unconditional runs (docs/recipe-ablation.md), ISDM's (epsilon, no self-conditioning) for --cond mask.
-RECIPE_DEFAULTS = {"prediction": "sample", "mask_loss_weight": 4.0, "self_cond": True}
-ISDM_DEFAULTS = {"prediction": "epsilon", "mask_loss_weight": 1.0, "self_cond": False}
+RECIPE_DEFAULTS = {"prediction": "sample", "mask_prediction": None, "mask_loss_weight": 4.0, "self_cond": True}
+ISDM_DEFAULTS = {"prediction": "epsilon", "mask_prediction": None, "mask_loss_weight": 1.0, "self_cond": False}
 
 
 def derived_seed(*parts: int) -> int:
@@ -147,7 +151,8 @@ def check_out_folder(out: Path, args: dict[str, Any]) -> dict[str, Any] | None:
         previous = read_run_json(out / "run.json")
         # size, split and finetune left out (None) mean "as the run was started"
         before = {**PLAIN_RECIPE, **previous["args"]}
-        changed = [k for k in FIXED_ON_RESUME if before.get(k) != args[k] and not (k in ("size", "split", "finetune", "latent") and args[k] is None)]
+        changed = [k for k in FIXED_ON_RESUME if before.get(k) != args[k] and not (k in ("size", "split", "finetune", "latent") and args[k] is None)
+                   and not (k == "channels" and args[k] == "auto")]
         if changed:
             flags = ", ".join(f"--{k.replace('_', '-')} ({before.get(k)!r} -> {args[k]!r})" for k in changed)
             raise OptionError(f"--resume: {flags} differ from the run being resumed")
@@ -172,6 +177,11 @@ def read_run_json(path: Path) -> dict[str, Any]:
 def check_recipe(args: dict[str, Any]) -> None:
     """The recipe options: prediction, loss weights, self-conditioning, learning-rate schedule."""
     check_choice("--prediction", args["prediction"], PREDICTIONS)
+    if args["mask_prediction"] is not None:
+        check_choice("--mask-prediction", args["mask_prediction"], PREDICTIONS)
+        if args["latent"] and args["mask_prediction"] != args["prediction"]:
+            raise OptionError("--mask-prediction: diffusion on latents (--latent) has no mask channels of its own; use --prediction")
+    check_choice("--channels", args["channels"], CHANNELS)
     if not args["mask_loss_weight"] > 0:
         raise OptionError(f"--mask-loss-weight: must be > 0, got {args['mask_loss_weight']}")
     if args["min_snr_gamma"] is not None and not args["min_snr_gamma"] > 0:
@@ -231,7 +241,16 @@ def run_json(args: dict[str, Any], dataset: Dataset, split: str | None, data: En
 # -- 2. data and model ----------------------------------------------------------------------------
 def build_data(dataset: Dataset, args: dict[str, Any], split: str | None, progress: bool) -> EncodedSet:
     samples = read_samples(dataset, split, parse_size(args["size"]), progress)
-    return EncodedSet(samples, args["cond"], args["target"], dataset.manifest.num_classes)
+    channels = "rgb" if args["latent"] else args["channels"]  # the autoencoder takes RGB
+    return EncodedSet(samples, args["cond"], args["target"], dataset.manifest.num_classes, channels)
+
+
+def recipe_prediction(args: dict[str, Any], layout) -> str | tuple[str, ...]:
+    """What the network of a run predicts (:func:`~defectsynth.diffusion.losses.channel_predictions`):
+    one name, or one per target channel when ``mask_prediction`` differs; runs written before the
+    options existed predict epsilon everywhere."""
+    prediction = args.get("prediction", "epsilon")
+    return channel_predictions(prediction, args.get("mask_prediction"), args["target"], layout.image_channels, layout.target_channels)
 
 
 def build_model(config: dict[str, Any], finetune: str | None) -> torch.nn.Module:
@@ -342,9 +361,10 @@ def step_draws(seed: int, step: int, positions: list[int], shape: tuple[int, ...
 
 def train_step(
     accelerator: Accelerator, model, optimizer, scheduler, data: EncodedSet, index: torch.Tensor,
-    step: int, args: dict[str, Any], max_grad_norm: float,
+    step: int, args: dict[str, Any], max_grad_norm: float, prediction: str | tuple[str, ...] | None = None,
 ) -> torch.Tensor:
-    """One optimisation step on the batch ``index``; returns the (detached) loss."""
+    """One optimisation step on the batch ``index``; returns the (detached) loss. ``prediction``:
+    the per-channel prediction (:func:`recipe_prediction`; None: ``args["prediction"]`` everywhere)."""
     device = accelerator.device
     b = len(index)
     x0 = data.targets(index).to(device, non_blocking=True)
@@ -362,13 +382,13 @@ def train_step(
     # 3. forward process q(x_t | x_0), DDPM eq. (4)
     t, noise = draws.t, draws.noise
     xt = scheduler.add_noise(x0, noise, t)
-    prediction = args["prediction"]
+    prediction = args["prediction"] if prediction is None else prediction
     with accelerator.autocast():
         estimate = None
         if args["self_cond"]:  # 4. self-conditioning on half of the samples
             estimate = self_condition(model, xt, cond, t, draws.use_self_cond, prediction, scheduler.alphas_cumprod)
         output = model(network_input(xt, estimate, cond), t).sample
-    weights = channel_weights(x0.shape[1], args["target"], args["mask_loss_weight"])
+    weights = channel_weights(x0.shape[1], args["target"], args["mask_loss_weight"], data.image_channels)
     loss = diffusion_loss(
         output, noise, x0, xt, t, scheduler.betas, scheduler.alphas_cumprod, args["variance"] == "learned",
         prediction, weights, args["min_snr_gamma"],
@@ -477,11 +497,13 @@ def train(
     ema: bool = True,
     ema_decay: float = 0.999,
     prediction: str | None = None,
+    mask_prediction: str | None = None,
     mask_loss_weight: float | None = None,
     min_snr_gamma: float | None = None,
     self_cond: bool | None = None,
     lr_warmup_steps: int = 0,
     lr_schedule: str = "constant",
+    channels: str = "auto",
     mixed_precision: str = "auto",
     compile: bool = False,
     checkpoint_every: int = 500,
@@ -507,6 +529,7 @@ def train(
     variance = ("learned" if cond == "mask" else "fixed") if variance is None else variance
     mode_defaults = ISDM_DEFAULTS if cond == "mask" else RECIPE_DEFAULTS
     prediction = mode_defaults["prediction"] if prediction is None else prediction
+    mask_prediction = mode_defaults["mask_prediction"] if mask_prediction is None else mask_prediction
     mask_loss_weight = mode_defaults["mask_loss_weight"] if mask_loss_weight is None else mask_loss_weight
     self_cond = mode_defaults["self_cond"] if self_cond is None else self_cond
     requested_precision, mixed_precision = mixed_precision, resolve_precision(mixed_precision)
@@ -526,6 +549,7 @@ def train(
     split = default_split(ds, split)
     data = build_data(ds, args, split, progress and accelerator.is_local_main_process)
     args["size"] = format_size(data.size)
+    args["channels"] = "grey" if data.image_channels == 1 else "rgb"  # what auto chose, recorded in run.json
     latent_info = None
     if latent:
         from defectsynth.diffusion.latent import Autoencoder, LatentSet
@@ -535,7 +559,7 @@ def train(
         latent_info = autoencoder.info(data.size)
         channel_layout(cond, target, ds.manifest.num_classes, variance, autoencoder.channels, self_cond)  # option errors first
         data = LatentSet(data, autoencoder, progress and accelerator.is_local_main_process)
-    layout = channel_layout(cond, target, ds.manifest.num_classes, variance, latent_info and latent_info["channels"], self_cond)
+    layout = channel_layout(cond, target, ds.manifest.num_classes, variance, latent_info and latent_info["channels"], self_cond, data.image_channels)
     config = network_config(cond, model, data.size, layout)
     set_seed(seed)  # the initial weights
     net = build_model(config, args["finetune"])
@@ -543,7 +567,7 @@ def train(
         use_float32_attention(net)  # bf16 attention backward is slow on CPUs (models.Float32Attention)
     ema_model = EMA(net, ema_decay) if ema else None
     optimizer = make_optimizer(net, lr, accelerator.device)
-    scheduler = train_scheduler(variance, prediction)
+    scheduler = train_scheduler(variance, scheduler_prediction(recipe_prediction(args, layout)))
     # --finetune weights and the resume checkpoint are read before anything is written, so a
     # broken one leaves no new run folder behind and the resumed one as it was
     state = resume_state(accelerator, out, net, ema_model, optimizer) if resume else TrainerState()
@@ -561,6 +585,7 @@ def train(
     order = EpochOrder(len(data), batch_size, seed, accelerator.process_index, accelerator.num_processes)
     total = order.steps_per_epoch * epochs if max_steps is None else min(max_steps, order.steps_per_epoch * epochs)
     loop = Loop(accelerator, out, net, ema_model, optimizer, scheduler, data, order, args, state, total)
+    loop.prediction = recipe_prediction(args, layout)
     loop.run(progress and accelerator.is_local_main_process)
     return out
 
@@ -572,6 +597,7 @@ class Loop:
         self.accelerator, self.out, self.net, self.ema = accelerator, out, net, ema
         self.optimizer, self.scheduler, self.data, self.order = optimizer, scheduler, data, order
         self.args, self.state, self.total = args, state, total
+        self.prediction = args["prediction"]  # per channel: set by train() (recipe_prediction)
 
     def run(self, progress: bool) -> None:
         bar = make_progress()
@@ -601,7 +627,7 @@ class Loop:
             self.lr = lr_at(s.step, a["lr"], a["lr_warmup_steps"], a["lr_schedule"], self.total)
             for group in self.optimizer.param_groups:
                 group["lr"] = self.lr
-            loss = train_step(self.accelerator, self.net, self.optimizer, self.scheduler, self.data, index, s.step, a, a["max_grad_norm"])
+            loss = train_step(self.accelerator, self.net, self.optimizer, self.scheduler, self.data, index, s.step, a, a["max_grad_norm"], self.prediction)
             value = float(loss)
             if not math.isfinite(value):
                 self.stop_non_finite(value)
