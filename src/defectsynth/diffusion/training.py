@@ -233,7 +233,8 @@ def run_json(args: dict[str, Any], dataset: Dataset, split: str | None, data: En
         "layout": layout.__dict__,
         "latent": latent,
         "unet": {k: (list(v) if isinstance(v, tuple) else v) for k, v in config.items()},
-        "schedule": {"num_train_timesteps": TRAIN_TIMESTEPS, "beta_start": BETA_START, "beta_end": BETA_END, "beta_schedule": "linear", "prediction_type": args["prediction"], "variance": args["variance"]},
+        "schedule": {"num_train_timesteps": TRAIN_TIMESTEPS, "beta_start": BETA_START, "beta_end": BETA_END, "beta_schedule": "linear", "prediction_type": args["prediction"],
+                     "mask_prediction_type": args["mask_prediction"] or args["prediction"], "variance": args["variance"]},
         "versions": {"defectsynth": defectsynth.__version__, "torch": torch.__version__, "diffusers": diffusers.__version__, "accelerate": accelerate.__version__},
     }
 
