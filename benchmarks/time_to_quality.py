@@ -45,6 +45,9 @@ CHANGES: dict[str, dict] = {
     "default+cosine": {"prediction": "sample", "self_cond": True, "mask_loss_weight": 4.0, "lr_warmup_steps": 100, "lr_schedule": "cosine"},
     "v+selfcond+minsnr5": {"prediction": "v", "self_cond": True, "min_snr_gamma": 5.0},
     "default+bf16": {"prediction": "sample", "self_cond": True, "mask_loss_weight": 4.0, "mixed_precision": "bf16"},
+    # per-channel-group targets: the image channels by v or epsilon, the mask bits by x_0
+    "v/x0+selfcond+maskw4": {"prediction": "v", "mask_prediction": "sample", "self_cond": True, "mask_loss_weight": 4.0},
+    "eps/x0+selfcond+maskw4": {"prediction": "epsilon", "mask_prediction": "sample", "self_cond": True, "mask_loss_weight": 4.0},
 }
 # float32 unless a recipe says otherwise, whatever train()'s --mixed-precision auto picks on this machine
 RECIPES: dict[str, dict] = {name: {"mixed_precision": "no", **PLAIN, **change} for name, change in CHANGES.items()}
@@ -80,14 +83,18 @@ def score(run: Path, weights: Path, data: Path, sampler: str, steps: int) -> dic
     model = UNet2DModel(**info["unet"])
     model.load_state_dict(load_file(str(weights)))
     model.eval().requires_grad_(False)
-    size, num_classes, prediction = tuple(info["size"]), info["num_classes"], info["args"]["prediction"]
+    from defectsynth.diffusion.losses import scheduler_prediction
+    from defectsynth.diffusion.training import recipe_prediction
+
+    layout = Layout(**info["layout"])
+    size, num_classes, prediction = tuple(info["size"]), info["num_classes"], recipe_prediction(info["args"], layout)
     _, cond, boxes = test_conditions(data, size)
     started = time.process_time()
-    x = denoise(model, Layout(**info["layout"]), make_sampler(sampler, steps, "fixed", prediction=prediction), cond,
+    x = denoise(model, layout, make_sampler(sampler, steps, "fixed", prediction=scheduler_prediction(prediction)), cond,
                 sample_generators(0, list(range(len(cond)))), prediction=prediction)
     counts = SaeEbrCounts.zeros(num_classes)
     for xi, bs in zip(x, boxes):
-        _, mask, _ = decode(xi, "joint", num_classes, [])
+        _, mask, _ = decode(xi, "joint", num_classes, [], layout.image_channels)
         xyxy = np.array([[b.x_min, b.y_min, b.x_max, b.y_max] for b in bs]).reshape(-1, 4)
         counts = counts + sae_ebr_counts(mask, xyxy, np.array([b.cls for b in bs]), num_classes)
     sae, ebr = counts.sae()[1], counts.ebr()[1]
