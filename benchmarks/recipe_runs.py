@@ -30,6 +30,7 @@ RECIPES: dict[str, dict] = {
     "x0": {"prediction": "sample", "mask_loss_weight": 4.0, "self_cond": True},
     "v/x0": {"prediction": "v", "mask_prediction": "sample", "mask_loss_weight": 4.0, "self_cond": True},
     "eps/x0": {"prediction": "epsilon", "mask_prediction": "sample", "mask_loss_weight": 4.0, "self_cond": True},
+    "eps/x0+grey": {"prediction": "epsilon", "mask_prediction": "sample", "mask_loss_weight": 4.0, "self_cond": True, "channels": "grey"},
     "v/x0+grey": {"prediction": "v", "mask_prediction": "sample", "mask_loss_weight": 4.0, "self_cond": True, "channels": "grey"},
     "v/x0+minsnr5": {"prediction": "v", "mask_prediction": "sample", "mask_loss_weight": 4.0, "self_cond": True, "min_snr_gamma": 5.0},
     "v/x0+maskw1": {"prediction": "v", "mask_prediction": "sample", "mask_loss_weight": 1.0, "self_cond": True},
