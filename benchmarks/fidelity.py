@@ -158,12 +158,11 @@ def train_run(a: argparse.Namespace, real: Path) -> Path:
     """Train (or finish training) the run under --out with TRAIN_BASE + --train, a checkpoint every --every steps."""
     import defectsynth
 
-    options = {**TRAIN_BASE, "max_steps": a.train_steps, **json.loads(a.train or "{}")}
+    options = {**TRAIN_BASE, "max_steps": a.train_steps, "seed": a.seed, "checkpoints_total_limit": None, **json.loads(a.train or "{}")}
+    options["checkpoint_every"] = a.every or options.get("checkpoint_every") or options["max_steps"]
     run = a.out / "run"
-    every = a.every or options["max_steps"]
     if not (run / f"checkpoint-{options['max_steps']}").is_dir():
-        defectsynth.train(real, out=run, seed=a.seed, checkpoint_every=every, checkpoints_total_limit=None,
-                          resume=(run / "run.json").is_file(), progress=a.progress, **options)
+        defectsynth.train(real, out=run, resume=(run / "run.json").is_file(), progress=a.progress, **options)
     return run
 
 
