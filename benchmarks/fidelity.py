@@ -215,7 +215,7 @@ def _f(value, digits: int = 3) -> str:
 
 def print_table(result: dict) -> None:
     t = result["tstr"]
-    print(f"\nfidelity: real {result['real']} ({result['splits']['train']} train / {result['splits']['test']} test images at "
+    print(f"\nfidelity: real {result['name']} {result['real']} ({result['splits']['train']} train / {result['splits']['test']} test images at "
           f"{result['size']} px); synthetic {result['synthetic']['train']}; sampler {result['sampler']}")
     print(f"train on synthetic, test on real: {t['network']}, {t['epochs']} epochs, budget {t['budget']}, {t['repeats']} repeats")
     print(f"{'mix':<11} {'#R':>4} {'#S':>4} {'mIoU':>6} {'± std':>6}  defect IoU            best epochs")
@@ -330,7 +330,7 @@ def main() -> None:
     t.update(network=f"{a.seg_model} {a.encoder} (encoder_weights None)", epochs=a.epochs, repeats=a.repeats)
     sae_ebr = compute_metrics(["sae", "ebr"], synthetic=syn_test)
     result = {
-        "status": "ok", "real": str(real), "size": a.size, "splits": {s: len(ds.split(s)) for s in ("train", "test")},
+        "status": "ok", "real": str(real), "name": ds.manifest.name, "size": a.size, "splits": {s: len(ds.split(s)) for s in ("train", "test")},
         "synthetic": {"train": str(syn_train), "test": str(syn_test), "run": None if run is None else str(run)},
         "sampler": f"{a.scheduler} {a.steps}" if a.synthetic is None else "given", "tstr": t,
         "texture": compute_metrics(["texture"], synthetic=syn_train, real=real, split="train", hf_cutoff=a.hf_cutoff)["texture"],

@@ -159,7 +159,7 @@ def markdown(results: dict) -> str:
     fi = r.get("fidelity")
     if fi and fi.get("status") == "ok":
         t, tex = fi["tstr"], fi["texture"]["image"]["ratio"]
-        rows.append((f"fidelity ({Path(fi['real']).name}, {fi['size']} px): mIoU synthetic-only / real-only; real+synthetic / real-only",
+        rows.append((f"fidelity ({fi['name']}, {fi['size']} px): mIoU synthetic-only / real-only; real+synthetic / real-only",
                      f"{_n(t['synthetic_only_ratio'], 3)}; {_n(t['real_plus_synthetic_ratio'], 3)}"))
         rows.append(("fidelity: Laplacian variance, high-frequency share synthetic / real (whole images); EBR on the test boxes",
                      f"{_n(tex['laplacian_var'], 3)}, {_n(tex['hf_share'], 3)}; {_n(fi['sae_ebr_test']['ebr'], 3)}"))
