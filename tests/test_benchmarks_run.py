@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
+
+import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -23,3 +26,84 @@ def test_run_writes_results_json_and_table(tmp_path):
     assert results["benchmarks"]["train_throughput"]["status"] == "skipped"
     table = (tmp_path / "results.md").read_text()
     assert "| filter_balance | ok |" in table and results["device"]["cpu"] in table
+
+
+# -- benchmarks/fidelity.py: its pure helpers (the whole benchmark takes minutes, see docs/benchmarks.md) --
+def _fidelity():
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    try:
+        import fidelity
+    finally:
+        sys.path.pop(0)
+    return fidelity
+
+
+def _row(mix, miou, std, crack, n_syn):
+    return {"model": "unet", "mix": mix, "miou_mean": miou, "miou_std": std, "repeats": 2, "n_real": 0 if mix == "R=0,S=R" else 40,
+            "n_synthetic": n_syn, "iou_per_class": {"background": 0.9, "crack": crack}}
+
+
+def test_fidelity_summary_reads_the_evaluate_report():
+    fidelity = _fidelity()
+    report = {"config": {"protocol": {"epochs": 5}}, "classes": ["background", "crack"],
+              "rows": [_row("R=all,S=0", 0.5, 0.02, 0.2, 0), _row("R=0,S=R", 0.4, 0.05, 0.1, 40), _row("R=all,S=R", 0.55, 0.01, 0.25, 40)],
+              "cells": [{"model": "unet", "mix": m, "best_epoch": e} for m, e in (("R=all,S=0", 4), ("R=all,S=0", 3), ("R=0,S=R", 1), ("R=0,S=R", 2))]}
+    summary = fidelity.tstr_summary(report)
+    assert summary["synthetic_only_ratio"] == pytest.approx(0.8) and summary["real_plus_synthetic_ratio"] == pytest.approx(1.1)
+    assert summary["budget"] == "epochs"  # evaluate reports without a budget ran fixed epochs
+    assert summary["mixes"]["R=0,S=R"]["defect_iou"] == {"crack": 0.1} and summary["mixes"]["R=all,S=0"]["best_epochs"] == [4, 3]
+    report["config"]["protocol"]["budget"] = "steps"
+    report["rows"][0]["miou_mean"] = 0.0
+    summary = fidelity.tstr_summary(report)
+    assert summary["budget"] == "steps" and summary["synthetic_only_ratio"] is None
+
+
+def test_fidelity_first_checkpoint_reaching_the_target():
+    fidelity = _fidelity()
+    curve = [{"step": 300, "synthetic_only_ratio": 0.85}, {"step": 100, "synthetic_only_ratio": None}, {"step": 200, "synthetic_only_ratio": 0.79}]
+    assert fidelity.first_reaching(curve)["step"] == 300
+    assert fidelity.first_reaching(curve, target=0.7)["step"] == 200
+    assert fidelity.first_reaching(curve, target=0.9) is None
+
+
+def test_fidelity_checkpoint_run_samples_the_checkpoint_weights(tmp_path):
+    fidelity = _fidelity()
+    run = tmp_path / "run"
+    (run / "unet_ema").mkdir(parents=True)
+    (run / "run.json").write_text('{"format": 1}')
+    (run / "unet_ema" / "config.json").write_text('{"_class_name": "UNet2DModel"}')
+    for step, names in ((10, ("model", "ema")), (20, ("model",))):
+        folder = run / f"checkpoint-{step}"
+        folder.mkdir()
+        (folder / "trainer.json").write_text("{}")
+        for name in names:
+            (folder / f"{name}.safetensors").write_bytes(f"{name}-{step}".encode())
+    (run / "checkpoint-30").mkdir()  # no trainer.json: incomplete, not listed
+    assert [step for step, _ in fidelity.checkpoints(run)] == [10, 20]
+    for step, expected in ((10, b"ema-10"), (20, b"model-20")):
+        view = fidelity.checkpoint_run(run, run / f"checkpoint-{step}", tmp_path / f"view-{step}")
+        assert (view / "unet_ema" / "diffusion_pytorch_model.safetensors").read_bytes() == expected
+        assert (view / "run.json").read_text() == '{"format": 1}' and (view / "unet_ema" / "config.json").is_file()
+
+
+def test_fidelity_preview_pairs_real_and_synthetic_rows(tmp_path):
+    from _metrics_data import random_images, write_dataset
+    from defectsynth.data.files import read_image
+
+    fidelity = _fidelity()
+    real = write_dataset(tmp_path / "real", random_images(3, 16, seed=0))
+    syn = write_dataset(tmp_path / "syn", random_images(2, 16, seed=1, prefix="s"), synthetic=True,
+                        source={"condition_of": {"s00": "img02", "s01": "img00"}})
+    grid = read_image(fidelity.preview(real, syn, tmp_path / "preview.png"))
+    scale = 128 // 16
+    assert grid.shape == ((2 * 16 + 2) * scale, (6 * 16 + 4) * scale, 3)
+    first_real = read_image(real / "images" / "img02.png")
+    assert (grid[:16 * scale:scale, :16 * scale:scale] == first_real).all()
+
+
+def test_fidelity_without_real_data_skips_cleanly(tmp_path):
+    env = {**os.environ, "DEFECTSYNTH_CRACKFOREST": str(tmp_path / "absent"), "PYTHONPATH": str(ROOT / "src")}
+    done = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "fidelity.py"), "--out", str(tmp_path / "w"), "--json", str(tmp_path / "f.json")],
+                          capture_output=True, text=True, timeout=120, env=env)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "no real data" in done.stdout and json.loads((tmp_path / "f.json").read_text())["status"] == "skipped: no real data"

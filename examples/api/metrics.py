@@ -33,6 +33,10 @@ for stem in dataset.stems:
 per_class, pooled = total.sae()
 print(f"SAE after a 3 px shift: {100 * pooled:.1f}% of defect pixels outside their boxes")
 
+# texture without any network (synthetic / real ratios near 1 = matching), whole images and box crops
+texture = compute_metrics(["texture"], synthetic=out / "toy", real=out / "toy", split="train")["texture"]
+print({region: round(texture[region]["ratio"]["laplacian_var"], 3) for region in ("image", "boxes")})
+
 if os.environ.get("WEIGHTS_DIR"):
     quality = compute_metrics(
         ["fid", "kid", "lpips"], synthetic=out / "toy", real=out / "toy", split="test",

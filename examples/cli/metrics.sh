@@ -13,6 +13,10 @@ defectsynth metrics sae ebr entropy cir --synthetic "$OUT/toy" --json "$OUT/toy-
 # class balance of the real training split alone
 defectsynth metrics entropy cir --real "$OUT/toy" --split train --no-progress
 
+# texture without any network: the whole toy set (standing in for synthetic images) vs its train split;
+# ratios near 1 and distances near 0 mean matching texture (docs/metrics.md#definitions)
+defectsynth metrics texture --real "$OUT/toy" --split train --synthetic "$OUT/toy" --hf-cutoff 0.25 --no-progress
+
 # image quality needs pretrained networks: from the libraries' caches (downloaded when online),
 # or from safetensors written once with export_weights (docs/metrics.md#weights)
 if [ -n "${WEIGHTS_DIR:-}" ]; then

@@ -47,6 +47,29 @@ def _distribution_table(name: str, block: dict[str, dict]) -> Table:
     return table
 
 
+def _ratio(value: float | None) -> str:
+    return "-" if value is None else f"{value:.3f}"
+
+
+def _texture_table(block: dict[str, Any]) -> Table:
+    table = _table(f"Texture (synthetic / real; high frequency = above {block['hf_cutoff']:g} cycles/pixel)")
+    for header in ("region", "statistic", "real", "synthetic", "ratio / distance"):
+        table.add_column(header, justify="left" if header in ("region", "statistic") else "right")
+    for region in ("image", "boxes"):
+        r = block[region]
+        real, syn, ratio = r["real"], r["synthetic"], r["ratio"]
+        label = f"{region} ({real['images']} / {syn['images']}" + (f"; {real['skipped']} / {syn['skipped']} under 4 px skipped)" if region == "boxes" else ")")
+        table.add_row(label, "Laplacian variance", _fmt(real["laplacian_var"]), _fmt(syn["laplacian_var"]), _ratio(ratio["laplacian_var"]))
+        table.add_row("", "high-frequency share", _fmt(real["hf_share"]), _fmt(syn["hf_share"]), _ratio(ratio["hf_share"]))
+        for key in ("mean", "std"):
+            for c in ("R", "G", "B"):
+                cells = [None if v is None else v[c] for v in (real[key], syn[key], ratio[key])]
+                table.add_row("", f"{key} {c}", _fmt(cells[0]), _fmt(cells[1]), _ratio(cells[2]))
+        table.add_row("", "grey histogram L1", "", "", _ratio(r["distance"]["hist_l1"]))
+        table.add_row("", "grey Wasserstein (levels)", "", "", _ratio(r["distance"]["wasserstein"]))
+    return table
+
+
 def metrics_tables(result: dict[str, Any]) -> list[Table]:
     """One table per metric in ``result`` (as :func:`defectsynth.metrics.compute_metrics` returns it)."""
     tables = []
@@ -78,4 +101,6 @@ def metrics_tables(result: dict[str, Any]) -> list[Table]:
             tables.append(table)
         elif name in ("entropy", "cir"):
             tables.append(_distribution_table(name, block))
+        elif name == "texture":
+            tables.append(_texture_table(block))
     return tables

@@ -1,4 +1,4 @@
-"""``defectsynth metrics NAME...``: SAE, EBR, FID, KID, LPIPS, entropy and CIR of dataset folders."""
+"""``defectsynth metrics NAME...``: SAE, EBR, FID, KID, LPIPS, entropy, CIR and texture of dataset folders."""
 
 from __future__ import annotations
 
@@ -20,7 +20,9 @@ EXAMPLES = """
 
   defectsynth metrics entropy cir --real data/voc --split train --synthetic synth/voc
 
-[bold]Metrics[/]: sae, ebr (BASD eqs. 5-6; need --synthetic with masks and boxes), fid, kid (InceptionV3 at 64/192/768/2048 features), lpips (need --real and --synthetic), entropy, cir (VOC paper; one dataset or both).
+  defectsynth metrics texture --real data/cf --split train --synthetic synth/cf --hf-cutoff 0.25
+
+[bold]Metrics[/]: sae, ebr (BASD eqs. 5-6; need --synthetic with masks and boxes), fid, kid (InceptionV3 at 64/192/768/2048 features), lpips (need --real and --synthetic), entropy, cir (VOC paper; one dataset or both), texture (no network: Laplacian variance, share of spectral power above --hf-cutoff, R/G/B mean and std, grey-level histogram L1 and Wasserstein distance; whole images and box crops; synthetic / real ratios near 1 = matching texture; need --real and --synthetic of the same image size).
 
 [bold]LPIPS pairs[/] each synthetic image with the --real image of stem source.condition_of\\[stem] from the synthetic dataset.json (written by `sample`), or of the same stem when there is no condition_of; paired images must have the same size.
 
@@ -31,7 +33,7 @@ EXAMPLES = """
 
 
 def metrics_command(
-    names: Annotated[list[str], typer.Argument(help="Metrics: sae, ebr, fid, kid, lpips, entropy, cir.", metavar="NAME...", show_default=False)],
+    names: Annotated[list[str], typer.Argument(help="Metrics: sae, ebr, fid, kid, lpips, entropy, cir, texture.", metavar="NAME...", show_default=False)],
     synthetic: Annotated[Optional[Path], typer.Option("--synthetic", help="Synthetic dataset folder (its boxes/ are the conditions).")] = None,
     real: Annotated[Optional[Path], typer.Option("--real", help="Real dataset folder (reference for fid, kid, lpips).")] = None,
     split: Annotated[Optional[str], typer.Option("--split", help="Use only this split of --real (of --synthetic when --real is not given).")] = None,
@@ -40,6 +42,7 @@ def metrics_command(
     nets: Annotated[str, typer.Option("--nets", help="LPIPS backbones.")] = "alex,vgg,squeeze",
     weights_dir: Annotated[Optional[Path], typer.Option("--weights-dir", help="Folder of safetensors weights (no download).")] = None,
     batch_size: Annotated[int, typer.Option("--batch-size", help="Images per network batch.")] = 32,
+    hf_cutoff: Annotated[float, typer.Option("--hf-cutoff", help="texture: radial frequency (cycles/pixel, 0..0.5) above which spectral power counts as high-frequency.")] = 0.25,
     device: Annotated[Optional[str], typer.Option("--device", help="torch device; default cuda when available, else cpu.")] = None,
     progress: ProgressOpt = True,
 ) -> None:
@@ -53,7 +56,7 @@ def metrics_command(
         check_output_file(json_out, True, "metrics JSON", is_metrics_json)
     result = compute_metrics(
         names, synthetic=synthetic, real=real, split=split, features=features, nets=nets,
-        weights_dir=weights_dir, batch_size=batch_size, device=device, progress=progress,
+        weights_dir=weights_dir, batch_size=batch_size, hf_cutoff=hf_cutoff, device=device, progress=progress,
     )
     for table in metrics_tables(result):
         console.print(table)
@@ -63,4 +66,4 @@ def metrics_command(
 
 
 def register(app: typer.Typer) -> None:
-    app.command("metrics", help="Measure synthetic data: SAE, EBR, FID, KID, LPIPS, class entropy and CIR.", epilog=EXAMPLES)(metrics_command)
+    app.command("metrics", help="Measure synthetic data: SAE, EBR, FID, KID, LPIPS, class entropy, CIR and texture statistics.", epilog=EXAMPLES)(metrics_command)

@@ -6,6 +6,7 @@
 | fid, kid | --real and --synthetic images | BASD Table 1 (InceptionV3 @ 64/192/768/2048) |
 | lpips | --real and --synthetic, paired through the synthetic provenance | BASD Table 1 |
 | entropy, cir | --synthetic and/or --real (and both together) | VOC paper Table 4 |
+| texture | --real and --synthetic images (and their boxes) | none: high-frequency energy, colour, grey levels |
 
 ``split`` selects the stems of that split of ``real`` (the reference set), or of ``synthetic``
 when no ``real`` is given; the synthetic dataset is otherwise used whole.
@@ -27,12 +28,13 @@ from defectsynth.metrics.distribution import distribution_report, images_per_cla
 from defectsynth.metrics.fid_kid import FEATURE_SIZES, fid_kid_report, inception_features
 from defectsynth.metrics.lpips import condition_pairs, lpips_distances, lpips_report
 from defectsynth.metrics.sae_ebr import dataset_sae_ebr_counts, sae_ebr_report
+from defectsynth.metrics.texture import DEFAULT_CUTOFF, check_cutoff, texture_report
 from defectsynth.metrics.weights import LPIPS_NETS, load_inception, load_lpips
 
 logger = logging.getLogger(__name__)
 
-METRIC_NAMES = ("sae", "ebr", "fid", "kid", "lpips", "entropy", "cir")
-_NEEDS_BOTH = ("fid", "kid", "lpips")
+METRIC_NAMES = ("sae", "ebr", "fid", "kid", "lpips", "entropy", "cir", "texture")
+_NEEDS_BOTH = ("fid", "kid", "lpips", "texture")
 
 
 def _parse_list(value: str | Sequence[Any], option: str) -> list[str]:
@@ -137,6 +139,7 @@ def compute_metrics(
     nets: str | Sequence[str] = LPIPS_NETS,
     weights_dir: Path | None = None,
     batch_size: int = 32,
+    hf_cutoff: float = DEFAULT_CUTOFF,
     device: str | None = None,
     progress: bool = False,
 ) -> dict:
@@ -147,11 +150,15 @@ def compute_metrics(
     - ``lpips``: ``{"alex": {"mean", "std", "pairs"}, ...}``
     - ``entropy``/``cir``: ``{"synthetic"|"real"|"combined": {"per_class": {...}, "all": value}}``
       (entropy per_class: share of images; cir per_class: image counts; ``all``: bits / Gini).
+    - ``texture``: ``{"hf_cutoff", "image": {...}, "boxes": {...}}``, each region with ``real`` and
+      ``synthetic`` raw values, ``ratio`` (synthetic / real) and ``distance`` (grey-level histograms);
+      see :mod:`defectsynth.metrics.texture`.
 
     split: stems of this split of ``real`` (of ``synthetic`` when ``real`` is None).
     features: InceptionV3 feature sizes for fid/kid. nets: LPIPS backbones.
     weights_dir: folder of safetensors weights (see :mod:`defectsynth.metrics.weights`); None uses
-    the libraries' caches/downloads. device: None picks cuda when available, else cpu.
+    the libraries' caches/downloads. hf_cutoff: radial frequency (cycles/pixel) above which
+    texture counts power as high-frequency. device: None picks cuda when available, else cpu.
     """
     names = parse_names(names)
     features = parse_features(features)
@@ -160,6 +167,7 @@ def compute_metrics(
     real = Path(real) if real is not None else None
     weights_dir = Path(weights_dir) if weights_dir is not None else None
     _check_inputs(names, synthetic, real, batch_size)
+    hf_cutoff = check_cutoff(hf_cutoff)
     device = pick_device(device)
     syn_ds = Dataset(synthetic) if synthetic is not None else None
     real_ds = Dataset(real) if real is not None else None
@@ -177,6 +185,8 @@ def compute_metrics(
     if {"entropy", "cir"} & set(names):
         given = {role: pair for role, pair in (("synthetic", syn), ("real", ref)) if pair is not None}
         result.update(_distribution(names, given, progress))
+    if "texture" in names:
+        result.update(texture_report(*ref, *syn, hf_cutoff, progress))  # type: ignore[misc]  (checked by _check_inputs)
     logger.info("computed %s", ", ".join(names))
     return {name: result[name] for name in names}
 
