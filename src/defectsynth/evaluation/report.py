@@ -102,7 +102,7 @@ def score(stats: Sequence[torch.Tensor], binary: bool) -> dict[str, Any]:
     }
 
 
-def _mean_std(values: Sequence[float | None]) -> tuple[float | None, float | None]:
+def mean_std(values: Sequence[float | None]) -> tuple[float | None, float | None]:
     kept = [v for v in values if v is not None]
     if not kept:
         return None, None
@@ -124,9 +124,9 @@ def summarise(cells: Sequence[dict[str, Any]], class_names: Sequence[str]) -> li
         row: dict[str, Any] = {"model": model, "synthetic": synthetic, "mix": mix, "n_real": members[0]["n_real"],
                                "n_synthetic": members[0]["n_synthetic"], "repeats": len(members)}
         for metric in MAIN_METRICS:
-            row[f"{metric}_mean"], row[f"{metric}_std"] = _mean_std([m["scores"][metric] for m in members])
+            row[f"{metric}_mean"], row[f"{metric}_std"] = mean_std([m["scores"][metric] for m in members])
         for metric in ("iou_per_class", "f1_per_class"):
-            row[metric] = {name: _mean_std([m["scores"][metric][c] for m in members])[0] for c, name in enumerate(class_names)}
+            row[metric] = {name: mean_std([m["scores"][metric][c] for m in members])[0] for c, name in enumerate(class_names)}
         nets = [n for m in members for n in networks(m)]
         row["steps_mean"], row["epochs_mean"] = (float(np.mean([n[k] for n in nets])) for k in ("steps", "epochs"))
         row["under_trained"] = sum(bool(n["under_trained"]) for n in nets)
