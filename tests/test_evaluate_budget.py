@@ -13,7 +13,6 @@ import torch
 
 from defectsynth.cli import app
 from defectsynth.data import Dataset
-from defectsynth.data.prepare import prepare
 from defectsynth.evaluation import evaluate, training
 from defectsynth.evaluation.data import PairCache
 from defectsynth.evaluation.training import TrainConfig, is_under_trained, steps_per_epoch, train_model, validation_steps
@@ -24,13 +23,6 @@ MIXES = ["R=all,S=0", "R=all,S=R"]
 TINY_CONFIG = dict(encoder="mobilenet_v2", encoder_weights=None, batch_size=4, lr=1e-3, model_kwargs=(("encoder_depth", 3), ("decoder_channels", (16, 8, 8))))
 
 pytestmark = pytest.mark.usefixtures("one_thread")
-
-
-@pytest.fixture(scope="module")
-def synthetic(tmp_path_factory):
-    out = tmp_path_factory.mktemp("synth") / "synth"
-    prepare("toy", out, num=16, size="32", seed=9)
-    return out
 
 
 @pytest.fixture
