@@ -55,7 +55,8 @@ def main() -> None:
     parser.add_argument("--train-steps", type=int, default=600, help="diffusion training steps (batch 16)")
     parser.add_argument("--models", default="unet,fpn")
     parser.add_argument("--encoder", default="resnet18")
-    parser.add_argument("--epochs", type=int, default=15)
+    parser.add_argument("--epochs", type=int, default=15, help="with --budget steps: the budget in epochs of the real-only mix")
+    parser.add_argument("--budget", default="steps", choices=["steps", "converge", "epochs"], help="evaluate --budget (default: equal steps per mix)")
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--lr", type=float, default=1e-3)
     parser.add_argument("--loss", default="dice+ce")
@@ -74,14 +75,14 @@ def main() -> None:
     out = work / "report"
     report = timed("evaluate", lambda: defectsynth.evaluate(
         real, out, synthetic=synthetic, models=a.models.split(","), encoder=a.encoder, encoder_weights=None,
-        epochs=a.epochs, batch_size=a.batch_size, size=a.size, lr=a.lr, loss=a.loss, repeats=a.repeats,
+        epochs=a.epochs, budget=a.budget, batch_size=a.batch_size, size=a.size, lr=a.lr, loss=a.loss, repeats=a.repeats,
         mix=a.mix or ["R=all,S=0", "R=all,S=R", "R=0,S=R"], seed=a.seed, progress=True))
     seconds = time.perf_counter() - start
     print((out / "report.md").read_text())
     cells = len(report["cells"]) if report else 0
     print(f"{cells} (model, mix, repeat) cells; whole benchmark {seconds:.0f} s on {torch.get_num_threads()} thread(s); folder: {work}")
     write_results(a.json, {"cells": cells, "seconds": seconds, "seconds_per_cell": seconds / max(cells, 1), "epochs": a.epochs,
-                           "num": a.num, "size": a.size, "train_steps": None if a.synthetic else a.train_steps, "report": str(out)})
+                           "budget": report["budget"] if report else a.budget, "num": a.num, "size": a.size, "train_steps": None if a.synthetic else a.train_steps, "report": str(out)})
 
 
 if __name__ == "__main__":

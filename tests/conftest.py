@@ -18,6 +18,14 @@ def toy_dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return out
 
 
+@pytest.fixture(scope="session")
+def synthetic(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A 16-image 32x32 toy dataset standing in for synthetic data in the evaluate tests (read-only)."""
+    out = tmp_path_factory.mktemp("synth") / "synth"
+    prepare("toy", out, num=16, size="32", seed=9)
+    return out
+
+
 @pytest.fixture
 def runner() -> CliRunner:
     return CliRunner()

@@ -28,13 +28,6 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
-def synthetic(tmp_path_factory):
-    out = tmp_path_factory.mktemp("synth") / "synth"
-    prepare("toy", out, num=16, size="32", seed=9)
-    return out
-
-
-@pytest.fixture(scope="module")
 def finished(tmp_path_factory, toy_dataset, synthetic):
     out = tmp_path_factory.mktemp("report") / "report"
     report = evaluate(toy_dataset, out, synthetic=[synthetic], models=["unet"], epochs=1, repeats=1, mix=MIXES, **TINY)

@@ -23,9 +23,9 @@ defectsynth.filter_dataset(out / "synthetic", out / "filtered", by="boxes", clip
 plan = defectsynth.balance(out / "data", plan_out=out / "plan.json", split="train")
 print(f"balance plan: {plan.generations} generations")
 report = defectsynth.evaluate(
-    out / "data", out / "evaluate", synthetic=[out / "filtered"], models=["unet"], encoder="mobilenet_v2",
-    encoder_weights=None, model_kwargs={"encoder_depth": 3, "decoder_channels": [16, 8, 8]},
-    size="32", epochs=15, batch_size=16, lr=1e-3, repeats=1, mix=["R=all,S=0", "R=all,S=R"],
+    out / "data", out / "evaluate", synthetic=[out / "filtered"], models=["unet"], encoder="resnet18", encoder_weights=None,
+    loss="dice+ce", size="32", budget="steps", epochs=15, batch_size=16, lr=1e-3, repeats=2, mix=["R=all,S=0", "R=all,S=R"],
 )
+print(report["budget"])
 for row in report["rows"]:
-    print(row["mix"], row["miou_mean"])
+    print(row["mix"], f"{row['miou_mean']:.3f} ± {row['miou_std']:.3f}")

@@ -12,5 +12,5 @@ defectsynth metrics sae ebr --synthetic "$OUT/synthetic" --json "$OUT/metrics.js
 defectsynth filter "$OUT/synthetic" --by boxes --clip-labels --out "$OUT/filtered"
 defectsynth balance "$OUT/data" --split train --plan-out "$OUT/plan.json"
 defectsynth evaluate --real "$OUT/data" --synthetic "$OUT/filtered" --out "$OUT/evaluate" \
-    --models unet --encoder mobilenet_v2 --encoder-weights none --model-kwargs '{"encoder_depth": 3, "decoder_channels": [16, 8, 8]}' \
-    --size 32 --epochs 15 --batch-size 16 --lr 1e-3 --repeats 1 --mix "R=all,S=0" --mix "R=all,S=R"
+    --models unet --encoder resnet18 --encoder-weights none --loss dice+ce \
+    --size 32 --budget steps --epochs 15 --batch-size 16 --lr 1e-3 --repeats 2 --mix "R=all,S=0" --mix "R=all,S=R"

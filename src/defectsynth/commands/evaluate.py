@@ -23,12 +23,19 @@ EXAMPLES = """
       --per-class-binary --epochs 100 --batch-size 64 --lr 1e-5 --optimizer adamw --repeats 1 --mix "R=all,S=0" --mix "R=0,S=all" --mix "R=all,S=all"
 
   defectsynth evaluate --real data/toy --synthetic synth/a --synthetic synth/b --out reports/toy --encoder-weights none \\
-      --epochs 5 --size 64 --repeats 1 --mix "R=all,S=0;R=all,S=R"
+      --epochs 5 --size 64 --repeats 2 --mix "R=all,S=0;R=all,S=R"
+
+  defectsynth evaluate --real data/toy --synthetic synth/a --out reports/toy-conv --budget converge --patience 5 --epochs 100
+  defectsynth evaluate --real data/toy --synthetic synth/a --out reports/toy-thesis --budget epochs   [dim](the thesis: 50 epochs per mix)[/]
 
   accelerate launch -m defectsynth evaluate --real data/lemons --synthetic synth/isdm --out reports/isdm   [dim](cells over GPUs)[/]
 
 [bold]Mixes[/] (thesis notation): R=all|0|N|N%, S=0|all|R|N|N%; S=R means as many synthetic as real pairs.
 Synthetic subsets are nested seeded draws. A stopped evaluation resumes: run the same command again.
+[bold]Budgets[/]: steps (default) trains every mix for the same optimiser steps, --epochs x the steps of one
+epoch of the real-only mix R=all,S=0 (or --steps N), so a mix with twice the pairs does half the epochs;
+converge trains each mix until --patience epochs bring no better validation mIoU (at most --epochs);
+epochs trains every mix for --epochs passes over its own pairs (the thesis; larger mixes get more steps).
 """
 
 
@@ -72,11 +79,14 @@ def evaluate_command(
     models: Annotated[str, typer.Option("--models", help="Comma-separated segmentation_models_pytorch architectures.")] = "unetplusplus,fpn,deeplabv3plus",
     encoder: Annotated[str, typer.Option("--encoder", help="smp encoder name.")] = "resnet34",
     encoder_weights: Annotated[Weights, typer.Option("--encoder-weights", help="imagenet needs a download once (cached), none trains from scratch.")] = Weights.imagenet,
-    epochs: Annotated[int, typer.Option("--epochs", help="Epochs per network; the best epoch on validation mIoU is kept.")] = 50,
+    epochs: Annotated[int, typer.Option("--epochs", help="--budget steps: the budget in epochs of the real-only mix R=all,S=0 (unless --steps) and the number of validation rounds; converge: the most epochs; epochs: epochs per network. The weights of the best validation mIoU are kept.")] = 50,
+    budget: Annotated[str, typer.Option("--budget", help="steps (same optimiser steps for every mix), converge (each mix until --patience epochs without a better validation mIoU) or epochs (the thesis: same epochs, so larger mixes train longer).")] = "steps",
+    steps: Annotated[Optional[int], typer.Option("--steps", help="--budget steps: optimiser steps per network (default: --epochs x the steps of one epoch of R=all,S=0).")] = None,
+    patience: Annotated[int, typer.Option("--patience", help="--budget converge: stop after this many epochs without a better validation mIoU.")] = 5,
     batch_size: Annotated[int, typer.Option("--batch-size", help="Batch size.")] = 8,
     size: Annotated[str, typer.Option("--size", help="Training size: N for NxN or WIDTHxHEIGHT.")] = "256",
     lr: Annotated[float, typer.Option("--lr", help="Adam learning rate (divided by 10 halfway).")] = 1e-4,
-    repeats: Annotated[int, typer.Option("--repeats", help="Trainings per (model, mix); mean and std are reported.")] = 3,
+    repeats: Annotated[int, typer.Option("--repeats", help="Trainings per (model, mix); mean and std over them are reported.")] = 3,
     seed: SeedOpt = 0,
     mix: Annotated[Optional[list[str]], typer.Option("--mix", help="R=..,S=.. configuration (repeat, or separate with ';'). Default: baseline + the thesis' seven.")] = None,
     per_class_binary: Annotated[bool, typer.Option("--per-class-binary", help="One binary network per defect class (the BASD paper's protocol).")] = False,
@@ -93,20 +103,21 @@ def evaluate_command(
     mixes = [part.strip() for text in (mix or []) for part in text.split(";") if part.strip()] or None
     report = evaluate(
         real, out, synthetic=list(synthetic or []), models=[m for m in models.split(",") if m.strip()], encoder=encoder,
-        encoder_weights=encoder_weights.value, epochs=epochs, batch_size=batch_size, size=size, lr=lr, repeats=repeats, seed=seed,
+        encoder_weights=encoder_weights.value, epochs=epochs, budget=budget, steps=steps, patience=patience, batch_size=batch_size, size=size, lr=lr, repeats=repeats, seed=seed,
         mix=mixes, per_class_binary=per_class_binary, augment=augment.value, loss=loss.value, optimizer=optimizer.value, model_kwargs=_json_object(model_kwargs),
         save_models=save_models, overwrite=overwrite, progress=progress,
     )
     if report is not None:
         console.print(report_table(report))
-        console.print(f"[green]wrote[/] {out}/report.md, report.csv, report.json and chart_<model>.png")
+        console.print(training_table(report))
+        console.print(f"[green]wrote[/] {out}/report.md, report.csv, cells.csv, report.json and chart_<model>.png")
 
 
 def report_table(report: dict[str, Any]) -> Table:
     """mIoU (mean ± std over repeats) and the difference to the baseline, one column per model."""
     rows = report["rows"]
     model_names = list(dict.fromkeys(r["model"] for r in rows))
-    table = Table(title="mIoU (macro-imagewise) on the real test split", title_justify="left")
+    table = Table(title=f"mIoU (macro-imagewise) on the real test split, mean±std over repeats; {report['budget']}", title_justify="left")
     for name in ("mix", "#R", "#S", "synthetic"):
         table.add_column(name, justify="right" if name.startswith("#") else "left")
     for name in model_names:
@@ -123,6 +134,22 @@ def report_table(report: dict[str, Any]) -> Table:
             diff = "" if r["diff_pct"] is None or synth is None else f" ({r['diff_pct']:+.1f}%)"
             cells.append(f"{r['miou_mean']:.3f}±{r['miou_std']:.3f}{diff}")
         table.add_row(mix, str(first["n_real"]), str(first["n_synthetic"]), synth or "-", *cells)
+    return table
+
+
+def training_table(report: dict[str, Any]) -> Table:
+    """How every network trained: steps, epochs over its own pairs, where its selected weights came from."""
+    from defectsynth.evaluation.report import UNDER_TRAINED_PCT, class_label, epochs_at_best, networks
+
+    table = Table(title=f"training per network ({report['budget']})", title_justify="left",
+                  caption=f"under-trained: the best validation mIoU came in the last {UNDER_TRAINED_PCT}% of the steps", caption_justify="left")
+    for name in ("model", "mix", "synthetic", "repeat", "class", "steps", "epochs", "best at epoch", "under-trained"):
+        table.add_column(name, justify="right" if name in ("repeat", "steps", "epochs", "best at epoch") else "left")
+    for cell in report["cells"]:
+        for net in networks(cell):
+            flag = "[bold yellow]yes[/]" if net["under_trained"] else ""
+            table.add_row(cell["model"], cell["mix"], cell["synthetic"] or "-", str(cell["repeat"]), class_label(net),
+                          str(net["steps"]), f"{net['epochs']:.2f}", f"{epochs_at_best(net):.2f}", flag)
     return table
 
 

@@ -25,8 +25,8 @@ from defectsynth.data.resize import format_size, parse_size
 from defectsynth.errors import DatasetError, OptionError, OutputExistsError
 from defectsynth.evaluation.data import PairCache
 from defectsynth.evaluation.grid import VAL_FRACTION, Cell, Mix, build_cells, holdout, parse_mixes, seeded_order
-from defectsynth.evaluation.report import cell_stats, score, write_report
-from defectsynth.evaluation.training import LOSSES, OPTIMIZERS, TrainConfig, run_cell
+from defectsynth.evaluation.report import TRAINING_FIELDS, cell_stats, score, write_report
+from defectsynth.evaluation.training import BUDGETS, LOSSES, OPTIMIZERS, UNDER_TRAINED_SHARE, TrainConfig, run_cell, steps_per_epoch
 from defectsynth.progress import progress_bar, track
 
 log = logging.getLogger(__name__)
@@ -37,7 +37,7 @@ AUGMENTS = ("none", "classic")
 __all__ = ["DEFAULT_MODELS", "evaluate"]
 
 
-def _check_options(models, epochs, batch_size, lr, repeats, augment, loss, optimizer, encoder_weights) -> None:
+def _check_options(models, epochs, batch_size, lr, repeats, augment, loss, optimizer, encoder_weights, budget, steps, patience) -> None:
     from segmentation_models_pytorch import MODEL_ARCHITECTURES_MAPPING
 
     if not models:
@@ -51,6 +51,12 @@ def _check_options(models, epochs, batch_size, lr, repeats, augment, loss, optim
     check_choice("--augment", augment, AUGMENTS)
     check_choice("--optimizer", optimizer, OPTIMIZERS)
     check_choice("--loss", loss, LOSSES)
+    check_choice("--budget", budget, BUDGETS)
+    check_at_least("--patience", patience)
+    if steps is not None:
+        check_at_least("--steps", steps)
+        if budget != "steps":
+            raise OptionError(f"--steps {steps} sets the step budget of --budget steps; with --budget {budget} leave it out")
     if encoder_weights not in (None, "none", "imagenet") and not str(encoder_weights).strip():
         raise OptionError(f"--encoder-weights must be imagenet, none or an smp weight name, got {encoder_weights!r}")
 
@@ -155,7 +161,8 @@ def _plan(real_ds: Dataset, sources: dict[str, Dataset], mixes: Sequence[Mix], s
 
 def _config(real, train: TrainConfig, size_hw, seed, per_class_binary, sources, models, mixes, repeats, splits) -> dict[str, Any]:
     """config.json: the ``protocol`` (options that change a cell's result; resuming needs it equal) and the grid."""
-    protocol = {"real": str(Path(real).resolve()), "encoder": train.encoder, "encoder_weights": train.encoder_weights, "epochs": train.epochs,
+    protocol = {"real": str(Path(real).resolve()), "encoder": train.encoder, "encoder_weights": train.encoder_weights,
+                "budget": train.budget, "steps": train.steps, "patience": train.patience, "epochs": train.epochs,
                 "batch_size": train.batch_size, "size": format_size(size_hw), "lr": train.lr, "seed": seed, "per_class_binary": per_class_binary,
                 "augment": train.augment, "loss": train.loss, "optimizer": train.optimizer, "model_kwargs": dict(train.model_kwargs),
                 "val_fraction": VAL_FRACTION}
@@ -172,6 +179,9 @@ def evaluate(
     encoder: str = "resnet34",
     encoder_weights: str | None = "imagenet",
     epochs: int = 50,
+    budget: str = "steps",
+    steps: int | None = None,
+    patience: int = 5,
     batch_size: int = 8,
     size: str | int = "256",
     lr: float = 1e-4,
@@ -191,14 +201,19 @@ def evaluate(
 
     real: dataset folder with ``train`` and ``test`` splits and masks; 20 % of ``train`` (seeded)
     is held out for choosing the best epoch, ``test`` is scored once per cell. synthetic: dataset
-    folders with the same classes (all their images are candidates). mix: thesis notation, e.g.
+    folders with the same classes (all their images are candidates). budget: how long each cell
+    trains (:mod:`defectsynth.evaluation.training`): ``steps`` (default) gives every mix ``steps``
+    optimiser steps, by default ``epochs`` x the steps of one epoch of the real-only mix (all real
+    training pairs), validated ``epochs`` times; ``converge`` stops a cell once its validation mIoU
+    has not improved for ``patience`` epochs (at most ``epochs``); ``epochs`` trains every mix for
+    ``epochs`` passes over its own pairs (the thesis). mix: thesis notation, e.g.
     ``["R=all,S=0", "R=all,S=100"]`` (default: the baseline and the thesis' seven). model_kwargs:
     extra ``smp.create_model`` arguments (e.g. ``{"encoder_depth": 3}``). Returns the report dict
     (see :mod:`defectsynth.evaluation.report`) on the main process, None on the others.
     """
     weights = None if encoder_weights in (None, "none") else encoder_weights
     models = [m.strip().lower() for m in models if m.strip()]
-    _check_options(models, epochs, batch_size, lr, repeats, augment, loss, optimizer, encoder_weights)
+    _check_options(models, epochs, batch_size, lr, repeats, augment, loss, optimizer, encoder_weights, budget, steps, patience)
     size_hw = parse_size(size)
     if size_hw is None:
         raise OptionError("--size: give the training size, e.g. 256 or 352x128")
@@ -216,7 +231,10 @@ def evaluate(
     # 1. the real splits (train minus the held-out validation part; the untouched test split) and the nested subsets
     train_real, val, test, real_order, synth_order, counts = _plan(real_ds, sources, mixes, seed)
 
-    config_kw = TrainConfig(encoder, weights, epochs, batch_size, lr, loss, augment, tuple(sorted((model_kwargs or {}).items())), optimizer)
+    if budget == "steps" and steps is None:  # the real-only mix's epochs: a mix with twice the pairs gets half the epochs
+        steps = epochs * steps_per_epoch(len(train_real), batch_size)
+    config_kw = TrainConfig(encoder, weights, epochs, batch_size, lr, loss, augment, tuple(sorted((model_kwargs or {}).items())), optimizer,
+                            budget=budget, steps=steps, patience=patience if budget == "converge" else None)
     config = _config(real, config_kw, size_hw, seed, per_class_binary, sources, models, mixes, repeats, (train_real, val, test))
     out = Path(out)
     state = _process_state()
@@ -273,7 +291,7 @@ def _train_cells(todo, stems, digests, real_ds, sources, val, test, cache, class
                 train_pairs += cache.pairs(sources[cell.synthetic], synth_stems)
 
             def on_epoch(epoch: int, entry: dict[str, float], cell: Cell = cell) -> None:
-                update(status=f"{cell.key} epoch {epoch + 1}/{config_kw.epochs} val mIoU {entry['val_miou']:.3f}")
+                update(status=f"{cell.key} round {epoch + 1}/{config_kw.epochs} step {entry['step']} val mIoU {entry['val_miou']:.3f}")
 
             save_to = _model_dir(out, cell) if save_models else None
             result = run_cell(cell.model, classes, train_pairs, val_pairs, test_pairs, config_kw, _cell_seed(seed, cell), state.device, cell.binary_class, on_epoch, save_to)
@@ -281,6 +299,9 @@ def _train_cells(todo, stems, digests, real_ds, sources, val, test, cache, class
                       "repeat": cell.repeat, "binary_class": cell.binary_class, "n_real": len(real_stems), "n_synthetic": len(synth_stems),
                       "data_digest": digests[cell.key], "process": state.process_index, **result}
             write_json(out / "cells" / f"{cell.key}.json", record)
+            if result["under_trained"]:
+                log.warning("%s: the best validation mIoU came at step %d of %d (the last %d%%): under-trained, give it more --epochs or --steps",
+                            cell.key, result["best_step"], result["steps"], round(100 * UNDER_TRAINED_SHARE))
             advance()
 
 
@@ -295,8 +316,7 @@ def _scored(cells: Sequence[Cell], done: dict[str, dict[str, Any]], num_classes:
         first = records[0]
         scored.append({
             "model": model, "mix": mix.text, "synthetic": synthetic, "repeat": repeat, "n_real": first["n_real"], "n_synthetic": first["n_synthetic"],
-            "best_epoch": [r["best_epoch"] for r in records] if binary else first["best_epoch"],
-            "best_val_miou": [r["best_val_miou"] for r in records] if binary else first["best_val_miou"],
+            **{k: [r[k] for r in records] if binary else first[k] for k in ("binary_class", *TRAINING_FIELDS)},
             "scores": score(cell_stats(records, num_classes), binary),
         })
     return scored

@@ -4,10 +4,11 @@ Report folder layout::
 
     <out>/
       config.json            the options of the evaluation (checked when resuming)
-      cells/<key>.json       one finished cell: its spec, #R/#S, best epoch, test confusion counts
+      cells/<key>.json       one finished cell: its spec, #R/#S, steps and epochs trained, best epoch, test confusion counts
       report.json            config, class names, one row per (model, synthetic source, mix), every cell
-      report.csv             the rows as a table
-      report.md              one table per model, as the thesis' Table 7.3
+      report.csv             the rows as a table (with the budget, mean steps and epochs, under-trained networks)
+      cells.csv              one line per trained network: steps, epochs, where the best weights came from, mIoU
+      report.md              one table per model, as the thesis' Table 7.3, and the training of every network
       chart_<model>.png      mIoU per mix, baseline dashed, percentages on the bars (thesis Fig. 7.8)
 
 Every number comes from the stored confusion counts through
@@ -26,9 +27,37 @@ import numpy as np
 import torch
 
 from defectsynth.data.files import atomic_write_bytes, write_json
+from defectsynth.evaluation.training import UNDER_TRAINED_SHARE
 from defectsynth.metrics.segmentation import reduce_stats
 
 MAIN_METRICS = ("miou", "miou_micro", "f1_pooled")
+# How each network trained (evaluation.training.train_model); a scored per-class-binary group holds lists.
+TRAINING_FIELDS = ("steps", "epochs", "best_epoch", "best_step", "best_val_miou", "under_trained")
+UNDER_TRAINED_PCT = round(100 * UNDER_TRAINED_SHARE)
+
+
+def networks(cell: dict[str, Any]) -> list[dict[str, Any]]:
+    """The trained networks of a scored cell, one dict of ``binary_class`` and :data:`TRAINING_FIELDS` each
+    (a per-class-binary group has one network per class)."""
+    fields = ("binary_class", *TRAINING_FIELDS)
+    if isinstance(cell["steps"], list):
+        return [dict(zip(fields, values)) for values in zip(*(cell[f] for f in fields))]
+    return [{f: cell[f] for f in fields}]
+
+
+def epochs_at_best(network: dict[str, Any]) -> float:
+    """Passes over the network's training pairs when its selected weights were taken."""
+    return network["epochs"] * network["best_step"] / network["steps"]
+
+
+def budget_text(protocol: dict[str, Any]) -> str:
+    """One line saying how long every network trained, e.g. ``budget steps: 120 optimiser steps per network, validated 15 times``."""
+    budget, epochs = protocol["budget"], protocol["epochs"]
+    if budget == "steps":
+        return f"budget steps: {protocol['steps']} optimiser steps per network whatever its mix, validated {min(epochs, protocol['steps'])} times"
+    if budget == "converge":
+        return f"budget converge: each network until {protocol['patience']} epochs without a better validation mIoU, at most {epochs} epochs"
+    return f"budget epochs: {epochs} epochs per network (a larger mix gets more optimiser steps)"
 
 
 def cell_stats(results: Sequence[dict[str, Any]], num_classes: int) -> tuple[torch.Tensor, ...]:
@@ -73,7 +102,7 @@ def score(stats: Sequence[torch.Tensor], binary: bool) -> dict[str, Any]:
     }
 
 
-def _mean_std(values: Sequence[float | None]) -> tuple[float | None, float | None]:
+def mean_std(values: Sequence[float | None]) -> tuple[float | None, float | None]:
     kept = [v for v in values if v is not None]
     if not kept:
         return None, None
@@ -84,7 +113,8 @@ def summarise(cells: Sequence[dict[str, Any]], class_names: Sequence[str]) -> li
     """One row per (model, synthetic source, mix): mean and std over repeats, % difference to the baseline.
 
     ``cells``: scored cell records (``model``, ``mix``, ``synthetic``, ``n_real``, ``n_synthetic``,
-    ``scores``), in grid order.
+    ``scores`` and :data:`TRAINING_FIELDS`), in grid order. ``steps_mean`` / ``epochs_mean``: over the
+    networks of the row; ``under_trained``: how many of them are.
     """
     groups: dict[tuple, list[dict[str, Any]]] = {}
     for cell in cells:
@@ -94,9 +124,12 @@ def summarise(cells: Sequence[dict[str, Any]], class_names: Sequence[str]) -> li
         row: dict[str, Any] = {"model": model, "synthetic": synthetic, "mix": mix, "n_real": members[0]["n_real"],
                                "n_synthetic": members[0]["n_synthetic"], "repeats": len(members)}
         for metric in MAIN_METRICS:
-            row[f"{metric}_mean"], row[f"{metric}_std"] = _mean_std([m["scores"][metric] for m in members])
+            row[f"{metric}_mean"], row[f"{metric}_std"] = mean_std([m["scores"][metric] for m in members])
         for metric in ("iou_per_class", "f1_per_class"):
-            row[metric] = {name: _mean_std([m["scores"][metric][c] for m in members])[0] for c, name in enumerate(class_names)}
+            row[metric] = {name: mean_std([m["scores"][metric][c] for m in members])[0] for c, name in enumerate(class_names)}
+        nets = [n for m in members for n in networks(m)]
+        row["steps_mean"], row["epochs_mean"] = (float(np.mean([n[k] for n in nets])) for k in ("steps", "epochs"))
+        row["under_trained"] = sum(bool(n["under_trained"]) for n in nets)
         rows.append(row)
     baselines = {r["model"]: r["miou_mean"] for r in rows if r["synthetic"] is None}
     for row in rows:
@@ -113,24 +146,45 @@ def _pct(value: float | None) -> str:
     return "-" if value is None else f"{value:+.1f}"
 
 
-def write_csv(path: Path, rows: Sequence[dict[str, Any]], class_names: Sequence[str]) -> None:
+def _write_csv(path: Path, header: Sequence[str], lines: Sequence[Sequence[Any]]) -> None:
+    """A csv file of ``header`` and ``lines``; floats with 6 significant digits, None empty."""
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
-    head = ["model", "synthetic", "mix", "n_real", "n_synthetic", "repeats"]
-    metrics = [f"{m}_{s}" for m in MAIN_METRICS for s in ("mean", "std")]
-    per_class = [f"iou_{n}" for n in class_names] + [f"f1_{n}" for n in class_names]
-    writer.writerow([*head, *metrics, "diff_pct", *per_class])
-    for row in rows:
-        values = [row[k] if row[k] is not None else "" for k in head]
-        numbers = [row[k] for k in metrics] + [row["diff_pct"]]
-        numbers += [row["iou_per_class"][n] for n in class_names] + [row["f1_per_class"][n] for n in class_names]
-        writer.writerow([*values, *("" if v is None else f"{v:.6g}" for v in numbers)])
+    writer.writerow(header)
+    for line in lines:
+        writer.writerow(["" if v is None else f"{v:.6g}" if isinstance(v, float) else v for v in line])
     atomic_write_bytes(path, buffer.getvalue().encode("utf-8"))
 
 
-def markdown(rows: Sequence[dict[str, Any]], class_names: Sequence[str], title: str) -> str:
-    """One table per model: mix, #R, #S, source, mIoU ± std, Diff.[%], micro mIoU, pooled F1, per-class IoU."""
-    lines = [f"# {title}", ""]
+def write_csv(path: Path, rows: Sequence[dict[str, Any]], class_names: Sequence[str], budget: str) -> None:
+    """report.csv: one line per row of :func:`summarise`, the budget in every line."""
+    head = ["model", "synthetic", "mix", "n_real", "n_synthetic", "repeats"]
+    metrics = [f"{m}_{s}" for m in MAIN_METRICS for s in ("mean", "std")]
+    training = ["steps_mean", "epochs_mean", "under_trained"]
+    header = [*head, "budget", *training, *metrics, "diff_pct", *(f"iou_{n}" for n in class_names), *(f"f1_{n}" for n in class_names)]
+    lines = [[*(row[k] for k in head), budget, *(row[k] for k in training), *(_float(row[k]) for k in [*metrics, "diff_pct"]),
+              *(_float(row["iou_per_class"][n]) for n in class_names), *(_float(row["f1_per_class"][n]) for n in class_names)] for row in rows]
+    _write_csv(path, header, lines)
+
+
+def _float(value: Any) -> float | None:
+    return None if value is None else float(value)
+
+
+def write_cells_csv(path: Path, cells: Sequence[dict[str, Any]], budget: str) -> None:
+    """cells.csv: one line per trained network (per class in per-class-binary mode)."""
+    head = ["model", "synthetic", "mix", "repeat"]
+    header = [*head, "binary_class", "n_real", "n_synthetic", "budget", "steps", "epochs", "best_step", "epochs_at_best", "best_val_miou", "under_trained", "miou"]
+    lines = [[*(cell[k] for k in head), net["binary_class"], cell["n_real"], cell["n_synthetic"], budget, net["steps"], float(net["epochs"]),
+              net["best_step"], epochs_at_best(net), float(net["best_val_miou"]), int(bool(net["under_trained"])), _float(cell["scores"]["miou"])]
+             for cell in cells for net in networks(cell)]
+    _write_csv(path, header, lines)
+
+
+def markdown(rows: Sequence[dict[str, Any]], class_names: Sequence[str], title: str, budget: str = "", cells: Sequence[dict[str, Any]] = ()) -> str:
+    """One table per model: mix, #R, #S, source, mIoU ± std, Diff.[%], micro mIoU, pooled F1, per-class IoU;
+    then ``budget`` (:func:`budget_text`) and the training of every network of ``cells``."""
+    lines = [f"# {title}", "", *([budget, ""] if budget else [])]
     for model in dict.fromkeys(r["model"] for r in rows):
         lines += [f"## {model}", ""]
         names = list(class_names)
@@ -144,7 +198,18 @@ def markdown(rows: Sequence[dict[str, Any]], class_names: Sequence[str], title: 
             )
         lines.append("")
     lines.append("mIoU: IoU macro-imagewise (mean over repeats, ± its standard deviation); Diff.: relative to the baseline R=all,S=0.")
+    if cells:
+        lines += ["", "## training", "", "| model | mix | synthetic | repeat | class | steps | epochs | best at epoch | under-trained |", "|" + "---|" * 9]
+        for cell in cells:
+            for net in networks(cell):
+                lines.append(f"| {cell['model']} | {cell['mix']} | {cell['synthetic'] or '-'} | {cell['repeat']} | {class_label(net)} | {net['steps']} | "
+                             f"{net['epochs']:.2f} | {epochs_at_best(net):.2f} | {'yes' if net['under_trained'] else ''} |")
+        lines += ["", f"Under-trained: the selected weights come from the last {UNDER_TRAINED_PCT}% of the steps; more training would likely change the result."]
     return "\n".join(lines) + "\n"
+
+
+def class_label(network: dict[str, Any]) -> str:
+    return "-" if network["binary_class"] is None else str(network["binary_class"])
 
 
 def draw_chart(path: Path, rows: Sequence[dict[str, Any]], model: str) -> None:
@@ -184,12 +249,16 @@ def draw_chart(path: Path, rows: Sequence[dict[str, Any]], model: str) -> None:
 
 
 def write_report(out: Path, config: dict[str, Any], cells: Sequence[dict[str, Any]], class_names: Sequence[str]) -> dict[str, Any]:
-    """Write report.json, report.csv, report.md and chart_<model>.png; returns the report dict."""
+    """Write report.json, report.csv, cells.csv, report.md and chart_<model>.png; returns the report dict
+    (``config``, ``budget``: :func:`budget_text`, ``classes``, ``rows``: :func:`summarise`, ``cells``)."""
     rows = summarise(cells, class_names)
-    report = {"config": config, "classes": list(class_names), "rows": rows, "cells": list(cells)}
+    budget = config["protocol"]["budget"]
+    report = {"config": config, "budget": budget_text(config["protocol"]), "classes": list(class_names), "rows": rows, "cells": list(cells)}
     write_json(out / "report.json", report)
-    write_csv(out / "report.csv", rows, class_names)
-    atomic_write_bytes(out / "report.md", markdown(rows, class_names, f"defectsynth evaluate: {config['real']}").encode("utf-8"))
+    write_csv(out / "report.csv", rows, class_names, budget)
+    write_cells_csv(out / "cells.csv", cells, budget)
+    text = markdown(rows, class_names, f"defectsynth evaluate: {config['real']}", report["budget"], cells)
+    atomic_write_bytes(out / "report.md", text.encode("utf-8"))
     for model in dict.fromkeys(r["model"] for r in rows):
         draw_chart(out / f"chart_{model}.png", rows, model)
     return report

@@ -7,6 +7,17 @@ split) and keep the weights of the epoch with the best validation mIoU (macro-im
 with those weights, score the real test split once. The test pairs are never seen before the
 weights are chosen.
 
+How long a cell trains is its *budget* (:data:`BUDGETS`, ``TrainConfig.budget``):
+
+- ``epochs``: ``epochs`` passes over the cell's own pairs, validated after each (the thesis);
+- ``steps``: ``TrainConfig.steps`` optimiser steps whatever the number of pairs, validated
+  ``epochs`` times at evenly spaced steps (a "round" stands for an epoch), so every mix of a grid
+  is trained and selected at the same step counts;
+- ``converge``: epochs until the validation mIoU has not improved for ``patience`` epochs, at most
+  ``epochs``.
+
+The learning rate drops by 10 after half the validation rounds in every budget.
+
 ``filter --by segmenter`` trains its network with :func:`train_model` (the same protocol, without
 a test split). :func:`save_model` / :func:`load_model` are the one format of a saved network
 (``evaluate --save-models``, ``filter``'s ``segmenter/``, ``filter --model``).
@@ -15,7 +26,9 @@ a test split). :func:`save_model` / :func:`load_model` are the one format of a s
 from __future__ import annotations
 
 import copy
+import itertools
 import logging
+import math
 import shutil
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -25,7 +38,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from defectsynth.checks import check_at_least
+from defectsynth.checks import check_at_least, check_choice
 from defectsynth.data.files import read_json, read_safetensors
 from defectsynth.errors import DatasetError, MissingDependencyError, OptionError
 from defectsynth.evaluation.data import Pair, SegmentationPairs
@@ -35,6 +48,8 @@ log = logging.getLogger(__name__)
 
 LOSSES = ("dice", "ce", "dice+ce")
 OPTIMIZERS = {"adam": "Adam", "adamw": "AdamW"}  # Adam: Macháček et al. / the thesis; AdamW: the BASD paper
+BUDGETS = ("steps", "converge", "epochs")
+UNDER_TRAINED_SHARE = 0.1  # a best validation score within the last 10 % of the steps trained: under-trained
 
 
 @dataclass(frozen=True)
@@ -50,6 +65,9 @@ class TrainConfig:
     augment: str = "none"
     model_kwargs: tuple[tuple[str, Any], ...] = ()
     optimizer: str = "adam"
+    budget: str = "epochs"
+    steps: int | None = None  # budget "steps": optimiser steps per cell
+    patience: int | None = None  # budget "converge": epochs without a better validation mIoU before stopping
 
 
 def build_model(arch: str, num_classes: int, config: TrainConfig, option: str = "--models") -> nn.Module:
@@ -93,19 +111,63 @@ def make_loader(pairs: Sequence[Pair], batch_size: int, train: bool, seed: int, 
     return torch.utils.data.DataLoader(data, batch_size=batch_size, shuffle=train, drop_last=drop_last, generator=generator)
 
 
-def train_epoch(model: nn.Module, loader, loss_fn, optimizer, device: torch.device) -> float:
-    """One pass over ``loader``; returns the mean loss."""
+def steps_per_epoch(num_pairs: int, batch_size: int) -> int:
+    """The batches one pass of ``make_loader(..., train=True)`` yields (it drops a last partial batch)."""
+    return num_pairs // batch_size if num_pairs > batch_size else 1
+
+
+def validation_steps(config: TrainConfig, num_pairs: int) -> list[int]:
+    """The optimiser steps after which a cell on ``num_pairs`` training pairs validates; the last one is
+    its step budget (``converge`` may stop before it)."""
+    check_choice("--budget", config.budget, BUDGETS)
+    if config.budget == "steps":
+        if config.steps is None:
+            raise OptionError("--budget steps needs a step count (TrainConfig.steps)")
+        check_at_least("--steps", config.steps)
+        rounds = min(config.epochs, config.steps)
+        return [math.ceil(k * config.steps / rounds) for k in range(1, rounds + 1)]
+    if config.budget == "converge":
+        if config.patience is None:
+            raise OptionError("--budget converge needs --patience (epochs without a better validation mIoU before stopping)")
+        check_at_least("--patience", config.patience)
+    per_epoch = steps_per_epoch(num_pairs, config.batch_size)
+    return [per_epoch * k for k in range(1, config.epochs + 1)]
+
+
+def is_under_trained(best_step: int, steps: int) -> bool:
+    """Whether the selected weights come from the last :data:`UNDER_TRAINED_SHARE` of the steps trained."""
+    return best_step > (1 - UNDER_TRAINED_SHARE) * steps
+
+
+def _endless(loader):
+    """The batches of ``loader``, pass after pass (each pass reshuffled, as a new epoch would be)."""
+    while True:
+        yield from loader
+
+
+def train_step(model: nn.Module, x: torch.Tensor, y: torch.Tensor, loss_fn, optimizer, device: torch.device) -> float:
+    """One optimiser step on the batch (x, y); returns its loss."""
+    x, y = x.to(device), y.to(device)
+    optimizer.zero_grad(set_to_none=True)
+    loss = loss_fn(model(x), y)
+    loss.backward()
+    optimizer.step()
+    return loss.item()
+
+
+def train_steps(model: nn.Module, batches, steps: int, loss_fn, optimizer, device: torch.device) -> float:
+    """``steps`` optimiser steps on the next batches of the iterator ``batches``; returns the mean loss per image."""
     model.train()
     total, count = 0.0, 0
-    for x, y in loader:
-        x, y = x.to(device), y.to(device)
-        optimizer.zero_grad(set_to_none=True)
-        loss = loss_fn(model(x), y)
-        loss.backward()
-        optimizer.step()
-        total += loss.item() * len(x)
+    for x, y in itertools.islice(batches, steps):
+        total += train_step(model, x, y, loss_fn, optimizer, device) * len(x)
         count += len(x)
     return total / max(count, 1)
+
+
+def train_epoch(model: nn.Module, loader, loss_fn, optimizer, device: torch.device) -> float:
+    """One pass over ``loader``; returns the mean loss."""
+    return train_steps(model, iter(loader), len(loader), loss_fn, optimizer, device)
 
 
 @torch.no_grad()
@@ -137,36 +199,48 @@ def train_model(
     on_epoch: Callable[[int, dict[str, float]], None] | None = None,
     option: str = "--models",
 ) -> tuple[nn.Module, dict[str, Any]]:
-    """Train on ``train`` for ``config.epochs`` and keep the weights of the epoch with the best ``val`` mIoU.
+    """Train on ``train`` within ``config``'s budget and keep the weights of the best ``val`` mIoU.
 
-    Adam (or AdamW) at ``config.lr``, divided by 10 halfway; validation mIoU is macro-imagewise.
-    Returns the network (in eval mode, on ``device``, the best epoch's weights loaded) and
-    ``{"best_epoch", "best_val_miou", "history": [{"epoch", "loss", "val_miou", "lr"}]}``.
+    Adam (or AdamW) at ``config.lr``, divided by 10 after half the validation rounds; validation
+    mIoU is macro-imagewise. A round is an epoch (budgets ``epochs``, ``converge``) or a share
+    ``1/epochs`` of the step budget (``steps``). Returns the network (in eval mode, on ``device``,
+    the best round's weights loaded) and ``{"best_epoch": best round (0-based), "best_step",
+    "best_val_miou", "steps": optimiser steps trained, "epochs": passes over ``train`` (float),
+    "under_trained": :func:`is_under_trained`, "history": [{"epoch", "step", "loss", "val_miou", "lr"}]}``.
     option: the CLI option that chose ``arch`` (named in errors).
     """
     check_at_least("--epochs", config.epochs)
+    checkpoints = validation_steps(config, len(train))
     classes = 2 if binary_class is not None else num_classes
     torch.manual_seed(seed)
     model = build_model(arch, classes, config, option).to(device)
     optimizer = getattr(torch.optim, OPTIMIZERS[config.optimizer])(model.parameters(), lr=config.lr)
-    scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones=[max(1, config.epochs // 2)], gamma=0.1)
+    scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones=[max(1, len(checkpoints) // 2)], gamma=0.1)
     loss_fn = build_loss(config.loss)
     loader = make_loader(train, config.batch_size, train=True, seed=seed, augment=config.augment == "classic", binary_class=binary_class)
+    batches, done = _endless(loader), 0
     best: tuple[float, int, dict[str, torch.Tensor]] | None = None
     history = []
-    for epoch in range(config.epochs):
+    for round_, until in enumerate(checkpoints):
         lr = optimizer.param_groups[0]["lr"]
-        loss = train_epoch(model, loader, loss_fn, optimizer, device)
+        loss = train_steps(model, batches, until - done, loss_fn, optimizer, device)
+        done = until
         scheduler.step()
         val_miou = reduce_stats(*evaluate_split(model, val, "val", classes, config, device, binary_class))["iou"]["macro_imagewise"]
-        history.append({"epoch": epoch, "loss": loss, "val_miou": val_miou, "lr": lr})
+        history.append({"epoch": round_, "step": done, "loss": loss, "val_miou": val_miou, "lr": lr})
         if best is None or val_miou > best[0]:
-            best = (val_miou, epoch, copy.deepcopy(model.state_dict()))
+            best = (val_miou, round_, copy.deepcopy(model.state_dict()))
         if on_epoch is not None:
-            on_epoch(epoch, history[-1])
+            on_epoch(round_, history[-1])
+        if config.budget == "converge" and round_ - best[1] >= config.patience:
+            break
     assert best is not None  # epochs >= 1 is checked above
     model.load_state_dict(best[2])
-    return model.eval(), {"best_epoch": best[1], "best_val_miou": best[0], "history": history}
+    best_step = checkpoints[best[1]]
+    return model.eval(), {
+        "best_epoch": best[1], "best_step": best_step, "best_val_miou": best[0], "steps": done,
+        "epochs": done / steps_per_epoch(len(train), config.batch_size), "under_trained": is_under_trained(best_step, done), "history": history,
+    }
 
 
 def run_cell(
@@ -184,8 +258,9 @@ def run_cell(
 ) -> dict[str, Any]:
     """Train on ``train``, select the epoch on ``val``, score ``test`` once with the selected weights.
 
-    Returns ``{"best_epoch", "best_val_miou", "history": [{"epoch", "loss", "val_miou", "lr"}],
-    "test_stats": {"tp", "fp", "fn", "tn": (N, C) lists}}``. Binary cells have C = 2.
+    Returns the selection of :func:`train_model` (``best_epoch``, ``best_step``, ``best_val_miou``,
+    ``steps``, ``epochs``, ``under_trained``, ``history``) and ``"test_stats": {"tp", "fp", "fn", "tn":
+    (N, C) lists}``. Binary cells have C = 2.
     save_to: a folder to save the selected network in (:func:`save_model`).
     """
     model, selection = train_model(arch, num_classes, train, val, config, seed, device, binary_class, on_epoch)
