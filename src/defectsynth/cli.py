@@ -19,6 +19,7 @@ from defectsynth.commands import balance as balance_cmd
 from defectsynth.commands import demo as demo_cmd
 from defectsynth.commands import encode_boxes as encode_boxes_cmd
 from defectsynth.commands import evaluate as evaluate_cmd
+from defectsynth.commands import export as export_cmd
 from defectsynth.commands import filter as filter_cmd
 from defectsynth.commands import metrics as metrics_cmd
 from defectsynth.commands import prepare as prepare_cmd
@@ -77,7 +78,7 @@ def _quiet_opencv(verbose: bool) -> None:
 
 
 # Registered in pipeline order, which is the order `--help` lists them in.
-for _command in (prepare_cmd, encode_boxes_cmd, train_cmd, sample_cmd, filter_cmd, balance_cmd, evaluate_cmd, metrics_cmd, demo_cmd):
+for _command in (prepare_cmd, encode_boxes_cmd, train_cmd, sample_cmd, filter_cmd, balance_cmd, evaluate_cmd, metrics_cmd, export_cmd, demo_cmd):
     _command.register(app)
 
 
