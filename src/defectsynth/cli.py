@@ -9,7 +9,6 @@ from __future__ import annotations
 import logging
 import os
 
-import click
 import typer
 from rich.markup import escape
 from typer.core import TyperGroup
@@ -32,7 +31,7 @@ from defectsynth.progress import stderr_console
 class _ErrorMappingGroup(TyperGroup):
     """Turns user-facing errors into one line and exit code 2, for every subcommand."""
 
-    def invoke(self, ctx: click.Context):
+    def invoke(self, ctx: typer.Context):
         try:
             return super().invoke(ctx)
         except DefectsynthError as err:
