@@ -33,7 +33,7 @@ def _masks() -> dict[str, np.ndarray]:
     a[20, 30] = a[21, 31] = a[22, 32] = 3  # a diagonal: one 8-connected component
     a[26:32, 0:6] = 255  # ignore: never annotated
     b = np.zeros((H, W), np.uint8)
-    b[0:H, 36:40] = 2  # along the right and bottom borders
+    b[0:H, 36:40] = 2  # along the right border, top to bottom
     b[5, 5] = 3  # one pixel
     b[10:20, 10:20] = 1
     b[13:16, 13:16] = 2  # class 2 inside class 1: class 1 has a hole filled by class 2

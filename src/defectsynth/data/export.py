@@ -20,6 +20,7 @@ converter does). Images are copied byte for byte.
 
 from __future__ import annotations
 
+import json
 import logging
 import shutil
 from collections.abc import Iterator
@@ -266,8 +267,6 @@ def yolo_lines(components: list[Component], class_index: dict[int, int], height:
 
 def _yaml_string(text: str) -> str:
     """A YAML double-quoted scalar (JSON strings are valid YAML)."""
-    import json
-
     return json.dumps(text, ensure_ascii=False)
 
 
@@ -336,8 +335,6 @@ def _hf_rows(ds: Dataset, stems: list[str], description: str, progress: bool) ->
 
 
 def _write_hf(ds: Dataset, tmp: Path, out: Path, progress: bool) -> ExportResult:
-    import json
-
     datasets = _require_datasets()
     manifest = ds.manifest
     features = hf_features()
