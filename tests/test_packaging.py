@@ -58,8 +58,10 @@ def test_floors_file_pins_every_declared_floor_but_torch():
         if line.strip() and not line.startswith("#"):
             name, version = line.split("==")
             pinned[name.strip().lower()] = version.strip()
-    assert set(pinned) == set(floors) - {"torch", "torchvision"}  # torch: see the file's header
+    assert set(floors) - {"torch", "torchvision"} <= set(pinned)  # torch: see the file's header
     for name, version in pinned.items():
+        if name not in floors:
+            continue  # a resolver hint for a test tool (scipy)
         floor = floors[name].split(".")
         assert version.split(".")[: len(floor)] == floor, (name, version, floors[name])
 
