@@ -7,7 +7,7 @@ __version__ = "0.1.0.dev0"
 
 __all__ = [
     "Box", "ClassInfo", "Dataset", "DatasetWriter", "DefectsynthError", "Manifest", "Sample", "__version__",
-    "balance", "demo", "evaluate", "filter_dataset", "prepare", "sample", "train",
+    "balance", "demo", "evaluate", "export", "filter_dataset", "prepare", "sample", "train",
 ]
 
 # Entry points that import torch, diffusers or smp, loaded on first use rather than with the package.
@@ -18,6 +18,7 @@ _LAZY = {
     "filter_dataset": "defectsynth.filtering",
     "balance": "defectsynth.balancing",
     "evaluate": "defectsynth.evaluation",
+    "export": "defectsynth.data.export",
 }
 
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 import logging
 import os
 
-import click
 import typer
 from rich.markup import escape
 from typer.core import TyperGroup
@@ -19,6 +18,7 @@ from defectsynth.commands import balance as balance_cmd
 from defectsynth.commands import demo as demo_cmd
 from defectsynth.commands import encode_boxes as encode_boxes_cmd
 from defectsynth.commands import evaluate as evaluate_cmd
+from defectsynth.commands import export as export_cmd
 from defectsynth.commands import filter as filter_cmd
 from defectsynth.commands import metrics as metrics_cmd
 from defectsynth.commands import prepare as prepare_cmd
@@ -31,7 +31,7 @@ from defectsynth.progress import stderr_console
 class _ErrorMappingGroup(TyperGroup):
     """Turns user-facing errors into one line and exit code 2, for every subcommand."""
 
-    def invoke(self, ctx: click.Context):
+    def invoke(self, ctx: typer.Context):
         try:
             return super().invoke(ctx)
         except DefectsynthError as err:
@@ -77,7 +77,7 @@ def _quiet_opencv(verbose: bool) -> None:
 
 
 # Registered in pipeline order, which is the order `--help` lists them in.
-for _command in (prepare_cmd, encode_boxes_cmd, train_cmd, sample_cmd, filter_cmd, balance_cmd, evaluate_cmd, metrics_cmd, demo_cmd):
+for _command in (prepare_cmd, encode_boxes_cmd, train_cmd, sample_cmd, filter_cmd, balance_cmd, evaluate_cmd, metrics_cmd, export_cmd, demo_cmd):
     _command.register(app)
 
 
