@@ -26,7 +26,7 @@ from pathlib import Path
 
 # name -> train() options on top of BASE; "x0" = the recipe of issue 12 (the default before this study)
 RECIPES: dict[str, dict] = {
-    "plain": {"prediction": "epsilon", "mask_loss_weight": 1.0, "self_cond": False},
+    "plain": {"prediction": "epsilon", "mask_prediction": "epsilon", "mask_loss_weight": 1.0, "self_cond": False},
     "x0": {"prediction": "sample", "mask_loss_weight": 4.0, "self_cond": True},
     "v/x0": {"prediction": "v", "mask_prediction": "sample", "mask_loss_weight": 4.0, "self_cond": True},
     "eps/x0": {"prediction": "epsilon", "mask_prediction": "sample", "mask_loss_weight": 4.0, "self_cond": True},
@@ -34,7 +34,7 @@ RECIPES: dict[str, dict] = {
     "v/x0+grey": {"prediction": "v", "mask_prediction": "sample", "mask_loss_weight": 4.0, "self_cond": True, "channels": "grey"},
     "v/x0+minsnr5": {"prediction": "v", "mask_prediction": "sample", "mask_loss_weight": 4.0, "self_cond": True, "min_snr_gamma": 5.0},
     "v/x0+maskw1": {"prediction": "v", "mask_prediction": "sample", "mask_loss_weight": 1.0, "self_cond": True},
-    "v": {"prediction": "v", "mask_loss_weight": 4.0, "self_cond": True},
+    "v": {"prediction": "v", "mask_prediction": "v", "mask_loss_weight": 4.0, "self_cond": True},
     "v/x0+base": {"prediction": "v", "mask_prediction": "sample", "mask_loss_weight": 4.0, "self_cond": True, "model": "base"},
     "v/x0+learned": {"prediction": "v", "mask_prediction": "sample", "mask_loss_weight": 4.0, "self_cond": True, "variance": "learned"},
 }

@@ -50,7 +50,11 @@ CHANGES: dict[str, dict] = {
     "eps/x0+selfcond+maskw4": {"prediction": "epsilon", "mask_prediction": "sample", "self_cond": True, "mask_loss_weight": 4.0},
 }
 # float32 unless a recipe says otherwise, whatever train()'s --mixed-precision auto picks on this machine
-RECIPES: dict[str, dict] = {name: {"mixed_precision": "no", **PLAIN, **change} for name, change in CHANGES.items()}
+# a recipe that names one prediction uses it for every channel (the mask bits too)
+RECIPES: dict[str, dict] = {
+    name: {"mixed_precision": "no", **PLAIN, "mask_prediction": change.get("prediction", PLAIN["prediction"]), **change}
+    for name, change in CHANGES.items()
+}
 BASE = dict(cond="basd", target="joint", batch_size=16, lr=5e-4, epochs=10**6, preview_every=0, split="train", checkpoints_total_limit=None)
 SAE_TARGET, EBR_TARGET = 0.25, 0.10
 

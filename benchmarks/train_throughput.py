@@ -36,7 +36,7 @@ from defectsynth.diffusion.processes import resolve_precision
 from defectsynth.diffusion.models import build_unet, channel_layout, unet_config
 from _results import add_json_option, write_results
 
-PLAIN_RECIPE = {"prediction": "epsilon", "self_cond": False, "mask_loss_weight": 1.0}
+PLAIN_RECIPE = {"prediction": "epsilon", "mask_prediction": "epsilon", "self_cond": False, "mask_loss_weight": 1.0}
 
 
 class PlainDataset(torch.utils.data.Dataset):

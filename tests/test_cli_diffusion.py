@@ -19,8 +19,8 @@ def test_train_options_map_to_the_core_function(runner, tmp_path):
             "train", "data/toy", "--out", "runs/x", "--cond", "boxmask", "--target", "image", "--model", "tiny",
             "--size", "352x128", "--epochs", "3", "--max-steps", "10", "--batch-size", "2", "--lr", "1e-5", "--seed", "4",
             "--variance", "learned", "--drop-rate", "0.2", "--no-ema", "--ema-decay", "0.99", "--mixed-precision", "bf16", "--compile",
-            "--prediction", "v", "--mask-loss-weight", "3", "--min-snr-gamma", "5", "--self-cond", "--lr-warmup-steps", "7",
-            "--lr-schedule", "cosine",
+            "--prediction", "v", "--mask-prediction", "epsilon", "--mask-loss-weight", "3", "--min-snr-gamma", "5", "--self-cond",
+            "--lr-warmup-steps", "7", "--lr-schedule", "cosine", "--channels", "grey",
             "--checkpoint-every", "5", "--checkpoints-total-limit", "3", "--patience-steps", "50", "--resume",
             "--finetune", "runs/base", "--split", "train", "--max-grad-norm", "0.5", "--preview-every", "0", "--no-progress",
         ])
@@ -30,8 +30,8 @@ def test_train_options_map_to_the_core_function(runner, tmp_path):
     assert kwargs == {
         "out": Path("runs/x"), "cond": "boxmask", "target": "image", "model": "tiny", "size": "352x128", "epochs": 3,
         "max_steps": 10, "batch_size": 2, "lr": 1e-5, "seed": 4, "variance": "learned", "drop_rate": 0.2, "ema": False,
-        "ema_decay": 0.99, "prediction": "v", "mask_loss_weight": 3.0, "min_snr_gamma": 5.0, "self_cond": True,
-        "lr_warmup_steps": 7, "lr_schedule": "cosine", "mixed_precision": "bf16", "compile": True, "checkpoint_every": 5, "checkpoints_total_limit": 3,
+        "ema_decay": 0.99, "prediction": "v", "mask_prediction": "epsilon", "mask_loss_weight": 3.0, "min_snr_gamma": 5.0, "self_cond": True,
+        "lr_warmup_steps": 7, "lr_schedule": "cosine", "channels": "grey", "mixed_precision": "bf16", "compile": True, "checkpoint_every": 5, "checkpoints_total_limit": 3,
         "patience_steps": 50, "resume": True, "finetune": Path("runs/base"), "split": "train", "latent": None, "max_grad_norm": 0.5,
         "preview_every": 0, "progress": False,
     }

@@ -28,7 +28,7 @@ EXAMPLES = """
 
   defectsynth train data/toy --out runs/toy-basd --resume   [dim](continue from the last checkpoint)[/]
 
-  defectsynth train data/toy --prediction epsilon --mask-loss-weight 1 --no-self-cond --out runs/plain   [dim](the BASD paper's recipe)[/]
+  defectsynth train data/toy --mask-prediction epsilon --mask-loss-weight 1 --no-self-cond --out runs/plain   [dim](the BASD paper's recipe)[/]
 
   accelerate launch -m defectsynth train data/wood --model paper --out runs/wood   [dim](several GPUs)[/]
 """
@@ -99,8 +99,8 @@ def train_command(
     drop_rate: Annotated[float, typer.Option("--drop-rate", help="Probability of the null condition, for classifier-free guidance.")] = 0.0,
     ema: Annotated[bool, typer.Option("--ema/--no-ema", help="Keep EMA weights (unet_ema/).")] = True,
     ema_decay: Annotated[float, typer.Option("--ema-decay", help="EMA decay (warmed up as (1+step)/(10+step)).")] = 0.999,
-    prediction: Annotated[Optional[Prediction], typer.Option("--prediction", help="What the network predicts: x_0 (sample), the noise (epsilon, the BASD paper and ISDM) or v. Default: sample; epsilon for --cond mask.", show_default=False)] = None,
-    mask_prediction: Annotated[Optional[Prediction], typer.Option("--mask-prediction", help="What the network predicts for the analog-bit mask channels, when it differs from --prediction (for the image channels), e.g. --prediction v --mask-prediction sample. Default: as --prediction.", show_default=False)] = None,
+    prediction: Annotated[Optional[Prediction], typer.Option("--prediction", help="What the network predicts for the image channels: the noise (epsilon, the default; the BASD paper and ISDM), x_0 (sample) or v.", show_default=False)] = None,
+    mask_prediction: Annotated[Optional[Prediction], typer.Option("--mask-prediction", help="What the network predicts for the analog-bit mask channels. Default: x_0 (sample); as --prediction for --cond mask. --mask-prediction epsilon with --prediction epsilon is the BASD paper's recipe.", show_default=False)] = None,
     mask_loss_weight: Annotated[Optional[float], typer.Option("--mask-loss-weight", help="Weight of the mask channels' loss relative to the image channels. Default: 4; 1 for --cond mask.", show_default=False)] = None,
     min_snr_gamma: Annotated[Optional[float], typer.Option("--min-snr-gamma", help="Min-SNR-gamma loss weighting (Hang et al.; 5 is usual); off when left out.")] = None,
     self_cond: Annotated[Optional[bool], typer.Option("--self-cond/--no-self-cond", help="Self-conditioning on the previous x_0 estimate (Analog bits). Default: on; off for --cond mask.", show_default=False)] = None,

@@ -64,12 +64,14 @@ FIXED_ON_RESUME = (
 LR_SCHEDULES = ("constant", "cosine")
 # The plain recipe of the BASD paper's code: what runs written before these options existed used.
 PLAIN_RECIPE = {
-    "prediction": "epsilon", "mask_prediction": None, "mask_loss_weight": 1.0, "min_snr_gamma": None, "self_cond": False,
+    "prediction": "epsilon", "mask_prediction": "epsilon", "mask_loss_weight": 1.0, "min_snr_gamma": None, "self_cond": False,
     "lr_warmup_steps": 0, "lr_schedule": "constant", "channels": "rgb",
 }
 # Defaults of the recipe options (None = by mode): the measured recipe for box-guided and
-# unconditional runs (docs/recipe-ablation.md), ISDM's (epsilon, no self-conditioning) for --cond mask.
-RECIPE_DEFAULTS = {"prediction": "sample", "mask_prediction": None, "mask_loss_weight": 4.0, "self_cond": True}
+# unconditional runs (docs/recipe-ablation.md: the image channels predict the noise, which keeps
+# surface texture on real data, the mask bits x_0, which keeps masks in their boxes), ISDM's
+# (epsilon, no self-conditioning) for --cond mask.
+RECIPE_DEFAULTS = {"prediction": "epsilon", "mask_prediction": "sample", "mask_loss_weight": 4.0, "self_cond": True}
 ISDM_DEFAULTS = {"prediction": "epsilon", "mask_prediction": None, "mask_loss_weight": 1.0, "self_cond": False}
 
 
