@@ -27,5 +27,5 @@ def test_a_loss_in_every_repeat():
 
 def test_a_gain_on_average_that_the_repeats_do_not_agree_on():
     answer = verdict(_report([0.5, 0.5, 0.5], [0.6, 0.45, 0.55]))
-    assert answer["difference"]["mean"] == pytest.approx(0.05 / 3) and (answer["direction"], answer["every_repeat"]) == ("gain", False)
+    assert answer["difference"]["mean"] == pytest.approx(0.1 / 3) and (answer["direction"], answer["every_repeat"]) == ("gain", False)
     assert verdict_lines(answer)[1].endswith("a gain on average, but not in every repeat: within the spread, not a clear difference")
