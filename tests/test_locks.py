@@ -7,6 +7,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -30,6 +31,18 @@ TINY = ["--model", "tiny", "--batch-size", "2", "--preview-every", "0", "--no-pr
 def data(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("locks") / "toy"
     prepare("toy", out, num=8, size="16", seed=1, split="0.6,0.2,0.2")
+    return out
+
+
+@pytest.fixture(scope="module")
+def synth(data) -> Path:
+    """The toy dataset under other stems (``s-<stem>``), to merge with it."""
+    out = data.with_name("synth")
+    shutil.copytree(data, out)
+    shutil.rmtree(out / "splits")
+    for sub in ("images", "masks", "boxes"):
+        for path in (out / sub).iterdir():
+            path.rename(path.with_name(f"s-{path.name}"))
     return out
 
 
@@ -66,12 +79,12 @@ def test_a_second_train_on_one_run_folder_is_refused_and_the_first_is_unharmed(d
     assert not (tmp_path / ".run.lock.json").exists()  # the holder file goes with the lock
 
 
-def _commands(ws: Path, data: Path) -> dict[str, list[str]]:
+def _commands(ws: Path, data: Path, synth: Path) -> dict[str, list[str]]:
     out = str(ws / "out")
     return {
         "prepare": ["prepare", "toy", "--num", "4", "--size", "16", "--out", out, "--no-progress"],
         "filter": ["filter", str(data), "--out", out, "--by", "boxes", "--no-progress"],
-        "balance": ["balance", str(data), "--with", str(data), "--out", out, "--no-progress"],
+        "balance": ["balance", str(data), "--with", str(synth), "--out", out, "--no-progress"],
         "evaluate": ["evaluate", "--real", str(data), "--out", out, "--models", "unet", "--encoder-weights", "none", "--no-progress"],
         "demo": ["demo", "--quick", "--out", out, "--no-progress"],
         "train": ["train", str(data), "--out", out, *TINY],
@@ -80,8 +93,8 @@ def _commands(ws: Path, data: Path) -> dict[str, list[str]]:
 
 
 @pytest.mark.parametrize("command", ["prepare", "filter", "balance", "evaluate", "demo", "train", "encode-boxes"])
-def test_every_writing_command_is_refused_while_another_holds_its_output(data, tmp_path, command):
-    args = _commands(tmp_path, data)[command]
+def test_every_writing_command_is_refused_while_another_holds_its_output(data, synth, tmp_path, command):
+    args = _commands(tmp_path, data, synth)[command]
     with output_lock(tmp_path / "out", "sample"):  # held by this process: the command opens the lock anew, like another process
         line = _one_line(CliRunner().invoke(app, args))
         assert f"{tmp_path / 'out'}: is being written by another process (sample, pid {os.getpid()} on host " in line
@@ -99,15 +112,15 @@ def _fake_partial(out: Path, command: str | None) -> Path:
 
 
 @pytest.mark.parametrize("command", ["prepare", "filter", "balance"])
-def test_the_next_run_removes_the_partial_folders_its_command_left_and_only_those(data, tmp_path, command):
+def test_the_next_run_removes_the_partial_folders_its_command_left_and_only_those(data, synth, tmp_path, command):
     out = tmp_path / "out"
     mine = [_fake_partial(out, command) for _ in range(2)]
-    other = _fake_partial(out, "sample" if command != "sample" else "prepare")
+    other = _fake_partial(out, "sample")
     unmarked = _fake_partial(out, None)
     elsewhere = _fake_partial(tmp_path / "other", command)
-    (elsewhere.with_name(f".out.partial-moved")).mkdir()
-    (elsewhere.with_name(".out.partial-moved") / PARTIAL_MARKER).write_text(json.dumps({"command": command, "target": str((tmp_path / "other").resolve())}))
-    result = CliRunner().invoke(app, _commands(tmp_path, data)[command])
+    (tmp_path / ".out.partial-moved").mkdir()  # beside out, but its marker names another target
+    (tmp_path / ".out.partial-moved" / PARTIAL_MARKER).write_text(json.dumps({"command": command, "target": str((tmp_path / "other").resolve())}))
+    result = CliRunner().invoke(app, _commands(tmp_path, data, synth)[command])
     assert result.exit_code == 0, result.output
     assert not any(p.exists() for p in mine)
     assert other.is_dir() and unmarked.is_dir() and elsewhere.is_dir() and (tmp_path / ".out.partial-moved").is_dir()

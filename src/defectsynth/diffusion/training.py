@@ -126,15 +126,16 @@ def main_process_decides(accelerator: Accelerator, decide):
     from accelerate.utils import broadcast_object_list
 
     answer: list[Any] = [None]
+    failure = None
     if accelerator.is_main_process:
         try:
             answer[0] = ("ok", decide())
-        except Exception as error:  # noqa: BLE001 - every process must hear of it (ranks.report)
-            answer[0] = ("error", report(error, 0))
+        except Exception as error:  # every process must hear of it (ranks.report)
+            answer[0], failure = ("error", report(error, 0)), error
     broadcast_object_list(answer)
     accelerator.wait_for_everyone()
     if answer[0][0] == "error":
-        raise_reported(answer[0][1])
+        raise_reported(answer[0][1], failure)
     return answer[0][1]
 
 
