@@ -49,7 +49,7 @@ from defectsynth.diffusion.processes import PRECISIONS, make_accelerator, resolv
 from defectsynth.diffusion.models import build_unet, channel_layout, compile_forward, load_network, network_config, use_float32_attention
 from defectsynth.diffusion.schedules import BETA_END, BETA_START, TRAIN_TIMESTEPS, train_scheduler
 from defectsynth.checks import check_choice, check_positive
-from defectsynth.errors import DatasetError, OptionError, OutputExistsError, TrainingError
+from defectsynth.errors import DatasetError, DefectsynthError, OptionError, OutputExistsError, TrainingError
 from defectsynth.locks import writes_output
 from defectsynth.progress import make_progress, track
 from defectsynth.ranks import one_outcome, raise_reported, report
@@ -403,8 +403,14 @@ def save_checkpoint(accelerator: Accelerator, out: Path, model, ema: EMA | None,
     """Write ``checkpoint-<step>/`` (every process its RNG state, the main process the rest)."""
     folder = ckpt.partial_dir(out, state.step)
     accelerator.wait_for_everyone()
-    with one_outcome(accelerator), saving(out, f"{ckpt.CHECKPOINT_PREFIX}{state.step}", folder):  # a failure on any process stops all
-        ckpt.write_process_state(folder, accelerator.process_index)
+    alone = accelerator.num_processes == 1
+    try:  # a failure on any process stops all; the main process removes the partial folder once all know
+        with one_outcome(accelerator), saving(out, f"{ckpt.CHECKPOINT_PREFIX}{state.step}", folder if alone else None):
+            ckpt.write_process_state(folder, accelerator.process_index)
+    except DefectsynthError:
+        if accelerator.is_main_process:
+            shutil.rmtree(folder, ignore_errors=True)
+        raise
     if accelerator.scaler is not None:
         state.scaler = {k: v for k, v in accelerator.scaler.state_dict().items()}
     with one_outcome(accelerator):
