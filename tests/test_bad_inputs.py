@@ -644,8 +644,8 @@ def finetune_with_another_cond(ws):
 
 @case("sample")
 def conditions_with_other_classes(ws):
-    edit_json(ws.data / "dataset.json", lambda d: d["classes"][1].update(name="scratch"))
-    return _sample(ws, "--conditions", str(ws.data)), ["dataset.json", "--conditions: classes {0: 'background', 1: 'scratch'", "of the run"]
+    edit_json(ws.data / "dataset.json", lambda d: d["classes"][1].update(name="dent"))
+    return _sample(ws, "--conditions", str(ws.data)), ["dataset.json", "--conditions: classes {0: 'background', 1: 'dent'", "1: 'scratch'", "of the run"]
 
 
 @case("metrics")
