@@ -618,6 +618,95 @@ def source_truncated_mask(ws):
     return ["prepare", "masks", "--source", str(src), "--out", str(ws.out()), "--no-progress"], ["part1.png", "unreadable or truncated image"]
 
 
+# -- issue 23: findings of a new user, and --overwrite checked all the way down ---------------------
+@case("train")
+def negative_learning_rate(ws):
+    return ["train", str(ws.data), "--out", str(ws.out()), *TRAIN, "--lr", "-1"], ["--lr must be positive, got -1.0"]
+
+
+@case("train")
+def resume_with_another_size(ws):
+    """--size is compared as run.json records it (16 -> 16x16): 24 differs, and the message says so in that form."""
+    return [*_resume(ws), "--size", "24"], ["--resume: --size ('16x16' -> '24x24') differ from the run being resumed"]
+
+
+@case("train")
+def resume_with_another_split(ws):
+    """The run was started without --split on a dataset with a train split: it trained on train."""
+    return [*_resume(ws), "--split", "val"], ["--resume: --split ('train' -> 'val') differ"]
+
+
+@case("train")
+def finetune_with_another_cond(ws):
+    args = ["train", str(ws.data), "--out", str(ws.out()), "--finetune", str(ws.run), "--cond", "mask", "--target", "image", *TRAIN]
+    return args, ["--finetune", str(ws.run), "was trained with --cond basd, not mask", "leave --cond out"]
+
+
+@case("sample")
+def conditions_with_other_classes(ws):
+    edit_json(ws.data / "dataset.json", lambda d: d["classes"][1].update(name="dent"))
+    return _sample(ws, "--conditions", str(ws.data)), ["dataset.json", "--conditions: classes {0: 'background', 1: 'dent'", "1: 'scratch'", "of the run"]
+
+
+@case("metrics")
+def sae_without_boxes(ws):
+    shutil.rmtree(ws.synth / "boxes")
+    return ["metrics", "sae", "--synthetic", str(ws.synth), "--no-progress"], [str(ws.synth), "no boxes/ folder: there are no boxes to measure against"]
+
+
+def _nested_user_file(folder: Path, relative: str) -> None:
+    (folder / relative).parent.mkdir(parents=True, exist_ok=True)
+    (folder / relative).write_bytes(b"the user's own file")
+
+
+@case("sample")
+def overwrite_a_synthetic_dataset_with_a_nested_user_file(ws):
+    shutil.copytree(ws.world.synth, ws.out())
+    _nested_user_file(ws.out(), "images/originals/photo.png")
+    return _sample(ws, "--overwrite", "--seed", "5"), [str(ws.out()), "images/originals/photo.png", "not written by defectsynth"]
+
+
+@case("filter")
+def overwrite_a_dataset_with_a_nested_user_file(ws):
+    shutil.copytree(ws.world.data, ws.out())
+    _nested_user_file(ws.out(), "masks/notes.txt")
+    return ["filter", str(ws.synth), "--out", str(ws.out()), *FILTER, "--overwrite"], [str(ws.out()), "masks/notes.txt", "not written by defectsynth"]
+
+
+@case("balance")
+def merge_overwrite_a_dataset_with_a_nested_user_file(ws):
+    shutil.copytree(ws.world.data, ws.out())
+    _nested_user_file(ws.out(), "splits/old/train.txt")
+    args = ["balance", str(ws.data), "--with", str(ws.synth), "--out", str(ws.out()), "--overwrite", "--no-progress"]
+    return args, [str(ws.out()), "splits/old/train.txt", "not written by defectsynth"]
+
+
+@case("prepare")
+def overwrite_a_prepared_dataset_with_a_nested_user_file(ws):
+    shutil.copytree(ws.world.data, ws.out())
+    _nested_user_file(ws.out(), "boxes/README.md")
+    args = ["prepare", "toy", "--num", "4", "--size", "16", "--out", str(ws.out()), "--overwrite", "--no-progress"]
+    return args, [str(ws.out()), "boxes/README.md", "not written by defectsynth"]
+
+
+@case("evaluate")
+def overwrite_a_report_with_a_nested_user_file(ws):
+    ws.out().mkdir()
+    (ws.out() / "config.json").write_text('{"protocol": {"epochs": 99}}')
+    _nested_user_file(ws.out(), "cells/mine/notes.txt")
+    return ["evaluate", "--real", str(ws.data), "--out", str(ws.out()), *EVALUATE, "--overwrite"], \
+        [str(ws.out()), "report folder", "cells/mine/notes.txt", "not written by defectsynth"]
+
+
+@case("demo")
+def overwrite_a_demo_with_a_nested_user_file(ws):
+    ws.out().mkdir()
+    (ws.out() / "demo.json").write_text('{"quick": true}')
+    shutil.copytree(ws.world.run, ws.out() / "run")
+    _nested_user_file(ws.out(), "run/notes/todo.txt")
+    return ["demo", "--quick", "--out", str(ws.out()), "--overwrite", "--no-progress"], [str(ws.out()), "demo folder", "run/notes/todo.txt", "not written by defectsynth"]
+
+
 # -- the checks -------------------------------------------------------------------------------------
 def _env() -> dict[str, str]:
     return {**os.environ, "PYTHONPATH": os.pathsep.join([str(Path(__file__).parents[1] / "src"), os.environ.get("PYTHONPATH", "")])}
@@ -681,11 +770,12 @@ def test_grayscale_and_opaque_rgba_images_are_read_as_rgb(world, tmp_path, runne
 
 
 # -- two writers of one sample folder ----------------------------------------------------------------
-HOLD_LOCK = "import sys; from defectsynth.data.files import output_lock; l = output_lock(sys.argv[1]); l.__enter__(); print('locked', flush=True); sys.stdin.read()"
+HOLD_LOCK = "import sys; from defectsynth.locks import output_lock; l = output_lock(sys.argv[1], 'sample'); l.__enter__(); print('locked', flush=True); sys.stdin.read()"
 
 
 def test_a_second_sample_process_on_one_output_is_refused_until_the_first_is_gone(world, tmp_path, runner):
     import signal
+    import socket
     import subprocess
     import sys
 
@@ -701,15 +791,17 @@ def test_a_second_sample_process_on_one_output_is_refused_until_the_first_is_gon
                                 capture_output=True, env=env, timeout=300)
         lines = [line for line in second.stderr.decode().splitlines() if line.strip()]
         assert second.returncode == 2 and len(lines) == 1, second.stderr.decode()
-        assert lines[0] == f"error: {ws.out()}: is being written by another process (pid {holder.pid}): wait for it to finish or stop it"
+        host = socket.gethostname()
+        assert lines[0] == f"error: {ws.out()}: is being written by another process (sample, pid {holder.pid} on host {host}): wait for it to finish or stop it"
         assert tree_digest(tmp_path) == before and not ws.out().exists()
     finally:
         holder.send_signal(signal.SIGKILL)  # killed: the lock dies with it, its file stays behind
         holder.wait()
-    assert (ws.outs / ".out.lock").is_file()
+    assert (ws.outs / ".out.lock").is_file() and (ws.outs / ".out.lock.json").is_file()  # what the killed holder left
     result = runner.invoke(app, ["sample", str(run), "--out", str(ws.out()), *SAMPLE])
     assert result.exit_code == 0, result.output
-    assert sorted(p.name for p in ws.outs.iterdir()) == ["out"]  # the stale lock file taken over and removed
+    # the stale lock taken over; the holder file removed (the lock file too, where filelock removes it on release)
+    assert sorted(p.name for p in ws.outs.iterdir() if p.name != ".out.lock") == ["out"]
     assert len(list((ws.out() / "images").iterdir())) == 2
 
 

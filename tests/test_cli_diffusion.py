@@ -37,6 +37,12 @@ def test_train_options_map_to_the_core_function(runner, tmp_path):
     }
 
 
+def test_sample_batch_size_help_says_what_another_batch_size_changes(runner):
+    result = runner.invoke(app, ["sample", "--help"], env={"COLUMNS": "2000"})
+    assert result.exit_code == 0 and "does not change the output" not in result.output
+    assert "another --batch-size changes pixels by up to one level (docs/sample.md)" in result.output
+
+
 def test_sample_options_map_to_the_core_function(runner, tmp_path):
     manifest = Manifest("s", make_classes(["a"]))
     with mock.patch("defectsynth.diffusion.sampling.sample", return_value=manifest) as core:

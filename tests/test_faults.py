@@ -142,6 +142,20 @@ def test_train_killed_five_times_ends_with_the_weights_of_an_uninterrupted_run(d
     assert sorted(p.name for p in run.iterdir()) == sorted(p.name for p in reference.iterdir())  # no leftovers
 
 
+def test_the_command_that_started_a_run_resumes_it_after_a_kill(data16, tmp_path, monkeypatch):
+    """Issue 23: options run.json records in a normal form (--size 32 as 32x32, --split as resolved,
+    the dataset as an absolute path) compare equal when the user repeats the starting command."""
+    run = tmp_path / "run"
+    args = ["train", data16.name, "--out", str(run), *TINY, "--size", "32", "--split", "train", "--epochs", "100", "--max-steps", "6",
+            "--checkpoint-every", "1"]
+    proc = subprocess.Popen([sys.executable, "-m", "defectsynth", *args], env=ENV, cwd=data16.parent, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    _kill_when(proc, lambda: bool(ckpt.checkpoint_dirs(run)), 0.0)
+    monkeypatch.chdir(data16.parent)
+    result = CliRunner().invoke(app, [*args, "--resume"])
+    assert result.exit_code == 0, result.output
+    assert [p.name for p in ckpt.checkpoint_dirs(run)][-1] == "checkpoint-6" and json.loads((run / "run.json").read_text())["args"]["size"] == "32x32"
+
+
 def test_resume_repairs_what_a_kill_leaves_between_two_renames(data16, tmp_path):
     """The narrow windows random kills rarely hit, set up by hand: unet/ renamed aside but its
     replacement not yet in place, a checkpoint half deleted (renamed aside), a partial checkpoint,
@@ -359,6 +373,8 @@ def test_dataset_writers_killed_leave_no_output_or_a_complete_one(data16, tmp_pa
     _complete_or_absent(out, reference)
     if not out.exists():
         assert _partials(out), "the kill left neither the output nor its partial folder: it did not land mid-way"
-        rerun(out)  # the partial folder of the killed run does not stand in the way
+        rerun(out)  # the partial folder of the killed run does not stand in the way, and the rerun removes it
     assert _same_files(out, reference)
+    # nothing else beside out (a kill after the rename leaves the killed run's lock files, taken over by the next writer)
+    assert not _partials(out) and sorted(p.name for p in out.parent.iterdir() if not p.name.startswith(".out.lock")) == ["out"]
     Dataset(out).validate()

@@ -250,3 +250,21 @@ def test_saved_weights_round_trip(guided_run):
         loaded = run.load_unet(ema=ema).state_dict()
         saved = load_file(str(guided_run / "checkpoint-2" / f"{name}.safetensors"))
         assert loaded.keys() == saved.keys() and all((loaded[k] == saved[k]).all() for k in saved)
+
+
+def test_finetune_takes_cond_target_model_and_size_from_the_run(data16, tmp_path, runner):
+    """A finetune of a mask-conditioned (ISDM) run without repeating --cond/--target/--model/--size
+    (issue 23); given, they must equal the run's, and one line names both."""
+    from defectsynth.cli import app
+
+    isdm = train(data16, out=tmp_path / "isdm", cond="mask", target="image", size="24", max_steps=1, **TINY)
+    common = ["--finetune", str(isdm), "--drop-rate", "0.2", "--batch-size", "4", "--max-steps", "1", "--preview-every", "0", "--no-progress"]
+    result = runner.invoke(app, ["train", str(data16), "--out", str(tmp_path / "ft"), *common])
+    assert result.exit_code == 0, result.output
+    args = json.loads((tmp_path / "ft" / "run.json").read_text())["args"]
+    assert (args["cond"], args["target"], args["model"], args["size"]) == ("mask", "image", "tiny", "24x24")
+    result = runner.invoke(app, ["train", str(data16), "--out", str(tmp_path / "ft2"), *common, "--size", "24", "--cond", "mask"])
+    assert result.exit_code == 0, result.output  # given and equal (24 is 24x24)
+    result = runner.invoke(app, ["train", str(data16), "--out", str(tmp_path / "ft3"), *common, "--model", "small"])
+    assert result.exit_code == 2 and f"--finetune: {isdm} was trained with --model tiny, not small" in result.output, result.output
+    assert not (tmp_path / "ft3").exists()

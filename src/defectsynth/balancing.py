@@ -37,6 +37,7 @@ from defectsynth.encoding.conditions import copy_conditions
 from defectsynth.errors import DatasetError, OptionError
 from defectsynth.metrics.distribution import classes_in, count_images, distribution_report
 from defectsynth.progress import track
+from defectsynth.locks import writes_output
 
 logger = logging.getLogger(__name__)
 
@@ -176,6 +177,7 @@ def parse_n_balance(n_balance: int | str | None) -> int | str | None:
     return int(text)
 
 
+@writes_output("balance", "plan_out")
 def plan_balance(
     dataset: str | Path, n_balance: int | str = "auto", plan_out: str | Path | None = None, split: str | None = "train", progress: bool = False,
     overwrite: bool = False,
@@ -323,6 +325,7 @@ def _check_unique(real: Dataset, synthetic: Dataset, stems: list[str]) -> None:
         raise DatasetError(f"stems {shown} exist in both {real.root} and {synthetic.root}: merged stems must be unique, rename one side", synthetic.root)
 
 
+@writes_output("balance", "out")
 def merge_datasets(
     real: str | Path,
     synthetic: str | Path,

@@ -37,6 +37,14 @@ class OutputLockedError(DefectsynthError):
     """Another process is writing the same output folder (it holds the folder's lock)."""
 
 
+class WriteError(DefectsynthError):
+    """An output file could not be written (a full disk, no permission); what was written before stays."""
+
+
+class ProcessFailedError(DefectsynthError):
+    """Another process of a multi-process run failed; every process stops with its one line."""
+
+
 class MissingDependencyError(DefectsynthError):
     """An optional package or a local weight file is missing."""
 

@@ -58,6 +58,7 @@ from defectsynth.metrics.distribution import sample_classes
 from defectsynth.metrics.sae_ebr import inside_own_boxes, sae_ebr_counts
 from defectsynth.metrics.segmentation import get_stats, image_scores
 from defectsynth.progress import progress_bar, track
+from defectsynth.locks import writes_output
 
 logger = logging.getLogger(__name__)
 
@@ -315,6 +316,7 @@ def _output_manifest(syn: Dataset, kept: list[str], record: dict[str, Any]) -> M
     return Manifest(name=f"{syn.manifest.name}-filtered", classes=syn.manifest.classes, source=source, synthetic=syn.manifest.synthetic)
 
 
+@writes_output("filter", "out")
 def filter_dataset(
     synthetic: str | Path,
     out: str | Path,

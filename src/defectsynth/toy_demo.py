@@ -27,7 +27,9 @@ from typing import Any
 
 from defectsynth.data import Dataset
 from defectsynth.data.files import write_image, write_json
+from defectsynth.data.writer import DATASET_LAYOUT, check_replaceable, nested
 from defectsynth.errors import OutputExistsError
+from defectsynth.locks import writes_output
 
 # Settings per variant: the full demo trains for about 8 minutes on 2 CPU cores. With the default
 # recipe (x_0 prediction, self-conditioning, mask weight 4) the toy test boxes reach SAE 2.7% and
@@ -54,6 +56,7 @@ BASELINE, WITH_SYNTHETIC = "R=all,S=0", "R=all,S=R"
 EVALUATE_MODEL = {"models": ["unet"], "encoder": "resnet18", "encoder_weights": None, "lr": 1e-3, "loss": "dice+ce", "mix": [BASELINE, WITH_SYNTHETIC]}
 
 
+@writes_output("demo", "out")
 def demo(out: str | Path = "defectsynth-demo", *, quick: bool = False, seed: int = 0, overwrite: bool = False, progress: bool = False) -> dict[str, Any]:
     """Run every stage on toy data: prepare, train (BASD, joint), sample the train boxes, SAE/EBR,
     filter, a balancing plan, a small evaluate, and previews.
@@ -77,6 +80,7 @@ def demo(out: str | Path = "defectsynth-demo", *, quick: bool = False, seed: int
             raise OutputExistsError("output folder exists: choose another --out or pass --overwrite", out)
         if not (out / "demo.json").is_file():
             raise OutputExistsError("--overwrite only replaces a demo folder, and this one has no demo.json", out)
+        check_replaceable(out, demo_layout(), "demo folder")
         shutil.rmtree(out)
     settings = SETTINGS["quick" if quick else "full"]
     evaluate_settings = {**EVALUATE_MODEL, **settings["evaluate"]}
@@ -126,6 +130,15 @@ def verdict(report: dict[str, Any]) -> dict[str, Any]:
         "difference": {"per_repeat": diffs, "mean": mean, "std": std, "relative_pct": 100.0 * mean / base_mean if base_mean else None},
         "direction": direction, "every_repeat": all((d > 0) - (d < 0) == sign for d in diffs),
     }
+
+
+def demo_layout() -> tuple[str, ...]:
+    """Every file the demo writes (data.writer.in_layout patterns): what --overwrite may replace."""
+    from defectsynth.diffusion.checkpoint import RUN_LAYOUT
+    from defectsynth.evaluation import REPORT_LAYOUT
+
+    folders = {"data": DATASET_LAYOUT, "run": RUN_LAYOUT, "synthetic": DATASET_LAYOUT, "filtered": DATASET_LAYOUT, "evaluate": REPORT_LAYOUT}
+    return ("demo.json", "metrics.json", "plan.json", "previews/*.png", *(p for name, layout in folders.items() for p in nested(name, layout)))
 
 
 def write_previews(real: Path, synthetic: Path, folder: Path) -> None:

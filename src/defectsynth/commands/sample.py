@@ -110,7 +110,7 @@ def sample_command(
     steps: Annotated[Optional[int], typer.Option("--steps", help="Sampling steps. Default: 1000 (ddpm), 50 (ddim), 20 (dpm); sd-adapter 30 (the paper).")] = None,
     guidance: Annotated[Optional[float], typer.Option("--guidance", help="Classifier-free guidance scale; needs a run trained with --drop-rate. Default: 1.5 for a mask-conditioned run finetuned with a drop rate (ISDM), else 1.0; sd-adapter 7.5.", show_default=False)] = None,
     seed: SeedOpt = 0,
-    batch_size: Annotated[Optional[int], typer.Option("--batch-size", help="Images per forward pass (does not change the output). Default: 16; sd-adapter 1.")] = None,
+    batch_size: Annotated[Optional[int], typer.Option("--batch-size", help="Images per forward pass. Reruns with the same --batch-size give the same bytes (on any number of processes); another --batch-size changes pixels by up to one level (docs/sample.md). Default: 16; sd-adapter 1.")] = None,
     overwrite: OverwriteOpt = False,
     progress: ProgressOpt = True,
     num: Annotated[Optional[int], _diff("Number of samples (conditions are reused round by round). Default: one per condition.", "--num")] = None,

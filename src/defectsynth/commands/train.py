@@ -22,7 +22,7 @@ EXAMPLES = """
 
   defectsynth train data/toy --cond mask --target image --out runs/toy-isdm   [dim](SDM/ISDM: SPADE UNet, L_hybrid)[/]
 
-  defectsynth train data/toy --cond mask --target image --finetune runs/toy-isdm --drop-rate 0.2 --out runs/toy-isdm-ft
+  defectsynth train data/toy --finetune runs/toy-isdm --drop-rate 0.2 --out runs/toy-isdm-ft   [dim](--cond/--target/--model/--size: the run's)[/]
 
   defectsynth train data/toy --cond none --target mask --latent models/vae --out runs/toy-masks-latent   [dim](latent All-Latent)[/]
 
@@ -86,9 +86,9 @@ class Precision(str, Enum):
 def train_command(
     dataset: Annotated[Path, typer.Argument(help="Dataset folder to train on.")],
     out: Annotated[Path, typer.Option("--out", "-o", help="Run folder (refused if it holds another run, unless --resume).")],
-    cond: Annotated[Cond, typer.Option("--cond", help="Condition: BASD + C-BASD maps, plain box masks, none, or the mask (SPADE UNet of SDM/ISDM, with --target image).")] = Cond.basd,
-    target: Annotated[Target, typer.Option("--target", help="What the network generates: RGB + analog-bit mask, RGB only, or the mask only.")] = Target.joint,
-    model: Annotated[ModelSize, typer.Option("--model", help="UNet size; paper = the BASD paper's 114M-parameter network.")] = ModelSize.small,
+    cond: Annotated[Optional[Cond], typer.Option("--cond", help="Condition: BASD + C-BASD maps, plain box masks, none, or the mask (SPADE UNet of SDM/ISDM, with --target image). Default: basd; with --finetune the run's.", show_default=False)] = None,
+    target: Annotated[Optional[Target], typer.Option("--target", help="What the network generates: RGB + analog-bit mask, RGB only, or the mask only. Default: joint; with --finetune the run's.", show_default=False)] = None,
+    model: Annotated[Optional[ModelSize], typer.Option("--model", help="UNet size; paper = the BASD paper's 114M-parameter network. Default: small; with --finetune the run's.", show_default=False)] = None,
     size: SizeOpt = None,
     epochs: Annotated[int, typer.Option("--epochs", help="Number of epochs.")] = 500,
     max_steps: Annotated[Optional[int], typer.Option("--max-steps", help="Stop after this many optimisation steps.")] = None,
@@ -113,7 +113,7 @@ def train_command(
     checkpoints_total_limit: Annotated[Optional[int], typer.Option("--checkpoints-total-limit", help="Keep only the newest K checkpoints.")] = 2,
     patience_steps: Annotated[Optional[int], typer.Option("--patience-steps", help="Stop when the epoch loss has not improved for this many steps.")] = None,
     resume: Annotated[bool, typer.Option("--resume", help="Continue from the newest checkpoint in --out (starts fresh when there is none).")] = False,
-    finetune: Annotated[Optional[Path], typer.Option("--finetune", help="Start from the weights of this run folder.")] = None,
+    finetune: Annotated[Optional[Path], typer.Option("--finetune", help="Start from the weights of this run folder; --cond, --target, --model and --size left out are the run's.")] = None,
     split: SplitNameOpt = None,
     latent: Annotated[Optional[Path], typer.Option("--latent", help="Local diffusers AutoencoderKL or VQModel folder: run diffusion on its latents (All-Latent).")] = None,
     max_grad_norm: Annotated[float, typer.Option("--max-grad-norm", help="Gradient clipping norm (0 disables).")] = 1.0,
@@ -123,7 +123,7 @@ def train_command(
     from defectsynth.diffusion.training import train
 
     run = train(
-        dataset, out=out, cond=cond.value, target=target.value, model=model.value, size=size, epochs=epochs,
+        dataset, out=out, cond=cond and cond.value, target=target and target.value, model=model and model.value, size=size, epochs=epochs,
         max_steps=max_steps, batch_size=batch_size, lr=lr, seed=seed, variance=variance.value if variance else None, drop_rate=drop_rate,
         ema=ema, ema_decay=ema_decay, prediction=prediction.value if prediction else None,
         mask_prediction=mask_prediction.value if mask_prediction else None, mask_loss_weight=mask_loss_weight, channels=channels.value,

@@ -29,6 +29,7 @@ from defectsynth.data.model import IGNORE_INDEX
 from defectsynth.errors import MissingDependencyError, OptionError
 from defectsynth.metrics.distribution import sample_classes
 from defectsynth.progress import track
+from defectsynth.locks import writes_output
 
 CLIP_TEMPLATE = "a photo of {classes}"
 
@@ -85,6 +86,7 @@ def select_per_class(groups: dict[str, list[int]], scores: dict[str, float], kee
     return kept
 
 
+@writes_output("filter", "out")
 def filter_by_clip(
     synthetic: str | Path,
     out: str | Path,

@@ -41,6 +41,7 @@ from defectsynth.data.files import write_image
 from defectsynth.data.writer import check_output_dir
 from defectsynth.errors import DatasetError, OptionError
 from defectsynth.progress import track
+from defectsynth.locks import writes_output
 
 logger = logging.getLogger(__name__)
 
@@ -184,6 +185,7 @@ def _write_redraws(
     return condition_of, prompt_of
 
 
+@writes_output("sample", "out")
 def sample_sd(
     conditions: str | Path | None,
     out: str | Path,

@@ -19,7 +19,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-from defectsynth.errors import DatasetError, OutputLockedError
+from defectsynth.errors import DatasetError, WriteError
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
 _UMASK = os.umask(0o022)  # read once at import (os.umask can only be read by setting it) ...
@@ -75,61 +75,63 @@ def holds_no_files(folder: str | Path) -> bool:
 
 
 @contextmanager
-def output_lock(target: str | Path) -> Iterator[Path]:
-    """Hold the exclusive lock on writing ``target`` for the ``with`` block; yields the lock file.
-
-    The lock is ``fcntl.flock`` on ``<parent>/.<name>.lock``, which records the holder's pid. A
-    second process raises one :class:`OutputLockedError` ("<target>: is being written by another
-    process (pid N)"). The operating system releases the lock when its process ends, even when
-    killed (a stale file left then is taken over by the next writer); a normal exit removes the
-    file. Without ``fcntl`` (Windows) no lock is taken.
-    """
+def write_errors(where: str | Path, what: str = "the output") -> Iterator[None]:
+    """Turn a failed write inside the block (a full disk, no permission) into one :class:`WriteError`
+    naming ``where`` and the file; what was written before stays (every write is atomic)."""
     try:
-        import fcntl
-    except ImportError:  # pragma: no cover - not POSIX
-        yield Path(target)
-        return
-    target = Path(target)
-    path = target.parent / f".{target.name}.lock"
-    target.parent.mkdir(parents=True, exist_ok=True)
-    while True:
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666 & ~_UMASK)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            holder = os.pread(fd, 32, 0).decode("ascii", "replace").strip() or "unknown"
-            os.close(fd)
-            raise OutputLockedError(f"is being written by another process (pid {holder}): wait for it to finish or stop it", target) from None
-        try:
-            current = os.stat(path).st_ino == os.fstat(fd).st_ino
-        except FileNotFoundError:
-            current = False
-        if current:
-            break
-        os.close(fd)  # the previous holder removed the file between our open and flock: lock the new one
-    try:
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, f"{os.getpid()}\n".encode("ascii"), 0)
-        yield path
-    finally:
-        path.unlink(missing_ok=True)
-        os.close(fd)
+        yield
+    except OSError as err:
+        name = f" {Path(err.filename).name}" if err.filename else ""
+        raise WriteError(f"cannot write {what}{name} ({err.strerror or err}); the files written before are intact", where) from None
 
 
-def partial_dir(target: str | Path) -> Path:
-    """A new hidden folder beside ``target`` to build its replacement in (see :func:`replace_dir`)."""
+# Inside a partial folder: which command builds it for which target, so that the next run of the
+# same command on the same target can prove a killed run's leftover is its own (remove_stale_partials).
+PARTIAL_MARKER = ".defectsynth-partial.json"
+
+
+def partial_dir(target: str | Path, command: str | None = None) -> Path:
+    """A new hidden folder ``.<name>.partial-<x>`` beside ``target`` to build its replacement in
+    (see :func:`replace_dir`); with ``command`` it holds a marker naming the command and ``target``."""
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.partial-", dir=target.parent))
     tmp.chmod(0o777 & ~_UMASK)  # mkdtemp makes 0700; the folder ends up as a normal one
+    if command is not None:
+        write_json(tmp / PARTIAL_MARKER, _partial_owner(target, command), durable=False)
     return tmp
 
 
+def _partial_owner(target: Path, command: str) -> dict[str, str]:
+    return {"command": command, "target": str(target.resolve())}
+
+
+def remove_stale_partials(target: str | Path, command: str) -> int:
+    """Delete the partial folders of ``target`` that killed runs of ``command`` left (their marker
+    names both); returns how many. Others, without a marker or of another command, stay.
+
+    Call it only while holding ``target``'s output lock (:func:`defectsynth.locks.output_lock`): then
+    no live writer of ``target`` is building one.
+    """
+    target = Path(target)
+    removed = 0
+    for folder in target.parent.glob(f".{target.name}.partial-*"):
+        try:
+            owner = json.loads((folder / PARTIAL_MARKER).read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            continue
+        if owner == _partial_owner(target, command):
+            shutil.rmtree(folder, ignore_errors=True)
+            removed += 1
+    return removed
+
+
 def replace_dir(tmp: str | Path, target: str | Path) -> None:
-    """Move the finished folder ``tmp`` to ``target``, replacing any folder there: the old one is
-    renamed aside first and removed only once the new one is in place. Everything written is
-    flushed to disk before the rename, so files written inside ``tmp`` may skip their own fsync."""
+    """Move the finished folder ``tmp`` (its marker removed) to ``target``, replacing any folder there:
+    the old one is renamed aside first and removed only once the new one is in place. Everything
+    written is flushed to disk before the rename, so files written inside ``tmp`` may skip their own fsync."""
     tmp, target = Path(tmp), Path(target)
+    (tmp / PARTIAL_MARKER).unlink(missing_ok=True)
     os.sync()
     backup = None
     if target.exists():

@@ -21,6 +21,7 @@ from defectsynth.data.writer import DatasetWriter
 from defectsynth.encoding.components import boxes_from_mask
 from defectsynth.errors import DatasetError, OptionError
 from defectsynth.progress import track
+from defectsynth.locks import writes_output
 
 logger = logging.getLogger(__name__)
 
@@ -81,6 +82,7 @@ def _finish(sample: Sample, data: SourceData, target: tuple[int, int] | None, ke
     return sample
 
 
+@writes_output("prepare", "out")
 def prepare(
     source: str,
     out: str | Path,

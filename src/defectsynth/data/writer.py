@@ -2,13 +2,16 @@
 
 :class:`DatasetWriter` builds the whole folder under a hidden temporary name beside the target
 and renames it into place only when :meth:`DatasetWriter.commit` is called, so a command that
-fails or is killed leaves no partial output folder. An existing output folder is refused unless
-``overwrite=True``, and only a folder that is itself a dataset (it has ``dataset.json``) is ever
-replaced: user files are never deleted.
+fails or is killed leaves no partial output folder (a killed run's hidden folder is removed by the
+next run of the same command on the same output). An existing output folder is refused unless
+``overwrite=True``, and only a folder that is itself a dataset (it has ``dataset.json``) and holds
+nothing else, at any depth (:func:`check_replaceable`), is ever replaced: user files are never deleted.
 """
 
 from __future__ import annotations
 
+import fnmatch
+import re
 import shutil
 from collections.abc import Callable
 from pathlib import Path
@@ -16,17 +19,58 @@ from typing import Any
 
 import numpy as np
 
-from defectsynth.data.files import partial_dir, replace_dir, write_image, write_json, write_mask
+from defectsynth.data.files import PARTIAL_MARKER, partial_dir, remove_stale_partials, replace_dir, write_image, write_json, write_mask
 from defectsynth.data.model import IGNORE_INDEX, Manifest, Sample, check_stem
 from defectsynth.errors import DatasetError, OutputExistsError
+from defectsynth.locks import current_command
 
 
-# Everything defectsynth writes at the top of a dataset folder: DatasetWriter (prepare, balance,
-# filter), encode-boxes (conditions/), sample (.sampling/), filter (scores.json, segmenter/,
-# clip_scores.json) and sample --backend sd-adapter (previews/).
-DATASET_ENTRIES = frozenset(
-    {"dataset.json", "images", "masks", "boxes", "splits", "conditions", ".sampling", "scores.json", "segmenter", "clip_scores.json", "previews"}
+# Every file defectsynth writes in a dataset folder, as glob patterns of its path inside the folder
+# (``*`` never crosses a ``/``): DatasetWriter (prepare, balance, filter), encode-boxes
+# (conditions/), sample (.sampling/), filter (scores.json, segmenter/, clip_scores.json) and
+# sample --backend sd-adapter (previews/).
+DATASET_LAYOUT = (
+    "dataset.json", "images/*.png", "images/*.jpg", "masks/*.png", "boxes/*.json", "splits/*.txt",
+    "conditions/*.npz", "conditions/preview/*.png", ".sampling/*.json", "scores.json", "segmenter/*", "clip_scores.json", "previews/*.png",
 )
+# The hidden names of killed or running writes: ``.<name>.<random>.tmp`` (an atomic write),
+# ``.<name>.partial[-x]`` / ``.<name>.old[-x]`` (a folder being replaced), ``.<name>.lock[.json]``.
+_HIDDEN = re.compile(r"\.(?P<name>.+?)\.(?:partial(?:-\w+)?|old(?:-\w+)?|lock(?:\.json)?|[^.]+\.tmp)")
+
+_LOCK = re.compile(r"\..+\.lock(?:\.json)?")
+
+
+def nested(prefix: str, layout: tuple[str, ...]) -> tuple[str, ...]:
+    """``layout`` of a folder that lies at ``prefix`` inside another (e.g. ``data/`` of a demo folder)."""
+    return tuple(f"{prefix}/{pattern}" for pattern in layout)
+
+
+def _fits(parts: list[str], pattern: list[str]) -> bool:
+    return len(parts) == len(pattern) and all(fnmatch.fnmatchcase(p, w) for p, w in zip(parts, pattern))
+
+
+def in_layout(relative: Path, layout: tuple[str, ...]) -> bool:
+    """Whether the file at ``relative`` (inside a folder) is one that ``layout`` says defectsynth
+    writes, reading every hidden leftover name as the name it stands for (``.unet.old/x`` as
+    ``unet/x``); a partial folder's marker may lie in any folder of the layout, and a lock file
+    beside any file or folder of it."""
+    parts = [m["name"] if (m := _HIDDEN.fullmatch(part)) else part for part in relative.parts]
+    patterns = [pattern.split("/") for pattern in layout]
+    if relative.name == PARTIAL_MARKER:
+        parts = parts[:-1]
+    if relative.name == PARTIAL_MARKER or _LOCK.fullmatch(relative.name):
+        return any(_fits(parts, pattern[: len(parts)]) for pattern in patterns if len(pattern) >= len(parts))
+    return any(_fits(parts, pattern) for pattern in patterns)
+
+
+def check_replaceable(out: Path, layout: tuple[str, ...] = DATASET_LAYOUT, what: str = "folder") -> None:
+    """Raise unless every file at any depth of ``out`` is one defectsynth writes there
+    (:func:`in_layout`): ``--overwrite`` replaces a whole folder, so it never replaces one that also
+    holds user files, however deep."""
+    foreign = sorted(str(p.relative_to(out)) for p in out.rglob("*") if (p.is_symlink() or not p.is_dir()) and not in_layout(p.relative_to(out), layout))
+    if foreign:
+        shown = ", ".join(foreign[:3]) + (f" and {len(foreign) - 3} more" if len(foreign) > 3 else "")
+        raise OutputExistsError(f"--overwrite replaces the whole {what}, and it also holds {shown}, not written by defectsynth: move that away first", out)
 
 
 def check_output_dir(out: Path, overwrite: bool) -> None:
@@ -43,22 +87,6 @@ def check_output_dir(out: Path, overwrite: bool) -> None:
     if not (out / "dataset.json").is_file():
         raise OutputExistsError("--overwrite only replaces a dataset folder, and this folder has no dataset.json", out)
     check_replaceable(out)
-
-
-def _ours(name: str) -> bool:
-    """An entry defectsynth writes in a dataset folder, or the hidden leftover of an interrupted
-    atomic write of one (``.dataset.json.<x>.tmp``, ``.conditions.partial-<x>``, ``.boxes.old-<x>``)."""
-    return name in DATASET_ENTRIES or any(name.startswith(f".{entry}.") for entry in DATASET_ENTRIES)
-
-
-def check_replaceable(out: Path) -> None:
-    """Raise unless every entry at the top of the dataset folder ``out`` is one defectsynth writes
-    (:func:`_ours`): ``--overwrite`` replaces a whole folder, so it never replaces one that also
-    holds user files."""
-    foreign = sorted(p.name for p in out.iterdir() if not _ours(p.name))
-    if foreign:
-        shown = ", ".join(foreign[:3]) + (f" and {len(foreign) - 3} more" if len(foreign) > 3 else "")
-        raise OutputExistsError(f"--overwrite replaces the whole folder, and it also holds {shown}, not written by defectsynth: move that away first", out)
 
 
 def check_output_file(path: Path, overwrite: bool, what: str, ours: Callable[[Path], bool]) -> None:
@@ -125,7 +153,10 @@ class DatasetWriter:
             raise DatasetError(f"image format must be png or jpg, got {image_format!r}")
         self.manifest = manifest
         self.image_format = image_format
-        self.tmp = partial_dir(self.out)
+        command = current_command()  # the command holding out's lock (defectsynth.locks), if any
+        if command is not None:
+            remove_stale_partials(self.out, command)  # what a killed run of this command left beside out
+        self.tmp = partial_dir(self.out, command)
         for sub in ("images", "boxes"):
             (self.tmp / sub).mkdir()
         self.stats = DatasetStats(manifest.num_classes)

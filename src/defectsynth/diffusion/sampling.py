@@ -22,7 +22,6 @@ order, until ``num`` samples are planned; without ``num``, each once), stems
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import logging
 import math
@@ -38,7 +37,7 @@ from diffusers.utils.torch_utils import randn_tensor
 
 from defectsynth.balancing import plan_dataset, planned_samples, read_plan
 from defectsynth.data import Box, Dataset, Manifest
-from defectsynth.data.files import holds_no_files, output_lock, read_json, remove_temp_leftovers, write_image, write_json, write_mask
+from defectsynth.data.files import holds_no_files, read_json, write_errors, remove_temp_leftovers, write_image, write_json, write_mask
 from defectsynth.data.model import ClassInfo
 from defectsynth.data.resize import resize_sample
 from defectsynth.data.writer import DatasetStats, check_replaceable
@@ -52,7 +51,9 @@ from defectsynth.diffusion.schedules import DEFAULT_STEPS, RESCALE_MIN_STEPS, Sa
 from defectsynth.diffusion.training import derived_seed, network_input, read_run_json, recipe_prediction
 from defectsynth.encoding import boxes_from_mask, decode_bits
 from defectsynth.errors import DatasetError, OptionError, OutputExistsError
+from defectsynth.locks import writes_output
 from defectsynth.progress import make_progress
+from defectsynth.ranks import one_outcome
 
 logger = logging.getLogger(__name__)
 
@@ -249,7 +250,11 @@ def condition_jobs(run: Run, ds: Dataset, pairs: list[tuple[str, str]], mask_aug
 
     Box-conditioned runs take the condition's boxes. Mask-conditioned runs (cond ``mask``) take its
     mask, randomly warped when ``mask_augment`` (seeded by (seed, sample index)), and that mask's boxes.
+    A dataset declaring other classes than the run is refused: its class ids would be read as the run's.
     """
+    theirs, ours = ds.manifest.class_names, {c.id: c.name for c in run.classes}
+    if theirs != ours:
+        raise DatasetError(f"--conditions: classes {theirs} differ from {ours} of the run {run.root}: condition on a dataset with the run's classes", ds.root / "dataset.json")
     cond = run.args["cond"]
     if mask_augment and cond != "mask":
         raise OptionError("--mask-augment needs a mask-conditioned run (--cond mask)")
@@ -353,6 +358,7 @@ def write_manifest(out: Path, run: Run, jobs: list[Job], settings: dict[str, Any
 
 
 # -- the command ----------------------------------------------------------------------------------
+@writes_output("sample", "out")
 def sample(
     run: str | Path,
     *,
@@ -408,21 +414,21 @@ def sample(
     autoencoder = the_run.load_autoencoder()
     if autoencoder is not None:
         autoencoder.model.to(state.device)
-    # one writer per output folder: the main process holds its lock until the manifest is written
-    with output_lock(out) if state.is_main_process else contextlib.nullcontext():
+    # one writer per output folder (@writes_output: the main process holds its lock); a failure on
+    # any process (a full disk, a broken write) stops every process with the same line
+    with one_outcome(state):
         action = check_output(out, settings, overwrite)
-        state.wait_for_everyone()
+    with one_outcome(state):
         if state.is_main_process:
             open_output(out, settings, action)
-        state.wait_for_everyone()
-        pending = [j for j in jobs if not is_done(out, j)]
-        mine = pending[state.process_index :: state.num_processes]
-        # one batch shape for every batch of every process and rerun: the same bytes however the jobs fall
-        rows = min(batch_size, len(jobs))
+    pending = [j for j in jobs if not is_done(out, j)]
+    mine = pending[state.process_index :: state.num_processes]
+    # one batch shape for every batch of every process and rerun: the same bytes however the jobs fall
+    rows = min(batch_size, len(jobs))
+    with one_outcome(state), write_errors(out, "a sample"):
         draw(model, the_run, out, mine, settings, batch_size, progress and state.is_local_main_process, state.device, autoencoder, rows)
-        state.wait_for_everyone()
+    with one_outcome(state):
         manifest = write_manifest(out, the_run, jobs, settings) if state.is_main_process else Manifest("", the_run.classes)
-        state.wait_for_everyone()
     return manifest
 
 

@@ -48,9 +48,11 @@ from defectsynth.diffusion.losses import PREDICTIONS, channel_predictions, chann
 from defectsynth.diffusion.processes import PRECISIONS, make_accelerator, resolve_precision
 from defectsynth.diffusion.models import build_unet, channel_layout, compile_forward, load_network, network_config, use_float32_attention
 from defectsynth.diffusion.schedules import BETA_END, BETA_START, TRAIN_TIMESTEPS, train_scheduler
-from defectsynth.checks import check_choice
-from defectsynth.errors import DatasetError, OptionError, OutputExistsError, TrainingError
+from defectsynth.checks import check_choice, check_positive
+from defectsynth.errors import DatasetError, DefectsynthError, OptionError, OutputExistsError, TrainingError
+from defectsynth.locks import writes_output
 from defectsynth.progress import make_progress, track
+from defectsynth.ranks import one_outcome, raise_reported, report
 
 logger = logging.getLogger(__name__)
 
@@ -114,6 +116,7 @@ def prepare_run(args: dict[str, Any], accelerator: Accelerator) -> tuple[Path, D
         raise OptionError("--drop-rate needs a condition: it cannot be used with --cond none")
     if args["mixed_precision"] not in PRECISIONS:
         raise OptionError(f"--mixed-precision: expected auto, no, fp16 or bf16, got {args['mixed_precision']!r}")
+    check_positive("--lr", args["lr"])
     if not 0.0 < args["ema_decay"] < 1.0:
         raise OptionError(f"--ema-decay: must lie in (0, 1), got {args['ema_decay']}")
     check_recipe(args)
@@ -128,19 +131,17 @@ def main_process_decides(accelerator: Accelerator, decide):
         return decide()
     from accelerate.utils import broadcast_object_list
 
-    from defectsynth import errors
-
     answer: list[Any] = [None]
+    failure = None
     if accelerator.is_main_process:
         try:
             answer[0] = ("ok", decide())
-        except errors.DefectsynthError as error:
-            answer[0] = ("error", type(error).__name__, error.reason, None if error.path is None else str(error.path))
+        except Exception as error:  # every process must hear of it (ranks.report)
+            answer[0], failure = ("error", report(error, 0)), error
     broadcast_object_list(answer)
     accelerator.wait_for_everyone()
     if answer[0][0] == "error":
-        _, name, reason, path = answer[0]
-        raise getattr(errors, name)(reason, path)
+        raise_reported(answer[0][1], failure)
     return answer[0][1]
 
 
@@ -151,12 +152,14 @@ def check_out_folder(out: Path, args: dict[str, Any]) -> dict[str, Any] | None:
         if not args["resume"]:
             raise OutputExistsError("run folder exists: pass --resume to continue it, or choose another --out", out)
         previous = read_run_json(out / "run.json")
-        # size, split and finetune left out (None) mean "as the run was started"
-        before = {**PLAIN_RECIPE, **previous["args"]}
-        changed = [k for k in FIXED_ON_RESUME if before.get(k) != args[k] and not (k in ("size", "split", "finetune", "latent") and args[k] is None)
-                   and not (k == "channels" and args[k] == "auto")]
+        # size, split and finetune left out (None) mean "as the run was started"; compared as run.json
+        # records them: the size as WIDTHxHEIGHT, the split as resolved (train when there is one)
+        before = {**PLAIN_RECIPE, **previous["args"], "split": previous["dataset"].get("split")}
+        given = {**args, "size": args["size"] and format_size(parse_size(args["size"]))}
+        changed = [k for k in FIXED_ON_RESUME if before.get(k) != given[k] and not (k in ("size", "split", "finetune", "latent") and given[k] is None)
+                   and not (k == "channels" and given[k] == "auto")]
         if changed:
-            flags = ", ".join(f"--{k.replace('_', '-')} ({before.get(k)!r} -> {args[k]!r})" for k in changed)
+            flags = ", ".join(f"--{k.replace('_', '-')} ({before.get(k)!r} -> {given[k]!r})" for k in changed)
             raise OptionError(f"--resume: {flags} differ from the run being resumed")
     elif out.exists() and (not out.is_dir() or not holds_no_files(out)):
         raise OutputExistsError("output folder exists and is not a defectsynth run: choose another --out", out)
@@ -423,25 +426,31 @@ def save_checkpoint(accelerator: Accelerator, out: Path, model, ema: EMA | None,
     """Write ``checkpoint-<step>/`` (every process its RNG state, the main process the rest)."""
     folder = ckpt.partial_dir(out, state.step)
     accelerator.wait_for_everyone()
-    with saving(out, f"{ckpt.CHECKPOINT_PREFIX}{state.step}", folder):
-        ckpt.write_process_state(folder, accelerator.process_index)
+    alone = accelerator.num_processes == 1
+    try:  # a failure on any process stops all; the main process removes the partial folder once all know
+        with one_outcome(accelerator), saving(out, f"{ckpt.CHECKPOINT_PREFIX}{state.step}", folder if alone else None):
+            ckpt.write_process_state(folder, accelerator.process_index)
+    except DefectsynthError:
+        if accelerator.is_main_process:
+            shutil.rmtree(folder, ignore_errors=True)
+        raise
     if accelerator.scaler is not None:
         state.scaler = {k: v for k, v in accelerator.scaler.state_dict().items()}
-    accelerator.wait_for_everyone()
-    if accelerator.is_main_process:
-        with saving(out, f"{ckpt.CHECKPOINT_PREFIX}{state.step}", folder):
-            ckpt.write_main_state(folder, accelerator.unwrap_model(model), ema.model if ema else None, optimizer, state.to_json())
-        ckpt.finish_checkpoint(out, state.step, limit)
-    accelerator.wait_for_everyone()
+    with one_outcome(accelerator):
+        if accelerator.is_main_process:
+            with saving(out, f"{ckpt.CHECKPOINT_PREFIX}{state.step}", folder):
+                ckpt.write_main_state(folder, accelerator.unwrap_model(model), ema.model if ema else None, optimizer, state.to_json())
+            ckpt.finish_checkpoint(out, state.step, limit)
 
 
 def save_best(accelerator: Accelerator, out: Path, model, ema: EMA | None) -> None:
-    if accelerator.is_main_process:
-        with saving(out, "unet/"):
-            ckpt.save_pretrained_atomic(accelerator.unwrap_model(model), out / "unet")
-        if ema is not None:
-            with saving(out, "unet_ema/"):
-                ckpt.save_pretrained_atomic(ema.model, out / "unet_ema")
+    with one_outcome(accelerator):
+        if accelerator.is_main_process:
+            with saving(out, "unet/"):
+                ckpt.save_pretrained_atomic(accelerator.unwrap_model(model), out / "unet")
+            if ema is not None:
+                with saving(out, "unet_ema/"):
+                    ckpt.save_pretrained_atomic(ema.model, out / "unet_ema")
 
 
 def resume_state(accelerator: Accelerator, out: Path, model, ema: EMA | None, optimizer) -> TrainerState:
@@ -482,13 +491,34 @@ def trim_log(log: Path, step: int) -> None:
 
 
 # -- 5. the loop ----------------------------------------------------------------------------------
+# What --finetune takes from the run it starts from when left out (None), else the defaults.
+INHERITED = {"cond": "basd", "target": "joint", "model": "small", "size": None}
+
+
+def finetune_options(finetune: str | Path | None, given: dict[str, Any]) -> dict[str, Any]:
+    """cond, target, model and size: the given ones, the left-out ones from the ``run.json`` of
+    the run ``finetune`` starts from (else :data:`INHERITED`). A given one that differs from that run
+    is refused: the network it builds could not take the run's weights."""
+    source = Path(finetune) / "run.json" if finetune else None
+    if source is None or not source.is_file():
+        return {k: INHERITED[k] if v is None else v for k, v in given.items()}
+    recorded = read_run_json(source)["args"]
+    chosen = {k: recorded.get(k, INHERITED[k]) if v is None else v for k, v in given.items()}
+    for key, value in given.items():
+        mine, theirs = (format_size(parse_size(x)) if key == "size" and x else x for x in (value, recorded.get(key)))
+        if value is not None and mine != theirs:
+            raise OptionError(f"--finetune: {finetune} was trained with --{key} {theirs}, not {mine}: leave --{key} out to take the run's")
+    return chosen
+
+
+@writes_output("train", "out")
 def train(
     dataset: str | Path,
     *,
     out: str | Path,
-    cond: str = "basd",
-    target: str = "joint",
-    model: str = "small",
+    cond: str | None = None,
+    target: str | None = None,
+    model: str | None = None,
     size: str | None = None,
     epochs: int = 500,
     max_steps: int | None = None,
@@ -524,11 +554,16 @@ def train(
 
     cond: basd | boxmask | none. target: joint (RGB + analog-bit mask) | image | mask.
     model: tiny | small | base | paper. size: ``"N"`` or ``"WIDTHxHEIGHT"``; None keeps the dataset's.
+    Left out (None), cond, target, model and size come from the ``finetune`` run (else basd, joint,
+    small, the dataset's size; :func:`finetune_options`). ``out`` is locked while training
+    (:mod:`defectsynth.locks`).
     cond ``mask`` (with target ``image``) trains the SPADE UNet of SDM/ISDM. variance: fixed |
     learned; None = learned (L_hybrid) for cond ``mask``, as ISDM, else fixed. compile: run the
     network's forward through ``torch.compile``.
     The keyword arguments are written to ``run.json`` (paths as strings); ``progress`` is not.
     """
+    options = finetune_options(finetune, {"cond": cond, "target": target, "model": model, "size": size})
+    cond, target, model, size = options["cond"], options["target"], options["model"], options["size"]
     variance = ("learned" if cond == "mask" else "fixed") if variance is None else variance
     mode_defaults = ISDM_DEFAULTS if cond == "mask" else RECIPE_DEFAULTS
     prediction = mode_defaults["prediction"] if prediction is None else prediction
@@ -536,7 +571,7 @@ def train(
     mask_loss_weight = mode_defaults["mask_loss_weight"] if mask_loss_weight is None else mask_loss_weight
     self_cond = mode_defaults["self_cond"] if self_cond is None else self_cond
     requested_precision, mixed_precision = mixed_precision, resolve_precision(mixed_precision)
-    args = {k: (str(v) if isinstance(v, Path) else v) for k, v in locals().items() if k not in ("progress", "requested_precision")}
+    args = {k: (str(v) if isinstance(v, Path) else v) for k, v in locals().items() if k not in ("progress", "requested_precision", "options")}
     args["dataset"] = str(Path(dataset).resolve())
     args["finetune"] = str(Path(finetune).resolve()) if finetune else None
     args["latent"] = str(Path(latent).resolve()) if latent else None
@@ -574,12 +609,12 @@ def train(
     # --finetune weights and the resume checkpoint are read before anything is written, so a
     # broken one leaves no new run folder behind and the resumed one as it was
     state = resume_state(accelerator, out, net, ema_model, optimizer) if resume else TrainerState()
-    if accelerator.is_main_process:
-        if previous is None:
-            out.mkdir(parents=True, exist_ok=True)
-            write_json(out / "run.json", run_json(args, ds, split, data, config, layout, latent_info))
-        ckpt.save_pretrained_atomic(scheduler, out / "scheduler")  # a kill never leaves half a config
-    accelerator.wait_for_everyone()
+    with one_outcome(accelerator), saving(out, "run.json"):
+        if accelerator.is_main_process:
+            if previous is None:
+                out.mkdir(parents=True, exist_ok=True)
+                write_json(out / "run.json", run_json(args, ds, split, data, config, layout, latent_info))
+            ckpt.save_pretrained_atomic(scheduler, out / "scheduler")  # a kill never leaves half a config
     net, optimizer = accelerator.prepare(net, optimizer)
     if compile:
         compile_forward(accelerator.unwrap_model(net))
@@ -632,8 +667,9 @@ class Loop:
                 group["lr"] = self.lr
             loss = train_step(self.accelerator, self.net, self.optimizer, self.scheduler, self.data, index, s.step, a, a["max_grad_norm"], self.prediction)
             value = float(loss)
-            if not math.isfinite(value):
-                self.stop_non_finite(value)
+            seen = value if self.accelerator.num_processes == 1 else float(self.accelerator.reduce(loss.float().reshape(1), "sum"))
+            if not math.isfinite(seen):  # on any process: every process stops at this step, with the same line
+                self.stop_non_finite(seen)
             if self.ema is not None:
                 self.ema.update(self.accelerator.unwrap_model(self.net), s.step)
             s.step, s.batch_in_epoch = s.step + 1, s.batch_in_epoch + 1
@@ -664,12 +700,13 @@ class Loop:
             save_best(acc, self.out, self.net, self.ema)
         s.epoch += 1
         s.batch_in_epoch, s.loss_sum, s.loss_count = 0, 0.0, 0
-        if acc.is_main_process:
-            line = {"step": s.step, "epoch": s.epoch, "loss": mean, "best": s.best_loss, "improved": improved, "lr": self.lr, "seconds": round(s.seconds, 3), "cpu_seconds": round(s.cpu_seconds, 3)}
-            with saving(self.out, "log.jsonl"), open(self.out / "log.jsonl", "a", encoding="utf-8") as handle:
-                handle.write(ckpt.dumps(line) + "\n")  # half a line from a kill or a full disk: trimmed on --resume
-            if a["preview_every"] and (s.epoch % a["preview_every"] == 0) and not a.get("latent"):
-                self.preview()
+        with one_outcome(acc):  # a failed write (or preview) on the main process stops every process
+            if acc.is_main_process:
+                line = {"step": s.step, "epoch": s.epoch, "loss": mean, "best": s.best_loss, "improved": improved, "lr": self.lr, "seconds": round(s.seconds, 3), "cpu_seconds": round(s.cpu_seconds, 3)}
+                with saving(self.out, "log.jsonl"), open(self.out / "log.jsonl", "a", encoding="utf-8") as handle:
+                    handle.write(ckpt.dumps(line) + "\n")  # half a line from a kill or a full disk: trimmed on --resume
+                if a["preview_every"] and (s.epoch % a["preview_every"] == 0) and not a.get("latent"):
+                    self.preview()
 
     def preview(self) -> None:
         from defectsynth.diffusion.previews import write_training_preview

@@ -38,6 +38,7 @@ from defectsynth.encoding.components import boxes_from_mask
 from defectsynth.encoding.preview import render_preview
 from defectsynth.errors import DatasetError, OptionError
 from defectsynth.progress import track
+from defectsynth.locks import writes_output
 
 logger = logging.getLogger(__name__)
 
@@ -62,6 +63,7 @@ class EncodeSummary:
         return self.root / CONDITIONS_DIR
 
 
+@writes_output("encode-boxes", "dataset")
 def encode_boxes(
     dataset: str | Path,
     class_fill: str = "inside",

@@ -22,17 +22,24 @@ from defectsynth.data import Dataset
 from defectsynth.data.dataset import check_same_classes
 from defectsynth.data.files import holds_no_files, read_json, remove_temp_leftovers, write_json
 from defectsynth.data.resize import format_size, parse_size
+from defectsynth.data.writer import check_replaceable
 from defectsynth.errors import DatasetError, OptionError, OutputExistsError
 from defectsynth.evaluation.data import PairCache
 from defectsynth.evaluation.grid import VAL_FRACTION, Cell, Mix, build_cells, holdout, parse_mixes, seeded_order
 from defectsynth.evaluation.report import TRAINING_FIELDS, cell_stats, score, write_report
 from defectsynth.evaluation.training import BUDGETS, LOSSES, OPTIMIZERS, UNDER_TRAINED_SHARE, TrainConfig, run_cell, steps_per_epoch
 from defectsynth.progress import progress_bar, track
+from defectsynth.ranks import process_state
+from defectsynth.locks import writes_output
 
 log = logging.getLogger(__name__)
 
 DEFAULT_MODELS = ("unetplusplus", "fpn", "deeplabv3plus")
 AUGMENTS = ("none", "classic")
+# Every file evaluate writes in its report folder (data.writer.in_layout patterns): what --overwrite may clear.
+REPORT_LAYOUT = (
+    "config.json", "cells/*.json", "models/*/config.json", "models/*/model.safetensors", "report.json", "report.csv", "report.md", "chart_*.png",
+)
 
 __all__ = ["DEFAULT_MODELS", "evaluate"]
 
@@ -91,6 +98,7 @@ def _check_out(out: Path, config: dict[str, Any], overwrite: bool) -> bool:
     if not overwrite:
         changed = sorted(k for k in config["protocol"] if old.get(k) != config["protocol"][k])
         raise OutputExistsError(f"--out holds an evaluation with other options ({', '.join(changed)}); use --overwrite to start over", out)
+    check_replaceable(out, REPORT_LAYOUT, "report folder")
     return True
 
 
@@ -101,15 +109,6 @@ def _init_out(out: Path, config: dict[str, Any], clear: bool) -> None:
     (out / "cells").mkdir(parents=True, exist_ok=True)
     remove_temp_leftovers(out)  # a killed run's half-written cell files
     write_json(out / "config.json", config)
-
-
-def _process_state():
-    """accelerate's process state; on a machine without a GPU (or with ``--cpu``) processes talk over gloo."""
-    import torch
-    from accelerate import PartialState
-    from accelerate.utils import parse_flag_from_env
-
-    return PartialState(cpu=parse_flag_from_env("ACCELERATE_USE_CPU") or not torch.cuda.is_available())
 
 
 def _cell_seed(seed: int, cell: Cell) -> int:
@@ -171,6 +170,7 @@ def _config(real, train: TrainConfig, size_hw, seed, per_class_binary, sources, 
             "splits": dict(zip(("train", "val", "test"), map(len, splits)))}
 
 
+@writes_output("evaluate", "out")
 def evaluate(
     real: str | Path,
     out: str | Path,
@@ -237,7 +237,7 @@ def evaluate(
                             budget=budget, steps=steps, patience=patience if budget == "converge" else None)
     config = _config(real, config_kw, size_hw, seed, per_class_binary, sources, models, mixes, repeats, (train_real, val, test))
     out = Path(out)
-    state = _process_state()
+    state = process_state()
     cache = PairCache(size_hw)
     _read_all(cache, real_ds, [*train_real, *val, *test], sources, synth_order, counts, progress and state.is_local_main_process)
     clear = _check_out(out, config, overwrite)  # every process checks before anything is written

@@ -112,6 +112,8 @@ def dataset_sae_ebr_counts(dataset: Dataset, stems: list[str], progress: bool = 
     """Sum of :func:`sae_ebr_counts` over ``stems`` of a dataset folder with masks (its boxes are the conditions)."""
     if not dataset.has_masks:
         raise DatasetError("sae and ebr need generated masks, and this dataset has no masks/ folder", dataset.root)
+    if not (dataset.root / "boxes").is_dir():
+        raise DatasetError("sae and ebr measure masks against the boxes that conditioned them, and this dataset has no boxes/ folder: there are no boxes to measure against", dataset.root)
     num_classes = dataset.manifest.num_classes
     total = SaeEbrCounts.zeros(num_classes)
     for stem in track(stems, total=len(stems), description="sae/ebr", enabled=progress):
