@@ -621,7 +621,7 @@ def source_truncated_mask(ws):
 # -- issue 23: findings of a new user, and --overwrite checked all the way down ---------------------
 @case("train")
 def negative_learning_rate(ws):
-    return ["train", str(ws.data), "--out", str(ws.out()), *TRAIN, "--lr", "-1"], ["--lr must be positive, got -1.0"]
+    return ["train", str(ws.data), "--out", str(ws.out()), *TRAIN, "--lr", "-1"], ["--lr must be at least 0, got -1.0"]
 
 
 @case("train")

@@ -83,7 +83,7 @@ def _commands(ws: Path, data: Path, synth: Path) -> dict[str, list[str]]:
     out = str(ws / "out")
     return {
         "prepare": ["prepare", "toy", "--num", "4", "--size", "16", "--out", out, "--no-progress"],
-        "filter": ["filter", str(data), "--out", out, "--by", "boxes", "--no-progress"],
+        "filter": ["filter", str(data), "--out", out, "--by", "boxes", "--clip-labels", "--no-progress"],
         "balance": ["balance", str(data), "--with", str(synth), "--out", out, "--no-progress"],
         "evaluate": ["evaluate", "--real", str(data), "--out", out, "--models", "unet", "--encoder-weights", "none", "--no-progress"],
         "demo": ["demo", "--quick", "--out", out, "--no-progress"],

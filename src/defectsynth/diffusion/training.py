@@ -48,7 +48,7 @@ from defectsynth.diffusion.losses import PREDICTIONS, channel_predictions, chann
 from defectsynth.diffusion.processes import PRECISIONS, make_accelerator, resolve_precision
 from defectsynth.diffusion.models import build_unet, channel_layout, compile_forward, load_network, network_config, use_float32_attention
 from defectsynth.diffusion.schedules import BETA_END, BETA_START, TRAIN_TIMESTEPS, train_scheduler
-from defectsynth.checks import check_choice, check_positive
+from defectsynth.checks import check_at_least, check_choice
 from defectsynth.errors import DatasetError, DefectsynthError, OptionError, OutputExistsError, TrainingError
 from defectsynth.locks import writes_output
 from defectsynth.progress import make_progress, track
@@ -116,7 +116,7 @@ def prepare_run(args: dict[str, Any], accelerator: Accelerator) -> tuple[Path, D
         raise OptionError("--drop-rate needs a condition: it cannot be used with --cond none")
     if args["mixed_precision"] not in PRECISIONS:
         raise OptionError(f"--mixed-precision: expected auto, no, fp16 or bf16, got {args['mixed_precision']!r}")
-    check_positive("--lr", args["lr"])
+    check_at_least("--lr", args["lr"], 0)  # 0 keeps the weights (a finetune that only re-checks its start)
     if not 0.0 < args["ema_decay"] < 1.0:
         raise OptionError(f"--ema-decay: must lie in (0, 1), got {args['ema_decay']}")
     check_recipe(args)
@@ -567,7 +567,8 @@ def train(
     variance = ("learned" if cond == "mask" else "fixed") if variance is None else variance
     mode_defaults = ISDM_DEFAULTS if cond == "mask" else RECIPE_DEFAULTS
     prediction = mode_defaults["prediction"] if prediction is None else prediction
-    mask_prediction = mode_defaults["mask_prediction"] if mask_prediction is None else mask_prediction
+    if mask_prediction is None:  # latents have no mask channels of their own: one prediction for all
+        mask_prediction = prediction if latent else mode_defaults["mask_prediction"]
     mask_loss_weight = mode_defaults["mask_loss_weight"] if mask_loss_weight is None else mask_loss_weight
     self_cond = mode_defaults["self_cond"] if self_cond is None else self_cond
     requested_precision, mixed_precision = mixed_precision, resolve_precision(mixed_precision)

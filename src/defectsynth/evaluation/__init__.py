@@ -38,7 +38,7 @@ DEFAULT_MODELS = ("unetplusplus", "fpn", "deeplabv3plus")
 AUGMENTS = ("none", "classic")
 # Every file evaluate writes in its report folder (data.writer.in_layout patterns): what --overwrite may clear.
 REPORT_LAYOUT = (
-    "config.json", "cells/*.json", "models/*/config.json", "models/*/model.safetensors", "report.json", "report.csv", "report.md", "chart_*.png",
+    "config.json", "cells/*.json", "models/*/config.json", "models/*/model.safetensors", "report.json", "report.csv", "cells.csv", "report.md", "chart_*.png",
 )
 
 __all__ = ["DEFAULT_MODELS", "evaluate"]
