@@ -140,7 +140,7 @@ def test_bad_recipe_options_are_one_line_option_errors(data16, tmp_path, option,
 
 
 def test_defaults_are_the_measured_recipe_and_old_runs_resume_as_plain(data16, tmp_path):
-    """Defaults: epsilon for the image, x_0 for the mask bits, self-conditioning, mask weight 4 (docs/recipe-ablation.md). A run
+    """Defaults: x_0 for the image and the mask bits, self-conditioning, mask weight 4 (docs/recipe-ablation.md). A run
     written before the options existed (no recipe keys in run.json) resumes as the plain recipe."""
     import json
 
@@ -148,12 +148,12 @@ def test_defaults_are_the_measured_recipe_and_old_runs_resume_as_plain(data16, t
 
     run = train(data16, out=tmp_path / "run", variance="learned", max_steps=1, **TINY)
     args = Run.open(run).args
-    assert (args["prediction"], args["mask_prediction"], args["self_cond"], args["mask_loss_weight"]) == ("epsilon", "sample", True, 4.0)
+    assert (args["prediction"], args["mask_prediction"], args["self_cond"], args["mask_loss_weight"]) == ("sample", "sample", True, 4.0)
     old = train(data16, out=tmp_path / "old", max_steps=1, **TINY, **PLAIN_RECIPE)
     info = json.loads((old / "run.json").read_text())
     info["args"] = {k: v for k, v in info["args"].items() if k not in PLAIN_RECIPE}
     (old / "run.json").write_text(json.dumps(info))
     assert Run.open(old).prediction == "epsilon"
     train(data16, out=old, max_steps=2, resume=True, **TINY, **PLAIN_RECIPE)
-    with pytest.raises(OptionError, match="--mask-prediction"):  # the default's x_0 mask bits differ from the plain recipe's
+    with pytest.raises(OptionError, match="--prediction"):
         train(data16, out=old, max_steps=3, resume=True, **TINY)

@@ -70,10 +70,11 @@ PLAIN_RECIPE = {
     "lr_warmup_steps": 0, "lr_schedule": "constant", "channels": "rgb",
 }
 # Defaults of the recipe options (None = by mode): the measured recipe for box-guided and
-# unconditional runs (docs/recipe-ablation.md: the image channels predict the noise, which keeps
-# surface texture on real data, the mask bits x_0, which keeps masks in their boxes), ISDM's
-# (epsilon, no self-conditioning) for --cond mask.
-RECIPE_DEFAULTS = {"prediction": "epsilon", "mask_prediction": "sample", "mask_loss_weight": 4.0, "self_cond": True}
+# unconditional runs (docs/recipe-ablation.md: x_0 for every channel; on CrackForest its synthetic
+# data trains the segmenter as well as real data, while noise prediction for the image channels,
+# `--prediction epsilon` with the mask bits still x_0, keeps the surface texture but gives fainter
+# cracks and a worse segmenter), ISDM's (epsilon, no self-conditioning) for --cond mask.
+RECIPE_DEFAULTS = {"prediction": "sample", "mask_prediction": "sample", "mask_loss_weight": 4.0, "self_cond": True}
 ISDM_DEFAULTS = {"prediction": "epsilon", "mask_prediction": None, "mask_loss_weight": 1.0, "self_cond": False}
 
 
