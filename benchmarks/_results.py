@@ -8,6 +8,9 @@ from __future__ import annotations
 import argparse
 import json
 import resource
+import subprocess
+import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -34,3 +37,17 @@ def write_results(path: Path | None, results: dict[str, Any]) -> None:
         return
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps({**results, "memory": peak_memory()}, indent=1) + "\n", encoding="utf-8")
+
+
+def run_workers(script: str, commands: list[tuple[list[str], Path]], jobs: int) -> None:
+    """Run ``python script ARGS`` for every (ARGS, log file) of ``commands``, at most ``jobs`` at a
+    time, each writing its output to its log; returns when all have ended."""
+    running: list[subprocess.Popen] = []
+    for argv, log in commands:
+        while len(running) >= jobs:
+            running = [p for p in running if p.poll() is None]
+            time.sleep(2)
+        with open(log, "w") as handle:
+            running.append(subprocess.Popen([sys.executable, script, *argv], stdout=handle, stderr=subprocess.STDOUT))
+    for p in running:
+        p.wait()

@@ -18,11 +18,12 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shutil
-import subprocess
 import sys
 import time
 from pathlib import Path
+
+from _results import run_workers
+from fidelity import checkpoint_run
 
 # name -> train() options on top of BASE; "x0" = the recipe of issue 12 (the default before this study)
 RECIPES: dict[str, dict] = {
@@ -45,31 +46,6 @@ CRACKFOREST = Path(__file__).resolve().parents[2] / "shared" / "data" / "crackfo
 
 def folder_name(recipe: str) -> str:
     return "run-" + recipe.replace("/", "_").replace("+", "-")
-
-
-def checkpoint_view(run: Path, step: int, to: Path, weights: str = "ema") -> Path:
-    """A run folder whose ``unet_ema/`` (and ``unet/``) hold the ``weights`` of ``checkpoint-<step>``."""
-    from safetensors.torch import load_file
-
-    from defectsynth.data.files import read_json
-    from defectsynth.diffusion.models import build_unet
-
-    folder = run / f"checkpoint-{step}"
-    if not (folder / "trainer.json").is_file():
-        raise SystemExit(f"{folder}: no complete checkpoint")
-    info = read_json(run / "run.json")
-    net = build_unet({k: (tuple(v) if isinstance(v, list) else v) for k, v in info["unet"].items()})
-    net.load_state_dict(load_file(str(folder / f"{weights}.safetensors")))
-    if to.exists():
-        shutil.rmtree(to)
-    to.mkdir(parents=True)
-    shutil.copy(run / "run.json", to / "run.json")
-    shutil.copytree(run / "scheduler", to / "scheduler")
-    for name in ("unet", "unet_ema"):
-        net.save_pretrained(to / name, safe_serialization=True)
-    trainer = json.loads((folder / "trainer.json").read_text())
-    (to / "view.json").write_text(json.dumps({"run": str(run), "step": step, "weights": weights, "cpu_seconds": trainer["cpu_seconds"]}))
-    return to
 
 
 def worker(a: argparse.Namespace) -> None:
@@ -115,11 +91,10 @@ def main() -> None:
     parser.add_argument("--view", type=Path, help="A run folder of this script: write a checkpoint view (with --step, --to).")
     parser.add_argument("--step", type=int)
     parser.add_argument("--to", type=Path)
-    parser.add_argument("--weights", default="ema", choices=("ema", "model"))
     parser.add_argument("--only", help=argparse.SUPPRESS)
     a = parser.parse_args()
-    if a.view:
-        print(checkpoint_view(a.view, a.step, a.to, a.weights))
+    if a.view:  # the EMA weights of one checkpoint as a run folder (fidelity.checkpoint_run)
+        print(checkpoint_run(a.view, a.view / f"checkpoint-{a.step}", a.to))
         return
     a.out.mkdir(parents=True, exist_ok=True)
     data = data_folder(a)
@@ -133,16 +108,8 @@ def main() -> None:
     unknown = [r for r in recipes if r not in RECIPES]
     if unknown:
         parser.error(f"--recipes: unknown {unknown}; known: {', '.join(RECIPES)}")
-    running: list[subprocess.Popen] = []
-    for recipe in recipes:
-        while len(running) >= a.jobs:
-            running = [p for p in running if p.poll() is None]
-            time.sleep(2)
-        argv = [*sys.argv[1:], "--data", str(data), "--only", recipe]
-        log = open(a.out / f"{folder_name(recipe)}.log", "w")
-        running.append(subprocess.Popen([sys.executable, __file__, *argv], stdout=log, stderr=subprocess.STDOUT))
-    for p in running:
-        p.wait()
+    argv = [*sys.argv[1:], "--data", str(data)]
+    run_workers(__file__, [([*argv, "--only", r], a.out / f"{folder_name(r)}.log") for r in recipes], a.jobs)
     for recipe in recipes:
         run = a.out / folder_name(recipe)
         for ck in sorted(run.glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[1])):

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -26,7 +25,7 @@ import numpy as np
 import torch
 
 from defectsynth.diffusion.training import PLAIN_RECIPE as PLAIN
-from _results import add_json_option, write_results
+from _results import add_json_option, run_workers, write_results
 
 # name -> train() options on top of the plain recipe (the BASD paper's code: epsilon, uniform MSE);
 # ``default`` is train()'s current default (x_0 prediction, self-conditioning, mask weight 4).
@@ -180,16 +179,8 @@ def main() -> None:
     if not (a.out / "data").exists():
         defectsynth.prepare("toy", a.out / "data", num=a.images, size=a.size, seed=a.seed)
     todo = [r for r in recipes if a.score_only or not (a.out / f"{r}.json").is_file()]
-    running: list[subprocess.Popen] = []
-    for recipe in todo:
-        while len(running) >= a.jobs:
-            running = [p for p in running if p.poll() is None]
-            time.sleep(2)
-        argv = [a for a in sys.argv[1:] if not a.startswith("--only")]  # the workers write no --json
-        log = open(a.out / f"{recipe}.log", "w")
-        running.append(subprocess.Popen([sys.executable, __file__, *argv, "--only", recipe], stdout=log, stderr=subprocess.STDOUT))
-    for p in running:
-        p.wait()
+    argv = [a for a in sys.argv[1:] if not a.startswith("--only")]  # the workers write no --json
+    run_workers(__file__, [([*argv, "--only", recipe], a.out / f"{recipe}.log") for recipe in todo], a.jobs)
     report(a, recipes)
     rows = {r: json.loads((a.out / f"{r}.json").read_text()) for r in recipes if (a.out / f"{r}.json").is_file()}
     write_results(a.json, {"steps": a.steps, "every": a.every, "recipes": rows})
