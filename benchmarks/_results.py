@@ -51,3 +51,12 @@ def run_workers(script: str, commands: list[tuple[list[str], Path]], jobs: int) 
             running.append(subprocess.Popen([sys.executable, script, *argv], stdout=handle, stderr=subprocess.STDOUT))
     for p in running:
         p.wait()
+
+
+def recipe_names(parser: argparse.ArgumentParser, text: str, known) -> list[str]:
+    """The comma-separated recipe names of ``text``; an unknown one is a usage error naming the known ones."""
+    names = text.split(",")
+    unknown = [r for r in names if r not in known]
+    if unknown:
+        parser.error(f"--recipes: unknown {unknown}; known: {', '.join(known)}")
+    return names

@@ -22,7 +22,7 @@ import sys
 import time
 from pathlib import Path
 
-from _results import run_workers
+from _results import recipe_names, run_workers
 from fidelity import checkpoint_run
 
 # name -> train() options on top of BASE; "x0" = the recipe of issue 12 (the default before this study)
@@ -104,10 +104,7 @@ def main() -> None:
     a.data = data
     if a.only:
         return worker(a)
-    recipes = a.recipes.split(",")
-    unknown = [r for r in recipes if r not in RECIPES]
-    if unknown:
-        parser.error(f"--recipes: unknown {unknown}; known: {', '.join(RECIPES)}")
+    recipes = recipe_names(parser, a.recipes, RECIPES)
     argv = [*sys.argv[1:], "--data", str(data)]
     run_workers(__file__, [([*argv, "--only", r], a.out / f"{folder_name(r)}.log") for r in recipes], a.jobs)
     for recipe in recipes:

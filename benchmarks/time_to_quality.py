@@ -25,7 +25,7 @@ import numpy as np
 import torch
 
 from defectsynth.diffusion.training import PLAIN_RECIPE as PLAIN
-from _results import add_json_option, run_workers, write_results
+from _results import add_json_option, recipe_names, run_workers, write_results
 
 # name -> train() options on top of the plain recipe (the BASD paper's code: epsilon, uniform MSE);
 # ``default`` is train()'s current default (x_0 prediction, self-conditioning, mask weight 4).
@@ -172,10 +172,7 @@ def main() -> None:
         return worker(a)
     import defectsynth
 
-    recipes = a.recipes.split(",")
-    unknown = [r for r in recipes if r not in RECIPES]
-    if unknown:
-        parser.error(f"--recipes: unknown {unknown}; known: {', '.join(RECIPES)}")
+    recipes = recipe_names(parser, a.recipes, RECIPES)
     if not (a.out / "data").exists():
         defectsynth.prepare("toy", a.out / "data", num=a.images, size=a.size, seed=a.seed)
     todo = [r for r in recipes if a.score_only or not (a.out / f"{r}.json").is_file()]
