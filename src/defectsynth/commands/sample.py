@@ -14,6 +14,7 @@ from typing import Annotated, Optional
 
 import typer
 
+from defectsynth.commands._config import ConfigOpt
 from defectsynth.commands._options import OutOpt, OverwriteOpt, ProgressOpt, SeedOpt
 from defectsynth.commands._summary import console, print_dataset_summary
 from defectsynth.errors import OptionError
@@ -135,6 +136,7 @@ def sample_command(
     device: Annotated[str, _sd("auto, cpu, cuda, cuda:1 ...", "--device")] = "auto",
     dtype: Annotated[str, _sd("auto (float16 on GPU), float32, float16, bfloat16.", "--dtype")] = "auto",
     preview: Annotated[int, _sd("Write prior previews of the first N condition images.", "--preview")] = 8,
+    config: ConfigOpt = None,
 ) -> None:
     check_backend_options(ctx, backend, run)
     if backend is Backend.diffusion:

@@ -34,7 +34,7 @@ from defectsynth.errors import DatasetError, summary
 
 CHECKPOINT_PREFIX = "checkpoint-"
 # Every file train writes in a run folder (data.writer.in_layout patterns): what demo --overwrite may replace.
-RUN_LAYOUT = ("run.json", "log.jsonl", "unet/*", "unet_ema/*", "scheduler/*", f"{CHECKPOINT_PREFIX}*/*", "previews/*.png")
+RUN_LAYOUT = ("run.json", "log.jsonl", "loss.png", "unet/*", "unet_ema/*", "scheduler/*", f"{CHECKPOINT_PREFIX}*/*", "previews/*.png")
 
 
 # -- optimizer -------------------------------------------------------------------------------------
