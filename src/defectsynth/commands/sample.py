@@ -38,7 +38,10 @@ EXAMPLES = """
 
   accelerate launch -m defectsynth sample runs/wood --out synth/wood   [dim](conditions split across GPUs; same output)[/]
 
-A rerun with the same options skips the samples already written. Docs: docs/sample.md
+  defectsynth sample --config sample.yaml --out synth/toy   [dim](options from a TOML/YAML file; the command line wins)[/]
+
+A rerun with the same options skips the samples already written. Writes previews/contact-sheet.png
+(the first 16 samples). Docs: docs/sample.md
 
 [bold]Examples[/] (--backend sd-adapter: SDXL + T2I-Adapter / ControlNet redraw real images, masks kept)
 
