@@ -108,6 +108,19 @@ def test_report_to_reaches_train_and_unknown_trackers_are_refused(toy_dataset, t
         train(toy_dataset, out=tmp_path / "x", report_to="mlflow", **TINY)
 
 
+def test_tensorboard_when_installed(toy_dataset, tmp_path, one_thread):
+    """The real tracker (skipped where tensorboard is not installed; it is optional)."""
+    pytest.importorskip("tensorboard")
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    run = train(toy_dataset, out=tmp_path / "run", epochs=1, preview_every=1, report_to="tensorboard", **TINY)
+    events = EventAccumulator(str(run / "tensorboard"))
+    events.Reload()
+    assert [e.step for e in events.Scalars("loss")] == [1, 2] and [e.step for e in events.Scalars("epoch_loss")] == [2]
+    assert np.isclose(events.Scalars("epoch_loss")[0].value, _log(run)[0]["loss"], rtol=1e-6)
+    assert [(e.step, e.width) for e in events.Images("preview")] == [(2, 384)]
+
+
 # -- loss.png ---------------------------------------------------------------------------------------
 def test_the_run_folder_holds_its_loss_curve(tracked):
     run, _ = tracked

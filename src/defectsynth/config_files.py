@@ -37,29 +37,32 @@ SUFFIXES = (".toml", ".yaml", ".yml", ".json")
 RECORDED_ONLY = ("mode_defaults",)
 
 
-def _toml(text: str, path: Path) -> Any:
-    try:
-        toml = importlib.import_module("tomllib")
-    except ImportError:  # Python 3.10
+def _parse(text: str, path: Path, kind: str, modules: tuple[str, ...], load: str, error: str, missing: str) -> Any:
+    """``module.<load>(text)`` with the first of ``modules`` that imports; one line naming ``path``
+    when none does (``missing``) or the text is malformed (the module's ``error`` class)."""
+    for name in modules:
         try:
-            toml = importlib.import_module("tomli")
+            module = importlib.import_module(name)
+            break
         except ImportError:
-            raise MissingDependencyError("reading TOML on Python 3.10 needs tomli: pip install tomli (or use a YAML or JSON file)", path) from None
+            continue
+    else:
+        raise MissingDependencyError(missing, path)
     try:
-        return toml.loads(text)
-    except toml.TOMLDecodeError as err:
-        raise DatasetError(f"malformed TOML ({err})", path) from None
+        return getattr(module, load)(text)
+    except getattr(module, error) as err:
+        raise DatasetError(f"malformed {kind} ({' '.join(str(err).split())})", path) from None
+
+
+def _toml(text: str, path: Path) -> Any:
+    # tomllib: Python 3.11+; tomli is the same reader for 3.10
+    missing = "reading TOML on Python 3.10 needs tomli: pip install tomli (or use a YAML or JSON file)"
+    return _parse(text, path, "TOML", ("tomllib", "tomli"), "loads", "TOMLDecodeError", missing)
 
 
 def _yaml(text: str, path: Path) -> Any:
-    try:
-        yaml = importlib.import_module("yaml")
-    except ImportError:
-        raise MissingDependencyError("reading YAML needs PyYAML: pip install pyyaml (or use a TOML file)", path) from None
-    try:
-        return yaml.safe_load(text)
-    except yaml.YAMLError as err:
-        raise DatasetError(f"malformed YAML ({' '.join(str(err).split())})", path) from None
+    missing = "reading YAML needs PyYAML: pip install pyyaml (or use a TOML file)"
+    return _parse(text, path, "YAML", ("yaml",), "safe_load", "YAMLError", missing)
 
 
 def _json(text: str, path: Path) -> Any:

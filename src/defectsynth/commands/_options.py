@@ -28,5 +28,5 @@ class ReportTo(str, Enum):
 
 ReportToOpt = Annotated[
     ReportTo,
-    typer.Option("--report-to", help="Also log loss and lr per step and the preview grids to TensorBoard (<run>/tensorboard/) or Weights & Biases, through Accelerate's trackers; needs pip install 'defectsynth[tensorboard]' / '[wandb]'. See docs/trackers.md."),
+    typer.Option("--report-to", help="Also log loss and lr per step and the preview grids to TensorBoard (<run>/tensorboard/) or Weights & Biases, through Accelerate's trackers; needs pip install 'defectsynth\\[tensorboard]' or 'defectsynth\\[wandb]'. See docs/trackers.md."),
 ]
