@@ -653,8 +653,8 @@ class Loop:
             task = bar.add_task("training", total=self.total, completed=self.state.step, status="")
             while not self.finished():
                 self.run_epoch(bar, task)
-        if self.accelerator.is_main_process:
-            with saving(self.out, LOSS_PNG):
+        with one_outcome(self.accelerator), saving(self.out, LOSS_PNG):
+            if self.accelerator.is_main_process:
                 self.curve.finish()
         if not (self.out / "unet").is_dir():  # stopped before the first epoch ended: keep the weights reached
             save_best(self.accelerator, self.out, self.net, self.ema)
