@@ -7,7 +7,7 @@ __version__ = "0.1.0.dev0"
 
 __all__ = [
     "Box", "ClassInfo", "Dataset", "DatasetWriter", "DefectsynthError", "Manifest", "Sample", "__version__",
-    "balance", "demo", "evaluate", "export", "filter_dataset", "prepare", "sample", "train",
+    "balance", "demo", "evaluate", "export", "filter_dataset", "prepare", "read_config", "sample", "train",
 ]
 
 # Entry points that import torch, diffusers or smp, loaded on first use rather than with the package.
@@ -19,6 +19,7 @@ _LAZY = {
     "balance": "defectsynth.balancing",
     "evaluate": "defectsynth.evaluation",
     "export": "defectsynth.data.export",
+    "read_config": "defectsynth.config_files",
 }
 
 

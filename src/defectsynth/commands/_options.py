@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from enum import Enum
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -17,3 +18,15 @@ SizeOpt = Annotated[
 ProgressOpt = Annotated[bool, typer.Option("--progress/--no-progress", help="Show progress bars.")]
 SplitNameOpt = Annotated[Optional[str], typer.Option("--split", help="Use only the stems of this split (e.g. train).")]
 DatasetArg = Annotated[Path, typer.Argument(help="A dataset folder (dataset.json, images/, masks/, boxes/), e.g. made by `defectsynth prepare`.")]
+
+
+class ReportTo(str, Enum):
+    none = "none"
+    tensorboard = "tensorboard"
+    wandb = "wandb"
+
+
+ReportToOpt = Annotated[
+    ReportTo,
+    typer.Option("--report-to", help="Also log loss and lr per step and the preview grids to TensorBoard (<run>/tensorboard/) or Weights & Biases, through Accelerate's trackers; needs pip install 'defectsynth\\[tensorboard]' or 'defectsynth\\[wandb]'. See docs/trackers.md."),
+]

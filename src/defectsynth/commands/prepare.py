@@ -30,6 +30,8 @@ EXAMPLES = """
 
   defectsynth prepare masks --source ~/scans --palette colours.json --min-box-area 4 --out data/scans
 
+  defectsynth prepare masks --source ~/cracks --size 96x64 --min-defect-pixels 1 --out data/cracks   [dim](refuse to lose a defect)[/]
+
 [bold]Subsets (lemons)[/]: an image belongs to the subset when every category annotated on it is in the
 chosen set and at least one is present (the thesis' strict rule: all nine categories count, pedicel,
 image_quality and condition included); --ignore pedicel,... lists categories that do not count.
@@ -66,13 +68,14 @@ def prepare_command(
     min_box_area: Annotated[Optional[int], typer.Option("--min-box-area", help="masks: drop mask components smaller than this many output pixels from the boxes (default 1).")] = None,
     overwrite: OverwriteOpt = False,
     image_format: Annotated[str, typer.Option("--image-format", help="png or jpg.")] = "png",
+    min_defect_pixels: Annotated[Optional[int], typer.Option("--min-defect-pixels", help="Refuse (exit 2, nothing written) when a class in an image keeps fewer than N pixels after resizing. Without it, defects and boxes that resizing removes are a warning (counted in dataset.json).", show_default=False)] = None,
     progress: ProgressOpt = True,
 ) -> None:
     from defectsynth.data.prepare import prepare
 
     manifest = prepare(
         source.value, out, size=size, keep_aspect=keep_aspect, split=split, seed=seed,
-        overwrite=overwrite, image_format=image_format, progress=progress, num=num, classes=classes,
+        overwrite=overwrite, image_format=image_format, min_defect_pixels=min_defect_pixels, progress=progress, num=num, classes=classes,
         source_dir=source_dir, binary=binary, ignore=ignore, annotations=annotations, images=images, palette=palette,
         class_from_folder=class_from_folder, background_folder=background_folder, min_box_area=min_box_area,
     )

@@ -14,6 +14,7 @@ from typing import Annotated, Optional
 
 import typer
 
+from defectsynth.commands._config import ConfigOpt
 from defectsynth.commands._options import OutOpt, OverwriteOpt, ProgressOpt, SeedOpt
 from defectsynth.commands._summary import console, print_dataset_summary
 from defectsynth.errors import OptionError
@@ -37,7 +38,10 @@ EXAMPLES = """
 
   accelerate launch -m defectsynth sample runs/wood --out synth/wood   [dim](conditions split across GPUs; same output)[/]
 
-A rerun with the same options skips the samples already written. Docs: docs/sample.md
+  defectsynth sample --config sample.yaml --out synth/toy   [dim](options from a TOML/YAML file; the command line wins)[/]
+
+A rerun with the same options skips the samples already written. Writes previews/contact-sheet.png
+(the first 16 samples). Docs: docs/sample.md
 
 [bold]Examples[/] (--backend sd-adapter: SDXL + T2I-Adapter / ControlNet redraw real images, masks kept)
 
@@ -135,6 +139,7 @@ def sample_command(
     device: Annotated[str, _sd("auto, cpu, cuda, cuda:1 ...", "--device")] = "auto",
     dtype: Annotated[str, _sd("auto (float16 on GPU), float32, float16, bfloat16.", "--dtype")] = "auto",
     preview: Annotated[int, _sd("Write prior previews of the first N condition images.", "--preview")] = 8,
+    config: ConfigOpt = None,
 ) -> None:
     check_backend_options(ctx, backend, run)
     if backend is Backend.diffusion:

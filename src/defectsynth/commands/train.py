@@ -8,7 +8,8 @@ from typing import Annotated, Optional
 
 import typer
 
-from defectsynth.commands._options import ProgressOpt, SeedOpt, SizeOpt, SplitNameOpt
+from defectsynth.commands._config import ConfigOpt
+from defectsynth.commands._options import ProgressOpt, ReportTo, ReportToOpt, SeedOpt, SizeOpt, SplitNameOpt
 from defectsynth.commands._summary import console
 
 EXAMPLES = """
@@ -31,6 +32,14 @@ EXAMPLES = """
   defectsynth train data/toy --mask-prediction epsilon --mask-loss-weight 1 --no-self-cond --out runs/plain   [dim](the BASD paper's recipe)[/]
 
   accelerate launch -m defectsynth train data/wood --model paper --out runs/wood   [dim](several GPUs)[/]
+
+  defectsynth train data/toy --out runs/toy --report-to tensorboard   [dim](then: tensorboard --logdir runs/)[/]
+
+  defectsynth train --config train.toml --out runs/toy-2   [dim](options from a TOML/YAML file; the command line wins)[/]
+
+  defectsynth train --config runs/toy/run.json --out runs/toy-again   [dim](a run's arguments, replayed)[/]
+
+Writes run.json, log.jsonl and loss.png (the loss curve) in the run folder. Docs: docs/train.md
 """
 
 
@@ -119,6 +128,8 @@ def train_command(
     max_grad_norm: Annotated[float, typer.Option("--max-grad-norm", help="Gradient clipping norm (0 disables).")] = 1.0,
     preview_every: Annotated[int, typer.Option("--preview-every", help="Epochs between preview grids (0 = never).")] = 25,
     progress: ProgressOpt = True,
+    report_to: ReportToOpt = ReportTo.none,
+    config: ConfigOpt = None,
 ) -> None:
     from defectsynth.diffusion.training import train
 
@@ -131,6 +142,7 @@ def train_command(
         mixed_precision=mixed_precision.value, compile=compile, checkpoint_every=checkpoint_every,
         checkpoints_total_limit=checkpoints_total_limit, patience_steps=patience_steps, resume=resume,
         finetune=finetune, split=split, latent=latent, max_grad_norm=max_grad_norm, preview_every=preview_every, progress=progress,
+        report_to=report_to.value,
     )
     print_run_summary(run)
 

@@ -29,12 +29,12 @@ import numpy as np
 import torch
 from safetensors.torch import save_file
 
-from defectsynth.data.files import read_json, read_safetensors, write_json
+from defectsynth.data.files import read_json, read_safetensors, remove_temp_leftovers, write_json
 from defectsynth.errors import DatasetError, summary
 
 CHECKPOINT_PREFIX = "checkpoint-"
 # Every file train writes in a run folder (data.writer.in_layout patterns): what demo --overwrite may replace.
-RUN_LAYOUT = ("run.json", "log.jsonl", "unet/*", "unet_ema/*", "scheduler/*", f"{CHECKPOINT_PREFIX}*/*", "previews/*.png")
+RUN_LAYOUT = ("run.json", "log.jsonl", "loss.png", "unet/*", "unet_ema/*", "scheduler/*", f"{CHECKPOINT_PREFIX}*/*", "previews/*.png")
 
 
 # -- optimizer -------------------------------------------------------------------------------------
@@ -134,7 +134,8 @@ def discard_dir(folder: Path) -> None:
 
 def clean_leftovers(run: Path, weights: tuple[str, ...] = ("unet", "unet_ema")) -> None:
     """Before resuming ``run`` (this process its only writer): put back a weights folder a kill
-    left renamed aside, and delete partial and half-deleted folders."""
+    left renamed aside, and delete partial and half-deleted folders and the temporary files of
+    killed atomic writes (loss.png, previews)."""
     for name in weights:
         if not (run / name).exists() and (_old(run / name) / "config.json").is_file():
             _old(run / name).rename(run / name)
@@ -142,6 +143,7 @@ def clean_leftovers(run: Path, weights: tuple[str, ...] = ("unet", "unet_ema")) 
         for leftover in run.glob(pattern):
             if leftover.is_dir():
                 shutil.rmtree(leftover, ignore_errors=True)
+    remove_temp_leftovers(run)
 
 
 # -- checkpoints -----------------------------------------------------------------------------------

@@ -58,8 +58,9 @@ def viewing_scale(height: int) -> int:
 
 
 @torch.no_grad()
-def write_training_preview(model, data, args: dict[str, Any], path: Path) -> None:
-    """Sample the first few training conditions with DDIM and write a preview grid to ``path``."""
+def write_training_preview(model, data, args: dict[str, Any], path: Path) -> np.ndarray:
+    """Sample the first few training conditions with DDIM and write a preview grid to ``path``;
+    returns the grid ((H, W, 3) uint8 RGB)."""
     from defectsynth.diffusion.losses import scheduler_prediction
     from defectsynth.diffusion.models import channel_layout
     from defectsynth.diffusion.sampling import decode, denoise, sample_generators
@@ -82,5 +83,36 @@ def write_training_preview(model, data, args: dict[str, Any], path: Path) -> Non
     for i, xi in zip(index.tolist(), x):
         image, mask, _ = decode(xi, args["target"], data.num_classes, [], layout.image_channels)
         rows.append(preview_row(image, mask, data.boxes[i] if args["cond"] != "none" else [], palette))
-    write_image(path, preview_grid(rows, viewing_scale(data.size[0])))
+    grid = preview_grid(rows, viewing_scale(data.size[0]))
+    write_image(path, grid)
     model.train(was_training)
+    return grid
+
+
+CONTACT_SHEET = Path("previews") / "contact-sheet.png"
+CONTACT_SHEET_SAMPLES = 16
+CONTACT_SHEET_COLUMNS = 2
+
+
+def contact_sheet(rows: list[np.ndarray], columns: int = CONTACT_SHEET_COLUMNS, scale: int = 1) -> np.ndarray:
+    """Preview rows (:func:`preview_row`, one shape) in ``columns`` side by side columns, read down
+    then across, with a 2-pixel white gap; empty places stay white."""
+    per_column = -(-len(rows) // columns)
+    blank = np.full_like(rows[0], 255)
+    stacks = [preview_grid((rows[i : i + per_column] + [blank] * per_column)[:per_column], scale) for i in range(0, len(rows), per_column)]
+    gap = np.full((stacks[0].shape[0], 2 * scale, 3), 255, np.uint8)
+    return np.concatenate([p for s in stacks for p in (s, gap)][:-1], axis=1)
+
+
+def write_contact_sheet(dataset: Path, count: int = CONTACT_SHEET_SAMPLES) -> Path:
+    """``<dataset>/previews/contact-sheet.png``: image | mask overlay | boxes for its first ``count``
+    samples (in stem order), for a look at a sampled dataset at once."""
+    from defectsynth.data import Dataset
+
+    ds = Dataset(dataset)
+    samples = [ds.read(stem) for stem in ds.stems[:count]]
+    palette = class_palette(ds.manifest.classes)
+    rows = [preview_row(s.image, s.mask, s.boxes, palette) for s in samples]
+    path = Path(dataset) / CONTACT_SHEET
+    write_image(path, contact_sheet(rows, min(CONTACT_SHEET_COLUMNS, len(rows)), viewing_scale(samples[0].size[0])))
+    return path

@@ -48,8 +48,9 @@ def resolve_precision(mixed_precision: str) -> str:
     return "bf16" if native_bf16("cpu" if on_cpu else "cuda") else "no"
 
 
-def make_accelerator(mixed_precision: str = "no"):
-    """An ``Accelerator`` at ``mixed_precision``. Accelerate keeps one precision per process and
+def make_accelerator(mixed_precision: str = "no", log_with: list | None = None):
+    """An ``Accelerator`` at ``mixed_precision`` (``log_with``: its trackers, see
+    :mod:`defectsynth.diffusion.trackers`). Accelerate keeps one precision per process and
     refuses another; a process that trains again at another precision (the Python API, a
     benchmark) gets its accelerator state renewed, the process group kept."""
     from accelerate import Accelerator
@@ -57,7 +58,7 @@ def make_accelerator(mixed_precision: str = "no"):
 
     if AcceleratorState._shared_state.get("_mixed_precision", mixed_precision) != mixed_precision:
         AcceleratorState._reset_state(reset_partial_state=False)
-    return Accelerator(mixed_precision=mixed_precision, cpu=launched_on_cpu_only())
+    return Accelerator(mixed_precision=mixed_precision, cpu=launched_on_cpu_only(), log_with=log_with)
 
 
 def make_state():

@@ -45,7 +45,7 @@ from defectsynth.diffusion.conditioning import condition_tensor, onehot_tensor, 
 from defectsynth.diffusion.losses import predicted_eps, predicted_x0, scheduler_prediction
 from defectsynth.diffusion.mask_augment import MaskAugment
 from defectsynth.diffusion.models import Layout, compile_forward
-from defectsynth.diffusion.previews import class_palette
+from defectsynth.diffusion.previews import class_palette, write_contact_sheet
 from defectsynth.diffusion.processes import make_state
 from defectsynth.diffusion.schedules import DEFAULT_STEPS, RESCALE_MIN_STEPS, Sampler, make_sampler
 from defectsynth.diffusion.training import derived_seed, network_input, read_run_json, recipe_prediction
@@ -429,6 +429,9 @@ def sample(
         draw(model, the_run, out, mine, settings, batch_size, progress and state.is_local_main_process, state.device, autoencoder, rows)
     with one_outcome(state):
         manifest = write_manifest(out, the_run, jobs, settings) if state.is_main_process else Manifest("", the_run.classes)
+    with one_outcome(state), write_errors(out, "the contact sheet"):
+        if state.is_main_process:
+            write_contact_sheet(out)  # previews/contact-sheet.png
     return manifest
 
 

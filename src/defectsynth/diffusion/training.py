@@ -44,10 +44,12 @@ from defectsynth.data.files import atomic_write_bytes, check_format, holds_no_fi
 from defectsynth.data.resize import format_size, parse_size, resize_sample
 from defectsynth.diffusion import checkpoint as ckpt
 from defectsynth.diffusion.conditioning import CHANNELS, EncodedSet, flip
+from defectsynth.diffusion.loss_curve import LOSS_PNG, LossCurve
 from defectsynth.diffusion.losses import PREDICTIONS, channel_predictions, channel_weights, diffusion_loss, predicted_x0, scheduler_prediction
 from defectsynth.diffusion.processes import PRECISIONS, make_accelerator, resolve_precision
 from defectsynth.diffusion.models import build_unet, channel_layout, compile_forward, load_network, network_config, use_float32_attention
 from defectsynth.diffusion.schedules import BETA_END, BETA_START, TRAIN_TIMESTEPS, train_scheduler
+from defectsynth.diffusion.trackers import log_preview, trackers_for, tracking
 from defectsynth.checks import check_at_least, check_choice
 from defectsynth.errors import DatasetError, DefectsynthError, OptionError, OutputExistsError, TrainingError
 from defectsynth.locks import writes_output
@@ -549,6 +551,7 @@ def train(
     latent: str | Path | None = None,
     max_grad_norm: float = 1.0,
     preview_every: int = 25,
+    report_to: str = "none",
     progress: bool = False,
 ) -> Path:
     """Train a box-guided (or unconditional) diffusion model on ``dataset``; returns the run folder.
@@ -560,7 +563,8 @@ def train(
     (:mod:`defectsynth.locks`).
     cond ``mask`` (with target ``image``) trains the SPADE UNet of SDM/ISDM. variance: fixed |
     learned; None = learned (L_hybrid) for cond ``mask``, as ISDM, else fixed. compile: run the
-    network's forward through ``torch.compile``.
+    network's forward through ``torch.compile``. report_to: none | tensorboard | wandb: also log
+    loss, lr and previews through Accelerate's trackers (:mod:`defectsynth.diffusion.trackers`).
     The keyword arguments are written to ``run.json`` (paths as strings); ``progress`` is not.
     """
     options = finetune_options(finetune, {"cond": cond, "target": target, "model": model, "size": size})
@@ -573,19 +577,20 @@ def train(
     mask_loss_weight = mode_defaults["mask_loss_weight"] if mask_loss_weight is None else mask_loss_weight
     self_cond = mode_defaults["self_cond"] if self_cond is None else self_cond
     requested_precision, mixed_precision = mixed_precision, resolve_precision(mixed_precision)
-    args = {k: (str(v) if isinstance(v, Path) else v) for k, v in locals().items() if k not in ("progress", "requested_precision", "options")}
+    args = {k: (str(v) if isinstance(v, Path) else v) for k, v in locals().items() if k not in ("progress", "requested_precision", "options", "mode_defaults")}
     args["dataset"] = str(Path(dataset).resolve())
     args["finetune"] = str(Path(finetune).resolve()) if finetune else None
     args["latent"] = str(Path(latent).resolve()) if latent else None
     if mixed_precision == "fp16" and not torch.cuda.is_available():
         raise OptionError("--mixed-precision fp16 needs a GPU; use bf16 on a CPU")
-    accelerator = make_accelerator(mixed_precision)
+    log_with = trackers_for(report_to, Path(out))  # a missing tracker package: one line, nothing written
+    accelerator = make_accelerator(mixed_precision, log_with)
     out, ds, previous = prepare_run(args, accelerator)
     if previous is not None and requested_precision == "auto":  # a resumed run keeps its precision
         recorded = previous["args"].get("mixed_precision", "no")
         if recorded != mixed_precision and recorded in PRECISIONS:
             args["mixed_precision"] = mixed_precision = recorded
-            accelerator = make_accelerator(mixed_precision)
+            accelerator = make_accelerator(mixed_precision, log_with)
     split = default_split(ds, split)
     data = build_data(ds, args, split, progress and accelerator.is_local_main_process)
     args["size"] = format_size(data.size)
@@ -626,7 +631,8 @@ def train(
     total = order.steps_per_epoch * epochs if max_steps is None else min(max_steps, order.steps_per_epoch * epochs)
     loop = Loop(accelerator, out, net, ema_model, optimizer, scheduler, data, order, args, state, total)
     loop.prediction = recipe_prediction(args, layout)
-    loop.run(progress and accelerator.is_local_main_process)
+    with tracking(accelerator, args):
+        loop.run(progress and accelerator.is_local_main_process)
     return out
 
 
@@ -638,6 +644,7 @@ class Loop:
         self.optimizer, self.scheduler, self.data, self.order = optimizer, scheduler, data, order
         self.args, self.state, self.total = args, state, total
         self.prediction = args["prediction"]  # per channel: set by train() (recipe_prediction)
+        self.curve = LossCurve(out)  # loss.png, drawn by the main process
 
     def run(self, progress: bool) -> None:
         bar = make_progress()
@@ -646,6 +653,9 @@ class Loop:
             task = bar.add_task("training", total=self.total, completed=self.state.step, status="")
             while not self.finished():
                 self.run_epoch(bar, task)
+        with one_outcome(self.accelerator), saving(self.out, LOSS_PNG):
+            if self.accelerator.is_main_process:
+                self.curve.finish()
         if not (self.out / "unet").is_dir():  # stopped before the first epoch ended: keep the weights reached
             save_best(self.accelerator, self.out, self.net, self.ema)
         saved = ckpt.checkpoint_dirs(self.out)
@@ -679,6 +689,7 @@ class Loop:
             s.seconds += time.perf_counter() - started
             s.cpu_seconds += time.process_time() - cpu_started
             bar.update(task, completed=s.step, status=f"epoch {s.epoch + 1} loss {value:.4f}")
+            self.accelerator.log({"loss": seen / self.accelerator.num_processes, "lr": self.lr}, step=s.step)  # trackers (--report-to)
             if s.batch_in_epoch == len(batches):
                 self.end_epoch()
             if s.step % a["checkpoint_every"] == 0:
@@ -707,6 +718,9 @@ class Loop:
                 line = {"step": s.step, "epoch": s.epoch, "loss": mean, "best": s.best_loss, "improved": improved, "lr": self.lr, "seconds": round(s.seconds, 3), "cpu_seconds": round(s.cpu_seconds, 3)}
                 with saving(self.out, "log.jsonl"), open(self.out / "log.jsonl", "a", encoding="utf-8") as handle:
                     handle.write(ckpt.dumps(line) + "\n")  # half a line from a kill or a full disk: trimmed on --resume
+                acc.log({"epoch_loss": mean}, step=s.step)
+                with saving(self.out, LOSS_PNG):
+                    self.curve.update()
                 if a["preview_every"] and (s.epoch % a["preview_every"] == 0) and not a.get("latent"):
                     self.preview()
 
@@ -714,4 +728,5 @@ class Loop:
         from defectsynth.diffusion.previews import write_training_preview
 
         model = self.ema.model if self.ema is not None else self.accelerator.unwrap_model(self.net)
-        write_training_preview(model, self.data, self.args, self.out / "previews" / f"epoch-{self.state.epoch:05d}.png")
+        grid = write_training_preview(model, self.data, self.args, self.out / "previews" / f"epoch-{self.state.epoch:05d}.png")
+        log_preview(self.accelerator, grid, self.state.step)
