@@ -9,6 +9,7 @@ from typing import Annotated, Optional
 import typer
 
 from defectsynth.commands._options import ProgressOpt, SeedOpt, SizeOpt, SplitNameOpt
+from defectsynth.commands._presets import PresetOpt, chosen_preset
 from defectsynth.commands._summary import console
 
 EXAMPLES = """
@@ -31,6 +32,12 @@ EXAMPLES = """
   defectsynth train data/toy --mask-prediction epsilon --mask-loss-weight 1 --no-self-cond --out runs/plain   [dim](the BASD paper's recipe)[/]
 
   accelerate launch -m defectsynth train data/wood --model paper --out runs/wood   [dim](several GPUs)[/]
+
+  defectsynth train data/wood --preset basd-paper --out runs/wood-paper   [dim](the BASD paper's settings, docs/presets/basd-paper.md)[/]
+
+  defectsynth train data/lemons --preset isdm-paper --epochs 2000 --out runs/isdm   [dim](explicit options win over the preset)[/]
+
+  defectsynth train data/wood --cond basd --class-fill nearest --no-flip --weights final --no-ema --out runs/wood-alg1
 """
 
 
@@ -76,6 +83,16 @@ class LrSchedule(str, Enum):
     cosine = "cosine"
 
 
+class Weights(str, Enum):
+    best = "best"
+    final = "final"
+
+
+class ClassFill(str, Enum):
+    inside = "inside"
+    nearest = "nearest"
+
+
 class Precision(str, Enum):
     auto = "auto"
     no = "no"
@@ -119,6 +136,11 @@ def train_command(
     max_grad_norm: Annotated[float, typer.Option("--max-grad-norm", help="Gradient clipping norm (0 disables).")] = 1.0,
     preview_every: Annotated[int, typer.Option("--preview-every", help="Epochs between preview grids (0 = never).")] = 25,
     progress: ProgressOpt = True,
+    flip: Annotated[bool, typer.Option("--flip/--no-flip", help="Random horizontal and vertical flips of images, masks and box maps.")] = True,
+    weights: Annotated[Weights, typer.Option("--weights", help="What unet/ holds: the epoch of the best training loss (ISDM) or the final epoch (BASD paper).")] = Weights.best,
+    class_fill: Annotated[ClassFill, typer.Option("--class-fill", help="C-BASD class map (--cond basd): inside boxes only (the public code) or every pixel the nearest box's class (the paper's Algorithm 1; sample uses the run's).")] = ClassFill.inside,
+    dropout: Annotated[Optional[float], typer.Option("--dropout", help="Dropout in the network's residual blocks. Default: the model size's (SPADE paper: 0.1, SDM's README; else 0).", show_default=False)] = None,
+    preset: PresetOpt = None,
 ) -> None:
     from defectsynth.diffusion.training import train
 
@@ -131,6 +153,7 @@ def train_command(
         mixed_precision=mixed_precision.value, compile=compile, checkpoint_every=checkpoint_every,
         checkpoints_total_limit=checkpoints_total_limit, patience_steps=patience_steps, resume=resume,
         finetune=finetune, split=split, latent=latent, max_grad_norm=max_grad_norm, preview_every=preview_every, progress=progress,
+        flip=flip, weights=weights.value, class_fill=class_fill.value, dropout=dropout, preset=chosen_preset(preset, "train"),
     )
     print_run_summary(run)
 

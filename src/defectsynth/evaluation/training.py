@@ -16,7 +16,8 @@ How long a cell trains is its *budget* (:data:`BUDGETS`, ``TrainConfig.budget``)
 - ``converge``: epochs until the validation mIoU has not improved for ``patience`` epochs, at most
   ``epochs``.
 
-The learning rate drops by 10 after half the validation rounds in every budget.
+The learning rate drops by 10 after half the validation rounds in every budget (``lr_schedule="step"``;
+``"constant"`` keeps one rate, the BASD paper's protocol).
 
 ``filter --by segmenter`` trains its network with :func:`train_model` (the same protocol, without
 a test split). :func:`save_model` / :func:`load_model` are the one format of a saved network
@@ -49,6 +50,7 @@ log = logging.getLogger(__name__)
 LOSSES = ("dice", "ce", "dice+ce")
 OPTIMIZERS = {"adam": "Adam", "adamw": "AdamW"}  # Adam: Macháček et al. / the thesis; AdamW: the BASD paper
 BUDGETS = ("steps", "converge", "epochs")
+LR_SCHEDULES = ("step", "constant")  # step: /10 after half the validation rounds (Macháček et al.'s code); constant: the BASD paper's one rate
 UNDER_TRAINED_SHARE = 0.1  # a best validation score within the last 10 % of the steps trained: under-trained
 
 
@@ -68,6 +70,7 @@ class TrainConfig:
     budget: str = "epochs"
     steps: int | None = None  # budget "steps": optimiser steps per cell
     patience: int | None = None  # budget "converge": epochs without a better validation mIoU before stopping
+    lr_schedule: str = "step"  # LR_SCHEDULES
 
 
 def build_model(arch: str, num_classes: int, config: TrainConfig, option: str = "--models") -> nn.Module:
@@ -201,7 +204,8 @@ def train_model(
 ) -> tuple[nn.Module, dict[str, Any]]:
     """Train on ``train`` within ``config``'s budget and keep the weights of the best ``val`` mIoU.
 
-    Adam (or AdamW) at ``config.lr``, divided by 10 after half the validation rounds; validation
+    Adam (or AdamW) at ``config.lr``, divided by 10 after half the validation rounds (``lr_schedule``
+    ``step``; ``constant`` keeps it); validation
     mIoU is macro-imagewise. A round is an epoch (budgets ``epochs``, ``converge``) or a share
     ``1/epochs`` of the step budget (``steps``). Returns the network (in eval mode, on ``device``,
     the best round's weights loaded) and ``{"best_epoch": best round (0-based), "best_step",
@@ -215,7 +219,8 @@ def train_model(
     torch.manual_seed(seed)
     model = build_model(arch, classes, config, option).to(device)
     optimizer = getattr(torch.optim, OPTIMIZERS[config.optimizer])(model.parameters(), lr=config.lr)
-    scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones=[max(1, len(checkpoints) // 2)], gamma=0.1)
+    gamma = 0.1 if config.lr_schedule == "step" else 1.0  # constant: the same rate throughout
+    scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones=[max(1, len(checkpoints) // 2)], gamma=gamma)
     loss_fn = build_loss(config.loss)
     loader = make_loader(train, config.batch_size, train=True, seed=seed, augment=config.augment == "classic", binary_class=binary_class)
     batches, done = _endless(loader), 0
