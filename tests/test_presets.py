@@ -73,7 +73,12 @@ PAPER_VALUES = {
     ("all-latent-thesis", "train"): {"epochs": 1000, "variance": "fixed", "prediction": "epsilon", "size": "256"},  # 001 §6.1.1-6.1.2, §7.1.2
     ("all-latent-thesis", "sample"): {"scheduler": "ddim", "steps": 250, "num": 2000},  # 001 §6.1.2 "DDIM ... 250 time steps", 2000 pairs
     ("voc-paper", "sample_sd"): {"steps": 30, "prior": "lineart", "blend": "0.7,0.9"},  # 003 §4.1.2 (30 steps, Line-Art), §4.3.4 Table 7
-    ("voc-paper", "evaluate"): {"size": "512", "budget": "steps", "steps": 30000},  # 003 §4.1.2 "512 x 512 with 30k steps"
+    ("voc-paper", "evaluate"): {
+        "size": "512", "budget": "steps", "steps": 30000,  # 003 §4.1.2 "512 x 512 with 30k steps"
+        "encoder": "resnet50",  # 003 §4.3 "DeepLabV3+ model, backbone Resnet50"
+        "test_split": "val",  # 003 §4.1.1 / Table 1: mIoU on the val set
+        "optimizer": "sgd", "lr": 0.01, "lr_schedule": "poly",  # 003 §4.1.2 "SGD optimizer with standard settings in MMSegmentation"
+    },
 }
 
 
@@ -87,7 +92,7 @@ def test_preset_settings_are_the_papers_values(key):
     paper = {"basd-paper": "000", "isdm-paper": ("001", "002"), "all-latent-thesis": "001", "voc-paper": "003"}[name]
     for option, setting in settings.items():
         if setting.open:
-            assert setting.note and setting.source == "not stated", option  # our choices say why
+            assert setting.note, option  # our choices say why (source: "not stated", or the paper's value we cannot express)
         else:
             assert setting.source.startswith(paper) and any(w in setting.source for w in ("§", "Table", "Algorithm")), (option, setting.source)
 
@@ -100,6 +105,8 @@ def test_explicit_options_win_and_unknown_presets_fail():
     record = resolve_preset("basd-paper", "train", {"lr", "epochs"})
     assert "lr" not in record.values and "epochs" not in record.values and record.overridden == ["epochs", "lr"]
     assert record.values["class_fill"] == "nearest" and record.to_json()["applied"]["model"]["open"] is True
+    finetune = resolve_preset("isdm-paper", "train", {"drop_rate"}, finetune=True)  # the run's cond/target/model/size stay
+    assert finetune.inherited == ["cond", "target", "model", "size"] and "model" not in finetune.values and "drop_rate" not in finetune.values
     with pytest.raises(OptionError, match="unknown preset 'nope'"):
         resolve_preset("nope", "train", ())
     with pytest.raises(OptionError, match="voc-paper: the paper has no settings for train"):
@@ -171,8 +178,9 @@ def test_evaluate_presets_end_to_end(name, toy_dataset, synthetic, tmp_path, one
     extra = {"steps": 2} if name == "voc-paper" else {}
     report = evaluate(toy_dataset, tmp_path / "r", synthetic=[synthetic], preset=name, repeats=1, mix=["R=all,S=0", "R=all,S=all"], **TINY_EVAL, **extra)
     protocol, preset = report["config"]["protocol"], report["config"]["preset"]
-    expected = {"basd-paper": ("val", "constant", "adamw", True), "isdm-paper": ("train", "step", "adam", False), "voc-paper": ("train", "step", "adamw", False)}[name]
-    assert (protocol["train_split"], protocol["lr_schedule"], protocol["optimizer"], protocol["per_class_binary"]) == expected
+    expected = {"basd-paper": ("val", "test", "constant", "adamw", True), "isdm-paper": ("train", "test", "step", "adam", False),
+                "voc-paper": ("train", "val", "poly", "sgd", False)}[name]
+    assert (protocol["train_split"], protocol["test_split"], protocol["lr_schedule"], protocol["optimizer"], protocol["per_class_binary"]) == expected
     assert preset["name"] == name and "models" in preset["overridden"]
     assert json.loads((tmp_path / "r" / "report.json").read_text())["config"]["preset"] == preset
 
@@ -243,9 +251,34 @@ def test_evaluate_lr_schedule_and_split_checks(toy_dataset, tmp_path):
     ds = Dataset(toy_dataset)
     pairs = cache.pairs(ds, ds.split("train")[:8])
     kw = dict(encoder="mobilenet_v2", encoder_weights=None, epochs=4, batch_size=4, model_kwargs=TINY_EVAL["model_kwargs"].items(), budget="epochs")
-    for schedule, lrs in (("step", [1e-4, 1e-4, 1e-5, 1e-5]), ("constant", [1e-4] * 4)):
-        config = TrainConfig(**{**kw, "model_kwargs": tuple(TINY_EVAL["model_kwargs"].items())}, lr_schedule=schedule)
+    poly = [1e-4 + (1e-2 - 1e-4) * (1 - 2 * k / 8) ** 0.9 for k in range(4)]  # 2 steps a round, MMSegmentation's PolyLR
+    for schedule, optimizer, lr, lrs in (("step", "adam", 1e-4, [1e-4, 1e-4, 1e-5, 1e-5]), ("constant", "adamw", 1e-4, [1e-4] * 4), ("poly", "sgd", 1e-2, poly)):
+        config = TrainConfig(**{**kw, "model_kwargs": tuple(TINY_EVAL["model_kwargs"].items())}, lr=lr, optimizer=optimizer, lr_schedule=schedule)
         _, info = train_model("unet", ds.manifest.num_classes, pairs, pairs[:2], config, 0, "cpu")
-        assert [h["lr"] for h in info["history"]] == pytest.approx(lrs)
+        assert [h["lr"] for h in info["history"]] == pytest.approx(lrs)  # the rate at the start of each round
     with pytest.raises(OptionError, match="--train-split and --test-split are both 'test'"):
         evaluate(toy_dataset, tmp_path / "r", train_split="test", **TINY_EVAL)
+
+
+# -- docs -----------------------------------------------------------------------------------------
+DOCS = Path(__file__).resolve().parents[1] / "docs"
+
+
+@pytest.mark.parametrize("name", list(PRESETS))
+def test_docs_page_lists_every_setting_with_its_value(name):
+    from defectsynth.presets import _show
+
+    text = (DOCS / "presets" / f"{name}.md").read_text(encoding="utf-8")
+    for settings in PRESETS[name].values():
+        for option, setting in settings.items():
+            row = f"| `--{option.replace('_', '-')}` | `{_show(setting.value)}` |"
+            assert row in text, (name, row)
+            assert ("**our choice**" in text.split(row, 1)[1].split("\n", 1)[0]) == setting.open, (name, option)
+    for line in NOT_EXPRESSED[name]:
+        assert line in text, (name, line)
+
+
+def test_reproduce_page_covers_every_results_table():
+    text = (DOCS / "reproduce.md").read_text(encoding="utf-8")
+    for table in ("Table 1", "Table 2", "Table 3", "Table 4", "Table 7.1", "Table 7.2", "Table 7.3", "Table 7.4", "Table 5", "Table 6", "Table 7:"):
+        assert f"| {table}" in text, table

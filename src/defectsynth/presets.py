@@ -3,7 +3,8 @@
 A preset holds, per command (``train``, ``sample``, ``sample_sd`` = ``sample --backend
 sd-adapter``, ``evaluate``), the settings its paper states, each with where the paper states it
 (``source``: section, table, equation) and a flag for the values the paper leaves open
-(``open=True``: our choice, said why in ``note``). Papers (``/work/shared/papers`` of the project,
+(``open=True``: our choice, ``note`` says why; also where the paper's value cannot be expressed
+and ours stands in). Papers (``/work/shared/papers`` of the project,
 listed in ``docs/presets/``):
 
 - ``basd-paper``: Simoni & Pelosin, box-guided joint image + mask DDPM on Wood Surface Defects (000).
@@ -55,6 +56,11 @@ def _s(value: Any, source: str, note: str = "") -> Setting:
 
 def _open(value: Any, note: str) -> Setting:
     return Setting(value, "not stated", True, note)
+
+
+def _instead(value: Any, source: str, note: str) -> Setting:
+    """The paper states a value defectsynth cannot express: ours instead (marked open, ``note`` says what differs)."""
+    return Setting(value, source, True, note)
 
 
 BASD = "000"  # Simoni & Pelosin
@@ -185,8 +191,8 @@ PRESETS: dict[str, dict[str, dict[str, Setting]]] = {
             "self_cond": _s(False, f"{THESIS} §6.1.1 (the LDM configuration has none)"),
             "size": _s("256", f"{THESIS} §7.1.2 (256x256)"),
             "drop_rate": _s(0.0, f"{THESIS} §6.1.1 (no guidance)"),
-            "weights": _open("best", "the thesis picks the epoch by a 20% validation split (§6.1.2: epochs 800 and 650); "
-                                     "defectsynth has no validation loss for diffusion: best training loss instead"),
+            "weights": _instead("best", f"{THESIS} §6.1.2 (the epoch chosen on a 20% validation split: 800 and 650)",
+                                "defectsynth has no validation loss for diffusion: the best training loss instead"),
             "ema": _open(True, "not stated; the LDM configurations keep an EMA"),
             "ema_decay": _open(0.9999, "not stated; the LDM default"),
         },
@@ -212,11 +218,15 @@ PRESETS: dict[str, dict[str, dict[str, Setting]]] = {
             "size": _s("512", f"{VOC} §4.1.2 (512 x 512)"),
             "budget": _s("steps", f"{VOC} §4.1.2 (30k steps)"),
             "steps": _s(30000, f"{VOC} §4.1.2"),
-            "encoder": _open("resnet50", "the paper names no backbone; MMSegmentation's VOC configurations use ResNet-50/101"),
+            "encoder": _s("resnet50", f"{VOC} §4.3 (DeepLabV3+ with a ResNet-50 backbone), Table 1"),
+            "train_split": _s("train", f"{VOC} §4.1.1 (the VOC training set)"),
+            "test_split": _s("val", f"{VOC} §4.1.1, Table 1 (mIoU on the val set; `prepare voc` keeps the official val split)"),
             "encoder_weights": _open("imagenet", "not stated; MMSegmentation starts from ImageNet backbones"),
-            "optimizer": _open("adamw", "the paper uses SGD with MMSegmentation's standard settings; defectsynth offers Adam/AdamW only"),
-            "lr": _open(1e-4, "for AdamW; MMSegmentation's SGD uses 0.01 with a poly schedule"),
-            "augment": _open("classic", "the paper uses RandomResize, RandomCrop, RandomFlip; classic = flips, affine, blur, colour"),
+            "optimizer": _s("sgd", f"{VOC} §4.1.2 (SGD with MMSegmentation's standard settings: momentum 0.9, weight decay 5e-4)"),
+            "lr": _s(0.01, f"{VOC} §4.1.2 (MMSegmentation's standard SGD rate)"),
+            "lr_schedule": _s("poly", f"{VOC} §4.1.2 (MMSegmentation's PolyLR, power 0.9 down to 1e-4, every step)"),
+            "batch_size": _open(16, "not stated; MMSegmentation's VOC configurations: 4 images on each of 4 GPUs"),
+            "augment": _instead("classic", f"{VOC} §4.1.2 (RandomResize, RandomCrop, RandomFlip)", "classic = flips, affine, blur/sharpen, contrast/hue"),
             "repeats": _open(1, "the tables report single numbers"),
             "mix": _s(["R=all,S=0", "R=all,S=all"], f"{VOC} Table 1 (D_origin vs D_final)"),
         },
@@ -241,7 +251,9 @@ NOT_EXPRESSED = {
     ],
     "voc-paper": [
         "the VOC paper trains no diffusion model: there is no train preset",
-        "Mask2Former, MMSegmentation's SGD and poly schedule, and RandomResize/RandomCrop are not in smp/defectsynth",
+        "Mask2Former and RandomResize/RandomCrop are not in smp/defectsynth (--augment classic: flips, affine, blur, colour instead)",
+        "the 1/2 ... 1/16 partitions of Wang et al. (2022) are fixed lists; --mix R=732 ... R=92 draws seeded nested subsets instead",
+        "evaluate holds out 20% of the training split to choose the step; the paper reports the best val score (Fig. 5)",
     ],
 }
 
@@ -264,10 +276,14 @@ class PresetRecord:
     values: dict[str, Any]
     settings: dict[str, Setting]
     overridden: list[str]
+    inherited: list[str] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
         applied = {k: {"value": v, "source": self.settings[k].source, "open": self.settings[k].open} for k, v in self.values.items()}
-        return {"name": self.name, "paper": PAPERS[self.name], "applied": applied, "overridden": self.overridden}
+        record = {"name": self.name, "paper": PAPERS[self.name], "applied": applied, "overridden": self.overridden}
+        if self.inherited:
+            record["inherited"] = self.inherited  # taken from the --finetune run instead
+        return record
 
 
 def preset_settings(name: str, command: str) -> dict[str, Setting]:
@@ -283,12 +299,18 @@ def preset_settings(name: str, command: str) -> dict[str, Setting]:
     return settings
 
 
-def resolve_preset(name: str, command: str, given: Iterable[str]) -> PresetRecord:
-    """Preset ``name`` for ``command`` with the options in ``given`` left to the caller."""
+# What ``train --finetune RUN`` takes from RUN when left out: a preset does not set them then.
+FINETUNE_INHERITS = ("cond", "target", "model", "size")
+
+
+def resolve_preset(name: str, command: str, given: Iterable[str], finetune: bool = False) -> PresetRecord:
+    """Preset ``name`` for ``command`` with the options in ``given`` left to the caller (and, for a
+    ``train --finetune``, :data:`FINETUNE_INHERITS` left to the run it starts from)."""
     settings = preset_settings(name, command)
     given = set(given)
-    values = {k: s.value for k, s in settings.items() if k not in given}
-    return PresetRecord(name, command, values, settings, sorted(k for k in settings if k in given))
+    inherited = [k for k in FINETUNE_INHERITS if finetune and command == "train" and k in settings and k not in given]
+    values = {k: s.value for k, s in settings.items() if k not in given and k not in inherited}
+    return PresetRecord(name, command, values, settings, sorted(k for k in settings if k in given), inherited)
 
 
 def applies_preset(command: str):
@@ -308,7 +330,7 @@ def applies_preset(command: str):
                 name, given = preset.name, preset.given
             else:
                 name, given = str(preset), signature.bind_partial(*args, **kwargs).arguments.keys()
-            record = resolve_preset(name, command, given)
+            record = resolve_preset(name, command, given, finetune=kwargs.get("finetune") is not None)
             for key, value in record.values.items():
                 log.info("preset %s: %s = %r (%s%s)", name, key, value, record.settings[key].source, ", our choice" if record.settings[key].open else "")
             return fn(*args, **{**kwargs, **record.values}, preset=record.to_json())
@@ -324,11 +346,13 @@ def settings_rows(record: PresetRecord) -> list[tuple[str, str, str, str]]:
     for key, setting in record.settings.items():
         value = record.values.get(key, setting.value)
         note = "given explicitly: not applied" if key in record.overridden else ("our choice: " + setting.note if setting.open else setting.note)
+        if key in record.inherited:
+            note = "from the --finetune run: not applied"
         rows.append((key, _show(value), setting.source, note))
     return rows
 
 
 def _show(value: Any) -> str:
     if isinstance(value, list):
-        return ",".join(map(str, value))
+        return (";" if any("," in str(v) for v in value) else ",").join(map(str, value))
     return "none" if value is None else str(value)

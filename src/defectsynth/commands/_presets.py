@@ -36,18 +36,18 @@ def typed_options(ctx: typer.Context) -> frozenset[str]:
     return frozenset(p.name for p in ctx.command.params if getattr(ctx.get_parameter_source(p.name), "name", "DEFAULT") not in ("DEFAULT", "DEFAULT_MAP"))
 
 
-def chosen_preset(name: str | None, command: str) -> PresetRequest | None:
+def chosen_preset(name: str | None, command: str, finetune: bool = False) -> PresetRequest | None:
     """The :class:`PresetRequest` for the library call (None without ``--preset``), after printing
     the settings it applies; an unknown preset or one without ``command`` settings fails here."""
     if name is None:
         return None
     ctx = _CONTEXT.get()
     given = typed_options(ctx) - {"preset"} if ctx is not None else frozenset()
-    record = resolve_preset(name, command, given)
+    record = resolve_preset(name, command, given, finetune)
     table = Table(title=f"--preset {name}: {COMMAND_LABELS[command]} settings", title_justify="left")
     for column in ("option", "value", "paper source", "note"):
         table.add_column(column)
     for option, value, source, note in settings_rows(record):
-        table.add_row(f"--{option.replace('_', '-')}", value, source, note, style="dim" if option in record.overridden else None)
+        table.add_row(f"--{option.replace('_', '-')}", value, source, note, style="dim" if option in record.overridden or option in record.inherited else None)
     console.print(table)
     return PresetRequest(name, given)

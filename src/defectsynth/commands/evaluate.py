@@ -57,11 +57,13 @@ class Augment(str, Enum):
 class Optimizer(str, Enum):
     adam = "adam"
     adamw = "adamw"
+    sgd = "sgd"
 
 
 class LrSchedule(str, Enum):
     step = "step"
     constant = "constant"
+    poly = "poly"
 
 
 class Loss(str, Enum):
@@ -102,14 +104,14 @@ def evaluate_command(
     per_class_binary: Annotated[bool, typer.Option("--per-class-binary", help="One binary network per defect class (the BASD paper's protocol).")] = False,
     augment: Annotated[Augment, typer.Option("--augment", help="classic: flips, affine, blur/sharpen, contrast/hue (the thesis' comparison).")] = Augment.none,
     loss: Annotated[Loss, typer.Option("--loss", help="Training loss.")] = Loss.dice,
-    optimizer: Annotated[Optimizer, typer.Option("--optimizer", help="adam (the thesis' validation code) or adamw (the BASD paper).")] = Optimizer.adam,
+    optimizer: Annotated[Optimizer, typer.Option("--optimizer", help="adam (the thesis' validation code), adamw (the BASD paper) or sgd (momentum 0.9, weight decay 5e-4: MMSegmentation's, the VOC paper).")] = Optimizer.adam,
     model_kwargs: Annotated[Optional[str], typer.Option("--model-kwargs", help="Extra smp.create_model arguments as JSON, e.g. '{\"encoder_depth\": 4}'.")] = None,
     save_models: Annotated[bool, typer.Option("--save-models", help="Keep each cell's selected network in OUT/models/<cell>/ (loadable by `filter --by segmenter --model`).")] = False,
     overwrite: OverwriteOpt = False,
     progress: ProgressOpt = True,
     train_split: Annotated[str, typer.Option("--train-split", help="Real split the networks train on (20% of it held out for validation); the BASD paper trains on its 20% split (val).")] = "train",
     test_split: Annotated[str, typer.Option("--test-split", help="Real split scored once per network.")] = "test",
-    lr_schedule: Annotated[LrSchedule, typer.Option("--lr-schedule", help="step: --lr divided by 10 halfway (the thesis' validation code); constant: one rate (the BASD paper states one).")] = LrSchedule.step,
+    lr_schedule: Annotated[LrSchedule, typer.Option("--lr-schedule", help="step: --lr divided by 10 halfway (the thesis' validation code); constant: one rate (the BASD paper states one); poly: (lr - 1e-4) * (1 - step/total)^0.9 + 1e-4 every step (MMSegmentation, the VOC paper).")] = LrSchedule.step,
     preset: PresetOpt = None,
 ) -> None:
     from defectsynth.evaluation import evaluate

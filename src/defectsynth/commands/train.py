@@ -10,6 +10,7 @@ import typer
 
 from defectsynth.commands._options import ProgressOpt, SeedOpt, SizeOpt, SplitNameOpt
 from defectsynth.commands._presets import PresetOpt, chosen_preset
+from defectsynth.commands.encode_boxes import ClassFill
 from defectsynth.commands._summary import console
 
 EXAMPLES = """
@@ -88,11 +89,6 @@ class Weights(str, Enum):
     final = "final"
 
 
-class ClassFill(str, Enum):
-    inside = "inside"
-    nearest = "nearest"
-
-
 class Precision(str, Enum):
     auto = "auto"
     no = "no"
@@ -153,7 +149,7 @@ def train_command(
         mixed_precision=mixed_precision.value, compile=compile, checkpoint_every=checkpoint_every,
         checkpoints_total_limit=checkpoints_total_limit, patience_steps=patience_steps, resume=resume,
         finetune=finetune, split=split, latent=latent, max_grad_norm=max_grad_norm, preview_every=preview_every, progress=progress,
-        flip=flip, weights=weights.value, class_fill=class_fill.value, dropout=dropout, preset=chosen_preset(preset, "train"),
+        flip=flip, weights=weights.value, class_fill=class_fill.value, dropout=dropout, preset=chosen_preset(preset, "train", finetune is not None),
     )
     print_run_summary(run)
 
