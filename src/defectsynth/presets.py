@@ -162,7 +162,7 @@ PRESETS: dict[str, dict[str, dict[str, Setting]]] = {
             "size": _s("256", f"{THESIS} §7.1.2 (256x256, natively supported by the DMs used)"),
             "model": _s("paper", f"{THESIS} §6.2.1 (\"mainly stay with the default configurations for the SDM\"): SDM's 256 px network"),
             "ema": _open(True, "not stated; SDM's default (Guided Diffusion keeps DDPM's EMA, thesis §3.3.1)"),
-            "ema_decay": _open(0.9999, "not stated; SDM's default ema_rate (DDPM's 0.9999, thesis §3.3.1)"),
+            "ema_decay": _open(0.9999, "not stated; SDM's default ema_rate: DDPM's 0.9999 (thesis §3.2), kept by Improved Diffusion (§3.3.1)"),
             "dropout": _open(0.0, "not stated; ISDM's code trains with dropout 0.0 (SDM's README flags 0.1)"),
             "lr": _open(1e-4, "not stated; SDM's default learning rate"),
             "lr_warmup_steps": _open(0, "not stated; SDM's constant learning rate"),

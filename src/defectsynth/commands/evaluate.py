@@ -35,6 +35,8 @@ EXAMPLES = """
 
   defectsynth evaluate --real data/wood --train-split val --test-split test --lr-schedule constant --out reports/wood-20
 
+  defectsynth evaluate --real data/voc --test-split val --optimizer sgd --lr 0.01 --lr-schedule poly --size 512 --out reports/voc   [dim](MMSegmentation's SGD)[/]
+
 [bold]Mixes[/] (thesis notation): R=all|0|N|N%, S=0|all|R|N|N%; S=R means as many synthetic as real pairs.
 Synthetic subsets are nested seeded draws. A stopped evaluation resumes: run the same command again.
 [bold]Budgets[/]: steps (default) trains every mix for the same optimiser steps, --epochs x the steps of one

@@ -39,6 +39,8 @@ EXAMPLES = """
   defectsynth train data/lemons --preset isdm-paper --epochs 2000 --out runs/isdm   [dim](explicit options win over the preset)[/]
 
   defectsynth train data/wood --cond basd --class-fill nearest --no-flip --weights final --no-ema --out runs/wood-alg1
+
+  defectsynth train data/toy --cond mask --target image --model paper --size 256 --dropout 0 --out runs/toy-sdm   [dim](ISDM's code: no dropout)[/]
 """
 
 
