@@ -27,6 +27,7 @@ def test_cli_maps_options_to_evaluate(runner, monkeypatch, tmp_path):
         "encoder_weights": "none", "epochs": 3, "budget": "converge", "steps": None, "patience": 4, "batch_size": 4, "size": "64", "lr": 0.001, "repeats": 2, "seed": 7,
         "mix": ["R=all,S=0", "R=all,S=R", "R=0,S=all"], "per_class_binary": True, "augment": "classic", "loss": "dice+ce", "optimizer": "adamw",
         "model_kwargs": {"encoder_depth": 3}, "save_models": True, "overwrite": True, "progress": False,
+        "train_split": "train", "test_split": "test", "lr_schedule": "step", "preset": None,
     }
 
 

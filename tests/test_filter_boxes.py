@@ -98,7 +98,7 @@ def test_clip_labels_keeps_every_sample(synthetic, tmp_path):
     np.testing.assert_array_equal(summary.clipped_pixels, [0, 3, 2])
     record = out.manifest.source["filters"][-1]
     assert record["by"] == "boxes" and record["clipped_pixels"] == {"bad": 4, "leaky": 1}
-    assert record["options"] == {"clip_labels": True, "max_sae": None, "drop_empty_boxes": False}
+    assert record["options"] == {"clip_labels": True, "max_sae": None, "drop_empty_boxes": False, "class_agnostic": False}
     assert out.manifest.synthetic and out.manifest.source["seed"] == 1
     # input images per class: a in bad + leaky, b in bad + clean; after clipping bad keeps both
     np.testing.assert_array_equal(summary.input_images, [0, 2, 2])

@@ -28,7 +28,7 @@ def test_options_map_to_filter_dataset(runner):
     core.assert_called_once_with(
         Path("s"), Path("o"), "segmenter", clip_labels=False, max_sae=None, drop_empty_boxes=False, real=Path("r"), model=None,
         split=None, score="ce", top_k=None, keep_fraction=0.25, size="64", arch="fpn", encoder="resnet18", encoder_weights=None,
-        epochs=3, batch_size=4, lr=0.001, seed=7, device="cpu", overwrite=True, progress=False,
+        epochs=3, batch_size=4, lr=0.001, seed=7, device="cpu", overwrite=True, progress=False, class_agnostic=False,
     )
     assert "knot" in res.output and "removed b: rank 2 of 2" in res.output and "kept 1, removed 1" in res.output
 

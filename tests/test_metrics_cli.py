@@ -21,7 +21,7 @@ def test_options_map_to_compute_metrics(tmp_path, runner):
     assert res.exit_code == 0, res.output
     core.assert_called_once_with(
         ["fid", "lpips"], synthetic=Path("s"), real=Path("r"), split="val", features="64", nets="alex",
-        weights_dir=Path("w"), batch_size=4, hf_cutoff=0.25, device="cpu", progress=False,
+        weights_dir=Path("w"), batch_size=4, hf_cutoff=0.25, device="cpu", progress=False, class_agnostic=False,
     )
     assert json.loads(out.read_text()) == CANNED
     assert "0.25" in res.output and "1.5" in res.output

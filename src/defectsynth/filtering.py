@@ -65,7 +65,7 @@ logger = logging.getLogger(__name__)
 FILTER_BY = ("boxes", "segmenter")  # filter_dataset's; `filter --by clip` runs controllable.clip_filter.filter_by_clip
 # The options (CLI names) that only one --by takes; the CLI checks them with check_by_options.
 BY_OPTIONS = {
-    "boxes": ("--clip-labels", "--max-sae", "--drop-empty-boxes"),
+    "boxes": ("--clip-labels", "--max-sae", "--drop-empty-boxes", "--class-agnostic"),
     "segmenter": ("--real", "--model", "--top-k", "--keep-fraction"),
     "clip": ("--clip", "--keep-per-class", "--keep-fraction", "--prompt-template"),
 }
@@ -90,21 +90,22 @@ class FilterSummary:
 
 
 # -- by boxes ---------------------------------------------------------------------------------------
-def clip_to_boxes(mask: np.ndarray, boxes: list[Box]) -> np.ndarray:
-    """``mask`` with every defect pixel outside all boxes of its own class set to 0 (a new array).
+def clip_to_boxes(mask: np.ndarray, boxes: list[Box], class_agnostic: bool = False) -> np.ndarray:
+    """``mask`` with every defect pixel outside all boxes of its own class (``class_agnostic``:
+    outside every box, the paper's wording) set to 0 (a new array).
 
     mask: (H, W) uint8 class ids (0 background, 255 ignore, which stays). boxes: the conditions.
     """
-    aligned, _ = inside_own_boxes(mask, *boxes_to_array(boxes))
+    aligned, _ = inside_own_boxes(mask, *boxes_to_array(boxes), class_agnostic)
     outside = ~aligned & (mask != 0) & (mask != IGNORE_INDEX)
     clipped = mask.copy()
     clipped[outside] = 0
     return clipped
 
 
-def box_problems(sample: Sample, num_classes: int, max_sae: float | None, drop_empty_boxes: bool) -> list[str]:
+def box_problems(sample: Sample, num_classes: int, max_sae: float | None, drop_empty_boxes: bool, class_agnostic: bool = False) -> list[str]:
     """Why ``sample`` fails the box checks ([] = it passes); measured on its unclipped mask."""
-    counts = sae_ebr_counts(sample.mask, *boxes_to_array(sample.boxes), num_classes)
+    counts = sae_ebr_counts(sample.mask, *boxes_to_array(sample.boxes), num_classes, class_agnostic)
     problems = []
     empty, boxes = int(counts.empty.sum()), int(counts.boxes.sum())
     if drop_empty_boxes and empty:
@@ -342,16 +343,20 @@ def filter_dataset(
     device: str | None = None,
     overwrite: bool = False,
     progress: bool = False,
+    class_agnostic: bool = False,
 ) -> FilterSummary:
     """Filter the synthetic dataset folder ``synthetic`` into ``out`` (see the module docstring).
 
-    by="boxes": clip_labels, max_sae (0..1), drop_empty_boxes. by="segmenter": real (train a U-Net
+    by="boxes": clip_labels, max_sae (0..1), drop_empty_boxes; class_agnostic: a pixel is kept /
+    aligned when it lies in any box and a box is empty without any defect pixel (the BASD paper's
+    wording and eqs. 5-6) instead of the default class-aware reading (its own class's boxes). by="segmenter": real (train a U-Net
     on its ``split``; arch, encoder, encoder_weights, epochs, batch_size, lr, seed) or model (a
     network folder of evaluation.training.save_model, e.g. ``<evaluate out>/models/<cell>``); score "iou" or "ce"; top_k or keep_fraction; size (H, W) or "N" /
     "WxH" the pairs are scored at (default: the first synthetic image's size); device (None: cuda
     when available).
     """
     _check_options(by, clip_labels, max_sae, drop_empty_boxes, real, model, top_k, keep_fraction, score, batch_size)
+    check_by_options(by, {"--class-agnostic": class_agnostic})
     syn = Dataset(synthetic)
     out = Path(out)
     check_output_dir(out, overwrite)
@@ -360,7 +365,7 @@ def filter_dataset(
     if not syn.stems:
         raise DatasetError("the dataset has no images: nothing to filter", syn.root)
     if by == "boxes":
-        options = {"clip_labels": clip_labels, "max_sae": max_sae, "drop_empty_boxes": drop_empty_boxes}
+        options = {"clip_labels": clip_labels, "max_sae": max_sae, "drop_empty_boxes": drop_empty_boxes, "class_agnostic": class_agnostic}
         return _filter_by_boxes(syn, out, options, overwrite, progress)
     k = keep_count(len(syn.stems), top_k, keep_fraction)
     dev = pick_device(device)
@@ -410,12 +415,12 @@ def _filter_by_boxes(syn: Dataset, out: Path, options: dict[str, Any], overwrite
         sample = syn.read(stem)
         present = list(sample_classes(sample.mask, sample.boxes, num_classes))
         input_images[present] += 1
-        problems = box_problems(sample, num_classes, options["max_sae"], options["drop_empty_boxes"])
+        problems = box_problems(sample, num_classes, options["max_sae"], options["drop_empty_boxes"], options["class_agnostic"])
         if problems:
             removed[stem] = "; ".join(problems)
             removed_images[present] += 1
         elif options["clip_labels"]:
-            lost = sample.mask[clip_to_boxes(sample.mask, sample.boxes) != sample.mask]
+            lost = sample.mask[clip_to_boxes(sample.mask, sample.boxes, options["class_agnostic"]) != sample.mask]
             if lost.size:
                 clipped_by_stem[stem] = int(lost.size)
                 clipped += np.bincount(lost, minlength=256)[:num_classes]
@@ -430,7 +435,7 @@ def _filter_by_boxes(syn: Dataset, out: Path, options: dict[str, Any], overwrite
         for stem in track(kept_stems, total=len(kept_stems), description="write", enabled=progress):
             sample = syn.read(stem)
             if options["clip_labels"]:
-                sample.mask = clip_to_boxes(sample.mask, sample.boxes)
+                sample.mask = clip_to_boxes(sample.mask, sample.boxes, options["class_agnostic"])
             yield sample
 
     kept_images, kept = write_kept(syn, out, manifest, samples(), overwrite, lambda tmp: None)

@@ -75,9 +75,11 @@ def metrics_tables(result: dict[str, Any]) -> list[Table]:
     tables = []
     for name, block in result.items():
         if name == "sae":
-            tables.append(_per_class_table(name, block, "SAE (pixels outside their class's boxes)", "SAE", ("misaligned", "generated")))
+            title = "SAE, class-agnostic (pixels outside every box; eq. 5)" if block.get("class_agnostic") else "SAE (pixels outside their class's boxes)"
+            tables.append(_per_class_table(name, block, title, "SAE", ("misaligned", "generated")))
         elif name == "ebr":
-            tables.append(_per_class_table(name, block, "EBR (boxes without their class)", "EBR", ("empty", "boxes")))
+            title = "EBR, class-agnostic (boxes without any defect pixel; eq. 6)" if block.get("class_agnostic") else "EBR (boxes without their class)"
+            tables.append(_per_class_table(name, block, title, "EBR", ("empty", "boxes")))
         elif name == "fid":
             table = _table("FID")
             table.add_column("features", justify="right")

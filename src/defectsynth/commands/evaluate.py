@@ -11,6 +11,7 @@ import typer
 from rich.table import Table
 
 from defectsynth.commands._options import OutOpt, OverwriteOpt, ProgressOpt, SeedOpt
+from defectsynth.commands._presets import PresetOpt, chosen_preset
 from defectsynth.commands._summary import console
 from defectsynth.errors import OptionError
 
@@ -29,6 +30,12 @@ EXAMPLES = """
   defectsynth evaluate --real data/toy --synthetic synth/a --out reports/toy-thesis --budget epochs   [dim](the thesis: 50 epochs per mix)[/]
 
   accelerate launch -m defectsynth evaluate --real data/lemons --synthetic synth/isdm --out reports/isdm   [dim](cells over GPUs)[/]
+
+  defectsynth evaluate --preset basd-paper --real data/wood --synthetic synth/wood-clipped --out reports/basd   [dim](Table 4: trains on val, the 20% split)[/]
+
+  defectsynth evaluate --real data/wood --train-split val --test-split test --lr-schedule constant --out reports/wood-20
+
+  defectsynth evaluate --real data/voc --test-split val --optimizer sgd --lr 0.01 --lr-schedule poly --size 512 --out reports/voc   [dim](MMSegmentation's SGD)[/]
 
 [bold]Mixes[/] (thesis notation): R=all|0|N|N%, S=0|all|R|N|N%; S=R means as many synthetic as real pairs.
 Synthetic subsets are nested seeded draws. A stopped evaluation resumes: run the same command again.
@@ -52,6 +59,13 @@ class Augment(str, Enum):
 class Optimizer(str, Enum):
     adam = "adam"
     adamw = "adamw"
+    sgd = "sgd"
+
+
+class LrSchedule(str, Enum):
+    step = "step"
+    constant = "constant"
+    poly = "poly"
 
 
 class Loss(str, Enum):
@@ -92,11 +106,15 @@ def evaluate_command(
     per_class_binary: Annotated[bool, typer.Option("--per-class-binary", help="One binary network per defect class (the BASD paper's protocol).")] = False,
     augment: Annotated[Augment, typer.Option("--augment", help="classic: flips, affine, blur/sharpen, contrast/hue (the thesis' comparison).")] = Augment.none,
     loss: Annotated[Loss, typer.Option("--loss", help="Training loss.")] = Loss.dice,
-    optimizer: Annotated[Optimizer, typer.Option("--optimizer", help="adam (the thesis' validation code) or adamw (the BASD paper).")] = Optimizer.adam,
+    optimizer: Annotated[Optimizer, typer.Option("--optimizer", help="adam (the thesis' validation code), adamw (the BASD paper) or sgd (momentum 0.9, weight decay 5e-4: MMSegmentation's, the VOC paper).")] = Optimizer.adam,
     model_kwargs: Annotated[Optional[str], typer.Option("--model-kwargs", help="Extra smp.create_model arguments as JSON, e.g. '{\"encoder_depth\": 4}'.")] = None,
     save_models: Annotated[bool, typer.Option("--save-models", help="Keep each cell's selected network in OUT/models/<cell>/ (loadable by `filter --by segmenter --model`).")] = False,
     overwrite: OverwriteOpt = False,
     progress: ProgressOpt = True,
+    train_split: Annotated[str, typer.Option("--train-split", help="Real split the networks train on (20% of it held out for validation); the BASD paper trains on its 20% split (val).")] = "train",
+    test_split: Annotated[str, typer.Option("--test-split", help="Real split scored once per network.")] = "test",
+    lr_schedule: Annotated[LrSchedule, typer.Option("--lr-schedule", help="step: --lr divided by 10 halfway (the thesis' validation code); constant: one rate (the BASD paper states one); poly: (lr - 1e-4) * (1 - step/total)^0.9 + 1e-4 every step (MMSegmentation, the VOC paper).")] = LrSchedule.step,
+    preset: PresetOpt = None,
 ) -> None:
     from defectsynth.evaluation import evaluate
 
@@ -106,6 +124,7 @@ def evaluate_command(
         encoder_weights=encoder_weights.value, epochs=epochs, budget=budget, steps=steps, patience=patience, batch_size=batch_size, size=size, lr=lr, repeats=repeats, seed=seed,
         mix=mixes, per_class_binary=per_class_binary, augment=augment.value, loss=loss.value, optimizer=optimizer.value, model_kwargs=_json_object(model_kwargs),
         save_models=save_models, overwrite=overwrite, progress=progress,
+        train_split=train_split, test_split=test_split, lr_schedule=lr_schedule.value, preset=chosen_preset(preset, "evaluate"),
     )
     if report is not None:
         console.print(report_table(report))

@@ -28,6 +28,8 @@ EXAMPLES = """
 
   defectsynth filter synth/wood --out synth/wood-clipped --by boxes --clip-labels   [dim](BASD paper, section 4.3)[/]
 
+  defectsynth filter synth/wood --out synth/wood-clipped --by boxes --clip-labels --class-agnostic   [dim](outside every box, the paper's wording)[/]
+
   defectsynth filter synth/wood --out synth/wood-clean --by boxes --max-sae 0.2 --drop-empty-boxes
 
   defectsynth filter synth/lemons --out synth/lemons-top128 --by segmenter --real data/lemons --top-k 128   [dim](thesis, section 6.1)[/]
@@ -78,12 +80,13 @@ def filter_command(
     device: Annotated[Optional[str], typer.Option("--device", help="torch device (cpu, cuda, cuda:1, auto); default cuda when available, else cpu.")] = None,
     overwrite: OverwriteOpt = False,
     progress: ProgressOpt = True,
+    class_agnostic: Annotated[bool, typer.Option("--class-agnostic", help="--by boxes: a pixel counts as inside when it lies in any box, a box as empty without any defect pixel (the BASD paper's wording). Default: class-aware (its own class's boxes).")] = False,
 ) -> None:
     from defectsynth.filtering import check_by_options
 
     given = {"--clip-labels": clip_labels, "--max-sae": max_sae is not None, "--drop-empty-boxes": drop_empty_boxes, "--real": real is not None,
              "--model": model is not None, "--top-k": top_k is not None, "--keep-fraction": keep_fraction is not None, "--clip": clip is not None,
-             "--keep-per-class": keep_per_class is not None, "--prompt-template": prompt_template is not None}  # fmt: skip
+             "--keep-per-class": keep_per_class is not None, "--prompt-template": prompt_template is not None, "--class-agnostic": class_agnostic}  # fmt: skip
     check_by_options(by.value, given)
     if by is By.clip:
         _clip(synthetic, out, clip, keep_per_class, keep_fraction, prompt_template, device, batch_size, overwrite, progress)
@@ -95,6 +98,7 @@ def filter_command(
         split=None if split == "all" else split, score=score.value, top_k=top_k, keep_fraction=keep_fraction, size=size, arch=arch,
         encoder=encoder, encoder_weights=None if encoder_weights.lower() == "none" else encoder_weights, epochs=epochs,
         batch_size=8 if batch_size is None else batch_size, lr=lr, seed=seed, device=device, overwrite=overwrite, progress=progress,
+        class_agnostic=class_agnostic,
     )  # fmt: skip
     _print_summary(summary)
 

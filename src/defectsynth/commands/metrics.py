@@ -14,6 +14,8 @@ EXAMPLES = """
 
   defectsynth metrics sae ebr --synthetic synth/wood   [dim](boxes/ = the conditions, masks/ = generated)[/]
 
+  defectsynth metrics sae ebr --synthetic synth/wood --class-agnostic   [dim](the BASD paper's eqs. 5-6 as written)[/]
+
   defectsynth metrics fid kid lpips --synthetic synth/wood --real data/wood --split val --json metrics.json
 
   defectsynth metrics fid --features 64,2048 --real data/wood --synthetic synth/wood --weights-dir weights/
@@ -45,6 +47,7 @@ def metrics_command(
     hf_cutoff: Annotated[float, typer.Option("--hf-cutoff", help="texture: radial frequency (cycles/pixel, 0..0.5) above which spectral power counts as high-frequency.")] = 0.25,
     device: Annotated[Optional[str], typer.Option("--device", help="torch device; default cuda when available, else cpu.")] = None,
     progress: ProgressOpt = True,
+    class_agnostic: Annotated[bool, typer.Option("--class-agnostic", help="sae/ebr as the BASD paper's equations: a defect pixel is aligned in any box, a box is empty without any defect pixel. Default: class-aware (own class's boxes / pixels), stricter.")] = False,
 ) -> None:
     from defectsynth.commands._metrics_tables import metrics_tables
     from defectsynth.commands._summary import console
@@ -57,6 +60,7 @@ def metrics_command(
     result = compute_metrics(
         names, synthetic=synthetic, real=real, split=split, features=features, nets=nets,
         weights_dir=weights_dir, batch_size=batch_size, hf_cutoff=hf_cutoff, device=device, progress=progress,
+        class_agnostic=class_agnostic,
     )
     for table in metrics_tables(result):
         console.print(table)

@@ -16,6 +16,7 @@ import typer
 
 from defectsynth.commands._config import ConfigOpt
 from defectsynth.commands._options import OutOpt, OverwriteOpt, ProgressOpt, SeedOpt
+from defectsynth.commands._presets import PresetOpt, chosen_preset
 from defectsynth.commands._summary import console, print_dataset_summary
 from defectsynth.errors import OptionError
 
@@ -40,6 +41,10 @@ EXAMPLES = """
 
   defectsynth sample --config sample.yaml --out synth/toy   [dim](options from a TOML/YAML file; the command line wins)[/]
 
+  defectsynth sample runs/wood-paper --preset basd-paper --conditions data/wood:val --out synth/wood-paper   [dim](docs/presets/)[/]
+
+  defectsynth sample runs/lemons-isdm --preset isdm-paper --out synth/lemons   [dim](s = 1.5 also without finetuning: --force-guidance)[/]
+
 A rerun with the same options skips the samples already written. Writes previews/contact-sheet.png
 (the first 16 samples). Docs: docs/sample.md
 
@@ -52,6 +57,8 @@ A rerun with the same options skips the samples already written. Writes previews
       --base models/sdxl-base --controlnet models/controlnet-canny-sdxl --prior canny --captions captions.jsonl
 
   defectsynth sample --backend sd-adapter --plan plan.json --out synth/voc-sd ...   [dim](balance --plan-out: its dataset and split)[/]
+
+  defectsynth sample --backend sd-adapter --preset voc-paper --conditions data/voc:train --out synth/voc-sd --base models/sdxl-base --adapter models/t2i-lineart-sdxl
 
 Writes previews of the priors under [cyan]previews/[/]. Docs: docs/sd-adapter.md
 """
@@ -77,7 +84,7 @@ class Prior(str, Enum):
 
 
 # options of one backend only: refused with the other one
-DIFFUSION_ONLY = ("num", "rescale", "mask_augment", "scheduler", "ema", "compile")
+DIFFUSION_ONLY = ("num", "rescale", "mask_augment", "scheduler", "ema", "compile", "force_guidance")
 SD_ONLY = ("base", "adapter", "controlnet", "num_per_condition", "prior", "prior_weights", "blend", "captions", "captioner",
            "prompt_template", "negative_prompt", "conditioning_scale", "resolution", "device", "dtype", "preview")  # fmt: skip
 
@@ -140,6 +147,8 @@ def sample_command(
     dtype: Annotated[str, _sd("auto (float16 on GPU), float32, float16, bfloat16.", "--dtype")] = "auto",
     preview: Annotated[int, _sd("Write prior previews of the first N condition images.", "--preview")] = 8,
     config: ConfigOpt = None,
+    force_guidance: Annotated[bool, _diff("Apply --guidance also to a run trained without --drop-rate (its null-condition output was never trained): what the thesis did for its ISDM models without finetuning (section 6.2).", "--force-guidance")] = False,
+    preset: PresetOpt = None,
 ) -> None:
     check_backend_options(ctx, backend, run)
     if backend is Backend.diffusion:
@@ -149,6 +158,7 @@ def sample_command(
             run, out=out, conditions=conditions, num=num, plan=plan, steps=steps, rescale=rescale, scheduler=scheduler.value,
             guidance=guidance, mask_augment=mask_augment, seed=seed, batch_size=16 if batch_size is None else batch_size,
             ema=ema, overwrite=overwrite, compile=compile, progress=progress,
+            force_guidance=force_guidance, preset=chosen_preset(preset, "sample"),
         )  # fmt: skip
         if manifest.stats:
             print_dataset_summary(manifest, out)
@@ -167,7 +177,7 @@ def sample_command(
         prompt_template=prompt_template, negative_prompt=negative_prompt, steps=30 if steps is None else steps,
         guidance=7.5 if guidance is None else guidance, conditioning_scale=conditioning_scale, resolution=resolution,
         seed=seed, batch_size=1 if batch_size is None else batch_size, device=device, dtype=dtype, preview=preview,
-        overwrite=overwrite, progress=progress,
+        overwrite=overwrite, progress=progress, preset=chosen_preset(preset, "sample_sd"),
     )  # fmt: skip
     print_dataset_summary(Dataset(written).manifest, written)
 

@@ -10,6 +10,8 @@ import typer
 
 from defectsynth.commands._config import ConfigOpt
 from defectsynth.commands._options import ProgressOpt, ReportTo, ReportToOpt, SeedOpt, SizeOpt, SplitNameOpt
+from defectsynth.commands._presets import PresetOpt, chosen_preset
+from defectsynth.commands.encode_boxes import ClassFill
 from defectsynth.commands._summary import console
 
 EXAMPLES = """
@@ -38,6 +40,14 @@ EXAMPLES = """
   defectsynth train --config train.toml --out runs/toy-2   [dim](options from a TOML/YAML file; the command line wins)[/]
 
   defectsynth train --config runs/toy/run.json --out runs/toy-again   [dim](a run's arguments, replayed)[/]
+
+  defectsynth train data/wood --preset basd-paper --out runs/wood-paper   [dim](the BASD paper's settings, docs/presets/basd-paper.md)[/]
+
+  defectsynth train data/lemons --preset isdm-paper --epochs 2000 --out runs/isdm   [dim](explicit options win over the preset)[/]
+
+  defectsynth train data/wood --cond basd --class-fill nearest --no-flip --weights final --no-ema --out runs/wood-alg1
+
+  defectsynth train data/toy --cond mask --target image --model paper --size 256 --dropout 0 --out runs/toy-sdm   [dim](ISDM's code: no dropout)[/]
 
 Writes run.json, log.jsonl and loss.png (the loss curve) in the run folder. Docs: docs/train.md
 """
@@ -85,6 +95,11 @@ class LrSchedule(str, Enum):
     cosine = "cosine"
 
 
+class Weights(str, Enum):
+    best = "best"
+    final = "final"
+
+
 class Precision(str, Enum):
     auto = "auto"
     no = "no"
@@ -130,6 +145,11 @@ def train_command(
     progress: ProgressOpt = True,
     report_to: ReportToOpt = ReportTo.none,
     config: ConfigOpt = None,
+    flip: Annotated[bool, typer.Option("--flip/--no-flip", help="Random horizontal and vertical flips of images, masks and box maps.")] = True,
+    weights: Annotated[Weights, typer.Option("--weights", help="What unet/ holds: the epoch of the best training loss (ISDM) or the final epoch (BASD paper).")] = Weights.best,
+    class_fill: Annotated[ClassFill, typer.Option("--class-fill", help="C-BASD class map (--cond basd): inside boxes only (the public code) or every pixel the nearest box's class (the paper's Algorithm 1; sample uses the run's).")] = ClassFill.inside,
+    dropout: Annotated[Optional[float], typer.Option("--dropout", help="Dropout in the network's residual blocks. Default: the model size's (SPADE paper: 0.1, SDM's README; else 0).", show_default=False)] = None,
+    preset: PresetOpt = None,
 ) -> None:
     from defectsynth.diffusion.training import train
 
@@ -143,6 +163,7 @@ def train_command(
         checkpoints_total_limit=checkpoints_total_limit, patience_steps=patience_steps, resume=resume,
         finetune=finetune, split=split, latent=latent, max_grad_norm=max_grad_norm, preview_every=preview_every, progress=progress,
         report_to=report_to.value,
+        flip=flip, weights=weights.value, class_fill=class_fill.value, dropout=dropout, preset=chosen_preset(preset, "train", finetune is not None),
     )
     print_run_summary(run)
 

@@ -42,6 +42,7 @@ from defectsynth.data.writer import check_output_dir
 from defectsynth.errors import DatasetError, OptionError
 from defectsynth.progress import track
 from defectsynth.locks import writes_output
+from defectsynth.presets import applies_preset
 
 logger = logging.getLogger(__name__)
 
@@ -185,6 +186,7 @@ def _write_redraws(
     return condition_of, prompt_of
 
 
+@applies_preset("sample_sd")
 @writes_output("sample", "out")
 def sample_sd(
     conditions: str | Path | None,
@@ -213,6 +215,7 @@ def sample_sd(
     preview: int = 8,
     overwrite: bool = False,
     progress: bool = True,
+    preset: str | dict | None = None,
 ) -> Path:
     """Redraw the condition images with SDXL + T2I-Adapter (``adapter``) or ControlNet (``controlnet``).
 
@@ -220,6 +223,7 @@ def sample_sd(
     dataset and split). plan: a ``balance --plan-out`` file (which images, how often); without it every condition image is
     redrawn ``num_per_condition`` times. blend: ``"w1,w2"`` of equation 4. resolution: the longer
     side the model draws at (SDXL: 1024); images are resized back to the condition's size.
+    preset: a paper preset (:mod:`defectsynth.presets`, ``voc-paper``), recorded in ``source.preset``.
     Returns ``out``, the synthetic dataset folder described in the module docstring.
     """
     # 1. check everything cheap before loading any model
@@ -248,6 +252,8 @@ def sample_sd(
         "prior": prior, "resolution": resolution, "prompt_template": prompt_template, "negative_prompt": negative_prompt,
         "captions": _str(captions), "captioner": _str(captioner), "plan": _str(plan),
     }  # fmt: skip
+    if preset is not None:
+        settings["preset"] = preset
 
     # 2. models
     model = load_pipeline(base, adapter=adapter, controlnet=controlnet, device=device, dtype=dtype)

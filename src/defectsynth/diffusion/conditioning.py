@@ -75,23 +75,24 @@ def onehot_tensor(ids: np.ndarray, num_classes: int) -> torch.Tensor:
     return torch.nn.functional.one_hot(ids, num_classes).movedim(-1, -3).float().contiguous()
 
 
-def condition_maps(boxes: list[Box], size: tuple[int, int], cond: str) -> tuple[np.ndarray, np.ndarray]:
+def condition_maps(boxes: list[Box], size: tuple[int, int], cond: str, class_fill: str = "inside") -> tuple[np.ndarray, np.ndarray]:
     """The two maps of a box condition in an image of ``size`` = (H, W).
 
-    ``basd``: BASD (H, W) float32 in [-1, 1] and C-BASD (H, W) uint8; ``boxmask``: occupancy (+-1)
-    and the box class map.
+    ``basd``: BASD (H, W) float32 in [-1, 1] and C-BASD (H, W) uint8, its class map filled inside
+    boxes or, ``class_fill="nearest"``, everywhere with the nearest box's class (BASD Algorithm 1,
+    what ``encode-boxes --class-fill nearest`` caches); ``boxmask``: occupancy (+-1) and the box class map.
     """
     xyxy, classes = boxes_to_array(boxes)
     if cond == "basd":
-        return basd_maps(xyxy, classes, *size)
+        return basd_maps(xyxy, classes, *size, class_fill=class_fill)
     return boxmask_maps(xyxy, classes, *size)
 
 
-def condition_tensor(boxes: list[Box], size: tuple[int, int], cond: str, num_classes: int) -> torch.Tensor:
+def condition_tensor(boxes: list[Box], size: tuple[int, int], cond: str, num_classes: int, class_fill: str = "inside") -> torch.Tensor:
     """(1 + bits, H, W) float32 condition of ``boxes``; (0, H, W) for ``none``."""
     if cond == "none":
         return torch.zeros(0, *size)
-    scalar, class_map = condition_maps(boxes, size, cond)
+    scalar, class_map = condition_maps(boxes, size, cond, class_fill)
     return torch.cat([torch.from_numpy(scalar)[None], bits_tensor(class_map, num_classes)])
 
 
@@ -104,7 +105,7 @@ class EncodedSet:
     the choice is :attr:`image_channels`.
     """
 
-    def __init__(self, samples: list[Sample], cond: str, target: str, num_classes: int, channels: str = "rgb"):
+    def __init__(self, samples: list[Sample], cond: str, target: str, num_classes: int, channels: str = "rgb", class_fill: str = "inside"):
         if not samples:
             raise DatasetError("no samples to train on")
         self.cond, self.target, self.num_classes = cond, target, num_classes
@@ -126,7 +127,7 @@ class EncodedSet:
         self.masks = torch.from_numpy(np.stack([s.mask for s in samples])) if target != "image" or cond == "mask" else None
         self.scalar = self.class_map = None
         if cond not in ("none", "mask"):
-            maps = [condition_maps(s.boxes, self.size, cond) for s in samples]
+            maps = [condition_maps(s.boxes, self.size, cond, class_fill) for s in samples]
             self.scalar = torch.from_numpy(np.stack([m[0] for m in maps])).half()
             self.class_map = torch.from_numpy(np.stack([m[1] for m in maps]))
 

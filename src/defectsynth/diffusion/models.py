@@ -43,7 +43,7 @@ MODEL_SIZES: dict[str, dict[str, Any]] = {
 # The SPADE UNet (cond ``mask``): tiny/small/base as above; ``paper`` = SDM's 256px configuration
 # (github.com/WeilunWang/semantic-diffusion-model, README 256px flags: num_channels 256,
 # channel_mult 1,1,2,2,4,4, num_res_blocks 2, attention_resolutions 32,16,8, num_head_channels 64,
-# dropout 0.1, learn_sigma), which ISDM kept (Lemons thesis section 6.3: "mainly stay with the
+# dropout 0.1, learn_sigma), which ISDM kept (Lemons thesis section 6.2.1: "mainly stay with the
 # default configurations for the SDM"). Attention at 32,16,8 px of 256 = levels 3, 4, 5.
 SPADE_PAPER: dict[str, Any] = {
     "block_out_channels": (256, 256, 512, 512, 1024, 1024), "layers_per_block": 2, "attention": (3, 4, 5),

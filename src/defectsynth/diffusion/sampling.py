@@ -52,6 +52,7 @@ from defectsynth.diffusion.training import derived_seed, network_input, read_run
 from defectsynth.encoding import boxes_from_mask, decode_bits
 from defectsynth.errors import DatasetError, OptionError, OutputExistsError
 from defectsynth.locks import writes_output
+from defectsynth.presets import applies_preset
 from defectsynth.progress import make_progress
 from defectsynth.ranks import one_outcome
 
@@ -200,11 +201,12 @@ class Job:
     mask: np.ndarray | None = None  # cond mask: the (augmented) condition mask, (H, W) uint8
 
 
-def job_condition(job: Job, size: tuple[int, int], cond: str, num_classes: int) -> torch.Tensor:
-    """(C_c, H, W) condition of one job: the one-hot mask for cond ``mask``, else the box maps."""
+def job_condition(job: Job, size: tuple[int, int], cond: str, num_classes: int, class_fill: str = "inside") -> torch.Tensor:
+    """(C_c, H, W) condition of one job: the one-hot mask for cond ``mask``, else the box maps
+    (``class_fill``: the run's ``train --class-fill``)."""
     if cond == "mask":
         return onehot_tensor(job.mask, num_classes)
-    return condition_tensor(job.boxes, size, cond, num_classes)
+    return condition_tensor(job.boxes, size, cond, num_classes, class_fill)
 
 
 def parse_conditions(text: str | None, run: Run) -> tuple[Path, str | None]:
@@ -358,6 +360,7 @@ def write_manifest(out: Path, run: Run, jobs: list[Job], settings: dict[str, Any
 
 
 # -- the command ----------------------------------------------------------------------------------
+@applies_preset("sample")
 @writes_output("sample", "out")
 def sample(
     run: str | Path,
@@ -377,6 +380,8 @@ def sample(
     overwrite: bool = False,
     compile: bool = False,
     progress: bool = False,
+    force_guidance: bool = False,
+    preset: str | dict[str, Any] | None = None,
 ) -> Manifest:
     """Draw samples from the run folder ``run`` into the synthetic dataset folder ``out``.
 
@@ -385,7 +390,10 @@ def sample(
     masks). plan: a ``balance --plan-out`` file to draw instead (not with ``conditions`` or
     ``num``). steps: default 1000 (ddpm), 50 (ddim), 20 (dpm). rescale / guidance: None = the
     run's defaults (:func:`run_defaults`). mask_augment: randomly warp each condition mask first.
-    compile: run the network's forward through ``torch.compile``. Returns the manifest.
+    compile: run the network's forward through ``torch.compile``. force_guidance: apply
+    ``guidance`` to a run trained without a drop rate too (its null-condition output was never
+    trained; what the thesis did for its non-finetuned ISDM models, section 6.2). preset: a paper
+    preset (:mod:`defectsynth.presets`), recorded in ``dataset.json`` ``source.preset``. Returns the manifest.
     """
     state = make_state()
     the_run = Run.open(run)
@@ -393,8 +401,8 @@ def sample(
     out = Path(out)
     if batch_size < 1:
         raise OptionError(f"--batch-size: must be >= 1, got {batch_size}")
-    if guidance != 1.0 and not the_run.args.get("drop_rate"):
-        raise OptionError("--guidance needs a run trained with --drop-rate > 0 (classifier-free guidance)")
+    if guidance != 1.0 and not the_run.args.get("drop_rate") and not force_guidance:
+        raise OptionError("--guidance needs a run trained with --drop-rate > 0 (classifier-free guidance), or --force-guidance (the thesis' ISDM models without finetuning)")
     make_sampler(scheduler, steps, the_run.args["variance"], rescale, scheduler_prediction(the_run.prediction))  # validates the options
     if plan is not None and (num is not None or conditions is not None):
         raise OptionError("--plan chooses the conditions and their number: give it without --num and --conditions")
@@ -406,6 +414,10 @@ def sample(
         "run": str(the_run.root.resolve()), "sampler": scheduler, "steps": steps or DEFAULT_STEPS[scheduler],
         "rescale": rescale, "guidance": guidance, "seed": seed, "ema": ema, "num": num, "conditions": cond_source,
     }
+    if force_guidance:
+        settings["force_guidance"] = True
+    if preset is not None:
+        settings["preset"] = preset
     if plan is not None:
         settings["plan"] = {"path": str(Path(plan).resolve()), "sha256": hashlib.sha256(Path(plan).read_bytes()).hexdigest()}
     model = the_run.load_unet(ema).to(state.device)  # broken weights are refused before anything is written
@@ -474,7 +486,7 @@ def draw(
                 finish_writing(writing, bar, task)
                 writing = None
             batch = jobs[start : start + batch_size]
-            cond = torch.stack([job_condition(j, size, a["cond"], run.info["num_classes"]) for j in batch]).to(device)
+            cond = torch.stack([job_condition(j, size, a["cond"], run.info["num_classes"], a.get("class_fill", "inside")) for j in batch]).to(device)
             sampler = make_sampler(settings["sampler"], settings["steps"], a["variance"], settings["rescale"], scheduler_prediction(run.prediction))
             if autoencoder is not None:
                 from defectsynth.diffusion.latent import decode_samples, resize_condition

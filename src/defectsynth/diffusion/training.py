@@ -51,6 +51,8 @@ from defectsynth.diffusion.models import build_unet, channel_layout, compile_for
 from defectsynth.diffusion.schedules import BETA_END, BETA_START, TRAIN_TIMESTEPS, train_scheduler
 from defectsynth.diffusion.trackers import log_preview, trackers_for, tracking
 from defectsynth.checks import check_at_least, check_choice
+from defectsynth.encoding import CLASS_FILLS
+from defectsynth.presets import applies_preset
 from defectsynth.errors import DatasetError, DefectsynthError, OptionError, OutputExistsError, TrainingError
 from defectsynth.locks import writes_output
 from defectsynth.progress import make_progress, track
@@ -63,13 +65,14 @@ RUN_FORMAT = 1
 FIXED_ON_RESUME = (
     "dataset", "cond", "target", "model", "size", "batch_size", "lr", "seed", "variance", "drop_rate", "ema", "ema_decay", "split", "finetune",
     "latent", "prediction", "self_cond", "mask_loss_weight", "min_snr_gamma", "lr_warmup_steps", "lr_schedule",
-    "mask_prediction", "channels",
+    "mask_prediction", "channels", "flip", "class_fill", "dropout",
 )
 LR_SCHEDULES = ("constant", "cosine")
+WEIGHTS = ("best", "final")  # unet/: the epoch of the best training loss (ISDM) or the last one
 # The plain recipe of the BASD paper's code: what runs written before these options existed used.
 PLAIN_RECIPE = {
     "prediction": "epsilon", "mask_prediction": "epsilon", "mask_loss_weight": 1.0, "min_snr_gamma": None, "self_cond": False,
-    "lr_warmup_steps": 0, "lr_schedule": "constant", "channels": "rgb",
+    "lr_warmup_steps": 0, "lr_schedule": "constant", "channels": "rgb", "flip": True, "class_fill": "inside", "dropout": None,
 }
 # Defaults of the recipe options (None = by mode): the measured recipe for box-guided and
 # unconditional runs (docs/recipe-ablation.md: x_0 for every channel; on CrackForest its synthetic
@@ -123,6 +126,7 @@ def prepare_run(args: dict[str, Any], accelerator: Accelerator) -> tuple[Path, D
     if not 0.0 < args["ema_decay"] < 1.0:
         raise OptionError(f"--ema-decay: must lie in (0, 1), got {args['ema_decay']}")
     check_recipe(args)
+    check_paper_switches(args)
     dataset = Dataset(args["dataset"])
     return out, dataset, main_process_decides(accelerator, lambda: check_out_folder(out, args))
 
@@ -199,6 +203,16 @@ def check_recipe(args: dict[str, Any]) -> None:
     check_choice("--lr-schedule", args["lr_schedule"], LR_SCHEDULES)
 
 
+def check_paper_switches(args: dict[str, Any]) -> None:
+    """flip, weights, class_fill and dropout (the switches the paper presets need)."""
+    check_choice("--weights", args["weights"], WEIGHTS)
+    check_choice("--class-fill", args["class_fill"], CLASS_FILLS)
+    if args["class_fill"] != "inside" and args["cond"] != "basd":
+        raise OptionError(f"--class-fill {args['class_fill']}: only --cond basd has a C-BASD class map, not --cond {args['cond']}")
+    if args["dropout"] is not None and not 0.0 <= args["dropout"] < 1.0:
+        raise OptionError(f"--dropout: must lie in [0, 1), got {args['dropout']}")
+
+
 def lr_at(step: int, lr: float, warmup_steps: int, schedule: str, total: int) -> float:
     """Learning rate of step ``step`` (0-based): linear warm-up to ``lr`` over ``warmup_steps``
     steps, then constant or cosine decay reaching 0 after step ``total``."""
@@ -251,7 +265,7 @@ def run_json(args: dict[str, Any], dataset: Dataset, split: str | None, data: En
 def build_data(dataset: Dataset, args: dict[str, Any], split: str | None, progress: bool) -> EncodedSet:
     samples = read_samples(dataset, split, parse_size(args["size"]), progress)
     channels = "rgb" if args["latent"] else args["channels"]  # the autoencoder takes RGB
-    return EncodedSet(samples, args["cond"], args["target"], dataset.manifest.num_classes, channels)
+    return EncodedSet(samples, args["cond"], args["target"], dataset.manifest.num_classes, channels, args.get("class_fill", "inside"))
 
 
 def recipe_prediction(args: dict[str, Any], layout) -> str | tuple[str, ...]:
@@ -382,7 +396,7 @@ def train_step(
     positions = [accelerator.process_index + j * accelerator.num_processes for j in range(b)]
     draws = step_draws(args["seed"], step, positions, tuple(x0.shape[1:]), scheduler.config.num_train_timesteps, device)
     # 1. flips that move images, masks and box maps together (not in latent space)
-    if not args.get("latent"):
+    if not args.get("latent") and args.get("flip", True):
         x0, cond = flip(x0, draws.flips[:, 0], draws.flips[:, 1]), flip(cond, draws.flips[:, 0], draws.flips[:, 1])
     # 2. classifier-free guidance: replace the condition by the null (zero) condition
     if args["drop_rate"] > 0:
@@ -514,6 +528,7 @@ def finetune_options(finetune: str | Path | None, given: dict[str, Any]) -> dict
     return chosen
 
 
+@applies_preset("train")
 @writes_output("train", "out")
 def train(
     dataset: str | Path,
@@ -553,6 +568,11 @@ def train(
     preview_every: int = 25,
     report_to: str = "none",
     progress: bool = False,
+    flip: bool = True,
+    weights: str = "best",
+    class_fill: str = "inside",
+    dropout: float | None = None,
+    preset: str | dict[str, Any] | None = None,
 ) -> Path:
     """Train a box-guided (or unconditional) diffusion model on ``dataset``; returns the run folder.
 
@@ -566,6 +586,10 @@ def train(
     network's forward through ``torch.compile``. report_to: none | tensorboard | wandb: also log
     loss, lr and previews through Accelerate's trackers (:mod:`defectsynth.diffusion.trackers`).
     The keyword arguments are written to ``run.json`` (paths as strings); ``progress`` is not.
+    Paper switches (:func:`check_paper_switches`): ``flip`` (random flips), ``weights`` (``best``
+    training loss or ``final`` epoch in ``unet/``), ``class_fill`` (C-BASD ``inside`` boxes or
+    ``nearest`` box, Algorithm 1), ``dropout`` (the network's; None = the model size's). ``preset``:
+    a paper preset (:mod:`defectsynth.presets`) filling every option not given; recorded as ``args.preset``.
     """
     options = finetune_options(finetune, {"cond": cond, "target": target, "model": model, "size": size})
     cond, target, model, size = options["cond"], options["target"], options["model"], options["size"]
@@ -606,6 +630,8 @@ def train(
         data = LatentSet(data, autoencoder, progress and accelerator.is_local_main_process)
     layout = channel_layout(cond, target, ds.manifest.num_classes, variance, latent_info and latent_info["channels"], self_cond, data.image_channels)
     config = network_config(cond, model, data.size, layout)
+    if dropout is not None:
+        config["dropout"] = dropout
     set_seed(seed)  # the initial weights
     net = build_model(config, args["finetune"])
     if accelerator.device.type == "cpu" and accelerator.mixed_precision == "bf16":
@@ -656,7 +682,7 @@ class Loop:
         with one_outcome(self.accelerator), saving(self.out, LOSS_PNG):
             if self.accelerator.is_main_process:
                 self.curve.finish()
-        if not (self.out / "unet").is_dir():  # stopped before the first epoch ended: keep the weights reached
+        if not (self.out / "unet").is_dir() or self.args.get("weights") == "final":  # final weights; or stopped before the first epoch ended
             save_best(self.accelerator, self.out, self.net, self.ema)
         saved = ckpt.checkpoint_dirs(self.out)
         if not saved or saved[-1].name != f"{ckpt.CHECKPOINT_PREFIX}{self.state.step}":
@@ -710,7 +736,8 @@ class Loop:
         improved = s.best_loss is None or mean < s.best_loss
         if improved:
             s.best_loss, s.best_step = mean, s.step
-            save_best(acc, self.out, self.net, self.ema)
+            if self.args.get("weights", "best") == "best":
+                save_best(acc, self.out, self.net, self.ema)
         s.epoch += 1
         s.batch_in_epoch, s.loss_sum, s.loss_count = 0, 0.0, 0
         with one_outcome(acc):  # a failed write (or preview) on the main process stops every process

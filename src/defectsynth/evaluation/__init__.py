@@ -27,10 +27,11 @@ from defectsynth.errors import DatasetError, OptionError, OutputExistsError
 from defectsynth.evaluation.data import PairCache
 from defectsynth.evaluation.grid import VAL_FRACTION, Cell, Mix, build_cells, holdout, parse_mixes, seeded_order
 from defectsynth.evaluation.report import TRAINING_FIELDS, cell_stats, score, write_report
-from defectsynth.evaluation.training import BUDGETS, LOSSES, OPTIMIZERS, UNDER_TRAINED_SHARE, TrainConfig, run_cell, steps_per_epoch
+from defectsynth.evaluation.training import BUDGETS, LOSSES, LR_SCHEDULES, OPTIMIZERS, UNDER_TRAINED_SHARE, TrainConfig, run_cell, steps_per_epoch
 from defectsynth.progress import progress_bar, track
 from defectsynth.ranks import process_state
 from defectsynth.locks import writes_output
+from defectsynth.presets import applies_preset
 
 log = logging.getLogger(__name__)
 
@@ -146,12 +147,13 @@ def _load_done(out: Path, cells: Sequence[Cell], digests: dict[str, str], save_m
     return done
 
 
-def _plan(real_ds: Dataset, sources: dict[str, Dataset], mixes: Sequence[Mix], seed: int):
-    """(train, val, test stems, seeded real order, seeded synthetic orders, {(mix, source): (#R, #S)})."""
-    train_real, val = holdout(real_ds.split("train"), VAL_FRACTION, seed)
-    test = real_ds.split("test")
+def _plan(real_ds: Dataset, sources: dict[str, Dataset], mixes: Sequence[Mix], seed: int, splits: tuple[str, str] = ("train", "test")):
+    """(train, val, test stems, seeded real order, seeded synthetic orders, {(mix, source): (#R, #S)});
+    ``splits``: the names of the real training and test splits."""
+    train_real, val = holdout(real_ds.split(splits[0]), VAL_FRACTION, seed)
+    test = real_ds.split(splits[1])
     if set(test) & (set(train_real) | set(val)):
-        raise DatasetError("the test split shares images with the train split", real_ds.root / "splits" / "test.txt")
+        raise DatasetError(f"the {splits[1]} split shares images with the {splits[0]} split", real_ds.root / "splits" / f"{splits[1]}.txt")
     real_order = seeded_order(train_real, seed, "real")
     synth_order = {name: seeded_order(ds.stems, seed, f"synthetic:{name}") for name, ds in sources.items()}
     counts = {(m, s): m.counts(len(train_real), len(synth_order[s]) if s else 0) for m in mixes for s in ([None] if m.is_baseline else sources)}
@@ -163,13 +165,14 @@ def _config(real, train: TrainConfig, size_hw, seed, per_class_binary, sources, 
     protocol = {"real": str(Path(real).resolve()), "encoder": train.encoder, "encoder_weights": train.encoder_weights,
                 "budget": train.budget, "steps": train.steps, "patience": train.patience, "epochs": train.epochs,
                 "batch_size": train.batch_size, "size": format_size(size_hw), "lr": train.lr, "seed": seed, "per_class_binary": per_class_binary,
-                "augment": train.augment, "loss": train.loss, "optimizer": train.optimizer, "model_kwargs": dict(train.model_kwargs),
+                "augment": train.augment, "loss": train.loss, "optimizer": train.optimizer, "lr_schedule": train.lr_schedule, "model_kwargs": dict(train.model_kwargs),
                 "val_fraction": VAL_FRACTION}
     return {"protocol": protocol, "real": str(real), "synthetic": {n: str(ds.root.resolve()) for n, ds in sources.items()},
             "models": list(models), "mix": [m.text for m in mixes], "repeats": repeats,
             "splits": dict(zip(("train", "val", "test"), map(len, splits)))}
 
 
+@applies_preset("evaluate")
 @writes_output("evaluate", "out")
 def evaluate(
     real: str | Path,
@@ -196,6 +199,10 @@ def evaluate(
     save_models: bool = False,
     overwrite: bool = False,
     progress: bool = True,
+    train_split: str = "train",
+    test_split: str = "test",
+    lr_schedule: str = "step",
+    preset: str | dict[str, Any] | None = None,
 ) -> dict[str, Any] | None:
     """Train every (model, mix, synthetic source, repeat) cell and write the report folder ``out``.
 
@@ -210,10 +217,17 @@ def evaluate(
     ``["R=all,S=0", "R=all,S=100"]`` (default: the baseline and the thesis' seven). model_kwargs:
     extra ``smp.create_model`` arguments (e.g. ``{"encoder_depth": 3}``). Returns the report dict
     (see :mod:`defectsynth.evaluation.report`) on the main process, None on the others.
+    train_split / test_split: the real splits trained on (less its held-out 20 %) and scored (the
+    BASD paper trains on its 20 % split, ``val`` of ``prepare wood``). lr_schedule: ``step`` (/10
+    after half the rounds) or ``constant``. preset: a paper preset (:mod:`defectsynth.presets`),
+    recorded as ``config.preset`` in config.json and report.json.
     """
     weights = None if encoder_weights in (None, "none") else encoder_weights
     models = [m.strip().lower() for m in models if m.strip()]
     _check_options(models, epochs, batch_size, lr, repeats, augment, loss, optimizer, encoder_weights, budget, steps, patience)
+    check_choice("--lr-schedule", lr_schedule, LR_SCHEDULES)
+    if train_split == test_split:
+        raise OptionError(f"--train-split and --test-split are both {train_split!r}: the test split must be unseen")
     size_hw = parse_size(size)
     if size_hw is None:
         raise OptionError("--size: give the training size, e.g. 256 or 352x128")
@@ -229,13 +243,16 @@ def evaluate(
         raise OptionError("--synthetic: the mixes " + ", ".join(m.text for m in mixes if not m.is_baseline) + " need a synthetic dataset")
 
     # 1. the real splits (train minus the held-out validation part; the untouched test split) and the nested subsets
-    train_real, val, test, real_order, synth_order, counts = _plan(real_ds, sources, mixes, seed)
+    train_real, val, test, real_order, synth_order, counts = _plan(real_ds, sources, mixes, seed, (train_split, test_split))
 
     if budget == "steps" and steps is None:  # the real-only mix's epochs: a mix with twice the pairs gets half the epochs
         steps = epochs * steps_per_epoch(len(train_real), batch_size)
     config_kw = TrainConfig(encoder, weights, epochs, batch_size, lr, loss, augment, tuple(sorted((model_kwargs or {}).items())), optimizer,
-                            budget=budget, steps=steps, patience=patience if budget == "converge" else None)
+                            budget=budget, steps=steps, patience=patience if budget == "converge" else None, lr_schedule=lr_schedule)
     config = _config(real, config_kw, size_hw, seed, per_class_binary, sources, models, mixes, repeats, (train_real, val, test))
+    config["protocol"].update(train_split=train_split, test_split=test_split)
+    if preset is not None:
+        config["preset"] = preset
     out = Path(out)
     state = process_state()
     cache = PairCache(size_hw)

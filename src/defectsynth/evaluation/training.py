@@ -16,7 +16,8 @@ How long a cell trains is its *budget* (:data:`BUDGETS`, ``TrainConfig.budget``)
 - ``converge``: epochs until the validation mIoU has not improved for ``patience`` epochs, at most
   ``epochs``.
 
-The learning rate drops by 10 after half the validation rounds in every budget.
+The learning rate drops by 10 after half the validation rounds in every budget (``lr_schedule="step"``;
+``"constant"`` keeps one rate, the BASD paper's protocol).
 
 ``filter --by segmenter`` trains its network with :func:`train_model` (the same protocol, without
 a test split). :func:`save_model` / :func:`load_model` are the one format of a saved network
@@ -47,8 +48,11 @@ from defectsynth.metrics.segmentation import IGNORE_INDEX, get_stats, reduce_sta
 log = logging.getLogger(__name__)
 
 LOSSES = ("dice", "ce", "dice+ce")
-OPTIMIZERS = {"adam": "Adam", "adamw": "AdamW"}  # Adam: Macháček et al. / the thesis; AdamW: the BASD paper
+OPTIMIZERS = {"adam": "Adam", "adamw": "AdamW", "sgd": "SGD"}  # Adam: Macháček et al. / the thesis; AdamW: the BASD paper; SGD: the VOC paper
+SGD_SETTINGS = {"momentum": 0.9, "weight_decay": 5e-4}  # MMSegmentation's standard SGD (the VOC paper, section 4.1.2)
+POLY_POWER, POLY_MIN_LR = 0.9, 1e-4  # MMSegmentation's PolyLR: (lr - min) * (1 - step / total) ** 0.9 + min, every step
 BUDGETS = ("steps", "converge", "epochs")
+LR_SCHEDULES = ("step", "constant", "poly")  # step: /10 after half the validation rounds (Macháček et al.'s code); constant: the BASD paper's one rate; poly: MMSegmentation's
 UNDER_TRAINED_SHARE = 0.1  # a best validation score within the last 10 % of the steps trained: under-trained
 
 
@@ -68,6 +72,7 @@ class TrainConfig:
     budget: str = "epochs"
     steps: int | None = None  # budget "steps": optimiser steps per cell
     patience: int | None = None  # budget "converge": epochs without a better validation mIoU before stopping
+    lr_schedule: str = "step"  # LR_SCHEDULES
 
 
 def build_model(arch: str, num_classes: int, config: TrainConfig, option: str = "--models") -> nn.Module:
@@ -155,13 +160,16 @@ def train_step(model: nn.Module, x: torch.Tensor, y: torch.Tensor, loss_fn, opti
     return loss.item()
 
 
-def train_steps(model: nn.Module, batches, steps: int, loss_fn, optimizer, device: torch.device) -> float:
-    """``steps`` optimiser steps on the next batches of the iterator ``batches``; returns the mean loss per image."""
+def train_steps(model: nn.Module, batches, steps: int, loss_fn, optimizer, device: torch.device, per_step=None) -> float:
+    """``steps`` optimiser steps on the next batches of the iterator ``batches``; returns the mean loss per image.
+    per_step: called after every step (a per-step learning-rate schedule)."""
     model.train()
     total, count = 0.0, 0
     for x, y in itertools.islice(batches, steps):
         total += train_step(model, x, y, loss_fn, optimizer, device) * len(x)
         count += len(x)
+        if per_step is not None:
+            per_step()
     return total / max(count, 1)
 
 
@@ -187,6 +195,26 @@ def evaluate_split(model: nn.Module, pairs: Sequence[Pair], split: str, num_clas
     return predict_stats(model, loader, num_classes, device)
 
 
+def make_optimizer(name: str, params, lr: float) -> torch.optim.Optimizer:
+    """Adam, AdamW (torch defaults) or SGD with MMSegmentation's momentum and weight decay (:data:`SGD_SETTINGS`)."""
+    check_choice("--optimizer", name, OPTIMIZERS)
+    return getattr(torch.optim, OPTIMIZERS[name])(params, lr=lr, **(SGD_SETTINGS if name == "sgd" else {}))
+
+
+def lr_schedulers(optimizer, config: TrainConfig, total_steps: int, rounds: int):
+    """(per-round scheduler, per-step callback or None) for ``config.lr_schedule``: ``step`` divides
+    the rate by 10 after half the rounds, ``constant`` keeps it, ``poly`` decays it every step to
+    :data:`POLY_MIN_LR` (``(lr - min) * (1 - step / total_steps) ** 0.9 + min``, MMSegmentation's PolyLR)."""
+    check_choice("--lr-schedule", config.lr_schedule, LR_SCHEDULES)
+    gamma = 0.1 if config.lr_schedule == "step" else 1.0  # constant and poly: no per-round change
+    per_round = torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones=[max(1, rounds // 2)], gamma=gamma)
+    if config.lr_schedule != "poly":
+        return per_round, None
+    floor = min(POLY_MIN_LR, config.lr) / config.lr
+    poly = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: (1 - floor) * max(0.0, 1 - step / total_steps) ** POLY_POWER + floor)
+    return per_round, poly.step
+
+
 def train_model(
     arch: str,
     num_classes: int,
@@ -201,7 +229,9 @@ def train_model(
 ) -> tuple[nn.Module, dict[str, Any]]:
     """Train on ``train`` within ``config``'s budget and keep the weights of the best ``val`` mIoU.
 
-    Adam (or AdamW) at ``config.lr``, divided by 10 after half the validation rounds; validation
+    Adam, AdamW or SGD (:func:`make_optimizer`) at ``config.lr``, divided by 10 after half the
+    validation rounds (``lr_schedule`` ``step``; ``constant`` keeps it, ``poly`` decays it every
+    step: :func:`lr_schedulers`); validation
     mIoU is macro-imagewise. A round is an epoch (budgets ``epochs``, ``converge``) or a share
     ``1/epochs`` of the step budget (``steps``). Returns the network (in eval mode, on ``device``,
     the best round's weights loaded) and ``{"best_epoch": best round (0-based), "best_step",
@@ -214,8 +244,8 @@ def train_model(
     classes = 2 if binary_class is not None else num_classes
     torch.manual_seed(seed)
     model = build_model(arch, classes, config, option).to(device)
-    optimizer = getattr(torch.optim, OPTIMIZERS[config.optimizer])(model.parameters(), lr=config.lr)
-    scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones=[max(1, len(checkpoints) // 2)], gamma=0.1)
+    optimizer = make_optimizer(config.optimizer, model.parameters(), config.lr)
+    scheduler, per_step = lr_schedulers(optimizer, config, checkpoints[-1], len(checkpoints))
     loss_fn = build_loss(config.loss)
     loader = make_loader(train, config.batch_size, train=True, seed=seed, augment=config.augment == "classic", binary_class=binary_class)
     batches, done = _endless(loader), 0
@@ -223,7 +253,7 @@ def train_model(
     history = []
     for round_, until in enumerate(checkpoints):
         lr = optimizer.param_groups[0]["lr"]
-        loss = train_steps(model, batches, until - done, loss_fn, optimizer, device)
+        loss = train_steps(model, batches, until - done, loss_fn, optimizer, device, per_step)
         done = until
         scheduler.step()
         val_miou = reduce_stats(*evaluate_split(model, val, "val", classes, config, device, binary_class))["iou"]["macro_imagewise"]

@@ -142,6 +142,7 @@ def compute_metrics(
     hf_cutoff: float = DEFAULT_CUTOFF,
     device: str | None = None,
     progress: bool = False,
+    class_agnostic: bool = False,
 ) -> dict:
     """Compute the metrics ``names`` and return a JSON-ready dict keyed by metric name (fractions, not percent).
 
@@ -159,6 +160,8 @@ def compute_metrics(
     weights_dir: folder of safetensors weights (see :mod:`defectsynth.metrics.weights`); None uses
     the libraries' caches/downloads. hf_cutoff: radial frequency (cycles/pixel) above which
     texture counts power as high-frequency. device: None picks cuda when available, else cpu.
+    class_agnostic: sae/ebr as the BASD paper's equations (any defect pixel, any box) instead of
+    class-aware (:mod:`defectsynth.metrics.sae_ebr`); the result records which (``"class_agnostic"``).
     """
     names = parse_names(names)
     features = parse_features(features)
@@ -176,8 +179,10 @@ def compute_metrics(
 
     result: dict[str, Any] = {}
     if {"sae", "ebr"} & set(names):
-        counts = dataset_sae_ebr_counts(*syn, progress=progress)  # type: ignore[misc]  (checked by _check_inputs)
+        counts = dataset_sae_ebr_counts(*syn, progress=progress, class_agnostic=class_agnostic)  # type: ignore[misc]  (checked by _check_inputs)
         result.update(sae_ebr_report(counts, syn[0].manifest.class_names))  # type: ignore[index]
+        for name in ("sae", "ebr"):
+            result[name]["class_agnostic"] = class_agnostic
     if {"fid", "kid"} & set(names):
         result.update(_fid_kid(names, syn, ref, features, weights_dir, batch_size, device, progress))
     if "lpips" in names:

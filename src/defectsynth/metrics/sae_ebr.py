@@ -10,6 +10,12 @@ Both compare a generated mask with the boxes that conditioned it (a synthetic da
 
 Background (0) and ignore (255) pixels are not generated defect pixels. Unlike the public code,
 missed boxes are all counted and there are no placeholder boxes.
+
+Two readings (``class_agnostic``): by default both are *class-aware* (above: a pixel must lie in a
+box of its own class, a box must hold a pixel of its own class), stricter than the paper's
+equations; ``class_agnostic=True`` is the equations as written: P_out are the generated defect
+pixels outside every box whatever its class (eq. 5), B_miss the boxes holding no generated defect
+pixel of any class (eq. 6, G ∩ b_k = ∅). Per-class numbers keep the pixel's / the box's class.
 """
 
 from __future__ import annotations
@@ -62,8 +68,9 @@ def _ratios(num: np.ndarray, den: np.ndarray) -> tuple[np.ndarray, float | None]
     return per_class, (float(num[1:].sum() / total) if total else None)
 
 
-def inside_own_boxes(mask: np.ndarray, xyxy: np.ndarray, classes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Which pixels of ``mask`` lie in a box of their own class, and which boxes hold such a pixel.
+def inside_own_boxes(mask: np.ndarray, xyxy: np.ndarray, classes: np.ndarray, class_agnostic: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """Which pixels of ``mask`` lie in a box of their own class, and which boxes hold such a pixel
+    (``class_agnostic``: any defect pixel in any box, the paper's equations).
 
     mask: (H, W) uint8 class ids. xyxy: (N, 4) int half-open boxes. classes: (N,) box class ids.
     Returns ``aligned`` (H, W) bool and ``hit`` (N,) bool (False = an empty box in the EBR sense).
@@ -71,14 +78,16 @@ def inside_own_boxes(mask: np.ndarray, xyxy: np.ndarray, classes: np.ndarray) ->
     aligned = np.zeros(mask.shape, dtype=bool)
     hit = np.zeros(len(classes), dtype=bool)
     for k, ((x0, y0, x1, y1), cls) in enumerate(zip(xyxy, classes)):
-        own = mask[y0:y1, x0:x1] == cls
+        crop = mask[y0:y1, x0:x1]
+        own = ((crop != 0) & (crop != IGNORE_INDEX)) if class_agnostic else crop == cls
         aligned[y0:y1, x0:x1] |= own
         hit[k] = own.any()
     return aligned, hit
 
 
-def sae_ebr_counts(mask: np.ndarray, xyxy: np.ndarray, classes: np.ndarray, num_classes: int) -> SaeEbrCounts:
-    """SAE/EBR counts of one generated mask against the boxes that conditioned it.
+def sae_ebr_counts(mask: np.ndarray, xyxy: np.ndarray, classes: np.ndarray, num_classes: int, class_agnostic: bool = False) -> SaeEbrCounts:
+    """SAE/EBR counts of one generated mask against the boxes that conditioned it (class-aware, or
+    ``class_agnostic`` as the paper's equations: see the module docstring).
 
     mask: (H, W) uint8 class ids (0 background, 255 ignore). xyxy: (N, 4) int half-open pixel boxes
     ``x_min, y_min, x_max, y_max``. classes: (N,) box class ids in 1..num_classes-1.
@@ -99,7 +108,7 @@ def sae_ebr_counts(mask: np.ndarray, xyxy: np.ndarray, classes: np.ndarray, num_
     counts.generated[:] = histogram[:num_classes]
     counts.generated[0] = 0
     # 1. mark pixels that lie in a box of their own class; 2. a box holding none of them is empty.
-    aligned, hit = inside_own_boxes(mask, xyxy, classes)
+    aligned, hit = inside_own_boxes(mask, xyxy, classes, class_agnostic)
     np.add.at(counts.boxes, classes, 1)
     np.add.at(counts.empty, classes[~hit], 1)
     inside = np.bincount(mask[aligned].ravel(), minlength=num_classes)[:num_classes]
@@ -108,7 +117,7 @@ def sae_ebr_counts(mask: np.ndarray, xyxy: np.ndarray, classes: np.ndarray, num_
     return counts
 
 
-def dataset_sae_ebr_counts(dataset: Dataset, stems: list[str], progress: bool = False) -> SaeEbrCounts:
+def dataset_sae_ebr_counts(dataset: Dataset, stems: list[str], progress: bool = False, class_agnostic: bool = False) -> SaeEbrCounts:
     """Sum of :func:`sae_ebr_counts` over ``stems`` of a dataset folder with masks (its boxes are the conditions)."""
     if not dataset.has_masks:
         raise DatasetError("sae and ebr need generated masks, and this dataset has no masks/ folder", dataset.root)
@@ -119,7 +128,7 @@ def dataset_sae_ebr_counts(dataset: Dataset, stems: list[str], progress: bool = 
     for stem in track(stems, total=len(stems), description="sae/ebr", enabled=progress):
         mask = dataset.read_mask(stem)
         xyxy, classes = boxes_to_array(dataset.read_boxes(stem, mask.shape))
-        total = total + sae_ebr_counts(mask, xyxy, classes, num_classes)
+        total = total + sae_ebr_counts(mask, xyxy, classes, num_classes, class_agnostic)
     return total
 
 
