@@ -127,7 +127,7 @@ def sample_command(
     mask_augment: Annotated[bool, _diff("Randomly rotate, shift, scale and flip each condition mask first (mask-conditioned runs).", "--mask-augment")] = False,
     scheduler: Annotated[Scheduler, _diff("ddpm (respaced), ddim or dpm (DPM-Solver++).", "--scheduler")] = Scheduler.ddpm,
     ema: Annotated[bool, _diff("Use the EMA weights when the run has them.", "--ema/--no-ema")] = True,
-    onto: Annotated[Optional[str], _diff("Paint the defects into these images (a run trained with --context): a dataset folder, DIR:split or a folder of plain images, any size; the output equals them outside the boxes' region (docs/sample.md#onto).", "--onto")] = None,
+    onto: Annotated[Optional[str], _diff("Paint the defects into these images (a run trained with --context): a dataset folder, DIR:split or a folder of plain images, any size; the output equals them outside the boxes' region (docs/sample.md#onto-painting-into-real-images).", "--onto")] = None,
     placement: Annotated[Placement, _diff("With --onto: keep the condition boxes at their (scaled) positions, or move each to a random free place (seeded).", "--placement")] = Placement.keep,
     compile: Annotated[bool, _diff("Run the network through torch.compile (compiles first; measure before use, docs/benchmarks.md).", "--compile")] = False,
     base: Annotated[Optional[Path], _sd("Local SDXL pipeline folder, e.g. stabilityai/stable-diffusion-xl-base-1.0 (required).", "--base")] = None,

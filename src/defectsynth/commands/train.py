@@ -118,7 +118,7 @@ def train_command(
     finetune: Annotated[Optional[Path], typer.Option("--finetune", help="Start from the weights of this run folder; --cond, --target, --model and --size left out are the run's.")] = None,
     split: SplitNameOpt = None,
     latent: Annotated[Optional[Path], typer.Option("--latent", help="Local diffusers AutoencoderKL or VQModel folder: run diffusion on its latents (All-Latent).")] = None,
-    context: Annotated[bool, typer.Option("--context", help="Also condition on the real image outside the boxes (and the region as a channel) and learn only inside the boxes, dilated by --context-margin: for `sample --onto` (docs/train.md#context). With --cond basd|boxmask, --target joint.")] = False,
+    context: Annotated[bool, typer.Option("--context", help="Also condition on the real image outside the boxes (and the region as a channel) and learn only inside the boxes, dilated by --context-margin: for `sample --onto` (docs/train.md#context-painting-into-real-images). With --cond basd|boxmask, --target joint.")] = False,
     crop: Annotated[Optional[int], typer.Option("--crop", help="With --context: train on N x N windows cut at native resolution around random boxes (plus defect-free windows); --size is not used.")] = None,
     context_margin: Annotated[int, typer.Option("--context-margin", help="With --context: pixels the region extends around each box (the seam blend band at sampling).")] = 4,
     max_grad_norm: Annotated[float, typer.Option("--max-grad-norm", help="Gradient clipping norm (0 disables).")] = 1.0,
