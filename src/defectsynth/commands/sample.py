@@ -45,6 +45,10 @@ EXAMPLES = """
 
   defectsynth sample runs/lemons-isdm --preset isdm-paper --out synth/lemons   [dim](s = 1.5 also without finetuning: --force-guidance)[/]
 
+  defectsynth sample runs/cracks-context --onto data/cracks-free --conditions data/cracks:train --out synth/painted   [dim](train --context: defects painted into real images)[/]
+
+  defectsynth sample runs/cracks-context --onto photos/ --conditions data/cracks:train --placement random --num 500 --out synth/painted
+
 A rerun with the same options skips the samples already written. Writes previews/contact-sheet.png
 (the first 16 samples). Docs: docs/sample.md
 
@@ -77,6 +81,11 @@ class Scheduler(str, Enum):
     dpm = "dpm"
 
 
+class Placement(str, Enum):
+    keep = "keep"
+    random = "random"
+
+
 class Prior(str, Enum):
     canny = "canny"
     lineart = "lineart"
@@ -84,7 +93,7 @@ class Prior(str, Enum):
 
 
 # options of one backend only: refused with the other one
-DIFFUSION_ONLY = ("num", "rescale", "mask_augment", "scheduler", "ema", "compile", "force_guidance")
+DIFFUSION_ONLY = ("num", "rescale", "mask_augment", "scheduler", "ema", "compile", "force_guidance", "onto", "placement")
 SD_ONLY = ("base", "adapter", "controlnet", "num_per_condition", "prior", "prior_weights", "blend", "captions", "captioner",
            "prompt_template", "negative_prompt", "conditioning_scale", "resolution", "device", "dtype", "preview")  # fmt: skip
 
@@ -129,6 +138,8 @@ def sample_command(
     mask_augment: Annotated[bool, _diff("Randomly rotate, shift, scale and flip each condition mask first (mask-conditioned runs).", "--mask-augment")] = False,
     scheduler: Annotated[Scheduler, _diff("ddpm (respaced), ddim or dpm (DPM-Solver++).", "--scheduler")] = Scheduler.ddpm,
     ema: Annotated[bool, _diff("Use the EMA weights when the run has them.", "--ema/--no-ema")] = True,
+    onto: Annotated[Optional[str], _diff("Paint the defects into these images (a run trained with --context): a dataset folder, DIR:split or a folder of plain images, any size; the output equals them outside the boxes' region (docs/sample.md#onto-painting-into-real-images).", "--onto")] = None,
+    placement: Annotated[Placement, _diff("With --onto: keep the condition boxes at their (scaled) positions, or move each to a random free place (seeded).", "--placement")] = Placement.keep,
     compile: Annotated[bool, _diff("Run the network through torch.compile (compiles first; measure before use, docs/benchmarks.md).", "--compile")] = False,
     base: Annotated[Optional[Path], _sd("Local SDXL pipeline folder, e.g. stabilityai/stable-diffusion-xl-base-1.0 (required).", "--base")] = None,
     adapter: Annotated[Optional[Path], _sd("Local T2I-Adapter folder, e.g. TencentARC/t2i-adapter-lineart-sdxl-1.0.", "--adapter")] = None,
@@ -156,7 +167,7 @@ def sample_command(
 
         manifest = sample(
             run, out=out, conditions=conditions, num=num, plan=plan, steps=steps, rescale=rescale, scheduler=scheduler.value,
-            guidance=guidance, mask_augment=mask_augment, seed=seed, batch_size=16 if batch_size is None else batch_size,
+            guidance=guidance, mask_augment=mask_augment, onto=onto, placement=placement.value, seed=seed, batch_size=16 if batch_size is None else batch_size,
             ema=ema, overwrite=overwrite, compile=compile, progress=progress,
             force_guidance=force_guidance, preset=chosen_preset(preset, "sample"),
         )  # fmt: skip

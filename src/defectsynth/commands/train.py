@@ -49,6 +49,8 @@ EXAMPLES = """
 
   defectsynth train data/toy --cond mask --target image --model paper --size 256 --dropout 0 --out runs/toy-sdm   [dim](ISDM's code: no dropout)[/]
 
+  defectsynth train data/cracks --context --crop 64 --out runs/cracks-context   [dim](inpainting into real images: sample --onto)[/]
+
 Writes run.json, log.jsonl and loss.png (the loss curve) in the run folder. Docs: docs/train.md
 """
 
@@ -140,6 +142,9 @@ def train_command(
     finetune: Annotated[Optional[Path], typer.Option("--finetune", help="Start from the weights of this run folder; --cond, --target, --model and --size left out are the run's.")] = None,
     split: SplitNameOpt = None,
     latent: Annotated[Optional[Path], typer.Option("--latent", help="Local diffusers AutoencoderKL or VQModel folder: run diffusion on its latents (All-Latent).")] = None,
+    context: Annotated[bool, typer.Option("--context", help="Also condition on the real image outside the boxes (and the region as a channel) and learn only inside the boxes, dilated by --context-margin: for `sample --onto` (docs/train.md#context-painting-into-real-images). With --cond basd|boxmask, --target joint.")] = False,
+    crop: Annotated[Optional[int], typer.Option("--crop", help="With --context: train on N x N windows cut at native resolution around random boxes (plus defect-free windows); --size is not used.")] = None,
+    context_margin: Annotated[int, typer.Option("--context-margin", help="With --context: pixels the region extends around each box (the seam blend band at sampling).")] = 4,
     max_grad_norm: Annotated[float, typer.Option("--max-grad-norm", help="Gradient clipping norm (0 disables).")] = 1.0,
     preview_every: Annotated[int, typer.Option("--preview-every", help="Epochs between preview grids (0 = never).")] = 25,
     progress: ProgressOpt = True,
@@ -161,7 +166,7 @@ def train_command(
         min_snr_gamma=min_snr_gamma, self_cond=self_cond, lr_warmup_steps=lr_warmup_steps, lr_schedule=lr_schedule.value,
         mixed_precision=mixed_precision.value, compile=compile, checkpoint_every=checkpoint_every,
         checkpoints_total_limit=checkpoints_total_limit, patience_steps=patience_steps, resume=resume,
-        finetune=finetune, split=split, latent=latent, max_grad_norm=max_grad_norm, preview_every=preview_every, progress=progress,
+        finetune=finetune, split=split, latent=latent, context=context, crop=crop, context_margin=context_margin, max_grad_norm=max_grad_norm, preview_every=preview_every, progress=progress,
         report_to=report_to.value,
         flip=flip, weights=weights.value, class_fill=class_fill.value, dropout=dropout, preset=chosen_preset(preset, "train", finetune is not None),
     )

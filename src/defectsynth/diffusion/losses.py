@@ -209,6 +209,7 @@ def diffusion_loss(
     output: torch.Tensor, noise: torch.Tensor, x0: torch.Tensor, xt: torch.Tensor, t: torch.Tensor,
     betas: torch.Tensor, alphas_cumprod: torch.Tensor, learned: bool,
     prediction: str = "epsilon", weights: torch.Tensor | None = None, snr_gamma: float | None = None,
+    region: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Scalar loss: L_simple for a fixed variance, L_simple + L_vlb (mean detached) for a learned one.
 
@@ -216,6 +217,8 @@ def diffusion_loss(
     noise, x0, xt: (B, C_t, H, W). t: (B,) int64 timesteps. weights: (C_t,) channel weights
     (None: all 1). L_simple is the mean over channels and pixels of the weighted squared error of
     the ``prediction`` target, times the min-SNR weight of each sample; L_vlb sees the implied noise.
+    region: (B, 1, H, W) pixel weights (context runs: 1 inside the region); L_simple is then the
+    mean over the weighted pixels only (L_vlb stays the mean over all pixels).
     """
     out = output.float()
     eps, v = out.chunk(2, dim=1) if learned else (out, None)
@@ -223,7 +226,11 @@ def diffusion_loss(
     if weights is not None:
         err = err * weights.to(err.device)[None, :, None, None]
     snr = min_snr_weights(t, alphas_cumprod, snr_gamma, prediction, err.shape[1])
-    mse = (err * snr[:, :, None, None]).mean(dim=(1, 2, 3))
+    if region is None:
+        mse = (err * snr[:, :, None, None]).mean(dim=(1, 2, 3))
+    else:
+        region = region.to(err.device, err.dtype)
+        mse = (err * snr[:, :, None, None] * region).sum(dim=(1, 2, 3)) / (region.sum(dim=(1, 2, 3)) * err.shape[1]).clamp(min=1.0)
     if not learned:
         return mse.mean()
     implied = predicted_eps(prediction, eps.detach(), xt.float(), t, alphas_cumprod.to(xt.device).float())

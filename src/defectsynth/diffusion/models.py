@@ -13,6 +13,8 @@ learned variance, as many variance channels after them).
 - With a latent autoencoder (``--latent``) the target is its latent (``latent_channels``).
 - self-conditioning (Chen, Zhang & Hinton, "Analog bits", section 3): the previous x_0 estimate
   (as many channels as the target) goes between them: ``[target | x_0 estimate | condition]``.
+- context (``train --context``, :mod:`context`): the known image and the region after the
+  condition: ``[target | x_0 estimate | condition | known image | region]``.
 """
 
 from __future__ import annotations
@@ -61,19 +63,21 @@ class Layout:
     mask_bits: int
     self_cond_channels: int = 0
     image_channels: int = 3  # 1 for a grey-scale run (runs written before grey-scale existed: 3)
+    context_channels: int = 0  # --context: the known image and the region, after the condition (diffusion/context.py)
 
     @property
     def in_channels(self) -> int:
-        return self.target_channels + self.self_cond_channels + self.cond_channels
+        return self.target_channels + self.self_cond_channels + self.cond_channels + self.context_channels
 
 
 def channel_layout(
     cond: str, target: str, num_classes: int, variance: str, latent_channels: int | None = None, self_cond: bool = False,
-    image_channels: int = 3,
+    image_channels: int = 3, context: bool = False,
 ) -> Layout:
     """Channel counts for ``cond`` x ``target`` with ``num_classes`` classes (background included);
     ``latent_channels``: the autoencoder's latent channels when diffusion runs on latents; ``self_cond``:
-    room for the previous x_0 estimate; ``image_channels``: 3 (RGB) or 1 (grey-scale data)."""
+    room for the previous x_0 estimate; ``image_channels``: 3 (RGB) or 1 (grey-scale data); ``context``:
+    room for the known image and the region (``train --context``)."""
     check_choice("--cond", cond, CONDS)
     check_choice("--target", target, TARGETS)
     check_choice("--variance", variance, VARIANCES)
@@ -92,7 +96,7 @@ def channel_layout(
     target_channels = {"joint": ic + bits, "image": ic, "mask": bits}[target] if latent_channels is None else latent_channels
     cond_channels = {"none": 0, "mask": num_classes}.get(cond, 1 + bits)
     out = target_channels * (2 if variance == "learned" else 1)
-    return Layout(target_channels, cond_channels, out, bits, target_channels if self_cond else 0, ic)
+    return Layout(target_channels, cond_channels, out, bits, target_channels if self_cond else 0, ic, ic + 1 if context else 0)
 
 
 def unet_config(model: str, size: tuple[int, int], layout: Layout) -> dict[str, Any]:

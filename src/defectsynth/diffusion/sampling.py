@@ -137,7 +137,7 @@ def fixed_rows(fn, x: torch.Tensor, rows: int | None) -> torch.Tensor:
 @torch.no_grad()
 def denoise(
     model, layout: Layout, sampler: Sampler, cond: torch.Tensor, generators: list[torch.Generator], guidance: float = 1.0,
-    prediction: str = "epsilon", rows: int | None = None,
+    prediction: str = "epsilon", rows: int | None = None, keep=None,
 ) -> torch.Tensor:
     """Run the reverse process; returns (B, C_t, H, W) samples in [-1, 1].
 
@@ -147,17 +147,21 @@ def denoise(
     not applied to variance channels). With self-conditioning (``layout.self_cond_channels``) the
     network sees the x_0 estimate of the previous step (zeros at the first). rows: each half of
     the network's batch (one half without guidance) is padded to that many rows (:func:`fixed_rows`).
+    keep: ``keep(x, i)`` -> x, applied to the initial noise (i = 0) and after step i (i + 1):
+    inpainting puts the known pixels back, noised to the level of ``timesteps[i]`` (:mod:`inpaint`).
     """
     device = cond.device
     b, (h, w) = len(generators), cond.shape[-2:]
     c = layout.target_channels
     x = randn_tensor((b, c, h, w), generator=generators, device=device, dtype=torch.float32)
     x = x * sampler.scheduler.init_noise_sigma
+    if keep is not None:
+        x = keep(x, 0)
     guided = guidance != 1.0
     conds = [cond, torch.zeros_like(cond)] if guided else [cond]  # guidance: the conditional and null halves in one forward
     n = max(b, rows or b)  # rows per half: each half padded on its own keeps every sample at its place
     estimate = torch.zeros_like(x) if layout.self_cond_channels else None
-    for t in sampler.timesteps:
+    for i, t in enumerate(sampler.timesteps):
         inputs = torch.cat([pad_rows(network_input(x, estimate, k), n) for k in conds])
         out = model(inputs, sampler.model_time(t).to(device)).sample
         if guided:
@@ -174,6 +178,8 @@ def denoise(
         if not sampler.passes_variance:
             out = out[:, :c]
         x = sampler.scheduler.step(out, t, x, generator=generators).prev_sample
+        if keep is not None:
+            x = keep(x, i + 1)
     return x.clamp(-1.0, 1.0)
 
 
@@ -374,6 +380,8 @@ def sample(
     scheduler: str = "ddpm",
     guidance: float | None = None,
     mask_augment: bool = False,
+    onto: str | Path | None = None,
+    placement: str = "keep",
     seed: int = 0,
     batch_size: int = 16,
     ema: bool = True,
@@ -390,7 +398,10 @@ def sample(
     masks). plan: a ``balance --plan-out`` file to draw instead (not with ``conditions`` or
     ``num``). steps: default 1000 (ddpm), 50 (ddim), 20 (dpm). rescale / guidance: None = the
     run's defaults (:func:`run_defaults`). mask_augment: randomly warp each condition mask first.
-    compile: run the network's forward through ``torch.compile``. force_guidance: apply
+    compile: run the network's forward through ``torch.compile``. onto: a folder of images (a
+    dataset folder, ``DIR:split`` or plain images) to paint the conditions' boxes into, with a run
+    trained with ``--context``; placement: keep | random, where the boxes go (:mod:`inpaint`).
+    force_guidance: apply
     ``guidance`` to a run trained without a drop rate too (its null-condition output was never
     trained; what the thesis did for its non-finetuned ISDM models, section 6.2). preset: a paper
     preset (:mod:`defectsynth.presets`), recorded in ``dataset.json`` ``source.preset``. Returns the manifest.
@@ -404,6 +415,17 @@ def sample(
     if guidance != 1.0 and not the_run.args.get("drop_rate") and not force_guidance:
         raise OptionError("--guidance needs a run trained with --drop-rate > 0 (classifier-free guidance), or --force-guidance (the thesis' ISDM models without finetuning)")
     make_sampler(scheduler, steps, the_run.args["variance"], rescale, scheduler_prediction(the_run.prediction))  # validates the options
+    if placement != "keep" and onto is None:
+        raise OptionError("--placement needs --onto: it places boxes in the images painted into")
+    if onto is not None or the_run.args.get("context"):  # painting into given images: diffusion/inpaint.py
+        from defectsynth.diffusion.inpaint import sample_onto
+
+        if mask_augment:
+            raise OptionError("--mask-augment needs a mask-conditioned run (--cond mask), not --onto")
+        return sample_onto(
+            the_run, out=out, onto=onto, conditions=conditions, num=num, plan=plan, placement=placement, steps=steps, rescale=rescale,
+            scheduler=scheduler, seed=seed, batch_size=batch_size, ema=ema, overwrite=overwrite, compile=compile, progress=progress,
+        )
     if plan is not None and (num is not None or conditions is not None):
         raise OptionError("--plan chooses the conditions and their number: give it without --num and --conditions")
     if plan is None:

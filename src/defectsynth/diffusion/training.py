@@ -45,6 +45,7 @@ from defectsynth.data.resize import format_size, parse_size, resize_sample
 from defectsynth.diffusion import checkpoint as ckpt
 from defectsynth.diffusion.conditioning import CHANNELS, EncodedSet, flip
 from defectsynth.diffusion.loss_curve import LOSS_PNG, LossCurve
+from defectsynth.diffusion.context import CONTEXT_MARGIN, check_context, region_of
 from defectsynth.diffusion.losses import PREDICTIONS, channel_predictions, channel_weights, diffusion_loss, predicted_x0, scheduler_prediction
 from defectsynth.diffusion.processes import PRECISIONS, make_accelerator, resolve_precision
 from defectsynth.diffusion.models import build_unet, channel_layout, compile_forward, load_network, network_config, use_float32_attention
@@ -65,14 +66,14 @@ RUN_FORMAT = 1
 FIXED_ON_RESUME = (
     "dataset", "cond", "target", "model", "size", "batch_size", "lr", "seed", "variance", "drop_rate", "ema", "ema_decay", "split", "finetune",
     "latent", "prediction", "self_cond", "mask_loss_weight", "min_snr_gamma", "lr_warmup_steps", "lr_schedule",
-    "mask_prediction", "channels", "flip", "class_fill", "dropout",
+    "mask_prediction", "channels", "flip", "class_fill", "dropout", "context", "crop", "context_margin",
 )
 LR_SCHEDULES = ("constant", "cosine")
 WEIGHTS = ("best", "final")  # unet/: the epoch of the best training loss (ISDM) or the last one
 # The plain recipe of the BASD paper's code: what runs written before these options existed used.
 PLAIN_RECIPE = {
     "prediction": "epsilon", "mask_prediction": "epsilon", "mask_loss_weight": 1.0, "min_snr_gamma": None, "self_cond": False,
-    "lr_warmup_steps": 0, "lr_schedule": "constant", "channels": "rgb", "flip": True, "class_fill": "inside", "dropout": None,
+    "lr_warmup_steps": 0, "lr_schedule": "constant", "channels": "rgb", "flip": True, "class_fill": "inside", "dropout": None, "context": False, "crop": None, "context_margin": CONTEXT_MARGIN,
 }
 # Defaults of the recipe options (None = by mode): the measured recipe for box-guided and
 # unconditional runs (docs/recipe-ablation.md: x_0 for every channel; on CrackForest its synthetic
@@ -263,8 +264,12 @@ def run_json(args: dict[str, Any], dataset: Dataset, split: str | None, data: En
 
 # -- 2. data and model ----------------------------------------------------------------------------
 def build_data(dataset: Dataset, args: dict[str, Any], split: str | None, progress: bool) -> EncodedSet:
-    samples = read_samples(dataset, split, parse_size(args["size"]), progress)
+    samples = read_samples(dataset, split, None if args.get("crop") else parse_size(args["size"]), progress)  # --crop: native resolution
     channels = "rgb" if args["latent"] else args["channels"]  # the autoencoder takes RGB
+    if args.get("context"):
+        from defectsynth.diffusion.context import ContextSet
+
+        return ContextSet(samples, args["cond"], dataset.manifest.num_classes, channels, args["crop"], args["context_margin"], args["seed"])
     return EncodedSet(samples, args["cond"], args["target"], dataset.manifest.num_classes, channels, args.get("class_fill", "inside"))
 
 
@@ -390,8 +395,11 @@ def train_step(
     the per-channel prediction (:func:`recipe_prediction`; None: ``args["prediction"]`` everywhere)."""
     device = accelerator.device
     b = len(index)
-    x0 = data.targets(index).to(device, non_blocking=True)
-    cond = data.conditions(index).to(device, non_blocking=True)
+    if args.get("context"):  # windows drawn per (seed, step, item): diffusion/context.py
+        x0, cond = data.cut(index, step)
+    else:
+        x0, cond = data.targets(index), data.conditions(index)
+    x0, cond = x0.to(device, non_blocking=True), cond.to(device, non_blocking=True)
     # the j-th sample of process r sits at r + j * processes in the global batch (EpochOrder deals round-robin)
     positions = [accelerator.process_index + j * accelerator.num_processes for j in range(b)]
     draws = step_draws(args["seed"], step, positions, tuple(x0.shape[1:]), scheduler.config.num_train_timesteps, device)
@@ -414,7 +422,7 @@ def train_step(
     weights = channel_weights(x0.shape[1], args["target"], args["mask_loss_weight"], data.image_channels)
     loss = diffusion_loss(
         output, noise, x0, xt, t, scheduler.betas, scheduler.alphas_cumprod, args["variance"] == "learned",
-        prediction, weights, args["min_snr_gamma"],
+        prediction, weights, args["min_snr_gamma"], region_of(cond) if args.get("context") else None,
     )
     accelerator.backward(loss)
     if accelerator.sync_gradients and max_grad_norm > 0:
@@ -564,6 +572,9 @@ def train(
     finetune: str | Path | None = None,
     split: str | None = None,
     latent: str | Path | None = None,
+    context: bool = False,
+    crop: int | None = None,
+    context_margin: int = CONTEXT_MARGIN,
     max_grad_norm: float = 1.0,
     preview_every: int = 25,
     report_to: str = "none",
@@ -585,12 +596,19 @@ def train(
     learned; None = learned (L_hybrid) for cond ``mask``, as ISDM, else fixed. compile: run the
     network's forward through ``torch.compile``. report_to: none | tensorboard | wandb: also log
     loss, lr and previews through Accelerate's trackers (:mod:`defectsynth.diffusion.trackers`).
+    context: also condition on the image outside the
+    boxes (dilated by ``context_margin`` px) and learn only inside them
+    (:mod:`~defectsynth.diffusion.context`); crop: train on ``crop`` x ``crop`` windows at native
+    resolution (with ``context``; not with ``size``).
     The keyword arguments are written to ``run.json`` (paths as strings); ``progress`` is not.
     Paper switches (:func:`check_paper_switches`): ``flip`` (random flips), ``weights`` (``best``
     training loss or ``final`` epoch in ``unet/``), ``class_fill`` (C-BASD ``inside`` boxes or
     ``nearest`` box, Algorithm 1), ``dropout`` (the network's; None = the model size's). ``preset``:
     a paper preset (:mod:`defectsynth.presets`) filling every option not given; recorded as ``args.preset``.
     """
+    if crop is not None and not context:
+        raise OptionError("--crop needs --context: windows of an image are trained with the image around them")
+    given_size = size
     options = finetune_options(finetune, {"cond": cond, "target": target, "model": model, "size": size})
     cond, target, model, size = options["cond"], options["target"], options["model"], options["size"]
     variance = ("learned" if cond == "mask" else "fixed") if variance is None else variance
@@ -601,7 +619,9 @@ def train(
     mask_loss_weight = mode_defaults["mask_loss_weight"] if mask_loss_weight is None else mask_loss_weight
     self_cond = mode_defaults["self_cond"] if self_cond is None else self_cond
     requested_precision, mixed_precision = mixed_precision, resolve_precision(mixed_precision)
-    args = {k: (str(v) if isinstance(v, Path) else v) for k, v in locals().items() if k not in ("progress", "requested_precision", "options", "mode_defaults")}
+    if context:
+        check_context(cond, target, crop, context_margin, given_size, latent, drop_rate)
+    args = {k: (str(v) if isinstance(v, Path) else v) for k, v in locals().items() if k not in ("progress", "requested_precision", "options", "mode_defaults", "given_size")}
     args["dataset"] = str(Path(dataset).resolve())
     args["finetune"] = str(Path(finetune).resolve()) if finetune else None
     args["latent"] = str(Path(latent).resolve()) if latent else None
@@ -628,7 +648,7 @@ def train(
         latent_info = autoencoder.info(data.size)
         channel_layout(cond, target, ds.manifest.num_classes, variance, autoencoder.channels, self_cond)  # option errors first
         data = LatentSet(data, autoencoder, progress and accelerator.is_local_main_process)
-    layout = channel_layout(cond, target, ds.manifest.num_classes, variance, latent_info and latent_info["channels"], self_cond, data.image_channels)
+    layout = channel_layout(cond, target, ds.manifest.num_classes, variance, latent_info and latent_info["channels"], self_cond, data.image_channels, context)
     config = network_config(cond, model, data.size, layout)
     if dropout is not None:
         config["dropout"] = dropout
@@ -748,7 +768,7 @@ class Loop:
                 acc.log({"epoch_loss": mean}, step=s.step)
                 with saving(self.out, LOSS_PNG):
                     self.curve.update()
-                if a["preview_every"] and (s.epoch % a["preview_every"] == 0) and not a.get("latent"):
+                if a["preview_every"] and (s.epoch % a["preview_every"] == 0) and not a.get("latent") and not a.get("context"):
                     self.preview()
 
     def preview(self) -> None:

@@ -1,0 +1,405 @@
+"""``sample RUN --onto DIR``: paint defects into real images with a context run (``train --context``).
+
+The output is an ordinary synthetic dataset folder (the layout of :mod:`sampling`), plus
+``previews/onto-<stem>.png`` (input | output | mask overlay) for the first images. Sample ``i``:
+
+1. target image: image ``i mod n`` of the ``--onto`` folder (a dataset folder, ``DIR:split`` or a
+   folder of plain images, any sizes); stem ``<image stem>-<i div n>``.
+2. boxes: those of condition ``i mod m`` of ``--conditions`` (or the plan's), scaled to the target
+   image; ``placement`` ``random`` moves each to a free place (no overlap with the other boxes or the
+   image's own, margins included), seeded by (seed, i).
+3. crops (:func:`plan_crops`): windows of the run's size around the boxes (several boxes share one
+   where they fit; a box larger than a window is covered by several, each seeing what the ones
+   before painted); only the region (the boxes dilated by the run's ``context_margin``) changes.
+4. each crop is denoised with the known pixels put back after every step, noised to the step's level
+   (RePaint, Lugmayr et al. 2022, eq. (8): x_{t-1} = m * x_known + (1 - m) * x_unknown), while the
+   network also sees the known image and the region (the context channels). Its generators are
+   seeded by (seed, i, crop number), so the output does not depend on batch size or process count.
+5. paste: outside the region the output keeps the input's pixels exactly; in the margin band the
+   generated pixels are blended into the input (weight rising from 0 at the region's edge to 1 at
+   the box); the mask is 0 outside the new boxes inside the region and the input's own mask (0 for
+   plain images) outside it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+import torch
+from diffusers.utils.torch_utils import randn_tensor
+from PIL import Image
+
+from defectsynth.balancing import plan_dataset, planned_samples, read_plan
+from defectsynth.checks import check_choice
+from defectsynth.data import Box, Dataset, Manifest
+from defectsynth.data.files import IMAGE_SUFFIXES, read_image, write_errors, write_image, write_json
+from defectsynth.data.model import check_stem
+from defectsynth.data.resize import scale_box
+from defectsynth.diffusion.conditioning import bits_tensor, condition_tensor, images_to_tensor, to_grey
+from defectsynth.diffusion.context import boxes_in_window, context_tensor, dilate, region_mask
+from defectsynth.diffusion.losses import scheduler_prediction
+from defectsynth.diffusion.previews import PREVIEW_SAMPLES, class_palette, preview_row, viewing_scale
+from defectsynth.diffusion.processes import make_state
+from defectsynth.diffusion.sampling import (
+    Job, Run, check_output, decode, denoise, is_done, open_output, parse_conditions, write_manifest, write_sample,
+)
+from defectsynth.diffusion.schedules import DEFAULT_STEPS, make_sampler
+from defectsynth.diffusion.training import derived_seed
+from defectsynth.errors import DatasetError, OptionError
+from defectsynth.progress import make_progress
+from defectsynth.ranks import one_outcome
+
+logger = logging.getLogger(__name__)
+
+PLACEMENTS = ("keep", "random")
+PLACEMENT_TRIES = 100  # random placement: draws per box before it keeps its scaled position
+
+
+# -- the images painted into ----------------------------------------------------------------------
+def image_size(path: Path) -> tuple[int, int]:
+    """(H, W) of an image file, from its header."""
+    try:
+        with Image.open(path) as image:
+            return image.height, image.width
+    except (OSError, ValueError) as err:
+        raise DatasetError(f"cannot read the image ({err})", path) from None
+
+
+@dataclass
+class Onto:
+    """The ``--onto`` images: a dataset folder (its split) or a folder of plain images."""
+
+    root: Path
+    split: str | None
+    stems: list[str]
+    files: dict[str, Path]
+    dataset: Dataset | None = None
+
+    def size(self, stem: str) -> tuple[int, int]:
+        return image_size(self.files[stem])
+
+    def boxes(self, stem: str) -> list[Box]:
+        return self.dataset.read_boxes(stem) if self.dataset is not None else []
+
+    def read(self, stem: str) -> tuple[np.ndarray, np.ndarray]:
+        """(image (H, W, 3) uint8, mask (H, W) uint8: the dataset's, else zeros)."""
+        image = read_image(self.files[stem])
+        mask = self.dataset.read_mask(stem, image.shape[:2]) if self.dataset is not None else None
+        return image, np.zeros(image.shape[:2], np.uint8) if mask is None else mask
+
+
+def open_onto(text: str | Path, run: Run) -> Onto:
+    """``DIR``, ``DIR:split`` (a dataset folder) or a folder of plain images (png, jpg, bmp, tif)."""
+    text = str(text)
+    path, split = Path(text), None
+    if not path.exists() and ":" in text:
+        head, tail = text.rsplit(":", 1)
+        path, split = Path(head), tail or None
+    if not path.is_dir():
+        raise OptionError(f"--onto: {path} is not a folder (expected a dataset folder, DIR:split or a folder of images)")
+    if (path / "dataset.json").is_file():
+        ds = Dataset(path)
+        theirs, ours = ds.manifest.class_names, {c.id: c.name for c in run.classes}
+        if theirs != ours:
+            raise DatasetError(f"--onto: classes {theirs} differ from {ours} of the run {run.root}: use a dataset with the run's classes, or a folder of plain images", ds.root / "dataset.json")
+        stems = ds.select(split)
+        files = {s: ds.image_path(s) for s in stems}
+    else:
+        if split is not None:
+            raise OptionError(f"--onto: {path} is not a dataset folder, so it has no split {split!r}")
+        ds, files = None, {}
+        for file in sorted(path.iterdir()):
+            if file.is_file() and not file.name.startswith(".") and file.suffix.lower() in IMAGE_SUFFIXES:
+                stem = check_stem(file.stem, file)
+                if stem in files:
+                    raise DatasetError(f"duplicate stem {stem!r} (also {files[stem].name})", file)
+                files[stem] = file
+        stems = list(files)
+    if not stems:
+        raise OptionError(f"--onto: no images in {path}" + (f" split {split}" if split else ""))
+    return Onto(path, split, stems, files, ds)
+
+
+# -- the plan -------------------------------------------------------------------------------------
+@dataclass
+class OntoJob(Job):
+    onto: str = ""
+    size: tuple[int, int] = (0, 0)  # (H, W) of the target image
+    own: list[Box] | None = None  # the target image's own boxes (a dataset folder)
+
+
+def layouts(run: Run, conditions: str | None, num: int | None, plan: str | Path | None, total: int) -> tuple[Dataset, list[str], dict[str, Any]]:
+    """The box layout (a condition stem) of every sample, its dataset and the provenance entry."""
+    if plan is not None:
+        pairs = planned_samples(read_plan(Path(plan)))
+        if not pairs:
+            raise DatasetError("the plan lists no generations: nothing to sample", plan)
+        folder, split = plan_dataset(Path(plan))
+        ds = Dataset(folder)
+        chosen = [c for _, c in pairs]
+        missing = next((c for c in chosen if c not in set(ds.stems)), None)
+        if missing is not None:
+            raise DatasetError(f"plan stem {missing!r} is not in the plan's dataset {ds.root}", plan)
+    else:
+        folder, split = parse_conditions(conditions, run)
+        ds = Dataset(folder)
+        stems = ds.select(split)
+        if not stems:
+            raise OptionError(f"--conditions: no images in {folder}" + (f" split {split}" if split else ""))
+        chosen = [stems[i % len(stems)] for i in range(num if num is not None else total)]
+    theirs, ours = ds.manifest.class_names, {c.id: c.name for c in run.classes}
+    if theirs != ours:
+        raise DatasetError(f"--conditions: classes {theirs} differ from {ours} of the run {run.root}: condition on a dataset with the run's classes", ds.root / "dataset.json")
+    return ds, chosen, {"dataset": str(ds.root.resolve()), "split": split}
+
+
+def place_randomly(boxes: list[Box], taken: list[Box], size: tuple[int, int], margin: int, rng: np.random.Generator) -> list[Box]:
+    """``boxes`` moved to random places where, grown by ``margin``, they overlap neither each other nor
+    ``taken``; a box that finds no place in :data:`PLACEMENT_TRIES` draws keeps its position."""
+    height, width = size
+    placed: list[Box] = []
+
+    def free(b: Box) -> bool:
+        x0, y0, x1, y1 = b.x_min - margin, b.y_min - margin, b.x_max + margin, b.y_max + margin
+        return all(x1 <= o.x_min - margin or o.x_max + margin <= x0 or y1 <= o.y_min - margin or o.y_max + margin <= y0 for o in taken + placed)
+
+    for b in boxes:
+        w, h = b.x_max - b.x_min, b.y_max - b.y_min
+        moved = b
+        for _ in range(PLACEMENT_TRIES):
+            x, y = int(rng.integers(0, width - w + 1)), int(rng.integers(0, height - h + 1))
+            candidate = Box(b.cls, x, y, x + w, y + h)
+            if free(candidate):
+                moved = candidate
+                break
+        placed.append(moved)
+    return placed
+
+
+def plan_onto_jobs(
+    run: Run, onto: Onto, conditions: str | None, num: int | None, plan: str | Path | None, placement: str, seed: int,
+) -> tuple[list[OntoJob], dict[str, Any]]:
+    """Every sample to draw, in index order, and the ``conditions`` provenance entry."""
+    if num is not None and num < 1:
+        raise OptionError(f"--num: must be >= 1, got {num}")
+    n = len(onto.stems)
+    ds, chosen, source = layouts(run, conditions, num, plan, n)
+    crop, margin = tuple(run.info["size"]), run.args.get("context_margin", 0)
+    sizes: dict[str, tuple[int, int]] = {}
+    condition_sizes: dict[str, tuple[int, int]] = {}
+    jobs = []
+    for i, condition in enumerate(chosen):
+        stem = onto.stems[i % n]
+        if stem not in sizes:
+            sizes[stem] = onto.size(stem)
+            if sizes[stem][0] < crop[0] or sizes[stem][1] < crop[1]:
+                raise DatasetError(f"image is {sizes[stem][1]}x{sizes[stem][0]}, smaller than the run's crop {crop[1]}x{crop[0]}", onto.files[stem])
+        height, width = sizes[stem]
+        if condition not in condition_sizes:
+            condition_sizes[condition] = image_size(ds.image_path(condition))
+        ch, cw = condition_sizes[condition]
+        boxes = [scale_box(b, width / cw, height / ch, width, height) for b in ds.read_boxes(condition)]
+        own = onto.boxes(stem)
+        if placement == "random":
+            boxes = place_randomly(boxes, own, (height, width), margin, np.random.default_rng(derived_seed(seed, i, 0x91AC)))
+        jobs.append(OntoJob(i, f"{stem}-{i // n}", condition, boxes, onto=stem, size=(height, width), own=own))
+    return jobs, source
+
+
+def plan_crops(boxes: list[Box], size: tuple[int, int], crop: tuple[int, int], margin: int) -> list[tuple[int, int, np.ndarray]]:
+    """The windows that paint the region of ``boxes`` in an image of ``size`` = (H, W): [(x0, y0,
+    (h, w) bool: the region pixels this window paints)], in order. A box (with its margin) that fits
+    gets a window centred on it, which also paints every other region pixel inside it; a larger one
+    is covered window by window from its first unpainted pixel (raster order)."""
+    (height, width), (n_h, n_w) = size, crop
+    todo = region_mask(boxes, size, margin)
+    crops = []
+    for b in boxes:
+        x0, y0, x1, y1 = dilate(b, margin, height, width)
+        while todo[y0:y1, x0:x1].any():
+            if x1 - x0 <= n_w and y1 - y0 <= n_h:
+                cx, cy = x0 - (n_w - (x1 - x0)) // 2, y0 - (n_h - (y1 - y0)) // 2
+            else:
+                ys, xs = np.nonzero(todo[y0:y1, x0:x1])
+                cx, cy = x0 + int(xs[0]), y0 + int(ys[0])
+            cx, cy = int(np.clip(cx, 0, width - n_w)), int(np.clip(cy, 0, height - n_h))
+            paints = todo[cy : cy + n_h, cx : cx + n_w].copy()
+            todo[cy : cy + n_h, cx : cx + n_w] = False
+            crops.append((cx, cy, paints))
+    return crops
+
+
+def blend_weights(region: np.ndarray, margin: int) -> np.ndarray:
+    """(H, W) float32 weight of the generated pixels: 0 outside the region, rising over the margin
+    band to 1 at the boxes (the chessboard distance to the nearest pixel outside the region over
+    margin + 1: the boxes, grown by margin, are exactly 1)."""
+    distance = cv2.distanceTransform(region.astype(np.uint8), cv2.DIST_C, 3)
+    return np.clip(distance / (margin + 1), 0.0, 1.0).astype(np.float32)
+
+
+# -- denoising ------------------------------------------------------------------------------------
+def replacer(known: torch.Tensor, region: torch.Tensor, sampler, generators: list[torch.Generator]):
+    """``keep(x, i)`` for :func:`~defectsynth.diffusion.sampling.denoise`: x inside ``region`` (B, 1, h, w)
+    bool, the ``known`` target (B, C_t, h, w) noised to the level of ``timesteps[i]`` outside it
+    (clean after the last step); the noise comes from each sample's own generator."""
+    timesteps = sampler.timesteps
+    alphas = sampler.scheduler.alphas_cumprod
+
+    def keep(x: torch.Tensor, i: int) -> torch.Tensor:
+        if i >= len(timesteps):
+            noised = known
+        else:
+            ab = alphas[timesteps[i]].to(x.device, torch.float32)
+            noise = randn_tensor(tuple(known.shape), generator=generators, device=x.device, dtype=torch.float32)
+            noised = ab.sqrt() * known + (1.0 - ab).sqrt() * noise
+        return torch.where(region, x, noised)
+
+    return keep
+
+
+@dataclass
+class Canvas:
+    """One sample being painted: the input, the image and mask painted so far (run channels), its crops."""
+
+    job: OntoJob
+    image: np.ndarray  # (H, W, 3) uint8 input
+    mask: np.ndarray  # (H, W) uint8 input mask (zeros for plain images)
+    painted: np.ndarray  # (H, W, C) uint8 in the run's channels
+    painted_mask: np.ndarray  # (H, W) uint8
+    crops: list[tuple[int, int, np.ndarray]]
+    invalid: int = 0
+
+
+def open_canvas(job: OntoJob, onto: Onto, image_channels: int, crop: tuple[int, int], margin: int) -> Canvas:
+    image, mask = onto.read(job.onto)
+    if image.shape[:2] != job.size:
+        raise DatasetError(f"image is {image.shape[1]}x{image.shape[0]}, its header said {job.size[1]}x{job.size[0]}", onto.files[job.onto])
+    painted = to_grey(image[None])[0] if image_channels == 1 else image.copy()
+    return Canvas(job, image, mask, painted, np.zeros(job.size, np.uint8), plan_crops(job.boxes, job.size, crop, margin))
+
+
+def paint_round(model, run: Run, canvases: list[Canvas], r: int, settings: dict[str, Any], rows: int, device) -> None:
+    """Denoise crop ``r`` of every canvas that has one, in one batch, and paint it in."""
+    live = [c for c in canvases if r < len(c.crops)]
+    if not live:
+        return
+    n_h, n_w = tuple(run.info["size"])
+    num_classes, layout = run.info["num_classes"], run.layout
+    known, conds, regions = [], [], []
+    for c in live:
+        x0, y0, paints = c.crops[r]
+        window = c.painted[y0 : y0 + n_h, x0 : x0 + n_w]
+        image_t = images_to_tensor(torch.from_numpy(np.ascontiguousarray(window)).permute(2, 0, 1))
+        known.append(torch.cat([image_t, bits_tensor(c.painted_mask[y0 : y0 + n_h, x0 : x0 + n_w], num_classes)]))
+        boxes = boxes_in_window(c.job.boxes, x0, y0, n_w, n_h)
+        conds.append(torch.cat([condition_tensor(boxes, (n_h, n_w), run.args["cond"], num_classes), context_tensor(window, paints)]))
+        regions.append(torch.from_numpy(paints)[None])
+    known_t, cond, region = torch.stack(known).to(device), torch.stack(conds).to(device), torch.stack(regions).to(device)
+    generators = [torch.Generator().manual_seed(derived_seed(settings["seed"], c.job.index, r, 0x1A7E)) for c in live]
+    sampler = make_sampler(settings["sampler"], settings["steps"], run.args["variance"], settings["rescale"], scheduler_prediction(run.prediction))
+    x = denoise(model, layout, sampler, cond, generators, 1.0, run.prediction, rows, keep=replacer(known_t, region, sampler, generators))
+    for c, xi in zip(live, x):
+        x0, y0, paints = c.crops[r]
+        image, mask, invalid = decode(xi, "joint", num_classes, run.classes, layout.image_channels)
+        window, window_mask = c.painted[y0 : y0 + n_h, x0 : x0 + n_w], c.painted_mask[y0 : y0 + n_h, x0 : x0 + n_w]
+        window[paints] = image[..., : layout.image_channels][paints]
+        window_mask[paints] = mask[paints]
+        c.invalid += invalid
+
+
+def finish(c: Canvas, margin: int) -> tuple[np.ndarray, np.ndarray, list[Box]]:
+    """(image, mask, boxes) of a painted canvas: the input outside the region, blended in the margin band."""
+    region = region_mask(c.job.boxes, c.job.size, margin)
+    weight = blend_weights(region, margin)[..., None]
+    painted = np.repeat(c.painted, 3, axis=2) if c.painted.shape[2] == 1 else c.painted
+    blended = np.rint(weight * painted + (1.0 - weight) * c.image).astype(np.uint8)
+    image = np.where(region[..., None], blended, c.image)
+    mask = np.where(region_mask(c.job.boxes, c.job.size, 0), c.painted_mask, 0).astype(np.uint8)
+    mask = np.where(region, mask, c.mask)
+    return image, mask, list(c.job.own or []) + c.job.boxes
+
+
+def draw_onto(model, run: Run, onto: Onto, out: Path, jobs: list[OntoJob], settings: dict[str, Any], batch_size: int, rows: int, progress: bool, device) -> None:
+    """Paint and write ``jobs`` in batches of ``batch_size`` samples."""
+    crop, margin = tuple(run.info["size"]), run.args.get("context_margin", 0)
+    bar = make_progress()
+    bar.disable = not progress
+    with bar:
+        task = bar.add_task("painting", total=len(jobs), status="")
+        for start in range(0, len(jobs), batch_size):
+            canvases = [open_canvas(j, onto, run.layout.image_channels, crop, margin) for j in jobs[start : start + batch_size]]
+            for r in range(max(len(c.crops) for c in canvases)):
+                paint_round(model, run, canvases, r, settings, rows, device)
+            for c in canvases:
+                image, mask, boxes = finish(c, margin)
+                write_sample(out, c.job, image, mask, boxes, c.invalid)
+            bar.update(task, advance=len(canvases))
+
+
+def write_previews(out: Path, onto: Onto, jobs: list[OntoJob], classes) -> None:
+    """``previews/onto-<stem>.png``: input | output | mask overlay, for the first samples."""
+    written = Dataset(out)
+    palette = class_palette(classes)
+    for job in jobs[:PREVIEW_SAMPLES]:
+        sample = written.read(job.stem)
+        image, _ = onto.read(job.onto)
+        output_overlay = preview_row(sample.image, sample.mask, sample.boxes, palette)[:, : 2 * image.shape[1]]
+        row = np.concatenate([image, output_overlay], axis=1)
+        scale = viewing_scale(row.shape[0])
+        if scale > 1:
+            row = cv2.resize(row, (row.shape[1] * scale, row.shape[0] * scale), interpolation=cv2.INTER_NEAREST)
+        write_image(out / "previews" / f"onto-{job.stem}.png", row)
+
+
+# -- the command ----------------------------------------------------------------------------------
+def sample_onto(
+    run: Run, *, out: Path, onto: str | Path | None, conditions: str | None, num: int | None, plan: str | Path | None, placement: str,
+    steps: int | None, rescale: bool, scheduler: str, seed: int, batch_size: int, ema: bool, overwrite: bool, compile: bool, progress: bool,
+) -> Manifest:
+    """:func:`~defectsynth.diffusion.sampling.sample` with ``onto``: paint into the ``onto`` images (module docstring)."""
+    if not run.args.get("context"):
+        raise OptionError(f"--onto needs a run trained with --context; {run.root} was trained without it")
+    if onto is None:
+        raise OptionError(f"--onto is required: {run.root} was trained with --context, it paints defects into given images")
+    check_choice("--placement", placement, PLACEMENTS)
+    if plan is not None and (num is not None or conditions is not None):
+        raise OptionError("--plan chooses the conditions and their number: give it without --num and --conditions")
+    state = make_state()
+    the_onto = open_onto(onto, run)
+    jobs, cond_source = plan_onto_jobs(run, the_onto, conditions, num, plan, placement, seed)
+    settings = {
+        "run": str(run.root.resolve()), "sampler": scheduler, "steps": steps or DEFAULT_STEPS[scheduler], "rescale": rescale, "guidance": 1.0,
+        "seed": seed, "ema": ema, "num": num, "conditions": cond_source, "placement": placement,
+        "onto": {"path": str(the_onto.root.resolve()), "split": the_onto.split}, "context_margin": run.args.get("context_margin", 0),
+    }
+    if plan is not None:
+        settings["plan"] = {"path": str(Path(plan).resolve()), "sha256": hashlib.sha256(Path(plan).read_bytes()).hexdigest()}
+    model = run.load_unet(ema).to(state.device)
+    if compile:
+        from defectsynth.diffusion.models import compile_forward
+
+        compile_forward(model)
+    with one_outcome(state):
+        action = check_output(out, settings, overwrite)
+    with one_outcome(state):
+        if state.is_main_process:
+            open_output(out, settings, action)
+    pending = [j for j in jobs if not is_done(out, j)]
+    mine = pending[state.process_index :: state.num_processes]
+    rows = min(batch_size, len(jobs))
+    with one_outcome(state), write_errors(out, "a sample"):
+        draw_onto(model, run, the_onto, out, mine, settings, batch_size, rows, progress and state.is_local_main_process, state.device)
+    with one_outcome(state):
+        if not state.is_main_process:
+            return Manifest("", run.classes)
+        manifest = write_manifest(out, run, jobs, settings)
+        manifest.source["onto_of"] = {j.stem: j.onto for j in jobs}
+        write_json(out / "dataset.json", manifest.to_json())
+        write_previews(out, the_onto, jobs, run.classes)
+    return manifest

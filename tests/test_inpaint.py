@@ -1,0 +1,202 @@
+"""``train --context --crop`` and ``sample --onto``: defects painted into real images (tiny models,
+32 px crops of 48-64 px images, 2 sampling steps)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from defectsynth.cli import app
+from defectsynth.data import Box, Dataset
+from defectsynth.data.files import read_image, write_image
+from defectsynth.data.prepare import prepare
+from defectsynth.data.resize import scale_box
+from defectsynth.diffusion.context import ContextSet, region_mask
+from defectsynth.diffusion.inpaint import blend_weights, plan_crops
+from defectsynth.diffusion.losses import diffusion_loss
+from defectsynth.diffusion.sampling import sample
+from defectsynth.diffusion.schedules import train_scheduler
+from defectsynth.diffusion.training import train
+from defectsynth.errors import OptionError, OutputExistsError
+
+TINY = {"model": "tiny", "batch_size": 4, "preview_every": 0, "progress": False, "mixed_precision": "no"}
+FAST = {"scheduler": "ddim", "steps": 2}
+MARGIN = 3
+
+
+@pytest.fixture(scope="module")
+def data64(tmp_path_factory) -> Path:
+    """8 toy images at 64x64 with defects (splits train 5, val 2, test 1)."""
+    out = tmp_path_factory.mktemp("d64") / "toy"
+    prepare("toy", out, num=8, size="64", seed=3, split="0.6,0.2,0.2")
+    return out
+
+
+@pytest.fixture(scope="module")
+def plain(tmp_path_factory) -> Path:
+    """A folder of three defect-free plain images of other sizes and aspects (48x64, 64x48, 56x56)."""
+    folder = tmp_path_factory.mktemp("plain")
+    rng = np.random.default_rng(0)
+    for name, (h, w) in {"a": (48, 64), "b": (64, 48), "c": (56, 56)}.items():
+        texture = (rng.normal(128, 20, (h, w, 1)) + np.linspace(0, 40, w)[None, :, None]).clip(0, 255).astype(np.uint8)
+        write_image(folder / f"{name}.png", np.repeat(texture, 3, axis=2) + np.array([0, 5, 10], np.uint8))
+    return folder
+
+
+@pytest.fixture(scope="module")
+def context_run(data64, tmp_path_factory, one_thread) -> Path:
+    out = tmp_path_factory.mktemp("runs") / "ctx"
+    return train(data64, out=out, context=True, crop=32, context_margin=MARGIN, max_steps=2, **TINY)
+
+
+def _digest(folder: Path) -> dict[str, str]:
+    return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(folder.rglob("*")) if p.is_file() and ".sampling" not in p.parts}
+
+
+def test_context_run_records_its_layout_and_learns_only_in_the_region(context_run, data64):
+    info = json.loads((context_run / "run.json").read_text())
+    assert (info["args"]["context"], info["args"]["crop"], info["args"]["context_margin"]) == (True, 32, MARGIN)
+    assert info["size"] == [32, 32] and info["layout"]["context_channels"] == 4  # RGB + region
+    assert info["unet"]["in_channels"] == info["layout"]["target_channels"] * 2 + info["layout"]["cond_channels"] + 4
+    # the windows: seeded by (seed, step, item), each box inside its window with its margin
+    ds = Dataset(data64)
+    data = ContextSet([ds.read(s) for s in ds.split("train")], "basd", ds.manifest.num_classes, "rgb", 32, MARGIN, seed=0)
+    index = torch.arange(len(data))
+    x0, cond = data.cut(index, 5)
+    again, cond_again = data.cut(index, 5)
+    assert torch.equal(x0, again) and torch.equal(cond, cond_again) and not torch.equal(cond, data.cut(index, 6)[1])
+    assert cond.shape[1] == 1 + 3 + 3 + 1 and x0.shape[1:] == (3 + 3, 32, 32)
+    region = cond[:, -1] > 0
+    assert region.any(dim=(1, 2)).all()  # every window has a region (random rectangles in the free ones)
+    assert (cond[:, -4:-1][region[:, None].expand(-1, 3, -1, -1)] == 0).all()  # the known image is blanked inside it
+    defect = x0[:, 3:].max(dim=1).values > 0  # a mask bit set: a defect pixel
+    assert not (defect & ~region).any()  # every defect pixel lies in the region
+
+
+def test_the_loss_counts_only_the_region():
+    torch.manual_seed(0)
+    x0, noise, out = torch.randn(2, 4, 8, 8), torch.randn(2, 4, 8, 8), torch.randn(2, 4, 8, 8)
+    t = torch.tensor([10, 500])
+    s = train_scheduler("fixed")
+    region = torch.zeros(2, 1, 8, 8)
+    region[:, :, 2:5, 3:6] = 1
+    loss = diffusion_loss(out, noise, x0, x0, t, s.betas, s.alphas_cumprod, False, "sample", region=region)
+    changed = torch.where(region.bool(), out, out + 5)
+    assert torch.allclose(loss, diffusion_loss(changed, noise, x0, x0, t, s.betas, s.alphas_cumprod, False, "sample", region=region))
+    inside = ((out - x0) ** 2)[:, :, 2:5, 3:6].mean()
+    assert torch.allclose(loss, inside)
+
+
+def test_resume_of_a_context_run_equals_the_uninterrupted_run(data64, tmp_path, one_thread):
+    whole = train(data64, out=tmp_path / "whole", context=True, crop=32, max_steps=3, **TINY)
+    train(data64, out=tmp_path / "parts", context=True, crop=32, max_steps=2, checkpoint_every=2, **TINY)
+    parts = train(data64, out=tmp_path / "parts", context=True, crop=32, max_steps=3, resume=True, **TINY)
+    a, b = (load_file(r / "unet" / "diffusion_pytorch_model.safetensors") for r in (whole, parts))
+    assert all(torch.allclose(a[k], b[k], atol=1e-6) for k in a)
+    with pytest.raises(OptionError, match="--crop"):
+        train(data64, out=tmp_path / "parts", context=True, crop=16, max_steps=4, resume=True, **TINY)
+
+
+def test_onto_keeps_the_input_exactly_outside_the_region(context_run, data64, plain, tmp_path):
+    out = tmp_path / "painted"
+    manifest = sample(context_run, out=out, onto=plain, conditions=f"{data64}:train", num=4, seed=1, batch_size=2, **FAST)
+    assert manifest.synthetic and manifest.source["onto"]["path"] == str(plain.resolve()) and manifest.source["placement"] == "keep"
+    ds, conditions = Dataset(out), Dataset(data64)
+    assert ds.stems == ["a-0", "a-1", "b-0", "c-0"]  # image i mod 3, round i div 3
+    for stem in ds.stems:
+        s = ds.read(stem)
+        onto, condition = manifest.source["onto_of"][stem], manifest.source["condition_of"][stem]
+        given = read_image(plain / f"{onto}.png")
+        ch, cw = conditions.read(condition).size
+        expected = [scale_box(b, s.size[1] / cw, s.size[0] / ch, s.size[1], s.size[0]) for b in conditions.read_boxes(condition)]
+        assert s.boxes == expected  # placement keep: the condition's boxes, scaled to the image
+        region = region_mask(s.boxes, s.size, MARGIN)
+        assert region.any() and np.array_equal(s.image[~region], given[~region])  # byte for byte outside
+        assert not s.mask[~region].any()
+        assert not s.mask[~region_mask(s.boxes, s.size, 0)].any()  # the mask lies inside its boxes
+        assert not np.array_equal(s.image[region], given[region])  # painted inside
+    previews = sorted(p.name for p in (out / "previews").glob("onto-*.png"))
+    assert previews == [f"onto-{s}.png" for s in ds.stems]
+    row = read_image(out / "previews" / "onto-a-0.png")
+    assert row.shape[1] == 3 * row.shape[0] * 64 // 48  # input | output | overlay
+
+
+def test_onto_results_do_not_depend_on_batch_size_and_reruns_skip(context_run, data64, plain, tmp_path):
+    options = dict(onto=plain, conditions=f"{data64}:train", num=4, placement="random", seed=5, **FAST)
+    sample(context_run, out=tmp_path / "b1", batch_size=1, **options)
+    sample(context_run, out=tmp_path / "b3", batch_size=3, **options)
+    one, three = Dataset(tmp_path / "b1"), Dataset(tmp_path / "b3")
+    for stem in one.stems:
+        a, b = one.read(stem), three.read(stem)
+        assert a.boxes == b.boxes and np.array_equal(a.mask, b.mask)
+        assert np.abs(a.image.astype(int) - b.image.astype(int)).max() <= 1  # convolution kernels by batch size: one level at most
+    before = _digest(tmp_path / "b3")
+    for sub, suffix in (("images", "png"), ("masks", "png"), (".sampling", "json")):
+        (tmp_path / "b3" / sub / f"b-0.{suffix}").unlink()
+    sample(context_run, out=tmp_path / "b3", batch_size=3, **options)
+    assert _digest(tmp_path / "b3") == before
+    with pytest.raises(OutputExistsError, match="other settings"):
+        sample(context_run, out=tmp_path / "b3", batch_size=3, **dict(options, placement="keep"))
+
+
+def test_random_placement_moves_boxes_to_free_places(context_run, data64, tmp_path):
+    onto = f"{data64}:val"  # a dataset folder: its own boxes stay free, its own mask is kept outside the region
+    m = sample(context_run, out=tmp_path / "r", onto=onto, conditions=f"{data64}:train", num=2, placement="random", seed=2, **FAST)
+    ds, src = Dataset(tmp_path / "r"), Dataset(data64)
+    moved = False
+    for stem in ds.stems:
+        s, given = ds.read(stem), src.read(m.source["onto_of"][stem])
+        new = s.boxes[len(given.boxes) :]
+        assert s.boxes[: len(given.boxes)] == given.boxes
+        keep = src.read_boxes(m.source["condition_of"][stem])
+        moved |= new != keep
+        region = region_mask(new, s.size, MARGIN)
+        assert np.array_equal(s.image[~region], given.image[~region]) and np.array_equal(s.mask[~region], given.mask[~region])
+    assert moved
+
+
+def test_plan_crops_cover_the_region_once_and_group_close_boxes():
+    size, crop = (64, 96), (32, 32)
+    big = [Box(1, 5, 5, 70, 50)]  # larger than a window: covered window by window
+    crops = plan_crops(big, size, crop, MARGIN)
+    painted = np.zeros(size, int)
+    for x0, y0, paints in crops:
+        assert 0 <= x0 <= size[1] - crop[1] and 0 <= y0 <= size[0] - crop[0]
+        painted[y0 : y0 + 32, x0 : x0 + 32] += paints
+    assert np.array_equal(painted, region_mask(big, size, MARGIN).astype(int))  # each region pixel painted exactly once
+    close = [Box(1, 10, 10, 16, 16), Box(2, 20, 12, 26, 20), Box(1, 80, 50, 90, 60)]
+    assert len(plan_crops(close, size, crop, MARGIN)) == 2  # the first two share a window
+    weights = blend_weights(region_mask(close[:1], size, MARGIN), MARGIN)
+    assert (weights[10:16, 10:16] == 1).all() and weights[0, 0] == 0 and 0 < weights[8, 12] < 1  # the band is the margin
+
+
+def test_bad_inputs_exit_2_with_one_line(context_run, data64, plain, tmp_path, runner):
+    base = ["sample", str(context_run), "--conditions", f"{data64}:train", "--scheduler", "ddim", "--steps", "2"]
+    small = tmp_path / "small"
+    write_image(small / "tiny.png", np.zeros((24, 40, 3), np.uint8))
+    cases = {
+        "--onto: ": [*base, "--onto", str(tmp_path / "missing"), "--out", str(tmp_path / "o1")],
+        "smaller than the run's crop 32x32": [*base, "--onto", str(small), "--out", str(tmp_path / "o2")],
+        "--onto is required": [*base, "--out", str(tmp_path / "o3")],
+        "--placement needs --onto": ["sample", str(context_run), "--placement", "random", "--out", str(tmp_path / "o4")],
+        "--crop needs --context": ["train", str(data64), "--crop", "32", "--out", str(tmp_path / "t1")],
+        "--size cannot be used with --crop": ["train", str(data64), "--context", "--crop", "32", "--size", "32", "--out", str(tmp_path / "t2")],
+        "--context needs --cond basd or boxmask": ["train", str(data64), "--context", "--cond", "none", "--out", str(tmp_path / "t3")],
+        "smaller than --crop 96": ["train", str(data64), "--context", "--crop", "96", "--model", "tiny", "--out", str(tmp_path / "t4")],
+    }
+    for expected, args in cases.items():
+        result = runner.invoke(app, [*args, "--no-progress"])
+        assert result.exit_code == 2 and expected in result.output and len(result.output.strip().splitlines()) == 1, (expected, result.output)
+    assert not (tmp_path / "o2").exists() and not (tmp_path / "t4").exists()
+
+
+def test_onto_needs_a_context_run(data64, plain, tmp_path, one_thread):
+    run = train(data64, out=tmp_path / "plain-run", size="32", max_steps=1, **TINY)
+    with pytest.raises(OptionError, match="--onto needs a run trained with --context"):
+        sample(run, out=tmp_path / "o", onto=plain, **FAST)
