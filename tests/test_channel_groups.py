@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -140,6 +141,21 @@ def test_grey_detection_and_luminance():
     assert image_channels("grey", [rgb]) == 1 and image_channels("rgb", [grey]) == 3
     assert to_grey(grey[None])[0, ..., 0].tolist() == [[77] * 4] * 4
     assert to_grey(rgb[None])[0, 0, 0, 0] == round(0.299 * 200)
+
+
+def test_nearly_grey_colour_data_keeps_rgb_and_says_so(caplog):
+    grey = np.full((4, 4, 3), 100, np.uint8)
+    tinted = grey.copy()
+    tinted[..., 2] += 3  # a bluish cast of 3 levels everywhere (CrackForest's median photo): colour, not grey
+    with caplog.at_level(logging.WARNING, logger="defectsynth.diffusion.conditioning"):
+        assert image_channels("auto", [tinted, tinted, grey]) == 3
+    assert "nearly grey (median channel difference 3.0 levels)" in caplog.text and "--channels grey" in caplog.text
+    caplog.clear()
+    red = grey.copy()
+    red[..., 0] = 200  # a colourful dataset: no hint
+    with caplog.at_level(logging.WARNING, logger="defectsynth.diffusion.conditioning"):
+        assert image_channels("auto", [red, red, tinted]) == 3
+    assert caplog.text == ""
     image = tensor_to_image(torch.zeros(1, 2, 2))
     assert image.shape == (2, 2, 3) and (image == 128).all()
 

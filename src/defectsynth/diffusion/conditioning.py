@@ -16,6 +16,8 @@ tensors moves images, masks and boxes consistently.
 
 from __future__ import annotations
 
+import logging
+
 import numpy as np
 import torch
 
@@ -27,20 +29,39 @@ from defectsynth.errors import DatasetError
 # A dataset is grey-scale when, in every image, the channels differ by at most this many levels on
 # average (0 for images saved as grey; a JPEG's chroma rounding adds a fraction of a level).
 GREY_TOLERANCE = 1.0
+# A colour dataset whose median image differs by at most this many levels is nearly grey (CrackForest's
+# road photos: 3): ``auto`` keeps RGB but says that ``--channels grey`` exists (docs/recipe-ablation.md).
+NEAR_GREY = 8.0
 CHANNELS = ("auto", "rgb", "grey")
+logger = logging.getLogger(__name__)
+
+
+def channel_difference(image: np.ndarray) -> float:
+    """The larger of mean |R - G| and mean |G - B| of an (H, W, 3) uint8 RGB image, in levels."""
+    x = image.astype(np.int16)
+    return float(max(np.abs(x[..., 0] - x[..., 1]).mean(), np.abs(x[..., 1] - x[..., 2]).mean()))
 
 
 def is_grey(image: np.ndarray) -> bool:
     """Whether an (H, W, 3) uint8 RGB image is grey: mean |R - G| and |G - B| within :data:`GREY_TOLERANCE`."""
-    x = image.astype(np.int16)
-    return bool(np.abs(x[..., 0] - x[..., 1]).mean() <= GREY_TOLERANCE and np.abs(x[..., 1] - x[..., 2]).mean() <= GREY_TOLERANCE)
+    return channel_difference(image) <= GREY_TOLERANCE
 
 
 def image_channels(channels: str, images) -> int:
-    """1 or 3: ``grey`` -> 1, ``rgb`` -> 3, ``auto`` -> 1 when every image of ``images`` is grey (:func:`is_grey`)."""
-    if channels == "auto":
-        return 1 if all(is_grey(image) for image in images) else 3
-    return 1 if channels == "grey" else 3
+    """1 or 3: ``grey`` -> 1, ``rgb`` -> 3, ``auto`` -> 1 when every image of ``images`` is grey
+    (:func:`is_grey`); a nearly grey colour dataset (median difference within :data:`NEAR_GREY`) logs a hint."""
+    if channels != "auto":
+        return 1 if channels == "grey" else 3
+    differences = [channel_difference(image) for image in images]
+    if all(d <= GREY_TOLERANCE for d in differences):
+        return 1
+    median = float(np.median(differences))
+    if median <= NEAR_GREY:
+        logger.warning(
+            "the training images are nearly grey (median channel difference %.1f levels): training RGB; --channels grey trains one "
+            "luminance channel without colour noise (docs/recipe-ablation.md)", median,
+        )
+    return 3
 
 
 def to_grey(images: np.ndarray) -> np.ndarray:
