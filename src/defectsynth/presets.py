@@ -299,7 +299,7 @@ def preset_settings(name: str, command: str) -> dict[str, Setting]:
     return settings
 
 
-# What ``train --finetune RUN`` takes from RUN when left out: a preset does not set them then.
+# What ``train --finetune RUN`` takes from RUN when left out (diffusion.training.INHERITED): a preset does not set them then.
 FINETUNE_INHERITS = ("cond", "target", "model", "size")
 
 
@@ -316,7 +316,8 @@ def resolve_preset(name: str, command: str, given: Iterable[str], finetune: bool
 def applies_preset(command: str):
     """Decorator for the library function of ``command``: a ``preset`` keyword (a name or a
     :class:`PresetRequest`) fills every preset setting the call does not give, logs them, and hands
-    the function ``preset=`` :meth:`PresetRecord.to_json` to record. Without a preset the call is unchanged."""
+    the function ``preset=`` :meth:`PresetRecord.to_json` to record. Without a preset the call is
+    unchanged; a dict (a record resolved before) is passed on as it is."""
 
     def decorate(fn):
         signature = inspect.signature(fn)
@@ -341,7 +342,8 @@ def applies_preset(command: str):
 
 
 def settings_rows(record: PresetRecord) -> list[tuple[str, str, str, str]]:
-    """(option, value, source, note) per setting, applied ones first then the overridden ones."""
+    """(option, value, source, note) per setting of ``record``, in the preset's order; the note says
+    when an explicit option (or the ``--finetune`` run) replaced the setting."""
     rows = []
     for key, setting in record.settings.items():
         value = record.values.get(key, setting.value)
