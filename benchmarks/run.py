@@ -11,7 +11,8 @@ average before and after) and versions, then renders the table.
 quality studies box_fidelity, mask_fidelity and time_to_quality; sampler_quality keeps all six
 sampler settings on one model trained for 400 steps but samples 8 test images instead of the
 whole test split, and evaluate_toy trains its diffusion model for 50 steps and one U-Net for one epoch on 40 images;
-fidelity runs on the toy (48 images, 40 training steps, checkpoints at 20 and 40) instead of CrackForest.
+fidelity runs on the toy (48 images, 40 training steps, checkpoints at 20 and 40) instead of CrackForest,
+and inpaint on the toy (48 images at 64 px, 32 px windows, 60 training steps).
 """
 
 from __future__ import annotations
@@ -46,8 +47,10 @@ BENCHMARKS: dict[str, tuple[list[str], list[str] | None]] = {
     "time_to_quality": (["--recipes", "plain,sample+selfcond+maskw4", "--steps", "400", "--every", "200", "--jobs", "2"], None),
     # CrackForest when present (skips with exit 0 otherwise); --quick on the toy
     "fidelity": (["--size", "64", "--train-steps", "1200", "--every", "400"], ["--toy", "--quick"]),
+    # CrackForest at native resolution when present (skips with exit 0 otherwise); --quick on the toy
+    "inpaint": ([], ["--quick"]),
 }
-WORK_FOLDER = {"box_fidelity", "mask_fidelity", "time_to_quality", "fidelity"}  # take --out DIR (default: a folder in the current directory)
+WORK_FOLDER = {"box_fidelity", "mask_fidelity", "time_to_quality", "fidelity", "inpaint"}  # take --out DIR (default: a folder in the current directory)
 
 
 def device() -> dict:

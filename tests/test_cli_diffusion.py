@@ -23,6 +23,7 @@ def test_train_options_map_to_the_core_function(runner, tmp_path):
             "--lr-warmup-steps", "7", "--lr-schedule", "cosine", "--channels", "grey",
             "--checkpoint-every", "5", "--checkpoints-total-limit", "3", "--patience-steps", "50", "--resume",
             "--finetune", "runs/base", "--split", "train", "--max-grad-norm", "0.5", "--preview-every", "0", "--no-progress",
+            "--context", "--crop", "64", "--context-margin", "2",
         ])
     assert result.exit_code == 0, result.output
     args, kwargs = core.call_args
@@ -33,7 +34,7 @@ def test_train_options_map_to_the_core_function(runner, tmp_path):
         "ema_decay": 0.99, "prediction": "v", "mask_prediction": "epsilon", "mask_loss_weight": 3.0, "min_snr_gamma": 5.0, "self_cond": True,
         "lr_warmup_steps": 7, "lr_schedule": "cosine", "channels": "grey", "mixed_precision": "bf16", "compile": True, "checkpoint_every": 5, "checkpoints_total_limit": 3,
         "patience_steps": 50, "resume": True, "finetune": Path("runs/base"), "split": "train", "latent": None, "max_grad_norm": 0.5,
-        "preview_every": 0, "progress": False, "flip": True, "weights": "best", "class_fill": "inside", "dropout": None, "preset": None,
+        "preview_every": 0, "progress": False, "flip": True, "weights": "best", "class_fill": "inside", "dropout": None, "preset": None, "context": True, "crop": 64, "context_margin": 2,
     }
 
 
@@ -49,14 +50,14 @@ def test_sample_options_map_to_the_core_function(runner, tmp_path):
         result = runner.invoke(app, [
             "sample", "runs/x", "--out", "synth", "--conditions", "data/toy:test", "--num", "7", "--steps", "300",
             "--rescale", "--scheduler", "ddpm", "--guidance", "1.5", "--seed", "3", "--batch-size", "4", "--no-ema",
-            "--overwrite", "--compile", "--no-progress",
+            "--overwrite", "--compile", "--no-progress", "--onto", "data/free", "--placement", "random",
         ])
     assert result.exit_code == 0, result.output
     assert core.call_args.args == (Path("runs/x"),)
     assert core.call_args.kwargs == {
         "out": Path("synth"), "conditions": "data/toy:test", "num": 7, "steps": 300, "rescale": True, "scheduler": "ddpm",
         "guidance": 1.5, "mask_augment": False, "seed": 3, "batch_size": 4, "ema": False, "overwrite": True, "compile": True, "progress": False,
-        "plan": None, "force_guidance": False, "preset": None,
+        "plan": None, "force_guidance": False, "preset": None, "onto": "data/free", "placement": "random",
     }
     with mock.patch("defectsynth.diffusion.sampling.sample", return_value=manifest) as core:
         result = runner.invoke(app, ["sample", "runs/x", "--out", "synth", "--plan", "plan.json", "--no-progress"])
@@ -64,7 +65,7 @@ def test_sample_options_map_to_the_core_function(runner, tmp_path):
     assert core.call_args.kwargs == {
         "out": Path("synth"), "conditions": None, "num": None, "steps": None, "rescale": None, "scheduler": "ddpm",
         "guidance": None, "mask_augment": False, "seed": 0, "batch_size": 16, "ema": True, "overwrite": False, "compile": False, "progress": False,
-        "plan": Path("plan.json"), "force_guidance": False, "preset": None,
+        "plan": Path("plan.json"), "force_guidance": False, "preset": None, "onto": None, "placement": "keep",
     }  # --steps, --rescale and --guidance left to the run's defaults; the diffusion batch size where not given
 
 

@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -200,3 +203,16 @@ def test_onto_needs_a_context_run(data64, plain, tmp_path, one_thread):
     run = train(data64, out=tmp_path / "plain-run", size="32", max_steps=1, **TINY)
     with pytest.raises(OptionError, match="--onto needs a run trained with --context"):
         sample(run, out=tmp_path / "o", onto=plain, **FAST)
+
+
+def test_two_processes_paint_what_one_paints(context_run, data64, plain, tmp_path):
+    """``accelerate launch`` with two CPU processes (as tests/test_train_sample.py) writes the bytes one process writes."""
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[1] / "src"), "OMP_NUM_THREADS": "1", "CUDA_VISIBLE_DEVICES": ""}
+    launch = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1", "--main_process_port", "0",
+              "--mixed_precision", "no", "--dynamo_backend", "no", "-m", "defectsynth"]
+    options = dict(onto=plain, conditions=f"{data64}:train", num=3, placement="random", seed=4, batch_size=2, **FAST)
+    subprocess.run([*launch, "sample", str(context_run), "--out", str(tmp_path / "two"), "--onto", str(plain), "--conditions", f"{data64}:train",
+                    "--num", "3", "--placement", "random", "--seed", "4", "--batch-size", "2", "--scheduler", "ddim", "--steps", "2", "--no-progress"],
+                   check=True, env=env, timeout=900)  # a busy shared CPU starves the two processes for minutes
+    sample(context_run, out=tmp_path / "one", **options)
+    assert _digest(tmp_path / "one") == _digest(tmp_path / "two")

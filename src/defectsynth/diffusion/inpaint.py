@@ -47,7 +47,7 @@ from defectsynth.diffusion.losses import scheduler_prediction
 from defectsynth.diffusion.previews import PREVIEW_SAMPLES, class_palette, preview_row, viewing_scale
 from defectsynth.diffusion.processes import make_state
 from defectsynth.diffusion.sampling import (
-    Job, Run, check_output, decode, denoise, is_done, open_output, parse_conditions, write_manifest, write_sample,
+    Job, Run, decode, denoise, my_pending_jobs, parse_conditions, write_manifest, write_sample,
 )
 from defectsynth.diffusion.schedules import DEFAULT_STEPS, make_sampler
 from defectsynth.diffusion.training import derived_seed
@@ -385,13 +385,7 @@ def sample_onto(
         from defectsynth.diffusion.models import compile_forward
 
         compile_forward(model)
-    with one_outcome(state):
-        action = check_output(out, settings, overwrite)
-    with one_outcome(state):
-        if state.is_main_process:
-            open_output(out, settings, action)
-    pending = [j for j in jobs if not is_done(out, j)]
-    mine = pending[state.process_index :: state.num_processes]
+    mine = my_pending_jobs(state, out, settings, overwrite, jobs)
     rows = min(batch_size, len(jobs))
     with one_outcome(state), write_errors(out, "a sample"):
         draw_onto(model, run, the_onto, out, mine, settings, batch_size, rows, progress and state.is_local_main_process, state.device)

@@ -345,6 +345,18 @@ def is_done(out: Path, job: Job) -> bool:
     return (out / ".sampling" / f"{job.stem}.json").is_file()
 
 
+def my_pending_jobs(state, out: Path, settings: dict[str, Any], overwrite: bool, jobs: list[Job]) -> list[Job]:
+    """Check ``out`` on every process, (re)create it on the main process (:func:`check_output`,
+    :func:`open_output`), then this process's share of the jobs not done yet."""
+    with one_outcome(state):
+        action = check_output(out, settings, overwrite)
+    with one_outcome(state):
+        if state.is_main_process:
+            open_output(out, settings, action)
+    pending = [j for j in jobs if not is_done(out, j)]
+    return pending[state.process_index :: state.num_processes]
+
+
 def write_manifest(out: Path, run: Run, jobs: list[Job], settings: dict[str, Any]) -> Manifest:
     """dataset.json with provenance, then statistics read back from the files on disk."""
     manifest = Manifest(name=f"{run.root.name}-samples", classes=run.classes, synthetic=True)
@@ -450,13 +462,7 @@ def sample(
         autoencoder.model.to(state.device)
     # one writer per output folder (@writes_output: the main process holds its lock); a failure on
     # any process (a full disk, a broken write) stops every process with the same line
-    with one_outcome(state):
-        action = check_output(out, settings, overwrite)
-    with one_outcome(state):
-        if state.is_main_process:
-            open_output(out, settings, action)
-    pending = [j for j in jobs if not is_done(out, j)]
-    mine = pending[state.process_index :: state.num_processes]
+    mine = my_pending_jobs(state, out, settings, overwrite, jobs)
     # one batch shape for every batch of every process and rerun: the same bytes however the jobs fall
     rows = min(batch_size, len(jobs))
     with one_outcome(state), write_errors(out, "a sample"):

@@ -1,0 +1,161 @@
+"""Defects painted into real images (``train --context --crop`` + ``sample --onto``) against copy-paste.
+
+1. real data: CrackForest at its native 480x320 (``prepare masks --classes crack``; from
+   ``--crackforest PATH``, else ``$DEFECTSYNTH_CRACKFOREST``, else ``../shared/data/crackforest`` next
+   to the checkout; without any of them the benchmark says so and exits 0), or ``--toy`` (the
+   procedural toy at ``--toy-size`` px); ``--quick``: the toy, a few CPU minutes.
+2. painted: a context run trained on ``--crop`` windows of the real train split paints, into every
+   real train image, that image's own boxes moved to free places of it (``--placement random``,
+   seeded): new defects on real surface, next to the image's own.
+3. copy-paste (the classic augmentation): the same images with, in every moved box, the real pixels
+   and mask of the box it was moved from: the same boxes at the same positions, real defects.
+4. SAE / EBR of both; ``metrics texture`` of both against the real train images (whole images and
+   inside the boxes: high-frequency energy, colour, grey-level histogram distance); ``evaluate``
+   (one smp network, no pretrained weights, ``--repeats`` >= 2) of ``R=all,S=0`` (real only) and
+   ``R=all,S=R`` with the painted and with the copy-paste images.
+
+Everything is kept under ``--out`` (default ``inpaint/``); a rerun reuses the prepared data, the run,
+the samples and evaluate's cells. Look at ``painted/previews/onto-*.png`` (input | output | overlay).
+
+    python benchmarks/inpaint.py --crackforest ../shared/data/crackforest --crop 64 --train-steps 4000 --json inpaint.json
+    python benchmarks/inpaint.py --quick       # the toy: 48 images at 64 px, 32 px windows, 60 steps
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+from _results import add_json_option, write_results
+from fidelity import REAL_ONLY, REAL_PLUS_SYNTHETIC, crackforest_path
+
+QUICK = dict(toy_images=48, toy_size="64", crop=32, model="tiny", train_steps=60, steps=10, epochs=2, size="64")
+
+
+def real_dataset(a: argparse.Namespace) -> Path:
+    """The real dataset under --out: the toy, or CrackForest at native resolution."""
+    import defectsynth
+
+    out = a.out / "real"
+    if not (out / "dataset.json").is_file():
+        if a.toy:
+            defectsynth.prepare("toy", out, num=a.toy_images, size=a.toy_size, seed=a.seed)
+        else:
+            defectsynth.prepare("masks", out, source_dir=crackforest_path(a.crackforest), classes="crack", size="480x320", seed=a.seed)
+    return out
+
+
+def train_run(a: argparse.Namespace, real: Path) -> Path:
+    import defectsynth
+
+    run = a.out / "run"
+    if not (run / f"checkpoint-{a.train_steps}").is_dir():
+        defectsynth.train(real, out=run, context=True, crop=a.crop, model=a.model, batch_size=16, lr=5e-4, epochs=10**6, max_steps=a.train_steps,
+                          checkpoint_every=a.train_steps, preview_every=0, split="train", seed=a.seed, resume=(run / "run.json").is_file(), progress=a.progress)
+    return run
+
+
+def copy_paste(real: Path, painted: Path, out: Path) -> Path:
+    """The painted samples' images and boxes, with real defects instead: in every new box the pixels
+    and mask of the box of the same condition it was moved from (``placement random`` keeps order and size)."""
+    from defectsynth.data import Dataset, DatasetWriter, Manifest, Sample
+
+    if (out / "dataset.json").is_file():
+        return out
+    src, synth = Dataset(real), Dataset(painted)
+    source = synth.manifest.source
+    manifest = Manifest(name="copy-paste", classes=src.manifest.classes, synthetic=True,
+                        source={"method": "copy-paste", "of": str(painted.resolve()), "condition_of": source["condition_of"]})
+    with DatasetWriter(out, manifest) as writer:
+        for stem in synth.stems:
+            target, condition = src.read(source["onto_of"][stem]), src.read(source["condition_of"][stem])
+            new = synth.read_boxes(stem)[len(target.boxes):]
+            image, mask = target.image.copy(), target.mask.copy()
+            for moved, box in zip(new, condition.boxes):
+                image[moved.y_min:moved.y_max, moved.x_min:moved.x_max] = condition.image[box.y_min:box.y_max, box.x_min:box.x_max]
+                mask[moved.y_min:moved.y_max, moved.x_min:moved.x_max] = condition.mask[box.y_min:box.y_max, box.x_min:box.x_max]
+            writer.add(Sample(stem, image, mask, target.boxes + new))
+        writer.commit()
+    return out
+
+
+def evaluation(a: argparse.Namespace, real: Path, synthetic: list[Path]) -> list[dict]:
+    import defectsynth
+
+    report = defectsynth.evaluate(
+        real, a.out / "report", synthetic=synthetic, models=["unet"], encoder="resnet18", encoder_weights=None, epochs=a.epochs,
+        size=a.size, repeats=a.repeats, mix=[REAL_ONLY, REAL_PLUS_SYNTHETIC], seed=a.seed, progress=a.progress)
+    keep = ("mix", "synthetic", "miou_mean", "miou_std", "repeats", "n_real", "n_synthetic", "iou_per_class", "diff_pct")
+    return [{k: row.get(k) for k in keep} for row in report["rows"]]
+
+
+def texture_in_boxes(folder: Path, real: Path) -> dict:
+    from defectsynth.metrics import compute_metrics
+
+    texture = compute_metrics(["texture"], synthetic=folder, real=real, split="train")["texture"]
+    return {region: {"ratio": texture[region].get("ratio"), "distance": texture[region].get("distance")} for region in ("image", "boxes")}
+
+
+def parse_args() -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--crackforest", type=Path, help="CrackForest folder (image/ + groundTruth/ or images + masks)")
+    p.add_argument("--toy", action="store_true", help="the procedural toy instead of CrackForest")
+    p.add_argument("--quick", action="store_true", help="the toy, tiny settings: a few CPU minutes")
+    p.add_argument("--out", type=Path, default=Path("inpaint"), help="work folder (reused by a rerun)")
+    p.add_argument("--toy-images", type=int, default=120)
+    p.add_argument("--toy-size", default="96")
+    p.add_argument("--crop", type=int, default=64, help="train --crop: the window size")
+    p.add_argument("--model", default="small")
+    p.add_argument("--train-steps", type=int, default=4000)
+    p.add_argument("--steps", type=int, default=50, help="DDIM steps of sample --onto")
+    p.add_argument("--epochs", type=int, default=30, help="evaluate epochs")
+    p.add_argument("--size", default="480x320", help="evaluate --size (CrackForest: its native size)")
+    p.add_argument("--repeats", type=int, default=2)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--progress", action="store_true")
+    add_json_option(p)
+    a = p.parse_args()
+    if a.quick:
+        a.toy = True
+        for key, value in QUICK.items():
+            setattr(a, key, value)
+    if a.repeats < 2:
+        p.error("--repeats: at least 2 (mean and spread of evaluate)")
+    return a
+
+
+def main() -> None:
+    a = parse_args()
+    if not a.toy and not (a.out / "real" / "dataset.json").is_file() and not crackforest_path(a.crackforest).is_dir():
+        print(f"skipped: CrackForest not found at {crackforest_path(a.crackforest)} (pass --crackforest, set DEFECTSYNTH_CRACKFOREST, or use --toy / --quick)")
+        write_results(a.json, {"status": "skipped: no real data"})
+        return
+    import defectsynth
+    from defectsynth.metrics import compute_metrics
+
+    start, seconds = time.perf_counter(), {}
+    real = real_dataset(a)
+    run = train_run(a, real)
+    seconds["train"] = time.perf_counter() - start
+    painted = a.out / "painted"
+    defectsynth.sample(run, out=painted, onto=f"{real}:train", conditions=f"{real}:train", placement="random",
+                       scheduler="ddim", steps=a.steps, seed=a.seed, progress=a.progress)
+    seconds["sample"] = time.perf_counter() - start - seconds["train"]
+    pasted = copy_paste(real, painted, a.out / "copy-paste")
+    result = {"status": "ok", "data": "toy" if a.toy else "crackforest", "crop": a.crop, "model": a.model, "train_steps": a.train_steps,
+              "sampler_steps": a.steps, "seconds": seconds, "previews": str(painted / "previews")}
+    for name, folder in (("painted", painted), ("copy_paste", pasted)):
+        m = compute_metrics(["sae", "ebr"], synthetic=folder)
+        result[name] = {"sae": m["sae"]["all"], "ebr": m["ebr"]["all"], "texture": texture_in_boxes(folder, real)}
+        print(name, json.dumps(result[name]), flush=True)
+    result["evaluate"] = evaluation(a, real, [painted, pasted])
+    for row in result["evaluate"]:
+        print(f"{row['mix']:<12} {str(row.get('synthetic') or '-'):<40} mIoU {row['miou_mean']:.4f} ± {row['miou_std']:.4f}", flush=True)
+    result["seconds"]["total"] = time.perf_counter() - start
+    write_results(a.json, result)
+
+
+if __name__ == "__main__":
+    main()
