@@ -21,7 +21,7 @@ from defectsynth.diffusion.losses import (
 from defectsynth.diffusion.models import channel_layout
 from defectsynth.diffusion.sampling import Run, decode, denoise, sample, sample_generators
 from defectsynth.diffusion.schedules import make_sampler, train_scheduler
-from defectsynth.diffusion.training import train
+from defectsynth.diffusion.training import GREY_PREDICTION, train
 from defectsynth.errors import OptionError
 
 TINY = {"model": "tiny", "batch_size": 4, "epochs": 1, "preview_every": 0, "progress": False}
@@ -141,6 +141,8 @@ def test_grey_detection_and_luminance():
     assert image_channels("grey", [rgb]) == 1 and image_channels("rgb", [grey]) == 3
     assert to_grey(grey[None])[0, ..., 0].tolist() == [[77] * 4] * 4
     assert to_grey(rgb[None])[0, 0, 0, 0] == round(0.299 * 200)
+    image = tensor_to_image(torch.zeros(1, 2, 2))
+    assert image.shape == (2, 2, 3) and (image == 128).all()
 
 
 def test_nearly_grey_colour_data_keeps_rgb_and_says_so(caplog):
@@ -156,8 +158,6 @@ def test_nearly_grey_colour_data_keeps_rgb_and_says_so(caplog):
     with caplog.at_level(logging.WARNING, logger="defectsynth.diffusion.conditioning"):
         assert image_channels("auto", [red, red, tinted]) == 3
     assert caplog.text == ""
-    image = tensor_to_image(torch.zeros(1, 2, 2))
-    assert image.shape == (2, 2, 3) and (image == 128).all()
 
 
 def test_grey_dataset_trains_one_image_channel_and_samples_grey(grey_toy, toy, tmp_path):
@@ -183,6 +183,23 @@ def test_grey_dataset_trains_one_image_channel_and_samples_grey(grey_toy, toy, t
         train(grey_toy, out=run, max_steps=3, resume=True, channels="rgb", **TINY)
     train(grey_toy, out=run, max_steps=3, resume=True, **TINY)  # auto: as the run was started
     assert json.loads((run / "run.json").read_text())["args"]["channels"] == "grey"
+
+
+def test_the_image_target_left_out_follows_the_channels(grey_toy, toy, tmp_path):
+    grey = Run.open(train(grey_toy, out=tmp_path / "grey", max_steps=1, **TINY))
+    colour = Run.open(train(toy, out=tmp_path / "rgb", max_steps=1, **TINY))
+    # grey-scale: v for the image, x_0 for the mask bits (the CrackForest grey recipe); RGB: x_0 for both
+    assert (grey.args["prediction"], grey.args["mask_prediction"]) == (GREY_PREDICTION, "sample") == ("v", "sample")
+    assert grey.info["schedule"]["prediction_type"] == "v" and grey.info["schedule"]["mask_prediction_type"] == "sample"
+    assert (colour.args["prediction"], colour.args["mask_prediction"]) == ("sample", "sample")
+    forced = Run.open(train(toy, out=tmp_path / "forced", max_steps=1, channels="grey", **TINY))
+    assert forced.args["prediction"] == "v"
+    given = Run.open(train(grey_toy, out=tmp_path / "given", max_steps=1, prediction="sample", **TINY))
+    assert given.args["prediction"] == "sample"  # an explicit target wins
+    train(grey_toy, out=tmp_path / "given", max_steps=2, resume=True, **TINY)  # left out on resume: the run's own
+    assert json.loads((tmp_path / "given" / "run.json").read_text())["args"]["prediction"] == "sample"
+    with pytest.raises(OptionError, match="--resume: --prediction"):
+        train(grey_toy, out=tmp_path / "given", max_steps=3, resume=True, prediction="v", **TINY)
 
 
 def test_decode_reads_the_bits_after_the_grey_channel():

@@ -155,5 +155,7 @@ def test_defaults_are_the_measured_recipe_and_old_runs_resume_as_plain(data16, t
     (old / "run.json").write_text(json.dumps(info))
     assert Run.open(old).prediction == "epsilon"
     train(data16, out=old, max_steps=2, resume=True, **TINY, **PLAIN_RECIPE)
-    with pytest.raises(OptionError, match="--prediction"):
+    with pytest.raises(OptionError, match="--mask-prediction"):  # --prediction left out means the run's own (epsilon)
         train(data16, out=old, max_steps=3, resume=True, **TINY)
+    with pytest.raises(OptionError, match=r"--prediction \('epsilon' -> 'sample'\)"):
+        train(data16, out=old, max_steps=3, resume=True, **{**TINY, **PLAIN_RECIPE, "prediction": "sample"})
