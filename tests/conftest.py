@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
 
 from defectsynth.data.prepare import prepare
+
+os.environ["HF_HUB_OFFLINE"] = "1"  # tests never download: a Hub id resolves from the cache or fails (tests/_hub.py fakes the Hub)
 
 
 @pytest.fixture(scope="session")

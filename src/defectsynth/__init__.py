@@ -6,8 +6,8 @@ from defectsynth.errors import DefectsynthError
 __version__ = "0.1.0.dev0"
 
 __all__ = [
-    "Box", "ClassInfo", "Dataset", "DatasetWriter", "DefectsynthError", "Manifest", "Sample", "__version__",
-    "balance", "demo", "evaluate", "export", "filter_dataset", "prepare", "sample", "train",
+    "Box", "ClassInfo", "Dataset", "DatasetWriter", "DefectsynthError", "DefectsynthPipeline", "Manifest", "Sample", "__version__",
+    "balance", "demo", "evaluate", "export", "filter_dataset", "prepare", "push", "sample", "train",
 ]
 
 # Entry points that import torch, diffusers or smp, loaded on first use rather than with the package.
@@ -19,6 +19,8 @@ _LAZY = {
     "balance": "defectsynth.balancing",
     "evaluate": "defectsynth.evaluation",
     "export": "defectsynth.data.export",
+    "push": "defectsynth.hub",
+    "DefectsynthPipeline": "defectsynth.pipeline",
 }
 
 

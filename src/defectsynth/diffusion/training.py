@@ -50,6 +50,7 @@ from defectsynth.diffusion.models import build_unet, channel_layout, compile_for
 from defectsynth.diffusion.schedules import BETA_END, BETA_START, TRAIN_TIMESTEPS, train_scheduler
 from defectsynth.checks import check_at_least, check_choice
 from defectsynth.errors import DatasetError, DefectsynthError, OptionError, OutputExistsError, TrainingError
+from defectsynth.hub import resolve_run
 from defectsynth.locks import writes_output
 from defectsynth.progress import make_progress, track
 from defectsynth.ranks import one_outcome, raise_reported, report
@@ -563,6 +564,7 @@ def train(
     network's forward through ``torch.compile``.
     The keyword arguments are written to ``run.json`` (paths as strings); ``progress`` is not.
     """
+    finetune = resolve_run(finetune, "--finetune") if finetune else None  # a Hub id (owner/name): its cached download
     options = finetune_options(finetune, {"cond": cond, "target": target, "model": model, "size": size})
     cond, target, model, size = options["cond"], options["target"], options["model"], options["size"]
     variance = ("learned" if cond == "mask" else "fixed") if variance is None else variance
@@ -616,6 +618,10 @@ def train(
             if previous is None:
                 out.mkdir(parents=True, exist_ok=True)
                 write_json(out / "run.json", run_json(args, ds, split, data, config, layout, latent_info))
+            if not (out / "model_index.json").is_file():  # the run folder is a diffusers pipeline (defectsynth.pipeline)
+                from defectsynth.pipeline import write_model_index
+
+                write_model_index(out)
             ckpt.save_pretrained_atomic(scheduler, out / "scheduler")  # a kill never leaves half a config
     net, optimizer = accelerator.prepare(net, optimizer)
     if compile:
