@@ -29,6 +29,23 @@ def synthetic(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return out
 
 
+@pytest.fixture(scope="session")
+def data16(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """8 toy images at 16x16, splits train 5, val 2, test 1 (read-only)."""
+    out = tmp_path_factory.mktemp("d16") / "toy"
+    prepare("toy", out, num=8, size="16", seed=1, split="0.6,0.2,0.2")
+    return out
+
+
+@pytest.fixture(scope="session")
+def tiny_run(data16: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A run trained for 2 steps on ``data16`` (tiny model, cond basd, target joint, EMA; read-only)."""
+    from defectsynth.diffusion.training import train
+
+    out = tmp_path_factory.mktemp("runs") / "tiny"
+    return train(data16, out=out, model="tiny", batch_size=4, epochs=1, max_steps=2, preview_every=0, progress=False)
+
+
 @pytest.fixture
 def runner() -> CliRunner:
     return CliRunner()

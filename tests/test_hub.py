@@ -14,7 +14,6 @@ from huggingface_hub import constants
 from _hub import FakeHub, cache_repo
 from defectsynth.cli import app
 from defectsynth.controllable.pipeline import check_folder
-from defectsynth.data.prepare import prepare
 from defectsynth.diffusion.sampling import sample
 from defectsynth.diffusion.training import train
 from defectsynth.errors import OptionError
@@ -22,18 +21,6 @@ from defectsynth.hub import PIPELINE_FILES, RUN_DOWNLOAD, VARIANT_FILES, is_repo
 from defectsynth.pipeline import DefectsynthPipeline
 
 TINY = {"model": "tiny", "batch_size": 4, "epochs": 1, "preview_every": 0, "progress": False}
-
-
-@pytest.fixture(scope="module")
-def data16(tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("d16") / "toy"
-    prepare("toy", out, num=8, size="16", seed=1, split="0.6,0.2,0.2")
-    return out
-
-
-@pytest.fixture(scope="module")
-def run(data16, tmp_path_factory, one_thread) -> Path:
-    return train(data16, out=tmp_path_factory.mktemp("runs") / "basd", max_steps=2, checkpoint_every=1, **TINY)
 
 
 @pytest.fixture
@@ -52,13 +39,13 @@ def _digest(folder: Path) -> dict[str, str]:
             if p.is_file() and not p.relative_to(folder).as_posix().startswith(".sampling")}  # fmt: skip
 
 
-def test_a_cached_hub_id_samples_and_finetunes_offline(run, data16, offline_cache, tmp_path):
-    snapshot = cache_repo(offline_cache, "me/toy-run", run, RUN_DOWNLOAD)
-    assert is_repo_id("me/toy-run") and not is_repo_id(str(run)) and not is_repo_id("a/b/c")
-    assert resolve_run("me/toy-run") == snapshot and not (snapshot / "checkpoint-1").exists()
+def test_a_cached_hub_id_samples_and_finetunes_offline(tiny_run, data16, offline_cache, tmp_path):
+    snapshot = cache_repo(offline_cache, "me/toy-run", tiny_run, RUN_DOWNLOAD)
+    assert is_repo_id("me/toy-run") and not is_repo_id(str(tiny_run)) and not is_repo_id("a/b/c")
+    assert resolve_run("me/toy-run") == snapshot and not (snapshot / "checkpoint-2").exists()
     options = dict(conditions=str(data16), num=2, scheduler="ddim", steps=2, seed=4)
     sample("me/toy-run", out=tmp_path / "from-hub", **options)
-    sample(run, out=tmp_path / "local", **options)
+    sample(tiny_run, out=tmp_path / "local", **options)
     assert _digest(tmp_path / "from-hub") != {} and {k: v for k, v in _digest(tmp_path / "from-hub").items() if k != "dataset.json"} == {
         k: v for k, v in _digest(tmp_path / "local").items() if k != "dataset.json"}
     tuned = train(data16, out=tmp_path / "tuned", finetune="me/toy-run", max_steps=1, **TINY)
@@ -96,10 +83,10 @@ def test_sd_models_download_configs_and_safetensors_only(tmp_path, monkeypatch):
     assert len(hub.downloads) == 1
 
 
-def test_push_uploads_the_run_without_checkpoints_and_it_samples_back(run, data16, tmp_path, monkeypatch, runner):
+def test_push_uploads_the_run_without_checkpoints_and_it_samples_back(tiny_run, data16, tmp_path, monkeypatch, runner):
     hub = FakeHub(tmp_path / "hub").install(monkeypatch)
     older = tmp_path / "older"
-    shutil.copytree(run, older)
+    shutil.copytree(tiny_run, older)
     (older / "model_index.json").unlink()  # a run trained before model_index.json: push adds it
     result = runner.invoke(app, ["push", str(older), "me/toy", "--private", "--token", "hf_x"])
     assert result.exit_code == 0, result.output
@@ -107,27 +94,27 @@ def test_push_uploads_the_run_without_checkpoints_and_it_samples_back(run, data1
     assert {"run.json", "model_index.json", "unet/config.json", "unet/diffusion_pytorch_model.safetensors", "unet_ema/config.json",
             "scheduler/scheduler_config.json", "log.jsonl"} <= set(files)
     assert not any(f.startswith("checkpoint-") for f in files) and hub.private["me/toy"] is True
-    assert json.loads((hub.repo("me/toy") / "model_index.json").read_text()) == json.loads((run / "model_index.json").read_text())
+    assert json.loads((hub.repo("me/toy") / "model_index.json").read_text()) == json.loads((tiny_run / "model_index.json").read_text())
     monkeypatch.chdir(tmp_path)
     sample("me/toy", out=tmp_path / "drawn", conditions=str(data16), num=1, scheduler="ddim", steps=2)
     assert hub.downloads[-1]["allow_patterns"] == RUN_DOWNLOAD
     assert isinstance(DefectsynthPipeline.from_pretrained(hub.repo("me/toy")), DefectsynthPipeline)
 
 
-def test_pipeline_push_to_hub_writes_a_loadable_repository(run, tmp_path, monkeypatch):
+def test_pipeline_push_to_hub_writes_a_loadable_repository(tiny_run, tmp_path, monkeypatch):
     hub = FakeHub(tmp_path / "hub").install(monkeypatch)
-    DefectsynthPipeline.from_pretrained(run).push_to_hub("me/pipe")
+    DefectsynthPipeline.from_pretrained(tiny_run).push_to_hub("me/pipe")
     assert {"model_index.json", "unet/config.json", "unet/diffusion_pytorch_model.safetensors", "scheduler/scheduler_config.json", "README.md"} <= set(hub.files("me/pipe"))
     again = DefectsynthPipeline.from_pretrained(hub.repo("me/pipe"))
-    assert again.config.run == DefectsynthPipeline.from_pretrained(run).config.run
+    assert again.config.run == DefectsynthPipeline.from_pretrained(tiny_run).config.run
 
 
-def test_push_refuses_what_is_not_a_run(tmp_path, monkeypatch, runner, run):
+def test_push_refuses_what_is_not_a_run(tmp_path, monkeypatch, runner, tiny_run):
     hub = FakeHub(tmp_path / "hub").install(monkeypatch)
     (tmp_path / "plain").mkdir()
     cases = [
         ([str(tmp_path / "plain"), "me/x"], "run.json is missing"),
-        ([str(run), "no-owner"], "REPO_ID: expected owner/name"),
+        ([str(tiny_run), "no-owner"], "REPO_ID: expected owner/name"),
     ]
     for args, message in cases:
         result = runner.invoke(app, ["push", *args])

@@ -112,16 +112,6 @@ def write_model_index(root: str | Path) -> bool:
     return True
 
 
-def as_box(box: Box | dict[str, Any]) -> Box:
-    """A :class:`Box`, or a ``{"class": c, "box": [x_min, y_min, x_max, y_max]}`` dict (boxes/<stem>.json)."""
-    if isinstance(box, Box):
-        return box
-    try:
-        return Box(int(box["class"]), *(int(v) for v in box["box"]))
-    except (KeyError, TypeError, ValueError):
-        raise OptionError(f"boxes: expected Box or {{'class': c, 'box': [x_min, y_min, x_max, y_max]}}, got {box!r}") from None
-
-
 class DefectsynthPipeline(DiffusionPipeline):
     """Image + mask sampling from a run trained by ``defectsynth train`` (see the module docstring).
 
@@ -239,14 +229,15 @@ class DefectsynthPipeline(DiffusionPipeline):
         return torch.stack([job_condition(j, size, cond, n) for j in jobs]), masks
 
     def check_boxes(self, i: int, boxes) -> list[Box]:
+        """Image ``i``'s boxes (``Box`` or boxes/<stem>.json dicts), read as a boxes file is (``parse_boxes``)."""
+        from defectsynth.data.dataset import parse_boxes
+
         height, width = self.config.run["size"]
-        boxes = [as_box(b) for b in boxes]
-        for box in boxes:
-            problem = box.problem(height, width)
-            if problem is None and not 0 < box.cls < self.config.run["num_classes"]:
-                problem = f"class {box.cls} is not a defect class of the run (1..{self.config.run['num_classes'] - 1})"
-            if problem:
-                raise OptionError(f"boxes[{i}]: {problem}")
+        items = [b.to_json() if isinstance(b, Box) else b for b in boxes] if isinstance(boxes, (list, tuple)) else boxes
+        boxes = parse_boxes(items, Path(f"boxes[{i}]"), set(range(self.config.run["num_classes"])))
+        problem = next((p for p in (b.problem(height, width) for b in boxes) if p), None)
+        if problem:
+            raise OptionError(f"boxes[{i}]: {problem}")
         return boxes
 
     def check_mask(self, i: int, mask) -> np.ndarray:
