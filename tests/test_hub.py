@@ -112,8 +112,11 @@ def test_pipeline_push_to_hub_writes_a_loadable_repository(tiny_run, tmp_path, m
 def test_push_refuses_what_is_not_a_run(tmp_path, monkeypatch, runner, tiny_run):
     hub = FakeHub(tmp_path / "hub").install(monkeypatch)
     (tmp_path / "plain").mkdir()
+    (tmp_path / "fresh").mkdir()
+    shutil.copyfile(tiny_run / "run.json", tmp_path / "fresh" / "run.json")  # a run before its first epoch: no unet/
     cases = [
         ([str(tmp_path / "plain"), "me/x"], "run.json is missing"),
+        ([str(tmp_path / "fresh"), "me/x"], "the run has no weights yet"),
         ([str(tiny_run), "no-owner"], "REPO_ID: expected owner/name"),
     ]
     for args, message in cases:
