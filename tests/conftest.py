@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
 
 from defectsynth.data.prepare import prepare
+
+os.environ["HF_HUB_OFFLINE"] = "1"  # tests never download: a Hub id resolves from the cache or fails (tests/_hub.py fakes the Hub)
 
 
 @pytest.fixture(scope="session")
@@ -24,6 +27,23 @@ def synthetic(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("synth") / "synth"
     prepare("toy", out, num=16, size="32", seed=9)
     return out
+
+
+@pytest.fixture(scope="session")
+def data16(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """8 toy images at 16x16, splits train 5, val 2, test 1 (read-only)."""
+    out = tmp_path_factory.mktemp("d16") / "toy"
+    prepare("toy", out, num=8, size="16", seed=1, split="0.6,0.2,0.2")
+    return out
+
+
+@pytest.fixture(scope="session")
+def tiny_run(data16: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A run trained for 2 steps on ``data16`` (tiny model, cond basd, target joint, EMA; read-only)."""
+    from defectsynth.diffusion.training import train
+
+    out = tmp_path_factory.mktemp("runs") / "tiny"
+    return train(data16, out=out, model="tiny", batch_size=4, epochs=1, max_steps=2, preview_every=0, progress=False)
 
 
 @pytest.fixture

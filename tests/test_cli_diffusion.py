@@ -75,7 +75,7 @@ def test_sample_options_map_to_the_core_function(runner, tmp_path):
         (["sample", "--out", "o"], "RUN is required with --backend diffusion"),
         (["sample", "runs/x", "--out", "o", "--base", "b", "--prior", "canny"], "--base, --prior: only with --backend sd-adapter"),
         (["sample", "runs/x", "--out", "o", "--backend", "sd-adapter", "--conditions", "d", "--base", "b"], "takes no RUN (got runs/x)"),
-        (["sample", "--backend", "sd-adapter", "--out", "o", "--conditions", "d"], "--base (a local SDXL pipeline folder) is required"),
+        (["sample", "--backend", "sd-adapter", "--out", "o", "--conditions", "d"], "--base (an SDXL pipeline folder or Hub id) is required"),
         (["sample", "--backend", "sd-adapter", "--out", "o", "--conditions", "d", "--base", "b", "--num", "3", "--no-ema"],
          "--num, --ema/--no-ema: only with --backend diffusion"),
     ],

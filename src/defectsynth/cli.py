@@ -22,6 +22,7 @@ from defectsynth.commands import export as export_cmd
 from defectsynth.commands import filter as filter_cmd
 from defectsynth.commands import metrics as metrics_cmd
 from defectsynth.commands import prepare as prepare_cmd
+from defectsynth.commands import push as push_cmd
 from defectsynth.commands import sample as sample_cmd
 from defectsynth.commands import train as train_cmd
 from defectsynth.errors import DefectsynthError
@@ -77,7 +78,7 @@ def _quiet_opencv(verbose: bool) -> None:
 
 
 # Registered in pipeline order, which is the order `--help` lists them in.
-for _command in (prepare_cmd, encode_boxes_cmd, train_cmd, sample_cmd, filter_cmd, balance_cmd, evaluate_cmd, metrics_cmd, export_cmd, demo_cmd):
+for _command in (prepare_cmd, encode_boxes_cmd, train_cmd, sample_cmd, filter_cmd, balance_cmd, evaluate_cmd, metrics_cmd, export_cmd, push_cmd, demo_cmd):
     _command.register(app)
 
 

@@ -37,6 +37,8 @@ EXAMPLES = """
 
   defectsynth sample runs/toy-masks --num 500 --scheduler dpm --steps 20 --out synth/masks   [dim](unconditional)[/]
 
+  defectsynth sample my-org/defectsynth-wood --conditions data/wood:val --out synth/wood   [dim](a run pushed with `defectsynth push`: Hugging Face cache)[/]
+
   accelerate launch -m defectsynth sample runs/wood --out synth/wood   [dim](conditions split across GPUs; same output)[/]
 
   defectsynth sample --config sample.yaml --out synth/toy   [dim](options from a TOML/YAML file; the command line wins)[/]
@@ -63,6 +65,9 @@ A rerun with the same options skips the samples already written. Writes previews
   defectsynth sample --backend sd-adapter --plan plan.json --out synth/voc-sd ...   [dim](balance --plan-out: its dataset and split)[/]
 
   defectsynth sample --backend sd-adapter --preset voc-paper --conditions data/voc:train --out synth/voc-sd --base models/sdxl-base --adapter models/t2i-lineart-sdxl
+
+  defectsynth sample --backend sd-adapter --conditions data/voc:train --out synth/voc-sd \\
+      --base stabilityai/stable-diffusion-xl-base-1.0 --adapter TencentARC/t2i-adapter-lineart-sdxl-1.0 --prior canny   [dim](Hub ids: downloaded once into the Hugging Face cache)[/]
 
 Writes previews of the priors under [cyan]previews/[/]. Docs: docs/sd-adapter.md
 """
@@ -123,7 +128,7 @@ def check_backend_options(ctx: typer.Context, backend: Backend, run: Path | None
 def sample_command(
     ctx: typer.Context,
     out: OutOpt,
-    run: Annotated[Optional[Path], typer.Argument(metavar="RUN", help="Run folder written by `defectsynth train` (diffusion backend only).", show_default=False)] = None,
+    run: Annotated[Optional[Path], typer.Argument(metavar="RUN", help="Run folder written by `defectsynth train`, or a run pushed to the Hub (owner/name; diffusion backend only).", show_default=False)] = None,
     backend: Annotated[Backend, typer.Option("--backend", help="diffusion: sample RUN; sd-adapter: redraw the --conditions images with SDXL.")] = Backend.diffusion,
     conditions: Annotated[Optional[str], typer.Option("--conditions", help="DATASET[:split]: whose boxes (or masks, for --cond mask runs) condition the samples (diffusion; default: the run's training data) or whose images are redrawn (sd-adapter; default: the --plan's dataset).")] = None,
     plan: Annotated[Optional[Path], typer.Option("--plan", help="Generation plan from `balance --plan-out` (which condition images, how often). Diffusion: instead of --conditions and --num.")] = None,
@@ -141,15 +146,15 @@ def sample_command(
     onto: Annotated[Optional[str], _diff("Paint the defects into these images (a run trained with --context): a dataset folder, DIR:split or a folder of plain images, any size; the output equals them outside the boxes' region (docs/sample.md#onto-painting-into-real-images).", "--onto")] = None,
     placement: Annotated[Placement, _diff("With --onto: keep the condition boxes at their (scaled) positions, or move each to a random free place (seeded).", "--placement")] = Placement.keep,
     compile: Annotated[bool, _diff("Run the network through torch.compile (compiles first; measure before use, docs/benchmarks.md).", "--compile")] = False,
-    base: Annotated[Optional[Path], _sd("Local SDXL pipeline folder, e.g. stabilityai/stable-diffusion-xl-base-1.0 (required).", "--base")] = None,
-    adapter: Annotated[Optional[Path], _sd("Local T2I-Adapter folder, e.g. TencentARC/t2i-adapter-lineart-sdxl-1.0.", "--adapter")] = None,
-    controlnet: Annotated[Optional[Path], _sd("Local ControlNet folder instead of --adapter, e.g. diffusers/controlnet-canny-sdxl-1.0.", "--controlnet")] = None,
+    base: Annotated[Optional[Path], _sd("SDXL pipeline: a local folder or a Hub id, e.g. stabilityai/stable-diffusion-xl-base-1.0 (required).", "--base")] = None,
+    adapter: Annotated[Optional[Path], _sd("T2I-Adapter: a local folder or a Hub id, e.g. TencentARC/t2i-adapter-lineart-sdxl-1.0.", "--adapter")] = None,
+    controlnet: Annotated[Optional[Path], _sd("ControlNet instead of --adapter: a local folder or a Hub id, e.g. diffusers/controlnet-canny-sdxl-1.0.", "--controlnet")] = None,
     num_per_condition: Annotated[int, _sd("Without --plan: redraws per condition image.", "--num-per-condition")] = 1,
     prior: Annotated[Prior, _sd("Image prior: lineart (paper default), canny, sketch.", "--prior")] = Prior.lineart,
     prior_weights: Annotated[Optional[Path], _sd("Folder with the detector safetensors: lineart.safetensors and/or sketch.safetensors (docs/sd-adapter.md#priors).", "--prior-weights")] = None,
     blend: Annotated[str, _sd("w1,w2 of V = w1*prior(image) + w2*prior(mask) (paper eq. 4).", "--blend")] = "0.7,0.9",
     captions: Annotated[Optional[Path], _sd('JSON lines {"stem": ..., "caption": ...}.', "--captions")] = None,
-    captioner: Annotated[Optional[Path], _sd("Local captioning model folder, e.g. Salesforce/blip2-opt-2.7b.", "--captioner")] = None,
+    captioner: Annotated[Optional[Path], _sd("Captioning model: a local folder or a Hub id, e.g. Salesforce/blip2-opt-2.7b.", "--captioner")] = None,
     prompt_template: Annotated[Optional[str], _sd("Prompt with {classes} and/or {caption}; default '{caption}; {classes}'.", "--prompt-template")] = None,
     negative_prompt: Annotated[Optional[str], _sd("Negative prompt for every image.", "--negative-prompt")] = None,
     conditioning_scale: Annotated[float, _sd("Adapter / ControlNet conditioning scale.", "--conditioning-scale")] = 1.0,
@@ -181,7 +186,7 @@ def sample_command(
     from defectsynth.data import Dataset
 
     if base is None:
-        raise OptionError("--base (a local SDXL pipeline folder) is required with --backend sd-adapter")
+        raise OptionError("--base (an SDXL pipeline folder or Hub id) is required with --backend sd-adapter")
     written = sample_sd(
         conditions, out, base, adapter=adapter, controlnet=controlnet, plan=plan, num_per_condition=num_per_condition,
         prior=prior.value, prior_weights=prior_weights, blend=blend, captions=captions, captioner=captioner,

@@ -27,6 +27,8 @@ EXAMPLES = """
 
   defectsynth train data/toy --finetune runs/toy-isdm --drop-rate 0.2 --out runs/toy-isdm-ft   [dim](--cond/--target/--model/--size: the run's)[/]
 
+  defectsynth train data/wood --finetune my-org/defectsynth-wood --epochs 50 --out runs/wood-ft   [dim](a run pushed with `defectsynth push`)[/]
+
   defectsynth train data/toy --cond none --target mask --latent models/vae --out runs/toy-masks-latent   [dim](latent All-Latent)[/]
 
   defectsynth train data/toy --out runs/toy-basd --resume   [dim](continue from the last checkpoint)[/]
@@ -139,7 +141,7 @@ def train_command(
     checkpoints_total_limit: Annotated[Optional[int], typer.Option("--checkpoints-total-limit", help="Keep only the newest K checkpoints.")] = 2,
     patience_steps: Annotated[Optional[int], typer.Option("--patience-steps", help="Stop when the epoch loss has not improved for this many steps.")] = None,
     resume: Annotated[bool, typer.Option("--resume", help="Continue from the newest checkpoint in --out (starts fresh when there is none).")] = False,
-    finetune: Annotated[Optional[Path], typer.Option("--finetune", help="Start from the weights of this run folder; --cond, --target, --model and --size left out are the run's.")] = None,
+    finetune: Annotated[Optional[Path], typer.Option("--finetune", help="Start from the weights of this run folder (or a run pushed to the Hub: owner/name); --cond, --target, --model and --size left out are the run's.")] = None,
     split: SplitNameOpt = None,
     latent: Annotated[Optional[Path], typer.Option("--latent", help="Local diffusers AutoencoderKL or VQModel folder: run diffusion on its latents (All-Latent).")] = None,
     context: Annotated[bool, typer.Option("--context", help="Also condition on the real image outside the boxes (and the region as a channel) and learn only inside the boxes, dilated by --context-margin: for `sample --onto` (docs/train.md#context-painting-into-real-images). With --cond basd|boxmask, --target joint.")] = False,

@@ -1,8 +1,9 @@
-"""Loading local Stable Diffusion XL pipelines (T2I-Adapter or ControlNet) and generating with them.
+"""Loading Stable Diffusion XL pipelines (T2I-Adapter or ControlNet) and generating with them.
 
-Everything is loaded from folders on disk written by ``save_pretrained`` or downloaded with
-``huggingface-cli download`` (docs/sd-adapter.md): ``local_files_only=True`` and
-``use_safetensors=True``, so nothing is fetched from the network and nothing is unpickled.
+Everything is loaded from folders on disk (``local_files_only=True``, ``use_safetensors=True``:
+nothing is unpickled): folders written by ``save_pretrained``, or Hub ids (``owner/name``), which
+:func:`defectsynth.hub.resolve` downloads into the Hugging Face cache first (JSON, safetensors and
+tokenizer files only; ``HF_HUB_OFFLINE=1`` reads the cache alone).
 
 - ``--base DIR``: an SDXL pipeline folder (``model_index.json``, ``unet/``, ``vae/``,
   ``text_encoder/``, ``text_encoder_2/``, ``tokenizer/``, ``tokenizer_2/``, ``scheduler/``),
@@ -48,7 +49,9 @@ def check_folder(path: str | Path | None, option: str, marker: str) -> Path:
     """``path`` as a Path if it is a folder holding ``marker``, else one error line naming ``option``."""
     if path is None:
         raise OptionError(f"{option} is required")
-    path = Path(path)
+    from defectsynth.hub import MODEL_FILES, PIPELINE_FILES, resolve
+
+    path = resolve(path, option, PIPELINE_FILES if marker == "model_index.json" else MODEL_FILES)  # a Hub id: its cached download
     if not path.is_dir():
         raise MissingDependencyError(f"{option}: model folder not found (download it first, docs/sd-adapter.md)", path)
     if not (path / marker).is_file():

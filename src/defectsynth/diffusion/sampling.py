@@ -69,7 +69,9 @@ class Run:
 
     @classmethod
     def open(cls, root: str | Path) -> "Run":
-        root = Path(root)
+        from defectsynth.hub import resolve_run
+
+        root = resolve_run(root)  # a Hub id (owner/name): its cached download
         if not (root / "run.json").is_file():
             raise DatasetError("not a run folder: run.json is missing (create one with `defectsynth train`)", root)
         return cls(root, read_run_json(root / "run.json"))
@@ -503,7 +505,10 @@ def draw(
     A batch's files are written (PNG encoding, fsync) by one writer thread while the next batch
     denoises; at most one batch waits, and a writing error stops the loop at the next batch.
     """
-    a, layout, size = run.args, run.layout, tuple(run.info["size"])
+    from defectsynth.pipeline import draw_jobs, sampling_pipeline
+
+    a = run.args
+    pipe = sampling_pipeline(model, run, settings) if autoencoder is None else None
     bar = make_progress()
     bar.disable = not progress
     with bar, ThreadPoolExecutor(max_workers=1, thread_name_prefix="defectsynth-writer") as writer:
@@ -514,21 +519,26 @@ def draw(
                 finish_writing(writing, bar, task)
                 writing = None
             batch = jobs[start : start + batch_size]
-            cond = torch.stack([job_condition(j, size, a["cond"], run.info["num_classes"], a.get("class_fill", "inside")) for j in batch]).to(device)
-            sampler = make_sampler(settings["sampler"], settings["steps"], a["variance"], settings["rescale"], scheduler_prediction(run.prediction))
-            if autoencoder is not None:
-                from defectsynth.diffusion.latent import decode_samples, resize_condition
-
-                cond = resize_condition(cond, tuple(run.info["latent"]["size"]))
-            generators = sample_generators(settings["seed"], [j.index for j in batch])
-            x = denoise(model, layout, sampler, cond, generators, settings["guidance"], run.prediction, rows)
-            if autoencoder is not None:
-                decoded = decode_samples(autoencoder, x, a["target"], run.info["num_classes"], class_palette(run.classes), rows)
+            if pipe is not None:  # pixel space: the model step is DefectsynthPipeline's (defectsynth.pipeline)
+                decoded = draw_jobs(pipe, batch, settings, rows)
             else:
-                decoded = [decode(xi, a["target"], run.info["num_classes"], run.classes, layout.image_channels) for xi in x]
+                decoded = latent_batch(model, run, batch, settings, device, autoencoder, rows)
             finish_writing(writing, bar, task)
             writing = writer.submit(write_batch, out, a, batch, decoded)
         finish_writing(writing, bar, task)
+
+
+def latent_batch(model, run: Run, batch: list[Job], settings: dict[str, Any], device, autoencoder, rows: int | None) -> list:
+    """(image, mask, invalid codes) of each job of a run on latents: denoise latents, then decode them."""
+    from defectsynth.diffusion.latent import decode_samples, resize_condition
+
+    a, size = run.args, tuple(run.info["size"])
+    cond = torch.stack([job_condition(j, size, a["cond"], run.info["num_classes"], a.get("class_fill", "inside")) for j in batch]).to(device)
+    sampler = make_sampler(settings["sampler"], settings["steps"], a["variance"], settings["rescale"], scheduler_prediction(run.prediction))
+    cond = resize_condition(cond, tuple(run.info["latent"]["size"]))
+    generators = sample_generators(settings["seed"], [j.index for j in batch])
+    x = denoise(model, run.layout, sampler, cond, generators, settings["guidance"], run.prediction, rows)
+    return decode_samples(autoencoder, x, a["target"], run.info["num_classes"], class_palette(run.classes), rows)
 
 
 def finish_writing(writing: Future | None, bar, task) -> None:

@@ -55,6 +55,7 @@ from defectsynth.checks import check_at_least, check_choice
 from defectsynth.encoding import CLASS_FILLS
 from defectsynth.presets import applies_preset
 from defectsynth.errors import DatasetError, DefectsynthError, OptionError, OutputExistsError, TrainingError
+from defectsynth.hub import resolve_run
 from defectsynth.locks import writes_output
 from defectsynth.progress import make_progress, track
 from defectsynth.ranks import one_outcome, raise_reported, report
@@ -612,6 +613,7 @@ def train(
     ``nearest`` box, Algorithm 1), ``dropout`` (the network's; None = the model size's). ``preset``:
     a paper preset (:mod:`defectsynth.presets`) filling every option not given; recorded as ``args.preset``.
     """
+    finetune = resolve_run(finetune, "--finetune") if finetune else None  # a Hub id (owner/name): its cached download
     if crop is not None and not context:
         raise OptionError("--crop needs --context: windows of an image are trained with the image around them")
     given_size = size
@@ -677,6 +679,10 @@ def train(
             if previous is None:
                 out.mkdir(parents=True, exist_ok=True)
                 write_json(out / "run.json", run_json(args, ds, split, data, config, layout, latent_info))
+            if not (out / "model_index.json").is_file():  # the run folder is a diffusers pipeline (defectsynth.pipeline)
+                from defectsynth.pipeline import write_model_index
+
+                write_model_index(out)
             ckpt.save_pretrained_atomic(scheduler, out / "scheduler")  # a kill never leaves half a config
     net, optimizer = accelerator.prepare(net, optimizer)
     if compile:
