@@ -228,7 +228,7 @@ def test_disk_full_while_saving_keeps_the_previous_checkpoint_and_resumes(data16
             "--checkpoint-every", "2", "--preview-every", "0", "--no-progress"]
     line = _one_line_error(CliRunner().invoke(app, args))
     assert f"{run}: cannot write checkpoint-4 (No space left on device)" in line and "checkpoint-2/ and the weights before it are intact" in line
-    assert sorted(p.name for p in run.iterdir()) == ["checkpoint-2", "log.jsonl", "loss.png", "run.json", "scheduler", "unet", "unet_ema"]  # no partial folder
+    assert sorted(p.name for p in run.iterdir()) == ["checkpoint-2", "log.jsonl", "loss.png", "model_index.json", "run.json", "scheduler", "unet", "unet_ema"]  # no partial folder
     assert [p.name for p in ckpt.checkpoint_dirs(run)] == ["checkpoint-2"]
     _assert_checkpoints_load(run)
     # weights: a full disk while writing unet_ema/ leaves the previous unet_ema/ as it was
