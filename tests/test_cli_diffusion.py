@@ -23,6 +23,7 @@ def test_train_options_map_to_the_core_function(runner, tmp_path):
             "--lr-warmup-steps", "7", "--lr-schedule", "cosine", "--channels", "grey",
             "--checkpoint-every", "5", "--checkpoints-total-limit", "3", "--patience-steps", "50", "--resume",
             "--finetune", "runs/base", "--split", "train", "--max-grad-norm", "0.5", "--preview-every", "0", "--no-progress",
+            "--report-to", "tensorboard",
         ])
     assert result.exit_code == 0, result.output
     args, kwargs = core.call_args
@@ -33,7 +34,7 @@ def test_train_options_map_to_the_core_function(runner, tmp_path):
         "ema_decay": 0.99, "prediction": "v", "mask_prediction": "epsilon", "mask_loss_weight": 3.0, "min_snr_gamma": 5.0, "self_cond": True,
         "lr_warmup_steps": 7, "lr_schedule": "cosine", "channels": "grey", "mixed_precision": "bf16", "compile": True, "checkpoint_every": 5, "checkpoints_total_limit": 3,
         "patience_steps": 50, "resume": True, "finetune": Path("runs/base"), "split": "train", "latent": None, "max_grad_norm": 0.5,
-        "preview_every": 0, "progress": False,
+        "preview_every": 0, "progress": False, "report_to": "tensorboard",
     }
 
 
