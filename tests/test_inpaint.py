@@ -104,6 +104,9 @@ def test_resume_of_a_context_run_equals_the_uninterrupted_run(data64, tmp_path, 
     assert all(torch.allclose(a[k], b[k], atol=1e-6) for k in a)
     with pytest.raises(OptionError, match="--crop"):
         train(data64, out=tmp_path / "parts", context=True, crop=16, max_steps=4, resume=True, **TINY)
+    with pytest.raises(OptionError, match="--class-fill nearest cannot be used with --context"):  # context windows fill inside boxes
+        train(data64, out=tmp_path / "nearest", context=True, crop=32, class_fill="nearest", max_steps=1, **TINY)
+    assert not (tmp_path / "nearest").exists()
 
 
 def test_onto_keeps_the_input_exactly_outside_the_region(context_run, data64, plain, tmp_path):

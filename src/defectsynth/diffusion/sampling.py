@@ -415,10 +415,10 @@ def sample(
     compile: run the network's forward through ``torch.compile``. onto: a folder of images (a
     dataset folder, ``DIR:split`` or plain images) to paint the conditions' boxes into, with a run
     trained with ``--context``; placement: keep | random, where the boxes go (:mod:`inpaint`).
-    force_guidance: apply
-    ``guidance`` to a run trained without a drop rate too (its null-condition output was never
-    trained; what the thesis did for its non-finetuned ISDM models, section 6.2). preset: a paper
-    preset (:mod:`defectsynth.presets`), recorded in ``dataset.json`` ``source.preset``. Returns the manifest.
+    force_guidance: apply ``guidance`` to a run trained without a drop rate too (its
+    null-condition output was never trained; what the thesis did for its non-finetuned ISDM
+    models, section 6.2). preset: a paper preset (:mod:`defectsynth.presets`), recorded in
+    ``dataset.json`` ``source.preset``. Returns the manifest.
     """
     state = make_state()
     the_run = Run.open(run)

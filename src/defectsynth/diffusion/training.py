@@ -217,6 +217,8 @@ def check_paper_switches(args: dict[str, Any]) -> None:
     check_choice("--class-fill", args["class_fill"], CLASS_FILLS)
     if args["class_fill"] != "inside" and args["cond"] != "basd":
         raise OptionError(f"--class-fill {args['class_fill']}: only --cond basd has a C-BASD class map, not --cond {args['cond']}")
+    if args["class_fill"] != "inside" and args.get("context"):  # the windows of diffusion/context.py fill inside boxes
+        raise OptionError(f"--class-fill {args['class_fill']} cannot be used with --context: its windows fill the class map inside the boxes")
     if args["dropout"] is not None and not 0.0 <= args["dropout"] < 1.0:
         raise OptionError(f"--dropout: must lie in [0, 1), got {args['dropout']}")
 
@@ -603,10 +605,9 @@ def train(
     learned; None = learned (L_hybrid) for cond ``mask``, as ISDM, else fixed. compile: run the
     network's forward through ``torch.compile``. report_to: none | tensorboard | wandb: also log
     loss, lr and previews through Accelerate's trackers (:mod:`defectsynth.diffusion.trackers`).
-    context: also condition on the image outside the
-    boxes (dilated by ``context_margin`` px) and learn only inside them
-    (:mod:`~defectsynth.diffusion.context`); crop: train on ``crop`` x ``crop`` windows at native
-    resolution (with ``context``; not with ``size``).
+    context: also condition on the image outside the boxes (dilated by ``context_margin`` px) and
+    learn only inside them (:mod:`~defectsynth.diffusion.context`); crop: train on ``crop`` x
+    ``crop`` windows at native resolution (with ``context``; not with ``size``).
     The keyword arguments are written to ``run.json`` (paths as strings); ``progress`` is not.
     Paper switches (:func:`check_paper_switches`): ``flip`` (random flips), ``weights`` (``best``
     training loss or ``final`` epoch in ``unet/``), ``class_fill`` (C-BASD ``inside`` boxes or
