@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import torch
 
+from _launch import two_cpu_processes
 from defectsynth.cli import app
 from defectsynth.data import Dataset
 from defectsynth.data.prepare import prepare
@@ -169,10 +170,7 @@ def test_cells_are_shared_over_two_processes(toy_dataset, synthetic, tmp_path):
     from pathlib import Path
 
     out = tmp_path / "two"
-    src = str(Path(__file__).resolve().parents[1] / "src")
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": src + os.pathsep + os.environ.get("PYTHONPATH", "")}
-    launch = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
-              "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port", "29533"]
+    launch, env = two_cpu_processes()
     command = ["-m", "defectsynth", "evaluate", "--real", str(toy_dataset), "--synthetic", str(synthetic), "--out", str(out),
                "--models", "unet", "--encoder", TINY["encoder"], "--encoder-weights", "none", "--epochs", "1", "--size", "32",
                "--batch-size", "4", "--repeats", "2", "--mix", "R=all,S=0;R=0,S=all", "--no-progress", "--model-kwargs", json.dumps(TINY["model_kwargs"])]

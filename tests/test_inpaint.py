@@ -5,9 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -15,6 +13,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+from _launch import two_cpu_processes
 from defectsynth.cli import app
 from defectsynth.data import Box, Dataset
 from defectsynth.data.files import read_image, write_image
@@ -210,9 +209,8 @@ def test_onto_needs_a_context_run(data64, plain, tmp_path, one_thread):
 
 def test_two_processes_paint_what_one_paints(context_run, data64, plain, tmp_path):
     """``accelerate launch`` with two CPU processes (as tests/test_train_sample.py) writes the bytes one process writes."""
-    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[1] / "src"), "OMP_NUM_THREADS": "1", "CUDA_VISIBLE_DEVICES": ""}
-    launch = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1", "--main_process_port", "0",
-              "--mixed_precision", "no", "--dynamo_backend", "no", "-m", "defectsynth"]
+    launch, env = two_cpu_processes()
+    launch = [*launch, "-m", "defectsynth"]
     options = dict(onto=plain, conditions=f"{data64}:train", num=3, placement="random", seed=4, batch_size=2, **FAST)
     subprocess.run([*launch, "sample", str(context_run), "--out", str(tmp_path / "two"), "--onto", str(plain), "--conditions", f"{data64}:train",
                     "--num", "3", "--placement", "random", "--seed", "4", "--batch-size", "2", "--scheduler", "ddim", "--steps", "2", "--no-progress"],

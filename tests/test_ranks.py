@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 
+from _launch import two_cpu_processes
 from defectsynth.data.prepare import prepare
 
 SCRIPT = r'''
@@ -78,9 +79,8 @@ def _launch(tmp_path: Path, fault: str, args: list[str]) -> list[str]:
     process's one error line after checking that both exited with code 2."""
     script = tmp_path / "launch_one.py"
     script.write_text(SCRIPT)
-    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[1] / "src"), "OMP_NUM_THREADS": "1", "CUDA_VISIBLE_DEVICES": "", "COLUMNS": "300"}
-    launch = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
-              "--mixed_precision", "no", "--dynamo_backend", "no", str(script), str(tmp_path), fault]
+    launch, env = two_cpu_processes(COLUMNS="300")
+    launch = [*launch, str(script), str(tmp_path), fault]
     done = subprocess.run([*launch, *args], capture_output=True, env=env, timeout=300)
     lines = []
     for rank in (0, 1):

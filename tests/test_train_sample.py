@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -16,6 +14,7 @@ from PIL import Image
 from safetensors.torch import load_file
 from typer.testing import CliRunner
 
+from _launch import two_cpu_processes
 from defectsynth.cli import app
 from defectsynth.data import Dataset
 from defectsynth.data.prepare import prepare
@@ -208,9 +207,8 @@ def test_two_processes_train_and_sample_like_one(tmp_path):
     difference (another batch, other noise: the losses differ by whole percents)."""
     data = tmp_path / "toy"
     prepare("toy", data, num=10, size="16", seed=1, split="0.8,0.1,0.1")  # 8 training images: no padding
-    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[1] / "src"), "OMP_NUM_THREADS": "1", "CUDA_VISIBLE_DEVICES": ""}
-    launch = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
-              "--mixed_precision", "no", "--dynamo_backend", "no", "-m", "defectsynth"]
+    launch, env = two_cpu_processes()
+    launch = [*launch, "-m", "defectsynth"]
     common = ["--no-progress"]
     # float32 on both sides: bf16 autocast (train's auto on CPUs with AVX512-BF16) rounds batches of 2 and 4 apart by ~1e-3
     options = {"model": "tiny", "epochs": 2, "lr": 1e-3, "split": "train", "preview_every": 0, "mixed_precision": "no"}
