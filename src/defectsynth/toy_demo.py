@@ -143,7 +143,8 @@ def demo_layout() -> tuple[str, ...]:
 
 def write_previews(real: Path, synthetic: Path, folder: Path) -> None:
     """``real.png`` and ``synthetic.png``: the first test conditions and their samples, row by row."""
-    from defectsynth.diffusion.previews import class_palette, preview_grid, preview_row, viewing_scale
+    from defectsynth.data.colors import class_palette
+    from defectsynth.diffusion.previews import preview_grid, preview_row, viewing_scale
 
     synth = Dataset(synthetic)
     real_ds = Dataset(real)
