@@ -26,7 +26,6 @@ class Pushed:
     files: list[str]
 
 
-
 def push(run: str | Path, repo_id: str, *, private: bool = False, token: str | None = None, commit_message: str | None = None) -> Pushed:
     """Upload the run folder ``run`` to the Hub model repository ``repo_id`` (created if missing;
     ``private`` for a new one). The resume checkpoints stay local (:data:`RUN_FILES`).
@@ -53,7 +52,6 @@ def push(run: str | Path, repo_id: str, *, private: bool = False, token: str | N
     except (HfHubHTTPError, OSError, ValueError) as err:
         raise OptionError(f"cannot push to {repo_id} ({summary(err)}); log in with `hf auth login`, or pass --token") from None
     return Pushed(repo_id, str(url), files)
-
 
 
 def _uploaded(relative: Path) -> bool:

@@ -23,13 +23,11 @@ def sample_generators(seed: int, indices: list[int]) -> list[torch.Generator]:
     return [torch.Generator().manual_seed(derived_seed(seed, i, 0x5A3F)) for i in indices]
 
 
-
 def pad_rows(x: torch.Tensor, rows: int | None) -> torch.Tensor:
     """``x`` with zero rows appended up to ``rows`` (``None`` or fewer: ``x`` as it is)."""
     if rows is None or len(x) >= rows:
         return x
     return torch.cat([x, x.new_zeros((rows - len(x), *x.shape[1:]))])
-
 
 
 def fixed_rows(fn, x: torch.Tensor, rows: int | None) -> torch.Tensor:
@@ -42,7 +40,6 @@ def fixed_rows(fn, x: torch.Tensor, rows: int | None) -> torch.Tensor:
     same bytes (another ``--batch-size`` gives another shape).
     """
     return fn(pad_rows(x, rows))[: len(x)]
-
 
 
 @torch.no_grad()
@@ -92,7 +89,6 @@ def denoise(
         if keep is not None:
             x = keep(x, i + 1)
     return x.clamp(-1.0, 1.0)
-
 
 
 def decode(

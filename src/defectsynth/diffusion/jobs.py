@@ -32,14 +32,12 @@ class Job:
     mask: np.ndarray | None = None  # cond mask: the (augmented) condition mask, (H, W) uint8
 
 
-
 def job_condition(job: Job, size: tuple[int, int], cond: str, num_classes: int, class_fill: str = "inside") -> torch.Tensor:
     """(C_c, H, W) condition of one job: the one-hot mask for cond ``mask``, else the box maps
     (``class_fill``: the run's ``train --class-fill``)."""
     if cond == "mask":
         return onehot_tensor(job.mask, num_classes)
     return condition_tensor(job.boxes, size, cond, num_classes, class_fill)
-
 
 
 def parse_conditions(text: str | None, run: Run) -> tuple[Path, str | None]:
@@ -53,7 +51,6 @@ def parse_conditions(text: str | None, run: Run) -> tuple[Path, str | None]:
     if not (path / "dataset.json").is_file():
         raise OptionError(f"--conditions: {path} is not a dataset folder (expected DATASET[:split])")
     return path, split
-
 
 
 def plan_jobs(run: Run, conditions: str | None, num: int | None, mask_augment: bool = False, seed: int = 0) -> tuple[list[Job], dict[str, Any]]:
@@ -79,7 +76,6 @@ def plan_jobs(run: Run, conditions: str | None, num: int | None, mask_augment: b
     total = len(stems) if num is None else num
     pairs = [(f"{stem}-{k}", stem) for k in range(reps) for stem in stems][:total]
     return condition_jobs(run, ds, pairs, mask_augment, seed), {"dataset": str(path.resolve()), "split": split, "mask_augment": mask_augment}
-
 
 
 def condition_jobs(run: Run, ds: Dataset, pairs: list[tuple[str, str]], mask_augment: bool = False, seed: int = 0) -> list[Job]:
@@ -108,7 +104,6 @@ def condition_jobs(run: Run, ds: Dataset, pairs: list[tuple[str, str]], mask_aug
         for job in jobs:
             job.boxes = boxes_from_mask(job.mask)
     return jobs
-
 
 
 def plan_file_jobs(run: Run, plan: str | Path, mask_augment: bool = False, seed: int = 0) -> tuple[list[Job], dict[str, Any]]:

@@ -39,7 +39,6 @@ def check_output(out: Path, settings: dict[str, Any], overwrite: bool) -> str:
     return "replace"
 
 
-
 def open_output(out: Path, settings: dict[str, Any], action: str) -> None:
     """Main process: (re)create the folder layout and write the settings marker."""
     if action == "replace":
@@ -51,7 +50,6 @@ def open_output(out: Path, settings: dict[str, Any], action: str) -> None:
     write_json(out / ".sampling" / "settings.json", settings)
 
 
-
 def write_sample(out: Path, job: Job, image: np.ndarray, mask: np.ndarray | None, boxes: list[Box], invalid: int) -> None:
     """Write one sample's files atomically; its ``.sampling/<stem>.json`` last marks it done."""
     write_image(out / "images" / f"{job.stem}.png", image)
@@ -61,10 +59,8 @@ def write_sample(out: Path, job: Job, image: np.ndarray, mask: np.ndarray | None
     write_json(out / ".sampling" / f"{job.stem}.json", {"index": job.index, "condition": job.condition, "invalid_codes": invalid})
 
 
-
 def is_done(out: Path, job: Job) -> bool:
     return (out / ".sampling" / f"{job.stem}.json").is_file()
-
 
 
 def my_pending_jobs(state, out: Path, settings: dict[str, Any], overwrite: bool, jobs: list[Job]) -> list[Job]:
@@ -77,7 +73,6 @@ def my_pending_jobs(state, out: Path, settings: dict[str, Any], overwrite: bool,
             open_output(out, settings, action)
     pending = [j for j in jobs if not is_done(out, j)]
     return pending[state.process_index :: state.num_processes]
-
 
 
 def write_manifest(out: Path, run: Run, jobs: list[Job], settings: dict[str, Any]) -> Manifest:

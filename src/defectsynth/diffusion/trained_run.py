@@ -13,7 +13,7 @@ from defectsynth.diffusion.models import Layout
 from defectsynth.diffusion.schedules import DEFAULT_STEPS, RESCALE_MIN_STEPS
 from defectsynth.hub import resolve_run
 from defectsynth.errors import DatasetError
-from defectsynth.formats.run import read_run_json
+from defectsynth.formats.run import read_run_folder, weights_folder
 
 
 @dataclass
@@ -26,9 +26,7 @@ class Run:
     @classmethod
     def open(cls, root: str | Path) -> "Run":
         root = resolve_run(root)  # a Hub id (owner/name): its cached download
-        if not (root / "run.json").is_file():
-            raise DatasetError("not a run folder: run.json is missing (create one with `defectsynth train`)", root)
-        return cls(root, read_run_json(root / "run.json"))
+        return cls(root, read_run_folder(root))
 
     @property
     def args(self) -> dict[str, Any]:
@@ -59,11 +57,10 @@ class Run:
     def load_unet(self, ema: bool = True):
         from defectsynth.diffusion.models import load_network
 
-        folder = self.root / "unet_ema" if ema and (self.root / "unet_ema").is_dir() else self.root / "unet"
+        folder = weights_folder(self.root, ema)
         if not (folder / "config.json").is_file():
             raise DatasetError("the run has no weights yet (unet/ appears after its first epoch)", self.root)
         return load_network(folder).eval().requires_grad_(False)
-
 
 
 def run_defaults(run: Run, scheduler: str, steps: int | None, rescale: bool | None, guidance: float | None) -> tuple[int | None, bool, float]:

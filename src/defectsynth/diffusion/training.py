@@ -54,7 +54,7 @@ from defectsynth.checks import check_at_least, check_choice
 from defectsynth.encoding import CLASS_FILLS
 from defectsynth.presets import applies_preset
 from defectsynth.errors import DefectsynthError, OptionError, OutputExistsError, TrainingError
-from defectsynth.formats.run import RUN_FORMAT, read_run_json
+from defectsynth.formats.run import RUN_FORMAT, read_run_json, weights_folder
 from defectsynth.hub import resolve_run
 from defectsynth.locks import writes_output
 from defectsynth.progress import make_progress, track
@@ -269,7 +269,7 @@ def build_model(config: dict[str, Any], finetune: str | None) -> torch.nn.Module
     model = build_unet(config)
     if finetune:
         source = Path(finetune)
-        folder = source / "unet_ema" if (source / "unet_ema").is_dir() else source / "unet"
+        folder = weights_folder(source)
         if not (folder / "config.json").is_file():
             raise OptionError(f"--finetune: {source} has no unet/ weights yet")
         loaded = load_network(folder)

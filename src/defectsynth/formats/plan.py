@@ -22,9 +22,8 @@ from defectsynth.errors import DatasetError
 PLAN_FORMAT = 1
 
 
-
 def read_plan(path: str | Path) -> list[tuple[str, int]]:
-    """Read and validate a plan file written by :func:`plan_balance`: [(condition stem, repeats), ...]."""
+    """Read and validate a plan file written by :func:`~defectsynth.balancing.plan_balance`: [(condition stem, repeats), ...]."""
     path = Path(path)
     data = read_json(path)
     if not isinstance(data, dict) or not isinstance(data.get("plan"), list):
@@ -46,14 +45,12 @@ def read_plan(path: str | Path) -> list[tuple[str, int]]:
     return plan
 
 
-
 def _is_plan(path: Path) -> bool:
     try:
         read_plan(path)
     except DatasetError:
         return False
     return True
-
 
 
 def plan_dataset(path: str | Path) -> tuple[Path, str | None]:
@@ -64,7 +61,6 @@ def plan_dataset(path: str | Path) -> tuple[Path, str | None]:
         raise DatasetError(f"the plan's dataset {folder!r} is not a dataset folder", path)
     split = data.get("split")
     return Path(folder), split if isinstance(split, str) else None
-
 
 
 def planned_samples(plan: list[tuple[str, int]]) -> list[tuple[str, str]]:

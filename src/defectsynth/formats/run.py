@@ -7,7 +7,7 @@
       scheduler/scheduler_config.json
       checkpoint-<step>/         resume state (:mod:`defectsynth.diffusion.checkpoint`)
 
-This module reads and checks run.json.
+This module holds the layout, reads and checks run.json and picks the weights folder.
 """
 
 from __future__ import annotations
@@ -18,9 +18,10 @@ from typing import Any
 from defectsynth.data.files import check_format, read_json
 from defectsynth.errors import DatasetError
 
-
 RUN_FORMAT = 1
-
+CHECKPOINT_PREFIX = "checkpoint-"
+# Every file train writes in a run folder (data.writer.in_layout patterns): what demo --overwrite may replace.
+RUN_LAYOUT = ("run.json", "log.jsonl", "loss.png", "unet/*", "unet_ema/*", "scheduler/*", f"{CHECKPOINT_PREFIX}*/*", "previews/*.png")
 
 # What sampling and resuming read from run.json, with its JSON type.
 RUN_KEYS = {"args": dict, "classes": list, "num_classes": int, "dataset": dict, "size": list, "layout": dict}
@@ -33,3 +34,15 @@ def read_run_json(path: Path) -> dict[str, Any]:
     if wrong:
         raise DatasetError(f"not a run.json written by defectsynth train: {', '.join(wrong)} missing or of the wrong type", path)
     return info
+
+
+def read_run_folder(root: Path) -> dict[str, Any]:
+    """The checked run.json of the run folder ``root``; a folder without one is refused."""
+    if not (root / "run.json").is_file():
+        raise DatasetError("not a run folder: run.json is missing (create one with `defectsynth train`)", root)
+    return read_run_json(root / "run.json")
+
+
+def weights_folder(root: Path, ema: bool = True) -> Path:
+    """``unet_ema/`` when ``ema`` and the run has it, else ``unet/``."""
+    return root / "unet_ema" if ema and (root / "unet_ema").is_dir() else root / "unet"
