@@ -32,7 +32,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
         "defectsynth.data.sources", "defectsynth.data.prepare", "defectsynth.data.export", "defectsynth.pipeline",
         "defectsynth.data.resize_loss", "defectsynth.hub", "defectsynth.hub_push", "defectsynth.toy_demo", "defectsynth.presets", "defectsynth.config_files",
     )),
-    ("formats", ("defectsynth.formats", "defectsynth.data.dataset", "defectsynth.data.writer")),
+    ("formats", ("defectsynth.formats",)),
     ("base", (
         "defectsynth.errors", "defectsynth.checks", "defectsynth.progress", "defectsynth.ranks", "defectsynth.locks",
         "defectsynth.devices", "defectsynth.seeds", "defectsynth.data.files",

@@ -30,12 +30,11 @@ from typing import Any
 
 import numpy as np
 
-from defectsynth.data.dataset import Dataset, check_same_classes
 from defectsynth.data.files import write_json
 from defectsynth.data.model import Manifest
-from defectsynth.data.writer import DatasetWriter, check_output_dir
 from defectsynth.errors import DatasetError, OptionError
 from defectsynth.formats.conditions import copy_conditions
+from defectsynth.formats.dataset import Dataset, DatasetWriter, check_output_dir, check_same_classes
 from defectsynth.formats.plan import check_plan_out, plan_json, planned_samples, read_plan  # noqa: F401  (read_plan, planned_samples: documented here)
 from defectsynth.metrics.distribution import classes_in, count_images, distribution_report
 from defectsynth.progress import track

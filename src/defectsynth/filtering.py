@@ -43,16 +43,15 @@ import torch.nn.functional as F
 from torch import nn
 
 from defectsynth.checks import check_at_least
-from defectsynth.data.dataset import Dataset, check_same_classes
 from defectsynth.data.files import write_json
 from defectsynth.data.model import IGNORE_INDEX, Box, Manifest, Sample, boxes_to_array
 from defectsynth.data.resize import parse_size
-from defectsynth.data.writer import DatasetWriter, check_output_dir
 from defectsynth.errors import DatasetError, OptionError
 from defectsynth.evaluation.data import normalise, read_pair
 from defectsynth.evaluation.grid import VAL_FRACTION, holdout
 from defectsynth.evaluation.training import TrainConfig, train_model
 from defectsynth.formats.conditions import copy_conditions
+from defectsynth.formats.dataset import Dataset, DatasetWriter, check_output_dir, check_same_classes
 from defectsynth.formats.segmenter import load_model, save_model
 from defectsynth.devices import pick_device
 from defectsynth.metrics.distribution import sample_classes

@@ -228,7 +228,7 @@ class DefectsynthPipeline(DiffusionPipeline):
 
     def check_boxes(self, i: int, boxes) -> list[Box]:
         """Image ``i``'s boxes (``Box`` or boxes/<stem>.json dicts), read as a boxes file is (``parse_boxes``)."""
-        from defectsynth.data.dataset import parse_boxes
+        from defectsynth.formats.dataset import parse_boxes
 
         height, width = self.config.run["size"]
         items = [b.to_json() if isinstance(b, Box) else b for b in boxes] if isinstance(boxes, (list, tuple)) else boxes

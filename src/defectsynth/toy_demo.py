@@ -27,8 +27,8 @@ from typing import Any
 
 from defectsynth.data import Dataset
 from defectsynth.data.files import write_image, write_json
-from defectsynth.data.writer import DATASET_LAYOUT, check_replaceable, nested
 from defectsynth.errors import OutputExistsError
+from defectsynth.formats.dataset import DATASET_LAYOUT, check_replaceable, nested
 from defectsynth.locks import writes_output
 
 # Settings per variant: the full demo trains for about 8 minutes on 2 CPU cores. With the default
@@ -133,7 +133,7 @@ def verdict(report: dict[str, Any]) -> dict[str, Any]:
 
 
 def demo_layout() -> tuple[str, ...]:
-    """Every file the demo writes (data.writer.in_layout patterns): what --overwrite may replace."""
+    """Every file the demo writes (formats.dataset.in_layout patterns): what --overwrite may replace."""
     from defectsynth.formats.run import RUN_LAYOUT
     from defectsynth.formats.report import REPORT_LAYOUT
 

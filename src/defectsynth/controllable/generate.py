@@ -6,7 +6,7 @@ Class-Prompt Appending, (2) blend the image's visual prior with the edges of its
 boxes become the labels of the synthetic image. Which images are redrawn, and how often, comes from
 a ``balance --plan-out`` plan (Algorithm 1) or is every condition image ``num_per_condition`` times.
 
-Output: an ordinary dataset folder (see :mod:`defectsynth.data.dataset`) with ``"synthetic": true``::
+Output: an ordinary dataset folder (see :mod:`defectsynth.formats.dataset`) with ``"synthetic": true``::
 
     <out>/
       dataset.json        source: backend, base, adapter | controlnet, steps, guidance, seed, blend,
@@ -37,8 +37,8 @@ from defectsynth.controllable.prompts import (
 )  # fmt: skip
 from defectsynth.data import Dataset, DatasetWriter, Manifest, Sample
 from defectsynth.data.files import write_image
-from defectsynth.data.writer import check_output_dir
 from defectsynth.errors import DatasetError, OptionError
+from defectsynth.formats.dataset import check_output_dir
 from defectsynth.formats.plan import plan_dataset, read_plan
 from defectsynth.progress import track
 from defectsynth.locks import writes_output

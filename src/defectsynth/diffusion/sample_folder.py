@@ -12,10 +12,10 @@ import numpy as np
 
 from defectsynth.data import Box, Dataset, Manifest
 from defectsynth.data.files import holds_no_files, read_json, remove_temp_leftovers, write_image, write_json, write_mask
-from defectsynth.data.writer import DatasetStats, check_replaceable
 from defectsynth.diffusion.jobs import Job
 from defectsynth.diffusion.trained_run import Run
 from defectsynth.errors import OutputExistsError
+from defectsynth.formats.dataset import DatasetStats, check_replaceable
 from defectsynth.ranks import one_outcome
 
 

@@ -18,7 +18,6 @@ import numpy as np
 
 from defectsynth.checks import check_at_least, check_choice, check_positive
 from defectsynth.data import Dataset
-from defectsynth.data.dataset import check_same_classes
 from defectsynth.data.files import read_json, write_json
 from defectsynth.data.resize import format_size, parse_size
 from defectsynth.errors import DatasetError, OptionError
@@ -26,6 +25,7 @@ from defectsynth.evaluation.data import PairCache
 from defectsynth.evaluation.grid import VAL_FRACTION, Cell, Mix, build_cells, holdout, parse_mixes, seeded_order
 from defectsynth.evaluation.report import TRAINING_FIELDS, cell_stats, score, write_report
 from defectsynth.evaluation.training import BUDGETS, LOSSES, LR_SCHEDULES, OPTIMIZERS, UNDER_TRAINED_SHARE, TrainConfig, run_cell, steps_per_epoch
+from defectsynth.formats.dataset import check_same_classes
 from defectsynth.formats.report import check_report_out, open_report_out
 from defectsynth.progress import progress_bar, track
 from defectsynth.ranks import process_state

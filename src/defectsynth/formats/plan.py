@@ -15,8 +15,8 @@ from typing import Any
 
 from defectsynth.data.files import read_json
 from defectsynth.data.model import check_stem
-from defectsynth.data.writer import check_output_file
 from defectsynth.errors import DatasetError
+from defectsynth.formats.dataset import check_output_file
 
 
 PLAN_FORMAT = 1

@@ -20,7 +20,7 @@ from defectsynth.errors import DatasetError
 
 RUN_FORMAT = 1
 CHECKPOINT_PREFIX = "checkpoint-"
-# Every file train writes in a run folder (data.writer.in_layout patterns): what demo --overwrite may replace.
+# Every file train writes in a run folder (formats.dataset.in_layout patterns): what demo --overwrite may replace.
 RUN_LAYOUT = ("run.json", "log.jsonl", "loss.png", "unet/*", "unet_ema/*", "scheduler/*", f"{CHECKPOINT_PREFIX}*/*", "previews/*.png")
 
 # What sampling and resuming read from run.json, with its JSON type.
