@@ -11,7 +11,6 @@ from typing import Any
 import numpy as np
 import torch
 
-from defectsynth.balancing import planned_samples
 from defectsynth.data import Box, Dataset
 from defectsynth.data.resize import resize_sample
 from defectsynth.diffusion.conditioning import condition_tensor, onehot_tensor
@@ -19,7 +18,7 @@ from defectsynth.diffusion.mask_augment import MaskAugment
 from defectsynth.diffusion.trained_run import Run
 from defectsynth.encoding import boxes_from_mask
 from defectsynth.errors import DatasetError, OptionError
-from defectsynth.formats.plan import plan_dataset, read_plan
+from defectsynth.formats.plan import plan_dataset, planned_samples, read_plan
 from defectsynth.seeds import derived_seed
 
 
@@ -107,7 +106,7 @@ def condition_jobs(run: Run, ds: Dataset, pairs: list[tuple[str, str]], mask_aug
 
 
 def plan_file_jobs(run: Run, plan: str | Path, mask_augment: bool = False, seed: int = 0) -> tuple[list[Job], dict[str, Any]]:
-    """The jobs of a ``balance --plan-out`` file (:func:`~defectsynth.balancing.planned_samples`), conditioned
+    """The jobs of a ``balance --plan-out`` file (:func:`~defectsynth.formats.plan.planned_samples`), conditioned
     on its dataset, and the ``conditions`` provenance entry."""
     plan = Path(plan)
     if run.args["cond"] == "none":

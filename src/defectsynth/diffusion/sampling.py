@@ -17,7 +17,7 @@ order, until ``num`` samples are planned; without ``num``, each once), stems
 ``<condition stem>-<k>``; unconditional runs write ``num`` samples ``sample-<i>``. With a
 ``balance --plan-out`` plan, condition ``c`` of the plan's dataset is used ``repeats`` times
 (stems ``c-0`` .. ``c-<repeats-1>``, indices in plan order; see
-:func:`~defectsynth.balancing.planned_samples`).
+:func:`~defectsynth.formats.plan.planned_samples`).
 """
 
 from __future__ import annotations
