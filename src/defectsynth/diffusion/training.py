@@ -41,7 +41,7 @@ from accelerate.utils import set_seed
 from defectsynth.data import Dataset
 from defectsynth.data.files import atomic_write_bytes, holds_no_files, write_json
 from defectsynth.data.resize import format_size, parse_size, resize_sample
-from defectsynth.diffusion import checkpoint as ckpt
+import defectsynth.diffusion.checkpoint as ckpt
 from defectsynth.diffusion.conditioning import CHANNELS, EncodedSet, flip
 from defectsynth.diffusion.loss_curve import LOSS_PNG, LossCurve
 from defectsynth.diffusion.context import CONTEXT_MARGIN, check_context, region_of
