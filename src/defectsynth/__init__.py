@@ -20,7 +20,7 @@ _LAZY = {
     "evaluate": "defectsynth.evaluation",
     "export": "defectsynth.data.export",
     "read_config": "defectsynth.config_files",
-    "push": "defectsynth.hub",
+    "push": "defectsynth.hub_push",
     "DefectsynthPipeline": "defectsynth.pipeline",
 }
 
