@@ -22,7 +22,6 @@ from bad_inputs import (
 )
 
 from defectsynth.cli import app
-from defectsynth.data.prepare import prepare
 from defectsynth.diffusion.sampling import sample
 from defectsynth.diffusion.training import train
 from defectsynth.evaluation.training import TrainConfig, build_model
@@ -40,14 +39,12 @@ def case(command: str):
 
 
 @pytest.fixture(scope="module")
-def world(tmp_path_factory) -> World:
+def world(data16, tmp_path_factory) -> World:
     root = tmp_path_factory.mktemp("world")
-    data = root / "toy"
-    prepare("toy", data, num=8, size="16", seed=1, split="0.6,0.2,0.2")
-    run = train(data, out=root / "run", model="tiny", batch_size=4, epochs=1, max_steps=1, preview_every=0, progress=False)
+    run = train(data16, out=root / "run", model="tiny", batch_size=4, epochs=1, max_steps=1, preview_every=0, progress=False)
     sample(run, out=root / "synth", num=3, scheduler="ddim", steps=2)
     net = build_model("unet", 4, TrainConfig("resnet18", None), "--arch")
-    return World(data, run, root / "synth", save_model(net, root / "segmenter"))
+    return World(data16, run, root / "synth", save_model(net, root / "segmenter"))
 
 
 # -- common pieces --------------------------------------------------------------------------------
@@ -774,6 +771,7 @@ def test_grayscale_and_opaque_rgba_images_are_read_as_rgb(world, tmp_path, runne
 HOLD_LOCK = "import sys; from defectsynth.locks import output_lock; l = output_lock(sys.argv[1], 'sample'); l.__enter__(); print('locked', flush=True); sys.stdin.read()"
 
 
+@pytest.mark.slow
 def test_a_second_sample_process_on_one_output_is_refused_until_the_first_is_gone(world, tmp_path, runner):
     import signal
     import socket
@@ -819,6 +817,7 @@ def test_overwrite_replaces_a_dataset_folder_holding_only_what_defectsynth_wrote
     assert sorted(p.name for p in ws.outs.iterdir()) == ["out"]
 
 
+@pytest.mark.slow
 def test_a_real_process_prints_one_line_for_truncated_images(world, tmp_path):
     """CliRunner does not see what C libraries write to the process's stderr: OpenCV's own warnings
     about a truncated PNG or JPEG must not add lines to the one error line of a real process."""

@@ -13,7 +13,6 @@ import pytest
 import torch
 
 from defectsynth.data import Dataset
-from defectsynth.data.prepare import prepare
 from defectsynth.diffusion.conditioning import EncodedSet, image_channels, is_grey, tensor_to_image, to_grey
 from defectsynth.diffusion.losses import (
     channel_predictions, diffusion_loss, min_snr_weights, predicted_eps, predicted_x0, prediction_target, scheduler_prediction,
@@ -31,19 +30,12 @@ MIXED = ("v", "v", "v", "sample", "sample")  # RGB by v, two mask bits by x_0
 
 
 @pytest.fixture(scope="module")
-def toy(tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("groups") / "toy"
-    prepare("toy", out, num=8, size="16", seed=1, split="0.6,0.2,0.2")
-    return out
-
-
-@pytest.fixture(scope="module")
-def grey_toy(toy, tmp_path_factory) -> Path:
+def grey_toy(data16, tmp_path_factory) -> Path:
     """The toy dataset with every image turned grey (R = G = B) on disk."""
     import shutil
 
     out = tmp_path_factory.mktemp("grey") / "toy"
-    shutil.copytree(toy, out)
+    shutil.copytree(data16, out)
     for path in (out / "images").glob("*.png"):
         grey = cv2.cvtColor(cv2.imread(str(path)), cv2.COLOR_BGR2GRAY)
         cv2.imwrite(str(path), cv2.merge([grey, grey, grey]))
@@ -118,17 +110,18 @@ def test_every_sampler_recovers_x0_from_a_perfect_group_predictor(name, steps):
     assert torch.allclose(x, x0, atol=1e-3)
 
 
-def test_mask_prediction_trains_samples_is_recorded_and_fixed_on_resume(toy, tmp_path):
-    run = train(toy, out=tmp_path / "run", max_steps=2, prediction="v", mask_prediction="sample", **TINY)
+@pytest.mark.slow
+def test_mask_prediction_trains_samples_is_recorded_and_fixed_on_resume(data16, tmp_path):
+    run = train(data16, out=tmp_path / "run", max_steps=2, prediction="v", mask_prediction="sample", **TINY)
     info = Run.open(run)
     assert info.args["mask_prediction"] == "sample" and info.info["schedule"]["mask_prediction_type"] == "sample"
     assert info.prediction == ("v",) * 3 + ("sample",) * info.layout.mask_bits
     for scheduler in ("ddpm", "ddim", "dpm"):
         assert sample(run, out=tmp_path / scheduler, num=2, scheduler=scheduler, steps=2).stats["images"] == 2
     with pytest.raises(OptionError, match="--mask-prediction"):
-        train(toy, out=run, max_steps=3, resume=True, prediction="v", mask_prediction="epsilon", **TINY)
+        train(data16, out=run, max_steps=3, resume=True, prediction="v", mask_prediction="epsilon", **TINY)
     with pytest.raises(OptionError, match="--mask-prediction"):
-        train(toy, out=tmp_path / "bad", max_steps=1, mask_prediction="x0", **TINY)
+        train(data16, out=tmp_path / "bad", max_steps=1, mask_prediction="x0", **TINY)
 
 
 def test_grey_detection_and_luminance():
@@ -162,14 +155,15 @@ def test_nearly_grey_colour_data_keeps_rgb_and_says_so(caplog):
     assert caplog.text == ""
 
 
-def test_grey_dataset_trains_one_image_channel_and_samples_grey(grey_toy, toy, tmp_path):
+@pytest.mark.slow
+def test_grey_dataset_trains_one_image_channel_and_samples_grey(grey_toy, data16, tmp_path):
     ds = Dataset(grey_toy)
     samples = [ds.read(s) for s in ds.stems]
     data = EncodedSet(samples, "basd", "joint", ds.manifest.num_classes, "auto")
     assert data.image_channels == 1 and data.images.shape[1] == 1 and data.targets(torch.tensor([0])).shape[1] == 1 + 3
     run = train(grey_toy, out=tmp_path / "grey", max_steps=2, **TINY)
     info = Run.open(run)
-    colour = Run.open(train(toy, out=tmp_path / "rgb", max_steps=2, **TINY))
+    colour = Run.open(train(data16, out=tmp_path / "rgb", max_steps=2, **TINY))
     assert info.args["channels"] == "grey" and colour.args["channels"] == "rgb"
     assert info.layout.image_channels == 1 and info.layout.target_channels == colour.layout.target_channels - 2
     assert info.load_unet().config.in_channels == colour.load_unet().config.in_channels - 4  # target + self-conditioning
@@ -179,7 +173,7 @@ def test_grey_dataset_trains_one_image_channel_and_samples_grey(grey_toy, toy, t
         image = synth.read(stem).image
         assert (image[..., 0] == image[..., 1]).all() and (image[..., 1] == image[..., 2]).all()
     assert out.stats["images"] == 3
-    forced = Run.open(train(toy, out=tmp_path / "forced", max_steps=1, channels="grey", **TINY))
+    forced = Run.open(train(data16, out=tmp_path / "forced", max_steps=1, channels="grey", **TINY))
     assert forced.layout.image_channels == 1
     with pytest.raises(OptionError, match="--resume: --channels"):
         train(grey_toy, out=run, max_steps=3, resume=True, channels="rgb", **TINY)
@@ -187,14 +181,15 @@ def test_grey_dataset_trains_one_image_channel_and_samples_grey(grey_toy, toy, t
     assert json.loads((run / "run.json").read_text())["args"]["channels"] == "grey"
 
 
-def test_the_image_target_left_out_follows_the_channels(grey_toy, toy, tmp_path):
+@pytest.mark.slow
+def test_the_image_target_left_out_follows_the_channels(grey_toy, data16, tmp_path):
     grey = Run.open(train(grey_toy, out=tmp_path / "grey", max_steps=1, **TINY))
-    colour = Run.open(train(toy, out=tmp_path / "rgb", max_steps=1, **TINY))
+    colour = Run.open(train(data16, out=tmp_path / "rgb", max_steps=1, **TINY))
     # grey-scale: v for the image, x_0 for the mask bits (the CrackForest grey recipe); RGB: x_0 for both
     assert (grey.args["prediction"], grey.args["mask_prediction"]) == (GREY_PREDICTION, "sample") == ("v", "sample")
     assert grey.info["schedule"]["prediction_type"] == "v" and grey.info["schedule"]["mask_prediction_type"] == "sample"
     assert (colour.args["prediction"], colour.args["mask_prediction"]) == ("sample", "sample")
-    forced = Run.open(train(toy, out=tmp_path / "forced", max_steps=1, channels="grey", **TINY))
+    forced = Run.open(train(data16, out=tmp_path / "forced", max_steps=1, channels="grey", **TINY))
     assert forced.args["prediction"] == "v"
     given = Run.open(train(grey_toy, out=tmp_path / "given", max_steps=1, prediction="sample", **TINY))
     assert given.args["prediction"] == "sample"  # an explicit target wins

@@ -107,6 +107,7 @@ def test_bad_input_is_one_line_and_exit_code_2(runner, toy_dataset, tmp_path):
     assert len(lines) == 1
 
 
+@pytest.mark.slow
 def test_demo_quick_runs_every_stage(runner, tmp_path):
     out = tmp_path / "demo"
     result = runner.invoke(app, ["demo", "--quick", "--out", str(out), "--no-progress"])

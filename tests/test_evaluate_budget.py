@@ -53,6 +53,7 @@ def _scripted_validation(monkeypatch, scores):
     monkeypatch.setattr(training, "reduce_stats", lambda *stats, **kw: {"iou": {"macro_imagewise": float(next(scores))}})
 
 
+@pytest.mark.slow
 def test_budget_steps_gives_mixes_of_different_sizes_the_same_optimiser_steps(toy_dataset, synthetic, tmp_path, counted_steps):
     report = evaluate(toy_dataset, tmp_path / "steps", synthetic=[synthetic], epochs=2, mix=MIXES, **TINY)
     n_real = report["config"]["splits"]["train"]
@@ -66,6 +67,7 @@ def test_budget_steps_gives_mixes_of_different_sizes_the_same_optimiser_steps(to
     assert report["budget"].startswith(f"budget steps: {budget} optimiser steps")
 
 
+@pytest.mark.slow
 def test_budget_epochs_is_the_thesis_protocol_and_agrees_with_steps_on_the_real_only_mix(toy_dataset, synthetic, tmp_path, counted_steps):
     steps = evaluate(toy_dataset, tmp_path / "steps", synthetic=[synthetic], epochs=2, mix=MIXES, **TINY)
     counted_steps.clear()
@@ -126,6 +128,7 @@ def test_under_trained_warning_and_report_flag(toy_dataset, tmp_path, monkeypatc
     assert (line["budget"], line["under_trained"], int(line["steps"])) == ("steps", str(int(flagged)), cell["steps"])
 
 
+@pytest.mark.slow
 def test_a_changed_budget_is_not_resumed_silently(toy_dataset, tmp_path, counted_steps):
     out = tmp_path / "r"
     evaluate(toy_dataset, out, epochs=2, mix=["R=all,S=0"], **TINY)
@@ -139,6 +142,7 @@ def test_a_changed_budget_is_not_resumed_silently(toy_dataset, tmp_path, counted
     assert report["config"]["protocol"]["patience"] == 1
 
 
+@pytest.mark.slow
 def test_cli_reports_the_budget_and_the_training_of_every_network(runner, toy_dataset, synthetic, tmp_path):
     out = tmp_path / "cli"
     result = runner.invoke(app, [

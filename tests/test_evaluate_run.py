@@ -73,6 +73,7 @@ def test_report_numbers_come_from_the_stored_counts(finished, toy_dataset):
         assert row["diff_pct"] == pytest.approx(100 * (row["miou_mean"] - base_miou) / base_miou)
 
 
+@pytest.mark.slow
 def test_resume_trains_only_missing_cells(finished, toy_dataset, synthetic, tmp_path, monkeypatch):
     out = tmp_path / "resumed"
     shutil.copytree(finished[0], out)
@@ -115,6 +116,7 @@ def test_test_split_is_only_scored_after_selection(toy_dataset, monkeypatch):
     assert second["test_stats"] != first["test_stats"]
 
 
+@pytest.mark.slow
 def test_per_class_binary_and_classic_augmentation_via_cli(runner, toy_dataset, synthetic, tmp_path):
     out = tmp_path / "binary"
     result = runner.invoke(app, [
@@ -135,6 +137,7 @@ def test_per_class_binary_and_classic_augmentation_via_cli(runner, toy_dataset, 
 
 
 
+@pytest.mark.slow
 def test_saved_networks_reproduce_the_test_counts_and_feed_filter(runner, toy_dataset, synthetic, tmp_path, monkeypatch):
     out = tmp_path / "saved"
     evaluate(toy_dataset, out, models=["unet"], epochs=1, repeats=1, mix=["R=all,S=0"], save_models=True, **TINY)
@@ -165,10 +168,7 @@ def test_saved_networks_reproduce_the_test_counts_and_feed_filter(runner, toy_da
 @pytest.mark.slow
 def test_cells_are_shared_over_two_processes(toy_dataset, synthetic, tmp_path):
     """`accelerate launch` with two processes (gloo on the CPU): each trains half of the cells."""
-    import os
     import subprocess
-    import sys
-    from pathlib import Path
 
     out = tmp_path / "two"
     launch, env = two_cpu_processes()
@@ -189,6 +189,7 @@ def test_cells_are_shared_over_two_processes(toy_dataset, synthetic, tmp_path):
     assert [{k: r.get(k) for k in identity} for r in one["rows"]] == [{k: r.get(k) for k in identity} for r in report["rows"]]
 
 
+@pytest.mark.slow
 def test_resume_redoes_a_cell_whose_synthetic_data_changed(finished, toy_dataset, tmp_path, monkeypatch):
     out = tmp_path / "changed"
     shutil.copytree(finished[0], out)

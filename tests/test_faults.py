@@ -51,14 +51,6 @@ def report_counts(one_thread):
           f"{COUNTS['files']} files compared after them, {COUNTS['lost']} lost or changed")
 
 
-@pytest.fixture(scope="module")
-def data16(tmp_path_factory) -> Path:
-    """8 toy images at 16x16 (train split 5: 3 steps per epoch at batch size 2)."""
-    out = tmp_path_factory.mktemp("d16") / "toy"
-    prepare("toy", out, num=8, size="16", seed=1, split="0.6,0.2,0.2")
-    return out
-
-
 def _digest(folder: Path) -> dict[str, str]:
     return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(folder.rglob("*")) if p.is_file()}
 
@@ -114,6 +106,7 @@ def _assert_checkpoints_load(run: Path) -> None:
             Run.open(run).load_unet(ema=name == "unet_ema")
 
 
+@pytest.mark.slow
 def test_train_killed_five_times_ends_with_the_weights_of_an_uninterrupted_run(data16, tmp_path):
     rng = random.Random(f"{SEED}-11")
     steps = 12
@@ -124,7 +117,7 @@ def test_train_killed_five_times_ends_with_the_weights_of_an_uninterrupted_run(d
         proc = _start("train", *common, "--out", str(run), "--resume")
         saved = lambda t=target: any(int(p.name.split("-")[1]) >= t for p in ckpt.checkpoint_dirs(run))  # noqa: E731
         if i % 2:  # every other kill aims inside the save of checkpoint <target>: a moment after its partial folder appears
-            _kill_when(proc, lambda t=target: saved(t) or ckpt.partial_dir(run, t).is_dir(), rng.uniform(0.0, 0.01))
+            _kill_when(proc, lambda t=target, saved=saved: saved(t) or ckpt.partial_dir(run, t).is_dir(), rng.uniform(0.0, 0.01))
         else:
             _kill_when(proc, saved, rng.uniform(0.0, 0.1))
         COUNTS["inside"] += any(p.is_dir() for p in run.glob(".*.partial")) or any(p.is_dir() for p in run.glob(".*.old"))
@@ -143,6 +136,7 @@ def test_train_killed_five_times_ends_with_the_weights_of_an_uninterrupted_run(d
     assert sorted(p.name for p in run.iterdir()) == sorted(p.name for p in reference.iterdir())  # no leftovers
 
 
+@pytest.mark.slow
 def test_the_command_that_started_a_run_resumes_it_after_a_kill(data16, tmp_path, monkeypatch):
     """Issue 23: options run.json records in a normal form (--size 32 as 32x32, --split as resolved,
     the dataset as an absolute path) compare equal when the user repeats the starting command."""
@@ -157,6 +151,7 @@ def test_the_command_that_started_a_run_resumes_it_after_a_kill(data16, tmp_path
     assert [p.name for p in ckpt.checkpoint_dirs(run)][-1] == "checkpoint-6" and json.loads((run / "run.json").read_text())["args"]["size"] == "32x32"
 
 
+@pytest.mark.slow
 def test_resume_repairs_what_a_kill_leaves_between_two_renames(data16, tmp_path):
     """The narrow windows random kills rarely hit, set up by hand: unet/ renamed aside but its
     replacement not yet in place, a checkpoint half deleted (renamed aside), a partial checkpoint,
@@ -183,6 +178,7 @@ def _one_line_error(result) -> str:
     return lines[0]
 
 
+@pytest.mark.slow
 def test_a_non_finite_loss_stops_with_one_line_and_keeps_the_last_good_weights(data16, tmp_path, monkeypatch):
     from defectsynth.diffusion import training
 
@@ -210,6 +206,7 @@ def test_a_non_finite_loss_stops_with_one_line_and_keeps_the_last_good_weights(d
     assert re.search(r"lr: step \d+: the training loss is (nan|-?inf) \(not finite\); training stopped, .*try a lower --lr$", line), line
 
 
+@pytest.mark.slow
 def test_disk_full_while_saving_keeps_the_previous_checkpoint_and_resumes(data16, tmp_path, monkeypatch):
     options = dict(model="tiny", batch_size=2, epochs=100, preview_every=0, checkpoint_every=2)
     whole = train(data16, out=tmp_path / "whole", max_steps=6, **options)
@@ -265,6 +262,7 @@ class _FullDisk:
 
 
 # -- sample ---------------------------------------------------------------------------------------
+@pytest.mark.slow
 def test_sample_killed_and_rerun_writes_the_folder_of_an_uninterrupted_run(data16, tmp_path):
     run = train(data16, out=tmp_path / "run", model="tiny", batch_size=2, epochs=1, preview_every=0)
     options = ["--num", "10", "--scheduler", "ddim", "--steps", "10", "--batch-size", "1", "--seed", "5", "--no-progress"]
@@ -301,6 +299,7 @@ def test_sample_rerun_redraws_half_written_samples_and_drops_temporary_files(dat
 
 
 # -- evaluate -------------------------------------------------------------------------------------
+@pytest.mark.slow
 def test_evaluate_killed_mid_grid_resumes_without_redoing_finished_cells(data16, tmp_path, monkeypatch):
     from defectsynth import evaluation
 
@@ -347,6 +346,7 @@ def _complete_or_absent(out: Path, reference: Path) -> None:
         assert _same_files(out, reference)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("command", ["prepare", "filter", "balance"])
 def test_dataset_writers_killed_leave_no_output_or_a_complete_one(data16, tmp_path, command):
     from defectsynth.balancing import balance

@@ -6,9 +6,10 @@ from pathlib import Path
 from unittest import mock
 
 import numpy as np
+from _metrics_data import write_dataset
 
 from defectsynth.cli import app
-from defectsynth.data import Dataset
+from defectsynth.data import Box, Dataset, Sample
 from defectsynth.filtering import FilterSummary
 
 
@@ -44,14 +45,33 @@ def test_box_options_and_defaults(runner):
     assert kwargs["epochs"] == 50 and kwargs["lr"] == 1e-4 and kwargs["progress"] is True and kwargs["device"] is None
 
 
-def test_boxes_end_to_end(toy_dataset, tmp_path, runner):
+def _leaky(out: Path) -> Path:
+    """Two 8x8 samples whose labels spill out of their boxes (what --clip-labels removes)."""
+    image = np.full((8, 8, 3), 90, np.uint8)
+    leaky = np.zeros((8, 8), np.uint8)
+    leaky[0:2, 0:2] = 1
+    leaky[6, 6] = 1  # class 1 outside its box
+    spill = np.zeros((8, 8), np.uint8)
+    spill[2:5, 2:5] = 2  # a 3x3 blob, its box only the top-left 2x2
+    samples = [Sample("leaky", image, leaky, [Box(1, 0, 0, 2, 2)]), Sample("spill", image, spill, [Box(2, 2, 2, 4, 4)])]
+    return write_dataset(out, samples, synthetic=True, splits={"train": ["leaky", "spill"]}, classes=["a", "b"])
+
+
+def test_boxes_end_to_end(tmp_path, runner):
+    source = Dataset(_leaky(tmp_path / "syn"))
     out = tmp_path / "clipped"
-    res = runner.invoke(app, ["filter", str(toy_dataset), "--out", str(out), "--by", "boxes", "--clip-labels", "--no-progress"], env={"COLUMNS": "200"})
+    res = runner.invoke(app, ["filter", str(source.root), "--out", str(out), "--by", "boxes", "--clip-labels", "--no-progress"], env={"COLUMNS": "200"})
     assert res.exit_code == 0, res.output
-    written, source = Dataset(out), Dataset(toy_dataset)
+    written = Dataset(out)
     assert written.stems == source.stems and written.split_names == source.split_names
-    assert written.manifest.source["filters"][0]["by"] == "boxes"
-    assert "images in" in res.output and "scratch" in res.output and f"wrote {out}" in res.output
+    leaky, spill = written.read_mask("leaky"), written.read_mask("spill")
+    assert source.read_mask("leaky")[6, 6] == 1 and leaky[6, 6] == 0 and leaky.sum() == 4
+    assert source.read_mask("spill").sum() == 2 * 9 and (spill == 2).sum() == 4 and (spill[2:4, 2:4] == 2).all()
+    record = written.manifest.source["filters"][0]
+    assert record["by"] == "boxes" and record["clipped_pixels"] == {"leaky": 1, "spill": 5}
+    assert "images in" in res.output and "pixels clipped" in res.output and f"wrote {out}" in res.output
+    rows = {cells[1]: cells[2:-1] for cells in ([c.strip() for c in line.split("│")] for line in res.output.splitlines()) if len(cells) == 7}
+    assert rows == {"a": ["1", "1", "0", "1"], "b": ["1", "1", "0", "5"]}, res.output  # images in, kept, removed, pixels clipped
 
 
 def test_bad_input_is_one_line_and_exit_2(toy_dataset, tmp_path, runner):

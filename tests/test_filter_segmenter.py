@@ -152,6 +152,7 @@ def test_segmenter_option_errors(synthetic, tmp_path):
         load_model(tmp_path)
 
 
+@pytest.mark.slow
 def test_trained_unet_is_saved_and_reloads_to_the_same_scores(toy_dataset, tmp_path):
     torch.set_num_threads(1)
     common = dict(score="iou", top_k=5, size="32", batch_size=8, device="cpu")

@@ -95,6 +95,7 @@ def test_the_loss_counts_only_the_region():
     assert torch.allclose(loss, inside)
 
 
+@pytest.mark.slow
 def test_resume_of_a_context_run_equals_the_uninterrupted_run(data64, tmp_path, one_thread):
     whole = train(data64, out=tmp_path / "whole", context=True, crop=32, max_steps=3, **TINY)
     train(data64, out=tmp_path / "parts", context=True, crop=32, max_steps=2, checkpoint_every=2, **TINY)
@@ -132,6 +133,7 @@ def test_onto_keeps_the_input_exactly_outside_the_region(context_run, data64, pl
     assert row.shape[1] == 3 * row.shape[0] * 64 // 48  # input | output | overlay
 
 
+@pytest.mark.slow
 def test_onto_results_do_not_depend_on_batch_size_and_reruns_skip(context_run, data64, plain, tmp_path):
     options = dict(onto=plain, conditions=f"{data64}:train", num=4, placement="random", seed=5, **FAST)
     sample(context_run, out=tmp_path / "b1", batch_size=1, **options)
@@ -207,6 +209,7 @@ def test_onto_needs_a_context_run(data64, plain, tmp_path, one_thread):
         sample(run, out=tmp_path / "o", onto=plain, **FAST)
 
 
+@pytest.mark.slow
 def test_two_processes_paint_what_one_paints(context_run, data64, plain, tmp_path):
     """``accelerate launch`` with two CPU processes (as tests/test_train_sample.py) writes the bytes one process writes."""
     launch, env = two_cpu_processes()

@@ -12,7 +12,6 @@ import pytest
 import torch
 
 from defectsynth.data import Dataset
-from defectsynth.data.prepare import prepare
 from defectsynth.diffusion.mask_augment import MaskAugment
 from defectsynth.diffusion.models import build_unet, channel_layout, load_network, spade_config
 from defectsynth.diffusion.denoising import denoise
@@ -24,13 +23,6 @@ from defectsynth.diffusion.training import train
 from defectsynth.errors import OptionError
 
 TINY = {"model": "tiny", "batch_size": 4, "epochs": 1, "preview_every": 0, "progress": False}
-
-
-@pytest.fixture(scope="module")
-def data16(tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("isdm") / "toy"
-    prepare("toy", out, num=8, size="16", seed=1, split="0.6,0.2,0.2")
-    return out
 
 
 def _tiny_spade(num_classes: int = 3) -> SPADEUNet2DModel:
@@ -151,6 +143,7 @@ def _box_run(data16: Path, tmp_path: Path) -> Path:
     return train(data16, out=tmp_path / "box", cond="boxmask", target="image", max_steps=1, **TINY)
 
 
+@pytest.mark.slow
 def test_finetune_with_drop_rate_then_isdm_sampling_defaults(data16, tmp_path):
     base = train(data16, out=tmp_path / "base", cond="mask", target="image", **TINY)
     ft = train(data16, out=tmp_path / "ft", cond="mask", target="image", finetune=base, drop_rate=0.2, lr=0.0, **TINY)
@@ -175,6 +168,7 @@ def test_finetune_with_drop_rate_then_isdm_sampling_defaults(data16, tmp_path):
         train(data16, out=tmp_path / "bad", cond="mask", target="image", finetune=_box_run(data16, tmp_path), **TINY)
 
 
+@pytest.mark.slow
 def test_all_latent_chain_in_pixel_space(data16, tmp_path):
     masks_run = train(data16, out=tmp_path / "masks", cond="none", target="mask", **TINY)
     image_run = train(data16, out=tmp_path / "images", cond="mask", target="image", **TINY)
@@ -203,6 +197,7 @@ def tiny_vae(tmp_path_factory) -> Path:
     return folder
 
 
+@pytest.mark.slow
 def test_all_latent_chain_with_a_local_autoencoder(data16, tiny_vae, tmp_path):
     masks_run = train(data16, out=tmp_path / "masks", cond="none", target="mask", latent=tiny_vae, **TINY)
     image_run = train(data16, out=tmp_path / "images", cond="mask", target="image", latent=tiny_vae, **TINY)

@@ -19,7 +19,6 @@ from typer.testing import CliRunner
 
 from defectsynth.cli import app
 from defectsynth.data.files import PARTIAL_MARKER, partial_dir
-from defectsynth.data.prepare import prepare
 from defectsynth.diffusion.training import train
 from defectsynth.locks import output_lock
 
@@ -28,17 +27,10 @@ TINY = ["--model", "tiny", "--batch-size", "2", "--preview-every", "0", "--no-pr
 
 
 @pytest.fixture(scope="module")
-def data(tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("locks") / "toy"
-    prepare("toy", out, num=8, size="16", seed=1, split="0.6,0.2,0.2")
-    return out
-
-
-@pytest.fixture(scope="module")
-def synth(data) -> Path:
+def synth(data16, tmp_path_factory) -> Path:
     """The toy dataset under other stems (``s-<stem>``), to merge with it."""
-    out = data.with_name("synth")
-    shutil.copytree(data, out)
+    out = tmp_path_factory.mktemp("locks") / "synth"
+    shutil.copytree(data16, out)
     shutil.rmtree(out / "splits")
     for sub in ("images", "masks", "boxes"):
         for path in (out / sub).iterdir():
@@ -56,9 +48,10 @@ def _one_line(result) -> str:
     return lines[0]
 
 
-def test_a_second_train_on_one_run_folder_is_refused_and_the_first_is_unharmed(data, tmp_path, one_thread):
+@pytest.mark.slow
+def test_a_second_train_on_one_run_folder_is_refused_and_the_first_is_unharmed(data16, tmp_path, one_thread):
     run = tmp_path / "run"
-    args = [str(data), "--out", str(run), *TINY, "--epochs", "100", "--max-steps", "12", "--checkpoint-every", "2", "--mixed-precision", "no"]
+    args = [str(data16), "--out", str(run), *TINY, "--epochs", "100", "--max-steps", "12", "--checkpoint-every", "2", "--mixed-precision", "no"]
     env = {**os.environ, "PYTHONPATH": str(SRC), "OMP_NUM_THREADS": "1", "CUDA_VISIBLE_DEVICES": ""}
     first = subprocess.Popen([sys.executable, "-m", "defectsynth", "train", *args], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     deadline = time.monotonic() + 300
@@ -70,7 +63,7 @@ def test_a_second_train_on_one_run_folder_is_refused_and_the_first_is_unharmed(d
     assert line == f"error: {run}: is being written by another process (train, pid {first.pid} on host {socket.gethostname()}): wait for it to finish or stop it"
     assert first.wait(timeout=600) == 0, first.stderr.read().decode()
     first.stderr.close()
-    reference = train(data, out=tmp_path / "alone", model="tiny", batch_size=2, preview_every=0, epochs=100, max_steps=12, checkpoint_every=2,
+    reference = train(data16, out=tmp_path / "alone", model="tiny", batch_size=2, preview_every=0, epochs=100, max_steps=12, checkpoint_every=2,
                       mixed_precision="no")
     for name in ("unet", "unet_ema", "checkpoint-12"):
         mine, theirs = _digest(run / name), _digest(reference / name)
@@ -79,22 +72,22 @@ def test_a_second_train_on_one_run_folder_is_refused_and_the_first_is_unharmed(d
     assert not (tmp_path / ".run.lock.json").exists()  # the holder file goes with the lock
 
 
-def _commands(ws: Path, data: Path, synth: Path) -> dict[str, list[str]]:
+def _commands(ws: Path, data16: Path, synth: Path) -> dict[str, list[str]]:
     out = str(ws / "out")
     return {
         "prepare": ["prepare", "toy", "--num", "4", "--size", "16", "--out", out, "--no-progress"],
-        "filter": ["filter", str(data), "--out", out, "--by", "boxes", "--clip-labels", "--no-progress"],
-        "balance": ["balance", str(data), "--with", str(synth), "--out", out, "--no-progress"],
-        "evaluate": ["evaluate", "--real", str(data), "--out", out, "--models", "unet", "--encoder-weights", "none", "--no-progress"],
+        "filter": ["filter", str(data16), "--out", out, "--by", "boxes", "--clip-labels", "--no-progress"],
+        "balance": ["balance", str(data16), "--with", str(synth), "--out", out, "--no-progress"],
+        "evaluate": ["evaluate", "--real", str(data16), "--out", out, "--models", "unet", "--encoder-weights", "none", "--no-progress"],
         "demo": ["demo", "--quick", "--out", out, "--no-progress"],
-        "train": ["train", str(data), "--out", out, *TINY],
+        "train": ["train", str(data16), "--out", out, *TINY],
         "encode-boxes": ["encode-boxes", out, "--no-progress"],
     }
 
 
 @pytest.mark.parametrize("command", ["prepare", "filter", "balance", "evaluate", "demo", "train", "encode-boxes"])
-def test_every_writing_command_is_refused_while_another_holds_its_output(data, synth, tmp_path, command):
-    args = _commands(tmp_path, data, synth)[command]
+def test_every_writing_command_is_refused_while_another_holds_its_output(data16, synth, tmp_path, command):
+    args = _commands(tmp_path, data16, synth)[command]
     with output_lock(tmp_path / "out", "sample"):  # held by this process: the command opens the lock anew, like another process
         line = _one_line(CliRunner().invoke(app, args))
         assert f"{tmp_path / 'out'}: is being written by another process (sample, pid {os.getpid()} on host " in line
@@ -112,7 +105,7 @@ def _fake_partial(out: Path, command: str | None) -> Path:
 
 
 @pytest.mark.parametrize("command", ["prepare", "filter", "balance"])
-def test_the_next_run_removes_the_partial_folders_its_command_left_and_only_those(data, synth, tmp_path, command):
+def test_the_next_run_removes_the_partial_folders_its_command_left_and_only_those(data16, synth, tmp_path, command):
     out = tmp_path / "out"
     mine = [_fake_partial(out, command) for _ in range(2)]
     other = _fake_partial(out, "sample")
@@ -120,7 +113,7 @@ def test_the_next_run_removes_the_partial_folders_its_command_left_and_only_thos
     elsewhere = _fake_partial(tmp_path / "other", command)
     (tmp_path / ".out.partial-moved").mkdir()  # beside out, but its marker names another target
     (tmp_path / ".out.partial-moved" / PARTIAL_MARKER).write_text(json.dumps({"command": command, "target": str((tmp_path / "other").resolve())}))
-    result = CliRunner().invoke(app, _commands(tmp_path, data, synth)[command])
+    result = CliRunner().invoke(app, _commands(tmp_path, data16, synth)[command])
     assert result.exit_code == 0, result.output
     assert not any(p.exists() for p in mine)
     assert other.is_dir() and unmarked.is_dir() and elsewhere.is_dir() and (tmp_path / ".out.partial-moved").is_dir()

@@ -155,6 +155,7 @@ def test_offline_default_path_names_the_cache_file(tmp_path, monkeypatch):
         load_lpips("squeeze")
 
 
+@pytest.mark.slow
 def test_export_weights_round_trip(tmp_path, monkeypatch):
     """export_weights saves what the libraries' default path built; --weights-dir loads it back unchanged."""
     import defectsynth.metrics.weights as weights

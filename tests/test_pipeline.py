@@ -79,6 +79,7 @@ def test_an_older_run_folder_loads_without_model_index(tiny_run, tmp_path):
     assert isinstance(DiffusionPipeline.from_pretrained(older), DefectsynthPipeline)
 
 
+@pytest.mark.slow
 def test_mask_conditioned_and_unconditional_runs(isdm_run, data16, tmp_path):
     pipe = DiffusionPipeline.from_pretrained(isdm_run)
     assert type(pipe.unet).__name__ == "SPADEUNet2DModel"

@@ -95,14 +95,32 @@ def test_bad_options_leave_no_output(tmp_path, options):
 
 
 def test_cli_prepare_toy(runner, tmp_path):
-    result = runner.invoke(app, ["prepare", "toy", "--out", str(tmp_path / "t"), "--num", "5", "--size", "32", "--no-progress"])
+    out = tmp_path / "t"
+    args = ["prepare", "toy", "--out", str(out), "--num", "5", "--size", "32x24", "--seed", "3", "--split", "0.6,0.2,0.2", "--no-progress"]
+    result = runner.invoke(app, args)
     assert result.exit_code == 0, result.output
-    assert "scratch" in result.output and (tmp_path / "t" / "dataset.json").is_file()
+    assert "scratch" in result.output and f"wrote {out}" in result.output
+    stems = [f"toy-{i:05d}" for i in range(5)]
+    files = sorted(str(p.relative_to(out)) for p in out.rglob("*") if p.is_file())
+    assert files == sorted(
+        ["dataset.json", "splits/train.txt", "splits/val.txt", "splits/test.txt"]
+        + [f"{sub}/{stem}.{ext}" for sub, ext in (("images", "png"), ("masks", "png"), ("boxes", "json")) for stem in stems]
+    )
+    ds = Dataset(out)
+    assert ds.stems == stems and len(ds) == 5
+    assert all(s.image.shape == (24, 32, 3) and s.mask.shape == (24, 32) for s in ds)
+    parts = [ds.split(name) for name in ("train", "val", "test")]
+    assert [len(p) for p in parts] == [3, 1, 1] and sorted(sum(parts, [])) == stems
+    source = ds.manifest.source
+    assert (source["num"], source["size"], source["seed"], source["split"]) == (5, "32x24", 3, "0.6,0.2,0.2")
+    assert ds.manifest.stats["images"] == 5
+    prepare("toy", tmp_path / "api", num=5, size="32x24", seed=3, split="0.6,0.2,0.2")
+    assert _digest(out) == _digest(tmp_path / "api")  # the CLI is the library call, byte for byte
 
 
 def test_cli_error_is_one_line_exit_2(runner, tmp_path):
     result = runner.invoke(app, ["prepare", "toy", "--out", str(tmp_path / "t"), "--size", "12x"])
     assert result.exit_code == 2
-    lines = [l for l in result.stderr.splitlines() if l.strip()]
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
     assert len(lines) == 1 and "--size" in lines[0]
     assert result.exception is None or isinstance(result.exception, SystemExit)

@@ -14,7 +14,6 @@ import torch
 
 from defectsynth.cli import app
 from defectsynth.data.model import Box
-from defectsynth.data.prepare import prepare
 from defectsynth.diffusion import training as training_module
 from defectsynth.diffusion.conditioning import EncodedSet, condition_tensor
 from defectsynth.diffusion.sampling import sample
@@ -127,13 +126,6 @@ def test_cli_passes_only_typed_options_as_given(runner, tmp_path):
 
 
 # -- tiny end-to-end runs per preset --------------------------------------------------------------
-@pytest.fixture(scope="module")
-def data16(tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("p16") / "toy"
-    prepare("toy", out, num=8, size="16", seed=1, split="0.6,0.2,0.2")
-    return out
-
-
 def _args(run: Path) -> dict:
     return json.loads((run / "run.json").read_text())["args"]
 
@@ -153,6 +145,7 @@ def test_basd_paper_train_sample_end_to_end(data16, tmp_path, one_thread):
     assert source["preset"]["name"] == "basd-paper" and source["preset"]["overridden"] == ["steps"]
 
 
+@pytest.mark.slow
 def test_isdm_paper_train_sample_end_to_end(data16, tmp_path, one_thread):
     run = train(data16, out=tmp_path / "run", preset="isdm-paper", size="16", **TINY_TRAIN)
     args = _args(run)
@@ -173,6 +166,7 @@ def test_all_latent_thesis_train_sample_end_to_end(data16, tmp_path, one_thread)
     assert (manifest.source["sampler"], manifest.source["steps"], manifest.source["num"]) == ("ddim", 2, 3)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ["basd-paper", "isdm-paper", "voc-paper"])
 def test_evaluate_presets_end_to_end(name, toy_dataset, synthetic, tmp_path, one_thread):
     extra = {"steps": 2} if name == "voc-paper" else {}
@@ -214,6 +208,7 @@ def test_class_fill_nearest_reaches_training_and_sampling():
     assert not torch.equal(tensor, condition_tensor(boxes, (16, 16), "basd", 3))  # inside-only differs outside the boxes
 
 
+@pytest.mark.slow
 def test_no_flip_and_final_weights(data16, tmp_path, monkeypatch, one_thread):
     monkeypatch.setattr(training_module, "flip", mock.Mock(side_effect=AssertionError("flipped")))
     saves = []

@@ -10,15 +10,11 @@ exits, so the launcher cannot stop one process before it has reported how it end
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
-
 from _launch import two_cpu_processes
-from defectsynth.data.prepare import prepare
 
 SCRIPT = r'''
 import errno, json, os, sys
@@ -67,13 +63,6 @@ TRAIN = ["--model", "tiny", "--batch-size", "2", "--epochs", "100", "--max-steps
          "--mixed-precision", "no", "--no-progress"]
 
 
-@pytest.fixture(scope="module")
-def data(tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("ranks") / "toy"
-    prepare("toy", out, num=8, size="16", seed=1, split="0.6,0.2,0.2")
-    return out
-
-
 def _launch(tmp_path: Path, fault: str, args: list[str]) -> list[str]:
     """Run ``defectsynth ARGS`` on two CPU processes with ``fault`` on process 1; returns each
     process's one error line after checking that both exited with code 2."""
@@ -94,28 +83,32 @@ def _launch(tmp_path: Path, fault: str, args: list[str]) -> list[str]:
     return lines
 
 
-def test_a_non_finite_loss_on_one_process_stops_both_at_the_same_step(data, tmp_path):
+@pytest.mark.slow
+def test_a_non_finite_loss_on_one_process_stops_both_at_the_same_step(data16, tmp_path):
     run = tmp_path / "run"
-    line0, line1 = _launch(tmp_path, "nan", ["train", str(data), "--out", str(run), *TRAIN])
+    line0, line1 = _launch(tmp_path, "nan", ["train", str(data16), "--out", str(run), *TRAIN])
     assert line0 == line1 and "step 3: the training loss is nan (not finite)" in line0 and "checkpoint-2/" in line0, line0
 
 
-def test_an_exception_on_one_process_stops_both_with_its_line(data, tmp_path):
-    line0, line1 = _launch(tmp_path, "exception", ["train", str(data), "--out", str(tmp_path / "run"), *TRAIN])
+@pytest.mark.slow
+def test_an_exception_on_one_process_stops_both_with_its_line(data16, tmp_path):
+    line0, line1 = _launch(tmp_path, "exception", ["train", str(data16), "--out", str(tmp_path / "run"), *TRAIN])
     assert line0 == line1 == "error: process 1 failed: RuntimeError: injected on process 1", line0
 
 
-def test_a_full_disk_on_one_process_stops_both_and_keeps_what_was_saved(data, tmp_path):
+@pytest.mark.slow
+def test_a_full_disk_on_one_process_stops_both_and_keeps_what_was_saved(data16, tmp_path):
     run = tmp_path / "run"
-    line0, line1 = _launch(tmp_path, "disk-full", ["train", str(data), "--out", str(run), *TRAIN])
+    line0, line1 = _launch(tmp_path, "disk-full", ["train", str(data16), "--out", str(run), *TRAIN])
     assert line0 == line1 and f"{run}: cannot write checkpoint-2 (No space left on device); training stopped" in line0, line0
     assert not list(run.glob(".checkpoint-*")) and not list(run.glob("checkpoint-*"))  # no half checkpoint
 
 
-def test_a_full_disk_while_sampling_on_one_process_stops_both(data, tmp_path):
+@pytest.mark.slow
+def test_a_full_disk_while_sampling_on_one_process_stops_both(data16, tmp_path):
     from defectsynth.diffusion.training import train
 
-    run = train(data, out=tmp_path / "run", model="tiny", batch_size=2, epochs=1, preview_every=0)
+    run = train(data16, out=tmp_path / "run", model="tiny", batch_size=2, epochs=1, preview_every=0)
     out = tmp_path / "synth"
     line0, line1 = _launch(tmp_path, "sample-disk-full", ["sample", str(run), "--out", str(out), "--num", "4", "--scheduler", "ddim", "--steps", "2",
                                                           "--batch-size", "1", "--no-progress"])

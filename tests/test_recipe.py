@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 import math
-from pathlib import Path
 
 import pytest
 import torch
 
-from defectsynth.data.prepare import prepare
 from defectsynth.diffusion.losses import channel_weights, diffusion_loss, min_snr_weights, predicted_x0, prediction_target
 from defectsynth.diffusion.models import Layout, channel_layout
 from defectsynth.diffusion.denoising import denoise, sample_generators
@@ -19,13 +17,6 @@ from defectsynth.diffusion.training import lr_at, self_condition, train
 from defectsynth.errors import OptionError
 
 TINY = {"model": "tiny", "batch_size": 4, "epochs": 1, "preview_every": 0, "progress": False}
-
-
-@pytest.fixture(scope="module")
-def data16(tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("recipe") / "toy"
-    prepare("toy", out, num=8, size="16", seed=1, split="0.6,0.2,0.2")
-    return out
 
 
 @pytest.mark.parametrize("recipe", [

@@ -100,6 +100,7 @@ def test_adapter_end_to_end_through_the_cli(runner, models, toy_dataset, tmp_pat
     assert read_image(previews[0]).shape == (32, 4 * 32 + 12, 3)
 
 
+@pytest.mark.slow
 def test_controlnet_with_a_plan_and_seeds_independent_of_batching(models, toy_dataset, tmp_path):
     stems = Dataset(toy_dataset).split("test")
     plan = tmp_path / "plan.json"

@@ -226,6 +226,7 @@ def test_yaml_without_pyyaml_is_a_clear_error(tmp_path, monkeypatch):
         read_config(path)
 
 
+@pytest.mark.slow
 def test_run_json_args_replay_the_run(toy_dataset, tmp_path, runner, one_thread):
     """train -> run.json's args -> train --config run.json: the same arguments (and the same losses)."""
     first, second = tmp_path / "first", tmp_path / "second"

@@ -25,14 +25,6 @@ from defectsynth.errors import OptionError, OutputExistsError
 TINY = {"model": "tiny", "batch_size": 4, "epochs": 1, "preview_every": 0, "progress": False}
 
 
-@pytest.fixture(scope="module")
-def data16(tmp_path_factory) -> Path:
-    """8 toy images at 16x16 (splits train 5, val 2, test 1)."""
-    out = tmp_path_factory.mktemp("d16") / "toy"
-    prepare("toy", out, num=8, size="16", seed=1, split="0.6,0.2,0.2")
-    return out
-
-
 def _digest(folder: Path, pattern: str = "*") -> dict[str, str]:
     return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(folder.rglob(pattern)) if p.is_file()}
 
@@ -41,6 +33,7 @@ def _visible(folder: Path) -> dict[str, str]:
     return {k: v for k, v in _digest(folder).items() if not k.startswith(".sampling")}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("cond", ["basd", "boxmask", "none"])
 @pytest.mark.parametrize("target", ["joint", "image", "mask"])
 def test_every_combination_trains_and_samples(data16, tmp_path, cond, target):
@@ -65,6 +58,7 @@ def test_every_combination_trains_and_samples(data16, tmp_path, cond, target):
             assert ds.read_boxes(stem) == Dataset(data16).read_boxes(condition)
 
 
+@pytest.mark.slow
 def test_resume_after_a_stop_equals_an_uninterrupted_run(data16, tmp_path):
     common = dict(TINY, batch_size=2, epochs=5, checkpoint_every=2, variance="learned", drop_rate=0.3)
     whole = train(data16, out=tmp_path / "whole", max_steps=5, **common)
@@ -83,6 +77,7 @@ def test_resume_after_a_stop_equals_an_uninterrupted_run(data16, tmp_path):
         train(data16, out=tmp_path / "parts", max_steps=6, **common)
 
 
+@pytest.mark.slow
 def test_resume_at_auto_precision_keeps_the_precision_the_run_started_with(data16, tmp_path, monkeypatch):
     """A float32 run resumed with --mixed-precision auto on a machine where auto means bf16 goes on in
     float32: it ends with the weights of the uninterrupted float32 run, and run.json still says no."""
@@ -195,6 +190,7 @@ def test_step_draws_do_not_depend_on_the_batch_split():
     assert not torch.equal(whole.noise, step_draws(3, 8, [0, 1, 2, 3], (2, 4, 4), 1000, "cpu").noise)
 
 
+@pytest.mark.slow
 def test_two_processes_train_and_sample_like_one(tmp_path):
     """Two CPU processes (accelerate launch --multi_gpu --num_processes 2 on a machine without a GPU;
     accelerate 1.x's ``--cpu`` starts a single process without mpirun) with batch 2 train like one
@@ -229,6 +225,7 @@ def test_two_processes_train_and_sample_like_one(tmp_path):
     assert _visible(tmp_path / "one") == _visible(tmp_path / "two")
 
 
+@pytest.mark.slow
 def test_finetune_and_patience(guided_run, data16, tmp_path):
     run = train(data16, out=tmp_path / "ft", finetune=guided_run, variance="learned", drop_rate=0.2, max_steps=1, **TINY)
     assert json.loads((run / "run.json").read_text())["args"]["finetune"] == str(guided_run.resolve())
