@@ -140,7 +140,10 @@ def test_property_check_catches_wrong_variants(wrong, monkeypatch):
         "pixel_corners": None,
     }[wrong] or _pixel_corners(monkeypatch)
     fill = "nearest" if wrong == "ties_to_last" else "inside"
-    found = find(box_cases(), lambda case: mismatch(fn, case, fill) is not None, settings=settings(max_examples=400, database=None))
+    found = find(
+        box_cases(), lambda case: mismatch(fn, case, fill) is not None,
+        settings=settings(max_examples=400, database=None, deadline=None),  # a busy CPU is no failure
+    )
     assert mismatch(fn, found, fill) is not None
 
 
