@@ -16,11 +16,13 @@ from safetensors.torch import load_file
 from _launch import two_cpu_processes
 from defectsynth.cli import app
 from defectsynth.data import Box, Dataset
-from defectsynth.data.files import read_image, write_image
+from defectsynth.data.files import read_image, write_image, write_json
 from defectsynth.data.prepare import prepare
 from defectsynth.data.resize import scale_box
 from defectsynth.diffusion.context import ContextSet, region_mask
-from defectsynth.diffusion.inpaint import blend_weights, plan_crops
+from defectsynth.diffusion import canvas
+from defectsynth.diffusion.canvas import Area, plan_windows, window_weights
+from defectsynth.diffusion.inpaint import blend_weights
 from defectsynth.diffusion.losses import diffusion_loss
 from defectsynth.diffusion.sampling import sample
 from defectsynth.diffusion.schedules import train_scheduler
@@ -168,19 +170,58 @@ def test_random_placement_moves_boxes_to_free_places(context_run, data64, tmp_pa
     assert moved
 
 
-def test_plan_crops_cover_the_region_once_and_group_close_boxes():
+def test_plan_windows_overlap_over_a_large_region_and_group_close_boxes():
     size, crop = (64, 96), (32, 32)
-    big = [Box(1, 5, 5, 70, 50)]  # larger than a window: covered window by window
-    crops = plan_crops(big, size, crop, MARGIN)
-    painted = np.zeros(size, int)
-    for x0, y0, paints in crops:
+    big = [Box(1, 5, 5, 70, 50)]  # larger than a window: tiled at a stride of at most half a window
+    windows = plan_windows(big, size, crop, MARGIN)
+    covered = np.zeros(size, int)
+    for x0, y0 in windows:
         assert 0 <= x0 <= size[1] - crop[1] and 0 <= y0 <= size[0] - crop[0]
-        painted[y0 : y0 + 32, x0 : x0 + 32] += paints
-    assert np.array_equal(painted, region_mask(big, size, MARGIN).astype(int))  # each region pixel painted exactly once
+        covered[y0 : y0 + 32, x0 : x0 + 32] += 1
+    region = region_mask(big, size, MARGIN)
+    assert (covered[region] >= 1).all() and (covered[region] >= 2).mean() > 0.5  # covered, mostly twice or more
+    xs, ys = sorted({x for x, _ in windows}), sorted({y for _, y in windows})
+    assert max(np.diff(xs)) <= 16 and max(np.diff(ys)) <= 16
     close = [Box(1, 10, 10, 16, 16), Box(2, 20, 12, 26, 20), Box(1, 80, 50, 90, 60)]
-    assert len(plan_crops(close, size, crop, MARGIN)) == 2  # the first two share a window
+    assert len(plan_windows(close, size, crop, MARGIN)) == 2  # the first two share a window
     weights = blend_weights(region_mask(close[:1], size, MARGIN), MARGIN)
     assert (weights[10:16, 10:16] == 1).all() and weights[0, 0] == 0 and 0 < weights[8, 12] < 1  # the band is the margin
+
+
+def test_a_canvas_pixel_under_two_windows_gets_their_blended_output():
+    windows, n = [(0, 0), (8, 0)], 16  # two windows overlapping by half on a 16 x 24 canvas
+    area = Area(0, 0, torch.zeros(1, 2, 16, 24), torch.ones(1, 1, 16, 24, dtype=torch.bool), windows, torch.zeros(2, 1, n, n))
+    outs = torch.stack([torch.full((2, n, n), 1.0), torch.full((2, n, n), 3.0)])
+    canvas = area.blend(outs)[0]
+    tent = window_weights(n, n)
+    assert torch.equal(canvas[:, :, :8], torch.ones(2, 16, 8)) and torch.equal(canvas[:, :, 16:], torch.full((2, 16, 8), 3.0))  # one window: its output
+    w_left, w_right = tent[:, 8:], tent[:, :8]  # the overlap: the left window's right half, the right window's left half
+    assert torch.allclose(canvas[0, :, 8:16], (w_left * 1.0 + w_right * 3.0) / (w_left + w_right))
+    assert canvas[0, 8, 9] < 2 < canvas[0, 8, 14]  # nearer a window's centre, nearer its output
+    x = torch.arange(2 * 16 * 24, dtype=torch.float32).reshape(1, 2, 16, 24)
+    assert torch.equal(area.cut(x)[1], x[0, :, :, 8:24])
+
+
+def test_onto_denoises_a_large_region_with_overlapping_windows_in_one_pass(context_run, data64, tmp_path, monkeypatch):
+    """A box larger than the run's 32 px window: the network sees overlapping windows, all at every step."""
+    cond = tmp_path / "cond"
+    prepare("toy", cond, num=2, size="64", seed=3)
+    for stem in Dataset(cond).stems:  # one large box per image: 46 x 40 px
+        write_json(cond / "boxes" / f"{stem}.json", [Box(1, 8, 10, 54, 50).to_json()])
+    calls = []
+    real = canvas.run_windows
+    monkeypatch.setattr(canvas, "run_windows", lambda model, inputs, time, rows: calls.append(len(inputs)) or real(model, inputs, time, rows))
+    out = tmp_path / "big"
+    sample(context_run, out=out, onto=f"{data64}:val", conditions=str(cond), num=2, seed=1, batch_size=2, **FAST)
+    windows = plan_windows([Box(1, 8, 10, 54, 50)], (64, 64), (32, 32), MARGIN)
+    assert len(windows) > 2 and calls == [2 * len(windows)] * FAST["steps"]  # every window of both samples at every step
+    ds, src = Dataset(out), Dataset(data64)
+    for stem in ds.stems:
+        s, given = ds.read(stem), src.read(ds.manifest.source["onto_of"][stem])
+        new = s.boxes[len(given.boxes) :]
+        region = region_mask(new, s.size, MARGIN)
+        assert np.array_equal(s.image[~region], given.image[~region]) and np.array_equal(s.mask[~region], given.mask[~region])
+        assert not s.mask[region & ~region_mask(new, s.size, 0)].any()
 
 
 def test_bad_inputs_exit_2_with_one_line(context_run, data64, plain, tmp_path, runner):

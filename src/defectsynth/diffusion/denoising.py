@@ -78,17 +78,23 @@ def denoise(
             out = torch.cat([eps, out_c[:, c:]], dim=1)
         else:
             out = out[:b]
-        times = t.reshape(1).repeat(b).to(device)
-        if estimate is not None:
-            estimate = predicted_x0(prediction, out[:, :c], x, times, sampler.scheduler.alphas_cumprod)
-        if not isinstance(prediction, str):  # per-group predictions: the scheduler steps with the noise they imply
-            out = torch.cat([predicted_eps(prediction, out[:, :c], x, times, sampler.scheduler.alphas_cumprod), out[:, c:]], dim=1)
-        if not sampler.passes_variance:
-            out = out[:, :c]
-        x = sampler.scheduler.step(out, t, x, generator=generators).prev_sample
+        x, estimate = take_step(sampler, prediction, out, x, t, estimate, generators, c)
         if keep is not None:
             x = keep(x, i + 1)
     return x.clamp(-1.0, 1.0)
+
+
+def take_step(sampler: Sampler, prediction, out: torch.Tensor, x: torch.Tensor, t, estimate, generators: list[torch.Generator], c: int):
+    """One scheduler step of ``x`` (B, C_t, H, W) from the network's ``out``: (x, the x_0 estimate
+    of self-conditioning, or ``estimate`` None as it is)."""
+    times = t.reshape(1).repeat(len(x)).to(x.device)
+    if estimate is not None:
+        estimate = predicted_x0(prediction, out[:, :c], x, times, sampler.scheduler.alphas_cumprod)
+    if not isinstance(prediction, str):  # per-group predictions: the scheduler steps with the noise they imply
+        out = torch.cat([predicted_eps(prediction, out[:, :c], x, times, sampler.scheduler.alphas_cumprod), out[:, c:]], dim=1)
+    if not sampler.passes_variance:
+        out = out[:, :c]
+    return sampler.scheduler.step(out, t, x, generator=generators).prev_sample, estimate
 
 
 def decode(

@@ -8,13 +8,17 @@ The output is an ordinary synthetic dataset folder (the layout of :mod:`sampling
 2. boxes: those of condition ``i mod m`` of ``--conditions`` (or the plan's), scaled to the target
    image; ``placement`` ``random`` moves each to a free place (no overlap with the other boxes or the
    image's own, margins included), seeded by (seed, i).
-3. crops (:func:`plan_crops`): windows of the run's size around the boxes (several boxes share one
-   where they fit; a box larger than a window is covered by several, each seeing what the ones
-   before painted); only the region (the boxes dilated by the run's ``context_margin``) changes.
-4. each crop is denoised with the known pixels put back after every step, noised to the step's level
-   (RePaint, Lugmayr et al. 2022, eq. (8): x_{t-1} = m * x_known + (1 - m) * x_unknown), while the
-   network also sees the known image and the region (the context channels). Its generators are
-   seeded by (seed, i, crop number), so the output does not depend on batch size or process count.
+3. windows (:func:`~defectsynth.diffusion.canvas.plan_windows`): windows of the run's size around
+   the boxes (several boxes share one where they fit; a box larger than a window is tiled by
+   windows overlapping by at least half a window); only the region (the boxes dilated by the run's
+   ``context_margin``) changes.
+4. all windows of a sample are denoised together on one canvas (:mod:`canvas`, MultiDiffusion): at
+   every step the network sees every window, with the known image and the region (the context
+   channels); the window outputs are blended with tent weights and the scheduler steps once on the
+   canvas; then the known pixels are put back outside the region, noised to the step's level
+   (RePaint, Lugmayr et al. 2022, eq. (8): x_{t-1} = m * x_known + (1 - m) * x_unknown). The
+   canvas's generator is seeded by (seed, i), so the output does not depend on batch size or
+   process count.
 5. paste: outside the region the output keeps the input's pixels exactly; in the margin band the
    generated pixels are blended into the input (weight rising from 0 at the region's edge to 1 at
    the box); the mask is 0 outside the new boxes inside the region and the input's own mask (0 for
@@ -42,9 +46,10 @@ from defectsynth.data.colors import class_palette
 from defectsynth.data.model import check_stem
 from defectsynth.data.resize import scale_box
 from defectsynth.diffusion.conditioning import bits_tensor, condition_tensor, images_to_tensor, to_grey
-from defectsynth.diffusion.context import boxes_in_window, context_tensor, dilate, region_mask
+from defectsynth.diffusion.canvas import Area, denoise_areas, plan_windows
+from defectsynth.diffusion.context import boxes_in_window, context_tensor, region_mask
 from defectsynth.diffusion.losses import scheduler_prediction
-from defectsynth.diffusion.denoising import decode, denoise
+from defectsynth.diffusion.denoising import decode
 from defectsynth.diffusion.jobs import Job, parse_conditions
 from defectsynth.diffusion.previews import PREVIEW_SAMPLES, preview_row, viewing_scale
 from defectsynth.diffusion.processes import make_state
@@ -214,29 +219,6 @@ def plan_onto_jobs(
     return jobs, source
 
 
-def plan_crops(boxes: list[Box], size: tuple[int, int], crop: tuple[int, int], margin: int) -> list[tuple[int, int, np.ndarray]]:
-    """The windows that paint the region of ``boxes`` in an image of ``size`` = (H, W): [(x0, y0,
-    (h, w) bool: the region pixels this window paints)], in order. A box (with its margin) that fits
-    gets a window centred on it, which also paints every other region pixel inside it; a larger one
-    is covered window by window from its first unpainted pixel (raster order)."""
-    (height, width), (n_h, n_w) = size, crop
-    todo = region_mask(boxes, size, margin)
-    crops = []
-    for b in boxes:
-        x0, y0, x1, y1 = dilate(b, margin, height, width)
-        while todo[y0:y1, x0:x1].any():
-            if x1 - x0 <= n_w and y1 - y0 <= n_h:
-                cx, cy = x0 - (n_w - (x1 - x0)) // 2, y0 - (n_h - (y1 - y0)) // 2
-            else:
-                ys, xs = np.nonzero(todo[y0:y1, x0:x1])
-                cx, cy = x0 + int(xs[0]), y0 + int(ys[0])
-            cx, cy = int(np.clip(cx, 0, width - n_w)), int(np.clip(cy, 0, height - n_h))
-            paints = todo[cy : cy + n_h, cx : cx + n_w].copy()
-            todo[cy : cy + n_h, cx : cx + n_w] = False
-            crops.append((cx, cy, paints))
-    return crops
-
-
 def blend_weights(region: np.ndarray, margin: int) -> np.ndarray:
     """(H, W) float32 weight of the generated pixels: 0 outside the region, rising over the margin
     band to 1 at the boxes (the chessboard distance to the nearest pixel outside the region over
@@ -267,14 +249,14 @@ def replacer(known: torch.Tensor, region: torch.Tensor, sampler, generators: lis
 
 @dataclass
 class Canvas:
-    """One sample being painted: the input, the image and mask painted so far (run channels), its crops."""
+    """One sample being painted: the input, the image and mask painted so far (run channels), its windows."""
 
     job: OntoJob
     image: np.ndarray  # (H, W, 3) uint8 input
     mask: np.ndarray  # (H, W) uint8 input mask (zeros for plain images)
     painted: np.ndarray  # (H, W, C) uint8 in the run's channels
     painted_mask: np.ndarray  # (H, W) uint8
-    crops: list[tuple[int, int, np.ndarray]]
+    windows: list[tuple[int, int]]  # (x0, y0) of the windows covering the region (:func:`plan_windows`)
     invalid: int = 0
 
 
@@ -283,35 +265,40 @@ def open_canvas(job: OntoJob, onto: Onto, image_channels: int, crop: tuple[int, 
     if image.shape[:2] != job.size:
         raise DatasetError(f"image is {image.shape[1]}x{image.shape[0]}, its header said {job.size[1]}x{job.size[0]}", onto.files[job.onto])
     painted = to_grey(image[None])[0] if image_channels == 1 else image.copy()
-    return Canvas(job, image, mask, painted, np.zeros(job.size, np.uint8), plan_crops(job.boxes, job.size, crop, margin))
+    return Canvas(job, image, mask, painted, np.zeros(job.size, np.uint8), plan_windows(job.boxes, job.size, crop, margin))
 
 
-def paint_round(model, run: Run, canvases: list[Canvas], r: int, settings: dict[str, Any], rows: int, device) -> None:
-    """Denoise crop ``r`` of every canvas that has one, in one batch, and paint it in."""
-    live = [c for c in canvases if r < len(c.crops)]
-    if not live:
-        return
-    n_h, n_w = tuple(run.info["size"])
-    num_classes, layout = run.info["num_classes"], run.layout
-    known, conds, regions = [], [], []
-    for c in live:
-        x0, y0, paints = c.crops[r]
-        window = c.painted[y0 : y0 + n_h, x0 : x0 + n_w]
-        image_t = images_to_tensor(torch.from_numpy(np.ascontiguousarray(window)).permute(2, 0, 1))
-        known.append(torch.cat([image_t, bits_tensor(c.painted_mask[y0 : y0 + n_h, x0 : x0 + n_w], num_classes)]))
-        boxes = boxes_in_window(c.job.boxes, x0, y0, n_w, n_h)
-        conds.append(torch.cat([condition_tensor(boxes, (n_h, n_w), run.args["cond"], num_classes), context_tensor(window, paints)]))
-        regions.append(torch.from_numpy(paints)[None])
-    known_t, cond, region = torch.stack(known).to(device), torch.stack(conds).to(device), torch.stack(regions).to(device)
-    generators = [torch.Generator().manual_seed(derived_seed(settings["seed"], c.job.index, r, 0x1A7E)) for c in live]
-    sampler = make_sampler(settings["sampler"], settings["steps"], run.args["variance"], settings["rescale"], scheduler_prediction(run.prediction))
-    x = denoise(model, layout, sampler, cond, generators, 1.0, run.prediction, rows, keep=replacer(known_t, region, sampler, generators))
-    for c, xi in zip(live, x):
-        x0, y0, paints = c.crops[r]
-        image, mask, invalid = decode(xi, "joint", num_classes, run.classes, layout.image_channels)
-        window, window_mask = c.painted[y0 : y0 + n_h, x0 : x0 + n_w], c.painted_mask[y0 : y0 + n_h, x0 : x0 + n_w]
-        window[paints] = image[..., : layout.image_channels][paints]
-        window_mask[paints] = mask[paints]
+def canvas_area(c: Canvas, run: Run, margin: int, device) -> Area:
+    """The denoising canvas of ``c``: the bounding rectangle of its windows, with the known target
+    (the input, mask bits of class 0), the region and every window's condition (boxes and context)."""
+    (n_h, n_w), num_classes = tuple(run.info["size"]), run.info["num_classes"]
+    x0, y0 = min(x for x, _ in c.windows), min(y for _, y in c.windows)
+    x1, y1 = max(x for x, _ in c.windows) + n_w, max(y for _, y in c.windows) + n_h
+    region = region_mask(c.job.boxes, c.job.size, margin)
+    image_t = images_to_tensor(torch.from_numpy(np.ascontiguousarray(c.painted[y0:y1, x0:x1])).permute(2, 0, 1))
+    known = torch.cat([image_t, bits_tensor(c.painted_mask[y0:y1, x0:x1], num_classes)])
+    conds = []
+    for x, y in c.windows:
+        boxes = boxes_in_window(c.job.boxes, x, y, n_w, n_h)
+        window, inside = c.painted[y : y + n_h, x : x + n_w], region[y : y + n_h, x : x + n_w]
+        conds.append(torch.cat([condition_tensor(boxes, (n_h, n_w), run.args["cond"], num_classes), context_tensor(window, inside)]))
+    windows = [(x - x0, y - y0) for x, y in c.windows]
+    return Area(x0, y0, known[None].to(device), torch.from_numpy(region[y0:y1, x0:x1])[None, None].to(device), windows, torch.stack(conds).to(device))
+
+
+def paint_batch(model, run: Run, canvases: list[Canvas], settings: dict[str, Any], rows: int, device) -> None:
+    """Denoise the canvases of a batch together (:func:`~defectsynth.diffusion.canvas.denoise_areas`) and paint their regions in."""
+    margin, num_classes, layout = run.args.get("context_margin", 0), run.info["num_classes"], run.layout
+    areas = [canvas_area(c, run, margin, device) for c in canvases]
+    generators = [torch.Generator().manual_seed(derived_seed(settings["seed"], c.job.index, 0, 0x1A7E)) for c in canvases]
+    samplers = [make_sampler(settings["sampler"], settings["steps"], run.args["variance"], settings["rescale"], scheduler_prediction(run.prediction)) for _ in canvases]
+    keeps = [replacer(a.known, a.region, s, [g]) for a, s, g in zip(areas, samplers, generators)]
+    for c, a, x in zip(canvases, areas, denoise_areas(model, layout, samplers, areas, generators, run.prediction, rows, keeps)):
+        image, mask, invalid = decode(x, "joint", num_classes, run.classes, layout.image_channels)
+        inside = a.region[0, 0].cpu().numpy()
+        h, w = inside.shape
+        c.painted[a.y0 : a.y0 + h, a.x0 : a.x0 + w][inside] = image[..., : layout.image_channels][inside]
+        c.painted_mask[a.y0 : a.y0 + h, a.x0 : a.x0 + w][inside] = mask[inside]
         c.invalid += invalid
 
 
@@ -336,8 +323,7 @@ def draw_onto(model, run: Run, onto: Onto, out: Path, jobs: list[OntoJob], setti
         task = bar.add_task("painting", total=len(jobs), status="")
         for start in range(0, len(jobs), batch_size):
             canvases = [open_canvas(j, onto, run.layout.image_channels, crop, margin) for j in jobs[start : start + batch_size]]
-            for r in range(max(len(c.crops) for c in canvases)):
-                paint_round(model, run, canvases, r, settings, rows, device)
+            paint_batch(model, run, canvases, settings, rows, device)
             for c in canvases:
                 image, mask, boxes = finish(c, margin)
                 write_sample(out, c.job, image, mask, boxes, c.invalid)
