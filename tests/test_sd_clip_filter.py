@@ -11,8 +11,8 @@ import torch
 from _sd_models import build_clip
 
 from defectsynth.cli import app
-from defectsynth.controllable import clip_filter as clip_filter_module
-from defectsynth.controllable.clip_filter import clip_scores, filter_by_clip, select_per_class
+from defectsynth.sd_backend import clip_filter as clip_filter_module
+from defectsynth.sd_backend.clip_filter import clip_scores, filter_by_clip, select_per_class
 from defectsynth.data import Dataset
 from defectsynth.data.files import read_json
 from defectsynth.errors import MissingDependencyError, OptionError

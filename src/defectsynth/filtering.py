@@ -62,7 +62,7 @@ from defectsynth.locks import writes_output
 
 logger = logging.getLogger(__name__)
 
-FILTER_BY = ("boxes", "segmenter")  # filter_dataset's; `filter --by clip` runs controllable.clip_filter.filter_by_clip
+FILTER_BY = ("boxes", "segmenter")  # filter_dataset's; `filter --by clip` runs sd_backend.clip_filter.filter_by_clip
 # The options (CLI names) that only one --by takes; the CLI checks them with check_by_options.
 BY_OPTIONS = {
     "boxes": ("--clip-labels", "--max-sae", "--drop-empty-boxes", "--class-agnostic"),

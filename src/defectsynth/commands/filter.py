@@ -1,7 +1,7 @@
 """``defectsynth filter SYNTH --out DIR --by boxes|segmenter|clip``: keep the good synthetic pairs.
 
 ``--by boxes`` and ``--by segmenter`` run :func:`defectsynth.filtering.filter_dataset`; ``--by clip``
-runs :func:`defectsynth.controllable.clip_filter.filter_by_clip` (its own output: clip_scores.json
+runs :func:`defectsynth.sd_backend.clip_filter.filter_by_clip` (its own output: clip_scores.json
 and a ``source.filter = "clip"`` manifest). :func:`defectsynth.filtering.check_by_options` refuses
 an option given with a ``--by`` it does not belong to.
 """
@@ -106,7 +106,7 @@ def filter_command(
 def _clip(synthetic, out, clip, keep_per_class, keep_fraction, prompt_template, device, batch_size, overwrite, progress) -> None:
     """``--by clip``: :func:`filter_by_clip` with the filter command's options."""
     from defectsynth.commands._summary import print_dataset_summary
-    from defectsynth.controllable import clip_filter
+    from defectsynth.sd_backend import clip_filter
     from defectsynth.data import Dataset
     from defectsynth.errors import OptionError
 

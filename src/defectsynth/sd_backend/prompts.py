@@ -109,7 +109,7 @@ class Captioner:
     """
 
     def __init__(self, model_dir: str | Path, device: str = "cpu", max_new_tokens: int = 30):
-        from defectsynth.controllable.pipeline import check_folder, quiet_loading, require_transformers
+        from defectsynth.sd_backend.pipeline import check_folder, quiet_loading, require_transformers
 
         require_transformers()
         import transformers

@@ -30,9 +30,9 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from defectsynth.controllable.pipeline import generate, load_pipeline, sample_seed
-from defectsynth.controllable.priors import PriorDetector, blend_priors, mask_prior, parse_blend, to_condition_image
-from defectsynth.controllable.prompts import (
+from defectsynth.sd_backend.pipeline import generate, load_pipeline, sample_seed
+from defectsynth.sd_backend.priors import PriorDetector, blend_priors, mask_prior, parse_blend, to_condition_image
+from defectsynth.sd_backend.prompts import (
     Captioner, build_prompt, check_template, class_prompt, classes_in_mask, missing_captions, read_captions,
 )  # fmt: skip
 from defectsynth.balancing import plan_dataset, read_plan

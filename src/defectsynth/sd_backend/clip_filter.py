@@ -20,8 +20,8 @@ from pathlib import Path
 import numpy as np
 
 from defectsynth.checks import check_at_least
-from defectsynth.controllable.pipeline import check_folder, quiet_loading, require_transformers
-from defectsynth.controllable.prompts import build_prompt, check_template, class_prompt
+from defectsynth.sd_backend.pipeline import check_folder, quiet_loading, require_transformers
+from defectsynth.sd_backend.prompts import build_prompt, check_template, class_prompt
 from defectsynth.data import Dataset, Manifest
 from defectsynth.data.files import write_json
 from defectsynth.devices import pick_device
