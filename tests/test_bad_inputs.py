@@ -42,7 +42,7 @@ def case(command: str):
 def world(tmp_path_factory) -> World:
     root = tmp_path_factory.mktemp("world")
     data = root / "toy"
-    prepare("toy", data, num=8, size="16", seed=1, split="0.6,0.2,0.2")
+    prepare("toy", data, num=8, size="16", seed=1, split_fractions="0.6,0.2,0.2")
     run = train(data, out=root / "run", model="tiny", batch_size=4, epochs=1, max_steps=1, preview_every=0, progress=False)
     sample(run, out=root / "synth", num=3, scheduler="ddim", steps=2)
     net = build_model("unet", 4, TrainConfig("resnet18", None), "--arch")
@@ -415,14 +415,14 @@ def boxes_not_a_list(ws):
 def segmenter_pickle_instead_of_safetensors(ws):
     (ws.segmenter / "model.safetensors").unlink()
     (ws.segmenter / "pytorch_model.bin").write_bytes(pickle_bytes(ws.root / "unpickled"))
-    return ["filter", str(ws.synth), "--out", str(ws.out()), "--by", "segmenter", "--model", str(ws.segmenter), "--top-k", "1", "--size", "32",
+    return ["filter", str(ws.synth), "--out", str(ws.out()), "--by", "segmenter", "--segmenter", str(ws.segmenter), "--top-k", "1", "--size", "32",
             "--device", "cpu", "--no-progress"], ["segmenter", "model.safetensors not found"]
 
 
 @case("filter")
 def segmenter_truncated_safetensors(ws):
     truncate(ws.segmenter / "model.safetensors")
-    return ["filter", str(ws.synth), "--out", str(ws.out()), "--by", "segmenter", "--model", str(ws.segmenter), "--top-k", "1", "--size", "32",
+    return ["filter", str(ws.synth), "--out", str(ws.out()), "--by", "segmenter", "--segmenter", str(ws.segmenter), "--top-k", "1", "--size", "32",
             "--device", "cpu", "--no-progress"], ["model.safetensors", "not a safetensors file"]
 
 

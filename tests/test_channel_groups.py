@@ -31,7 +31,7 @@ MIXED = ("v", "v", "v", "sample", "sample")  # RGB by v, two mask bits by x_0
 @pytest.fixture(scope="module")
 def toy(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("groups") / "toy"
-    prepare("toy", out, num=8, size="16", seed=1, split="0.6,0.2,0.2")
+    prepare("toy", out, num=8, size="16", seed=1, split_fractions="0.6,0.2,0.2")
     return out
 
 

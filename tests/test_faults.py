@@ -54,7 +54,7 @@ def report_counts(one_thread):
 def data16(tmp_path_factory) -> Path:
     """8 toy images at 16x16 (train split 5: 3 steps per epoch at batch size 2)."""
     out = tmp_path_factory.mktemp("d16") / "toy"
-    prepare("toy", out, num=8, size="16", seed=1, split="0.6,0.2,0.2")
+    prepare("toy", out, num=8, size="16", seed=1, split_fractions="0.6,0.2,0.2")
     return out
 
 

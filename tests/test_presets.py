@@ -130,7 +130,7 @@ def test_cli_passes_only_typed_options_as_given(runner, tmp_path):
 @pytest.fixture(scope="module")
 def data16(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("p16") / "toy"
-    prepare("toy", out, num=8, size="16", seed=1, split="0.6,0.2,0.2")
+    prepare("toy", out, num=8, size="16", seed=1, split_fractions="0.6,0.2,0.2")
     return out
 
 

@@ -70,7 +70,7 @@ TRAIN = ["--model", "tiny", "--batch-size", "2", "--epochs", "100", "--max-steps
 @pytest.fixture(scope="module")
 def data(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("ranks") / "toy"
-    prepare("toy", out, num=8, size="16", seed=1, split="0.6,0.2,0.2")
+    prepare("toy", out, num=8, size="16", seed=1, split_fractions="0.6,0.2,0.2")
     return out
 
 

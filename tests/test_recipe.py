@@ -22,7 +22,7 @@ TINY = {"model": "tiny", "batch_size": 4, "epochs": 1, "preview_every": 0, "prog
 @pytest.fixture(scope="module")
 def data16(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("recipe") / "toy"
-    prepare("toy", out, num=8, size="16", seed=1, split="0.6,0.2,0.2")
+    prepare("toy", out, num=8, size="16", seed=1, split_fractions="0.6,0.2,0.2")
     return out
 
 

@@ -29,7 +29,7 @@ TINY = {"model": "tiny", "batch_size": 4, "epochs": 1, "preview_every": 0, "prog
 def data16(tmp_path_factory) -> Path:
     """8 toy images at 16x16 (splits train 5, val 2, test 1)."""
     out = tmp_path_factory.mktemp("d16") / "toy"
-    prepare("toy", out, num=8, size="16", seed=1, split="0.6,0.2,0.2")
+    prepare("toy", out, num=8, size="16", seed=1, split_fractions="0.6,0.2,0.2")
     return out
 
 
@@ -206,7 +206,7 @@ def test_two_processes_train_and_sample_like_one(tmp_path):
     step, so 1e-4 on the losses and weights after 4 steps is loose and still catches any real
     difference (another batch, other noise: the losses differ by whole percents)."""
     data = tmp_path / "toy"
-    prepare("toy", data, num=10, size="16", seed=1, split="0.8,0.1,0.1")  # 8 training images: no padding
+    prepare("toy", data, num=10, size="16", seed=1, split_fractions="0.8,0.1,0.1")  # 8 training images: no padding
     launch, env = two_cpu_processes()
     launch = [*launch, "-m", "defectsynth"]
     common = ["--no-progress"]

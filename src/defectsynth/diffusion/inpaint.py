@@ -38,8 +38,9 @@ from PIL import Image
 from defectsynth.balancing import plan_dataset, planned_samples, read_plan
 from defectsynth.checks import check_choice
 from defectsynth.data import Box, Dataset, Manifest
+from defectsynth.data.dataset import parse_dataset_spec
 from defectsynth.data.files import IMAGE_SUFFIXES, read_image, write_errors, write_image, write_json
-from defectsynth.data.model import check_stem
+from defectsynth.data.model import index_by_stem
 from defectsynth.data.resize import scale_box
 from defectsynth.diffusion.conditioning import bits_tensor, condition_tensor, images_to_tensor, to_grey
 from defectsynth.diffusion.context import boxes_in_window, context_tensor, dilate, region_mask
@@ -50,7 +51,7 @@ from defectsynth.diffusion.sampling import (
     Job, Run, decode, denoise, my_pending_jobs, parse_conditions, write_manifest, write_sample,
 )
 from defectsynth.diffusion.schedules import DEFAULT_STEPS, make_sampler
-from defectsynth.diffusion.training import derived_seed
+from defectsynth.seeds import derived_seed
 from defectsynth.errors import DatasetError, OptionError
 from defectsynth.progress import make_progress
 from defectsynth.ranks import one_outcome
@@ -96,11 +97,7 @@ class Onto:
 
 def open_onto(text: str | Path, run: Run) -> Onto:
     """``DIR``, ``DIR:split`` (a dataset folder) or a folder of plain images (png, jpg, bmp, tif)."""
-    text = str(text)
-    path, split = Path(text), None
-    if not path.exists() and ":" in text:
-        head, tail = text.rsplit(":", 1)
-        path, split = Path(head), tail or None
+    path, split = parse_dataset_spec(text)
     if not path.is_dir():
         raise OptionError(f"--onto: {path} is not a folder (expected a dataset folder, DIR:split or a folder of images)")
     if (path / "dataset.json").is_file():
@@ -113,13 +110,8 @@ def open_onto(text: str | Path, run: Run) -> Onto:
     else:
         if split is not None:
             raise OptionError(f"--onto: {path} is not a dataset folder, so it has no split {split!r}")
-        ds, files = None, {}
-        for file in sorted(path.iterdir()):
-            if file.is_file() and not file.name.startswith(".") and file.suffix.lower() in IMAGE_SUFFIXES:
-                stem = check_stem(file.stem, file)
-                if stem in files:
-                    raise DatasetError(f"duplicate stem {stem!r} (also {files[stem].name})", file)
-                files[stem] = file
+        ds = None
+        files = index_by_stem(f for f in sorted(path.iterdir()) if f.is_file() and not f.name.startswith(".") and f.suffix.lower() in IMAGE_SUFFIXES)
         stems = list(files)
     if not stems:
         raise OptionError(f"--onto: no images in {path}" + (f" split {split}" if split else ""))

@@ -37,6 +37,7 @@ from diffusers.utils.torch_utils import randn_tensor
 
 from defectsynth.balancing import plan_dataset, planned_samples, read_plan
 from defectsynth.data import Box, Dataset, Manifest
+from defectsynth.data.dataset import parse_dataset_spec
 from defectsynth.data.files import holds_no_files, read_json, write_errors, remove_temp_leftovers, write_image, write_json, write_mask
 from defectsynth.data.model import ClassInfo
 from defectsynth.data.resize import resize_sample
@@ -48,7 +49,8 @@ from defectsynth.diffusion.models import Layout, compile_forward
 from defectsynth.diffusion.previews import class_palette, write_contact_sheet
 from defectsynth.diffusion.processes import make_state
 from defectsynth.diffusion.schedules import DEFAULT_STEPS, RESCALE_MIN_STEPS, Sampler, make_sampler
-from defectsynth.diffusion.training import derived_seed, network_input, read_run_json, recipe_prediction
+from defectsynth.diffusion.training import network_input, read_run_json, recipe_prediction
+from defectsynth.seeds import derived_seed
 from defectsynth.encoding import boxes_from_mask, decode_bits
 from defectsynth.errors import DatasetError, OptionError, OutputExistsError
 from defectsynth.locks import writes_output
@@ -221,10 +223,7 @@ def parse_conditions(text: str | None, run: Run) -> tuple[Path, str | None]:
     """``DATASET[:split]`` -> (dataset folder, split); default: the run's training dataset and split."""
     if text is None:
         return Path(run.info["dataset"]["path"]), run.info["dataset"]["split"]
-    path, split = Path(text), None
-    if not path.exists() and ":" in text:
-        head, tail = text.rsplit(":", 1)
-        path, split = Path(head), tail or None
+    path, split = parse_dataset_spec(text)
     if not (path / "dataset.json").is_file():
         raise OptionError(f"--conditions: {path} is not a dataset folder (expected DATASET[:split])")
     return path, split

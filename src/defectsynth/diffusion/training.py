@@ -34,7 +34,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 from accelerate import Accelerator
 from accelerate.utils import set_seed
@@ -59,6 +58,7 @@ from defectsynth.hub import resolve_run
 from defectsynth.locks import writes_output
 from defectsynth.progress import make_progress, track
 from defectsynth.ranks import one_outcome, raise_reported, report
+from defectsynth.seeds import derived_seed
 
 logger = logging.getLogger(__name__)
 
@@ -88,11 +88,6 @@ RECIPE_DEFAULTS = {"prediction": "sample", "mask_prediction": "sample", "mask_lo
 # EBR 2%; docs/recipe-ablation.md). RGB runs keep x_0: v with colour channels made colour speckle.
 GREY_PREDICTION = "v"
 ISDM_DEFAULTS = {"prediction": "epsilon", "mask_prediction": None, "mask_loss_weight": 1.0, "self_cond": False}
-
-
-def derived_seed(*parts: int) -> int:
-    """A 63-bit seed from integers (NumPy's SeedSequence), stable across platforms."""
-    return int(np.random.SeedSequence([int(p) for p in parts]).generate_state(2, np.uint64)[0] >> np.uint64(1))
 
 
 @dataclass

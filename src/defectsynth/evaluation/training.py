@@ -21,7 +21,7 @@ The learning rate drops by 10 after half the validation rounds in every budget (
 
 ``filter --by segmenter`` trains its network with :func:`train_model` (the same protocol, without
 a test split). :func:`save_model` / :func:`load_model` are the one format of a saved network
-(``evaluate --save-models``, ``filter``'s ``segmenter/``, ``filter --model``).
+(``evaluate --save-models``, ``filter``'s ``segmenter/``, ``filter --segmenter``).
 """
 
 from __future__ import annotations
@@ -30,7 +30,6 @@ import copy
 import itertools
 import logging
 import math
-import shutil
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -40,8 +39,8 @@ import torch
 from torch import nn
 
 from defectsynth.checks import check_at_least, check_choice
-from defectsynth.data.files import read_json, read_safetensors
-from defectsynth.errors import DatasetError, MissingDependencyError, OptionError
+from defectsynth.data.files import read_json, read_safetensors, write_dir
+from defectsynth.errors import DatasetError, MissingDependencyError, OptionError, first_line
 from defectsynth.evaluation.data import Pair, SegmentationPairs
 from defectsynth.metrics.segmentation import IGNORE_INDEX, get_stats, reduce_stats
 
@@ -308,18 +307,10 @@ def save_model(model: nn.Module, folder: str | Path) -> Path:
     Written next to ``folder`` and renamed into place, so ``folder`` is complete or absent; an
     existing ``folder`` is replaced. The model's parameters stay on their device.
     """
-    folder = Path(folder)
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    tmp = folder.with_name(f".{folder.name}.tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    copy.deepcopy(model).cpu().save_pretrained(tmp)
-    if folder.exists():
-        shutil.rmtree(folder)
-    tmp.rename(folder)
-    return folder
+    return write_dir(folder, lambda tmp: copy.deepcopy(model).cpu().save_pretrained(tmp))
 
 
-def load_model(folder: str | Path, option: str = "--model") -> nn.Module:
+def load_model(folder: str | Path, option: str = "--segmenter") -> nn.Module:
     """The smp network saved in ``folder`` by :func:`save_model` (``evaluate --save-models``, ``filter``), in eval mode.
 
     Rebuilt from config.json (``_model_class`` and the constructor arguments) with
@@ -340,5 +331,5 @@ def load_model(folder: str | Path, option: str = "--model") -> nn.Module:
         model = getattr(smp, class_name)(**{k: v for k, v in config.items() if not k.startswith("_")})
         model.load_state_dict(read_safetensors(weights))
     except (TypeError, KeyError, RuntimeError) as err:
-        raise DatasetError(f"{option}: cannot rebuild {class_name} from config.json and model.safetensors ({str(err).splitlines()[0]})", folder) from None
+        raise DatasetError(f"{option}: cannot rebuild {class_name} from config.json and model.safetensors ({first_line(err)})", folder) from None
     return model.eval()

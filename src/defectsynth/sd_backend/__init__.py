@@ -7,11 +7,11 @@ Needs the optional extra ``pip install 'defectsynth[sd]'`` (transformers) and lo
 """
 
 from defectsynth.sd_backend.clip_filter import clip_scores, filter_by_clip
-from defectsynth.sd_backend.generate import parse_conditions, sample_sd
+from defectsynth.sd_backend.generate import sample_sd
 from defectsynth.sd_backend.priors import blend_priors, canny_prior, mask_prior
 from defectsynth.sd_backend.prompts import build_prompt, class_prompt
 
 __all__ = [
     "blend_priors", "build_prompt", "canny_prior", "class_prompt", "clip_scores", "filter_by_clip",
-    "mask_prior", "parse_conditions", "sample_sd",
+    "mask_prior", "sample_sd",
 ]  # fmt: skip
