@@ -91,7 +91,7 @@ def test_bad_input(runner, clip, toy_dataset, tmp_path):
                            (["--keep-per-class", "1", "--batch-size", "0"], "--batch-size must be at least 1")]:  # fmt: skip
         result = runner.invoke(app, [*args, *extra])
         assert result.exit_code == 2 and message in result.stderr, (extra, result.output)
-    with pytest.raises(MissingDependencyError, match="--clip: model folder not found"):
+    with pytest.raises(MissingDependencyError, match="--clip-model: model folder not found"):
         filter_by_clip(toy_dataset, tmp_path / "o", tmp_path / "none", keep_per_class=1)
     with pytest.raises(OptionError):
         filter_by_clip(toy_dataset, tmp_path / "o", clip)
