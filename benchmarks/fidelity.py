@@ -151,7 +151,7 @@ def real_dataset(a: argparse.Namespace) -> Path:
     if a.toy:
         defectsynth.prepare("toy", out, num=a.toy_images, size=a.size, seed=a.seed)
         return out
-    defectsynth.prepare("masks", out, source_dir=crackforest_path(a.crackforest), classes="crack", size=a.size, split=a.split, seed=a.seed)
+    defectsynth.prepare("masks", out, source_dir=crackforest_path(a.crackforest), classes="crack", size=a.size, split_fractions=a.split, seed=a.seed)
     return out
 
 

@@ -18,8 +18,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from defectsynth.controllable.detectors import LINEART_FILE, SKETCH_FILE, LineartGenerator, PiDiNet
-from defectsynth.controllable.priors import PriorDetector, blend_priors, mask_prior
+from defectsynth.sd_backend.detectors import LINEART_FILE, SKETCH_FILE, LineartGenerator, PiDiNet
+from defectsynth.sd_backend.priors import PriorDetector, blend_priors, mask_prior
 from defectsynth.metrics.weights import save_weights
 from _results import add_json_option, write_results
 

@@ -43,7 +43,7 @@ def data16(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """8 toy images at 16x16, splits train 5, val 2, test 1: the small dataset of the train, sample,
     fault and multi-process tests (read-only: copy it before changing it)."""
     out = tmp_path_factory.mktemp("d16") / "toy"
-    prepare("toy", out, num=8, size="16", seed=1, split="0.6,0.2,0.2")
+    prepare("toy", out, num=8, size="16", seed=1, split_fractions="0.6,0.2,0.2")
     yield from _read_only(out)
 
 

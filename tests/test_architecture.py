@@ -28,14 +28,14 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("stages", ("defectsynth.stages",)),
     ("methods", (
         "defectsynth.encoding", "defectsynth.diffusion", "defectsynth.evaluation", "defectsynth.filtering",
-        "defectsynth.balancing", "defectsynth.metrics", "defectsynth.controllable", "defectsynth.data",
+        "defectsynth.balancing", "defectsynth.metrics", "defectsynth.sd_backend", "defectsynth.controllable", "defectsynth.data",
         "defectsynth.data.sources", "defectsynth.data.prepare", "defectsynth.data.export", "defectsynth.pipeline",
         "defectsynth.data.resize_loss", "defectsynth.hub", "defectsynth.hub_push", "defectsynth.toy_demo", "defectsynth.presets", "defectsynth.config_files",
     )),
     ("formats", ("defectsynth.formats",)),
     ("base", (
         "defectsynth.errors", "defectsynth.checks", "defectsynth.progress", "defectsynth.ranks", "defectsynth.locks",
-        "defectsynth.devices", "defectsynth.seeds", "defectsynth.data.files",
+        "defectsynth.devices", "defectsynth.seeds", "defectsynth.deprecation", "defectsynth.data.files",
         "defectsynth.data.model", "defectsynth.data.colors", "defectsynth.data.resize",
         "defectsynth.data.splits",
     )),

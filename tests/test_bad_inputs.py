@@ -413,14 +413,14 @@ def boxes_not_a_list(ws):
 def segmenter_pickle_instead_of_safetensors(ws):
     (ws.segmenter / "model.safetensors").unlink()
     (ws.segmenter / "pytorch_model.bin").write_bytes(pickle_bytes(ws.root / "unpickled"))
-    return ["filter", str(ws.synth), "--out", str(ws.out()), "--by", "segmenter", "--model", str(ws.segmenter), "--top-k", "1", "--size", "32",
+    return ["filter", str(ws.synth), "--out", str(ws.out()), "--by", "segmenter", "--segmenter", str(ws.segmenter), "--top-k", "1", "--size", "32",
             "--device", "cpu", "--no-progress"], ["segmenter", "model.safetensors not found"]
 
 
 @case("filter")
 def segmenter_truncated_safetensors(ws):
     truncate(ws.segmenter / "model.safetensors")
-    return ["filter", str(ws.synth), "--out", str(ws.out()), "--by", "segmenter", "--model", str(ws.segmenter), "--top-k", "1", "--size", "32",
+    return ["filter", str(ws.synth), "--out", str(ws.out()), "--by", "segmenter", "--segmenter", str(ws.segmenter), "--top-k", "1", "--size", "32",
             "--device", "cpu", "--no-progress"], ["model.safetensors", "not a safetensors file"]
 
 

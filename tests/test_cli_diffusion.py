@@ -81,7 +81,7 @@ def test_sample_options_map_to_the_core_function(runner, tmp_path):
     ],
 )
 def test_sample_refuses_options_of_the_other_backend(runner, args, message):
-    with mock.patch("defectsynth.diffusion.sampling.sample") as diffusion, mock.patch("defectsynth.controllable.generate.sample_sd") as sd:
+    with mock.patch("defectsynth.diffusion.sampling.sample") as diffusion, mock.patch("defectsynth.sd_backend.generate.sample_sd") as sd:
         result = runner.invoke(app, [*args, "--no-progress"])
     assert result.exit_code == 2, result.output
     lines = [line for line in result.output.splitlines() if line.strip()]

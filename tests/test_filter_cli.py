@@ -27,7 +27,7 @@ def test_options_map_to_filter_dataset(runner):
         ], env={"COLUMNS": "200"})
     assert res.exit_code == 0, res.output
     core.assert_called_once_with(
-        Path("s"), Path("o"), "segmenter", clip_labels=False, max_sae=None, drop_empty_boxes=False, real=Path("r"), model=None,
+        Path("s"), Path("o"), "segmenter", clip_labels=False, max_sae=None, drop_empty_boxes=False, real=Path("r"), segmenter=None,
         split=None, score="ce", top_k=None, keep_fraction=0.25, size="64", arch="fpn", encoder="resnet18", encoder_weights=None,
         epochs=3, batch_size=4, lr=0.001, seed=7, device="cpu", overwrite=True, progress=False, class_agnostic=False,
     )
@@ -80,7 +80,7 @@ def test_bad_input_is_one_line_and_exit_2(toy_dataset, tmp_path, runner):
         (["--by", "boxes", "--max-sae", "2"], "--max-sae must lie in"),
         (["--by", "segmenter", "--top-k", "3"], "exactly one of --real DIR"),
         (["--by", "segmenter", "--real", str(toy_dataset)], "exactly one of --top-k K or --keep-fraction F"),
-        (["--by", "segmenter", "--model", str(tmp_path), "--top-k", "2"], "model.safetensors not found"),
+        (["--by", "segmenter", "--segmenter", str(tmp_path), "--top-k", "2"], "model.safetensors not found"),
         (["--by", "segmenter", "--real", str(toy_dataset), "--top-k", "2", "--device", "cuda:7"], "--device"),
     ]
     for args, message in cases:

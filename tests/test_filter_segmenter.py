@@ -118,7 +118,7 @@ def synthetic(tmp_path_factory):
 @pytest.mark.parametrize(("score", "keep"), [("iou", ["perfect", "half"]), ("ce", ["perfect", "pixel"])])
 def test_top_k_writes_the_best_pairs_and_their_scores(synthetic, tmp_path, score, keep):
     with mock.patch("defectsynth.filtering.load_model", return_value=RedLevelNet()):
-        summary = filter_dataset(synthetic, tmp_path / "out", "segmenter", model=tmp_path / "net", score=score, top_k=2, device="cpu")
+        summary = filter_dataset(synthetic, tmp_path / "out", "segmenter", segmenter=tmp_path / "net", score=score, top_k=2, device="cpu")
     assert summary.kept == sorted(keep) and Dataset(tmp_path / "out").stems == sorted(keep)
     data = json.loads((tmp_path / "out" / "scores.json").read_text())
     expected = IOU if score == "iou" else CE
@@ -131,14 +131,14 @@ def test_top_k_writes_the_best_pairs_and_their_scores(synthetic, tmp_path, score
     assert record["options"]["model"] == str((tmp_path / "net").resolve()) and not (tmp_path / "out" / "segmenter").exists()
     # keep_fraction 0.5 of 4 pairs is the same K
     with mock.patch("defectsynth.filtering.load_model", return_value=RedLevelNet()):
-        half = filter_dataset(synthetic, tmp_path / "half", "segmenter", model=tmp_path / "net", score=score, keep_fraction=0.5)
+        half = filter_dataset(synthetic, tmp_path / "half", "segmenter", segmenter=tmp_path / "net", score=score, keep_fraction=0.5)
     assert half.kept == summary.kept
 
 
 def test_segmenter_option_errors(synthetic, tmp_path):
     cases = [
         (dict(top_k=2), "exactly one of --real DIR"),
-        (dict(real=synthetic, model=tmp_path, top_k=2), "exactly one of --real DIR"),
+        (dict(real=synthetic, segmenter=tmp_path, top_k=2), "exactly one of --real DIR"),
         (dict(real=synthetic, top_k=2, clip_labels=True), "belong to --by boxes"),
         (dict(real=synthetic, top_k=2, score="dice"), "--score"),
         (dict(real=synthetic, top_k=2, batch_size=0), "--batch-size"),
@@ -166,7 +166,7 @@ def test_trained_unet_is_saved_and_reloads_to_the_same_scores(toy_dataset, tmp_p
     assert options["encoder"] == "resnet18" and options["epochs"] == 1 and options["split"] == "train"
     # trained as evaluate trains a cell: the best epoch on a held-out part of the split
     assert options["val_fraction"] == 0.2 and options["best_epoch"] == 0 and 0 <= options["best_val_miou"] <= 1
-    again = filter_dataset(toy_dataset, tmp_path / "again", "segmenter", model=saved, **common)
+    again = filter_dataset(toy_dataset, tmp_path / "again", "segmenter", segmenter=saved, **common)
     assert again.kept == summary.kept
     assert again.scores == pytest.approx(summary.scores)
 

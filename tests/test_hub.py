@@ -13,7 +13,7 @@ from huggingface_hub import constants
 
 from _hub import FakeHub, cache_repo
 from defectsynth.cli import app
-from defectsynth.controllable.pipeline import check_folder
+from defectsynth.sd_backend.pipeline import check_folder
 from defectsynth.diffusion.sampling import sample
 from defectsynth.diffusion.training import train
 from defectsynth.errors import OptionError

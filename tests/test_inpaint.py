@@ -38,7 +38,7 @@ MARGIN = 3
 def data64(tmp_path_factory) -> Path:
     """8 toy images at 64x64 with defects (splits train 5, val 2, test 1)."""
     out = tmp_path_factory.mktemp("d64") / "toy"
-    prepare("toy", out, num=8, size="64", seed=3, split="0.6,0.2,0.2")
+    prepare("toy", out, num=8, size="64", seed=3, split_fractions="0.6,0.2,0.2")
     return out
 
 

@@ -22,8 +22,8 @@ from defectsynth.data.model import Manifest, make_classes
          {"source_dir": Path("M"), "palette": Path("p.json"), "min_box_area": 4}),
         (["masks", "--source", "M", "--class-from-folder", "--background-folder", "good,Free"],
          {"source_dir": Path("M"), "class_from_folder": True, "background_folder": "good,Free"}),
-        (["wood", "--source", "W", "--size", "352x128", "--keep-aspect", "--split", "0.7,0.2,0.1", "--seed", "3"],
-         {"source_dir": Path("W"), "size": "352x128", "keep_aspect": True, "split": "0.7,0.2,0.1", "seed": 3}),
+        (["wood", "--source", "W", "--size", "352x128", "--keep-aspect", "--split-fractions", "0.7,0.2,0.1", "--seed", "3"],
+         {"source_dir": Path("W"), "size": "352x128", "keep_aspect": True, "split_fractions": "0.7,0.2,0.1", "seed": 3}),
     ],
 )
 def test_options_reach_the_core_function(runner, tmp_path, argv, expected):

@@ -96,7 +96,7 @@ def test_bad_options_leave_no_output(tmp_path, options):
 
 def test_cli_prepare_toy(runner, tmp_path):
     out = tmp_path / "t"
-    args = ["prepare", "toy", "--out", str(out), "--num", "5", "--size", "32x24", "--seed", "3", "--split", "0.6,0.2,0.2", "--no-progress"]
+    args = ["prepare", "toy", "--out", str(out), "--num", "5", "--size", "32x24", "--seed", "3", "--split-fractions", "0.6,0.2,0.2", "--no-progress"]
     result = runner.invoke(app, args)
     assert result.exit_code == 0, result.output
     assert "scratch" in result.output and f"wrote {out}" in result.output
@@ -114,7 +114,7 @@ def test_cli_prepare_toy(runner, tmp_path):
     source = ds.manifest.source
     assert (source["num"], source["size"], source["seed"], source["split"]) == (5, "32x24", 3, "0.6,0.2,0.2")
     assert ds.manifest.stats["images"] == 5
-    prepare("toy", tmp_path / "api", num=5, size="32x24", seed=3, split="0.6,0.2,0.2")
+    prepare("toy", tmp_path / "api", num=5, size="32x24", seed=3, split_fractions="0.6,0.2,0.2")
     assert _digest(out) == _digest(tmp_path / "api")  # the CLI is the library call, byte for byte
 
 

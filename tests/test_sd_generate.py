@@ -14,8 +14,9 @@ import pytest
 from _sd_models import build_blip2, build_sdxl
 
 from defectsynth.cli import app
-from defectsynth.controllable import generate as generate_module
-from defectsynth.controllable.pipeline import generate, load_pipeline, sample_seed
+from defectsynth.sd_backend import generate as generate_module
+from defectsynth.sd_backend.pipeline import generate, load_pipeline
+from defectsynth.seeds import derived_seed as sample_seed
 from defectsynth.data import Dataset
 from defectsynth.data.files import read_image, read_json
 from defectsynth.errors import MissingDependencyError, OptionError
@@ -185,7 +186,7 @@ def test_bad_dtype_is_one_line(models):
 def test_captioner_runs_a_local_blip2(tmp_path):
     from transformers import AutoProcessor, Blip2ForConditionalGeneration
 
-    from defectsynth.controllable.prompts import Captioner
+    from defectsynth.sd_backend.prompts import Captioner
 
     folder = build_blip2(tmp_path / "blip2")
     images = [np.zeros((40, 40, 3), np.uint8), np.full((20, 30, 3), 200, np.uint8)]

@@ -10,12 +10,13 @@ import numpy as np
 import pytest
 import torch
 
-from defectsynth.controllable.detectors import (
+from defectsynth.sd_backend.detectors import (
     LINEART_FILE, SKETCH_FILE, LineartGenerator, PiDiNet, PixelDifferenceConv, load_lineart, load_sketch, run_lineart,
 )  # fmt: skip
-from defectsynth.controllable.generate import generation_size, make_jobs, parse_conditions, plan_of
-from defectsynth.controllable.priors import PriorDetector, blend_priors, canny_prior, mask_prior, parse_blend, to_condition_image
-from defectsynth.controllable.prompts import build_prompt, check_template, class_prompt, classes_in_mask, missing_captions, read_captions
+from defectsynth.formats.dataset import parse_dataset_spec
+from defectsynth.sd_backend.generate import generation_size, make_jobs, plan_of
+from defectsynth.sd_backend.priors import PriorDetector, blend_priors, canny_prior, mask_prior, parse_blend, to_condition_image
+from defectsynth.sd_backend.prompts import build_prompt, check_template, class_prompt, classes_in_mask, missing_captions, read_captions
 from defectsynth.errors import DatasetError, MissingDependencyError, OptionError
 from defectsynth.metrics.weights import save_weights
 
@@ -178,11 +179,11 @@ def test_plan_of_and_jobs(tmp_path):
 
 
 def test_conditions_spec_and_generation_size(tmp_path):
-    assert parse_conditions("data/voc:train") == (tmp_path.__class__("data/voc"), "train")
-    assert parse_conditions("data/voc")[1] is None
+    assert parse_dataset_spec("data/voc:train") == (tmp_path.__class__("data/voc"), "train")
+    assert parse_dataset_spec("data/voc")[1] is None
     odd = tmp_path / "a:b"
     odd.mkdir()
-    assert parse_conditions(str(odd)) == (odd, None)  # an existing folder wins over the split syntax
+    assert parse_dataset_spec(str(odd)) == (odd, None)  # an existing folder wins over the split syntax
     assert generation_size(375, 500, 1024, 64) == (768, 1024)
     assert generation_size(1024, 2800, 1024, 64) == (384, 1024)
     assert generation_size(10, 1000, 64, 8) == (8, 64)

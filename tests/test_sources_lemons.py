@@ -96,7 +96,7 @@ def test_splits_grouped_by_fruit_id(lemons, tmp_path):
     for seed in range(6):
         out = tmp_path / f"s{seed}"
         prepare("lemons", out, source_dir=lemons, ignore="pedicel,gangrene", binary="blemish,illness,mould", size="32",
-                split="0.5,0.5", seed=seed)
+                split_fractions="0.5,0.5", seed=seed)
         ds = Dataset(out)
         fruits = [{s[:4] for s in ds.split(name)} for name in ds.split_names]
         assert sorted(s for name in ds.split_names for s in ds.split(name)) == ds.stems

@@ -11,7 +11,7 @@ from defectsynth.data.prepare import prepare
 
 def test_voc_masks_splits_and_boxes(tmp_path):
     root = write_voc(tmp_path / "VOCdevkit" / "VOC2012")
-    manifest = prepare("voc", tmp_path / "v", source_dir=root, size="40x32", split="0.5,0.5")
+    manifest = prepare("voc", tmp_path / "v", source_dir=root, size="40x32", split_fractions="0.5,0.5")
     assert len(manifest.classes) == 21 and manifest.classes[15].name == "person"
     ds = Dataset(tmp_path / "v")
     assert ds.split("train") == sorted(VOC_TRAIN) and ds.split("val") == VOC_VAL  # official lists, not --split

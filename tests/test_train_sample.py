@@ -202,7 +202,7 @@ def test_two_processes_train_and_sample_like_one(tmp_path):
     step, so 1e-4 on the losses and weights after 4 steps is loose and still catches any real
     difference (another batch, other noise: the losses differ by whole percents)."""
     data = tmp_path / "toy"
-    prepare("toy", data, num=10, size="16", seed=1, split="0.8,0.1,0.1")  # 8 training images: no padding
+    prepare("toy", data, num=10, size="16", seed=1, split_fractions="0.8,0.1,0.1")  # 8 training images: no padding
     launch, env = two_cpu_processes()
     launch = [*launch, "-m", "defectsynth"]
     common = ["--no-progress"]

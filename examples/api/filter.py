@@ -30,5 +30,5 @@ best = min(scores, key=lambda stem: scores[stem]["rank"])
 print(f"segmenter: kept {len(top.kept)}; best pair {best} (IoU {scores[best]['score']:.3f})")
 
 # reuse the saved network, rank by cross-entropy
-ce = filter_dataset(out / "toy", out / "toy-ce", "segmenter", model=out / "toy-top30" / "segmenter", score="ce", keep_fraction=0.5, overwrite=True)
+ce = filter_dataset(out / "toy", out / "toy-ce", "segmenter", segmenter=out / "toy-top30" / "segmenter", score="ce", keep_fraction=0.5, overwrite=True)
 print(f"ce: kept {len(ce.kept)}, e.g. removed {next(iter(ce.removed.items()))}")

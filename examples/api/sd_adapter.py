@@ -17,8 +17,8 @@ from pathlib import Path
 import numpy as np
 
 import defectsynth
-from defectsynth.controllable import blend_priors, build_prompt, canny_prior, class_prompt, filter_by_clip, mask_prior, sample_sd
-from defectsynth.controllable.prompts import classes_in_mask
+from defectsynth.sd_backend import blend_priors, build_prompt, canny_prior, class_prompt, filter_by_clip, mask_prior, sample_sd
+from defectsynth.sd_backend.prompts import classes_in_mask
 
 data = Path(sys.argv[1] if len(sys.argv) > 1 else "data/voc")
 out = Path(sys.argv[2] if len(sys.argv) > 2 else "demo/sd_adapter")

@@ -17,5 +17,5 @@ defectsynth filter "$OUT/toy" --out "$OUT/toy-top30" --by segmenter --real "$OUT
     --encoder resnet18 --encoder-weights none --epochs 3 --overwrite --no-progress
 
 # reuse that network (saved in toy-top30/segmenter/) and rank by cross-entropy instead
-defectsynth filter "$OUT/toy" --out "$OUT/toy-ce" --by segmenter --model "$OUT/toy-top30/segmenter" --score ce \
+defectsynth filter "$OUT/toy" --out "$OUT/toy-ce" --by segmenter --segmenter "$OUT/toy-top30/segmenter" --score ce \
     --keep-fraction 0.5 --overwrite --no-progress

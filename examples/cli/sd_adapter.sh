@@ -19,6 +19,6 @@ defectsynth sample --backend sd-adapter --conditions "$data:train" --plan "$out/
     --captioner "$models/blip2-opt-2.7b" --steps 30 --seed 0 --overwrite
 
 # 3. optional: CLIP post-filter, the best half of each class
-defectsynth filter "$out/synth" --by clip --clip "$models/clip-vit-large-patch14" --keep-fraction 0.5 --out "$out/synth-clip" --overwrite
+defectsynth filter "$out/synth" --by clip --clip-model "$models/clip-vit-large-patch14" --keep-fraction 0.5 --out "$out/synth-clip" --overwrite
 
 echo "synthetic dataset: $out/synth (prior previews in $out/synth/previews/), filtered: $out/synth-clip"

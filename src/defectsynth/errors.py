@@ -53,7 +53,14 @@ class TrainingError(DefectsynthError):
     """A training run cannot go on (a non-finite loss, a failed write); the last good state is kept."""
 
 
+def first_line(err: BaseException) -> str:
+    """The first line of ``err``'s message (surrounding blank space dropped), or its type's name when the
+    message is empty: the part of a library's error that fits in our one-line errors."""
+    text = str(err).strip()
+    return text.splitlines()[0] if text else type(err).__name__
+
+
 def summary(err: BaseException) -> str:
-    """``"<ExceptionType>: <first line of its message>"``, for one-line errors that wrap a library's."""
-    text = str(err)
-    return f"{type(err).__name__}: {text.splitlines()[0] if text else ''}"
+    """``"<ExceptionType>: <first line of its message>"`` (just the type for an empty message), for
+    one-line errors that wrap a library's."""
+    return f"{type(err).__name__}: {first_line(err)}" if str(err).strip() else type(err).__name__

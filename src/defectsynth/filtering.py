@@ -24,7 +24,7 @@ Output (an ordinary dataset folder, written atomically; the input is never modif
                         {stem: {"score": float | null, "rank": int, "kept": bool}}}
       segmenter/        by="segmenter" when trained here: the network (config.json +
                         model.safetensors, formats.segmenter.save_model), reusable with
-                        ``model=<out>/segmenter``
+                        ``segmenter=<out>/segmenter`` (``filter --segmenter``)
 """
 
 from __future__ import annotations
@@ -44,9 +44,10 @@ from torch import nn
 
 from defectsynth.checks import check_at_least
 from defectsynth.data.files import write_json
-from defectsynth.data.model import IGNORE_INDEX, Box, Manifest, Sample, boxes_to_array
+from defectsynth.data.model import IGNORE_INDEX, Box, Manifest, Sample, boxes_to_array, stray_class_ids
 from defectsynth.data.resize import parse_size
-from defectsynth.errors import DatasetError, OptionError
+from defectsynth.deprecation import renamed_keywords
+from defectsynth.errors import DatasetError, OptionError, first_line
 from defectsynth.evaluation.data import normalise, read_pair
 from defectsynth.evaluation.grid import VAL_FRACTION, holdout
 from defectsynth.evaluation.training import TrainConfig, train_model
@@ -62,12 +63,12 @@ from defectsynth.locks import writes_output
 
 logger = logging.getLogger(__name__)
 
-FILTER_BY = ("boxes", "segmenter")  # filter_dataset's; `filter --by clip` runs controllable.clip_filter.filter_by_clip
+FILTER_BY = ("boxes", "segmenter")  # filter_dataset's; `filter --by clip` runs sd_backend.clip_filter.filter_by_clip
 # The options (CLI names) that only one --by takes; the CLI checks them with check_by_options.
 BY_OPTIONS = {
     "boxes": ("--clip-labels", "--max-sae", "--drop-empty-boxes", "--class-agnostic"),
-    "segmenter": ("--real", "--model", "--top-k", "--keep-fraction"),
-    "clip": ("--clip", "--keep-per-class", "--keep-fraction", "--prompt-template"),
+    "segmenter": ("--real", "--segmenter", "--top-k", "--keep-fraction"),
+    "clip": ("--clip-model", "--keep-per-class", "--keep-fraction", "--prompt-template"),
 }
 SCORES = ("iou", "ce")
 FILTER_NEEDS_MASKS = "the segmenter filter"  # names this filter in evaluation.data.read_pair's error
@@ -164,9 +165,9 @@ def score_pairs(
         with _size_errors(tuple(x.shape[-2:])):
             logits = model(x)
         classes = logits.shape[1]
-        stray = target[(target != IGNORE_INDEX) & (target >= classes)]
-        if stray.numel():
-            raise DatasetError(f"the segmenter predicts {classes} classes, but the masks hold class {int(stray.max())}")
+        stray = stray_class_ids(masks[start : start + batch_size], range(classes))
+        if stray:
+            raise DatasetError(f"the segmenter predicts {classes} classes, but the masks hold class {stray[-1]}")
         values = per_image_iou(logits.argmax(1), target, classes) if score == "iou" else per_image_ce(logits, target)
         out.extend(None if math.isnan(v) else float(v) for v in values.cpu().tolist())
     return out
@@ -266,7 +267,7 @@ def _size_errors(size: tuple[int, int]) -> Iterator[None]:
         yield
     except RuntimeError as err:
         if "input shape" in str(err) or "divisible" in str(err):
-            raise OptionError(f"--size: {size[1]}x{size[0]} does not suit the segmenter ({str(err).splitlines()[0]})") from None
+            raise OptionError(f"--size: {size[1]}x{size[0]} does not suit the segmenter ({first_line(err)})") from None
         raise
 
 
@@ -285,12 +286,12 @@ def check_by_options(by: str, given: dict[str, bool]) -> None:
 
 
 def _check_options(
-    by: str, clip_labels: bool, max_sae: float | None, drop_empty_boxes: bool, real, model, top_k, keep_fraction, score: str, batch_size: int
+    by: str, clip_labels: bool, max_sae: float | None, drop_empty_boxes: bool, real, segmenter, top_k, keep_fraction, score: str, batch_size: int
 ) -> None:
     if by not in FILTER_BY:
         raise OptionError(f"--by: choose one of {', '.join(FILTER_BY)}, got {by!r}")
     given = {"--clip-labels": clip_labels, "--max-sae": max_sae is not None, "--drop-empty-boxes": drop_empty_boxes, "--real": real is not None,
-             "--model": model is not None, "--top-k": top_k is not None, "--keep-fraction": keep_fraction is not None}  # fmt: skip
+             "--segmenter": segmenter is not None, "--top-k": top_k is not None, "--keep-fraction": keep_fraction is not None}  # fmt: skip
     check_by_options(by, given)
     if by == "boxes":
         if not (clip_labels or max_sae is not None or drop_empty_boxes):
@@ -298,8 +299,8 @@ def _check_options(
         if max_sae is not None and not 0 <= max_sae <= 1:
             raise OptionError(f"--max-sae must lie in [0, 1], got {max_sae}")
         return
-    if (real is None) == (model is None):
-        raise OptionError("--by segmenter needs exactly one of --real DIR (train a U-Net on it) or --model DIR (a saved smp network)")
+    if (real is None) == (segmenter is None):
+        raise OptionError("--by segmenter needs exactly one of --real DIR (train a U-Net on it) or --segmenter DIR (a saved smp network)")
     if score not in SCORES:
         raise OptionError(f"--score: choose one of {', '.join(SCORES)}, got {score!r}")
     check_at_least("--batch-size", batch_size)
@@ -317,6 +318,7 @@ def _output_manifest(syn: Dataset, kept: list[str], record: dict[str, Any]) -> M
     return Manifest(name=f"{syn.manifest.name}-filtered", classes=syn.manifest.classes, source=source, synthetic=syn.manifest.synthetic)
 
 
+@renamed_keywords(model="segmenter")
 @writes_output("filter", "out")
 def filter_dataset(
     synthetic: str | Path,
@@ -327,7 +329,7 @@ def filter_dataset(
     max_sae: float | None = None,
     drop_empty_boxes: bool = False,
     real: str | Path | None = None,
-    model: str | Path | None = None,
+    segmenter: str | Path | None = None,
     split: str | None = "train",
     score: str = "iou",
     top_k: int | None = None,
@@ -350,12 +352,13 @@ def filter_dataset(
     by="boxes": clip_labels, max_sae (0..1), drop_empty_boxes; class_agnostic: a pixel is kept /
     aligned when it lies in any box and a box is empty without any defect pixel (the BASD paper's
     wording and eqs. 5-6) instead of the default class-aware reading (its own class's boxes). by="segmenter": real (train a U-Net
-    on its ``split``; arch, encoder, encoder_weights, epochs, batch_size, lr, seed) or model (a
-    network folder of formats.segmenter.save_model, e.g. ``<evaluate out>/models/<cell>``); score "iou" or "ce"; top_k or keep_fraction; size (H, W) or "N" /
-    "WxH" the pairs are scored at (default: the first synthetic image's size); device (None: cuda
+    on its ``split``; arch, encoder, encoder_weights, epochs, batch_size, lr, seed) or segmenter (a
+    network folder of formats.segmenter.save_model, e.g. ``<evaluate out>/models/<cell>``; the
+    keyword was ``model`` before, which still works for one release with a DeprecationWarning);
+    score "iou" or "ce"; top_k or keep_fraction; size (H, W) or "N" / "WxH" the pairs are scored at (default: the first synthetic image's size); device (None: cuda
     when available).
     """
-    _check_options(by, clip_labels, max_sae, drop_empty_boxes, real, model, top_k, keep_fraction, score, batch_size)
+    _check_options(by, clip_labels, max_sae, drop_empty_boxes, real, segmenter, top_k, keep_fraction, score, batch_size)
     check_by_options(by, {"--class-agnostic": class_agnostic})
     syn = Dataset(synthetic)
     out = Path(out)
@@ -372,8 +375,8 @@ def filter_dataset(
     if real is not None:
         check_same_classes(Dataset(real), syn)
     size_hw = parse_size(size) or syn.read(syn.stems[0]).size
-    if model is not None:
-        net, trained, about_net = load_model(model).to(dev), None, {"model": str(Path(model).resolve())}
+    if segmenter is not None:
+        net, trained, about_net = load_model(segmenter, "--segmenter").to(dev), None, {"model": str(Path(segmenter).resolve())}
     else:
         training = {"split": split, "arch": arch, "encoder": encoder, "encoder_weights": encoder_weights, "epochs": epochs,
                     "batch_size": batch_size, "lr": lr, "seed": seed}  # fmt: skip

@@ -108,7 +108,7 @@ def evaluate_command(
     loss: Annotated[Loss, typer.Option("--loss", help="Training loss.")] = Loss.dice,
     optimizer: Annotated[Optimizer, typer.Option("--optimizer", help="adam (the thesis' validation code), adamw (the BASD paper) or sgd (momentum 0.9, weight decay 5e-4: MMSegmentation's, the VOC paper).")] = Optimizer.adam,
     model_kwargs: Annotated[Optional[str], typer.Option("--model-kwargs", help="Extra smp.create_model arguments as JSON, e.g. '{\"encoder_depth\": 4}'.")] = None,
-    save_models: Annotated[bool, typer.Option("--save-models", help="Keep each cell's selected network in OUT/models/<cell>/ (loadable by `filter --by segmenter --model`).")] = False,
+    save_models: Annotated[bool, typer.Option("--save-models", help="Keep each cell's selected network in OUT/models/<cell>/ (loadable by `filter --by segmenter --segmenter`).")] = False,
     overwrite: OverwriteOpt = False,
     progress: ProgressOpt = True,
     train_split: Annotated[str, typer.Option("--train-split", help="Real split the networks train on (20% of it held out for validation); the BASD paper trains on its 20% split (val).")] = "train",

@@ -1,7 +1,7 @@
 """``defectsynth filter SYNTH --out DIR --by boxes|segmenter|clip``: keep the good synthetic pairs.
 
 ``--by boxes`` and ``--by segmenter`` run :func:`defectsynth.filtering.filter_dataset`; ``--by clip``
-runs :func:`defectsynth.controllable.clip_filter.filter_by_clip` (its own output: clip_scores.json
+runs :func:`defectsynth.sd_backend.clip_filter.filter_by_clip` (its own output: clip_scores.json
 and a ``source.filter = "clip"`` manifest). :func:`defectsynth.filtering.check_by_options` refuses
 an option given with a ``--by`` it does not belong to.
 """
@@ -14,9 +14,9 @@ from typing import Annotated, Optional
 
 import typer
 
-from defectsynth.commands._options import OutOpt, OverwriteOpt, ProgressOpt, SeedOpt, SizeOpt
+from defectsynth.commands._options import OutOpt, OverwriteOpt, ProgressOpt, SeedOpt, SizeOpt, renamed_option
 
-ClipOpt = Annotated[Optional[Path], typer.Option("--clip", help="--by clip: local CLIP folder, e.g. openai/clip-vit-large-patch14.")]
+ClipModelOpt = Annotated[Optional[Path], typer.Option("--clip-model", help="--by clip: local CLIP model folder, e.g. openai/clip-vit-large-patch14.")]
 KeepPerClassOpt = Annotated[Optional[int], typer.Option("--keep-per-class", help="--by clip: keep the best N images of each class.")]
 KeepFractionOpt = Annotated[
     Optional[float], typer.Option("--keep-fraction", help="segmenter: keep this fraction of the pairs (rounded down, at least 1); clip: of each class (rounded up).")
@@ -34,11 +34,11 @@ EXAMPLES = """
 
   defectsynth filter synth/lemons --out synth/lemons-top128 --by segmenter --real data/lemons --top-k 128   [dim](thesis, section 6.1)[/]
 
-  defectsynth filter synth/lemons --out synth/lemons-best --by segmenter --model reports/lemons/models/unet__R-all_S-0__real__r0 --score ce --keep-fraction 0.35   [dim](a network saved by evaluate --save-models)[/]
+  defectsynth filter synth/lemons --out synth/lemons-best --by segmenter --segmenter reports/lemons/models/unet__R-all_S-0__real__r0 --score ce --keep-fraction 0.35   [dim](a network saved by evaluate --save-models)[/]
 
-  defectsynth filter synth/voc-sd --out synth/voc-sd-clip --by clip --clip models/clip-vit-large-patch14 --keep-per-class 100   [dim](VOC paper, section 4.3.1)[/]
+  defectsynth filter synth/voc-sd --out synth/voc-sd-clip --by clip --clip-model models/clip-vit-large-patch14 --keep-per-class 100   [dim](VOC paper, section 4.3.1)[/]
 
-[bold]--by boxes[/]: --clip-labels sets defect pixels outside every box of their class to background; --max-sae X drops samples whose share of such pixels exceeds X; --drop-empty-boxes drops samples with a box holding no pixel of its class. [bold]--by segmenter[/]: a U-Net trained on the --real train split (or a saved smp network, --model) predicts each synthetic image; pairs are ranked by the IoU (higher is better) or cross-entropy (lower is better) between prediction and generated mask; the top K are kept (scores.json). [bold]--by clip[/]: per class, the images CLIP finds closest to "a photo of <their classes>" are kept (--keep-per-class N or --keep-fraction F; clip_scores.json). dataset.json records what was removed. Docs: docs/filter.md
+[bold]--by boxes[/]: --clip-labels sets defect pixels outside every box of their class to background; --max-sae X drops samples whose share of such pixels exceeds X; --drop-empty-boxes drops samples with a box holding no pixel of its class. [bold]--by segmenter[/]: a U-Net trained on the --real train split (or a saved smp network, --segmenter) predicts each synthetic image; pairs are ranked by the IoU (higher is better) or cross-entropy (lower is better) between prediction and generated mask; the top K are kept (scores.json). [bold]--by clip[/]: per class, the images CLIP finds closest to "a photo of <their classes>" are kept (--keep-per-class N or --keep-fraction F; clip_scores.json). dataset.json records what was removed. Docs: docs/filter.md
 """
 
 
@@ -61,12 +61,12 @@ def filter_command(
     max_sae: Annotated[Optional[float], typer.Option("--max-sae", help="--by boxes: drop samples whose SAE (share of defect pixels outside their boxes) exceeds this.")] = None,
     drop_empty_boxes: Annotated[bool, typer.Option("--drop-empty-boxes", help="--by boxes: drop samples with a box that holds no pixel of its class.")] = False,
     real: Annotated[Optional[Path], typer.Option("--real", help="--by segmenter: real dataset folder to train the U-Net on.")] = None,
-    model: Annotated[Optional[Path], typer.Option("--model", help="--by segmenter: a saved network (evaluate --save-models, or a filter's segmenter/) instead of --real.")] = None,
+    segmenter: Annotated[Optional[Path], typer.Option("--segmenter", help="--by segmenter: a saved network (evaluate --save-models, or a filter's segmenter/) instead of --real.")] = None,
     split: Annotated[str, typer.Option("--split", help="Split of --real to train on; 'all' = every stem.")] = "train",
     score: Annotated[Score, typer.Option("--score", help="iou (per-image mean IoU, higher is better) or ce (cross-entropy, lower is better).")] = Score.iou,
     top_k: Annotated[Optional[int], typer.Option("--top-k", help="Keep the K best pairs.")] = None,
     keep_fraction: KeepFractionOpt = None,
-    clip: ClipOpt = None,
+    clip_model: ClipModelOpt = None,
     keep_per_class: KeepPerClassOpt = None,
     prompt_template: PromptTemplateOpt = None,
     size: SizeOpt = None,
@@ -80,21 +80,25 @@ def filter_command(
     device: Annotated[Optional[str], typer.Option("--device", help="torch device (cpu, cuda, cuda:1, auto); default cuda when available, else cpu.")] = None,
     overwrite: OverwriteOpt = False,
     progress: ProgressOpt = True,
+    model: Annotated[Optional[Path], typer.Option("--model", hidden=True, help="Deprecated name of --segmenter.")] = None,
+    clip: Annotated[Optional[Path], typer.Option("--clip", hidden=True, help="Deprecated name of --clip-model.")] = None,
     class_agnostic: Annotated[bool, typer.Option("--class-agnostic", help="--by boxes: a pixel counts as inside when it lies in any box, a box as empty without any defect pixel (the BASD paper's wording). Default: class-aware (its own class's boxes).")] = False,
 ) -> None:
     from defectsynth.filtering import check_by_options
 
+    segmenter = renamed_option("--model", "--segmenter", model, segmenter)
+    clip_model = renamed_option("--clip", "--clip-model", clip, clip_model)
     given = {"--clip-labels": clip_labels, "--max-sae": max_sae is not None, "--drop-empty-boxes": drop_empty_boxes, "--real": real is not None,
-             "--model": model is not None, "--top-k": top_k is not None, "--keep-fraction": keep_fraction is not None, "--clip": clip is not None,
+             "--segmenter": segmenter is not None, "--top-k": top_k is not None, "--keep-fraction": keep_fraction is not None, "--clip-model": clip_model is not None,
              "--keep-per-class": keep_per_class is not None, "--prompt-template": prompt_template is not None, "--class-agnostic": class_agnostic}  # fmt: skip
     check_by_options(by.value, given)
     if by is By.clip:
-        _clip(synthetic, out, clip, keep_per_class, keep_fraction, prompt_template, device, batch_size, overwrite, progress)
+        _clip(synthetic, out, clip_model, keep_per_class, keep_fraction, prompt_template, device, batch_size, overwrite, progress)
         return
     from defectsynth.filtering import filter_dataset
 
     summary = filter_dataset(
-        synthetic, out, by.value, clip_labels=clip_labels, max_sae=max_sae, drop_empty_boxes=drop_empty_boxes, real=real, model=model,
+        synthetic, out, by.value, clip_labels=clip_labels, max_sae=max_sae, drop_empty_boxes=drop_empty_boxes, real=real, segmenter=segmenter,
         split=None if split == "all" else split, score=score.value, top_k=top_k, keep_fraction=keep_fraction, size=size, arch=arch,
         encoder=encoder, encoder_weights=None if encoder_weights.lower() == "none" else encoder_weights, epochs=epochs,
         batch_size=8 if batch_size is None else batch_size, lr=lr, seed=seed, device=device, overwrite=overwrite, progress=progress,
@@ -103,17 +107,17 @@ def filter_command(
     _print_summary(summary)
 
 
-def _clip(synthetic, out, clip, keep_per_class, keep_fraction, prompt_template, device, batch_size, overwrite, progress) -> None:
+def _clip(synthetic, out, clip_model, keep_per_class, keep_fraction, prompt_template, device, batch_size, overwrite, progress) -> None:
     """``--by clip``: :func:`filter_by_clip` with the filter command's options."""
     from defectsynth.commands._summary import print_dataset_summary
-    from defectsynth.controllable import clip_filter
+    from defectsynth.sd_backend import clip_filter
     from defectsynth.data import Dataset
     from defectsynth.errors import OptionError
 
-    if clip is None:
-        raise OptionError("--by clip needs --clip DIR (a local CLIP model folder)")
+    if clip_model is None:
+        raise OptionError("--by clip needs --clip-model DIR (a local CLIP model folder)")
     written = clip_filter.filter_by_clip(
-        synthetic, out, clip, keep_per_class=keep_per_class, keep_fraction=keep_fraction,
+        synthetic, out, clip_model, keep_per_class=keep_per_class, keep_fraction=keep_fraction,
         prompt_template=clip_filter.CLIP_TEMPLATE if prompt_template is None else prompt_template, device=device or "auto",
         batch_size=16 if batch_size is None else batch_size, overwrite=overwrite, progress=progress,
     )  # fmt: skip

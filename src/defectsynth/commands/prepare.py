@@ -8,7 +8,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from defectsynth.commands._options import OutOpt, OverwriteOpt, ProgressOpt, SeedOpt, SizeOpt
+from defectsynth.commands._options import OutOpt, OverwriteOpt, ProgressOpt, SeedOpt, SizeOpt, renamed_option
 from defectsynth.commands._summary import print_dataset_summary
 
 EXAMPLES = """
@@ -19,6 +19,8 @@ EXAMPLES = """
   defectsynth prepare lemons --source ~/lemon-dataset --binary blemish --out data/lemons-blemish
 
   defectsynth prepare lemons --source lemon-dataset.zip --classes blemish,illness,mould --out data/lemons-bim
+
+  defectsynth prepare lemons --source ~/lemon-dataset --binary blemish --split-fractions 0.8,0.2 --seed 1 --out data/lemons-80-20
 
   defectsynth prepare wood --source ~/wood-defects --out data/wood   [dim](352x128, 70/20/10)[/]
 
@@ -53,7 +55,8 @@ def prepare_command(
     out: OutOpt,
     size: SizeOpt = None,
     keep_aspect: Annotated[Optional[bool], typer.Option("--keep-aspect/--stretch", help="Scale to fit and pad instead of stretching. Default: the source's own (wood pads).", show_default=False)] = None,
-    split: Annotated[str, typer.Option("--split", help="train,val,test fractions (grouped and seeded).")] = "0.7,0.2,0.1",
+    split_fractions: Annotated[str, typer.Option("--split-fractions", help="train,val,test fractions (grouped and seeded).")] = "0.7,0.2,0.1",
+    split: Annotated[Optional[str], typer.Option("--split", hidden=True, help="Deprecated name of --split-fractions.")] = None,
     seed: SeedOpt = 0,
     num: Annotated[Optional[int], typer.Option("--num", help="toy: number of images (default 200).")] = None,
     classes: Annotated[Optional[str], typer.Option("--classes", help="toy: subset of scratch,spot,crack,stain. lemons: multi-class subset, e.g. blemish,illness,mould (+ 'mix'). masks: names of mask ids 1..N.")] = None,
@@ -73,8 +76,9 @@ def prepare_command(
 ) -> None:
     from defectsynth.data.prepare import prepare
 
+    split_fractions = renamed_option("--split", "--split-fractions", split, split_fractions, "0.7,0.2,0.1")
     manifest = prepare(
-        source.value, out, size=size, keep_aspect=keep_aspect, split=split, seed=seed,
+        source.value, out, size=size, keep_aspect=keep_aspect, split_fractions=split_fractions, seed=seed,
         overwrite=overwrite, image_format=image_format, min_defect_pixels=min_defect_pixels, progress=progress, num=num, classes=classes,
         source_dir=source_dir, binary=binary, ignore=ignore, annotations=annotations, images=images, palette=palette,
         class_from_folder=class_from_folder, background_folder=background_folder, min_box_area=min_box_area,

@@ -2,7 +2,7 @@
 
 ``--backend diffusion`` (default) samples a run trained by ``defectsynth train``
 (:func:`defectsynth.diffusion.sampling.sample`); ``--backend sd-adapter`` redraws real images
-with SDXL + T2I-Adapter / ControlNet (:func:`defectsynth.controllable.generate.sample_sd`).
+with SDXL + T2I-Adapter / ControlNet (:func:`defectsynth.sd_backend.generate.sample_sd`).
 Options shared by both are defined once; the others are refused with the other backend.
 """
 
@@ -182,7 +182,7 @@ def sample_command(
             if invalid:
                 console.print(f"mask pixels with codes beyond the class count (written as background): {invalid:,}")
         return
-    from defectsynth.controllable.generate import sample_sd
+    from defectsynth.sd_backend.generate import sample_sd
     from defectsynth.data import Dataset
 
     if base is None:

@@ -1,16 +1,19 @@
-"""Controllable Stable Diffusion backend (VOC paper, Che et al.): SDXL + T2I-Adapter / ControlNet
-redraws real images under a blended visual prior with class-appended prompts; the real masks stay.
+"""Deprecated: the Stable-Diffusion backend moved to :mod:`defectsynth.sd_backend`.
 
-Needs the optional extra ``pip install 'defectsynth[sd]'`` (transformers) and local weights
-(docs/sd-adapter.md). Importing this package is cheap; models load only when called.
+``from defectsynth.controllable import sample_sd, filter_by_clip, ...`` still works for one release
+and warns; import from ``defectsynth.sd_backend`` instead. Only the package-level names below are
+kept (the submodules moved without a copy).
 """
 
-from defectsynth.controllable.clip_filter import clip_scores, filter_by_clip
-from defectsynth.controllable.generate import parse_conditions, sample_sd
-from defectsynth.controllable.priors import blend_priors, canny_prior, mask_prior
-from defectsynth.controllable.prompts import build_prompt, class_prompt
+import warnings
+
+from defectsynth.sd_backend import (
+    blend_priors, build_prompt, canny_prior, class_prompt, clip_scores, filter_by_clip, mask_prior, sample_sd,
+)  # fmt: skip
+
+warnings.warn("defectsynth.controllable is deprecated: import from defectsynth.sd_backend", DeprecationWarning, stacklevel=2)
 
 __all__ = [
     "blend_priors", "build_prompt", "canny_prior", "class_prompt", "clip_scores", "filter_by_clip",
-    "mask_prior", "parse_conditions", "sample_sd",
+    "mask_prior", "sample_sd",
 ]  # fmt: skip

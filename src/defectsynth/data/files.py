@@ -11,7 +11,7 @@ import math
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -19,7 +19,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-from defectsynth.errors import DatasetError, WriteError
+from defectsynth.errors import DatasetError, WriteError, first_line
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
 _UMASK = os.umask(0o022)  # read once at import (os.umask can only be read by setting it) ...
@@ -126,20 +126,43 @@ def remove_stale_partials(target: str | Path, command: str) -> int:
     return removed
 
 
-def replace_dir(tmp: str | Path, target: str | Path) -> None:
+def replace_dir(tmp: str | Path, target: str | Path, backup: str | Path | None = None) -> None:
     """Move the finished folder ``tmp`` (its marker removed) to ``target``, replacing any folder there:
-    the old one is renamed aside first and removed only once the new one is in place. Everything
-    written is flushed to disk before the rename, so files written inside ``tmp`` may skip their own fsync."""
+    the old one is renamed aside first (to ``backup``, default ``.<name>.old-<tmp's suffix>``) and
+    removed only once the new one is in place. Everything written is flushed to disk before the
+    rename, so files written inside ``tmp`` may skip their own fsync."""
     tmp, target = Path(tmp), Path(target)
     (tmp / PARTIAL_MARKER).unlink(missing_ok=True)
     os.sync()
-    backup = None
+    if backup is not None:
+        shutil.rmtree(backup, ignore_errors=True)
     if target.exists():
-        backup = target.with_name(f".{target.name}.old-{tmp.name.rsplit('-', 1)[-1]}")
+        backup = Path(backup) if backup is not None else target.with_name(f".{target.name}.old-{tmp.name.rsplit('-', 1)[-1]}")
         target.rename(backup)
+    else:
+        backup = None
     tmp.rename(target)
     if backup is not None:
         shutil.rmtree(backup)
+
+
+def write_dir(folder: str | Path, write: Callable[[Path], object]) -> Path:
+    """Write the folder ``folder`` atomically: ``write(tmp)`` fills ``.<name>.partial`` beside it, which
+    then replaces ``folder`` through :func:`replace_dir` (the old one renamed aside to ``.<name>.old``).
+    On any error the partial folder is removed and ``folder`` is left as it was; a kill leaves either
+    folder complete (a run's resume puts a ``.<name>.old`` back). For folders with one writer (a run's
+    weights, a saved segmenter); outputs that several commands may race for use :func:`partial_dir`."""
+    folder = Path(folder)
+    tmp = folder.with_name(f".{folder.name}.partial")
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    shutil.rmtree(tmp, ignore_errors=True)
+    try:
+        write(tmp)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    replace_dir(tmp, folder, folder.with_name(f".{folder.name}.old"))
+    return folder
 
 
 def write_json(path: str | Path, data: Any, durable: bool = True) -> None:
@@ -205,7 +228,7 @@ def check_safetensors(path: str | Path) -> Path:
         with safe_open(str(path), framework="pt"):
             pass
     except Exception as err:  # safetensors raises its own SafetensorError, or OSError/ValueError
-        raise DatasetError(f"not a safetensors file or truncated ({str(err).splitlines()[0]})", path) from None
+        raise DatasetError(f"not a safetensors file or truncated ({first_line(err)})", path) from None
     return path
 
 
@@ -217,7 +240,7 @@ def read_safetensors(path: str | Path) -> dict[str, Any]:
     try:
         return load_file(str(path))
     except Exception as err:  # a header that promises more data than the file holds
-        raise DatasetError(f"not a safetensors file or truncated ({str(err).splitlines()[0]})", path) from None
+        raise DatasetError(f"not a safetensors file or truncated ({first_line(err)})", path) from None
 
 
 def encode_png(array: np.ndarray, path: str | Path = "image.png") -> bytes:

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from pathlib import Path
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import numpy as np
@@ -40,6 +42,42 @@ def check_stem(stem: str, where: object = "stem") -> str:
     if not isinstance(stem, str) or not STEM_PATTERN.match(stem) or stem in {".", ".."} or ".." in stem:
         raise DatasetError(f"invalid stem {stem!r}: use letters, digits, '.', '_' and '-' only, no '..'", where)
     return stem
+
+
+def stray_class_ids(mask: Any, class_ids: Iterable[int], ignore: int | None = IGNORE_INDEX) -> list[int]:
+    """The values in ``mask`` that are neither one of ``class_ids`` nor ``ignore``, ascending: the one
+    rule for "a mask holds only declared classes". mask: an integer NumPy array or torch tensor, any shape."""
+    allowed = set(class_ids)
+    return [int(v) for v in _present_values(mask) if v not in allowed and v != ignore]
+
+
+def _present_values(mask: Any) -> list[int]:
+    """The distinct values of an integer array or tensor, ascending (a bincount when their range is small)."""
+    if hasattr(mask, "unique"):  # a torch tensor (on any device); tensor methods only, no torch import here
+        if mask.numel() == 0:
+            return []
+        low, high = int(mask.min()), int(mask.max())
+        if high - low >= 1 << 16:
+            return mask.unique().tolist()
+        return ((mask.flatten() - low).long().bincount().nonzero().flatten() + low).tolist()
+    array = np.asarray(mask)
+    if array.dtype == np.uint8:
+        return np.flatnonzero(np.bincount(array.ravel(), minlength=256)).tolist()
+    return np.unique(array).tolist()
+
+
+def index_by_stem(paths: Iterable[Path], stem_of: Callable[[Path], str] = lambda path: path.stem, what: str = "stem") -> dict[str, Path]:
+    """``{stem: path}`` for ``paths`` in their order, each stem checked (:func:`check_stem`): the one rule
+    for "no two files share a stem". A repeat raises ``"duplicate stem 'x' (also <first file>)"``
+    naming the second file; the first by name when both lie in one folder, else by path."""
+    found: dict[str, Path] = {}
+    for path in paths:
+        stem = check_stem(stem_of(path), path)
+        if stem in found:
+            first = found[stem]
+            raise DatasetError(f"duplicate {what} {stem!r} (also {first.name if first.parent == path.parent else first})", path)
+        found[stem] = path
+    return found
 
 
 @dataclass(frozen=True)

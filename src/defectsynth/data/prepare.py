@@ -19,6 +19,7 @@ from defectsynth.data.resize import format_size, parse_size, resize_sample
 from defectsynth.data.resize_loss import ResizeLoss, check_min_defect_pixels
 from defectsynth.data.sources import SourceData
 from defectsynth.data.splits import grouped_split, parse_fractions
+from defectsynth.deprecation import renamed_keywords
 from defectsynth.encoding.components import boxes_from_mask
 from defectsynth.errors import DatasetError, OptionError
 from defectsynth.formats.dataset import DatasetWriter
@@ -90,6 +91,7 @@ def _finish(sample: Sample, data: SourceData, target: tuple[int, int] | None, ke
     return sample
 
 
+@renamed_keywords(split="split_fractions")
 @writes_output("prepare", "out")
 def prepare(
     source: str,
@@ -97,7 +99,7 @@ def prepare(
     *,
     size: str | tuple[int, int] | None = None,
     keep_aspect: bool | None = None,
-    split: str = "0.7,0.2,0.1",
+    split_fractions: str = "0.7,0.2,0.1",
     seed: int = 0,
     overwrite: bool = False,
     image_format: str = "png",
@@ -109,7 +111,8 @@ def prepare(
 
     size: ``256`` or ``"WIDTHxHEIGHT"`` (or a (height, width) tuple); None uses the source's default.
     keep_aspect: scale to fit and pad instead of stretching; None uses the source's default.
-    split: train/val/test fractions, used unless the source has official splits.
+    split_fractions: train/val/test fractions, used unless the source has official splits (the old
+    keyword ``split`` still works for one release, with a DeprecationWarning).
     min_defect_pixels: refuse (DatasetError naming the stem and class) when a class present in an
     image keeps fewer pixels than this in the written mask. Without it, classes that resizing removes
     from an image and boxes it empties are logged as a warning and counted in ``source["resize_loss"]``
@@ -117,7 +120,7 @@ def prepare(
     options: the importer's own options (``num``, ``classes``, ``source_dir``, ``binary`` ...); an
     option the importer does not take is refused with an :class:`OptionError`.
     """
-    fractions = parse_fractions(split)
+    fractions = parse_fractions(split_fractions)
     if min_defect_pixels is not None:
         check_at_least("--min-defect-pixels", min_defect_pixels)
     target = parse_size(size)
@@ -125,7 +128,7 @@ def prepare(
     target = target or data.default_size
     keep = data.default_keep_aspect if keep_aspect is None else keep_aspect
     manifest = data.manifest
-    manifest.source.update({"size": format_size(target) if target else None, "keep_aspect": keep, "split": split})
+    manifest.source.update({"size": format_size(target) if target else None, "keep_aspect": keep, "split": split_fractions})
     loss = ResizeLoss(manifest.class_names, format_size(target) if target else "the source size")
     with DatasetWriter(out, manifest, overwrite=overwrite, image_format=image_format) as writer:
         for sample in track(data.samples, total=data.total, description=f"prepare {source}", enabled=progress):

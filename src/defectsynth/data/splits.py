@@ -20,11 +20,11 @@ def parse_fractions(text: str) -> list[float]:
     try:
         values = [float(v) for v in text.split(",") if v.strip()]
     except ValueError:
-        raise OptionError(f"--split: expected fractions like 0.7,0.2,0.1, got {text!r}") from None
+        raise OptionError(f"--split-fractions: expected fractions like 0.7,0.2,0.1, got {text!r}") from None
     if not 1 <= len(values) <= len(DEFAULT_SPLIT_NAMES) or any(v < 0 or not np.isfinite(v) for v in values):
-        raise OptionError(f"--split: give one to three non-negative fractions, got {text!r}")
+        raise OptionError(f"--split-fractions: give one to three non-negative fractions, got {text!r}")
     if abs(sum(values) - 1.0) > 1e-6:
-        raise OptionError(f"--split: fractions must sum to 1, got {text!r} (sum {sum(values):g})")
+        raise OptionError(f"--split-fractions: fractions must sum to 1, got {text!r} (sum {sum(values):g})")
     return values
 
 

@@ -29,7 +29,7 @@ import numpy as np
 import torch
 from safetensors.torch import save_file
 
-from defectsynth.data.files import read_json, read_safetensors, remove_temp_leftovers, write_json
+from defectsynth.data.files import read_json, read_safetensors, remove_temp_leftovers, write_dir, write_json
 from defectsynth.errors import DatasetError, summary
 from defectsynth.formats.run import CHECKPOINT_PREFIX
 
@@ -100,19 +100,7 @@ def state_tensors(module: torch.nn.Module) -> dict[str, torch.Tensor]:
 def save_pretrained_atomic(model: Any, folder: Path) -> None:
     """``model.save_pretrained(folder)`` (safetensors + config.json) through a temporary folder;
     on any error the temporary folder is removed and ``folder`` is left as it was."""
-    tmp = folder.with_name(f".{folder.name}.partial")
-    shutil.rmtree(tmp, ignore_errors=True)
-    try:
-        model.save_pretrained(tmp, safe_serialization=True)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    old = _old(folder)
-    shutil.rmtree(old, ignore_errors=True)
-    if folder.exists():
-        folder.rename(old)
-    tmp.rename(folder)
-    shutil.rmtree(old, ignore_errors=True)
+    write_dir(folder, lambda tmp: model.save_pretrained(tmp, safe_serialization=True))
 
 
 def _old(folder: Path) -> Path:

@@ -41,9 +41,10 @@ from PIL import Image
 
 from defectsynth.checks import check_choice
 from defectsynth.data import Box, Dataset, Manifest
+from defectsynth.formats.dataset import parse_dataset_spec
 from defectsynth.data.files import IMAGE_SUFFIXES, read_image, write_errors, write_image, write_json
 from defectsynth.data.colors import class_palette
-from defectsynth.data.model import check_stem
+from defectsynth.data.model import check_stem, index_by_stem
 from defectsynth.data.resize import scale_box
 from defectsynth.diffusion.conditioning import bits_tensor, condition_tensor, images_to_tensor, to_grey
 from defectsynth.diffusion.canvas import Area, denoise_areas, plan_windows
@@ -103,11 +104,7 @@ class Onto:
 
 def open_onto(text: str | Path, run: Run) -> Onto:
     """``DIR``, ``DIR:split`` (a dataset folder) or a folder of plain images (png, jpg, bmp, tif)."""
-    text = str(text)
-    path, split = Path(text), None
-    if not path.exists() and ":" in text:
-        head, tail = text.rsplit(":", 1)
-        path, split = Path(head), tail or None
+    path, split = parse_dataset_spec(text)
     if not path.is_dir():
         raise OptionError(f"--onto: {path} is not a folder (expected a dataset folder, DIR:split or a folder of images)")
     if (path / "dataset.json").is_file():
@@ -120,13 +117,8 @@ def open_onto(text: str | Path, run: Run) -> Onto:
     else:
         if split is not None:
             raise OptionError(f"--onto: {path} is not a dataset folder, so it has no split {split!r}")
-        ds, files = None, {}
-        for file in sorted(path.iterdir()):
-            if file.is_file() and not file.name.startswith(".") and file.suffix.lower() in IMAGE_SUFFIXES:
-                stem = check_stem(file.stem, file)
-                if stem in files:
-                    raise DatasetError(f"duplicate stem {stem!r} (also {files[stem].name})", file)
-                files[stem] = file
+        ds = None
+        files = index_by_stem(f for f in sorted(path.iterdir()) if f.is_file() and not f.name.startswith(".") and f.suffix.lower() in IMAGE_SUFFIXES)
         stems = list(files)
     if not stems:
         raise OptionError(f"--onto: no images in {path}" + (f" split {split}" if split else ""))

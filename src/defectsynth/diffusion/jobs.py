@@ -18,6 +18,7 @@ from defectsynth.diffusion.mask_augment import MaskAugment
 from defectsynth.diffusion.trained_run import Run
 from defectsynth.encoding import boxes_from_mask
 from defectsynth.errors import DatasetError, OptionError
+from defectsynth.formats.dataset import parse_dataset_spec
 from defectsynth.formats.plan import plan_dataset, planned_samples, read_plan
 from defectsynth.seeds import derived_seed
 
@@ -43,10 +44,7 @@ def parse_conditions(text: str | None, run: Run) -> tuple[Path, str | None]:
     """``DATASET[:split]`` -> (dataset folder, split); default: the run's training dataset and split."""
     if text is None:
         return Path(run.info["dataset"]["path"]), run.info["dataset"]["split"]
-    path, split = Path(text), None
-    if not path.exists() and ":" in text:
-        head, tail = text.rsplit(":", 1)
-        path, split = Path(head), tail or None
+    path, split = parse_dataset_spec(text)
     if not (path / "dataset.json").is_file():
         raise OptionError(f"--conditions: {path} is not a dataset folder (expected DATASET[:split])")
     return path, split

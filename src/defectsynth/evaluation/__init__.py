@@ -14,8 +14,6 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from defectsynth.checks import check_at_least, check_choice, check_positive
 from defectsynth.data import Dataset
 from defectsynth.data.files import read_json, write_json
@@ -31,6 +29,7 @@ from defectsynth.progress import progress_bar, track
 from defectsynth.ranks import process_state
 from defectsynth.locks import writes_output
 from defectsynth.presets import applies_preset
+from defectsynth.seeds import derived_seed
 
 log = logging.getLogger(__name__)
 
@@ -82,8 +81,7 @@ def _open_synthetic(paths: Sequence[str | Path], real: Dataset) -> dict[str, Dat
 
 def _cell_seed(seed: int, cell: Cell) -> int:
     """The same initial weights and batch order for every mix of one (model, repeat): fairer comparisons."""
-    key = [seed, cell.repeat, zlib.crc32(cell.model.encode()), cell.binary_class or 0]
-    return int(np.random.SeedSequence(key).generate_state(1)[0] & 0x7FFFFFFF)
+    return derived_seed(seed, cell.repeat, zlib.crc32(cell.model.encode()), cell.binary_class or 0, bits=31)
 
 
 def _training_stems(cell: Cell, counts, real_order: list[str], synth_order: dict[str, list[str]]) -> tuple[list[str], list[str]]:

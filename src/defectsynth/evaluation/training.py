@@ -21,7 +21,7 @@ The learning rate drops by 10 after half the validation rounds in every budget (
 
 ``filter --by segmenter`` trains its network with :func:`train_model` (the same protocol, without
 a test split). :func:`save_model` / :func:`load_model` (:mod:`defectsynth.formats.segmenter`) are the one format of a
-saved network (``evaluate --save-models``, ``filter``'s ``segmenter/``, ``filter --model``).
+saved network (``evaluate --save-models``, ``filter``'s ``segmenter/``, ``filter --segmenter``).
 """
 
 from __future__ import annotations
@@ -39,7 +39,7 @@ import torch
 from torch import nn
 
 from defectsynth.checks import check_at_least, check_choice
-from defectsynth.errors import MissingDependencyError, OptionError
+from defectsynth.errors import MissingDependencyError, OptionError, first_line
 from defectsynth.evaluation.data import Pair, SegmentationPairs
 from defectsynth.formats.segmenter import load_model, save_model  # noqa: F401  (load_model: documented here)
 from defectsynth.metrics.segmentation import IGNORE_INDEX, get_stats, reduce_stats

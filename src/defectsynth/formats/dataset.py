@@ -36,7 +36,7 @@ from defectsynth.data.files import (
     IMAGE_SUFFIXES, PARTIAL_MARKER, check_format, find_image, finite_int, partial_dir, read_image, read_json, read_mask, read_text,
     remove_stale_partials, replace_dir, write_image, write_json, write_mask,
 )
-from defectsynth.data.model import FORMAT_VERSION, IGNORE_INDEX, Box, ClassInfo, Manifest, Sample, check_stem
+from defectsynth.data.model import FORMAT_VERSION, IGNORE_INDEX, Box, ClassInfo, Manifest, Sample, check_stem, index_by_stem, stray_class_ids
 from defectsynth.errors import DatasetError, OutputExistsError
 from defectsynth.locks import current_command
 
@@ -124,15 +124,8 @@ class Dataset:
     def _list_stems(self) -> list[str]:
         if not self.images_dir.is_dir():
             raise DatasetError("images/ folder is missing", self.root)
-        seen: dict[str, Path] = {}
-        for path in sorted(self.images_dir.iterdir()):
-            if path.name.startswith(".") or path.suffix.lower() not in IMAGE_SUFFIXES:
-                continue
-            stem = check_stem(path.stem, path)
-            if stem in seen:
-                raise DatasetError(f"duplicate stem {stem!r} (also {seen[stem].name})", path)
-            seen[stem] = path
-        return sorted(seen)
+        images = [p for p in sorted(self.images_dir.iterdir()) if not p.name.startswith(".") and p.suffix.lower() in IMAGE_SUFFIXES]
+        return sorted(index_by_stem(images))
 
     def image_path(self, stem: str) -> Path:
         path = find_image(self.images_dir, stem)
@@ -220,10 +213,19 @@ class Dataset:
             self.split(name)
 
 
+def parse_dataset_spec(text: str | Path) -> tuple[Path, str | None]:
+    """``"DATASET"`` or ``"DATASET:split"`` -> (folder, split name or None): the one reading of the
+    ``DATASET[:split]`` options (``--conditions``, ``--onto``). An existing path wins over the split syntax."""
+    text = str(text)
+    if Path(text).exists() or ":" not in text:
+        return Path(text), None
+    folder, split = text.rsplit(":", 1)
+    return Path(folder), (split or None)
+
+
 def check_mask_ids(mask: np.ndarray, class_ids: set[int], path: Path | str) -> None:
     """Raise when ``mask`` holds an id that is neither a declared class nor 255 (ignore)."""
-    present = np.flatnonzero(np.bincount(mask.ravel(), minlength=256))
-    stray = [int(v) for v in present if int(v) not in class_ids and v != IGNORE_INDEX]
+    stray = stray_class_ids(mask, class_ids)
     if stray:
         raise DatasetError(f"mask holds class ids {stray} not declared in dataset.json", path)
 

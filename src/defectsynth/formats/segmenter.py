@@ -11,13 +11,12 @@ Its writer (:func:`save_model`, atomic: the folder is complete or absent) and re
 from __future__ import annotations
 
 import copy
-import shutil
 from pathlib import Path
 
 from torch import nn
 
-from defectsynth.data.files import read_json, read_safetensors
-from defectsynth.errors import DatasetError
+from defectsynth.data.files import read_json, read_safetensors, write_dir
+from defectsynth.errors import DatasetError, first_line
 
 
 def save_model(model: nn.Module, folder: str | Path) -> Path:
@@ -26,18 +25,10 @@ def save_model(model: nn.Module, folder: str | Path) -> Path:
     Written next to ``folder`` and renamed into place, so ``folder`` is complete or absent; an
     existing ``folder`` is replaced. The model's parameters stay on their device.
     """
-    folder = Path(folder)
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    tmp = folder.with_name(f".{folder.name}.tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    copy.deepcopy(model).cpu().save_pretrained(tmp)
-    if folder.exists():
-        shutil.rmtree(folder)
-    tmp.rename(folder)
-    return folder
+    return write_dir(folder, lambda tmp: copy.deepcopy(model).cpu().save_pretrained(tmp))
 
 
-def load_model(folder: str | Path, option: str = "--model") -> nn.Module:
+def load_model(folder: str | Path, option: str = "--segmenter") -> nn.Module:
     """The smp network saved in ``folder`` by :func:`save_model` (``evaluate --save-models``, ``filter``), in eval mode.
 
     Rebuilt from config.json (``_model_class`` and the constructor arguments) with
@@ -58,5 +49,5 @@ def load_model(folder: str | Path, option: str = "--model") -> nn.Module:
         model = getattr(smp, class_name)(**{k: v for k, v in config.items() if not k.startswith("_")})
         model.load_state_dict(read_safetensors(weights))
     except (TypeError, KeyError, RuntimeError) as err:
-        raise DatasetError(f"{option}: cannot rebuild {class_name} from config.json and model.safetensors ({str(err).splitlines()[0]})", folder) from None
+        raise DatasetError(f"{option}: cannot rebuild {class_name} from config.json and model.safetensors ({first_line(err)})", folder) from None
     return model.eval()

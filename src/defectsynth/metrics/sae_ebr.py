@@ -24,7 +24,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from defectsynth.data.model import IGNORE_INDEX, boxes_to_array
+from defectsynth.data.model import IGNORE_INDEX, boxes_to_array, stray_class_ids
 from defectsynth.errors import DatasetError
 from defectsynth.formats.dataset import Dataset
 from defectsynth.progress import track
@@ -101,9 +101,9 @@ def sae_ebr_counts(mask: np.ndarray, xyxy: np.ndarray, classes: np.ndarray, num_
     if len(classes) and (classes.min() < 1 or classes.max() >= num_classes):
         raise ValueError(f"box classes must lie in 1..{num_classes - 1}, got {sorted(set(classes.tolist()))}")
     histogram = np.bincount(mask.ravel(), minlength=256)
-    stray = np.flatnonzero(histogram[num_classes:IGNORE_INDEX])
-    if stray.size:
-        raise ValueError(f"mask holds class ids {(stray + num_classes).tolist()} >= num_classes {num_classes}")
+    stray = stray_class_ids(mask, range(num_classes))
+    if stray:
+        raise ValueError(f"mask holds class ids {stray} >= num_classes {num_classes}")
     counts = SaeEbrCounts.zeros(num_classes)
     counts.generated[:] = histogram[:num_classes]
     counts.generated[0] = 0

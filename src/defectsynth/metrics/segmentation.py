@@ -24,7 +24,7 @@ from typing import Any
 
 import torch
 
-from defectsynth.data.model import IGNORE_INDEX
+from defectsynth.data.model import IGNORE_INDEX, stray_class_ids
 
 __all__ = ["IGNORE_INDEX", "get_stats", "image_scores", "reduce_stats"]
 
@@ -40,7 +40,7 @@ def get_stats(pred: torch.Tensor, target: torch.Tensor, num_classes: int, ignore
     pred = pred.long().flatten(1)
     target = target.long().flatten(1)
     valid = target != ignore_index if ignore_index is not None else torch.ones_like(target, dtype=torch.bool)
-    if ((pred < 0) | (pred >= num_classes)).any() or ((target[valid] < 0) | (target[valid] >= num_classes)).any():
+    if stray_class_ids(pred, range(num_classes), ignore=None) or stray_class_ids(target, range(num_classes), ignore=ignore_index):
         raise ValueError(f"class ids must lie in 0..{num_classes - 1}")
     n = pred.shape[0]
     # One bincount over (image, target, pred) triples gives every per-image confusion matrix.

@@ -37,7 +37,7 @@ import numpy as np
 from defectsynth.checks import check_at_least
 from defectsynth.data.colors import colors_to_ids, pack_rgb
 from defectsynth.data.files import IMAGE_SUFFIXES, _read_raw, read_image, read_json
-from defectsynth.data.model import IGNORE_INDEX, Manifest, Sample, check_stem, make_classes
+from defectsynth.data.model import IGNORE_INDEX, Manifest, Sample, check_stem, index_by_stem, make_classes, stray_class_ids
 from defectsynth.data.sources import SourceData
 from defectsynth.errors import DatasetError, OptionError
 
@@ -74,28 +74,18 @@ def _mask_base(stem: str) -> str | None:
     return None
 
 
-def _check_unique(images: list[Path]) -> dict[str, Path]:
-    by_stem: dict[str, Path] = {}
-    for path in images:
-        stem = check_stem(path.stem, path)
-        if stem in by_stem:
-            raise DatasetError(f"duplicate stem {stem!r} (also {by_stem[stem].name})", path)
-        by_stem[stem] = path
-    return by_stem
-
-
 def _split_folder(folder: Path, masks_needed: bool) -> list[tuple[str, Path, Path | None]]:
     """(stem, image, mask) triples of ``folder`` in any of the layouts of the module docstring."""
     image_dir, mask_dir = _child(folder, IMAGE_DIRS), _child(folder, MASK_DIRS)
     if image_dir is not None:
-        images = _check_unique(_files(image_dir))
+        images = index_by_stem(_files(image_dir))
         mask_files = _files(mask_dir) if mask_dir is not None else []
     else:
         files = _files(folder)
         stems = {p.stem for p in files}
         is_mask = [p for p in files if (_mask_base(p.stem) in stems)
                    or (p.suffix.lower() == ".png" and any(q.stem == p.stem and q.suffix.lower() != ".png" for q in files))]
-        images = _check_unique([p for p in files if p not in is_mask])
+        images = index_by_stem([p for p in files if p not in is_mask])
         mask_files = is_mask
     masks: dict[str, Path] = {}
     for path in mask_files:
@@ -183,8 +173,9 @@ def _id_classes(pairs: list[Pair], names: list[str]) -> tuple[list[str], bool]:
     if values <= {0, IGNORE_INDEX} and IGNORE_INDEX in values and len(names) <= 1:
         return names or ["defect"], True
     top = max(values - {IGNORE_INDEX}, default=0)
-    if names and top > len(names):
-        raise DatasetError(f"mask holds class id {top}, outside the {len(names)} declared classes ({', '.join(names)})", first[top])
+    stray = stray_class_ids(np.array(sorted(values)), range(len(names) + 1)) if names else []
+    if stray:
+        raise DatasetError(f"mask holds class id {stray[-1]}, outside the {len(names)} declared classes ({', '.join(names)})", first[stray[-1]])
     return names or [f"class{i}" for i in range(1, top + 1)], False
 
 
@@ -247,7 +238,7 @@ def _read_mask(pair: Pair, num: int, lookup: dict[int, int] | None, binary: bool
     mask = read_id_mask(pair.mask)
     if binary:
         return (mask == IGNORE_INDEX).astype(np.uint8)
-    stray = sorted(set(np.unique(mask).tolist()) - set(range(num + 1)) - {IGNORE_INDEX})
+    stray = stray_class_ids(mask, range(num + 1))
     if stray:
         raise DatasetError(f"mask holds class ids {stray}, outside the {num} declared classes", pair.mask)
     return mask

@@ -34,7 +34,7 @@ import numpy as np
 
 from defectsynth.data.colors import colors_to_ids, pack_rgb
 from defectsynth.data.files import IMAGE_SUFFIXES, read_bytes, read_color_mask, read_image
-from defectsynth.data.model import Box, Manifest, Sample, check_stem, make_classes
+from defectsynth.data.model import Box, Manifest, Sample, index_by_stem, make_classes
 from defectsynth.data.sources import SourceData
 from defectsynth.errors import DatasetError, OptionError
 
@@ -174,17 +174,8 @@ def parse_boxes_file(text: str, height: int, width: int, where: str) -> list[Box
 
 # -- the archive layout -----------------------------------------------------------------------
 def _index(folders: list[Path], suffix: str, what: str) -> dict[str, Path]:
-    found: dict[str, Path] = {}
-    for folder in folders:
-        for path in sorted(folder.rglob("*")):
-            name = path.name
-            if not path.is_file() or name.startswith(".") or not name.lower().endswith(suffix):
-                continue
-            stem = check_stem(name[: -len(suffix)], path)
-            if stem in found:
-                raise DatasetError(f"duplicate {what} {stem!r} (also {found[stem]})", path)
-            found[stem] = path
-    return found
+    files = (p for f in folders for p in sorted(f.rglob("*")) if p.is_file() and not p.name.startswith(".") and p.name.lower().endswith(suffix))
+    return index_by_stem(files, lambda path: path.name[: -len(suffix)], what)
 
 
 def _folders(source: Path, prefixes: tuple[str, ...]) -> list[Path]:
@@ -222,15 +213,8 @@ def import_wood(source_dir: Path | None = None) -> SourceData:
 
 
 def _image_index(source: Path) -> dict[str, Path]:
-    found: dict[str, Path] = {}
-    for folder in _folders(source, ("images",)):
-        for path in sorted(folder.rglob("*")):
-            if path.is_file() and not path.name.startswith(".") and path.suffix.lower() in IMAGE_SUFFIXES:
-                stem = check_stem(path.stem, path)
-                if stem in found:
-                    raise DatasetError(f"duplicate stem {stem!r} (also {found[stem]})", path)
-                found[stem] = path
-    return found
+    folders = _folders(source, ("images",))
+    return index_by_stem(p for f in folders for p in sorted(f.rglob("*")) if p.is_file() and not p.name.startswith(".") and p.suffix.lower() in IMAGE_SUFFIXES)
 
 
 def _samples(images: dict[str, Path], maps: dict[str, Path], boxes: dict[str, Path], lookup: dict[int, int]) -> Iterator[Sample]:

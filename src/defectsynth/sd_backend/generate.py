@@ -30,12 +30,13 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from defectsynth.controllable.pipeline import generate, load_pipeline, sample_seed
-from defectsynth.controllable.priors import PriorDetector, blend_priors, mask_prior, parse_blend, to_condition_image
-from defectsynth.controllable.prompts import (
+from defectsynth.sd_backend.pipeline import generate, load_pipeline
+from defectsynth.sd_backend.priors import PriorDetector, blend_priors, mask_prior, parse_blend, to_condition_image
+from defectsynth.sd_backend.prompts import (
     Captioner, build_prompt, check_template, class_prompt, classes_in_mask, missing_captions, read_captions,
 )  # fmt: skip
 from defectsynth.data import Dataset, DatasetWriter, Manifest, Sample
+from defectsynth.formats.dataset import parse_dataset_spec
 from defectsynth.data.files import write_image
 from defectsynth.errors import DatasetError, OptionError
 from defectsynth.formats.dataset import check_output_dir
@@ -43,19 +44,11 @@ from defectsynth.formats.plan import plan_dataset, read_plan
 from defectsynth.progress import track
 from defectsynth.locks import writes_output
 from defectsynth.presets import applies_preset
+from defectsynth.seeds import derived_seed
 
 logger = logging.getLogger(__name__)
 
 BACKEND = "sd-adapter"
-
-
-def parse_conditions(spec: str | Path) -> tuple[Path, str | None]:
-    """``"DATASET"`` or ``"DATASET:split"`` -> (folder, split name or None); an existing path wins."""
-    text = str(spec)
-    if Path(text).exists() or ":" not in text:
-        return Path(text), None
-    folder, split = text.rsplit(":", 1)
-    return Path(folder), (split or None)
 
 
 def plan_of(path: str | Path, stems: list[str]) -> list[tuple[str, int]]:
@@ -163,7 +156,7 @@ def _write_redraws(
 
     def flush() -> None:
         conditions = [to_condition_image(p.blended) for _, p in batch]
-        seeds = [sample_seed(seed, job.index) for job, _ in batch]
+        seeds = [derived_seed(seed, job.index) for job, _ in batch]
         images = generate(model, [p.prompt for _, p in batch], conditions, seeds, **generation)
         for (job, prep), image in zip(batch, images):
             real = prep.sample
@@ -229,7 +222,7 @@ def sample_sd(
     # 1. check everything cheap before loading any model
     if conditions is None and plan is None:
         raise OptionError("--conditions DATASET[:split] is required with --backend sd-adapter (or a --plan to take it from)")
-    folder, split = parse_conditions(conditions) if conditions is not None else plan_dataset(plan)
+    folder, split = parse_dataset_spec(conditions) if conditions is not None else plan_dataset(plan)
     dataset = Dataset(folder)
     if not dataset.has_masks:
         raise DatasetError("the sd-adapter backend keeps the real masks, and this dataset has none (masks/ is missing)", folder)

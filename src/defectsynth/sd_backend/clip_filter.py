@@ -20,13 +20,14 @@ from pathlib import Path
 import numpy as np
 
 from defectsynth.checks import check_at_least
-from defectsynth.controllable.pipeline import check_folder, quiet_loading, require_transformers
-from defectsynth.controllable.prompts import build_prompt, check_template, class_prompt
+from defectsynth.sd_backend.pipeline import check_folder, quiet_loading, require_transformers
+from defectsynth.sd_backend.prompts import build_prompt, check_template, class_prompt
 from defectsynth.data import Dataset, Manifest
 from defectsynth.data.files import write_json
+from defectsynth.deprecation import renamed_keywords
 from defectsynth.devices import pick_device
 from defectsynth.data.model import IGNORE_INDEX
-from defectsynth.errors import MissingDependencyError, OptionError
+from defectsynth.errors import MissingDependencyError, OptionError, first_line
 from defectsynth.metrics.distribution import sample_classes
 from defectsynth.progress import track
 from defectsynth.locks import writes_output
@@ -44,15 +45,14 @@ class ClipScorer:
         require_transformers()
         from transformers import AutoProcessor, CLIPModel
 
-        folder = check_folder(clip, "--clip", "config.json")
+        folder = check_folder(clip, "--clip-model", "config.json")
         self.device = pick_device(device)
         try:
             with quiet_loading():
                 self.processor = AutoProcessor.from_pretrained(folder, local_files_only=True)
                 self.model = CLIPModel.from_pretrained(folder, local_files_only=True, use_safetensors=True).to(self.device).eval()
         except (OSError, ValueError, KeyError) as err:
-            text = str(err).strip()
-            raise MissingDependencyError(f"cannot load the CLIP model ({text.splitlines()[0] if text else type(err).__name__})", folder) from None
+            raise MissingDependencyError(f"cannot load the CLIP model ({first_line(err)})", folder) from None
 
     def __call__(self, images: list[np.ndarray], prompts: list[str]) -> np.ndarray:
         import torch
@@ -86,11 +86,12 @@ def select_per_class(groups: dict[str, list[int]], scores: dict[str, float], kee
     return kept
 
 
+@renamed_keywords(clip="clip_model")
 @writes_output("filter", "out")
 def filter_by_clip(
     synthetic: str | Path,
     out: str | Path,
-    clip: str | Path,
+    clip_model: str | Path,
     keep_per_class: int | None = None,
     keep_fraction: float | None = None,
     *,
@@ -102,7 +103,8 @@ def filter_by_clip(
 ) -> Path:
     """Keep the synthetic images CLIP finds closest to their class prompt, per class; returns ``out``.
 
-    Written like every filter's output (:func:`defectsynth.filtering.write_kept`: kept samples,
+    clip_model: a local CLIP model folder (the keyword was ``clip`` before; that still works for one
+    release, with a DeprecationWarning). Written like every filter's output (:func:`defectsynth.filtering.write_kept`: kept samples,
     their cached conditions, the splits restricted to them).
     """
     from defectsynth.filtering import check_keep, write_kept  # torch and smp: loaded when filtering, not on import
@@ -114,7 +116,7 @@ def filter_by_clip(
         raise OptionError("--prompt-template: the CLIP filter has no captions, use {classes} only")
     dataset = Dataset(synthetic)
     names = dataset.manifest.class_names
-    scorer = ClipScorer(clip, device)
+    scorer = ClipScorer(clip_model, device)
 
     scores: dict[str, float] = {}
     prompts: dict[str, str] = {}
@@ -132,7 +134,7 @@ def filter_by_clip(
     kept = select_per_class({str(c): v for c, v in groups.items()}, scores, keep_per_class, keep_fraction)
 
     source = {
-        "filter": "clip", "clip": str(clip), "keep_per_class": keep_per_class, "keep_fraction": keep_fraction,
+        "filter": "clip", "clip": str(clip_model), "keep_per_class": keep_per_class, "keep_fraction": keep_fraction,
         "prompt_template": prompt_template, "from": str(synthetic), "parent": dataset.manifest.source,
     }  # fmt: skip
     manifest = Manifest(name=dataset.manifest.name, classes=dataset.manifest.classes, source=source, synthetic=dataset.manifest.synthetic)

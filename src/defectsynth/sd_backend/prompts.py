@@ -21,7 +21,7 @@ import numpy as np
 
 from defectsynth.data.files import read_bytes
 from defectsynth.data.model import IGNORE_INDEX, check_stem
-from defectsynth.errors import DatasetError, MissingDependencyError, OptionError
+from defectsynth.errors import DatasetError, MissingDependencyError, OptionError, first_line
 from defectsynth.metrics.distribution import sample_classes
 
 APPEND_TEMPLATE = "{caption}; {classes}"  # Class-Prompt Appending
@@ -109,7 +109,7 @@ class Captioner:
     """
 
     def __init__(self, model_dir: str | Path, device: str = "cpu", max_new_tokens: int = 30):
-        from defectsynth.controllable.pipeline import check_folder, quiet_loading, require_transformers
+        from defectsynth.sd_backend.pipeline import check_folder, quiet_loading, require_transformers
 
         require_transformers()
         import transformers
@@ -121,7 +121,7 @@ class Captioner:
                 self.processor = transformers.AutoProcessor.from_pretrained(model_dir, local_files_only=True)
                 self.model = auto.from_pretrained(model_dir, local_files_only=True, use_safetensors=True).to(device).eval()
         except (OSError, ValueError, KeyError) as err:
-            raise MissingDependencyError(f"cannot load the captioning model ({_first_line(err)})", model_dir) from None
+            raise MissingDependencyError(f"cannot load the captioning model ({first_line(err)})", model_dir) from None
         self.device = device
         self.max_new_tokens = max_new_tokens
 
@@ -133,8 +133,3 @@ class Captioner:
         with torch.no_grad():
             ids = self.model.generate(**inputs, max_new_tokens=self.max_new_tokens, do_sample=False)
         return [t.strip() for t in self.processor.batch_decode(ids, skip_special_tokens=True)]
-
-
-def _first_line(err: BaseException) -> str:
-    text = str(err).strip()
-    return text.splitlines()[0] if text else type(err).__name__

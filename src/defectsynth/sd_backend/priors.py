@@ -6,7 +6,7 @@ is steered by: white structure lines on black, here as an (H, W) float32 map in 
 - ``canny``: OpenCV Canny edges of the RGB image (thresholds 100 / 200, as controlnet_aux's
   CannyDetector used with the public canny adapters).
 - ``lineart``: the informative-drawings line-art generator (Chan et al., 2022) used by
-  controlnet_aux's LineartDetector, see :mod:`defectsynth.controllable.detectors`.
+  controlnet_aux's LineartDetector, see :mod:`defectsynth.sd_backend.detectors`.
 - ``sketch``: PiDiNet edges (Su et al., 2021) thresholded at 0.5, as controlnet_aux's
   PidiNetDetector with ``apply_filter=True`` for the public sketch adapter.
 
@@ -75,7 +75,7 @@ class PriorDetector:
     """Computes one kind of image prior; ``__call__(image (H, W, 3) uint8) -> (H, W) float32 in [0, 1]``.
 
     ``weights_dir`` holds the detector's safetensors for the learned priors (see
-    :mod:`defectsynth.controllable.detectors`); canny needs none.
+    :mod:`defectsynth.sd_backend.detectors`); canny needs none.
     """
 
     def __init__(self, prior: str = "canny", weights_dir: str | Path | None = None, device: str = "cpu"):
@@ -84,13 +84,13 @@ class PriorDetector:
         self.prior = prior
         self._net = None
         if prior != "canny":
-            import defectsynth.controllable.detectors as detectors
+            import defectsynth.sd_backend.detectors as detectors
 
             self._net = (detectors.load_lineart if prior == "lineart" else detectors.load_sketch)(weights_dir, device=device)
 
     def __call__(self, image: np.ndarray) -> np.ndarray:
         if self.prior == "canny":
             return canny_prior(image)
-        import defectsynth.controllable.detectors as detectors
+        import defectsynth.sd_backend.detectors as detectors
 
         return (detectors.run_lineart if self.prior == "lineart" else detectors.run_sketch)(self._net, image)

@@ -12,7 +12,7 @@ tokenizer files only; ``HF_HUB_OFFLINE=1`` reads the cache alone).
   ``TencentARC/t2i-adapter-lineart-sdxl-1.0``; or ``--controlnet DIR``: a ``ControlNetModel``
   folder, e.g. ``diffusers/controlnet-canny-sdxl-1.0``.
 
-Every generated image has its own generator seeded from ``(seed, index)`` (:func:`sample_seed`),
+Every generated image has its own generator seeded from ``(seed, index)`` (:func:`defectsynth.seeds.derived_seed`),
 drawn on the CPU, so an image does not depend on the batch size, the batch it landed in, or the
 device it ran on (up to floating-point differences between devices).
 """
@@ -30,7 +30,7 @@ from typing import Any
 import numpy as np
 
 from defectsynth.devices import pick_device
-from defectsynth.errors import MissingDependencyError, OptionError
+from defectsynth.errors import MissingDependencyError, OptionError, first_line
 
 logger = logging.getLogger(__name__)
 
@@ -57,11 +57,6 @@ def check_folder(path: str | Path | None, option: str, marker: str) -> Path:
     if not (path / marker).is_file():
         raise MissingDependencyError(f"{option}: not a model folder, {marker} is missing (docs/sd-adapter.md)", path)
     return path
-
-
-def sample_seed(seed: int, index: int) -> int:
-    """A 63-bit seed for sample ``index`` of a run with ``seed``; independent of batching."""
-    return int(np.random.SeedSequence([int(seed), int(index)]).generate_state(2, np.uint64)[0] >> np.uint64(1))
 
 
 def resolve_dtype(dtype: str, device: str):
@@ -116,8 +111,7 @@ def _load(loader, path: Path, what: str, **kwargs):
         with quiet_loading():
             return loader.from_pretrained(path, local_files_only=True, use_safetensors=True, **kwargs)
     except (OSError, ValueError, KeyError, RuntimeError, TypeError) as err:
-        text = str(err).strip()
-        raise MissingDependencyError(f"cannot load the {what} ({text.splitlines()[0] if text else type(err).__name__})", path) from None
+        raise MissingDependencyError(f"cannot load the {what} ({first_line(err)})", path) from None
 
 
 def load_pipeline(
