@@ -98,8 +98,6 @@ class Prior(str, Enum):
     sketch = "sketch"
 
 
-
-
 def _sd(help_text: str, *names: str) -> typer.Option:
     return typer.Option(*names, help=help_text, rich_help_panel=SD)
 

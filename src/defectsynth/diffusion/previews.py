@@ -15,6 +15,7 @@ import torch
 
 from defectsynth.data.files import write_image
 from defectsynth.data.model import Box, ClassInfo, default_color
+from defectsynth.diffusion.configs import DiffusionTrainConfig
 
 PREVIEW_SAMPLES = 4
 PREVIEW_STEPS = 25
@@ -58,7 +59,7 @@ def viewing_scale(height: int) -> int:
 
 
 @torch.no_grad()
-def write_training_preview(model, data, args: dict[str, Any], path: Path) -> np.ndarray:
+def write_training_preview(model, data, args: DiffusionTrainConfig, path: Path) -> np.ndarray:
     """Sample the first few training conditions with DDIM and write a preview grid to ``path``;
     returns the grid ((H, W, 3) uint8 RGB)."""
     from defectsynth.diffusion.losses import scheduler_prediction
@@ -73,16 +74,16 @@ def write_training_preview(model, data, args: dict[str, Any], path: Path) -> np.
     device = next(model.parameters()).device
     cond = data.conditions(index).to(device)
     layout = channel_layout(
-        args["cond"], args["target"], data.num_classes, args["variance"], self_cond=args.get("self_cond", False), image_channels=data.image_channels,
+        args.cond, args.target, data.num_classes, args.variance, self_cond=args.self_cond, image_channels=data.image_channels,
     )
-    prediction = recipe_prediction(args, layout)
-    sampler = make_sampler(PREVIEW_SAMPLER, PREVIEW_STEPS, args["variance"], prediction=scheduler_prediction(prediction))
-    x = denoise(model, layout, sampler, cond, sample_generators(args["seed"], index.tolist()), prediction=prediction)
+    prediction = recipe_prediction(args.to_json(), layout)
+    sampler = make_sampler(PREVIEW_SAMPLER, PREVIEW_STEPS, args.variance, prediction=scheduler_prediction(prediction))
+    x = denoise(model, layout, sampler, cond, sample_generators(args.seed, index.tolist()), prediction=prediction)
     palette = class_palette(None)
     rows = []
     for i, xi in zip(index.tolist(), x):
-        image, mask, _ = decode(xi, args["target"], data.num_classes, [], layout.image_channels)
-        rows.append(preview_row(image, mask, data.boxes[i] if args["cond"] != "none" else [], palette))
+        image, mask, _ = decode(xi, args.target, data.num_classes, [], layout.image_channels)
+        rows.append(preview_row(image, mask, data.boxes[i] if args.cond != "none" else [], palette))
     grid = preview_grid(rows, viewing_scale(data.size[0]))
     write_image(path, grid)
     model.train(was_training)

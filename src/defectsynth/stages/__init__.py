@@ -22,6 +22,7 @@ demo             :func:`defectsynth.stages.demo.demo`          (the demo itself)
 ===============  ===========================================  =========================================
 
 "(the ... itself)": the method's own function already validates and defaults everything, and the
-stage module re-exports it. Modules here import the heavy methods (torch, diffusers) inside the
+stage module re-exports it (the command imports it from the method module: the same function).
+``sample``, ``filter`` and ``balance`` import their methods (torch, diffusers) inside the
 functions, so ``commands/`` can import them at start-up.
 """

@@ -1,5 +1,5 @@
-"""The ``demo`` stage: :func:`defectsynth.toy_demo.demo` itself, which already holds the command's validation and
-defaults (the command adds nothing of its own)."""
+"""The ``demo`` stage: :func:`defectsynth.toy_demo.demo` itself:
+it already holds the command's validation and defaults (the command adds nothing of its own)."""
 
 from defectsynth.toy_demo import demo
 

@@ -1,5 +1,5 @@
-"""The ``encode-boxes`` stage: :func:`defectsynth.encoding.conditions.encode_boxes` itself, which already holds the command's validation and
-defaults (the command adds nothing of its own)."""
+"""The ``encode-boxes`` stage: :func:`defectsynth.encoding.conditions.encode_boxes` itself:
+it already holds the command's validation and defaults (the command adds nothing of its own)."""
 
 from defectsynth.encoding.conditions import encode_boxes
 

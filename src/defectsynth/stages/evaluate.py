@@ -1,5 +1,5 @@
-"""The ``evaluate`` stage: :func:`defectsynth.evaluation.evaluate` itself, which already holds the command's validation and
-defaults (the command adds nothing of its own)."""
+"""The ``evaluate`` stage: :func:`defectsynth.evaluation.evaluate` itself:
+it already holds the command's validation and defaults (the command adds nothing of its own)."""
 
 from defectsynth.evaluation import evaluate
 

@@ -1,5 +1,5 @@
-"""The ``metrics`` stage: :func:`defectsynth.metrics.compute.compute_metrics` itself, which already holds the command's validation and
-defaults (the command adds nothing of its own)."""
+"""The ``metrics`` stage: :func:`defectsynth.metrics.compute.compute_metrics` itself:
+it already holds the command's validation and defaults (the command adds nothing of its own)."""
 
 from defectsynth.metrics.compute import compute_metrics
 

@@ -1,5 +1,5 @@
-"""The ``prepare`` stage: :func:`defectsynth.data.prepare.prepare` itself, which already holds the command's validation and
-defaults (the command adds nothing of its own)."""
+"""The ``prepare`` stage: :func:`defectsynth.data.prepare.prepare` itself:
+it already holds the command's validation and defaults (the command adds nothing of its own)."""
 
 from defectsynth.data.prepare import prepare
 

@@ -1,5 +1,5 @@
-"""The ``push`` stage: :func:`defectsynth.hub.push` itself, which already holds the command's validation and
-defaults (the command adds nothing of its own)."""
+"""The ``push`` stage: :func:`defectsynth.hub.push` itself:
+it already holds the command's validation and defaults (the command adds nothing of its own)."""
 
 from defectsynth.hub import push
 

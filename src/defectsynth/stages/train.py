@@ -1,5 +1,5 @@
-"""The ``train`` stage: :func:`defectsynth.diffusion.training.train` itself, which already holds the command's validation and
-defaults (the command adds nothing of its own)."""
+"""The ``train`` stage: :func:`defectsynth.diffusion.training.train` itself:
+it already holds the command's validation and defaults (the command adds nothing of its own)."""
 
 from defectsynth.diffusion.training import train
 
