@@ -12,7 +12,7 @@ for its boxes, reports
 3. SAE and EBR of samples drawn for the real *test* boxes (never seen in training);
 4. FID / KID (InceptionV3 2048 features) when ``--weights-dir`` holds ``inception_v3_fid.safetensors``,
    else "not run";
-5. with ``--every N``: time to fidelity, per checkpoint of the trained run its training CPU seconds
+5. with ``--every N`` (or ``--checkpoints`` for a given ``--run``): time to fidelity, per checkpoint of the trained run its training CPU seconds
    (``trainer.json`` ``cpu_seconds``) and its synthetic-only / real-only mIoU ratio, and the first
    checkpoint reaching 0.8;
 
@@ -267,6 +267,7 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--synthetic-test", type=Path, help="synthetic dataset drawn for the real test boxes")
     p.add_argument("--train-steps", type=int, help="max_steps of the run trained here (default 1200; --quick 60; --train's max_steps wins)")
     p.add_argument("--every", type=int, help="checkpoint every N steps and report time to fidelity per checkpoint (with training here)")
+    p.add_argument("--checkpoints", action="store_true", help="with --run: report time to fidelity over the run's own checkpoints")
     p.add_argument("--scheduler", default="ddim")
     p.add_argument("--steps", type=int, help="sampling steps (default 50; --quick 10)")
     p.add_argument("--seg-model", default="unet", help="smp architecture of the TSTR network")
@@ -294,7 +295,9 @@ def parse_args() -> argparse.Namespace:
     if (a.synthetic is None) != (a.synthetic_test is None):
         p.error("--synthetic and --synthetic-test go together")
     if a.every is not None and (a.run is not None or a.synthetic is not None):
-        p.error("--every needs the run trained here (leave out --run / --synthetic)")
+        p.error("--every needs the run trained here (leave out --run / --synthetic; --checkpoints scores a given run's)")
+    if a.checkpoints and a.run is None:
+        p.error("--checkpoints goes with --run (a run trained here is scored per checkpoint with --every)")
     if a.repeats < 2:
         p.error("--repeats: at least 2 (a mean and a spread)")
     for option in ("train", "evaluate_args"):
@@ -338,7 +341,7 @@ def main() -> None:
         "fid_kid": fid_kid(a, real, syn_train),
         "preview": str(preview(real, syn_test, a.out / "preview.png")),
     }
-    if a.every is not None:
+    if a.every is not None or a.checkpoints:
         result["time_to_fidelity"] = time_to_fidelity(a, run, real, t["mixes"][REAL_ONLY]["miou_mean"])
         result["first_reaching"] = first_reaching(result["time_to_fidelity"])
     result["seconds"] = round(time.perf_counter() - started, 1)

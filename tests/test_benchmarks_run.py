@@ -107,3 +107,15 @@ def test_fidelity_without_real_data_skips_cleanly(tmp_path):
                           capture_output=True, text=True, timeout=120, env=env)
     assert done.returncode == 0, done.stderr[-2000:]
     assert "no real data" in done.stdout and json.loads((tmp_path / "f.json").read_text())["status"] == "skipped: no real data"
+
+
+def test_fidelity_checkpoints_of_a_given_run_need_the_run(monkeypatch, tmp_path):
+    fidelity = _fidelity()
+    monkeypatch.syspath_prepend(str(ROOT / "benchmarks"))  # parse_args imports the benchmarks' _results
+    monkeypatch.setattr(sys, "argv", ["fidelity.py", "--toy", "--checkpoints"])
+    with pytest.raises(SystemExit) as exit_info:
+        fidelity.parse_args()
+    assert exit_info.value.code == 2
+    monkeypatch.setattr(sys, "argv", ["fidelity.py", "--toy", "--run", str(tmp_path), "--checkpoints"])
+    a = fidelity.parse_args()
+    assert a.checkpoints and a.every is None and a.run == tmp_path
