@@ -117,7 +117,8 @@ def preview(real: Path, synthetic: Path, path: Path, rows: int = PREVIEW_ROWS) -
     from defectsynth.data import Dataset
     from defectsynth.data.files import write_image
     from defectsynth.data.resize import resize_sample
-    from defectsynth.diffusion.previews import class_palette, preview_grid, preview_row, viewing_scale
+    from defectsynth.data.colors import class_palette
+    from defectsynth.diffusion.previews import preview_grid, preview_row, viewing_scale
 
     syn, real_ds = Dataset(synthetic), Dataset(real)
     palette = class_palette(real_ds.manifest.classes)

@@ -92,7 +92,7 @@ def main() -> None:
     conditions = a.out / "conditions"
     if not conditions.exists():
         from defectsynth.data import Manifest
-        from defectsynth.data.writer import DatasetWriter
+        from defectsynth.formats.dataset import DatasetWriter
 
         with DatasetWriter(conditions, Manifest("conditions", ds.manifest.classes)) as writer:
             for stem in test:

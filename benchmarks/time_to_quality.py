@@ -78,7 +78,7 @@ def score(run: Path, weights: Path, data: Path, sampler: str, steps: int) -> dic
 
     from defectsynth.data.files import read_json
     from defectsynth.diffusion.models import Layout
-    from defectsynth.diffusion.sampling import decode, denoise, sample_generators
+    from defectsynth.diffusion.denoising import decode, denoise, sample_generators
     from defectsynth.diffusion.schedules import make_sampler
     from defectsynth.metrics.sae_ebr import SaeEbrCounts, sae_ebr_counts
 
@@ -87,7 +87,7 @@ def score(run: Path, weights: Path, data: Path, sampler: str, steps: int) -> dic
     model.load_state_dict(load_file(str(weights)))
     model.eval().requires_grad_(False)
     from defectsynth.diffusion.losses import scheduler_prediction
-    from defectsynth.diffusion.training import recipe_prediction
+    from defectsynth.diffusion.losses import recipe_prediction
 
     layout = Layout(**info["layout"])
     size, num_classes, prediction = tuple(info["size"]), info["num_classes"], recipe_prediction(info["args"], layout)

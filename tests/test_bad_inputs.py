@@ -25,7 +25,8 @@ from defectsynth.cli import app
 from defectsynth.data.prepare import prepare
 from defectsynth.diffusion.sampling import sample
 from defectsynth.diffusion.training import train
-from defectsynth.evaluation.training import TrainConfig, build_model, save_model
+from defectsynth.evaluation.training import TrainConfig, build_model
+from defectsynth.formats.segmenter import save_model
 
 CASES = []
 

@@ -11,7 +11,7 @@ from defectsynth.diffusion.checkpoint import flatten_optimizer, rng_state, set_r
 from defectsynth.diffusion.conditioning import condition_tensor, flip, flip_boxes
 from defectsynth.diffusion.losses import diffusion_loss
 from defectsynth.diffusion.models import build_unet, channel_layout, unet_config
-from defectsynth.diffusion.sampling import denoise, fixed_rows, sample_generators
+from defectsynth.diffusion.denoising import denoise, fixed_rows, sample_generators
 from defectsynth.diffusion.schedules import make_sampler, train_scheduler
 from defectsynth.errors import OptionError
 
@@ -151,7 +151,7 @@ class _Oracle(torch.nn.Module):
 
 @pytest.mark.parametrize(("name", "steps", "rescale"), [("ddpm", 20, False), ("ddpm", 30, True), ("ddim", 20, False), ("dpm", 10, False)])
 def test_every_sampler_recovers_x0_from_a_perfect_noise_predictor(name, steps, rescale):
-    from defectsynth.diffusion.sampling import denoise, sample_generators
+    from defectsynth.diffusion.denoising import denoise, sample_generators
 
     layout = channel_layout("none", "joint", 5, "fixed")
     x0 = torch.rand(2, layout.target_channels, 8, 8) * 2 - 1

@@ -18,6 +18,7 @@ from defectsynth.evaluation import evaluate
 from defectsynth.evaluation import training
 from defectsynth.evaluation.data import PairCache
 from defectsynth.evaluation.training import TrainConfig, run_cell
+from defectsynth.formats.segmenter import load_model
 from defectsynth.metrics.segmentation import reduce_stats
 
 TINY = {"encoder": "mobilenet_v2", "encoder_weights": None, "size": 32, "batch_size": 4,
@@ -142,7 +143,7 @@ def test_saved_networks_reproduce_the_test_counts_and_feed_filter(runner, toy_da
     assert (folder / "config.json").is_file() and (folder / "model.safetensors").is_file()
     # the saved weights are the selected ones: they give the stored test counts again
     ds = Dataset(toy_dataset)
-    net = training.load_model(folder)
+    net = load_model(folder)
     config = TrainConfig(TINY["encoder"], None, 1, 4)
     tp, fp, fn, tn = training.evaluate_split(net, PairCache((32, 32)).pairs(ds, ds.split("test")), "test", 5, config, "cpu", None)
     assert cell["test_stats"] == {"tp": tp.tolist(), "fp": fp.tolist(), "fn": fn.tolist(), "tn": tn.tolist()}

@@ -31,7 +31,8 @@ from defectsynth.data import Dataset
 from defectsynth.data.prepare import prepare
 from defectsynth.diffusion import checkpoint as ckpt
 from defectsynth.diffusion.models import build_unet
-from defectsynth.diffusion.sampling import Run, sample
+from defectsynth.diffusion.sampling import sample
+from defectsynth.diffusion.trained_run import Run
 from defectsynth.diffusion.training import train
 
 SRC = Path(__file__).parents[1] / "src"

@@ -15,7 +15,9 @@ from defectsynth.data import Dataset
 from defectsynth.data.prepare import prepare
 from defectsynth.diffusion.mask_augment import MaskAugment
 from defectsynth.diffusion.models import build_unet, channel_layout, load_network, spade_config
-from defectsynth.diffusion.sampling import Run, denoise, run_defaults, sample
+from defectsynth.diffusion.denoising import denoise
+from defectsynth.diffusion.sampling import sample
+from defectsynth.diffusion.trained_run import Run, run_defaults
 from defectsynth.diffusion.schedules import Sampler
 from defectsynth.diffusion.spade_unet import SPADEUNet2DModel
 from defectsynth.diffusion.training import train

@@ -14,7 +14,8 @@ from diffusers import DiffusionPipeline
 from safetensors.torch import load_file
 
 from defectsynth.data import Dataset
-from defectsynth.diffusion.sampling import sample, sample_generators
+from defectsynth.diffusion.denoising import sample_generators
+from defectsynth.diffusion.sampling import sample
 from defectsynth.diffusion.training import train
 from defectsynth.errors import DefectsynthError, OptionError
 from defectsynth.pipeline import DefectsynthPipeline, model_index, write_model_index
@@ -114,7 +115,7 @@ def test_bad_requests_are_one_line_errors(tiny_run, isdm_run):
 
 
 def test_model_index_is_what_save_pretrained_writes(tiny_run, tmp_path):
-    from defectsynth.diffusion.sampling import Run
+    from defectsynth.diffusion.trained_run import Run
 
     DefectsynthPipeline.from_pretrained(tiny_run).save_pretrained(tmp_path / "saved")
     saved = json.loads((tmp_path / "saved" / "model_index.json").read_text())

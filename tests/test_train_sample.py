@@ -224,7 +224,7 @@ def test_two_processes_train_and_sample_like_one(tmp_path):
     subprocess.run([*launch, "sample", str(tmp_path / "run"), "--out", str(tmp_path / "two"), "--num", "5", "--scheduler",
                     "ddpm", "--steps", "2", "--batch-size", "2", *common], check=True, env=env, timeout=300)
     # the same --batch-size: process 0 draws samples 0, 2, 4 in batches of 2 and 1, process 1 samples
-    # 1, 3, one process 0-1, 2-3, 4; every batch is padded to 2 rows (sampling.fixed_rows)
+    # 1, 3, one process 0-1, 2-3, 4; every batch is padded to 2 rows (denoising.fixed_rows)
     sample(tmp_path / "run", out=tmp_path / "one", num=5, scheduler="ddpm", steps=2, batch_size=2)
     assert _visible(tmp_path / "one") == _visible(tmp_path / "two")
 
@@ -241,7 +241,7 @@ def test_finetune_and_patience(guided_run, data16, tmp_path):
 
 def test_saved_weights_round_trip(guided_run):
     """unet/ and unet_ema/ (save_pretrained) load back equal to the checkpoint of the same step."""
-    from defectsynth.diffusion.sampling import Run
+    from defectsynth.diffusion.trained_run import Run
 
     run = Run.open(guided_run)
     assert run.layout.out_channels == 2 * run.layout.target_channels  # learned variance

@@ -9,7 +9,8 @@ Two uses, both measured with the entropy and CIR of :mod:`defectsynth.metrics.di
       {"format": 1, "dataset": "<absolute path>", "split": "train" | null, "n_balance": N,
        "plan": [{"stem": "<condition stem>", "repeats": k}, ...]}
 
-  Stems are listed in the order Algorithm 1 first generates from them; :func:`read_plan` reads it.
+  Stems are listed in the order Algorithm 1 first generates from them; :func:`read_plan` reads it
+  (:mod:`defectsynth.formats.plan`: the plan file's reader, writer and checks).
 - :func:`merge_datasets` merges a real and a synthetic dataset folder into one (every real split
   kept, selected synthetic stems added to the ``train`` split and listed in a ``synthetic`` split),
   choosing the synthetic samples that bring the classes closest to ``n_balance`` when it is given
@@ -29,19 +30,18 @@ from typing import Any
 
 import numpy as np
 
-from defectsynth.data.dataset import Dataset, check_same_classes
-from defectsynth.data.files import read_json, write_json
-from defectsynth.data.model import Manifest, check_stem
-from defectsynth.data.writer import DatasetWriter, check_output_dir, check_output_file
-from defectsynth.encoding.conditions import copy_conditions
+from defectsynth.data.files import write_json
+from defectsynth.data.model import Manifest
 from defectsynth.errors import DatasetError, OptionError
+from defectsynth.formats.conditions import copy_conditions
+from defectsynth.formats.dataset import Dataset, DatasetWriter, check_output_dir, check_same_classes
+from defectsynth.formats.plan import check_plan_out, plan_json, planned_samples, read_plan  # noqa: F401  (read_plan, planned_samples: documented here)
 from defectsynth.metrics.distribution import classes_in, count_images, distribution_report
 from defectsynth.progress import track
 from defectsynth.locks import writes_output
 
 logger = logging.getLogger(__name__)
 
-PLAN_FORMAT = 1
 ImageClasses = dict[str, tuple[int, ...]]  # stem -> defect class ids present, in dataset order
 
 
@@ -142,13 +142,7 @@ class BalancePlan:
 
     def to_json(self) -> dict[str, Any]:
         """The plan file (see the module docstring)."""
-        return {
-            "format": PLAN_FORMAT,
-            "dataset": str(self.dataset.resolve()),
-            "split": self.split,
-            "n_balance": self.n_balance,
-            "plan": [{"stem": stem, "repeats": k} for stem, k in self.plan],
-        }
+        return plan_json(self.dataset, self.split, self.n_balance, self.plan)
 
     def distribution(self) -> dict[str, dict]:
         """``{"before": report, "after": report}`` of entropy and CIR (see :func:`distribution_report`)."""
@@ -190,7 +184,7 @@ def plan_balance(
     contains the classes of its condition image.
     """
     if plan_out is not None:
-        check_output_file(Path(plan_out), overwrite, "balance plan", _is_plan)
+        check_plan_out(Path(plan_out), overwrite)
     ds = Dataset(dataset)
     n = parse_n_balance(n_balance)
     image_classes = read_image_classes(ds, _select(ds, split), progress)
@@ -209,53 +203,6 @@ def plan_balance(
     if plan_out is not None:
         write_json(plan_out, plan.to_json())
     return plan
-
-
-def read_plan(path: str | Path) -> list[tuple[str, int]]:
-    """Read and validate a plan file written by :func:`plan_balance`: [(condition stem, repeats), ...]."""
-    path = Path(path)
-    data = read_json(path)
-    if not isinstance(data, dict) or not isinstance(data.get("plan"), list):
-        raise DatasetError('not a balance plan: expected {"format": 1, "plan": [{"stem": ..., "repeats": ...}, ...]}', path)
-    if data.get("format") != PLAN_FORMAT:
-        raise DatasetError(f"plan format {data.get('format')!r} is not supported (expected {PLAN_FORMAT})", path)
-    plan: list[tuple[str, int]] = []
-    seen: set[str] = set()
-    for k, entry in enumerate(data["plan"]):
-        if not isinstance(entry, dict) or set(entry) != {"stem", "repeats"}:
-            raise DatasetError(f'plan entry {k} must be {{"stem": ..., "repeats": ...}}, got {entry!r}', path)
-        stem, repeats = check_stem(entry["stem"], f"{path}: plan entry {k}"), entry["repeats"]
-        if not isinstance(repeats, int) or isinstance(repeats, bool) or repeats < 1:
-            raise DatasetError(f"plan entry {k} ({stem}): repeats must be a positive integer, got {repeats!r}", path)
-        if stem in seen:
-            raise DatasetError(f"plan entry {k}: stem {stem!r} is listed twice", path)
-        seen.add(stem)
-        plan.append((stem, repeats))
-    return plan
-
-
-def _is_plan(path: Path) -> bool:
-    try:
-        read_plan(path)
-    except DatasetError:
-        return False
-    return True
-
-
-def plan_dataset(path: str | Path) -> tuple[Path, str | None]:
-    """The ``(dataset folder, split)`` a plan file was made from; the folder must be a dataset."""
-    data = read_json(path)
-    folder = data.get("dataset") if isinstance(data, dict) else None
-    if not isinstance(folder, str) or not (Path(folder) / "dataset.json").is_file():
-        raise DatasetError(f"the plan's dataset {folder!r} is not a dataset folder", path)
-    split = data.get("split")
-    return Path(folder), split if isinstance(split, str) else None
-
-
-def planned_samples(plan: list[tuple[str, int]]) -> list[tuple[str, str]]:
-    """(output stem, condition stem) for every generation of ``plan``: ``<stem>-<k>`` for k < repeats,
-    the naming ``sample`` uses for repeated conditions. Its length is the plan's total."""
-    return [(f"{stem}-{k}", stem) for stem, repeats in plan for k in range(repeats)]
 
 
 # -- merging ------------------------------------------------------------------------------------------

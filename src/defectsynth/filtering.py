@@ -23,7 +23,7 @@ Output (an ordinary dataset folder, written atomically; the input is never modif
       scores.json       by="segmenter": {"score", "higher_is_better", "keep", "samples":
                         {stem: {"score": float | null, "rank": int, "kept": bool}}}
       segmenter/        by="segmenter" when trained here: the network (config.json +
-                        model.safetensors, evaluation.training.save_model), reusable with
+                        model.safetensors, formats.segmenter.save_model), reusable with
                         ``model=<out>/segmenter``
 """
 
@@ -43,16 +43,16 @@ import torch.nn.functional as F
 from torch import nn
 
 from defectsynth.checks import check_at_least
-from defectsynth.data.dataset import Dataset, check_same_classes
 from defectsynth.data.files import write_json
 from defectsynth.data.model import IGNORE_INDEX, Box, Manifest, Sample, boxes_to_array
 from defectsynth.data.resize import parse_size
-from defectsynth.data.writer import DatasetWriter, check_output_dir
-from defectsynth.encoding.conditions import copy_conditions
 from defectsynth.errors import DatasetError, OptionError
 from defectsynth.evaluation.data import normalise, read_pair
 from defectsynth.evaluation.grid import VAL_FRACTION, holdout
-from defectsynth.evaluation.training import TrainConfig, load_model, save_model, train_model
+from defectsynth.evaluation.training import TrainConfig, train_model
+from defectsynth.formats.conditions import copy_conditions
+from defectsynth.formats.dataset import Dataset, DatasetWriter, check_output_dir, check_same_classes
+from defectsynth.formats.segmenter import load_model, save_model
 from defectsynth.devices import pick_device
 from defectsynth.metrics.distribution import sample_classes
 from defectsynth.metrics.sae_ebr import inside_own_boxes, sae_ebr_counts
@@ -351,7 +351,7 @@ def filter_dataset(
     aligned when it lies in any box and a box is empty without any defect pixel (the BASD paper's
     wording and eqs. 5-6) instead of the default class-aware reading (its own class's boxes). by="segmenter": real (train a U-Net
     on its ``split``; arch, encoder, encoder_weights, epochs, batch_size, lr, seed) or model (a
-    network folder of evaluation.training.save_model, e.g. ``<evaluate out>/models/<cell>``); score "iou" or "ce"; top_k or keep_fraction; size (H, W) or "N" /
+    network folder of formats.segmenter.save_model, e.g. ``<evaluate out>/models/<cell>``); score "iou" or "ce"; top_k or keep_fraction; size (H, W) or "N" /
     "WxH" the pairs are scored at (default: the first synthetic image's size); device (None: cuda
     when available).
     """

@@ -11,7 +11,7 @@ The operating system releases the lock when its process ends, even when killed (
 stay behind and the next writer takes them over); a normal end removes both files. Under ``accelerate launch`` only the main process
 takes the lock and every process gets its answer (:func:`defectsynth.ranks.one_outcome`).
 
-The command name is also what :class:`~defectsynth.data.writer.DatasetWriter` writes into its
+The command name is also what :class:`~defectsynth.formats.dataset.DatasetWriter` writes into its
 hidden partial folder (:func:`current_command`), so the next run of the same command on the same
 output can prove a leftover partial folder is its own and remove it.
 """

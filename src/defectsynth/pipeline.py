@@ -20,8 +20,8 @@ the pipeline's ``unet`` *is* the EMA network and the plain one is dropped (``sav
 writes it as ``unet/``). ``DefectsynthPipeline.from_pretrained(folder, unet_ema=None)`` loads the
 plain (best-epoch) weights instead (``DiffusionPipeline.from_pretrained`` ignores ``unet_ema=None``).
 
-Calling the pipeline runs the sampler of ``defectsynth sample`` (:func:`~defectsynth.diffusion.sampling.denoise`
-and :func:`~defectsynth.diffusion.sampling.decode`): ``pipe(boxes=...)`` for box-conditioned runs,
+Calling the pipeline runs the sampler of ``defectsynth sample`` (:func:`~defectsynth.diffusion.denoising.denoise`
+and :func:`~defectsynth.diffusion.denoising.decode`): ``pipe(boxes=...)`` for box-conditioned runs,
 ``pipe(masks=...)`` for mask-conditioned ones, ``pipe(batch_size=N)`` for unconditional ones.
 """
 
@@ -41,10 +41,11 @@ from diffusers.utils import BaseOutput
 import defectsynth.diffusion.spade_unet  # noqa: F401  (diffusers resolves the SPADE UNet's library from sys.modules)
 from defectsynth.data.files import write_json
 from defectsynth.data.model import Box, ClassInfo
-from defectsynth.diffusion.losses import scheduler_prediction
+from defectsynth.diffusion.losses import recipe_prediction, scheduler_prediction
 from defectsynth.diffusion.models import Layout
 from defectsynth.diffusion.schedules import DEFAULT_STEPS, Sampler, make_sampler, train_scheduler
 from defectsynth.errors import OptionError
+from defectsynth.formats.run import read_run_json
 
 # the pipeline's scheduler class -> the name `sample --scheduler` knows it by
 SCHEDULER_NAMES = {DDPMScheduler: "ddpm", DDIMScheduler: "ddim", DPMSolverMultistepScheduler: "dpm"}
@@ -70,8 +71,6 @@ class DefectsynthPipelineOutput(BaseOutput):
 
 def run_config(info: dict[str, Any]) -> dict[str, Any]:
     """What sampling needs from a run.json ``info`` (the pipeline's ``run`` config)."""
-    from defectsynth.diffusion.training import recipe_prediction
-
     args, layout = info["args"], Layout(**info["layout"])
     prediction = recipe_prediction(args, layout)
     return {
@@ -103,8 +102,6 @@ def model_index(info: dict[str, Any]) -> dict[str, Any]:
 
 def write_model_index(root: str | Path) -> bool:
     """Write ``root/model_index.json`` from its run.json (atomically); False for a latent run, which is no pipeline."""
-    from defectsynth.diffusion.training import read_run_json
-
     root = Path(root)
     info = read_run_json(root / "run.json")
     if info.get("latent"):
@@ -135,9 +132,9 @@ class DefectsynthPipeline(DiffusionPipeline):
     # -- loading ----------------------------------------------------------------------------------
     @classmethod
     def from_run(cls, run, ema: bool = True) -> "DefectsynthPipeline":
-        """The pipeline of a run folder (a path or a :class:`~defectsynth.diffusion.sampling.Run`),
+        """The pipeline of a run folder (a path or a :class:`~defectsynth.diffusion.trained_run.Run`),
         with or without model_index.json; ``ema``: the EMA weights when the run has them."""
-        from defectsynth.diffusion.sampling import Run
+        from defectsynth.diffusion.trained_run import Run
 
         run = run if isinstance(run, Run) else Run.open(run)
         if run.info.get("latent"):
@@ -179,8 +176,8 @@ class DefectsynthPipeline(DiffusionPipeline):
 
     def defaults(self, steps: int | None, rescale: bool | None, guidance: float | None) -> tuple[int, bool, float]:
         """(steps, rescale, guidance) with the left-out ones as ``defectsynth sample`` fills them in
-        (:func:`~defectsynth.diffusion.sampling.run_defaults`) for the pipeline's scheduler."""
-        from defectsynth.diffusion.sampling import run_defaults
+        (:func:`~defectsynth.diffusion.trained_run.run_defaults`) for the pipeline's scheduler."""
+        from defectsynth.diffusion.trained_run import run_defaults
 
         name = self.sampler_name
         steps, rescale, guidance = run_defaults(SimpleNamespace(args=self.config.run), name, steps, rescale, guidance)
@@ -206,7 +203,7 @@ class DefectsynthPipeline(DiffusionPipeline):
     # -- sampling ---------------------------------------------------------------------------------
     def conditions(self, boxes, masks, batch_size: int | None) -> tuple[torch.Tensor, list[np.ndarray] | None]:
         """(B, C_c, H, W) condition tensor of the request, and the condition masks (cond ``mask``)."""
-        from defectsynth.diffusion.sampling import Job, job_condition
+        from defectsynth.diffusion.jobs import Job, job_condition
 
         run = self.config.run
         cond, size, n = run["cond"], tuple(run["size"]), run["num_classes"]
@@ -231,7 +228,7 @@ class DefectsynthPipeline(DiffusionPipeline):
 
     def check_boxes(self, i: int, boxes) -> list[Box]:
         """Image ``i``'s boxes (``Box`` or boxes/<stem>.json dicts), read as a boxes file is (``parse_boxes``)."""
-        from defectsynth.data.dataset import parse_boxes
+        from defectsynth.formats.dataset import parse_boxes
 
         height, width = self.config.run["size"]
         items = [b.to_json() if isinstance(b, Box) else b for b in boxes] if isinstance(boxes, (list, tuple)) else boxes
@@ -289,10 +286,10 @@ class DefectsynthPipeline(DiffusionPipeline):
         the run and the pipeline's scheduler (:meth:`defaults`). generator: one per image (the
         images then do not depend on the batch), or one for all. output_type: ``"pil"`` or ``"np"``
         (uint8). batch_rows: pad the network's batch to this many rows, so an image does not
-        depend on which images share the call (``sampling.fixed_rows``). force_guidance: apply
+        depend on which images share the call (``denoising.fixed_rows``). force_guidance: apply
         ``guidance_scale`` to a run trained without a drop rate too (``sample --force-guidance``).
         """
-        from defectsynth.diffusion.sampling import decode, denoise
+        from defectsynth.diffusion.denoising import decode, denoise
 
         if output_type not in OUTPUT_TYPES:
             raise OptionError(f"output_type: choose pil or np, got {output_type!r}")
@@ -334,7 +331,7 @@ def sampling_pipeline(model, run, settings: dict[str, Any]) -> DefectsynthPipeli
 
 def draw_jobs(pipe: DefectsynthPipeline, jobs: list, settings: dict[str, Any], rows: int | None) -> list[tuple]:
     """(image, mask, invalid codes) of each job of ``sample``, seeded by (seed, job index)."""
-    from defectsynth.diffusion.sampling import sample_generators
+    from defectsynth.diffusion.denoising import sample_generators
 
     cond = pipe.config.run["cond"]
     request = {"none": {"batch_size": len(jobs)}, "mask": {"masks": [j.mask for j in jobs]}}.get(cond, {"boxes": [j.boxes for j in jobs]})

@@ -15,7 +15,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from defectsynth import errors
+import defectsynth.errors as errors
 from defectsynth.errors import DefectsynthError, ProcessFailedError
 
 

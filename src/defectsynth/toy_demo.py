@@ -27,8 +27,8 @@ from typing import Any
 
 from defectsynth.data import Dataset
 from defectsynth.data.files import write_image, write_json
-from defectsynth.data.writer import DATASET_LAYOUT, check_replaceable, nested
 from defectsynth.errors import OutputExistsError
+from defectsynth.formats.dataset import DATASET_LAYOUT, check_replaceable, nested
 from defectsynth.locks import writes_output
 
 # Settings per variant: the full demo trains for about 8 minutes on 2 CPU cores. With the default
@@ -133,9 +133,9 @@ def verdict(report: dict[str, Any]) -> dict[str, Any]:
 
 
 def demo_layout() -> tuple[str, ...]:
-    """Every file the demo writes (data.writer.in_layout patterns): what --overwrite may replace."""
-    from defectsynth.diffusion.checkpoint import RUN_LAYOUT
-    from defectsynth.evaluation import REPORT_LAYOUT
+    """Every file the demo writes (formats.dataset.in_layout patterns): what --overwrite may replace."""
+    from defectsynth.formats.run import RUN_LAYOUT
+    from defectsynth.formats.report import REPORT_LAYOUT
 
     folders = {"data": DATASET_LAYOUT, "run": RUN_LAYOUT, "synthetic": DATASET_LAYOUT, "filtered": DATASET_LAYOUT, "evaluate": REPORT_LAYOUT}
     return ("demo.json", "metrics.json", "plan.json", "previews/*.png", *(p for name, layout in folders.items() for p in nested(name, layout)))
@@ -143,7 +143,8 @@ def demo_layout() -> tuple[str, ...]:
 
 def write_previews(real: Path, synthetic: Path, folder: Path) -> None:
     """``real.png`` and ``synthetic.png``: the first test conditions and their samples, row by row."""
-    from defectsynth.diffusion.previews import class_palette, preview_grid, preview_row, viewing_scale
+    from defectsynth.data.colors import class_palette
+    from defectsynth.diffusion.previews import preview_grid, preview_row, viewing_scale
 
     synth = Dataset(synthetic)
     real_ds = Dataset(real)

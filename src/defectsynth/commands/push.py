@@ -1,4 +1,4 @@
-"""``defectsynth push RUN REPO_ID``: upload a trained run to the Hugging Face Hub (:func:`defectsynth.hub.push`)."""
+"""``defectsynth push RUN REPO_ID``: upload a trained run to the Hugging Face Hub (:func:`defectsynth.hub_push.push`)."""
 
 from __future__ import annotations
 
@@ -28,7 +28,7 @@ def push_command(
     token: Annotated[Optional[str], typer.Option("--token", help="Hugging Face token with write access. Default: the one of `hf auth login` or HF_TOKEN.", show_default=False)] = None,
 ) -> None:
     from defectsynth.commands._summary import console
-    from defectsynth.hub import push
+    from defectsynth.hub_push import push
 
     pushed = push(run, repo_id, private=private, token=token)
     console.print(f"[green]pushed[/] {len(pushed.files)} files of {run} to {pushed.url}")

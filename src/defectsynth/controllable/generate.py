@@ -6,7 +6,7 @@ Class-Prompt Appending, (2) blend the image's visual prior with the edges of its
 boxes become the labels of the synthetic image. Which images are redrawn, and how often, comes from
 a ``balance --plan-out`` plan (Algorithm 1) or is every condition image ``num_per_condition`` times.
 
-Output: an ordinary dataset folder (see :mod:`defectsynth.data.dataset`) with ``"synthetic": true``::
+Output: an ordinary dataset folder (see :mod:`defectsynth.formats.dataset`) with ``"synthetic": true``::
 
     <out>/
       dataset.json        source: backend, base, adapter | controlnet, steps, guidance, seed, blend,
@@ -35,11 +35,11 @@ from defectsynth.controllable.priors import PriorDetector, blend_priors, mask_pr
 from defectsynth.controllable.prompts import (
     Captioner, build_prompt, check_template, class_prompt, classes_in_mask, missing_captions, read_captions,
 )  # fmt: skip
-from defectsynth.balancing import plan_dataset, read_plan
 from defectsynth.data import Dataset, DatasetWriter, Manifest, Sample
 from defectsynth.data.files import write_image
-from defectsynth.data.writer import check_output_dir
 from defectsynth.errors import DatasetError, OptionError
+from defectsynth.formats.dataset import check_output_dir
+from defectsynth.formats.plan import plan_dataset, read_plan
 from defectsynth.progress import track
 from defectsynth.locks import writes_output
 from defectsynth.presets import applies_preset
@@ -60,7 +60,7 @@ def parse_conditions(spec: str | Path) -> tuple[Path, str | None]:
 
 def plan_of(path: str | Path, stems: list[str]) -> list[tuple[str, int]]:
     """``(condition stem, repeats)`` pairs of a ``balance --plan-out`` file
-    (:func:`~defectsynth.balancing.read_plan`), every stem one of ``stems``."""
+    (:func:`~defectsynth.formats.plan.read_plan`), every stem one of ``stems``."""
     plan = read_plan(path)
     known = set(stems)
     missing = next((stem for stem, _ in plan if stem not in known), None)

@@ -84,13 +84,13 @@ class PriorDetector:
         self.prior = prior
         self._net = None
         if prior != "canny":
-            from defectsynth.controllable import detectors
+            import defectsynth.controllable.detectors as detectors
 
             self._net = (detectors.load_lineart if prior == "lineart" else detectors.load_sketch)(weights_dir, device=device)
 
     def __call__(self, image: np.ndarray) -> np.ndarray:
         if self.prior == "canny":
             return canny_prior(image)
-        from defectsynth.controllable import detectors
+        import defectsynth.controllable.detectors as detectors
 
         return (detectors.run_lineart if self.prior == "lineart" else detectors.run_sketch)(self._net, image)

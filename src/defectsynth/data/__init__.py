@@ -1,8 +1,8 @@
-"""The dataset folder: model, reading with validation, atomic writing, splits and importers."""
+"""The dataset folder: model, reading with validation, atomic writing, splits and importers (the
+folder's reader, writer and checks live in :mod:`defectsynth.formats.dataset`)."""
 
-from defectsynth.data.dataset import Dataset
 from defectsynth.data.model import IGNORE_INDEX, Box, ClassInfo, Manifest, Sample
 from defectsynth.data.prepare import prepare
-from defectsynth.data.writer import DatasetWriter
+from defectsynth.formats.dataset import Dataset, DatasetWriter
 
 __all__ = ["Box", "ClassInfo", "Dataset", "DatasetWriter", "IGNORE_INDEX", "Manifest", "Sample", "prepare"]

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
+from defectsynth.data.model import ClassInfo, default_color
 from defectsynth.errors import DatasetError
 
 
@@ -32,3 +33,12 @@ def colors_to_ids(rgb: np.ndarray, lookup: dict[int, int], where: str | Path, wh
         raise DatasetError(f"colour ({c >> 16}, {(c >> 8) & 255}, {c & 255}){more} is not in {what}", where)
     ids[rest] = np.array([lookup[int(c)] for c in colors], dtype=np.uint8)[inverse.ravel()]
     return ids
+
+
+def class_palette(classes: list[ClassInfo] | None) -> np.ndarray:
+    """(256, 3) uint8 colours per class id: the dataset's colours, defaults elsewhere, background black."""
+    palette = np.array([default_color(i) for i in range(256)], np.uint8)
+    for cls in classes or []:
+        palette[cls.id] = cls.color
+    palette[0] = 0
+    return palette

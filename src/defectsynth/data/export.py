@@ -31,10 +31,10 @@ from typing import Any
 import cv2
 import numpy as np
 
-from defectsynth.data.dataset import Dataset
 from defectsynth.data.files import atomic_write_bytes, partial_dir, read_bytes, replace_dir, write_json
 from defectsynth.data.model import IGNORE_INDEX, Manifest
 from defectsynth.errors import DatasetError, MissingDependencyError, OptionError, OutputExistsError
+from defectsynth.formats.dataset import Dataset
 from defectsynth.progress import track
 
 logger = logging.getLogger(__name__)

@@ -19,9 +19,9 @@ from defectsynth.data.resize import format_size, parse_size, resize_sample
 from defectsynth.data.resize_loss import ResizeLoss, check_min_defect_pixels
 from defectsynth.data.sources import SourceData
 from defectsynth.data.splits import grouped_split, parse_fractions
-from defectsynth.data.writer import DatasetWriter
 from defectsynth.encoding.components import boxes_from_mask
 from defectsynth.errors import DatasetError, OptionError
+from defectsynth.formats.dataset import DatasetWriter
 from defectsynth.progress import track
 from defectsynth.locks import writes_output
 

@@ -31,11 +31,7 @@ from safetensors.torch import save_file
 
 from defectsynth.data.files import read_json, read_safetensors, remove_temp_leftovers, write_json
 from defectsynth.errors import DatasetError, summary
-
-CHECKPOINT_PREFIX = "checkpoint-"
-# Every file train writes in a run folder (data.writer.in_layout patterns): what demo --overwrite may replace.
-RUN_LAYOUT = ("run.json", "log.jsonl", "loss.png", "unet/*", "unet_ema/*", "scheduler/*", f"{CHECKPOINT_PREFIX}*/*", "previews/*.png")
-
+from defectsynth.formats.run import CHECKPOINT_PREFIX
 
 # -- optimizer -------------------------------------------------------------------------------------
 def flatten_optimizer(state_dict: dict[str, Any]) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:

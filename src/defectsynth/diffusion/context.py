@@ -156,7 +156,7 @@ class ContextSet:
     def cut(self, index: torch.Tensor, step: int) -> tuple[torch.Tensor, torch.Tensor]:
         """The batch of ``index`` at ``step``: targets (B, C + bits, h, w) and conditions
         (B, 1 + bits + C + 1, h, w): box maps, known image, region."""
-        from defectsynth.diffusion.training import derived_seed
+        from defectsynth.seeds import derived_seed
 
         targets, conds = [], []
         n_h, n_w = self.size

@@ -35,26 +35,28 @@ import torch
 from diffusers.utils.torch_utils import randn_tensor
 from PIL import Image
 
-from defectsynth.balancing import plan_dataset, planned_samples, read_plan
 from defectsynth.checks import check_choice
 from defectsynth.data import Box, Dataset, Manifest
 from defectsynth.data.files import IMAGE_SUFFIXES, read_image, write_errors, write_image, write_json
+from defectsynth.data.colors import class_palette
 from defectsynth.data.model import check_stem
 from defectsynth.data.resize import scale_box
 from defectsynth.diffusion.conditioning import bits_tensor, condition_tensor, images_to_tensor, to_grey
 from defectsynth.diffusion.configs import SampleConfig
 from defectsynth.diffusion.context import boxes_in_window, context_tensor, dilate, region_mask
 from defectsynth.diffusion.losses import scheduler_prediction
-from defectsynth.diffusion.previews import PREVIEW_SAMPLES, class_palette, preview_row, viewing_scale
+from defectsynth.diffusion.denoising import decode, denoise
+from defectsynth.diffusion.jobs import Job, parse_conditions
+from defectsynth.diffusion.previews import PREVIEW_SAMPLES, preview_row, viewing_scale
 from defectsynth.diffusion.processes import make_state
-from defectsynth.diffusion.sampling import (
-    Job, Run, decode, denoise, my_pending_jobs, parse_conditions, write_manifest, write_sample,
-)
+from defectsynth.diffusion.sample_folder import my_pending_jobs, write_manifest, write_sample
 from defectsynth.diffusion.schedules import DEFAULT_STEPS, make_sampler
-from defectsynth.diffusion.training import derived_seed
+from defectsynth.diffusion.trained_run import Run
 from defectsynth.errors import DatasetError, OptionError
+from defectsynth.formats.plan import plan_dataset, planned_samples, read_plan
 from defectsynth.progress import make_progress
 from defectsynth.ranks import one_outcome
+from defectsynth.seeds import derived_seed
 
 logger = logging.getLogger(__name__)
 
@@ -246,7 +248,7 @@ def blend_weights(region: np.ndarray, margin: int) -> np.ndarray:
 
 # -- denoising ------------------------------------------------------------------------------------
 def replacer(known: torch.Tensor, region: torch.Tensor, sampler, generators: list[torch.Generator]):
-    """``keep(x, i)`` for :func:`~defectsynth.diffusion.sampling.denoise`: x inside ``region`` (B, 1, h, w)
+    """``keep(x, i)`` for :func:`~defectsynth.diffusion.denoising.denoise`: x inside ``region`` (B, 1, h, w)
     bool, the ``known`` target (B, C_t, h, w) noised to the level of ``timesteps[i]`` outside it
     (clean after the last step); the noise comes from each sample's own generator."""
     timesteps = sampler.timesteps

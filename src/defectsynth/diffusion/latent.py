@@ -147,9 +147,9 @@ def decode_samples(
     autoencoder: Autoencoder, z: torch.Tensor, target: str, num_classes: int, palette: np.ndarray, rows: int | None = None,
 ) -> list[tuple[np.ndarray, np.ndarray | None, int]]:
     """Decode a batch of latents to (RGB uint8 (H, W, 3), mask or None, 0) per sample, as
-    :func:`sampling.decode`; rows: the batch shape the decoder always sees (:func:`sampling.fixed_rows`)."""
+    :func:`denoising.decode`; rows: the batch shape the decoder always sees (:func:`denoising.fixed_rows`)."""
     from defectsynth.diffusion.conditioning import tensor_to_image
-    from defectsynth.diffusion.sampling import fixed_rows
+    from defectsynth.diffusion.denoising import fixed_rows
 
     x = fixed_rows(autoencoder.decode, z, rows)
     if target == "mask":

@@ -23,6 +23,7 @@ Recipe options (all off by default = the plain recipe of the BASD paper's code):
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import torch
 
@@ -236,3 +237,11 @@ def diffusion_loss(
     implied = predicted_eps(prediction, eps.detach(), xt.float(), t, alphas_cumprod.to(xt.device).float())
     vb = vlb_terms(implied, v, x0.float(), xt.float(), t, betas, alphas_cumprod)
     return (mse + vb).mean()
+
+
+def recipe_prediction(args: dict[str, Any], layout) -> str | tuple[str, ...]:
+    """What the network of a run predicts (:func:`~defectsynth.diffusion.losses.channel_predictions`):
+    one name, or one per target channel when ``mask_prediction`` differs; runs written before the
+    options existed predict epsilon everywhere."""
+    prediction = args.get("prediction", "epsilon")
+    return channel_predictions(prediction, args.get("mask_prediction"), args["target"], layout.image_channels, layout.target_channels)

@@ -22,6 +22,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+import torch
 from diffusers import UNet2DModel
 
 from defectsynth.encoding import num_bits
@@ -230,3 +231,7 @@ def compile_forward(model):
     model.forward = torch.compile(model.forward)
     return model
 
+
+def network_input(xt: torch.Tensor, self_cond: torch.Tensor | None, cond: torch.Tensor) -> torch.Tensor:
+    """``[x_t | x_0 estimate (self-conditioning only) | condition]`` along the channels."""
+    return torch.cat([xt, cond] if self_cond is None else [xt, self_cond, cond], dim=1)

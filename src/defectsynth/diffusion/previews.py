@@ -14,21 +14,13 @@ import numpy as np
 import torch
 
 from defectsynth.data.files import write_image
-from defectsynth.data.model import Box, ClassInfo, default_color
+from defectsynth.data.colors import class_palette
+from defectsynth.data.model import Box
 from defectsynth.diffusion.configs import DiffusionTrainConfig
 
 PREVIEW_SAMPLES = 4
 PREVIEW_STEPS = 25
 PREVIEW_SAMPLER = "ddim"
-
-
-def class_palette(classes: list[ClassInfo] | None) -> np.ndarray:
-    """(256, 3) uint8 colours per class id: the dataset's colours, defaults elsewhere, background black."""
-    palette = np.array([default_color(i) for i in range(256)], np.uint8)
-    for cls in classes or []:
-        palette[cls.id] = cls.color
-    palette[0] = 0
-    return palette
 
 
 def preview_row(image: np.ndarray, mask: np.ndarray | None, boxes: list[Box], palette: np.ndarray) -> np.ndarray:
@@ -62,11 +54,10 @@ def viewing_scale(height: int) -> int:
 def write_training_preview(model, data, args: DiffusionTrainConfig, path: Path) -> np.ndarray:
     """Sample the first few training conditions with DDIM and write a preview grid to ``path``;
     returns the grid ((H, W, 3) uint8 RGB)."""
-    from defectsynth.diffusion.losses import scheduler_prediction
+    from defectsynth.diffusion.denoising import decode, denoise, sample_generators
+    from defectsynth.diffusion.losses import recipe_prediction, scheduler_prediction
     from defectsynth.diffusion.models import channel_layout
-    from defectsynth.diffusion.sampling import decode, denoise, sample_generators
     from defectsynth.diffusion.schedules import make_sampler
-    from defectsynth.diffusion.training import recipe_prediction
 
     was_training = model.training
     model.eval()

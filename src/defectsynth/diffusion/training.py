@@ -34,36 +34,36 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 from accelerate import Accelerator
 from accelerate.utils import set_seed
 
 from defectsynth.data import Dataset
-from defectsynth.data.files import atomic_write_bytes, check_format, holds_no_files, read_json, write_json
+from defectsynth.data.files import atomic_write_bytes, holds_no_files, write_json
 from defectsynth.data.resize import format_size, parse_size, resize_sample
-from defectsynth.diffusion import checkpoint as ckpt
+import defectsynth.diffusion.checkpoint as ckpt
 from defectsynth.diffusion.conditioning import CHANNELS, EncodedSet, flip
 from defectsynth.diffusion.configs import DiffusionTrainConfig
 from defectsynth.diffusion.loss_curve import LOSS_PNG, LossCurve
 from defectsynth.diffusion.context import CONTEXT_MARGIN, check_context, region_of
-from defectsynth.diffusion.losses import PREDICTIONS, channel_predictions, channel_weights, diffusion_loss, predicted_x0, scheduler_prediction
+from defectsynth.diffusion.losses import PREDICTIONS, channel_weights, diffusion_loss, predicted_x0, recipe_prediction, scheduler_prediction
 from defectsynth.diffusion.processes import PRECISIONS, make_accelerator, resolve_precision
-from defectsynth.diffusion.models import build_unet, channel_layout, compile_forward, load_network, network_config, use_float32_attention
+from defectsynth.diffusion.models import build_unet, channel_layout, compile_forward, load_network, network_config, network_input, use_float32_attention
 from defectsynth.diffusion.schedules import BETA_END, BETA_START, TRAIN_TIMESTEPS, train_scheduler
 from defectsynth.diffusion.trackers import log_preview, trackers_for, tracking
 from defectsynth.checks import check_at_least, check_choice
 from defectsynth.encoding import CLASS_FILLS
 from defectsynth.presets import applies_preset
-from defectsynth.errors import DatasetError, DefectsynthError, OptionError, OutputExistsError, TrainingError
+from defectsynth.errors import DefectsynthError, OptionError, OutputExistsError, TrainingError
+from defectsynth.formats.run import RUN_FORMAT, read_run_json, weights_folder
 from defectsynth.hub import resolve_run
 from defectsynth.locks import writes_output
 from defectsynth.progress import make_progress, track
 from defectsynth.ranks import one_outcome, raise_reported, report
+from defectsynth.seeds import derived_seed
 
 logger = logging.getLogger(__name__)
 
-RUN_FORMAT = 1
 # Options that define the model and its data: a resumed run must use the same values.
 FIXED_ON_RESUME = (
     "dataset", "cond", "target", "model", "size", "batch_size", "lr", "seed", "variance", "drop_rate", "ema", "ema_decay", "split", "finetune",
@@ -89,11 +89,6 @@ RECIPE_DEFAULTS = {"prediction": "sample", "mask_prediction": "sample", "mask_lo
 # EBR 2%; docs/recipe-ablation.md). RGB runs keep x_0: v with colour channels made colour speckle.
 GREY_PREDICTION = "v"
 ISDM_DEFAULTS = {"prediction": "epsilon", "mask_prediction": None, "mask_loss_weight": 1.0, "self_cond": False}
-
-
-def derived_seed(*parts: int) -> int:
-    """A 63-bit seed from integers (NumPy's SeedSequence), stable across platforms."""
-    return int(np.random.SeedSequence([int(p) for p in parts]).generate_state(2, np.uint64)[0] >> np.uint64(1))
 
 
 @dataclass
@@ -179,19 +174,6 @@ def check_out_folder(out: Path, args: DiffusionTrainConfig) -> dict[str, Any] | 
     elif out.exists() and (not out.is_dir() or not holds_no_files(out)):
         raise OutputExistsError("output folder exists and is not a defectsynth run: choose another --out", out)
     return previous
-
-
-# What sampling and resuming read from run.json, with its JSON type.
-RUN_KEYS = {"args": dict, "classes": list, "num_classes": int, "dataset": dict, "size": list, "layout": dict}
-
-
-def read_run_json(path: Path) -> dict[str, Any]:
-    """Read ``run.json`` (written by :func:`run_json`) and check its format and the keys others read."""
-    info = check_format(read_json(path), Path(path), RUN_FORMAT)
-    wrong = [repr(k) for k, kind in RUN_KEYS.items() if not isinstance(info.get(k), kind)]
-    if wrong:
-        raise DatasetError(f"not a run.json written by defectsynth train: {', '.join(wrong)} missing or of the wrong type", path)
-    return info
 
 
 def check_recipe(args: DiffusionTrainConfig) -> None:
@@ -283,20 +265,12 @@ def build_data(dataset: Dataset, args: DiffusionTrainConfig, split: str | None, 
     return EncodedSet(samples, args.cond, args.target, dataset.manifest.num_classes, channels, args.class_fill)
 
 
-def recipe_prediction(args: dict[str, Any], layout) -> str | tuple[str, ...]:
-    """What the network of a run predicts (:func:`~defectsynth.diffusion.losses.channel_predictions`):
-    one name, or one per target channel when ``mask_prediction`` differs; runs written before the
-    options existed predict epsilon everywhere."""
-    prediction = args.get("prediction", "epsilon")
-    return channel_predictions(prediction, args.get("mask_prediction"), args["target"], layout.image_channels, layout.target_channels)
-
-
 def build_model(config: dict[str, Any], finetune: str | None) -> torch.nn.Module:
     """A fresh UNet, or one initialised from the EMA (else plain) weights of the run ``finetune``."""
     model = build_unet(config)
     if finetune:
         source = Path(finetune)
-        folder = source / "unet_ema" if (source / "unet_ema").is_dir() else source / "unet"
+        folder = weights_folder(source)
         if not (folder / "config.json").is_file():
             raise OptionError(f"--finetune: {source} has no unet/ weights yet")
         loaded = load_network(folder)
@@ -355,11 +329,6 @@ class EpochOrder:
 
 
 # -- 3. one step ----------------------------------------------------------------------------------
-def network_input(xt: torch.Tensor, self_cond: torch.Tensor | None, cond: torch.Tensor) -> torch.Tensor:
-    """``[x_t | x_0 estimate (self-conditioning only) | condition]`` along the channels."""
-    return torch.cat([xt, cond] if self_cond is None else [xt, self_cond, cond], dim=1)
-
-
 def self_condition(model, xt, cond, t, use: torch.Tensor, prediction: str, alphas_cumprod) -> torch.Tensor:
     """Self-conditioning input for training: the first pass's x_0 estimate (no gradient) where
     ``use`` (B,) is true, zeros elsewhere (Analog bits, Algorithm 1)."""

@@ -13,12 +13,12 @@ The cache is optional: training and sampling can compute the same maps on the fl
 :func:`defectsynth.encoding.basd_maps`; ``xyxy``, ``classes`` and ``class_fill`` let a reader check
 that a cached file still matches the boxes. Everything is validated before anything is written;
 ``conditions/`` (and ``boxes/``) are built beside the dataset and swapped in whole at the end, so an
-interrupted run leaves the previous cache intact and no stale files.
+interrupted run leaves the previous cache intact and no stale files. The files' writer and reader:
+:mod:`defectsynth.formats.conditions`.
 """
 
 from __future__ import annotations
 
-import io
 import logging
 import shutil
 from collections import Counter
@@ -29,21 +29,19 @@ import numpy as np
 import torch
 
 from defectsynth.checks import check_at_least, check_choice
-from defectsynth.data.dataset import Dataset
 from defectsynth.data.files import atomic_write_bytes, encode_png, partial_dir, read_image, read_json, replace_dir, write_json
 from defectsynth.data.model import Box, Sample, boxes_to_array
-from defectsynth.data.writer import DatasetStats
 from defectsynth.encoding.boxes import CLASS_FILLS, basd_maps
 from defectsynth.encoding.components import boxes_from_mask
 from defectsynth.encoding.preview import render_preview
 from defectsynth.errors import DatasetError, OptionError
+from defectsynth.formats.conditions import CONDITIONS_DIR, PREVIEW_DIR, read_conditions, write_conditions  # noqa: F401  (read_conditions: documented here)
+from defectsynth.formats.dataset import Dataset, DatasetStats
 from defectsynth.progress import track
 from defectsynth.locks import writes_output
 
 logger = logging.getLogger(__name__)
 
-CONDITIONS_DIR = "conditions"
-PREVIEW_DIR = "preview"
 _SHOWN_PROBLEMS = 5
 
 
@@ -158,11 +156,7 @@ def _collect_boxes(
 def _write_conditions(path: Path, boxes: list[Box], size: tuple[int, int], class_fill: str) -> tuple[np.ndarray, np.ndarray]:
     xyxy, classes = boxes_to_array(boxes)
     basd, cbasd = basd_maps(xyxy, classes, size[0], size[1], class_fill)
-    buffer = io.BytesIO()
-    np.savez_compressed(
-        buffer, basd=basd, cbasd=cbasd, xyxy=xyxy.astype(np.int32), classes=classes.astype(np.int32), class_fill=np.array(class_fill)
-    )
-    atomic_write_bytes(path, buffer.getvalue(), durable=False)  # inside a partial dir: replace_dir syncs
+    write_conditions(path, basd, cbasd, xyxy, classes, class_fill)
     return basd, cbasd
 
 
@@ -178,35 +172,3 @@ def _update_stats(ds: Dataset, stats: DatasetStats) -> None:
     data = read_json(path)
     data["stats"] = stats.to_json(ds.manifest)
     write_json(path, data)
-
-
-def read_conditions(path: str | Path) -> dict[str, np.ndarray | str]:
-    """Read one ``conditions/<stem>.npz`` (never unpickling): ``basd`` (H, W) float32, ``cbasd``
-    (H, W) uint8, ``xyxy`` (N, 4) int32, ``classes`` (N,) int32 and ``class_fill`` (str)."""
-    path = Path(path)
-    try:
-        with np.load(path, allow_pickle=False) as data:
-            arrays = {name: data[name] for name in ("basd", "cbasd", "xyxy", "classes", "class_fill")}
-    except FileNotFoundError:
-        raise DatasetError("conditions file not found (run `defectsynth encode-boxes`)", path) from None
-    except (KeyError, ValueError, OSError) as err:
-        raise DatasetError(f"not a conditions file written by encode-boxes ({err})", path) from None
-    basd, cbasd = arrays["basd"], arrays["cbasd"]
-    if basd.dtype != np.float32 or cbasd.dtype != np.uint8 or basd.ndim != 2 or basd.shape != cbasd.shape:
-        raise DatasetError(f"basd/cbasd must be (H, W) float32/uint8, got {basd.shape} {basd.dtype}, {cbasd.shape} {cbasd.dtype}", path)
-    arrays["class_fill"] = str(arrays["class_fill"])
-    return arrays
-
-
-def copy_conditions(source: str | Path, stems: list[str], target: str | Path) -> int:
-    """Copy the cached ``conditions/<stem>.npz`` of ``stems`` from dataset folder ``source`` into the
-    (unfinished) dataset folder ``target``, for commands that write a new folder from old samples.
-    Stems without a cache are skipped. Returns how many files were copied."""
-    copied = 0
-    for stem in stems:
-        cached = Path(source) / CONDITIONS_DIR / f"{stem}.npz"
-        if cached.is_file():
-            (Path(target) / CONDITIONS_DIR).mkdir(exist_ok=True)
-            shutil.copyfile(cached, Path(target) / CONDITIONS_DIR / cached.name)
-            copied += 1
-    return copied

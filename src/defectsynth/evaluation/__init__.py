@@ -9,7 +9,6 @@ evaluation resumes; under ``accelerate launch`` the cells are shared out over th
 from __future__ import annotations
 
 import logging
-import shutil
 import zlib
 from collections.abc import Sequence
 from pathlib import Path
@@ -19,15 +18,15 @@ import numpy as np
 
 from defectsynth.checks import check_at_least, check_choice, check_positive
 from defectsynth.data import Dataset
-from defectsynth.data.dataset import check_same_classes
-from defectsynth.data.files import holds_no_files, read_json, remove_temp_leftovers, write_json
+from defectsynth.data.files import read_json, write_json
 from defectsynth.data.resize import format_size, parse_size
-from defectsynth.data.writer import check_replaceable
-from defectsynth.errors import DatasetError, OptionError, OutputExistsError
+from defectsynth.errors import DatasetError, OptionError
 from defectsynth.evaluation.data import PairCache
 from defectsynth.evaluation.grid import VAL_FRACTION, Cell, Mix, build_cells, holdout, parse_mixes, seeded_order
 from defectsynth.evaluation.report import TRAINING_FIELDS, cell_stats, score, write_report
 from defectsynth.evaluation.training import BUDGETS, LOSSES, LR_SCHEDULES, OPTIMIZERS, UNDER_TRAINED_SHARE, TrainConfig, run_cell, steps_per_epoch
+from defectsynth.formats.dataset import check_same_classes
+from defectsynth.formats.report import check_report_out, open_report_out
 from defectsynth.progress import progress_bar, track
 from defectsynth.ranks import process_state
 from defectsynth.locks import writes_output
@@ -37,11 +36,6 @@ log = logging.getLogger(__name__)
 
 DEFAULT_MODELS = ("unetplusplus", "fpn", "deeplabv3plus")
 AUGMENTS = ("none", "classic")
-# Every file evaluate writes in its report folder (data.writer.in_layout patterns): what --overwrite may clear.
-REPORT_LAYOUT = (
-    "config.json", "cells/*.json", "models/*/config.json", "models/*/model.safetensors", "report.json", "report.csv", "cells.csv", "report.md", "chart_*.png",
-)
-
 __all__ = ["DEFAULT_MODELS", "evaluate"]
 
 
@@ -86,32 +80,6 @@ def _open_synthetic(paths: Sequence[str | Path], real: Dataset) -> dict[str, Dat
     return sources
 
 
-def _check_out(out: Path, config: dict[str, Any], overwrite: bool) -> bool:
-    """Whether ``out`` can hold this evaluation (new, or resumable); True when old cells must go."""
-    config_path = out / "config.json"
-    if out.exists() and not config_path.is_file() and not holds_no_files(out):
-        raise OutputExistsError("--out exists and is not an evaluation report folder; choose another folder", out)
-    if not config_path.is_file():
-        return False
-    old = read_json(config_path).get("protocol", {})
-    if old == config["protocol"]:
-        return False
-    if not overwrite:
-        changed = sorted(k for k in config["protocol"] if old.get(k) != config["protocol"][k])
-        raise OutputExistsError(f"--out holds an evaluation with other options ({', '.join(changed)}); use --overwrite to start over", out)
-    check_replaceable(out, REPORT_LAYOUT, "report folder")
-    return True
-
-
-def _init_out(out: Path, config: dict[str, Any], clear: bool) -> None:
-    if clear:
-        shutil.rmtree(out / "cells", ignore_errors=True)
-        shutil.rmtree(out / "models", ignore_errors=True)
-    (out / "cells").mkdir(parents=True, exist_ok=True)
-    remove_temp_leftovers(out)  # a killed run's half-written cell files
-    write_json(out / "config.json", config)
-
-
 def _cell_seed(seed: int, cell: Cell) -> int:
     """The same initial weights and batch order for every mix of one (model, repeat): fairer comparisons."""
     key = [seed, cell.repeat, zlib.crc32(cell.model.encode()), cell.binary_class or 0]
@@ -131,7 +99,7 @@ def _data_digest(real_stems: Sequence[str], synth_path: str | None, synth_stems:
 
 
 def _model_dir(out: Path, cell: Cell) -> Path:
-    """Where ``--save-models`` puts the selected network of ``cell`` (evaluation.training.save_model)."""
+    """Where ``--save-models`` puts the selected network of ``cell`` (formats.segmenter.save_model)."""
     return out / "models" / cell.key
 
 
@@ -257,10 +225,10 @@ def evaluate(
     state = process_state()
     cache = PairCache(size_hw)
     _read_all(cache, real_ds, [*train_real, *val, *test], sources, synth_order, counts, progress and state.is_local_main_process)
-    clear = _check_out(out, config, overwrite)  # every process checks before anything is written
+    clear = check_report_out(out, config, overwrite)  # every process checks before anything is written
     state.wait_for_everyone()
     if state.is_main_process:
-        _init_out(out, config, clear)
+        open_report_out(out, config, clear)
     state.wait_for_everyone()
 
     # 2. the cells still to train, shared out over the processes

@@ -20,8 +20,8 @@ The learning rate drops by 10 after half the validation rounds in every budget (
 ``"constant"`` keeps one rate, the BASD paper's protocol).
 
 ``filter --by segmenter`` trains its network with :func:`train_model` (the same protocol, without
-a test split). :func:`save_model` / :func:`load_model` are the one format of a saved network
-(``evaluate --save-models``, ``filter``'s ``segmenter/``, ``filter --model``).
+a test split). :func:`save_model` / :func:`load_model` (:mod:`defectsynth.formats.segmenter`) are the one format of a
+saved network (``evaluate --save-models``, ``filter``'s ``segmenter/``, ``filter --model``).
 """
 
 from __future__ import annotations
@@ -30,7 +30,6 @@ import copy
 import itertools
 import logging
 import math
-import shutil
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -40,9 +39,9 @@ import torch
 from torch import nn
 
 from defectsynth.checks import check_at_least, check_choice
-from defectsynth.data.files import read_json, read_safetensors
-from defectsynth.errors import DatasetError, MissingDependencyError, OptionError
+from defectsynth.errors import MissingDependencyError, OptionError
 from defectsynth.evaluation.data import Pair, SegmentationPairs
+from defectsynth.formats.segmenter import load_model, save_model  # noqa: F401  (load_model: documented here)
 from defectsynth.metrics.segmentation import IGNORE_INDEX, get_stats, reduce_stats
 
 log = logging.getLogger(__name__)
@@ -302,43 +301,3 @@ def run_cell(
 
 
 # -- saved networks ------------------------------------------------------------------------------------
-def save_model(model: nn.Module, folder: str | Path) -> Path:
-    """Save an smp network as ``folder/config.json`` + ``folder/model.safetensors`` (smp's ``save_pretrained``).
-
-    Written next to ``folder`` and renamed into place, so ``folder`` is complete or absent; an
-    existing ``folder`` is replaced. The model's parameters stay on their device.
-    """
-    folder = Path(folder)
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    tmp = folder.with_name(f".{folder.name}.tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    copy.deepcopy(model).cpu().save_pretrained(tmp)
-    if folder.exists():
-        shutil.rmtree(folder)
-    tmp.rename(folder)
-    return folder
-
-
-def load_model(folder: str | Path, option: str = "--model") -> nn.Module:
-    """The smp network saved in ``folder`` by :func:`save_model` (``evaluate --save-models``, ``filter``), in eval mode.
-
-    Rebuilt from config.json (``_model_class`` and the constructor arguments) with
-    ``encoder_weights=None`` and loaded from model.safetensors: nothing is downloaded or unpickled.
-    """
-    import segmentation_models_pytorch as smp
-
-    folder = Path(folder)
-    config_path, weights = folder / "config.json", folder / "model.safetensors"
-    if not weights.is_file():
-        raise DatasetError(f"{option}: model.safetensors not found (expected a network saved by evaluate --save-models or filter)", folder)
-    config = read_json(config_path)
-    class_name = config.pop("_model_class", None) if isinstance(config, dict) else None
-    if not isinstance(class_name, str) or not isinstance(getattr(smp, class_name, None), type):
-        raise DatasetError(f"{option}: config.json names no smp model class (_model_class: {class_name!r})", config_path)
-    config["encoder_weights"] = None  # the weights come from the safetensors file, never from a download
-    try:
-        model = getattr(smp, class_name)(**{k: v for k, v in config.items() if not k.startswith("_")})
-        model.load_state_dict(read_safetensors(weights))
-    except (TypeError, KeyError, RuntimeError) as err:
-        raise DatasetError(f"{option}: cannot rebuild {class_name} from config.json and model.safetensors ({str(err).splitlines()[0]})", folder) from None
-    return model.eval()

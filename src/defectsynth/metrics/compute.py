@@ -20,10 +20,10 @@ from pathlib import Path
 from typing import Any
 
 from defectsynth.checks import check_at_least
-from defectsynth.data.dataset import Dataset, check_same_classes
 from defectsynth.data.files import read_json
 from defectsynth.devices import pick_device
 from defectsynth.errors import DatasetError, OptionError
+from defectsynth.formats.dataset import Dataset, check_same_classes
 from defectsynth.metrics.distribution import distribution_report, images_per_class
 from defectsynth.metrics.fid_kid import FEATURE_SIZES, fid_kid_report, inception_features
 from defectsynth.metrics.lpips import condition_pairs, lpips_distances, lpips_report

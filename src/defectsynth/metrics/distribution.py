@@ -17,8 +17,8 @@ from collections.abc import Iterable
 
 import numpy as np
 
-from defectsynth.data.dataset import Dataset
 from defectsynth.data.model import IGNORE_INDEX, Box
+from defectsynth.formats.dataset import Dataset
 from defectsynth.progress import track
 
 

@@ -22,8 +22,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from defectsynth.data.dataset import Dataset
 from defectsynth.data.files import read_image
+from defectsynth.formats.dataset import Dataset
 from defectsynth.progress import track
 
 FEATURE_SIZES = (64, 192, 768, 2048)

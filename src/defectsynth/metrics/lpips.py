@@ -21,9 +21,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from defectsynth.data.dataset import Dataset
 from defectsynth.data.files import read_image
 from defectsynth.errors import DatasetError
+from defectsynth.formats.dataset import Dataset
 from defectsynth.metrics.fid_kid import batches_of_equal_size, to_uint8_tensor
 from defectsynth.progress import track
 

@@ -24,9 +24,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from defectsynth.data.dataset import Dataset
 from defectsynth.data.model import IGNORE_INDEX, boxes_to_array
 from defectsynth.errors import DatasetError
+from defectsynth.formats.dataset import Dataset
 from defectsynth.progress import track
 
 

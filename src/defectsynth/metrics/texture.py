@@ -28,8 +28,8 @@ from dataclasses import dataclass, field
 import cv2
 import numpy as np
 
-from defectsynth.data.dataset import Dataset
 from defectsynth.errors import DatasetError, OptionError
+from defectsynth.formats.dataset import Dataset
 from defectsynth.progress import track
 
 logger = logging.getLogger(__name__)
