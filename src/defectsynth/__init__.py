@@ -11,16 +11,17 @@ __all__ = [
 ]
 
 # Entry points that import torch, diffusers or smp, loaded on first use rather than with the package.
+# The command entry points are the stages (defectsynth.stages): the CLI calls the same functions.
 _LAZY = {
-    "train": "defectsynth.diffusion.training",
-    "sample": "defectsynth.diffusion.sampling",
-    "demo": "defectsynth.toy_demo",
-    "filter_dataset": "defectsynth.filtering",
-    "balance": "defectsynth.balancing",
-    "evaluate": "defectsynth.evaluation",
-    "export": "defectsynth.data.export",
+    "train": "defectsynth.stages.train",
+    "sample": "defectsynth.stages.sample",
+    "demo": "defectsynth.stages.demo",
+    "filter_dataset": "defectsynth.stages.filter",
+    "balance": "defectsynth.stages.balance",
+    "evaluate": "defectsynth.stages.evaluate",
+    "export": "defectsynth.stages.export",
     "read_config": "defectsynth.config_files",
-    "push": "defectsynth.hub_push",
+    "push": "defectsynth.stages.push",
     "DefectsynthPipeline": "defectsynth.pipeline",
 }
 

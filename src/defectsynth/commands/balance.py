@@ -34,13 +34,14 @@ def balance_command(
     overwrite: OverwriteOpt = False,
     progress: ProgressOpt = True,
 ) -> None:
-    from defectsynth.balancing import BalancePlan, balance
+    from defectsynth.balancing import BalancePlan
+    from defectsynth.stages.balance import balance
     from defectsynth.commands._metrics_tables import metrics_tables
     from defectsynth.commands._summary import console
 
     result = balance(
         dataset, n_balance=n_balance, plan_out=plan_out, synthetic=synthetic, out=out,
-        split=None if split == "all" else split, overwrite=overwrite, progress=progress,
+        split=split, overwrite=overwrite, progress=progress,
     )
     distribution = result.distribution()
     for table in metrics_tables({name: {when: distribution[when][name] for when in ("before", "after")} for name in ("entropy", "cir")}):

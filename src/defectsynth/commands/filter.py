@@ -84,44 +84,24 @@ def filter_command(
     clip: Annotated[Optional[Path], typer.Option("--clip", hidden=True, help="Deprecated name of --clip-model.")] = None,
     class_agnostic: Annotated[bool, typer.Option("--class-agnostic", help="--by boxes: a pixel counts as inside when it lies in any box, a box as empty without any defect pixel (the BASD paper's wording). Default: class-aware (its own class's boxes).")] = False,
 ) -> None:
-    from defectsynth.filtering import check_by_options
+    from defectsynth.stages.filter import filter_dataset
 
     segmenter = renamed_option("--model", "--segmenter", model, segmenter)
     clip_model = renamed_option("--clip", "--clip-model", clip, clip_model)
-    given = {"--clip-labels": clip_labels, "--max-sae": max_sae is not None, "--drop-empty-boxes": drop_empty_boxes, "--real": real is not None,
-             "--segmenter": segmenter is not None, "--top-k": top_k is not None, "--keep-fraction": keep_fraction is not None, "--clip-model": clip_model is not None,
-             "--keep-per-class": keep_per_class is not None, "--prompt-template": prompt_template is not None, "--class-agnostic": class_agnostic}  # fmt: skip
-    check_by_options(by.value, given)
-    if by is By.clip:
-        _clip(synthetic, out, clip_model, keep_per_class, keep_fraction, prompt_template, device, batch_size, overwrite, progress)
-        return
-    from defectsynth.filtering import filter_dataset
 
     summary = filter_dataset(
         synthetic, out, by.value, clip_labels=clip_labels, max_sae=max_sae, drop_empty_boxes=drop_empty_boxes, real=real, segmenter=segmenter,
-        split=None if split == "all" else split, score=score.value, top_k=top_k, keep_fraction=keep_fraction, size=size, arch=arch,
-        encoder=encoder, encoder_weights=None if encoder_weights.lower() == "none" else encoder_weights, epochs=epochs,
-        batch_size=8 if batch_size is None else batch_size, lr=lr, seed=seed, device=device, overwrite=overwrite, progress=progress,
-        class_agnostic=class_agnostic,
+        split=split, score=score.value, top_k=top_k, keep_fraction=keep_fraction, size=size, arch=arch, encoder=encoder,
+        encoder_weights=encoder_weights, epochs=epochs, batch_size=batch_size, lr=lr, seed=seed, device=device, overwrite=overwrite,
+        progress=progress, class_agnostic=class_agnostic, clip_model=clip_model, keep_per_class=keep_per_class, prompt_template=prompt_template,
     )  # fmt: skip
+    if by is By.clip:  # the kept folder
+        from defectsynth.commands._summary import print_dataset_summary
+        from defectsynth.data import Dataset
+
+        print_dataset_summary(Dataset(summary).manifest, summary)
+        return
     _print_summary(summary)
-
-
-def _clip(synthetic, out, clip_model, keep_per_class, keep_fraction, prompt_template, device, batch_size, overwrite, progress) -> None:
-    """``--by clip``: :func:`filter_by_clip` with the filter command's options."""
-    from defectsynth.commands._summary import print_dataset_summary
-    from defectsynth.sd_backend import clip_filter
-    from defectsynth.data import Dataset
-    from defectsynth.errors import OptionError
-
-    if clip_model is None:
-        raise OptionError("--by clip needs --clip-model DIR (a local CLIP model folder)")
-    written = clip_filter.filter_by_clip(
-        synthetic, out, clip_model, keep_per_class=keep_per_class, keep_fraction=keep_fraction,
-        prompt_template=clip_filter.CLIP_TEMPLATE if prompt_template is None else prompt_template, device=device or "auto",
-        batch_size=16 if batch_size is None else batch_size, overwrite=overwrite, progress=progress,
-    )  # fmt: skip
-    print_dataset_summary(Dataset(written).manifest, written)
 
 
 def _print_summary(summary) -> None:

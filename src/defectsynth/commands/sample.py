@@ -19,6 +19,7 @@ from defectsynth.commands._options import OutOpt, OverwriteOpt, ProgressOpt, See
 from defectsynth.commands._presets import PresetOpt, chosen_preset
 from defectsynth.commands._summary import console, print_dataset_summary
 from defectsynth.errors import OptionError
+from defectsynth.stages.sample import DIFFUSION_ONLY, PRESET_COMMANDS, SD_ONLY, check_run
 
 EXAMPLES = """
 [bold]Examples[/] (--backend diffusion, the default: a run from `defectsynth train`)
@@ -97,12 +98,6 @@ class Prior(str, Enum):
     sketch = "sketch"
 
 
-# options of one backend only: refused with the other one
-DIFFUSION_ONLY = ("num", "rescale", "mask_augment", "scheduler", "ema", "compile", "force_guidance", "onto", "placement")
-SD_ONLY = ("base", "adapter", "controlnet", "num_per_condition", "prior", "prior_weights", "blend", "captions", "captioner",
-           "prompt_template", "negative_prompt", "conditioning_scale", "resolution", "device", "dtype", "preview")  # fmt: skip
-
-
 def _sd(help_text: str, *names: str) -> typer.Option:
     return typer.Option(*names, help=help_text, rich_help_panel=SD)
 
@@ -112,11 +107,9 @@ def _diff(help_text: str, *names: str) -> typer.Option:
 
 
 def check_backend_options(ctx: typer.Context, backend: Backend, run: Path | None) -> None:
-    """One-line errors for RUN and the options that the chosen backend does not take."""
-    if backend is Backend.diffusion and run is None:
-        raise OptionError("RUN is required with --backend diffusion: a run folder written by `defectsynth train`")
-    if backend is Backend.sd_adapter and run is not None:
-        raise OptionError(f"--backend sd-adapter takes no RUN (got {run}): it redraws the --conditions images")
+    """One-line errors for RUN and the options that the chosen backend does not take, named as typed
+    (the stage sees only values: an option typed with its default value is refused here)."""
+    check_run(backend.value, run)
     foreign, owner = (SD_ONLY, "sd-adapter") if backend is Backend.diffusion else (DIFFUSION_ONLY, "diffusion")
     flags = {p.name: "/".join(p.opts + p.secondary_opts) for p in ctx.command.params}
     # by name: typer vendors its own click, whose ParameterSource is not click's
@@ -167,35 +160,26 @@ def sample_command(
     preset: PresetOpt = None,
 ) -> None:
     check_backend_options(ctx, backend, run)
-    if backend is Backend.diffusion:
-        from defectsynth.diffusion.sampling import sample
+    from defectsynth.stages.sample import sample
 
-        manifest = sample(
-            run, out=out, conditions=conditions, num=num, plan=plan, steps=steps, rescale=rescale, scheduler=scheduler.value,
-            guidance=guidance, mask_augment=mask_augment, onto=onto, placement=placement.value, seed=seed, batch_size=16 if batch_size is None else batch_size,
-            ema=ema, overwrite=overwrite, compile=compile, progress=progress,
-            force_guidance=force_guidance, preset=chosen_preset(preset, "sample"),
-        )  # fmt: skip
-        if manifest.stats:
-            print_dataset_summary(manifest, out)
-            invalid = manifest.stats.get("invalid_mask_pixels", 0)
-            if invalid:
-                console.print(f"mask pixels with codes beyond the class count (written as background): {invalid:,}")
-        return
-    from defectsynth.sd_backend.generate import sample_sd
-    from defectsynth.data import Dataset
-
-    if base is None:
-        raise OptionError("--base (an SDXL pipeline folder or Hub id) is required with --backend sd-adapter")
-    written = sample_sd(
-        conditions, out, base, adapter=adapter, controlnet=controlnet, plan=plan, num_per_condition=num_per_condition,
-        prior=prior.value, prior_weights=prior_weights, blend=blend, captions=captions, captioner=captioner,
-        prompt_template=prompt_template, negative_prompt=negative_prompt, steps=30 if steps is None else steps,
-        guidance=7.5 if guidance is None else guidance, conditioning_scale=conditioning_scale, resolution=resolution,
-        seed=seed, batch_size=1 if batch_size is None else batch_size, device=device, dtype=dtype, preview=preview,
-        overwrite=overwrite, progress=progress, preset=chosen_preset(preset, "sample_sd"),
+    options = dict(
+        conditions=conditions, num=num, plan=plan, steps=steps, rescale=rescale, scheduler=scheduler.value, guidance=guidance,
+        mask_augment=mask_augment, onto=onto, placement=placement.value, seed=seed, batch_size=batch_size, ema=ema, overwrite=overwrite,
+        compile=compile, progress=progress, force_guidance=force_guidance, base=base, adapter=adapter, controlnet=controlnet,
+        num_per_condition=num_per_condition, prior=prior.value, prior_weights=prior_weights, blend=blend, captions=captions, captioner=captioner,
+        prompt_template=prompt_template, negative_prompt=negative_prompt, conditioning_scale=conditioning_scale, resolution=resolution,
+        device=device, dtype=dtype, preview=preview,
     )  # fmt: skip
-    print_dataset_summary(Dataset(written).manifest, written)
+    foreign = SD_ONLY if backend is Backend.diffusion else DIFFUSION_ONLY  # left to the stage's defaults
+    manifest = sample(
+        run, out=out, backend=backend.value, **{k: v for k, v in options.items() if k not in foreign},
+        preset=chosen_preset(preset, PRESET_COMMANDS[backend.value]),
+    )
+    if backend is Backend.sd_adapter or manifest.stats:
+        print_dataset_summary(manifest, out)
+    invalid = (manifest.stats or {}).get("invalid_mask_pixels", 0)
+    if invalid:
+        console.print(f"mask pixels with codes beyond the class count (written as background): {invalid:,}")
 
 
 def register(app: typer.Typer) -> None:

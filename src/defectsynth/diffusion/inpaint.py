@@ -48,6 +48,7 @@ from defectsynth.data.model import check_stem, index_by_stem
 from defectsynth.data.resize import scale_box
 from defectsynth.diffusion.conditioning import bits_tensor, condition_tensor, images_to_tensor, to_grey
 from defectsynth.diffusion.canvas import Area, denoise_areas, plan_windows
+from defectsynth.diffusion.configs import SampleConfig
 from defectsynth.diffusion.context import boxes_in_window, context_tensor, region_mask
 from defectsynth.diffusion.losses import scheduler_prediction
 from defectsynth.diffusion.denoising import decode
@@ -353,13 +354,12 @@ def sample_onto(
     state = make_state()
     the_onto = open_onto(onto, run)
     jobs, cond_source = plan_onto_jobs(run, the_onto, conditions, num, plan, placement, seed)
-    settings = {
-        "run": str(run.root.resolve()), "sampler": scheduler, "steps": steps or DEFAULT_STEPS[scheduler], "rescale": rescale, "guidance": 1.0,
-        "seed": seed, "ema": ema, "num": num, "conditions": cond_source, "placement": placement,
-        "onto": {"path": str(the_onto.root.resolve()), "split": the_onto.split}, "context_margin": run.args.get("context_margin", 0),
-    }
-    if plan is not None:
-        settings["plan"] = {"path": str(Path(plan).resolve()), "sha256": hashlib.sha256(Path(plan).read_bytes()).hexdigest()}
+    settings = SampleConfig(
+        run=str(run.root.resolve()), sampler=scheduler, steps=steps or DEFAULT_STEPS[scheduler], rescale=rescale, guidance=1.0,
+        seed=seed, ema=ema, num=num, conditions=cond_source, placement=placement,
+        onto={"path": str(the_onto.root.resolve()), "split": the_onto.split}, context_margin=run.args.get("context_margin", 0),
+        plan=None if plan is None else {"path": str(Path(plan).resolve()), "sha256": hashlib.sha256(Path(plan).read_bytes()).hexdigest()},
+    ).to_json()
     model = run.load_unet(ema).to(state.device)
     if compile:
         from defectsynth.diffusion.models import compile_forward

@@ -16,6 +16,7 @@ import torch
 from defectsynth.data.files import write_image
 from defectsynth.data.colors import class_palette
 from defectsynth.data.model import Box
+from defectsynth.diffusion.configs import DiffusionTrainConfig
 
 PREVIEW_SAMPLES = 4
 PREVIEW_STEPS = 25
@@ -50,7 +51,7 @@ def viewing_scale(height: int) -> int:
 
 
 @torch.no_grad()
-def write_training_preview(model, data, args: dict[str, Any], path: Path) -> np.ndarray:
+def write_training_preview(model, data, args: DiffusionTrainConfig, path: Path) -> np.ndarray:
     """Sample the first few training conditions with DDIM and write a preview grid to ``path``;
     returns the grid ((H, W, 3) uint8 RGB)."""
     from defectsynth.diffusion.denoising import decode, denoise, sample_generators
@@ -64,16 +65,16 @@ def write_training_preview(model, data, args: dict[str, Any], path: Path) -> np.
     device = next(model.parameters()).device
     cond = data.conditions(index).to(device)
     layout = channel_layout(
-        args["cond"], args["target"], data.num_classes, args["variance"], self_cond=args.get("self_cond", False), image_channels=data.image_channels,
+        args.cond, args.target, data.num_classes, args.variance, self_cond=args.self_cond, image_channels=data.image_channels,
     )
-    prediction = recipe_prediction(args, layout)
-    sampler = make_sampler(PREVIEW_SAMPLER, PREVIEW_STEPS, args["variance"], prediction=scheduler_prediction(prediction))
-    x = denoise(model, layout, sampler, cond, sample_generators(args["seed"], index.tolist()), prediction=prediction)
+    prediction = recipe_prediction(args.to_json(), layout)
+    sampler = make_sampler(PREVIEW_SAMPLER, PREVIEW_STEPS, args.variance, prediction=scheduler_prediction(prediction))
+    x = denoise(model, layout, sampler, cond, sample_generators(args.seed, index.tolist()), prediction=prediction)
     palette = class_palette(None)
     rows = []
     for i, xi in zip(index.tolist(), x):
-        image, mask, _ = decode(xi, args["target"], data.num_classes, [], layout.image_channels)
-        rows.append(preview_row(image, mask, data.boxes[i] if args["cond"] != "none" else [], palette))
+        image, mask, _ = decode(xi, args.target, data.num_classes, [], layout.image_channels)
+        rows.append(preview_row(image, mask, data.boxes[i] if args.cond != "none" else [], palette))
     grid = preview_grid(rows, viewing_scale(data.size[0]))
     write_image(path, grid)
     model.train(was_training)

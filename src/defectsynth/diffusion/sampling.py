@@ -35,6 +35,7 @@ from defectsynth.data.colors import class_palette
 from defectsynth.data.files import write_errors
 from defectsynth.diffusion.denoising import denoise, sample_generators
 from defectsynth.diffusion.jobs import Job, job_condition, plan_file_jobs, plan_jobs
+from defectsynth.diffusion.configs import SampleConfig
 from defectsynth.diffusion.losses import scheduler_prediction
 from defectsynth.diffusion.models import compile_forward
 from defectsynth.diffusion.previews import write_contact_sheet
@@ -119,16 +120,11 @@ def sample(
         jobs, cond_source = plan_jobs(the_run, conditions, num, mask_augment, seed)
     else:
         jobs, cond_source = plan_file_jobs(the_run, plan, mask_augment, seed)
-    settings = {
-        "run": str(the_run.root.resolve()), "sampler": scheduler, "steps": steps or DEFAULT_STEPS[scheduler],
-        "rescale": rescale, "guidance": guidance, "seed": seed, "ema": ema, "num": num, "conditions": cond_source,
-    }
-    if force_guidance:
-        settings["force_guidance"] = True
-    if preset is not None:
-        settings["preset"] = preset
-    if plan is not None:
-        settings["plan"] = {"path": str(Path(plan).resolve()), "sha256": hashlib.sha256(Path(plan).read_bytes()).hexdigest()}
+    settings = SampleConfig(
+        run=str(the_run.root.resolve()), sampler=scheduler, steps=steps or DEFAULT_STEPS[scheduler], rescale=rescale, guidance=guidance,
+        seed=seed, ema=ema, num=num, conditions=cond_source, force_guidance=force_guidance, preset=preset,
+        plan=None if plan is None else {"path": str(Path(plan).resolve()), "sha256": hashlib.sha256(Path(plan).read_bytes()).hexdigest()},
+    ).to_json()
     model = the_run.load_unet(ema).to(state.device)  # broken weights are refused before anything is written
     if compile:
         compile_forward(model)

@@ -30,7 +30,7 @@ import math
 import shutil
 import time
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -43,6 +43,7 @@ from defectsynth.data.files import atomic_write_bytes, holds_no_files, write_jso
 from defectsynth.data.resize import format_size, parse_size, resize_sample
 import defectsynth.diffusion.checkpoint as ckpt
 from defectsynth.diffusion.conditioning import CHANNELS, EncodedSet, flip
+from defectsynth.diffusion.configs import DiffusionTrainConfig
 from defectsynth.diffusion.loss_curve import LOSS_PNG, LossCurve
 from defectsynth.diffusion.context import CONTEXT_MARGIN, check_context, region_of
 from defectsynth.diffusion.losses import PREDICTIONS, channel_weights, diffusion_loss, predicted_x0, recipe_prediction, scheduler_prediction
@@ -71,11 +72,11 @@ FIXED_ON_RESUME = (
 )
 LR_SCHEDULES = ("constant", "cosine")
 WEIGHTS = ("best", "final")  # unet/: the epoch of the best training loss (ISDM) or the last one
-# The plain recipe of the BASD paper's code: what runs written before these options existed used.
-PLAIN_RECIPE = {
-    "prediction": "epsilon", "mask_prediction": "epsilon", "mask_loss_weight": 1.0, "min_snr_gamma": None, "self_cond": False,
-    "lr_warmup_steps": 0, "lr_schedule": "constant", "channels": "rgb", "flip": True, "class_fill": "inside", "dropout": None, "context": False, "crop": None, "context_margin": CONTEXT_MARGIN,
-}
+# The plain recipe of the BASD paper's code: what runs written before these options existed used
+# (DiffusionTrainConfig's defaults, which a run.json without them is read with).
+PLAIN_RECIPE = {f.name: f.default for f in fields(DiffusionTrainConfig) if f.name in (
+    "prediction", "mask_prediction", "mask_loss_weight", "min_snr_gamma", "self_cond", "lr_warmup_steps", "lr_schedule", "channels", "flip",
+    "class_fill", "dropout", "context", "crop", "context_margin")}  # fmt: skip
 # Defaults of the recipe options (None = by mode): the measured recipe for box-guided and
 # unconditional runs (docs/recipe-ablation.md: x_0 for every channel; on CrackForest its synthetic
 # data trains the segmenter as well as real data, while noise prediction for the image channels,
@@ -110,26 +111,26 @@ class TrainerState:
 
 
 # -- 1. options and run.json ----------------------------------------------------------------------
-def prepare_run(args: dict[str, Any], accelerator: Accelerator) -> tuple[Path, Dataset, dict[str, Any] | None]:
+def prepare_run(args: DiffusionTrainConfig, accelerator: Accelerator) -> tuple[Path, Dataset, dict[str, Any] | None]:
     """Check options and the output folder; returns (out, dataset, previous run.json or None)."""
-    out = Path(args["out"])
+    out = Path(args.out)
     for name in ("epochs", "batch_size", "checkpoint_every"):
-        if args[name] is not None and args[name] < 1:
-            raise OptionError(f"--{name.replace('_', '-')}: must be >= 1, got {args[name]}")
-    if args["max_steps"] is not None and args["max_steps"] < 1:
-        raise OptionError(f"--max-steps: must be >= 1, got {args['max_steps']}")
-    if not 0.0 <= args["drop_rate"] < 1.0:
-        raise OptionError(f"--drop-rate: must lie in [0, 1), got {args['drop_rate']}")
-    if args["drop_rate"] > 0 and args["cond"] == "none":
+        if getattr(args, name) is not None and getattr(args, name) < 1:
+            raise OptionError(f"--{name.replace('_', '-')}: must be >= 1, got {getattr(args, name)}")
+    if args.max_steps is not None and args.max_steps < 1:
+        raise OptionError(f"--max-steps: must be >= 1, got {args.max_steps}")
+    if not 0.0 <= args.drop_rate < 1.0:
+        raise OptionError(f"--drop-rate: must lie in [0, 1), got {args.drop_rate}")
+    if args.drop_rate > 0 and args.cond == "none":
         raise OptionError("--drop-rate needs a condition: it cannot be used with --cond none")
-    if args["mixed_precision"] not in PRECISIONS:
-        raise OptionError(f"--mixed-precision: expected auto, no, fp16 or bf16, got {args['mixed_precision']!r}")
-    check_at_least("--lr", args["lr"], 0)  # 0 keeps the weights (a finetune that only re-checks its start)
-    if not 0.0 < args["ema_decay"] < 1.0:
-        raise OptionError(f"--ema-decay: must lie in (0, 1), got {args['ema_decay']}")
+    if args.mixed_precision not in PRECISIONS:
+        raise OptionError(f"--mixed-precision: expected auto, no, fp16 or bf16, got {args.mixed_precision!r}")
+    check_at_least("--lr", args.lr, 0)  # 0 keeps the weights (a finetune that only re-checks its start)
+    if not 0.0 < args.ema_decay < 1.0:
+        raise OptionError(f"--ema-decay: must lie in (0, 1), got {args.ema_decay}")
     check_recipe(args)
     check_paper_switches(args)
-    dataset = Dataset(args["dataset"])
+    dataset = Dataset(args.dataset)
     return out, dataset, main_process_decides(accelerator, lambda: check_out_folder(out, args))
 
 
@@ -154,17 +155,17 @@ def main_process_decides(accelerator: Accelerator, decide):
     return answer[0][1]
 
 
-def check_out_folder(out: Path, args: dict[str, Any]) -> dict[str, Any] | None:
+def check_out_folder(out: Path, args: DiffusionTrainConfig) -> dict[str, Any] | None:
     """The previous run.json when resuming, None for a new run; errors for a folder in the way."""
     previous = None
     if (out / "run.json").is_file():
-        if not args["resume"]:
+        if not args.resume:
             raise OutputExistsError("run folder exists: pass --resume to continue it, or choose another --out", out)
         previous = read_run_json(out / "run.json")
         # size, split and finetune left out (None) mean "as the run was started"; compared as run.json
         # records them: the size as WIDTHxHEIGHT, the split as resolved (train when there is one)
-        before = {**PLAIN_RECIPE, **previous["args"], "split": previous["dataset"].get("split")}
-        given = {**args, "size": args["size"] and format_size(parse_size(args["size"]))}
+        before = {**DiffusionTrainConfig.from_json(previous["args"], out / "run.json").to_json(), "split": previous["dataset"].get("split")}
+        given = {**args.to_json(), "size": args.size and format_size(parse_size(args.size))}
         changed = [k for k in FIXED_ON_RESUME if before.get(k) != given[k] and not (k in ("size", "split", "finetune", "latent") and given[k] is None)
                    and not (k == "channels" and given[k] == "auto") and not (k == "prediction" and given[k] is None)]
         if changed:
@@ -175,34 +176,34 @@ def check_out_folder(out: Path, args: dict[str, Any]) -> dict[str, Any] | None:
     return previous
 
 
-def check_recipe(args: dict[str, Any]) -> None:
+def check_recipe(args: DiffusionTrainConfig) -> None:
     """The recipe options: prediction, loss weights, self-conditioning, learning-rate schedule."""
-    if args["prediction"] is not None:  # None: chosen by the channel count once the data is read (GREY_PREDICTION)
-        check_choice("--prediction", args["prediction"], PREDICTIONS)
-    if args["mask_prediction"] is not None:
-        check_choice("--mask-prediction", args["mask_prediction"], PREDICTIONS)
-        if args["latent"] and args["mask_prediction"] != args["prediction"]:
+    if args.prediction is not None:  # None: chosen by the channel count once the data is read (GREY_PREDICTION)
+        check_choice("--prediction", args.prediction, PREDICTIONS)
+    if args.mask_prediction is not None:
+        check_choice("--mask-prediction", args.mask_prediction, PREDICTIONS)
+        if args.latent and args.mask_prediction != args.prediction:
             raise OptionError("--mask-prediction: diffusion on latents (--latent) has no mask channels of its own; use --prediction")
-    check_choice("--channels", args["channels"], CHANNELS)
-    if not args["mask_loss_weight"] > 0:
-        raise OptionError(f"--mask-loss-weight: must be > 0, got {args['mask_loss_weight']}")
-    if args["min_snr_gamma"] is not None and not args["min_snr_gamma"] > 0:
-        raise OptionError(f"--min-snr-gamma: must be > 0, got {args['min_snr_gamma']}")
-    if args["lr_warmup_steps"] < 0:
-        raise OptionError(f"--lr-warmup-steps: must be >= 0, got {args['lr_warmup_steps']}")
-    check_choice("--lr-schedule", args["lr_schedule"], LR_SCHEDULES)
+    check_choice("--channels", args.channels, CHANNELS)
+    if not args.mask_loss_weight > 0:
+        raise OptionError(f"--mask-loss-weight: must be > 0, got {args.mask_loss_weight}")
+    if args.min_snr_gamma is not None and not args.min_snr_gamma > 0:
+        raise OptionError(f"--min-snr-gamma: must be > 0, got {args.min_snr_gamma}")
+    if args.lr_warmup_steps < 0:
+        raise OptionError(f"--lr-warmup-steps: must be >= 0, got {args.lr_warmup_steps}")
+    check_choice("--lr-schedule", args.lr_schedule, LR_SCHEDULES)
 
 
-def check_paper_switches(args: dict[str, Any]) -> None:
+def check_paper_switches(args: DiffusionTrainConfig) -> None:
     """flip, weights, class_fill and dropout (the switches the paper presets need)."""
-    check_choice("--weights", args["weights"], WEIGHTS)
-    check_choice("--class-fill", args["class_fill"], CLASS_FILLS)
-    if args["class_fill"] != "inside" and args["cond"] != "basd":
-        raise OptionError(f"--class-fill {args['class_fill']}: only --cond basd has a C-BASD class map, not --cond {args['cond']}")
-    if args["class_fill"] != "inside" and args.get("context"):  # the windows of diffusion/context.py fill inside boxes
-        raise OptionError(f"--class-fill {args['class_fill']} cannot be used with --context: its windows fill the class map inside the boxes")
-    if args["dropout"] is not None and not 0.0 <= args["dropout"] < 1.0:
-        raise OptionError(f"--dropout: must lie in [0, 1), got {args['dropout']}")
+    check_choice("--weights", args.weights, WEIGHTS)
+    check_choice("--class-fill", args.class_fill, CLASS_FILLS)
+    if args.class_fill != "inside" and args.cond != "basd":
+        raise OptionError(f"--class-fill {args.class_fill}: only --cond basd has a C-BASD class map, not --cond {args.cond}")
+    if args.class_fill != "inside" and args.context:  # the windows of diffusion/context.py fill inside boxes
+        raise OptionError(f"--class-fill {args.class_fill} cannot be used with --context: its windows fill the class map inside the boxes")
+    if args.dropout is not None and not 0.0 <= args.dropout < 1.0:
+        raise OptionError(f"--dropout: must lie in [0, 1), got {args.dropout}")
 
 
 def lr_at(step: int, lr: float, warmup_steps: int, schedule: str, total: int) -> float:
@@ -231,7 +232,7 @@ def default_split(dataset: Dataset, split: str | None) -> str | None:
     return "train" if "train" in dataset.split_names else None
 
 
-def run_json(args: dict[str, Any], dataset: Dataset, split: str | None, data: EncodedSet, config: dict[str, Any], layout, latent: dict[str, Any] | None = None) -> dict[str, Any]:
+def run_json(args: DiffusionTrainConfig, dataset: Dataset, split: str | None, data: EncodedSet, config: dict[str, Any], layout, latent: dict[str, Any] | None = None) -> dict[str, Any]:
     import accelerate
     import diffusers
 
@@ -239,29 +240,29 @@ def run_json(args: dict[str, Any], dataset: Dataset, split: str | None, data: En
 
     return {
         "format": RUN_FORMAT,
-        "args": args,
+        "args": args.to_json(),
         "classes": [c.to_json() for c in dataset.manifest.classes],
         "num_classes": dataset.manifest.num_classes,
-        "dataset": {"path": str(Path(args["dataset"]).resolve()), "name": dataset.manifest.name, "split": split, "images": len(data)},
+        "dataset": {"path": str(Path(args.dataset).resolve()), "name": dataset.manifest.name, "split": split, "images": len(data)},
         "size": list(getattr(data, "pixel_size", data.size)),
         "layout": layout.__dict__,
         "latent": latent,
         "unet": {k: (list(v) if isinstance(v, tuple) else v) for k, v in config.items()},
-        "schedule": {"num_train_timesteps": TRAIN_TIMESTEPS, "beta_start": BETA_START, "beta_end": BETA_END, "beta_schedule": "linear", "prediction_type": args["prediction"],
-                     "mask_prediction_type": args["mask_prediction"] or args["prediction"], "variance": args["variance"]},
+        "schedule": {"num_train_timesteps": TRAIN_TIMESTEPS, "beta_start": BETA_START, "beta_end": BETA_END, "beta_schedule": "linear", "prediction_type": args.prediction,
+                     "mask_prediction_type": args.mask_prediction or args.prediction, "variance": args.variance},
         "versions": {"defectsynth": defectsynth.__version__, "torch": torch.__version__, "diffusers": diffusers.__version__, "accelerate": accelerate.__version__},
     }
 
 
 # -- 2. data and model ----------------------------------------------------------------------------
-def build_data(dataset: Dataset, args: dict[str, Any], split: str | None, progress: bool) -> EncodedSet:
-    samples = read_samples(dataset, split, None if args.get("crop") else parse_size(args["size"]), progress)  # --crop: native resolution
-    channels = "rgb" if args["latent"] else args["channels"]  # the autoencoder takes RGB
-    if args.get("context"):
+def build_data(dataset: Dataset, args: DiffusionTrainConfig, split: str | None, progress: bool) -> EncodedSet:
+    samples = read_samples(dataset, split, None if args.crop else parse_size(args.size), progress)  # --crop: native resolution
+    channels = "rgb" if args.latent else args.channels  # the autoencoder takes RGB
+    if args.context:
         from defectsynth.diffusion.context import ContextSet
 
-        return ContextSet(samples, args["cond"], dataset.manifest.num_classes, channels, args["crop"], args["context_margin"], args["seed"])
-    return EncodedSet(samples, args["cond"], args["target"], dataset.manifest.num_classes, channels, args.get("class_fill", "inside"))
+        return ContextSet(samples, args.cond, dataset.manifest.num_classes, channels, args.crop, args.context_margin, args.seed)
+    return EncodedSet(samples, args.cond, args.target, dataset.manifest.num_classes, channels, args.class_fill)
 
 
 def build_model(config: dict[str, Any], finetune: str | None) -> torch.nn.Module:
@@ -367,40 +368,40 @@ def step_draws(seed: int, step: int, positions: list[int], shape: tuple[int, ...
 
 def train_step(
     accelerator: Accelerator, model, optimizer, scheduler, data: EncodedSet, index: torch.Tensor,
-    step: int, args: dict[str, Any], max_grad_norm: float, prediction: str | tuple[str, ...] | None = None,
+    step: int, args: DiffusionTrainConfig, max_grad_norm: float, prediction: str | tuple[str, ...] | None = None,
 ) -> torch.Tensor:
     """One optimisation step on the batch ``index``; returns the (detached) loss. ``prediction``:
-    the per-channel prediction (:func:`recipe_prediction`; None: ``args["prediction"]`` everywhere)."""
+    the per-channel prediction (:func:`recipe_prediction`; None: ``args.prediction`` everywhere)."""
     device = accelerator.device
     b = len(index)
-    if args.get("context"):  # windows drawn per (seed, step, item): diffusion/context.py
+    if args.context:  # windows drawn per (seed, step, item): diffusion/context.py
         x0, cond = data.cut(index, step)
     else:
         x0, cond = data.targets(index), data.conditions(index)
     x0, cond = x0.to(device, non_blocking=True), cond.to(device, non_blocking=True)
     # the j-th sample of process r sits at r + j * processes in the global batch (EpochOrder deals round-robin)
     positions = [accelerator.process_index + j * accelerator.num_processes for j in range(b)]
-    draws = step_draws(args["seed"], step, positions, tuple(x0.shape[1:]), scheduler.config.num_train_timesteps, device)
+    draws = step_draws(args.seed, step, positions, tuple(x0.shape[1:]), scheduler.config.num_train_timesteps, device)
     # 1. flips that move images, masks and box maps together (not in latent space)
-    if not args.get("latent") and args.get("flip", True):
+    if not args.latent and args.flip:
         x0, cond = flip(x0, draws.flips[:, 0], draws.flips[:, 1]), flip(cond, draws.flips[:, 0], draws.flips[:, 1])
     # 2. classifier-free guidance: replace the condition by the null (zero) condition
-    if args["drop_rate"] > 0:
-        keep = draws.drop >= args["drop_rate"]
+    if args.drop_rate > 0:
+        keep = draws.drop >= args.drop_rate
         cond = cond * keep[:, None, None, None]
     # 3. forward process q(x_t | x_0), DDPM eq. (4)
     t, noise = draws.t, draws.noise
     xt = scheduler.add_noise(x0, noise, t)
-    prediction = args["prediction"] if prediction is None else prediction
+    prediction = args.prediction if prediction is None else prediction
     with accelerator.autocast():
         estimate = None
-        if args["self_cond"]:  # 4. self-conditioning on half of the samples
+        if args.self_cond:  # 4. self-conditioning on half of the samples
             estimate = self_condition(model, xt, cond, t, draws.use_self_cond, prediction, scheduler.alphas_cumprod)
         output = model(network_input(xt, estimate, cond), t).sample
-    weights = channel_weights(x0.shape[1], args["target"], args["mask_loss_weight"], data.image_channels)
+    weights = channel_weights(x0.shape[1], args.target, args.mask_loss_weight, data.image_channels)
     loss = diffusion_loss(
-        output, noise, x0, xt, t, scheduler.betas, scheduler.alphas_cumprod, args["variance"] == "learned",
-        prediction, weights, args["min_snr_gamma"], region_of(cond) if args.get("context") else None,
+        output, noise, x0, xt, t, scheduler.betas, scheduler.alphas_cumprod, args.variance == "learned",
+        prediction, weights, args.min_snr_gamma, region_of(cond) if args.context else None,
     )
     accelerator.backward(loss)
     if accelerator.sync_gradients and max_grad_norm > 0:
@@ -505,7 +506,7 @@ def finetune_options(finetune: str | Path | None, given: dict[str, Any]) -> dict
     source = Path(finetune) / "run.json" if finetune else None
     if source is None or not source.is_file():
         return {k: INHERITED[k] if v is None else v for k, v in given.items()}
-    recorded = read_run_json(source)["args"]
+    recorded = DiffusionTrainConfig.from_json(read_run_json(source)["args"], source).to_json()
     chosen = {k: recorded.get(k, INHERITED[k]) if v is None else v for k, v in given.items()}
     for key, value in given.items():
         mine, theirs = (format_size(parse_size(x)) if key == "size" and x else x for x in (value, recorded.get(key)))
@@ -600,10 +601,16 @@ def train(
     requested_precision, mixed_precision = mixed_precision, resolve_precision(mixed_precision)
     if context:
         check_context(cond, target, crop, context_margin, given_size, latent, drop_rate)
-    args = {k: (str(v) if isinstance(v, Path) else v) for k, v in locals().items() if k not in ("progress", "requested_precision", "options", "mode_defaults", "given_size")}
-    args["dataset"] = str(Path(dataset).resolve())
-    args["finetune"] = str(Path(finetune).resolve()) if finetune else None
-    args["latent"] = str(Path(latent).resolve()) if latent else None
+    args = DiffusionTrainConfig(
+        dataset=str(Path(dataset).resolve()), out=str(out), cond=cond, target=target, model=model, size=size, epochs=epochs, max_steps=max_steps,
+        batch_size=batch_size, lr=lr, seed=seed, variance=variance, drop_rate=drop_rate, ema=ema, ema_decay=ema_decay, prediction=prediction,
+        mask_prediction=mask_prediction, mask_loss_weight=mask_loss_weight, min_snr_gamma=min_snr_gamma, self_cond=self_cond,
+        lr_warmup_steps=lr_warmup_steps, lr_schedule=lr_schedule, channels=channels, mixed_precision=mixed_precision, compile=compile,
+        checkpoint_every=checkpoint_every, checkpoints_total_limit=checkpoints_total_limit, patience_steps=patience_steps, resume=resume,
+        finetune=str(Path(finetune).resolve()) if finetune else None, split=split, latent=str(Path(latent).resolve()) if latent else None,
+        context=context, crop=crop, context_margin=context_margin, max_grad_norm=max_grad_norm, preview_every=preview_every,
+        report_to=report_to, flip=flip, weights=weights, class_fill=class_fill, dropout=dropout, preset=preset,
+    )  # fmt: skip
     if mixed_precision == "fp16" and not torch.cuda.is_available():
         raise OptionError("--mixed-precision fp16 needs a GPU; use bf16 on a CPU")
     log_with = trackers_for(report_to, Path(out))  # a missing tracker package: one line, nothing written
@@ -612,15 +619,15 @@ def train(
     if previous is not None and requested_precision == "auto":  # a resumed run keeps its precision
         recorded = previous["args"].get("mixed_precision", "no")
         if recorded != mixed_precision and recorded in PRECISIONS:
-            args["mixed_precision"] = mixed_precision = recorded
+            args, mixed_precision = args.replace(mixed_precision=recorded), recorded
             accelerator = make_accelerator(mixed_precision, log_with)
     split = default_split(ds, split)
     data = build_data(ds, args, split, progress and accelerator.is_local_main_process)
-    args["size"] = format_size(data.size)
-    args["channels"] = "grey" if data.image_channels == 1 else "rgb"  # what auto chose, recorded in run.json
+    args = args.replace(size=format_size(data.size), channels="grey" if data.image_channels == 1 else "rgb")  # what auto chose, recorded in run.json
     if prediction is None:  # a resumed run keeps its target; a new one: v for grey-scale runs, else the recipe's x_0
         by_channels = GREY_PREDICTION if data.image_channels == 1 else mode_defaults["prediction"]
-        args["prediction"] = prediction = previous["args"].get("prediction", "epsilon") if previous is not None else by_channels
+        prediction = previous["args"].get("prediction", "epsilon") if previous is not None else by_channels
+        args = args.replace(prediction=prediction)
     latent_info = None
     if latent:
         from defectsynth.diffusion.latent import Autoencoder, LatentSet
@@ -635,12 +642,12 @@ def train(
     if dropout is not None:
         config["dropout"] = dropout
     set_seed(seed)  # the initial weights
-    net = build_model(config, args["finetune"])
+    net = build_model(config, args.finetune)
     if accelerator.device.type == "cpu" and accelerator.mixed_precision == "bf16":
         use_float32_attention(net)  # bf16 attention backward is slow on CPUs (models.Float32Attention)
     ema_model = EMA(net, ema_decay) if ema else None
     optimizer = make_optimizer(net, lr, accelerator.device)
-    scheduler = train_scheduler(variance, scheduler_prediction(recipe_prediction(args, layout)))
+    scheduler = train_scheduler(variance, scheduler_prediction(recipe_prediction(args.to_json(), layout)))
     # --finetune weights and the resume checkpoint are read before anything is written, so a
     # broken one leaves no new run folder behind and the resumed one as it was
     state = resume_state(accelerator, out, net, ema_model, optimizer) if resume else TrainerState()
@@ -662,8 +669,8 @@ def train(
     order = EpochOrder(len(data), batch_size, seed, accelerator.process_index, accelerator.num_processes)
     total = order.steps_per_epoch * epochs if max_steps is None else min(max_steps, order.steps_per_epoch * epochs)
     loop = Loop(accelerator, out, net, ema_model, optimizer, scheduler, data, order, args, state, total)
-    loop.prediction = recipe_prediction(args, layout)
-    with tracking(accelerator, args):
+    loop.prediction = recipe_prediction(args.to_json(), layout)
+    with tracking(accelerator, args.to_json()):
         loop.run(progress and accelerator.is_local_main_process)
     return out
 
@@ -675,7 +682,7 @@ class Loop:
         self.accelerator, self.out, self.net, self.ema = accelerator, out, net, ema
         self.optimizer, self.scheduler, self.data, self.order = optimizer, scheduler, data, order
         self.args, self.state, self.total = args, state, total
-        self.prediction = args["prediction"]  # per channel: set by train() (recipe_prediction)
+        self.prediction = args.prediction  # per channel: set by train() (recipe_prediction)
         self.curve = LossCurve(out)  # loss.png, drawn by the main process
 
     def run(self, progress: bool) -> None:
@@ -688,17 +695,17 @@ class Loop:
         with one_outcome(self.accelerator), saving(self.out, LOSS_PNG):
             if self.accelerator.is_main_process:
                 self.curve.finish()
-        if not (self.out / "unet").is_dir() or self.args.get("weights") == "final":  # final weights; or stopped before the first epoch ended
+        if not (self.out / "unet").is_dir() or self.args.weights == "final":  # final weights; or stopped before the first epoch ended
             save_best(self.accelerator, self.out, self.net, self.ema)
         saved = ckpt.checkpoint_dirs(self.out)
         if not saved or saved[-1].name != f"{ckpt.CHECKPOINT_PREFIX}{self.state.step}":
-            save_checkpoint(self.accelerator, self.out, self.net, self.ema, self.optimizer, self.state, self.args["checkpoints_total_limit"])
+            save_checkpoint(self.accelerator, self.out, self.net, self.ema, self.optimizer, self.state, self.args.checkpoints_total_limit)
 
     def finished(self) -> bool:
         s, a = self.state, self.args
-        if s.step >= self.total or s.epoch >= a["epochs"]:
+        if s.step >= self.total or s.epoch >= a.epochs:
             return True
-        return bool(a["patience_steps"]) and s.best_loss is not None and s.step - s.best_step >= a["patience_steps"]
+        return bool(a.patience_steps) and s.best_loss is not None and s.step - s.best_step >= a.patience_steps
 
     def run_epoch(self, bar, task) -> None:
         s, a = self.state, self.args
@@ -706,10 +713,10 @@ class Loop:
         self.net.train()
         for index in batches[s.batch_in_epoch :]:
             started, cpu_started = time.perf_counter(), time.process_time()
-            self.lr = lr_at(s.step, a["lr"], a["lr_warmup_steps"], a["lr_schedule"], self.total)
+            self.lr = lr_at(s.step, a.lr, a.lr_warmup_steps, a.lr_schedule, self.total)
             for group in self.optimizer.param_groups:
                 group["lr"] = self.lr
-            loss = train_step(self.accelerator, self.net, self.optimizer, self.scheduler, self.data, index, s.step, a, a["max_grad_norm"], self.prediction)
+            loss = train_step(self.accelerator, self.net, self.optimizer, self.scheduler, self.data, index, s.step, a, a.max_grad_norm, self.prediction)
             value = float(loss)
             seen = value if self.accelerator.num_processes == 1 else float(self.accelerator.reduce(loss.float().reshape(1), "sum"))
             if not math.isfinite(seen):  # on any process: every process stops at this step, with the same line
@@ -724,8 +731,8 @@ class Loop:
             self.accelerator.log({"loss": seen / self.accelerator.num_processes, "lr": self.lr}, step=s.step)  # trackers (--report-to)
             if s.batch_in_epoch == len(batches):
                 self.end_epoch()
-            if s.step % a["checkpoint_every"] == 0:
-                save_checkpoint(self.accelerator, self.out, self.net, self.ema, self.optimizer, s, a["checkpoints_total_limit"])
+            if s.step % a.checkpoint_every == 0:
+                save_checkpoint(self.accelerator, self.out, self.net, self.ema, self.optimizer, s, a.checkpoints_total_limit)
             if s.step >= self.total:
                 return
 
@@ -742,7 +749,7 @@ class Loop:
         improved = s.best_loss is None or mean < s.best_loss
         if improved:
             s.best_loss, s.best_step = mean, s.step
-            if self.args.get("weights", "best") == "best":
+            if self.args.weights == "best":
                 save_best(acc, self.out, self.net, self.ema)
         s.epoch += 1
         s.batch_in_epoch, s.loss_sum, s.loss_count = 0, 0.0, 0
@@ -754,7 +761,7 @@ class Loop:
                 acc.log({"epoch_loss": mean}, step=s.step)
                 with saving(self.out, LOSS_PNG):
                     self.curve.update()
-                if a["preview_every"] and (s.epoch % a["preview_every"] == 0) and not a.get("latent") and not a.get("context"):
+                if a.preview_every and (s.epoch % a.preview_every == 0) and not a.latent and not a.context:
                     self.preview()
 
     def preview(self) -> None:
