@@ -63,7 +63,7 @@ def test_sample_options_map_to_the_core_function(runner, tmp_path):
         result = runner.invoke(app, ["sample", "runs/x", "--out", "synth", "--plan", "plan.json", "--no-progress"])
     assert result.exit_code == 0, result.output
     assert core.call_args.kwargs == {
-        "out": Path("synth"), "conditions": None, "num": None, "steps": None, "rescale": None, "scheduler": "ddpm",
+        "out": Path("synth"), "conditions": None, "num": None, "steps": None, "rescale": None, "scheduler": None,
         "guidance": None, "mask_augment": False, "seed": 0, "batch_size": 16, "ema": True, "overwrite": False, "compile": False, "progress": False,
         "plan": Path("plan.json"), "force_guidance": False, "preset": None, "onto": None, "placement": "keep",
     }  # --steps, --rescale and --guidance left to the run's defaults; the diffusion batch size where not given

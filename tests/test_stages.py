@@ -44,7 +44,7 @@ def test_sample_from_python_chooses_the_cli_defaults_diffusion(runner):
         runner, "defectsynth.diffusion.sampling.sample", Manifest("s", make_classes(["a"])), ["sample", "runs/x", "--out", "synth"], lambda: defectsynth.sample(Path("runs/x"), out=Path("synth"))
     )
     assert python == cli
-    assert python.kwargs["batch_size"] == 16 and python.kwargs["scheduler"] == "ddpm" and python.kwargs["steps"] is None  # steps: the run's
+    assert python.kwargs["batch_size"] == 16 and python.kwargs["scheduler"] is None and python.kwargs["steps"] is None  # scheduler and steps: the run's (default_scheduler, run_defaults)
 
 
 def test_sample_from_python_chooses_the_cli_defaults_sd_adapter(runner, toy_dataset):
@@ -147,3 +147,15 @@ def test_sampling_settings_are_the_sample_config(tiny_run, tmp_path):
     defectsynth.sample(tiny_run, out=out, num=2, scheduler="ddim", steps=2, batch_size=2)
     settings = read_json(out / ".sampling" / "settings.json")
     assert SampleConfig.from_json(settings).to_json() == settings and settings["sampler"] == "ddim" and settings["steps"] == 2
+
+
+def test_the_sampler_left_out_is_dpm_for_box_runs_and_ddpm_for_mask_runs(tiny_run, data16, tmp_path):
+    from defectsynth.diffusion.trained_run import Run, default_scheduler
+
+    run = Run.open(tiny_run)
+    assert (default_scheduler(run), default_scheduler(run, onto="imgs")) == ("dpm", "ddpm")
+    assert default_scheduler(Run(run.root, {**run.info, "args": {**run.args, "cond": "mask"}})) == "ddpm"
+    manifest = defectsynth.sample(tiny_run, out=tmp_path / "s", conditions=f"{data16}:test", steps=2, batch_size=2)
+    assert (manifest.source["sampler"], manifest.source["steps"]) == ("dpm", 2)
+    manifest = defectsynth.sample(tiny_run, out=tmp_path / "d", conditions=f"{data16}:test", steps=2, batch_size=2, scheduler="ddpm")
+    assert manifest.source["sampler"] == "ddpm"  # the paper's sampler stays one option away

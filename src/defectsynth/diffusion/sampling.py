@@ -42,7 +42,7 @@ from defectsynth.diffusion.previews import write_contact_sheet
 from defectsynth.diffusion.processes import make_state
 from defectsynth.diffusion.sample_folder import my_pending_jobs, write_manifest, write_sample
 from defectsynth.diffusion.schedules import DEFAULT_STEPS, make_sampler
-from defectsynth.diffusion.trained_run import Run, run_defaults
+from defectsynth.diffusion.trained_run import Run, default_scheduler, run_defaults
 from defectsynth.encoding import boxes_from_mask
 from defectsynth.errors import OptionError
 from defectsynth.locks import writes_output
@@ -65,7 +65,7 @@ def sample(
     plan: str | Path | None = None,
     steps: int | None = None,
     rescale: bool | None = None,
-    scheduler: str = "ddpm",
+    scheduler: str | None = None,
     guidance: float | None = None,
     mask_augment: bool = False,
     onto: str | Path | None = None,
@@ -84,7 +84,8 @@ def sample(
     conditions: ``DATASET[:split]`` whose boxes condition the samples (default: the run's training
     dataset and split; for a mask-conditioned run their masks, which the output carries as its
     masks). plan: a ``balance --plan-out`` file to draw instead (not with ``conditions`` or
-    ``num``). steps: default 1000 (ddpm), 50 (ddim), 20 (dpm). rescale / guidance: None = the
+    ``num``). scheduler: None = the run's default (:func:`~defectsynth.diffusion.trained_run.default_scheduler`: dpm, or ddpm for
+    mask-conditioned runs and ``onto``). steps: default 1000 (ddpm), 50 (ddim), 20 (dpm). rescale / guidance: None = the
     run's defaults (:func:`~defectsynth.diffusion.trained_run.run_defaults`). mask_augment: randomly warp each condition mask first.
     compile: run the network's forward through ``torch.compile``. onto: a folder of images (a
     dataset folder, ``DIR:split`` or plain images) to paint the conditions' boxes into, with a run
@@ -96,6 +97,7 @@ def sample(
     """
     state = make_state()
     the_run = Run.open(run)
+    scheduler = default_scheduler(the_run, onto) if scheduler is None else scheduler
     steps, rescale, guidance = run_defaults(the_run, scheduler, steps, rescale, guidance)
     out = Path(out)
     if batch_size < 1:

@@ -31,6 +31,8 @@ BETA_START = 1e-4
 BETA_END = 0.02
 SCHEDULERS = ("ddpm", "ddim", "dpm")
 DEFAULT_STEPS = {"ddpm": TRAIN_TIMESTEPS, "ddim": 50, "dpm": 20}
+# The sampler of box-guided and unconditional runs when none is given (trained_run.default_scheduler).
+DEFAULT_SCHEDULER = "dpm"
 # --rescale scales the betas by T/N: with N at or below this the last beta, 0.02*T/N, reaches 1.
 RESCALE_MIN_STEPS = int(BETA_END * TRAIN_TIMESTEPS)
 # --prediction -> diffusers' prediction_type
