@@ -153,7 +153,7 @@ def test_the_sampler_left_out_is_dpm_for_box_runs_and_ddpm_for_mask_runs(tiny_ru
     from defectsynth.diffusion.trained_run import Run, default_scheduler
 
     run = Run.open(tiny_run)
-    assert (default_scheduler(run), default_scheduler(run, onto="imgs")) == ("dpm", "ddpm")
+    assert (default_scheduler(run), default_scheduler(run, onto="imgs"), default_scheduler(run, rescale=True)) == ("dpm", "ddpm", "ddpm")
     assert default_scheduler(Run(run.root, {**run.info, "args": {**run.args, "cond": "mask"}})) == "ddpm"
     manifest = defectsynth.sample(tiny_run, out=tmp_path / "s", conditions=f"{data16}:test", steps=2, batch_size=2)
     assert (manifest.source["sampler"], manifest.source["steps"]) == ("dpm", 2)

@@ -134,7 +134,7 @@ def sample_command(
     num: Annotated[Optional[int], _diff("Number of samples (conditions are reused round by round). Default: one per condition.", "--num")] = None,
     rescale: Annotated[Optional[bool], _diff("ISDM's sampler: a fresh N-step schedule, betas x T/N, model fed t*T/N. Default: on for mask-conditioned runs (with --steps 300).", "--rescale/--no-rescale")] = None,
     mask_augment: Annotated[bool, _diff("Randomly rotate, shift, scale and flip each condition mask first (mask-conditioned runs).", "--mask-augment")] = False,
-    scheduler: Annotated[Optional[Scheduler], _diff("ddpm (respaced), ddim or dpm (DPM-Solver++). Default: dpm (20 steps) for box-guided and unconditional runs; ddpm for mask-conditioned runs (ISDM: 300 rescaled steps) and --onto.", "--scheduler")] = None,
+    scheduler: Annotated[Optional[Scheduler], _diff("ddpm (respaced), ddim or dpm (DPM-Solver++). Default: dpm (20 steps) for box-guided and unconditional runs; ddpm for mask-conditioned runs (ISDM: 300 rescaled steps), --rescale and --onto.", "--scheduler")] = None,
     ema: Annotated[bool, _diff("Use the EMA weights when the run has them.", "--ema/--no-ema")] = True,
     onto: Annotated[Optional[str], _diff("Paint the defects into these images (a run trained with --context): a dataset folder, DIR:split or a folder of plain images, any size; the output equals them outside the boxes' region (docs/sample.md#onto-painting-into-real-images).", "--onto")] = None,
     placement: Annotated[Placement, _diff("With --onto: keep the condition boxes at their (scaled) positions, or move each to a random free place (seeded).", "--placement")] = Placement.keep,

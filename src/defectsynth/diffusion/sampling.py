@@ -97,7 +97,7 @@ def sample(
     """
     state = make_state()
     the_run = Run.open(run)
-    scheduler = default_scheduler(the_run, onto) if scheduler is None else scheduler
+    scheduler = default_scheduler(the_run, onto, rescale) if scheduler is None else scheduler
     steps, rescale, guidance = run_defaults(the_run, scheduler, steps, rescale, guidance)
     out = Path(out)
     if batch_size < 1:

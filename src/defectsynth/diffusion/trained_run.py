@@ -63,15 +63,16 @@ class Run:
         return load_network(folder).eval().requires_grad_(False)
 
 
-def default_scheduler(run: Run, onto=None) -> str:
+def default_scheduler(run: Run, onto=None, rescale: bool | None = None) -> str:
     """The sampler of a run when ``--scheduler`` is left out.
 
     DPM-Solver++ (20 steps) for box-guided and unconditional runs: the fastest sampler measured
     within 1 point of DDPM 1000 steps on SAE and EBR (CrackForest, docs/benchmarks.md "Sampler
     quality"). DDPM for mask-conditioned runs (ISDM's 300 rescaled steps, :func:`run_defaults`) and
-    for painting into images (``--onto``, context runs), which were not part of that measurement.
+    for painting into images (``--onto``, context runs), which were not part of that measurement, and
+    whenever ``rescale`` is asked for (ISDM's rescaled schedule is a DDPM one).
     """
-    if run.args["cond"] == "mask" or onto is not None or run.args.get("context"):
+    if rescale or run.args["cond"] == "mask" or onto is not None or run.args.get("context"):
         return "ddpm"
     return DEFAULT_SCHEDULER
 
