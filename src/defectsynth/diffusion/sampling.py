@@ -42,7 +42,7 @@ from defectsynth.diffusion.previews import write_contact_sheet
 from defectsynth.diffusion.processes import make_state
 from defectsynth.diffusion.sample_folder import my_pending_jobs, write_manifest, write_sample
 from defectsynth.diffusion.schedules import DEFAULT_STEPS, make_sampler
-from defectsynth.diffusion.trained_run import Run, default_scheduler, run_defaults
+from defectsynth.diffusion.trained_run import Run, default_scheduler, paints_into_images, run_defaults
 from defectsynth.encoding import boxes_from_mask
 from defectsynth.errors import OptionError
 from defectsynth.locks import writes_output
@@ -107,7 +107,7 @@ def sample(
     make_sampler(scheduler, steps, the_run.args["variance"], rescale, scheduler_prediction(the_run.prediction))  # validates the options
     if placement != "keep" and onto is None:
         raise OptionError("--placement needs --onto: it places boxes in the images painted into")
-    if onto is not None or the_run.args.get("context"):  # painting into given images: diffusion/inpaint.py
+    if paints_into_images(the_run, onto):
         from defectsynth.diffusion.inpaint import sample_onto
 
         if mask_augment:

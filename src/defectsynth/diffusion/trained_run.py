@@ -63,6 +63,11 @@ class Run:
         return load_network(folder).eval().requires_grad_(False)
 
 
+def paints_into_images(run: Run, onto) -> bool:
+    """Whether sampling paints into given images (``--onto``, or a context run): :mod:`~defectsynth.diffusion.inpaint`."""
+    return onto is not None or bool(run.args.get("context"))
+
+
 def default_scheduler(run: Run, onto=None, rescale: bool | None = None) -> str:
     """The sampler of a run when ``--scheduler`` is left out.
 
@@ -72,7 +77,7 @@ def default_scheduler(run: Run, onto=None, rescale: bool | None = None) -> str:
     for painting into images (``--onto``, context runs), which were not part of that measurement, and
     whenever ``rescale`` is asked for (ISDM's rescaled schedule is a DDPM one).
     """
-    if rescale or run.args["cond"] == "mask" or onto is not None or run.args.get("context"):
+    if rescale or run.args["cond"] == "mask" or paints_into_images(run, onto):
         return "ddpm"
     return DEFAULT_SCHEDULER
 
