@@ -80,7 +80,7 @@ def load_weights(module: nn.Module, path: Path, key: str) -> None:
     except DatasetError as err:
         raise MissingDependencyError(f"not a readable safetensors file ({err.reason})", path) from None
     try:
-        missing, unexpected = load_model(module, str(path), strict=False, device="cpu")
+        missing, unexpected = load_model(module, str(path), strict=False)  # CPU; safetensors 0.4 has no device=
     except (SafetensorError, OSError, ValueError) as err:
         raise MissingDependencyError(f"not a readable safetensors file ({err})", path) from None
     except RuntimeError as err:  # shape mismatches
