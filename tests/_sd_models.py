@@ -4,18 +4,26 @@ generation path without downloading anything. Shapes follow diffusers' own SDXL 
 
 from __future__ import annotations
 
+import inspect
 import json
 from pathlib import Path
 
 import torch
 
 
+def _bytes_to_unicode() -> dict[int, str]:
+    """GPT-2's byte -> printable character table (transformers moved it between releases)."""
+    try:
+        from transformers.convert_slow_tokenizer import bytes_to_unicode
+    except ImportError:  # transformers 4.40, the declared floor
+        from transformers.models.gpt2.tokenization_gpt2 import bytes_to_unicode
+    return bytes_to_unicode()
+
+
 def write_clip_tokenizer(folder: Path) -> Path:
     """A byte-level CLIP tokenizer folder (vocab.json, merges.txt without merges): 514 tokens."""
-    from transformers.convert_slow_tokenizer import bytes_to_unicode
-
     folder.mkdir(parents=True, exist_ok=True)
-    chars = list(bytes_to_unicode().values())
+    chars = list(_bytes_to_unicode().values())
     vocab = {c: i for i, c in enumerate(chars)}
     vocab.update({c + "</w>": len(chars) + i for i, c in enumerate(chars)})
     vocab["<|startoftext|>"] = len(vocab)
@@ -85,11 +93,9 @@ def build_clip(folder: Path) -> Path:
 def build_blip2(folder: Path) -> Path:
     """A tiny BLIP-2 (ViT + Q-Former + OPT) with its processor, saved in ``folder`` (32 px images)."""
     from transformers import AutoTokenizer, Blip2Config, Blip2ForConditionalGeneration, Blip2Processor, BlipImageProcessor
-    from transformers.convert_slow_tokenizer import bytes_to_unicode
-
     tok_dir = folder.parent / "_blip2_tokenizer"
     tok_dir.mkdir(parents=True, exist_ok=True)
-    vocab = {c: i for i, c in enumerate(bytes_to_unicode().values())}
+    vocab = {c: i for i, c in enumerate(_bytes_to_unicode().values())}
     for special in ("<pad>", "</s>", "<unk>", "<image>"):
         vocab[special] = len(vocab)
     (tok_dir / "vocab.json").write_text(json.dumps(vocab))
@@ -111,5 +117,7 @@ def build_blip2(folder: Path) -> Path:
         num_query_tokens=4, image_token_index=vocab["<image>"],
     )  # fmt: skip
     Blip2ForConditionalGeneration(config).save_pretrained(folder)
-    Blip2Processor(image_processor=BlipImageProcessor(size={"height": 32, "width": 32}), tokenizer=tokenizer, num_query_tokens=4).save_pretrained(folder)
+    # transformers >= 4.45 expands <image> into the query tokens in the processor; 4.40 (the floor) has no such option
+    expand = {"num_query_tokens": 4} if "num_query_tokens" in inspect.signature(Blip2Processor.__init__).parameters else {}
+    Blip2Processor(image_processor=BlipImageProcessor(size={"height": 32, "width": 32}), tokenizer=tokenizer, **expand).save_pretrained(folder)
     return folder

@@ -9,7 +9,7 @@ import shutil
 from pathlib import Path
 
 import pytest
-from huggingface_hub import constants
+from huggingface_hub import _snapshot_download, constants
 
 from _hub import FakeHub, cache_repo
 from defectsynth.cli import app
@@ -28,6 +28,8 @@ def offline_cache(tmp_path, monkeypatch) -> Path:
     """An empty Hugging Face cache, offline, and a working folder where owner/name is no local path."""
     cache = tmp_path / "hf-cache"
     monkeypatch.setattr(constants, "HF_HUB_CACHE", str(cache))
+    if hasattr(_snapshot_download, "HF_HUB_CACHE"):  # huggingface-hub 0.24 (the floor) copied it at import
+        monkeypatch.setattr(_snapshot_download, "HF_HUB_CACHE", str(cache))
     monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
     (tmp_path / "work").mkdir()
     monkeypatch.chdir(tmp_path / "work")
