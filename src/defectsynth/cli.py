@@ -73,10 +73,10 @@ def _quiet_opencv(verbose: bool) -> None:
     which would add lines to the one error line that names the file; it speaks only with --verbose."""
     import cv2
 
-    levels = getattr(cv2.utils, "logging", None)  # OpenCV >= 4.9 (and 5)
+    levels = getattr(cv2.utils, "logging", None)  # OpenCV 5
     if levels is not None:
         levels.setLogLevel(levels.LOG_LEVEL_WARNING if verbose else levels.LOG_LEVEL_ERROR)
-    else:  # OpenCV 4.8, the declared floor: the same levels as plain numbers (3 warning, 2 error)
+    else:  # OpenCV 4 (4.11 is the declared floor): the same levels as plain numbers (3 warning, 2 error)
         cv2.setLogLevel(3 if verbose else 2)
 
 
