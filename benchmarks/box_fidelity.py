@@ -19,11 +19,12 @@ import json
 import time
 from pathlib import Path
 
+from _results import add_json_option, write_results
+
 import defectsynth
 from defectsynth.data import Dataset
 from defectsynth.data.files import read_json, write_json
 from defectsynth.toy_demo import write_previews
-from _results import add_json_option, write_results
 
 MODES = ("basd", "boxmask", "none")
 

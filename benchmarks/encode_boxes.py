@@ -15,10 +15,10 @@ import time
 
 import numpy as np
 import torch
+from _results import add_json_option, write_results
 
 from defectsynth.encoding import basd_maps, boxmask_maps
 from defectsynth.encoding.reference import reference_basd
-from _results import add_json_option, write_results
 
 
 def random_boxes(rng: np.random.Generator, count: int, size: int) -> tuple[np.ndarray, np.ndarray]:

@@ -19,10 +19,10 @@ import time
 from pathlib import Path
 
 import torch
+from _results import add_json_option, write_results
 
 import defectsynth
 from defectsynth.metrics import compute_metrics
-from _results import add_json_option, write_results
 
 
 def synthetic_from_diffusion(work: Path, real: Path, a: argparse.Namespace) -> Path:

@@ -115,9 +115,9 @@ def checkpoints(run: Path) -> list[tuple[int, Path]]:
 def preview(real: Path, synthetic: Path, path: Path, rows: int = PREVIEW_ROWS) -> Path:
     """``path``: per row the real sample (image | mask | boxes), a gap, the synthetic sample of its boxes."""
     from defectsynth.data import Dataset
+    from defectsynth.data.colors import class_palette
     from defectsynth.data.files import write_image
     from defectsynth.data.resize import resize_sample
-    from defectsynth.data.colors import class_palette
     from defectsynth.diffusion.previews import preview_grid, preview_row, viewing_scale
 
     syn, real_ds = Dataset(synthetic), Dataset(real)

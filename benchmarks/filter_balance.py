@@ -13,11 +13,11 @@ import argparse
 import time
 
 import numpy as np
+from _results import add_json_option, write_results
 
 from defectsynth.balancing import auto_n_balance, balance_generations, select_balanced
 from defectsynth.data import Box, Sample
 from defectsynth.filtering import box_problems, clip_to_boxes
-from _results import add_json_option, write_results
 
 
 def random_classes(rng: np.random.Generator, count: int, num_classes: int = 9) -> dict[str, tuple[int, ...]]:

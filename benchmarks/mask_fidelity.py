@@ -25,13 +25,21 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import defectsynth  # noqa: E402
+from _results import add_json_option, write_results  # noqa: E402
 from box_fidelity import steps_for_budget  # noqa: E402
+
+import defectsynth  # noqa: E402
 from defectsynth.data import Dataset  # noqa: E402
 from defectsynth.evaluation.data import PairCache  # noqa: E402
-from defectsynth.evaluation.training import TrainConfig, build_loss, build_model, make_loader, predict_stats, train_epoch  # noqa: E402
+from defectsynth.evaluation.training import (  # noqa: E402
+    TrainConfig,
+    build_loss,
+    build_model,
+    make_loader,
+    predict_stats,
+    train_epoch,
+)
 from defectsynth.metrics.segmentation import reduce_stats  # noqa: E402
-from _results import add_json_option, write_results  # noqa: E402
 
 SETTINGS = (  # (label, guidance, steps, rescale)
     ("s=1.0, 300 rescaled", 1.0, 300, True),

@@ -16,12 +16,12 @@ import time
 from pathlib import Path
 
 import numpy as np
+from _results import add_json_option, write_results
 
 from defectsynth.data import Box, DatasetWriter, Manifest, Sample
 from defectsynth.data.model import boxes_to_array, make_classes
 from defectsynth.metrics import compute_metrics, sae_ebr_counts
 from defectsynth.metrics.sae_ebr import SaeEbrCounts
-from _results import add_json_option, write_results
 
 
 def make_sample(index: int, size: int, num_boxes: int) -> Sample:

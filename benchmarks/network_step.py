@@ -16,11 +16,11 @@ import time
 
 import torch
 import torch.nn.functional as F
+from _results import add_json_option, write_results
 
 from defectsynth.data.resize import parse_size
 from defectsynth.diffusion.models import build_unet, channel_layout, unet_config, use_float32_attention
 from defectsynth.diffusion.processes import native_bf16
-from _results import add_json_option, write_results
 
 SWITCHES = ("float32", "bf16", "bf16+f32attn", "channels-last", "channels-last+bf16+f32attn")
 

@@ -26,10 +26,11 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
+from _results import add_json_option, write_results
+
 from defectsynth.data.files import read_image  # noqa: E402
 from defectsynth.data.prepare import prepare  # noqa: E402
 from defectsynth.data.sources import coco  # noqa: E402
-from _results import add_json_option, write_results
 
 CATEGORIES = ["image_quality", "illness", "gangrene", "mould", "blemish", "dark_style_remains", "artifact", "condition", "pedicel"]
 SIDE = 1056

@@ -16,10 +16,10 @@ from pathlib import Path
 from unittest import mock
 
 import torch
+from _results import add_json_option, write_results
 from diffusers import UNet2DModel
 
 import defectsynth
-from _results import add_json_option, write_results
 
 
 def timed_sample(run: Path, out: Path, **options) -> tuple[float, float]:

@@ -27,12 +27,12 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from _results import add_json_option, write_results
 
 import defectsynth
 from defectsynth.data import Dataset
 from defectsynth.metrics import compute_metrics
 from defectsynth.metrics.segmentation import get_stats, reduce_stats
-from _results import add_json_option, write_results
 
 SETTINGS = "ddpm:1000,ddpm:300,ddpm:300:rescale,ddim:50,dpm:25,dpm:10"
 TRAIN = dict(cond="basd", target="joint", batch_size=16, lr=5e-4, epochs=10**6, checkpoint_every=10**9, preview_every=0, split="train")

@@ -23,9 +23,9 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from _results import add_json_option, recipe_names, run_workers, write_results
 
 from defectsynth.diffusion.training import PLAIN_RECIPE as PLAIN
-from _results import add_json_option, recipe_names, run_workers, write_results
 
 # name -> train() options on top of the plain recipe (the BASD paper's code: epsilon, uniform MSE);
 # ``default`` is train()'s current default (x_0 prediction, self-conditioning, mask weight 4).
@@ -77,8 +77,8 @@ def score(run: Path, weights: Path, data: Path, sampler: str, steps: int) -> dic
     from safetensors.torch import load_file
 
     from defectsynth.data.files import read_json
-    from defectsynth.diffusion.models import Layout
     from defectsynth.diffusion.denoising import decode, denoise, sample_generators
+    from defectsynth.diffusion.models import Layout
     from defectsynth.diffusion.schedules import make_sampler
     from defectsynth.metrics.sae_ebr import SaeEbrCounts, sae_ebr_counts
 
@@ -86,8 +86,7 @@ def score(run: Path, weights: Path, data: Path, sampler: str, steps: int) -> dic
     model = UNet2DModel(**info["unet"])
     model.load_state_dict(load_file(str(weights)))
     model.eval().requires_grad_(False)
-    from defectsynth.diffusion.losses import scheduler_prediction
-    from defectsynth.diffusion.losses import recipe_prediction
+    from defectsynth.diffusion.losses import recipe_prediction, scheduler_prediction
 
     layout = Layout(**info["layout"])
     size, num_classes, prediction = tuple(info["size"]), info["num_classes"], recipe_prediction(info["args"], layout)

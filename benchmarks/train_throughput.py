@@ -24,6 +24,7 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+from _results import add_json_option, write_results
 from accelerate import Accelerator
 from accelerate.state import AcceleratorState
 from diffusers import DDPMScheduler
@@ -32,9 +33,8 @@ from diffusers.training_utils import EMAModel
 import defectsynth
 from defectsynth.data import Dataset
 from defectsynth.diffusion.conditioning import bits_tensor, condition_tensor
-from defectsynth.diffusion.processes import resolve_precision
 from defectsynth.diffusion.models import build_unet, channel_layout, unet_config
-from _results import add_json_option, write_results
+from defectsynth.diffusion.processes import resolve_precision
 
 PLAIN_RECIPE = {"prediction": "epsilon", "mask_prediction": "epsilon", "self_cond": False, "mask_loss_weight": 1.0}
 

@@ -53,7 +53,14 @@ def _unet_kwargs() -> dict:
 
 def build_sdxl(root: Path) -> dict[str, Path]:
     """Write ``root/base`` (SDXL pipeline), ``root/adapter`` (T2IAdapter), ``root/controlnet``."""
-    from diffusers import AutoencoderKL, ControlNetModel, EulerDiscreteScheduler, StableDiffusionXLPipeline, T2IAdapter, UNet2DConditionModel
+    from diffusers import (
+        AutoencoderKL,
+        ControlNetModel,
+        EulerDiscreteScheduler,
+        StableDiffusionXLPipeline,
+        T2IAdapter,
+        UNet2DConditionModel,
+    )
     from transformers import CLIPTextModel, CLIPTextModelWithProjection, CLIPTokenizer
 
     torch.manual_seed(0)
@@ -92,7 +99,13 @@ def build_clip(folder: Path) -> Path:
 
 def build_blip2(folder: Path) -> Path:
     """A tiny BLIP-2 (ViT + Q-Former + OPT) with its processor, saved in ``folder`` (32 px images)."""
-    from transformers import AutoTokenizer, Blip2Config, Blip2ForConditionalGeneration, Blip2Processor, BlipImageProcessor
+    from transformers import (
+        AutoTokenizer,
+        Blip2Config,
+        Blip2ForConditionalGeneration,
+        Blip2Processor,
+        BlipImageProcessor,
+    )
     tok_dir = folder.parent / "_blip2_tokenizer"
     tok_dir.mkdir(parents=True, exist_ok=True)
     vocab = {c: i for i, c in enumerate(_bytes_to_unicode().values())}

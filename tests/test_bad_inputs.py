@@ -18,7 +18,16 @@ from pathlib import Path
 import numpy as np
 import pytest
 from bad_inputs import (
-    Workspace, World, edit_json, image_16bit, image_rgba, pickle_bytes, torch_save_bytes, tree_digest, truncate, write_png,
+    Workspace,
+    World,
+    edit_json,
+    image_16bit,
+    image_rgba,
+    pickle_bytes,
+    torch_save_bytes,
+    tree_digest,
+    truncate,
+    write_png,
 )
 
 from defectsynth.cli import app
@@ -290,8 +299,8 @@ def weights_config_malformed(ws):
 
 @case("sample")
 def weights_of_another_shape(ws):
-    from safetensors.torch import save_file
     import torch
+    from safetensors.torch import save_file
 
     save_file({"conv_in.weight": torch.zeros(1)}, str(ws.run / "unet_ema" / "diffusion_pytorch_model.safetensors"))
     return _sample(ws), ["unet_ema", "cannot load the weights"]

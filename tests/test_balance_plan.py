@@ -10,7 +10,13 @@ from _handmade import class_sample
 from _metrics_data import write_dataset
 
 from defectsynth.balancing import (
-    auto_n_balance, balance_generations, class_image_map, plan_balance, planned_samples, planned_size, read_plan,
+    auto_n_balance,
+    balance_generations,
+    class_image_map,
+    plan_balance,
+    planned_samples,
+    planned_size,
+    read_plan,
 )
 from defectsynth.errors import DatasetError, OptionError
 

@@ -89,6 +89,7 @@ def test_fidelity_checkpoint_run_samples_the_checkpoint_weights(tmp_path):
 
 def test_fidelity_preview_pairs_real_and_synthetic_rows(tmp_path):
     from _metrics_data import random_images, write_dataset
+
     from defectsynth.data.files import read_image
 
     fidelity = _fidelity()

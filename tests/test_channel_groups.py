@@ -14,14 +14,20 @@ import torch
 
 from defectsynth.data import Dataset
 from defectsynth.diffusion.conditioning import EncodedSet, image_channels, is_grey, tensor_to_image, to_grey
+from defectsynth.diffusion.denoising import decode, denoise, sample_generators
 from defectsynth.diffusion.losses import (
-    channel_predictions, diffusion_loss, min_snr_weights, predicted_eps, predicted_x0, prediction_target, scheduler_prediction,
+    channel_predictions,
+    diffusion_loss,
+    min_snr_weights,
+    predicted_eps,
+    predicted_x0,
+    prediction_target,
+    scheduler_prediction,
 )
 from defectsynth.diffusion.models import channel_layout
-from defectsynth.diffusion.denoising import decode, denoise, sample_generators
 from defectsynth.diffusion.sampling import sample
-from defectsynth.diffusion.trained_run import Run
 from defectsynth.diffusion.schedules import make_sampler, train_scheduler
+from defectsynth.diffusion.trained_run import Run
 from defectsynth.diffusion.training import GREY_PREDICTION, train
 from defectsynth.errors import OptionError
 

@@ -9,9 +9,9 @@ import torch
 from defectsynth.data import Box
 from defectsynth.diffusion.checkpoint import flatten_optimizer, rng_state, set_rng_state, unflatten_optimizer
 from defectsynth.diffusion.conditioning import condition_tensor, flip, flip_boxes
+from defectsynth.diffusion.denoising import denoise, fixed_rows, sample_generators
 from defectsynth.diffusion.losses import diffusion_loss
 from defectsynth.diffusion.models import build_unet, channel_layout, unet_config
-from defectsynth.diffusion.denoising import denoise, fixed_rows, sample_generators
 from defectsynth.diffusion.schedules import make_sampler, train_scheduler
 from defectsynth.errors import OptionError
 

@@ -19,8 +19,8 @@ from defectsynth.data.model import boxes_to_array
 from defectsynth.encoding import basd_maps, boxes_from_mask
 from defectsynth.encoding import conditions as conditions_module
 from defectsynth.encoding.conditions import EncodeSummary, encode_boxes
-from defectsynth.formats.conditions import read_conditions
 from defectsynth.errors import DatasetError
+from defectsynth.formats.conditions import read_conditions
 
 
 @pytest.fixture

@@ -11,7 +11,14 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from defectsynth.data.model import Box
-from defectsynth.encoding import boxes_from_mask, decode_bits, decode_bits_torch, encode_bits, encode_bits_torch, num_bits
+from defectsynth.encoding import (
+    boxes_from_mask,
+    decode_bits,
+    decode_bits_torch,
+    encode_bits,
+    encode_bits_torch,
+    num_bits,
+)
 
 
 @pytest.mark.parametrize("num_classes", range(2, 257))

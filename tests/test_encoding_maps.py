@@ -10,7 +10,14 @@ import torch
 from hypothesis import HealthCheck, example, find, given, settings
 from hypothesis import strategies as st
 
-from defectsynth.encoding import basd_maps, basd_maps_torch, boxmask_maps, boxmask_maps_torch, condition_channels, decode_bits
+from defectsynth.encoding import (
+    basd_maps,
+    basd_maps_torch,
+    boxmask_maps,
+    boxmask_maps_torch,
+    condition_channels,
+    decode_bits,
+)
 from defectsynth.encoding import boxes as boxes_module
 from defectsynth.encoding.reference import reference_basd, reference_boxmask
 

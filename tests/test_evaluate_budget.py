@@ -15,7 +15,13 @@ from defectsynth.cli import app
 from defectsynth.data import Dataset
 from defectsynth.evaluation import evaluate, training
 from defectsynth.evaluation.data import PairCache
-from defectsynth.evaluation.training import TrainConfig, is_under_trained, steps_per_epoch, train_model, validation_steps
+from defectsynth.evaluation.training import (
+    TrainConfig,
+    is_under_trained,
+    steps_per_epoch,
+    train_model,
+    validation_steps,
+)
 
 TINY = {"models": ["unet"], "encoder": "mobilenet_v2", "encoder_weights": None, "size": 32, "batch_size": 4, "repeats": 1,
         "model_kwargs": {"encoder_depth": 3, "decoder_channels": [16, 8, 8]}, "progress": False}

@@ -9,13 +9,12 @@ import cv2
 import numpy as np
 import pytest
 import torch
-
 from _launch import two_cpu_processes
+
 from defectsynth.cli import app
 from defectsynth.data import Dataset
 from defectsynth.data.prepare import prepare
-from defectsynth.evaluation import evaluate
-from defectsynth.evaluation import training
+from defectsynth.evaluation import evaluate, training
 from defectsynth.evaluation.data import PairCache
 from defectsynth.evaluation.training import TrainConfig, run_cell
 from defectsynth.formats.segmenter import load_model

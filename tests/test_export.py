@@ -11,8 +11,8 @@ from unittest import mock
 import cv2
 import numpy as np
 import pytest
-
 from _metrics_data import write_dataset
+
 from defectsynth.cli import app
 from defectsynth.data import Box, Dataset, Sample
 from defectsynth.data.export import ExportResult, bridged, export, mask_components, rle_encode

@@ -15,8 +15,8 @@ from torch import nn
 from defectsynth.data import Box, Dataset, Sample
 from defectsynth.errors import DatasetError, OptionError
 from defectsynth.evaluation.training import TrainConfig, build_model
-from defectsynth.formats.segmenter import load_model
 from defectsynth.filtering import filter_dataset, keep_count, rank_scores, score_pairs
+from defectsynth.formats.segmenter import load_model
 
 LEVELS = np.array([0.0, 0.5, 1.0])
 

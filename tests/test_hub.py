@@ -9,16 +9,16 @@ import shutil
 from pathlib import Path
 
 import pytest
+from _hub import FakeHub, cache_repo
 from huggingface_hub import _snapshot_download, constants
 
-from _hub import FakeHub, cache_repo
 from defectsynth.cli import app
-from defectsynth.sd_backend.pipeline import check_folder
 from defectsynth.diffusion.sampling import sample
 from defectsynth.diffusion.training import train
 from defectsynth.errors import OptionError
 from defectsynth.hub import PIPELINE_FILES, RUN_DOWNLOAD, VARIANT_FILES, is_repo_id, resolve_run
 from defectsynth.pipeline import DefectsynthPipeline
+from defectsynth.sd_backend.pipeline import check_folder
 
 TINY = {"model": "tiny", "batch_size": 4, "epochs": 1, "preview_every": 0, "progress": False}
 

@@ -11,17 +11,17 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from _launch import two_cpu_processes
 from safetensors.torch import load_file
 
-from _launch import two_cpu_processes
 from defectsynth.cli import app
 from defectsynth.data import Box, Dataset
 from defectsynth.data.files import read_image, write_image, write_json
 from defectsynth.data.prepare import prepare
 from defectsynth.data.resize import scale_box
-from defectsynth.diffusion.context import ContextSet, region_mask
 from defectsynth.diffusion import canvas
 from defectsynth.diffusion.canvas import Area, plan_windows, window_weights
+from defectsynth.diffusion.context import ContextSet, region_mask
 from defectsynth.diffusion.inpaint import blend_weights
 from defectsynth.diffusion.losses import diffusion_loss
 from defectsynth.diffusion.sampling import sample

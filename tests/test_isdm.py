@@ -12,13 +12,13 @@ import pytest
 import torch
 
 from defectsynth.data import Dataset
+from defectsynth.diffusion.denoising import denoise
 from defectsynth.diffusion.mask_augment import MaskAugment
 from defectsynth.diffusion.models import build_unet, channel_layout, load_network, spade_config
-from defectsynth.diffusion.denoising import denoise
 from defectsynth.diffusion.sampling import sample
-from defectsynth.diffusion.trained_run import Run, run_defaults
 from defectsynth.diffusion.schedules import Sampler
 from defectsynth.diffusion.spade_unet import SPADEUNet2DModel
+from defectsynth.diffusion.trained_run import Run, run_defaults
 from defectsynth.diffusion.training import train
 from defectsynth.errors import OptionError
 

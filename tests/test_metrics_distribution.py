@@ -6,8 +6,8 @@ import math
 
 import numpy as np
 import pytest
-
 from _metrics_data import write_dataset
+
 from defectsynth.data import Box, Sample
 from defectsynth.errors import DatasetError, OptionError
 from defectsynth.metrics import compute_metrics, entropy_bits, gini

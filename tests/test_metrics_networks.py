@@ -9,8 +9,8 @@ import urllib.error
 import numpy as np
 import pytest
 import torch
-
 from _metrics_data import random_images, write_dataset
+
 from defectsynth.cli import app
 from defectsynth.data import Dataset, Sample
 from defectsynth.errors import DatasetError, MissingDependencyError
@@ -18,7 +18,13 @@ from defectsynth.metrics import compute_metrics
 from defectsynth.metrics.fid_kid import FEATURE_SIZES, fid_from_features, inception_features
 from defectsynth.metrics.lpips import condition_pairs, lpips_distances, to_lpips_range
 from defectsynth.metrics.weights import (
-    LPIPS_NETS, WEIGHT_FILES, inception_architecture, load_inception, load_lpips, lpips_class, save_weights,
+    LPIPS_NETS,
+    WEIGHT_FILES,
+    inception_architecture,
+    load_inception,
+    load_lpips,
+    lpips_class,
+    save_weights,
 )
 
 

@@ -6,8 +6,8 @@ import json
 
 import numpy as np
 import pytest
-
 from _metrics_data import write_dataset
+
 from defectsynth.cli import app
 from defectsynth.data import Box, Sample
 from defectsynth.errors import OptionError

@@ -9,8 +9,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-
 from _formats import coco_file, rect_mask, write_jpeg, write_lemons, write_mask_file, write_pair, write_voc, write_wood
+
 from defectsynth.cli import app
 
 

@@ -9,7 +9,7 @@ import pytest
 from defectsynth.cli import app
 from defectsynth.data import Dataset
 from defectsynth.data.prepare import prepare
-from defectsynth.data.sources.toy import toy_sample, TOY_CLASSES
+from defectsynth.data.sources.toy import TOY_CLASSES, toy_sample
 from defectsynth.errors import OptionError, OutputExistsError
 
 

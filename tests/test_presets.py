@@ -183,8 +183,8 @@ def test_voc_paper_fills_the_sample_sd_settings(tmp_path):
     """The sd-adapter core's options (its own end-to-end tests need lineart weights this test does not have)."""
     import inspect
 
-    from defectsynth.sd_backend.generate import sample_sd
     from defectsynth.presets import applies_preset
+    from defectsynth.sd_backend.generate import sample_sd
 
     def core(conditions, out, base, **kwargs):
         return kwargs

@@ -7,12 +7,18 @@ import math
 import pytest
 import torch
 
-from defectsynth.diffusion.losses import channel_weights, diffusion_loss, min_snr_weights, predicted_x0, prediction_target
-from defectsynth.diffusion.models import Layout, channel_layout
 from defectsynth.diffusion.denoising import denoise, sample_generators
+from defectsynth.diffusion.losses import (
+    channel_weights,
+    diffusion_loss,
+    min_snr_weights,
+    predicted_x0,
+    prediction_target,
+)
+from defectsynth.diffusion.models import Layout, channel_layout
 from defectsynth.diffusion.sampling import sample
-from defectsynth.diffusion.trained_run import Run
 from defectsynth.diffusion.schedules import make_sampler, train_scheduler
+from defectsynth.diffusion.trained_run import Run
 from defectsynth.diffusion.training import lr_at, self_condition, train
 from defectsynth.errors import OptionError
 

@@ -14,12 +14,12 @@ import pytest
 import torch
 
 from defectsynth.cli import app
-from defectsynth.formats.dataset import check_mask_ids
 from defectsynth.data.files import write_dir
 from defectsynth.data.model import index_by_stem, stray_class_ids
 from defectsynth.data.prepare import prepare
 from defectsynth.errors import DatasetError, OptionError, first_line, summary
 from defectsynth.filtering import filter_dataset
+from defectsynth.formats.dataset import check_mask_ids
 from defectsynth.metrics.sae_ebr import sae_ebr_counts
 from defectsynth.metrics.segmentation import get_stats
 from defectsynth.seeds import derived_seed

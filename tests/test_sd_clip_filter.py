@@ -11,11 +11,11 @@ import torch
 from _sd_models import build_clip
 
 from defectsynth.cli import app
-from defectsynth.sd_backend import clip_filter as clip_filter_module
-from defectsynth.sd_backend.clip_filter import clip_scores, filter_by_clip, select_per_class
 from defectsynth.data import Dataset
 from defectsynth.data.files import read_json
 from defectsynth.errors import MissingDependencyError, OptionError
+from defectsynth.sd_backend import clip_filter as clip_filter_module
+from defectsynth.sd_backend.clip_filter import clip_scores, filter_by_clip, select_per_class
 
 pytest.importorskip("transformers")
 

@@ -14,12 +14,12 @@ import pytest
 from _sd_models import build_blip2, build_sdxl
 
 from defectsynth.cli import app
-from defectsynth.sd_backend import generate as generate_module
-from defectsynth.sd_backend.pipeline import generate, load_pipeline
-from defectsynth.seeds import derived_seed as sample_seed
 from defectsynth.data import Dataset
 from defectsynth.data.files import read_image, read_json
 from defectsynth.errors import MissingDependencyError, OptionError
+from defectsynth.sd_backend import generate as generate_module
+from defectsynth.sd_backend.pipeline import generate, load_pipeline
+from defectsynth.seeds import derived_seed as sample_seed
 
 pytest.importorskip("transformers")
 

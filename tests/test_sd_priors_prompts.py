@@ -10,15 +10,36 @@ import numpy as np
 import pytest
 import torch
 
-from defectsynth.sd_backend.detectors import (
-    LINEART_FILE, SKETCH_FILE, LineartGenerator, PiDiNet, PixelDifferenceConv, load_lineart, load_sketch, run_lineart,
-)  # fmt: skip
-from defectsynth.formats.dataset import parse_dataset_spec
-from defectsynth.sd_backend.generate import generation_size, make_jobs, plan_of
-from defectsynth.sd_backend.priors import PriorDetector, blend_priors, canny_prior, mask_prior, parse_blend, to_condition_image
-from defectsynth.sd_backend.prompts import build_prompt, check_template, class_prompt, classes_in_mask, missing_captions, read_captions
 from defectsynth.errors import DatasetError, MissingDependencyError, OptionError
+from defectsynth.formats.dataset import parse_dataset_spec
 from defectsynth.metrics.weights import save_weights
+from defectsynth.sd_backend.detectors import (
+    LINEART_FILE,
+    SKETCH_FILE,
+    LineartGenerator,
+    PiDiNet,
+    PixelDifferenceConv,
+    load_lineart,
+    load_sketch,
+    run_lineart,
+)  # fmt: skip
+from defectsynth.sd_backend.generate import generation_size, make_jobs, plan_of
+from defectsynth.sd_backend.priors import (
+    PriorDetector,
+    blend_priors,
+    canny_prior,
+    mask_prior,
+    parse_blend,
+    to_condition_image,
+)
+from defectsynth.sd_backend.prompts import (
+    build_prompt,
+    check_template,
+    class_prompt,
+    classes_in_mask,
+    missing_captions,
+    read_captions,
+)
 
 
 def test_mask_prior_marks_both_sides_of_every_class_boundary():

@@ -6,8 +6,8 @@ import json
 
 import numpy as np
 import pytest
-
 from _formats import coco_file, rle_compress, rle_encode, write_jpeg
+
 from defectsynth.data import Dataset
 from defectsynth.data.prepare import prepare
 from defectsynth.data.sources.coco import fill_polygon, rle_counts, rle_decode

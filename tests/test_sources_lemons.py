@@ -6,8 +6,8 @@ import json
 
 import numpy as np
 import pytest
-
 from _formats import RLE_RECT, RLE_STEM, write_lemons, zip_folder
+
 from defectsynth.data import Dataset
 from defectsynth.data.prepare import prepare
 

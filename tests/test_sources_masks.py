@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 
 import numpy as np
-
 from _formats import rect_mask, write_jpeg, write_mask_file, write_pair
+
 from defectsynth.data import Dataset
 from defectsynth.data.prepare import prepare
 

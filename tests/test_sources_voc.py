@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import numpy as np
-
 from _formats import VOC_LAYOUT, VOC_NO_XML, VOC_TRAIN, VOC_VAL, write_voc
+
 from defectsynth.data import Dataset
 from defectsynth.data.prepare import prepare
 

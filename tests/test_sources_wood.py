@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
 from _formats import WOOD_CLEAN, WOOD_H, WOOD_LAYOUT, WOOD_W, write_wood
+
 from defectsynth.data import Dataset
 from defectsynth.data.prepare import prepare
 from defectsynth.data.sources.wood import WOOD_CLASSES, parse_boxes_file, parse_specification

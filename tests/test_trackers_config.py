@@ -15,8 +15,8 @@ from accelerate.tracking import GeneralTracker
 
 from defectsynth.cli import app
 from defectsynth.config_files import read_config
-from defectsynth.diffusion import loss_curve, trackers
 from defectsynth.data.colors import class_palette
+from defectsynth.diffusion import loss_curve, trackers
 from defectsynth.diffusion.previews import preview_row
 from defectsynth.diffusion.sampling import sample
 from defectsynth.diffusion.training import train

@@ -10,11 +10,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from _launch import two_cpu_processes
 from PIL import Image
 from safetensors.torch import load_file
 from typer.testing import CliRunner
 
-from _launch import two_cpu_processes
 from defectsynth.cli import app
 from defectsynth.data import Dataset
 from defectsynth.data.prepare import prepare

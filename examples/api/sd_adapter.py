@@ -17,7 +17,15 @@ from pathlib import Path
 import numpy as np
 
 import defectsynth
-from defectsynth.sd_backend import blend_priors, build_prompt, canny_prior, class_prompt, filter_by_clip, mask_prior, sample_sd
+from defectsynth.sd_backend import (
+    blend_priors,
+    build_prompt,
+    canny_prior,
+    class_prompt,
+    filter_by_clip,
+    mask_prior,
+    sample_sd,
+)
 from defectsynth.sd_backend.prompts import classes_in_mask
 
 data = Path(sys.argv[1] if len(sys.argv) > 1 else "data/voc")

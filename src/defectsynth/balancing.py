@@ -36,9 +36,9 @@ from defectsynth.errors import DatasetError, OptionError
 from defectsynth.formats.conditions import copy_conditions
 from defectsynth.formats.dataset import Dataset, DatasetWriter, check_output_dir, check_same_classes
 from defectsynth.formats.plan import check_plan_out, plan_json, planned_samples, read_plan  # noqa: F401  (read_plan, planned_samples: documented here)
+from defectsynth.locks import writes_output
 from defectsynth.metrics.distribution import classes_in, count_images, distribution_report
 from defectsynth.progress import track
-from defectsynth.locks import writes_output
 
 logger = logging.getLogger(__name__)
 

@@ -47,6 +47,7 @@ from defectsynth.data.files import write_json
 from defectsynth.data.model import IGNORE_INDEX, Box, Manifest, Sample, boxes_to_array, stray_class_ids
 from defectsynth.data.resize import parse_size
 from defectsynth.deprecation import renamed_keywords
+from defectsynth.devices import pick_device
 from defectsynth.errors import DatasetError, OptionError, first_line
 from defectsynth.evaluation.data import normalise, read_pair
 from defectsynth.evaluation.grid import VAL_FRACTION, holdout
@@ -54,12 +55,11 @@ from defectsynth.evaluation.training import TrainConfig, train_model
 from defectsynth.formats.conditions import copy_conditions
 from defectsynth.formats.dataset import Dataset, DatasetWriter, check_output_dir, check_same_classes
 from defectsynth.formats.segmenter import load_model, save_model
-from defectsynth.devices import pick_device
+from defectsynth.locks import writes_output
 from defectsynth.metrics.distribution import sample_classes
 from defectsynth.metrics.sae_ebr import inside_own_boxes, sae_ebr_counts
 from defectsynth.metrics.segmentation import get_stats, image_scores
 from defectsynth.progress import progress_bar, track
-from defectsynth.locks import writes_output
 
 logger = logging.getLogger(__name__)
 

@@ -54,7 +54,12 @@ def download(repo_id: str, option: str, allow_patterns: list[str] | None = None)
     every failure is one :class:`OptionError` line naming ``option``."""
     import huggingface_hub as hub
     from huggingface_hub import constants
-    from huggingface_hub.utils import HfHubHTTPError, LocalEntryNotFoundError, RepositoryNotFoundError, RevisionNotFoundError
+    from huggingface_hub.utils import (
+        HfHubHTTPError,
+        LocalEntryNotFoundError,
+        RepositoryNotFoundError,
+        RevisionNotFoundError,
+    )
 
     try:
         return Path(hub.snapshot_download(repo_id, allow_patterns=allow_patterns or MODEL_FILES, ignore_patterns=VARIANT_FILES))

@@ -134,8 +134,8 @@ def verdict(report: dict[str, Any]) -> dict[str, Any]:
 
 def demo_layout() -> tuple[str, ...]:
     """Every file the demo writes (formats.dataset.in_layout patterns): what --overwrite may replace."""
-    from defectsynth.formats.run import RUN_LAYOUT
     from defectsynth.formats.report import REPORT_LAYOUT
+    from defectsynth.formats.run import RUN_LAYOUT
 
     folders = {"data": DATASET_LAYOUT, "run": RUN_LAYOUT, "synthetic": DATASET_LAYOUT, "filtered": DATASET_LAYOUT, "evaluate": REPORT_LAYOUT}
     return ("demo.json", "metrics.json", "plan.json", "previews/*.png", *(p for name, layout in folders.items() for p in nested(name, layout)))

@@ -35,9 +35,9 @@ def balance_command(
     progress: ProgressOpt = True,
 ) -> None:
     from defectsynth.balancing import BalancePlan
-    from defectsynth.stages.balance import balance
     from defectsynth.commands._metrics_tables import metrics_tables
     from defectsynth.commands._summary import console
+    from defectsynth.stages.balance import balance
 
     result = balance(
         dataset, n_balance=n_balance, plan_out=plan_out, synthetic=synthetic, out=out,

@@ -28,10 +28,9 @@ def demo_command(
     overwrite: OverwriteOpt = False,
     progress: ProgressOpt = True,
 ) -> None:
-    from defectsynth.toy_demo import demo
-
     from defectsynth.commands._metrics_tables import metrics_tables
     from defectsynth.commands.evaluate import report_table
+    from defectsynth.toy_demo import demo
 
     result = demo(out, quick=quick, seed=seed, overwrite=overwrite, progress=progress)
     for table in metrics_tables(result["metrics"]):

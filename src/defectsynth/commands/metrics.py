@@ -51,8 +51,8 @@ def metrics_command(
 ) -> None:
     from defectsynth.commands._metrics_tables import metrics_tables
     from defectsynth.commands._summary import console
-    from defectsynth.formats.dataset import check_output_file
     from defectsynth.data.files import write_json
+    from defectsynth.formats.dataset import check_output_file
     from defectsynth.metrics import compute_metrics, is_metrics_json
 
     if json_out is not None:  # before the (long) computation

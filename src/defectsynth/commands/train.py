@@ -11,8 +11,8 @@ import typer
 from defectsynth.commands._config import ConfigOpt
 from defectsynth.commands._options import ProgressOpt, ReportTo, ReportToOpt, SeedOpt, SizeOpt, SplitNameOpt
 from defectsynth.commands._presets import PresetOpt, chosen_preset
-from defectsynth.commands.encode_boxes import ClassFill
 from defectsynth.commands._summary import console
+from defectsynth.commands.encode_boxes import ClassFill
 
 EXAMPLES = """
 [bold]Examples[/]

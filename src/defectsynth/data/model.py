@@ -8,9 +8,9 @@ A dataset folder holds, per stem, an RGB image, an optional uint8 class-id mask 
 from __future__ import annotations
 
 import re
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from collections.abc import Callable, Iterable
 from typing import Any
 
 import numpy as np

@@ -23,8 +23,8 @@ from defectsynth.deprecation import renamed_keywords
 from defectsynth.encoding.components import boxes_from_mask
 from defectsynth.errors import DatasetError, OptionError
 from defectsynth.formats.dataset import DatasetWriter
-from defectsynth.progress import track
 from defectsynth.locks import writes_output
+from defectsynth.progress import track
 
 logger = logging.getLogger(__name__)
 

@@ -25,9 +25,8 @@ from diffusers.utils.torch_utils import randn_tensor
 
 from defectsynth.data import Box
 from defectsynth.diffusion.context import dilate
-from defectsynth.diffusion.models import Layout
 from defectsynth.diffusion.denoising import fixed_rows, take_step
-from defectsynth.diffusion.models import network_input
+from defectsynth.diffusion.models import Layout, network_input
 
 
 def window_starts(lo: int, hi: int, n: int, limit: int) -> list[int]:

@@ -33,6 +33,7 @@ from defectsynth.data.files import read_json, read_safetensors, remove_temp_left
 from defectsynth.errors import DatasetError, summary
 from defectsynth.formats.run import CHECKPOINT_PREFIX
 
+
 # -- optimizer -------------------------------------------------------------------------------------
 def flatten_optimizer(state_dict: dict[str, Any]) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
     """Split ``optimizer.state_dict()`` into named tensors and a JSON-able rest."""

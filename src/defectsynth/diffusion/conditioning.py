@@ -25,7 +25,6 @@ from defectsynth.data.model import IGNORE_INDEX, Box, Sample, boxes_to_array
 from defectsynth.encoding import basd_maps, boxmask_maps, encode_bits
 from defectsynth.errors import DatasetError
 
-
 # A dataset is grey-scale when, in every image, the channels differ by at most this many levels on
 # average (0 for images saved as grey; a JPEG's chroma rounding adds a fraction of a level).
 GREY_TOLERANCE = 1.0

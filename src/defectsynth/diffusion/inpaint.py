@@ -41,24 +41,24 @@ from PIL import Image
 
 from defectsynth.checks import check_choice
 from defectsynth.data import Box, Dataset, Manifest
-from defectsynth.formats.dataset import parse_dataset_spec
-from defectsynth.data.files import IMAGE_SUFFIXES, read_image, write_errors, write_image, write_json
 from defectsynth.data.colors import class_palette
-from defectsynth.data.model import check_stem, index_by_stem
+from defectsynth.data.files import IMAGE_SUFFIXES, read_image, write_errors, write_image, write_json
+from defectsynth.data.model import index_by_stem
 from defectsynth.data.resize import scale_box
-from defectsynth.diffusion.conditioning import bits_tensor, condition_tensor, images_to_tensor, to_grey
 from defectsynth.diffusion.canvas import Area, denoise_areas, plan_windows
+from defectsynth.diffusion.conditioning import bits_tensor, condition_tensor, images_to_tensor, to_grey
 from defectsynth.diffusion.configs import SampleConfig
 from defectsynth.diffusion.context import boxes_in_window, context_tensor, region_mask
-from defectsynth.diffusion.losses import scheduler_prediction
 from defectsynth.diffusion.denoising import decode
 from defectsynth.diffusion.jobs import Job, parse_conditions
+from defectsynth.diffusion.losses import scheduler_prediction
 from defectsynth.diffusion.previews import PREVIEW_SAMPLES, preview_row, viewing_scale
 from defectsynth.diffusion.processes import make_state
 from defectsynth.diffusion.sample_folder import my_pending_jobs, write_manifest, write_sample
 from defectsynth.diffusion.schedules import DEFAULT_STEPS, make_sampler
 from defectsynth.diffusion.trained_run import Run
 from defectsynth.errors import DatasetError, OptionError
+from defectsynth.formats.dataset import parse_dataset_spec
 from defectsynth.formats.plan import plan_dataset, planned_samples, read_plan
 from defectsynth.progress import make_progress
 from defectsynth.ranks import one_outcome

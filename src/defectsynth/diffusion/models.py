@@ -25,8 +25,8 @@ from typing import Any
 import torch
 from diffusers import UNet2DModel
 
-from defectsynth.encoding import num_bits
 from defectsynth.checks import check_choice
+from defectsynth.encoding import num_bits
 from defectsynth.errors import DatasetError, OptionError, summary
 
 CONDS = ("basd", "boxmask", "none", "mask")

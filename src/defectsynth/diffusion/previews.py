@@ -7,14 +7,13 @@ the demo.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 import cv2
 import numpy as np
 import torch
 
-from defectsynth.data.files import write_image
 from defectsynth.data.colors import class_palette
+from defectsynth.data.files import write_image
 from defectsynth.data.model import Box
 from defectsynth.diffusion.configs import DiffusionTrainConfig
 

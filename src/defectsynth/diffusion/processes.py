@@ -13,7 +13,6 @@ import torch
 
 from defectsynth.errors import OptionError
 
-
 PRECISIONS = ("no", "fp16", "bf16")  # what Accelerate takes; train's --mixed-precision adds auto
 
 

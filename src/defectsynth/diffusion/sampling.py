@@ -33,9 +33,9 @@ import torch
 from defectsynth.data import Manifest
 from defectsynth.data.colors import class_palette
 from defectsynth.data.files import write_errors
+from defectsynth.diffusion.configs import SampleConfig
 from defectsynth.diffusion.denoising import denoise, sample_generators
 from defectsynth.diffusion.jobs import Job, job_condition, plan_file_jobs, plan_jobs
-from defectsynth.diffusion.configs import SampleConfig
 from defectsynth.diffusion.losses import scheduler_prediction
 from defectsynth.diffusion.models import compile_forward
 from defectsynth.diffusion.previews import write_contact_sheet

@@ -11,9 +11,9 @@ from defectsynth.data.model import ClassInfo
 from defectsynth.diffusion.losses import recipe_prediction
 from defectsynth.diffusion.models import Layout
 from defectsynth.diffusion.schedules import DEFAULT_SCHEDULER, DEFAULT_STEPS, RESCALE_MIN_STEPS
-from defectsynth.hub import resolve_run
 from defectsynth.errors import DatasetError
 from defectsynth.formats.run import read_run_folder, weights_folder
+from defectsynth.hub import resolve_run
 
 
 @dataclass

@@ -38,26 +38,41 @@ import torch
 from accelerate import Accelerator
 from accelerate.utils import set_seed
 
+import defectsynth.diffusion.checkpoint as ckpt
+from defectsynth.checks import check_at_least, check_choice
 from defectsynth.data import Dataset
 from defectsynth.data.files import atomic_write_bytes, holds_no_files, write_json
 from defectsynth.data.resize import format_size, parse_size, resize_sample
-import defectsynth.diffusion.checkpoint as ckpt
 from defectsynth.diffusion.conditioning import CHANNELS, EncodedSet, flip
 from defectsynth.diffusion.configs import DiffusionTrainConfig
-from defectsynth.diffusion.loss_curve import LOSS_PNG, LossCurve
 from defectsynth.diffusion.context import CONTEXT_MARGIN, check_context, region_of
-from defectsynth.diffusion.losses import PREDICTIONS, channel_weights, diffusion_loss, predicted_x0, recipe_prediction, scheduler_prediction
+from defectsynth.diffusion.loss_curve import LOSS_PNG, LossCurve
+from defectsynth.diffusion.losses import (
+    PREDICTIONS,
+    channel_weights,
+    diffusion_loss,
+    predicted_x0,
+    recipe_prediction,
+    scheduler_prediction,
+)
+from defectsynth.diffusion.models import (
+    build_unet,
+    channel_layout,
+    compile_forward,
+    load_network,
+    network_config,
+    network_input,
+    use_float32_attention,
+)
 from defectsynth.diffusion.processes import PRECISIONS, make_accelerator, resolve_precision
-from defectsynth.diffusion.models import build_unet, channel_layout, compile_forward, load_network, network_config, network_input, use_float32_attention
 from defectsynth.diffusion.schedules import BETA_END, BETA_START, TRAIN_TIMESTEPS, train_scheduler
 from defectsynth.diffusion.trackers import log_preview, trackers_for, tracking
-from defectsynth.checks import check_at_least, check_choice
 from defectsynth.encoding import CLASS_FILLS
-from defectsynth.presets import applies_preset
 from defectsynth.errors import DefectsynthError, OptionError, OutputExistsError, TrainingError
 from defectsynth.formats.run import RUN_FORMAT, read_run_json, weights_folder
 from defectsynth.hub import resolve_run
 from defectsynth.locks import writes_output
+from defectsynth.presets import applies_preset
 from defectsynth.progress import make_progress, track
 from defectsynth.ranks import one_outcome, raise_reported, report
 from defectsynth.seeds import derived_seed

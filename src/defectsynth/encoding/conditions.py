@@ -29,7 +29,15 @@ import numpy as np
 import torch
 
 from defectsynth.checks import check_at_least, check_choice
-from defectsynth.data.files import atomic_write_bytes, encode_png, partial_dir, read_image, read_json, replace_dir, write_json
+from defectsynth.data.files import (
+    atomic_write_bytes,
+    encode_png,
+    partial_dir,
+    read_image,
+    read_json,
+    replace_dir,
+    write_json,
+)
 from defectsynth.data.model import Box, Sample, boxes_to_array
 from defectsynth.encoding.boxes import CLASS_FILLS, basd_maps
 from defectsynth.encoding.components import boxes_from_mask
@@ -37,8 +45,8 @@ from defectsynth.encoding.preview import render_preview
 from defectsynth.errors import DatasetError, OptionError
 from defectsynth.formats.conditions import CONDITIONS_DIR, PREVIEW_DIR, read_conditions, write_conditions  # noqa: F401  (read_conditions: documented here)
 from defectsynth.formats.dataset import Dataset, DatasetStats
-from defectsynth.progress import track
 from defectsynth.locks import writes_output
+from defectsynth.progress import track
 
 logger = logging.getLogger(__name__)
 

@@ -22,13 +22,22 @@ from defectsynth.errors import DatasetError, OptionError
 from defectsynth.evaluation.data import PairCache
 from defectsynth.evaluation.grid import VAL_FRACTION, Cell, Mix, build_cells, holdout, parse_mixes, seeded_order
 from defectsynth.evaluation.report import TRAINING_FIELDS, cell_stats, score, write_report
-from defectsynth.evaluation.training import BUDGETS, LOSSES, LR_SCHEDULES, OPTIMIZERS, UNDER_TRAINED_SHARE, TrainConfig, run_cell, steps_per_epoch
+from defectsynth.evaluation.training import (
+    BUDGETS,
+    LOSSES,
+    LR_SCHEDULES,
+    OPTIMIZERS,
+    UNDER_TRAINED_SHARE,
+    TrainConfig,
+    run_cell,
+    steps_per_epoch,
+)
 from defectsynth.formats.dataset import check_same_classes
 from defectsynth.formats.report import check_report_out, open_report_out
-from defectsynth.progress import progress_bar, track
-from defectsynth.ranks import process_state
 from defectsynth.locks import writes_output
 from defectsynth.presets import applies_preset
+from defectsynth.progress import progress_bar, track
+from defectsynth.ranks import process_state
 from defectsynth.seeds import derived_seed
 
 log = logging.getLogger(__name__)

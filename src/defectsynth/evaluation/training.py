@@ -39,7 +39,7 @@ import torch
 from torch import nn
 
 from defectsynth.checks import check_at_least, check_choice
-from defectsynth.errors import MissingDependencyError, OptionError, first_line
+from defectsynth.errors import MissingDependencyError, OptionError
 from defectsynth.evaluation.data import Pair, SegmentationPairs
 from defectsynth.formats.segmenter import load_model, save_model  # noqa: F401  (load_model: documented here)
 from defectsynth.metrics.segmentation import IGNORE_INDEX, get_stats, reduce_stats

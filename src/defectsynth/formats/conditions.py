@@ -21,7 +21,6 @@ import numpy as np
 from defectsynth.data.files import atomic_write_bytes
 from defectsynth.errors import DatasetError
 
-
 CONDITIONS_DIR = "conditions"
 
 

@@ -33,10 +33,33 @@ from typing import Any
 import numpy as np
 
 from defectsynth.data.files import (
-    IMAGE_SUFFIXES, PARTIAL_MARKER, check_format, find_image, finite_int, partial_dir, read_image, read_json, read_mask, read_text,
-    remove_stale_partials, replace_dir, write_image, write_json, write_mask,
+    IMAGE_SUFFIXES,
+    PARTIAL_MARKER,
+    check_format,
+    find_image,
+    finite_int,
+    partial_dir,
+    read_image,
+    read_json,
+    read_mask,
+    read_text,
+    remove_stale_partials,
+    replace_dir,
+    write_image,
+    write_json,
+    write_mask,
 )
-from defectsynth.data.model import FORMAT_VERSION, IGNORE_INDEX, Box, ClassInfo, Manifest, Sample, check_stem, index_by_stem, stray_class_ids
+from defectsynth.data.model import (
+    FORMAT_VERSION,
+    IGNORE_INDEX,
+    Box,
+    ClassInfo,
+    Manifest,
+    Sample,
+    check_stem,
+    index_by_stem,
+    stray_class_ids,
+)
 from defectsynth.errors import DatasetError, OutputExistsError
 from defectsynth.locks import current_command
 

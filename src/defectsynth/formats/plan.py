@@ -18,7 +18,6 @@ from defectsynth.data.model import check_stem
 from defectsynth.errors import DatasetError
 from defectsynth.formats.dataset import check_output_file
 
-
 PLAN_FORMAT = 1
 
 

@@ -13,7 +13,6 @@ from defectsynth.data.files import holds_no_files, read_json, remove_temp_leftov
 from defectsynth.errors import OutputExistsError
 from defectsynth.formats.dataset import check_replaceable
 
-
 # Every file evaluate writes in its report folder (formats.dataset.in_layout patterns): what --overwrite may clear.
 REPORT_LAYOUT = (
     "config.json", "cells/*.json", "models/*/config.json", "models/*/model.safetensors", "report.json", "report.csv", "cells.csv", "report.md", "chart_*.png",

@@ -20,17 +20,17 @@ from pathlib import Path
 import numpy as np
 
 from defectsynth.checks import check_at_least
-from defectsynth.sd_backend.pipeline import check_folder, quiet_loading, require_transformers
-from defectsynth.sd_backend.prompts import build_prompt, check_template, class_prompt
 from defectsynth.data import Dataset, Manifest
 from defectsynth.data.files import write_json
+from defectsynth.data.model import IGNORE_INDEX
 from defectsynth.deprecation import renamed_keywords
 from defectsynth.devices import pick_device
-from defectsynth.data.model import IGNORE_INDEX
 from defectsynth.errors import MissingDependencyError, OptionError, first_line
+from defectsynth.locks import writes_output
 from defectsynth.metrics.distribution import sample_classes
 from defectsynth.progress import track
-from defectsynth.locks import writes_output
+from defectsynth.sd_backend.pipeline import check_folder, quiet_loading, require_transformers
+from defectsynth.sd_backend.prompts import build_prompt, check_template, class_prompt
 
 CLIP_TEMPLATE = "a photo of {classes}"
 

@@ -30,20 +30,25 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from defectsynth.data import Dataset, DatasetWriter, Manifest, Sample
+from defectsynth.data.files import write_image
+from defectsynth.errors import DatasetError, OptionError
+from defectsynth.formats.dataset import check_output_dir, parse_dataset_spec
+from defectsynth.formats.plan import plan_dataset, read_plan
+from defectsynth.locks import writes_output
+from defectsynth.presets import applies_preset
+from defectsynth.progress import track
 from defectsynth.sd_backend.pipeline import generate, load_pipeline
 from defectsynth.sd_backend.priors import PriorDetector, blend_priors, mask_prior, parse_blend, to_condition_image
 from defectsynth.sd_backend.prompts import (
-    Captioner, build_prompt, check_template, class_prompt, classes_in_mask, missing_captions, read_captions,
+    Captioner,
+    build_prompt,
+    check_template,
+    class_prompt,
+    classes_in_mask,
+    missing_captions,
+    read_captions,
 )  # fmt: skip
-from defectsynth.data import Dataset, DatasetWriter, Manifest, Sample
-from defectsynth.formats.dataset import parse_dataset_spec
-from defectsynth.data.files import write_image
-from defectsynth.errors import DatasetError, OptionError
-from defectsynth.formats.dataset import check_output_dir
-from defectsynth.formats.plan import plan_dataset, read_plan
-from defectsynth.progress import track
-from defectsynth.locks import writes_output
-from defectsynth.presets import applies_preset
 from defectsynth.seeds import derived_seed
 
 logger = logging.getLogger(__name__)

@@ -114,8 +114,8 @@ def check_run(backend: str, run: str | Path | None) -> None:
 
 def _sample_sd(out: str | Path, chosen: dict[str, Any], preset):
     """The sd-adapter backend with the stage's options; the manifest of what it wrote."""
-    from defectsynth.sd_backend import generate
     from defectsynth.data import Dataset
+    from defectsynth.sd_backend import generate
 
     if chosen["base"] is None:
         raise OptionError("--base (an SDXL pipeline folder or Hub id) is required with --backend sd-adapter")

@@ -34,10 +34,18 @@ from pathlib import Path, PurePosixPath
 
 import numpy as np
 
+from defectsynth.data.files import read_bytes, read_json
 from defectsynth.data.model import Box, Manifest, Sample, make_classes
 from defectsynth.data.sources import SourceData
-from defectsynth.data.sources.coco import CocoImage, CocoIndex, annotation_box, annotation_mask, coco_sample, parse_coco, reduced_shape
-from defectsynth.data.files import read_bytes, read_json
+from defectsynth.data.sources.coco import (
+    CocoImage,
+    CocoIndex,
+    annotation_box,
+    annotation_mask,
+    coco_sample,
+    parse_coco,
+    reduced_shape,
+)
 from defectsynth.errors import DatasetError, OptionError
 
 ANNOTATIONS = "annotations/instances_default.json"

@@ -37,7 +37,15 @@ import numpy as np
 from defectsynth.checks import check_at_least
 from defectsynth.data.colors import colors_to_ids, pack_rgb
 from defectsynth.data.files import IMAGE_SUFFIXES, _read_raw, read_image, read_json
-from defectsynth.data.model import IGNORE_INDEX, Manifest, Sample, check_stem, index_by_stem, make_classes, stray_class_ids
+from defectsynth.data.model import (
+    IGNORE_INDEX,
+    Manifest,
+    Sample,
+    check_stem,
+    index_by_stem,
+    make_classes,
+    stray_class_ids,
+)
 from defectsynth.data.sources import SourceData
 from defectsynth.errors import DatasetError, OptionError
 
