@@ -52,7 +52,24 @@ def test_per_class_selection():
 
 def test_filter_writes_the_kept_samples_and_their_scores(runner, clip, toy_dataset, tmp_path):
     out = tmp_path / "kept"
-    result = runner.invoke(app, ["filter", str(toy_dataset), "--out", str(out), "--by", "clip", "--clip-model", str(clip), "--keep-per-class", "2", "--device", "cpu", "--no-progress"])
+    result = runner.invoke(
+        app,
+        [
+            "filter",
+            str(toy_dataset),
+            "--out",
+            str(out),
+            "--by",
+            "clip",
+            "--clip-model",
+            str(clip),
+            "--keep-per-class",
+            "2",
+            "--device",
+            "cpu",
+            "--no-progress",
+        ],
+    )
     assert result.exit_code == 0, result.output
     real, kept = Dataset(toy_dataset), Dataset(out)
     report = read_json(out / "clip_scores.json")
@@ -106,5 +123,8 @@ def test_options_of_another_by_are_refused(runner, toy_dataset, tmp_path):
                           (["--by", "boxes", "--clip-labels", "--clip-model", "c"], "--clip-model cannot be used with --by boxes"),
                           (["--by", "segmenter", "--real", "r", "--keep-per-class", "2"], "--keep-per-class cannot be used with --by segmenter")]:  # fmt: skip
         result = runner.invoke(app, [*base, *args])
-        assert result.exit_code == 2 and message in result.stderr and len(result.stderr.strip().splitlines()) == 1, (args, result.output)
+        assert result.exit_code == 2 and message in result.stderr and len(result.stderr.strip().splitlines()) == 1, (
+            args,
+            result.output,
+        )
     assert not (tmp_path / "o").exists()

@@ -46,4 +46,6 @@ synth = sample_sd(
     captioner=models / "blip2-opt-2.7b", steps=30, seed=0, overwrite=True,
 )  # fmt: skip
 kept = filter_by_clip(synth, out / "synth-clip", models / "clip-vit-large-patch14", keep_fraction=0.5, overwrite=True)
-print(f"synthetic: {len(defectsynth.Dataset(synth))} images in {synth}; after the CLIP filter: {len(defectsynth.Dataset(kept))} in {kept}")
+print(
+    f"synthetic: {len(defectsynth.Dataset(synth))} images in {synth}; after the CLIP filter: {len(defectsynth.Dataset(kept))} in {kept}"
+)

@@ -71,7 +71,9 @@ def output_lock(target: str | Path, command: str) -> Iterator[Path]:
     try:
         lock.acquire()
     except Timeout:
-        raise OutputLockedError(f"is being written by another process ({_holder(holder_file)}): wait for it to finish or stop it", target) from None
+        raise OutputLockedError(
+            f"is being written by another process ({_holder(holder_file)}): wait for it to finish or stop it", target
+        ) from None
     token = _COMMAND.set(command)
     try:
         write_json(holder_file, {"command": command, "pid": os.getpid(), "host": socket.gethostname()}, durable=False)

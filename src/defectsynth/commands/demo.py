@@ -23,7 +23,9 @@ Then look at demo/previews/real.png and demo/previews/synthetic.png.
 
 def demo_command(
     out: Annotated[Path, typer.Option("--out", "-o", help="Demo folder.")] = Path("defectsynth-demo"),
-    quick: Annotated[bool, typer.Option("--quick", help="Tiny data, model and step counts: checks that every stage runs.")] = False,
+    quick: Annotated[
+        bool, typer.Option("--quick", help="Tiny data, model and step counts: checks that every stage runs.")
+    ] = False,
     seed: SeedOpt = 0,
     overwrite: OverwriteOpt = False,
     progress: ProgressOpt = True,
@@ -36,7 +38,9 @@ def demo_command(
     for table in metrics_tables(result["metrics"]):
         console.print(table)
     plan = result["balance"]
-    console.print(f"balance plan: {plan.generations} generations from {len(plan.plan)} train conditions to reach {plan.n_balance} images per class")
+    console.print(
+        f"balance plan: {plan.generations} generations from {len(plan.plan)} train conditions to reach {plan.n_balance} images per class"
+    )
     if result["report"] is not None:
         console.print(report_table(result["report"]))
     for line in verdict_lines(result["verdict"]):
@@ -65,4 +69,8 @@ def verdict_lines(answer: dict[str, Any]) -> list[str]:
 
 
 def register(app: typer.Typer) -> None:
-    app.command("demo", help="Run the whole pipeline on toy data: prepare, train, sample, metrics, filter, balance, evaluate, previews.", epilog=EXAMPLES)(demo_command)
+    app.command(
+        "demo",
+        help="Run the whole pipeline on toy data: prepare, train, sample, metrics, filter, balance, evaluate, previews.",
+        epilog=EXAMPLES,
+    )(demo_command)

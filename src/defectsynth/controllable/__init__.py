@@ -18,7 +18,9 @@ from defectsynth.sd_backend import (
     sample_sd,
 )  # fmt: skip
 
-warnings.warn("defectsynth.controllable is deprecated: import from defectsynth.sd_backend", DeprecationWarning, stacklevel=2)
+warnings.warn(
+    "defectsynth.controllable is deprecated: import from defectsynth.sd_backend", DeprecationWarning, stacklevel=2
+)
 
 __all__ = [
     "blend_priors", "build_prompt", "canny_prior", "class_prompt", "clip_scores", "filter_by_clip",

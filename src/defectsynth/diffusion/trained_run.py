@@ -82,7 +82,9 @@ def default_scheduler(run: Run, onto=None, rescale: bool | None = None) -> str:
     return DEFAULT_SCHEDULER
 
 
-def run_defaults(run: Run, scheduler: str, steps: int | None, rescale: bool | None, guidance: float | None) -> tuple[int | None, bool, float]:
+def run_defaults(
+    run: Run, scheduler: str, steps: int | None, rescale: bool | None, guidance: float | None
+) -> tuple[int | None, bool, float]:
     """(steps, rescale, guidance) with the left-out (None) ones filled in.
 
     A mask-conditioned run (ISDM) with the ddpm scheduler: ``--steps 300 --rescale``, and guidance

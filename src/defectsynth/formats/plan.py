@@ -26,7 +26,9 @@ def read_plan(path: str | Path) -> list[tuple[str, int]]:
     path = Path(path)
     data = read_json(path)
     if not isinstance(data, dict) or not isinstance(data.get("plan"), list):
-        raise DatasetError('not a balance plan: expected {"format": 1, "plan": [{"stem": ..., "repeats": ...}, ...]}', path)
+        raise DatasetError(
+            'not a balance plan: expected {"format": 1, "plan": [{"stem": ..., "repeats": ...}, ...]}', path
+        )
     if data.get("format") != PLAN_FORMAT:
         raise DatasetError(f"plan format {data.get('format')!r} is not supported (expected {PLAN_FORMAT})", path)
     plan: list[tuple[str, int]] = []

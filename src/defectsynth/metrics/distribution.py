@@ -36,7 +36,9 @@ def sample_classes(mask: np.ndarray | None, boxes: Iterable[Box], num_classes: i
 def classes_in(dataset: Dataset, stem: str) -> tuple[int, ...]:
     """The defect class ids present in ``stem`` of ``dataset`` (a pixel in its mask or a box of it), ascending."""
     mask = dataset.read_mask(stem)
-    return sample_classes(mask, dataset.read_boxes(stem, None if mask is None else mask.shape), dataset.manifest.num_classes)
+    return sample_classes(
+        mask, dataset.read_boxes(stem, None if mask is None else mask.shape), dataset.manifest.num_classes
+    )
 
 
 def count_images(classes: Iterable[tuple[int, ...]], num_classes: int) -> np.ndarray:

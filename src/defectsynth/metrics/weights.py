@@ -58,7 +58,8 @@ def weights_file(weights_dir: Path, key: str) -> Path:
     path = Path(weights_dir) / WEIGHT_FILES[key]
     if not path.is_file():
         raise MissingDependencyError(
-            f"{key} weights missing: put this safetensors file there (write it once with export_weights, docs/metrics.md#weights)", path
+            f"{key} weights missing: put this safetensors file there (write it once with export_weights, docs/metrics.md#weights)",
+            path,
         )
     return path
 
@@ -123,8 +124,10 @@ def inception_architecture(features: list[int]) -> nn.Module:
     """
     cls = inception_class()
     tfi = sys.modules[cls.__module__]
-    with mock.patch.object(tfi, "load_state_dict_from_url", lambda *args, **kwargs: {}), \
-            mock.patch.object(cls, "load_state_dict", lambda self, state_dict, strict=True: None):
+    with (
+        mock.patch.object(tfi, "load_state_dict_from_url", lambda *args, **kwargs: {}),
+        mock.patch.object(cls, "load_state_dict", lambda self, state_dict, strict=True: None),
+    ):
         return cls("inception-v3-compat", [str(f) for f in features])
 
 

@@ -139,7 +139,9 @@ def _str(path: str | Path | None) -> str | None:
     return None if path is None else str(path)
 
 
-def _check_numbers(steps: int, guidance: float, resolution: int, batch_size: int, num_per_condition: int, preview: int) -> None:
+def _check_numbers(
+    steps: int, guidance: float, resolution: int, batch_size: int, num_per_condition: int, preview: int
+) -> None:
     for name, value, low in (("--steps", steps, 1), ("--resolution", resolution, 8), ("--batch-size", batch_size, 1),
                              ("--num-per-condition", num_per_condition, 1), ("--preview", preview, 0)):  # fmt: skip
         if value < low:
@@ -149,7 +151,15 @@ def _check_numbers(steps: int, guidance: float, resolution: int, batch_size: int
 
 
 def _write_redraws(
-    writer: DatasetWriter, jobs: list[Job], prepared, model, seed: int, generation: dict, batch_size: int, preview: int, progress: bool
+    writer: DatasetWriter,
+    jobs: list[Job],
+    prepared,
+    model,
+    seed: int,
+    generation: dict,
+    batch_size: int,
+    preview: int,
+    progress: bool,
 ) -> tuple[dict[str, str], dict[str, str]]:
     """Generate every job in batches (flushed early when the generation size changes), write the
     images with their real masks and the first ``preview`` prior previews. Returns
@@ -226,11 +236,15 @@ def sample_sd(
     """
     # 1. check everything cheap before loading any model
     if conditions is None and plan is None:
-        raise OptionError("--conditions DATASET[:split] is required with --backend sd-adapter (or a --plan to take it from)")
+        raise OptionError(
+            "--conditions DATASET[:split] is required with --backend sd-adapter (or a --plan to take it from)"
+        )
     folder, split = parse_dataset_spec(conditions) if conditions is not None else plan_dataset(plan)
     dataset = Dataset(folder)
     if not dataset.has_masks:
-        raise DatasetError("the sd-adapter backend keeps the real masks, and this dataset has none (masks/ is missing)", folder)
+        raise DatasetError(
+            "the sd-adapter backend keeps the real masks, and this dataset has none (masks/ is missing)", folder
+        )
     stems = dataset.select(split)
     weights = parse_blend(blend)
     check_template(prompt_template)
@@ -273,9 +287,13 @@ def sample_sd(
         return prepared_of[stem]
 
     # 3. generate in batches of equal generation size; every image seeded by (seed, job index)
-    generation = dict(steps=steps, guidance=guidance, conditioning_scale=conditioning_scale, negative_prompt=negative_prompt)
+    generation = dict(
+        steps=steps, guidance=guidance, conditioning_scale=conditioning_scale, negative_prompt=negative_prompt
+    )
     with DatasetWriter(out, manifest, overwrite=overwrite) as writer:
-        condition_of, prompt_of = _write_redraws(writer, jobs, prepared, model, seed, generation, batch_size, preview, progress)
+        condition_of, prompt_of = _write_redraws(
+            writer, jobs, prepared, model, seed, generation, batch_size, preview, progress
+        )
         manifest.source = {
             "backend": BACKEND, "base": str(base), model.kind: str(adapter if model.kind == "adapter" else controlnet),
             **settings, "conditions": {"dataset": str(folder), "split": split}, "condition_of": condition_of, "prompts": prompt_of,

@@ -67,7 +67,18 @@ def filter_dataset(
     check_by_options(by, given)
     batch_size = BATCH_SIZES.get(by, 8) if batch_size is None else batch_size
     if by == "clip":
-        return _by_clip(synthetic, out, clip_model, keep_per_class, keep_fraction, prompt_template, device, batch_size, overwrite, progress)
+        return _by_clip(
+            synthetic,
+            out,
+            clip_model,
+            keep_per_class,
+            keep_fraction,
+            prompt_template,
+            device,
+            batch_size,
+            overwrite,
+            progress,
+        )
     from defectsynth import filtering
 
     return filtering.filter_dataset(
@@ -78,7 +89,9 @@ def filter_dataset(
     )  # fmt: skip
 
 
-def _by_clip(synthetic, out, clip_model, keep_per_class, keep_fraction, prompt_template, device, batch_size, overwrite, progress) -> Path:
+def _by_clip(
+    synthetic, out, clip_model, keep_per_class, keep_fraction, prompt_template, device, batch_size, overwrite, progress
+) -> Path:
     """``by="clip"``: :func:`filter_by_clip` with the stage's options."""
     from defectsynth.sd_backend import clip_filter
 

@@ -19,7 +19,17 @@ BACKENDS = ("diffusion", "sd-adapter")
 # The preset table of each backend (defectsynth.presets.COMMANDS).
 PRESET_COMMANDS = {"diffusion": "sample", "sd-adapter": "sample_sd"}
 # Options of one backend only: refused with the other one.
-DIFFUSION_ONLY = ("num", "rescale", "mask_augment", "scheduler", "ema", "compile", "force_guidance", "onto", "placement")
+DIFFUSION_ONLY = (
+    "num",
+    "rescale",
+    "mask_augment",
+    "scheduler",
+    "ema",
+    "compile",
+    "force_guidance",
+    "onto",
+    "placement",
+)
 SD_ONLY = ("base", "adapter", "controlnet", "num_per_condition", "prior", "prior_weights", "blend", "captions", "captioner",
            "prompt_template", "negative_prompt", "conditioning_scale", "resolution", "device", "dtype", "preview")  # fmt: skip
 # What an option left out (None) becomes, per backend. Diffusion steps, rescale and guidance
