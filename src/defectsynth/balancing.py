@@ -289,7 +289,8 @@ def _check_unique(real: Dataset, synthetic: Dataset, stems: list[str]) -> None:
     if clashes:
         shown = ", ".join(clashes[:5]) + (f" and {len(clashes) - 5} more" if len(clashes) > 5 else "")
         raise DatasetError(
-            f"stems {shown} exist in both {real.root} and {synthetic.root}: merged stems must be unique, rename one side",
+            f"stems {shown} exist in both {real.root} and {synthetic.root}: merged stems must be unique, "
+            "rename one side",
             synthetic.root,
         )
 
@@ -388,7 +389,8 @@ def balance(
     planning, merging = plan_out is not None, synthetic is not None or out is not None
     if planning == merging:
         raise OptionError(
-            "give either --plan-out PLAN.json (plan generations) or --with SYNTH --out MERGED (merge), not both or neither"
+            "give either --plan-out PLAN.json (plan generations) or --with SYNTH --out MERGED (merge), not "
+            "both or neither"
         )
     if planning:
         return plan_balance(dataset, "auto" if n_balance is None else n_balance, plan_out, split, progress, overwrite)

@@ -124,7 +124,8 @@ def box_problems(
 
 # -- by segmenter: scoring ------------------------------------------------------------------------
 def to_model_input(images: np.ndarray) -> torch.Tensor:
-    """(N, H, W, 3) uint8 -> (N, 3, H, W) float32, normalised as ``evaluate`` does (:func:`evaluation.data.normalise`)."""
+    """(N, H, W, 3) uint8 -> (N, 3, H, W) float32, normalised as ``evaluate`` does
+    (:func:`evaluation.data.normalise`)."""
     return normalise(torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2))
 
 
@@ -313,7 +314,8 @@ def check_by_options(by: str, given: dict[str, bool]) -> None:
     if foreign:
         owner = next(other for other, options in BY_OPTIONS.items() if foreign[0] in options)
         raise OptionError(
-            f"{', '.join(foreign)} cannot be used with --by {by} (options that belong to --by {owner}; run filter twice to combine)"
+            f"{', '.join(foreign)} cannot be used with --by {by} (options that belong to --by {owner}; run "
+            "filter twice to combine)"
         )
 
 
@@ -342,7 +344,8 @@ def _check_options(
         return
     if (real is None) == (segmenter is None):
         raise OptionError(
-            "--by segmenter needs exactly one of --real DIR (train a U-Net on it) or --segmenter DIR (a saved smp network)"
+            "--by segmenter needs exactly one of --real DIR (train a U-Net on it) or --segmenter DIR (a saved "
+            "smp network)"
         )
     if score not in SCORES:
         raise OptionError(f"--score: choose one of {', '.join(SCORES)}, got {score!r}")
@@ -408,12 +411,12 @@ def filter_dataset(
 
     by="boxes": clip_labels, max_sae (0..1), drop_empty_boxes; class_agnostic: a pixel is kept /
     aligned when it lies in any box and a box is empty without any defect pixel (the BASD paper's
-    wording and eqs. 5-6) instead of the default class-aware reading (its own class's boxes). by="segmenter": real (train a U-Net
-    on its ``split``; arch, encoder, encoder_weights, epochs, batch_size, lr, seed) or segmenter (a
+    wording and eqs. 5-6) instead of the default class-aware reading (its own class's boxes). by="segmenter": real
+    (train a U-Net on its ``split``; arch, encoder, encoder_weights, epochs, batch_size, lr, seed) or segmenter (a
     network folder of formats.segmenter.save_model, e.g. ``<evaluate out>/models/<cell>``; the
     keyword was ``model`` before, which still works for one release with a DeprecationWarning);
-    score "iou" or "ce"; top_k or keep_fraction; size (H, W) or "N" / "WxH" the pairs are scored at (default: the first synthetic image's size); device (None: cuda
-    when available).
+    score "iou" or "ce"; top_k or keep_fraction; size (H, W) or "N" / "WxH" the pairs are scored at (default: the first
+    synthetic image's size); device (None: cuda when available).
     """
     _check_options(by, clip_labels, max_sae, drop_empty_boxes, real, segmenter, top_k, keep_fraction, score, batch_size)
     check_by_options(by, {"--class-agnostic": class_agnostic})
@@ -502,7 +505,8 @@ def _filter_by_boxes(
     kept_stems = [s for s in syn.stems if s not in removed]
     if not kept_stems:
         raise DatasetError(
-            f"every one of the {len(syn.stems)} samples was rejected: nothing to write (relax --max-sae or --drop-empty-boxes)",
+            f"every one of the {len(syn.stems)} samples was rejected: nothing to write (relax --max-sae or "
+            "--drop-empty-boxes)",
             syn.root,
         )
     record = _filter_record(syn, "boxes", options, kept_stems, removed, {"clipped_pixels": clipped_by_stem})

@@ -77,14 +77,17 @@ def download(repo_id: str, option: str, allow_patterns: list[str] | None = None)
     except LocalEntryNotFoundError:
         if constants.HF_HUB_OFFLINE:
             raise OptionError(
-                f"{option}: {repo_id} is no local folder, and as a Hub id it is not in the Hugging Face cache while HF_HUB_OFFLINE is set (download it once online)"
+                f"{option}: {repo_id} is no local folder, and as a Hub id it is not in the Hugging Face cache "
+                "while HF_HUB_OFFLINE is set (download it once online)"
             ) from None
         raise OptionError(
-            f"{option}: {repo_id} is no local folder, and as a Hub id it is not cached and the Hugging Face Hub cannot be reached (check the connection)"
+            f"{option}: {repo_id} is no local folder, and as a Hub id it is not cached and the Hugging Face "
+            "Hub cannot be reached (check the connection)"
         ) from None
     except RepositoryNotFoundError:
         raise OptionError(
-            f"{option}: {repo_id} is neither a local folder nor a repository on the Hugging Face Hub (a private or gated one needs `hf auth login` or HF_TOKEN)"
+            f"{option}: {repo_id} is neither a local folder nor a repository on the Hugging Face Hub (a "
+            "private or gated one needs `hf auth login` or HF_TOKEN)"
         ) from None
     except (RevisionNotFoundError, HfHubHTTPError, ValueError) as err:
         raise OptionError(f"{option}: cannot download {repo_id} from the Hugging Face Hub ({summary(err)})") from None

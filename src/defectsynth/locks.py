@@ -8,8 +8,8 @@ the holder (pid, host, command), so a second writer stops with one line::
     runs/toy: is being written by another process (train, pid 4242 on host lab-3): wait for it to finish or stop it
 
 The operating system releases the lock when its process ends, even when killed (its two files
-stay behind and the next writer takes them over); a normal end removes both files. Under ``accelerate launch`` only the main process
-takes the lock and every process gets its answer (:func:`defectsynth.ranks.one_outcome`).
+stay behind and the next writer takes them over); a normal end removes both files. Under ``accelerate launch`` only the
+main process takes the lock and every process gets its answer (:func:`defectsynth.ranks.one_outcome`).
 
 The command name is also what :class:`~defectsynth.formats.dataset.DatasetWriter` writes into its
 hidden partial folder (:func:`current_command`), so the next run of the same command on the same

@@ -154,7 +154,8 @@ class DefectsynthPipeline(DiffusionPipeline):
             ema = kwargs.pop("unet_ema", True) is not None
             if kwargs:
                 raise OptionError(
-                    f"{', '.join(kwargs)}: a run folder without model_index.json loads without options (or add it: write_model_index)",
+                    f"{', '.join(kwargs)}: a run folder without model_index.json loads without options (or add "
+                    "it: write_model_index)",
                     folder,
                 )
             return cls.from_run(folder, ema=ema)
@@ -196,7 +197,8 @@ class DefectsynthPipeline(DiffusionPipeline):
         name = SCHEDULER_NAMES.get(type(self.scheduler))
         if name is None:
             raise OptionError(
-                f"scheduler: {type(self.scheduler).__name__} is not one of DDPMScheduler, DDIMScheduler, DPMSolverMultistepScheduler"
+                f"scheduler: {type(self.scheduler).__name__} is not one of DDPMScheduler, DDIMScheduler, "
+                "DPMSolverMultistepScheduler"
             )
         return name
 
@@ -222,7 +224,8 @@ class DefectsynthPipeline(DiffusionPipeline):
         wrong = [k for k, v in given.items() if v and k != needed]
         if wrong or not (given[needed] or cond == "none"):
             raise OptionError(
-                f"this run (cond {cond}) samples from {needed}=...; {', '.join(wrong) or needed} {'not taken' if wrong else 'missing'}"
+                f"this run (cond {cond}) samples from {needed}=...; {', '.join(wrong) or needed} "
+                f"{'not taken' if wrong else 'missing'}"
             )
         if cond == "none":
             batch_size = 1 if batch_size is None else batch_size
@@ -310,7 +313,8 @@ class DefectsynthPipeline(DiffusionPipeline):
         steps, rescale, guidance = self.defaults(num_inference_steps, rescale, guidance_scale)
         if guidance != 1.0 and not run["drop_rate"] and not force_guidance:
             raise OptionError(
-                "guidance_scale needs a run trained with --drop-rate > 0 (classifier-free guidance), or force_guidance=True"
+                "guidance_scale needs a run trained with --drop-rate > 0 (classifier-free guidance), or "
+                "force_guidance=True"
             )
         sampler = self.sampler(steps, rescale)
         generators = self.generators(generator, len(cond))
@@ -338,7 +342,8 @@ class DefectsynthPipeline(DiffusionPipeline):
 
 # -- `defectsynth sample`'s model step ------------------------------------------------------------
 def sampling_pipeline(model, run, settings: dict[str, Any]) -> DefectsynthPipeline:
-    """The pipeline ``sample`` draws its batches with: ``model`` (loaded, maybe compiled) and the sampler of ``settings``."""
+    """The pipeline ``sample`` draws its batches with: ``model`` (loaded, maybe compiled) and the sampler of
+    ``settings``."""
     pipe = DefectsynthPipeline(
         unet=model,
         scheduler=train_scheduler(run.args["variance"], scheduler_prediction(run.prediction)),

@@ -74,10 +74,19 @@ ISDM = "002"  # Rabensteiner, Ugwu & Lanz
 VOC = "003"  # Che et al.
 
 PAPERS = {
-    "basd-paper": f"{BASD}: Simoni & Pelosin, Bounding Box-Guided Diffusion for Synthesizing Industrial Images and Segmentation Maps (Wood Surface Defects)",
-    "isdm-paper": f"{ISDM}: Rabensteiner, Ugwu & Lanz, ISDM (Lemons), with the thesis {THESIS} section 6.2 for what the paper leaves to SDM's defaults",
+    "basd-paper": (
+        f"{BASD}: Simoni & Pelosin, Bounding Box-Guided Diffusion for Synthesizing Industrial Images "
+        "and Segmentation Maps (Wood Surface Defects)"
+    ),
+    "isdm-paper": (
+        f"{ISDM}: Rabensteiner, Ugwu & Lanz, ISDM (Lemons), with the thesis {THESIS} section 6.2 for "
+        "what the paper leaves to SDM's defaults"
+    ),
     "all-latent-thesis": f"{THESIS}: Rabensteiner, MSc thesis, All-Latent (Lemons), section 6.1",
-    "voc-paper": f"{VOC}: Che et al., Enhanced Generative Data Augmentation for Semantic Segmentation via Stronger Guidance (PASCAL VOC)",
+    "voc-paper": (
+        f"{VOC}: Che et al., Enhanced Generative Data Augmentation for Semantic Segmentation via "
+        "Stronger Guidance (PASCAL VOC)"
+    ),
 }
 
 # The thesis' validation (001 section 7.1.2; the ISDM paper section 4 states the same), shared by
@@ -131,7 +140,8 @@ PRESETS: dict[str, dict[str, dict[str, Setting]]] = {
             "model": _open("paper", "the paper gives no widths; 'paper' is the 114M network of its public code"),
             "size": _open(
                 "352x128",
-                "the paper states no training size; 352x128 is the 2800x1024 wood images padded and downscaled 8x (prepare wood)",
+                "the paper states no training size; 352x128 is the 2800x1024 wood images padded and downscaled "
+                "8x (prepare wood)",
             ),
             "ema": _open(False, "the paper mentions no EMA"),
             "flip": _open(False, "the paper mentions no augmentation"),
@@ -184,7 +194,8 @@ PRESETS: dict[str, dict[str, dict[str, Setting]]] = {
             "drop_rate": _s(0.0, f"{THESIS} §6.2.1 (the drop rate belongs to the optional finetuning stage)"),
             "weights": _s(
                 "best",
-                f"{ISDM} §4; {THESIS} §6.2.1 (the checkpoint is overwritten only when the epoch's training loss improves)",
+                f"{ISDM} §4; {THESIS} §6.2.1 (the checkpoint is overwritten only when the epoch's training "
+                "loss improves)",
             ),
             "epochs": _s(20000, f'{THESIS} §6.2.1 ("a maximum number of epochs (20000)")'),
             "size": _s("256", f"{THESIS} §7.1.2 (256x256, natively supported by the DMs used)"),
@@ -288,7 +299,8 @@ PRESETS: dict[str, dict[str, dict[str, Setting]]] = {
 # What a preset cannot set, said once per preset (docs/presets/<name>.md repeats it).
 NOT_EXPRESSED = {
     "basd-paper": [
-        "the segmenter of Table 4 is trained without a validation split; defectsynth evaluate holds out 20% of --train-split to choose the epoch",
+        "the segmenter of Table 4 is trained without a validation split; defectsynth evaluate holds out 20% of "
+        "--train-split to choose the epoch",
         "--conditions (the boxes of the 20% split, §4.3) is a path: give it to sample",
     ],
     "isdm-paper": [
@@ -303,9 +315,12 @@ NOT_EXPRESSED = {
     ],
     "voc-paper": [
         "the VOC paper trains no diffusion model: there is no train preset",
-        "Mask2Former and RandomResize/RandomCrop are not in smp/defectsynth (--augment classic: flips, affine, blur, colour instead)",
-        "the 1/2 ... 1/16 partitions of Wang et al. (2022) are fixed lists; --mix R=732 ... R=92 draws seeded nested subsets instead",
-        "evaluate holds out 20% of the training split to choose the step; the paper reports the best val score (Fig. 5)",
+        "Mask2Former and RandomResize/RandomCrop are not in smp/defectsynth (--augment classic: flips, affine, "
+        "blur, colour instead)",
+        "the 1/2 ... 1/16 partitions of Wang et al. (2022) are fixed lists; --mix R=732 ... R=92 draws seeded "
+        "nested subsets instead",
+        "evaluate holds out 20% of the training split to choose the step; the paper reports the best val score "
+        "(Fig. 5)",
     ],
 }
 
@@ -356,7 +371,8 @@ def preset_settings(name: str, command: str) -> dict[str, Setting]:
     return settings
 
 
-# What ``train --finetune RUN`` takes from RUN when left out (diffusion.training.INHERITED): a preset does not set them then.
+# What ``train --finetune RUN`` takes from RUN when left out (diffusion.training.INHERITED): a preset does not set them
+# then.
 FINETUNE_INHERITS = ("cond", "target", "model", "size")
 
 

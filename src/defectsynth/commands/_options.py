@@ -43,7 +43,11 @@ ReportToOpt = Annotated[
     ReportTo,
     typer.Option(
         "--report-to",
-        help="Also log loss and lr per step and the preview grids to TensorBoard (<run>/tensorboard/) or Weights & Biases, through Accelerate's trackers; needs pip install 'defectsynth\\[tensorboard]' or 'defectsynth\\[wandb]'. See docs/trackers.md.",
+        help=(
+            "Also log loss and lr per step and the preview grids to TensorBoard (<run>/tensorboard/) or "
+            "Weights & Biases, through Accelerate's trackers; needs pip install 'defectsynth\\[tensorboard]' "
+            "or 'defectsynth\\[wandb]'. See docs/trackers.md."
+        ),
     ),
 ]
 

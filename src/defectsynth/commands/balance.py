@@ -30,7 +30,10 @@ def balance_command(
         Optional[str],
         typer.Option(
             "--n-balance",
-            help="Images per class to reach, or 'auto' (synthetic about as many as real). Plan default: auto; merge default: take every synthetic sample.",
+            help=(
+                "Images per class to reach, or 'auto' (synthetic about as many as real). Plan default: auto; "
+                "merge default: take every synthetic sample."
+            ),
         ),
     ] = None,
     plan_out: Annotated[
@@ -72,7 +75,8 @@ def balance_command(
     if isinstance(result, BalancePlan):
         if result.unreachable:
             console.print(
-                f"[yellow]no image contains[/] {', '.join(names[c] for c in result.unreachable)}: they cannot be generated"
+                f"[yellow]no image contains[/] {', '.join(names[c] for c in result.unreachable)}: they cannot "
+                "be generated"
             )
         console.print(
             f"n_balance {result.n_balance}: {result.generations} generations from {len(result.plan)} conditions"
@@ -81,7 +85,8 @@ def balance_command(
         return
     for cls, missing in result.short.items():
         console.print(
-            f"[yellow]{names.get(cls, cls)}[/]: {missing} image{'s' if missing != 1 else ''} short of {result.n_balance} (no synthetic sample left that helps)"
+            f"[yellow]{names.get(cls, cls)}[/]: {missing} image{'s' if missing != 1 else ''} short of "
+            f"{result.n_balance} (no synthetic sample left that helps)"
         )
     console.print(f"merged {result.real_stems} real + {len(result.selected)} of {result.available} synthetic samples")
     console.print(f"[green]wrote[/] {result.out}")

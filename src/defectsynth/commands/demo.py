@@ -39,7 +39,8 @@ def demo_command(
         console.print(table)
     plan = result["balance"]
     console.print(
-        f"balance plan: {plan.generations} generations from {len(plan.plan)} train conditions to reach {plan.n_balance} images per class"
+        f"balance plan: {plan.generations} generations from {len(plan.plan)} train conditions to reach "
+        f"{plan.n_balance} images per class"
     )
     if result["report"] is not None:
         console.print(report_table(result["report"]))
@@ -64,13 +65,16 @@ def verdict_lines(answer: dict[str, Any]) -> list[str]:
     return [
         f"verdict: mIoU {base['mix']} (real only) {base['mean']:.3f} ± {base['std']:.3f}, {mixed['mix']} (real + synthetic) "
         f"{mixed['mean']:.3f} ± {mixed['std']:.3f}, over {answer['repeats']} repeats; {answer['budget']}",
-        f"verdict: adding the synthetic data changed mIoU by {diff['mean']:+.3f} ± {diff['std']:.3f}{pct} (per repeat {per_repeat}): {word}",
+        f"verdict: adding the synthetic data changed mIoU by {diff['mean']:+.3f} ± {diff['std']:.3f}{pct} (per "
+        f"repeat {per_repeat}): {word}",
     ]
 
 
 def register(app: typer.Typer) -> None:
     app.command(
         "demo",
-        help="Run the whole pipeline on toy data: prepare, train, sample, metrics, filter, balance, evaluate, previews.",
+        help=(
+            "Run the whole pipeline on toy data: prepare, train, sample, metrics, filter, balance, evaluate, previews."
+        ),
         epilog=EXAMPLES,
     )(demo_command)

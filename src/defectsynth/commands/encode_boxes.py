@@ -33,7 +33,10 @@ def encode_boxes_command(
         ClassFill,
         typer.Option(
             "--class-fill",
-            help="C-BASD outside boxes: 'inside' = background (paper text, public code), 'nearest' = class of the nearest box (Algorithm 1).",
+            help=(
+                "C-BASD outside boxes: 'inside' = background (paper text, public code), 'nearest' = class of "
+                "the nearest box (Algorithm 1)."
+            ),
         ),
     ] = ClassFill.inside,
     preview: Annotated[
@@ -67,7 +70,8 @@ def encode_boxes_command(
     if summary.boxes_rewritten:
         console.print(f"[green]rewrote[/] {summary.root / 'boxes'} from the masks")
     console.print(
-        f"[green]wrote[/] {summary.maps} condition maps ({per_class}; class fill {summary.class_fill}) to {summary.conditions_dir}"
+        f"[green]wrote[/] {summary.maps} condition maps ({per_class}; class fill {summary.class_fill}) to "
+        f"{summary.conditions_dir}"
     )
     for path in summary.previews:
         console.print(f"  preview {path}")

@@ -109,21 +109,31 @@ def evaluate_command(
         int,
         typer.Option(
             "--epochs",
-            help="--budget steps: the budget in epochs of the real-only mix R=all,S=0 (unless --steps) and the number of validation rounds; converge: the most epochs; epochs: epochs per network. The weights of the best validation mIoU are kept.",
+            help=(
+                "--budget steps: the budget in epochs of the real-only mix R=all,S=0 (unless --steps) and the "
+                "number of validation rounds; converge: the most epochs; epochs: epochs per network. The "
+                "weights of the best validation mIoU are kept."
+            ),
         ),
     ] = 50,
     budget: Annotated[
         str,
         typer.Option(
             "--budget",
-            help="steps (same optimiser steps for every mix), converge (each mix until --patience epochs without a better validation mIoU) or epochs (the thesis: same epochs, so larger mixes train longer).",
+            help=(
+                "steps (same optimiser steps for every mix), converge (each mix until --patience epochs "
+                "without a better validation mIoU) or epochs (the thesis: same epochs, so larger mixes train "
+                "longer)."
+            ),
         ),
     ] = "steps",
     steps: Annotated[
         Optional[int],
         typer.Option(
             "--steps",
-            help="--budget steps: optimiser steps per network (default: --epochs x the steps of one epoch of R=all,S=0).",
+            help=(
+                "--budget steps: optimiser steps per network (default: --epochs x the steps of one epoch of R=all,S=0)."
+            ),
         ),
     ] = None,
     patience: Annotated[
@@ -159,7 +169,10 @@ def evaluate_command(
         Optimizer,
         typer.Option(
             "--optimizer",
-            help="adam (the thesis' validation code), adamw (the BASD paper) or sgd (momentum 0.9, weight decay 5e-4: MMSegmentation's, the VOC paper).",
+            help=(
+                "adam (the thesis' validation code), adamw (the BASD paper) or sgd (momentum 0.9, weight "
+                "decay 5e-4: MMSegmentation's, the VOC paper)."
+            ),
         ),
     ] = Optimizer.adam,
     model_kwargs: Annotated[
@@ -170,7 +183,10 @@ def evaluate_command(
         bool,
         typer.Option(
             "--save-models",
-            help="Keep each cell's selected network in OUT/models/<cell>/ (loadable by `filter --by segmenter --segmenter`).",
+            help=(
+                "Keep each cell's selected network in OUT/models/<cell>/ (loadable by `filter --by segmenter "
+                "--segmenter`)."
+            ),
         ),
     ] = False,
     overwrite: OverwriteOpt = False,
@@ -179,7 +195,10 @@ def evaluate_command(
         str,
         typer.Option(
             "--train-split",
-            help="Real split the networks train on (20% of it held out for validation); the BASD paper trains on its 20% split (val).",
+            help=(
+                "Real split the networks train on (20% of it held out for validation); the BASD paper trains "
+                "on its 20% split (val)."
+            ),
         ),
     ] = "train",
     test_split: Annotated[str, typer.Option("--test-split", help="Real split scored once per network.")] = "test",
@@ -187,7 +206,11 @@ def evaluate_command(
         LrSchedule,
         typer.Option(
             "--lr-schedule",
-            help="step: --lr divided by 10 halfway (the thesis' validation code); constant: one rate (the BASD paper states one); poly: (lr - 1e-4) * (1 - step/total)^0.9 + 1e-4 every step (MMSegmentation, the VOC paper).",
+            help=(
+                "step: --lr divided by 10 halfway (the thesis' validation code); constant: one rate (the BASD "
+                "paper states one); poly: (lr - 1e-4) * (1 - step/total)^0.9 + 1e-4 every step "
+                "(MMSegmentation, the VOC paper)."
+            ),
         ),
     ] = LrSchedule.step,
     preset: PresetOpt = None,
@@ -290,6 +313,9 @@ def training_table(report: dict[str, Any]) -> Table:
 def register(app: typer.Typer) -> None:
     app.command(
         "evaluate",
-        help="Benchmark synthetic data: train smp segmentation networks on real/synthetic mixes, score on the real test split.",
+        help=(
+            "Benchmark synthetic data: train smp segmentation networks on real/synthetic mixes, score on the "
+            "real test split."
+        ),
         epilog=EXAMPLES,
     )(evaluate_command)

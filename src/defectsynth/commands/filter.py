@@ -34,7 +34,9 @@ PromptTemplateOpt = Annotated[
     Optional[str],
     typer.Option(
         "--prompt-template",
-        help="--by clip: text each image is compared with; {classes} = its class names (default 'a photo of {classes}').",
+        help=(
+            "--by clip: text each image is compared with; {classes} = its class names (default 'a photo of {classes}')."
+        ),
     ),
 ]
 
@@ -81,7 +83,10 @@ def filter_command(
         By,
         typer.Option(
             "--by",
-            help="boxes: check masks against their condition boxes; segmenter: rank by a segmentation network; clip: rank by CLIP, per class.",
+            help=(
+                "boxes: check masks against their condition boxes; segmenter: rank by a segmentation network; "
+                "clip: rank by CLIP, per class."
+            ),
         ),
     ],
     clip_labels: Annotated[
@@ -110,7 +115,9 @@ def filter_command(
         Optional[Path],
         typer.Option(
             "--segmenter",
-            help="--by segmenter: a saved network (evaluate --save-models, or a filter's segmenter/) instead of --real.",
+            help=(
+                "--by segmenter: a saved network (evaluate --save-models, or a filter's segmenter/) instead of --real."
+            ),
         ),
     ] = None,
     split: Annotated[str, typer.Option("--split", help="Split of --real to train on; 'all' = every stem.")] = "train",
@@ -157,7 +164,10 @@ def filter_command(
         bool,
         typer.Option(
             "--class-agnostic",
-            help="--by boxes: a pixel counts as inside when it lies in any box, a box as empty without any defect pixel (the BASD paper's wording). Default: class-aware (its own class's boxes).",
+            help=(
+                "--by boxes: a pixel counts as inside when it lies in any box, a box as empty without any "
+                "defect pixel (the BASD paper's wording). Default: class-aware (its own class's boxes)."
+            ),
         ),
     ] = False,
 ) -> None:
@@ -213,6 +223,8 @@ def _print_summary(summary) -> None:
 def register(app: typer.Typer) -> None:
     app.command(
         "filter",
-        help="Filter synthetic pairs: clip labels to boxes, reject by SAE/empty boxes, or keep the top K by a segmenter.",
+        help=(
+            "Filter synthetic pairs: clip labels to boxes, reject by SAE/empty boxes, or keep the top K by a segmenter."
+        ),
         epilog=EXAMPLES,
     )(filter_command)

@@ -66,7 +66,9 @@ def metrics_command(
         float,
         typer.Option(
             "--hf-cutoff",
-            help="texture: radial frequency (cycles/pixel, 0..0.5) above which spectral power counts as high-frequency.",
+            help=(
+                "texture: radial frequency (cycles/pixel, 0..0.5) above which spectral power counts as high-frequency."
+            ),
         ),
     ] = 0.25,
     device: Annotated[
@@ -77,7 +79,10 @@ def metrics_command(
         bool,
         typer.Option(
             "--class-agnostic",
-            help="sae/ebr as the BASD paper's equations: a defect pixel is aligned in any box, a box is empty without any defect pixel. Default: class-aware (own class's boxes / pixels), stricter.",
+            help=(
+                "sae/ebr as the BASD paper's equations: a defect pixel is aligned in any box, a box is empty "
+                "without any defect pixel. Default: class-aware (own class's boxes / pixels), stricter."
+            ),
         ),
     ] = False,
 ) -> None:

@@ -74,14 +74,20 @@ def prepare_command(
         Optional[str],
         typer.Option(
             "--classes",
-            help="toy: subset of scratch,spot,crack,stain. lemons: multi-class subset, e.g. blemish,illness,mould (+ 'mix'). masks: names of mask ids 1..N.",
+            help=(
+                "toy: subset of scratch,spot,crack,stain. lemons: multi-class subset, e.g. "
+                "blemish,illness,mould (+ 'mix'). masks: names of mask ids 1..N."
+            ),
         ),
     ] = None,
     source_dir: Annotated[
         Optional[Path],
         typer.Option(
             "--source",
-            help="lemons: dataset folder or zip. wood: unpacked archive. voc: VOCdevkit/VOC2012. masks: folder of images + masks.",
+            help=(
+                "lemons: dataset folder or zip. wood: unpacked archive. voc: VOCdevkit/VOC2012. masks: folder "
+                "of images + masks."
+            ),
         ),
     ] = None,
     binary: Annotated[
@@ -95,7 +101,9 @@ def prepare_command(
         Optional[str],
         typer.Option(
             "--ignore",
-            help="lemons: categories that do not count for the subset rule and are left out of the masks, e.g. pedicel.",
+            help=(
+                "lemons: categories that do not count for the subset rule and are left out of the masks, e.g. pedicel."
+            ),
         ),
     ] = None,
     annotations: Annotated[Optional[Path], typer.Option("--annotations", help="coco: the instances JSON file.")] = None,
@@ -129,7 +137,11 @@ def prepare_command(
         Optional[int],
         typer.Option(
             "--min-defect-pixels",
-            help="Refuse (exit 2, nothing written) when a class in an image keeps fewer than N pixels after resizing. Without it, defects and boxes that resizing removes are a warning (counted in dataset.json).",
+            help=(
+                "Refuse (exit 2, nothing written) when a class in an image keeps fewer than N pixels after "
+                "resizing. Without it, defects and boxes that resizing removes are a warning (counted in "
+                "dataset.json)."
+            ),
             show_default=False,
         ),
     ] = None,

@@ -1,4 +1,5 @@
-"""``defectsynth push RUN REPO_ID``: upload a trained run to the Hugging Face Hub (:func:`defectsynth.hub_push.push`)."""
+"""``defectsynth push RUN REPO_ID``: upload a trained run to the Hugging Face Hub
+(:func:`defectsynth.hub_push.push`)."""
 
 from __future__ import annotations
 

@@ -129,7 +129,10 @@ def sample_command(
         Optional[Path],
         typer.Argument(
             metavar="RUN",
-            help="Run folder written by `defectsynth train`, or a run pushed to the Hub (owner/name; diffusion backend only).",
+            help=(
+                "Run folder written by `defectsynth train`, or a run pushed to the Hub (owner/name; diffusion "
+                "backend only)."
+            ),
             show_default=False,
         ),
     ] = None,
@@ -141,14 +144,21 @@ def sample_command(
         Optional[str],
         typer.Option(
             "--conditions",
-            help="DATASET[:split]: whose boxes (or masks, for --cond mask runs) condition the samples (diffusion; default: the run's training data) or whose images are redrawn (sd-adapter; default: the --plan's dataset).",
+            help=(
+                "DATASET[:split]: whose boxes (or masks, for --cond mask runs) condition the samples "
+                "(diffusion; default: the run's training data) or whose images are redrawn (sd-adapter; "
+                "default: the --plan's dataset)."
+            ),
         ),
     ] = None,
     plan: Annotated[
         Optional[Path],
         typer.Option(
             "--plan",
-            help="Generation plan from `balance --plan-out` (which condition images, how often). Diffusion: instead of --conditions and --num.",
+            help=(
+                "Generation plan from `balance --plan-out` (which condition images, how often). Diffusion: "
+                "instead of --conditions and --num."
+            ),
         ),
     ] = None,
     steps: Annotated[
@@ -161,7 +171,10 @@ def sample_command(
         Optional[float],
         typer.Option(
             "--guidance",
-            help="Classifier-free guidance scale; needs a run trained with --drop-rate. Default: 1.5 for a mask-conditioned run finetuned with a drop rate (ISDM), else 1.0; sd-adapter 7.5.",
+            help=(
+                "Classifier-free guidance scale; needs a run trained with --drop-rate. Default: 1.5 for a "
+                "mask-conditioned run finetuned with a drop rate (ISDM), else 1.0; sd-adapter 7.5."
+            ),
             show_default=False,
         ),
     ] = None,
@@ -170,7 +183,11 @@ def sample_command(
         Optional[int],
         typer.Option(
             "--batch-size",
-            help="Images per forward pass. Reruns with the same --batch-size give the same bytes (on any number of processes); another --batch-size changes pixels by up to one level (docs/sample.md). Default: 16; sd-adapter 1.",
+            help=(
+                "Images per forward pass. Reruns with the same --batch-size give the same bytes (on any "
+                "number of processes); another --batch-size changes pixels by up to one level "
+                "(docs/sample.md). Default: 16; sd-adapter 1."
+            ),
         ),
     ] = None,
     overwrite: OverwriteOpt = False,
@@ -182,7 +199,8 @@ def sample_command(
     rescale: Annotated[
         Optional[bool],
         _diff(
-            "ISDM's sampler: a fresh N-step schedule, betas x T/N, model fed t*T/N. Default: on for mask-conditioned runs (with --steps 300).",
+            "ISDM's sampler: a fresh N-step schedule, betas x T/N, model fed t*T/N. Default: on for "
+            "mask-conditioned runs (with --steps 300).",
             "--rescale/--no-rescale",
         ),
     ] = None,
@@ -196,7 +214,9 @@ def sample_command(
     scheduler: Annotated[
         Optional[Scheduler],
         _diff(
-            "ddpm (respaced), ddim or dpm (DPM-Solver++). Default: dpm (20 steps) for box-guided and unconditional runs; ddpm for mask-conditioned runs (ISDM: 300 rescaled steps), --rescale and --onto.",
+            "ddpm (respaced), ddim or dpm (DPM-Solver++). Default: dpm (20 steps) for box-guided and "
+            "unconditional runs; ddpm for mask-conditioned runs (ISDM: 300 rescaled steps), --rescale and "
+            "--onto.",
             "--scheduler",
         ),
     ] = None,
@@ -204,14 +224,17 @@ def sample_command(
     onto: Annotated[
         Optional[str],
         _diff(
-            "Paint the defects into these images (a run trained with --context): a dataset folder, DIR:split or a folder of plain images, any size; the output equals them outside the boxes' region (docs/sample.md#onto-painting-into-real-images).",
+            "Paint the defects into these images (a run trained with --context): a dataset folder, DIR:split "
+            "or a folder of plain images, any size; the output equals them outside the boxes' region "
+            "(docs/sample.md#onto-painting-into-real-images).",
             "--onto",
         ),
     ] = None,
     placement: Annotated[
         Placement,
         _diff(
-            "With --onto: keep the condition boxes at their (scaled) positions, or move each to a random free place (seeded).",
+            "With --onto: keep the condition boxes at their (scaled) positions, or move each to a random free "
+            "place (seeded).",
             "--placement",
         ),
     ] = Placement.keep,
@@ -245,7 +268,8 @@ def sample_command(
     prior_weights: Annotated[
         Optional[Path],
         _sd(
-            "Folder with the detector safetensors: lineart.safetensors and/or sketch.safetensors (docs/sd-adapter.md#priors).",
+            "Folder with the detector safetensors: lineart.safetensors and/or sketch.safetensors "
+            "(docs/sd-adapter.md#priors).",
             "--prior-weights",
         ),
     ] = None,
@@ -271,7 +295,8 @@ def sample_command(
     force_guidance: Annotated[
         bool,
         _diff(
-            "Apply --guidance also to a run trained without --drop-rate (its null-condition output was never trained): what the thesis did for its ISDM models without finetuning (section 6.2).",
+            "Apply --guidance also to a run trained without --drop-rate (its null-condition output was never "
+            "trained): what the thesis did for its ISDM models without finetuning (section 6.2).",
             "--force-guidance",
         ),
     ] = False,
@@ -306,6 +331,9 @@ def sample_command(
 def register(app: typer.Typer) -> None:
     app.command(
         "sample",
-        help="Draw a synthetic image + mask dataset: from a trained run (diffusion) or by redrawing real images (sd-adapter).",
+        help=(
+            "Draw a synthetic image + mask dataset: from a trained run (diffusion) or by redrawing real "
+            "images (sd-adapter)."
+        ),
         epilog=EXAMPLES,
     )(sample_command)

@@ -120,7 +120,10 @@ def train_command(
         Optional[Cond],
         typer.Option(
             "--cond",
-            help="Condition: BASD + C-BASD maps, plain box masks, none, or the mask (SPADE UNet of SDM/ISDM, with --target image). Default: basd; with --finetune the run's.",
+            help=(
+                "Condition: BASD + C-BASD maps, plain box masks, none, or the mask (SPADE UNet of SDM/ISDM, "
+                "with --target image). Default: basd; with --finetune the run's."
+            ),
             show_default=False,
         ),
     ] = None,
@@ -128,7 +131,10 @@ def train_command(
         Optional[Target],
         typer.Option(
             "--target",
-            help="What the network generates: RGB + analog-bit mask, RGB only, or the mask only. Default: joint; with --finetune the run's.",
+            help=(
+                "What the network generates: RGB + analog-bit mask, RGB only, or the mask only. Default: "
+                "joint; with --finetune the run's."
+            ),
             show_default=False,
         ),
     ] = None,
@@ -136,7 +142,9 @@ def train_command(
         Optional[ModelSize],
         typer.Option(
             "--model",
-            help="UNet size; paper = the BASD paper's 114M-parameter network. Default: small; with --finetune the run's.",
+            help=(
+                "UNet size; paper = the BASD paper's 114M-parameter network. Default: small; with --finetune the run's."
+            ),
             show_default=False,
         ),
     ] = None,
@@ -167,7 +175,13 @@ def train_command(
         Optional[Prediction],
         typer.Option(
             "--prediction",
-            help="What the network predicts for the image channels: x_0 (sample), the noise (epsilon: the BASD paper and ISDM) or v. Default: v for grey-scale runs (--channels; on CrackForest as grey it keeps the surface texture and trains the segmenter as well as real data, docs/recipe-ablation.md), x_0 for RGB runs, epsilon for --cond mask; a resumed run keeps its own.",
+            help=(
+                "What the network predicts for the image channels: x_0 (sample), the noise (epsilon: the BASD "
+                "paper and ISDM) or v. Default: v for grey-scale runs (--channels; on CrackForest as grey it "
+                "keeps the surface texture and trains the segmenter as well as real data, "
+                "docs/recipe-ablation.md), x_0 for RGB runs, epsilon for --cond mask; a resumed run keeps its "
+                "own."
+            ),
             show_default=False,
         ),
     ] = None,
@@ -175,7 +189,11 @@ def train_command(
         Optional[Prediction],
         typer.Option(
             "--mask-prediction",
-            help="What the network predicts for the analog-bit mask channels. Default: x_0 (sample), which keeps masks in their boxes whatever --prediction says; as --prediction for --cond mask and --latent. --prediction epsilon --mask-prediction epsilon is the BASD paper's recipe.",
+            help=(
+                "What the network predicts for the analog-bit mask channels. Default: x_0 (sample), which "
+                "keeps masks in their boxes whatever --prediction says; as --prediction for --cond mask and "
+                "--latent. --prediction epsilon --mask-prediction epsilon is the BASD paper's recipe."
+            ),
             show_default=False,
         ),
     ] = None,
@@ -210,21 +228,31 @@ def train_command(
         Channels,
         typer.Option(
             "--channels",
-            help="Image channels: auto = one grey channel when every training image is grey (R = G = B), else RGB; grey forces luminance; rgb forces three.",
+            help=(
+                "Image channels: auto = one grey channel when every training image is grey (R = G = B), else "
+                "RGB; grey forces luminance; rgb forces three."
+            ),
         ),
     ] = Channels.auto,
     mixed_precision: Annotated[
         Precision,
         typer.Option(
             "--mixed-precision",
-            help="Autocast precision. auto: bf16 where the device runs it natively (Ampere+ GPUs, CPUs with AVX512-BF16 or AMX; weights stay float32), the launcher's setting under accelerate launch, else no.",
+            help=(
+                "Autocast precision. auto: bf16 where the device runs it natively (Ampere+ GPUs, CPUs with "
+                "AVX512-BF16 or AMX; weights stay float32), the launcher's setting under accelerate launch, "
+                "else no."
+            ),
         ),
     ] = Precision.auto,
     compile: Annotated[
         bool,
         typer.Option(
             "--compile",
-            help="Run the network through torch.compile (compiles for minutes first; measure before use, docs/benchmarks.md).",
+            help=(
+                "Run the network through torch.compile (compiles for minutes first; measure before use, "
+                "docs/benchmarks.md)."
+            ),
         ),
     ] = False,
     checkpoint_every: Annotated[
@@ -247,7 +275,10 @@ def train_command(
         Optional[Path],
         typer.Option(
             "--finetune",
-            help="Start from the weights of this run folder (or a run pushed to the Hub: owner/name); --cond, --target, --model and --size left out are the run's.",
+            help=(
+                "Start from the weights of this run folder (or a run pushed to the Hub: owner/name); --cond, "
+                "--target, --model and --size left out are the run's."
+            ),
         ),
     ] = None,
     split: SplitNameOpt = None,
@@ -262,14 +293,21 @@ def train_command(
         bool,
         typer.Option(
             "--context",
-            help="Also condition on the real image outside the boxes (and the region as a channel) and learn only inside the boxes, dilated by --context-margin: for `sample --onto` (docs/train.md#context-painting-into-real-images). With --cond basd|boxmask, --target joint.",
+            help=(
+                "Also condition on the real image outside the boxes (and the region as a channel) and learn "
+                "only inside the boxes, dilated by --context-margin: for `sample --onto` "
+                "(docs/train.md#context-painting-into-real-images). With --cond basd|boxmask, --target joint."
+            ),
         ),
     ] = False,
     crop: Annotated[
         Optional[int],
         typer.Option(
             "--crop",
-            help="With --context: train on N x N windows cut at native resolution around random boxes (plus defect-free windows); --size is not used.",
+            help=(
+                "With --context: train on N x N windows cut at native resolution around random boxes (plus "
+                "defect-free windows); --size is not used."
+            ),
         ),
     ] = None,
     context_margin: Annotated[
@@ -301,14 +339,20 @@ def train_command(
         ClassFill,
         typer.Option(
             "--class-fill",
-            help="C-BASD class map (--cond basd): inside boxes only (the public code) or every pixel the nearest box's class (the paper's Algorithm 1; sample uses the run's).",
+            help=(
+                "C-BASD class map (--cond basd): inside boxes only (the public code) or every pixel the "
+                "nearest box's class (the paper's Algorithm 1; sample uses the run's)."
+            ),
         ),
     ] = ClassFill.inside,
     dropout: Annotated[
         Optional[float],
         typer.Option(
             "--dropout",
-            help="Dropout in the network's residual blocks. Default: the model size's (SPADE paper: 0.1, SDM's README; else 0).",
+            help=(
+                "Dropout in the network's residual blocks. Default: the model size's (SPADE paper: 0.1, SDM's "
+                "README; else 0)."
+            ),
             show_default=False,
         ),
     ] = None,

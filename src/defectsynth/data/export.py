@@ -186,7 +186,8 @@ def check_export_out(out: Path, to: str, overwrite: bool) -> None:
     )
     if not (out / _MARKER[to]).exists() or foreign:
         raise OutputExistsError(
-            f"--overwrite only replaces a {to} export folder, and this one holds {', '.join(foreign[:3]) or 'no ' + _MARKER[to]}",
+            f"--overwrite only replaces a {to} export folder, and this one holds "
+            f"{', '.join(foreign[:3]) or 'no ' + _MARKER[to]}",
             out,
         )
 

@@ -125,7 +125,8 @@ def _from_json(cls, values: dict[str, Any], path: str | Path | None, what: str):
     unknown = [k for k in values if k not in names]
     if unknown:
         raise DatasetError(
-            f"{what}: unknown key{'s' if len(unknown) > 1 else ''} {', '.join(map(repr, unknown))} (written by a newer defectsynth?)",
+            f"{what}: unknown key{'s' if len(unknown) > 1 else ''} {', '.join(map(repr, unknown))} (written by "
+            "a newer defectsynth?)",
             path,
         )
     required = [

@@ -94,7 +94,8 @@ def boxes_in_window(boxes: list[Box], x0: int, y0: int, width: int, height: int)
 
 
 def context_tensor(image: np.ndarray, region: np.ndarray) -> torch.Tensor:
-    """(C + 1, H, W) float32: the (H, W, C) uint8 image in [-1, 1] with ``region`` blanked to 0, and the region as +-1."""
+    """(C + 1, H, W) float32: the (H, W, C) uint8 image in [-1, 1] with ``region`` blanked to 0, and the region as
+    +-1."""
     known = images_to_tensor(torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1))
     inside = torch.from_numpy(region)
     known = known.masked_fill(inside[None], 0.0)
@@ -154,7 +155,8 @@ class ContextSet:
                 raise DatasetError("--context needs masks, but this dataset has none", s.stem)
             if crop is None and s.size != samples[0].size:
                 raise DatasetError(
-                    f"image is {s.size[1]}x{s.size[0]} but the first one is {samples[0].size[1]}x{samples[0].size[0]}: pass --size or --crop",
+                    f"image is {s.size[1]}x{s.size[0]} but the first one is "
+                    f"{samples[0].size[1]}x{samples[0].size[0]}: pass --size or --crop",
                     s.stem,
                 )
             if crop is not None and min(s.size) < crop:

@@ -115,7 +115,8 @@ def open_onto(text: str | Path, run: Run) -> Onto:
         theirs, ours = ds.manifest.class_names, {c.id: c.name for c in run.classes}
         if theirs != ours:
             raise DatasetError(
-                f"--onto: classes {theirs} differ from {ours} of the run {run.root}: use a dataset with the run's classes, or a folder of plain images",
+                f"--onto: classes {theirs} differ from {ours} of the run {run.root}: use a dataset with the "
+                "run's classes, or a folder of plain images",
                 ds.root / "dataset.json",
             )
         stems = ds.select(split)
@@ -167,7 +168,8 @@ def layouts(
     theirs, ours = ds.manifest.class_names, {c.id: c.name for c in run.classes}
     if theirs != ours:
         raise DatasetError(
-            f"--conditions: classes {theirs} differ from {ours} of the run {run.root}: condition on a dataset with the run's classes",
+            f"--conditions: classes {theirs} differ from {ours} of the run {run.root}: condition on a dataset "
+            "with the run's classes",
             ds.root / "dataset.json",
         )
     return ds, chosen, {"dataset": str(ds.root.resolve()), "split": split}
@@ -326,7 +328,8 @@ def canvas_area(c: Canvas, run: Run, margin: int, device) -> Area:
 
 
 def paint_batch(model, run: Run, canvases: list[Canvas], settings: dict[str, Any], rows: int, device) -> None:
-    """Denoise the canvases of a batch together (:func:`~defectsynth.diffusion.canvas.denoise_areas`) and paint their regions in."""
+    """Denoise the canvases of a batch together (:func:`~defectsynth.diffusion.canvas.denoise_areas`) and paint their
+    regions in."""
     margin, num_classes, layout = run.args.get("context_margin", 0), run.info["num_classes"], run.layout
     areas = [canvas_area(c, run, margin, device) for c in canvases]
     generators = [
@@ -430,7 +433,8 @@ def sample_onto(
     compile: bool,
     progress: bool,
 ) -> Manifest:
-    """:func:`~defectsynth.diffusion.sampling.sample` with ``onto``: paint into the ``onto`` images (module docstring)."""
+    """:func:`~defectsynth.diffusion.sampling.sample` with ``onto``: paint into the ``onto`` images (module
+    docstring)."""
     if not run.args.get("context"):
         raise OptionError(f"--onto needs a run trained with --context; {run.root} was trained without it")
     if onto is None:

@@ -95,7 +95,8 @@ def condition_jobs(
     theirs, ours = ds.manifest.class_names, {c.id: c.name for c in run.classes}
     if theirs != ours:
         raise DatasetError(
-            f"--conditions: classes {theirs} differ from {ours} of the run {run.root}: condition on a dataset with the run's classes",
+            f"--conditions: classes {theirs} differ from {ours} of the run {run.root}: condition on a dataset "
+            "with the run's classes",
             ds.root / "dataset.json",
         )
     cond = run.args["cond"]

@@ -75,7 +75,8 @@ class Autoencoder:
     def latent_size(self, size: tuple[int, int]) -> tuple[int, int]:
         if size[0] % self.factor or size[1] % self.factor:
             raise OptionError(
-                f"--latent: the image size {size[1]}x{size[0]} must be divisible by the autoencoder's factor {self.factor}"
+                f"--latent: the image size {size[1]}x{size[0]} must be divisible by the autoencoder's factor "
+                f"{self.factor}"
             )
         return size[0] // self.factor, size[1] // self.factor
 

@@ -25,7 +25,8 @@ class MaskAugment:
     flip: float = 0.5
 
     def matrix(self, size: tuple[int, int], rng: np.random.Generator) -> np.ndarray:
-        """(2, 3) affine matrix for an image of ``size`` = (H, W): flips, then rotation + scale about the centre, then shift."""
+        """(2, 3) affine matrix for an image of ``size`` = (H, W): flips, then rotation + scale about the centre, then
+        shift."""
         h, w = size
         angle = rng.uniform(-self.rotation, self.rotation)
         scale = rng.uniform(*self.scale)

@@ -70,7 +70,8 @@ SPADE_PAPER: dict[str, Any] = {
 
 @dataclass(frozen=True)
 class Layout:
-    """Channel counts of a run. ``target``, ``self_cond`` and ``cond`` are input channels; ``out`` the network's output."""
+    """Channel counts of a run. ``target``, ``self_cond`` and ``cond`` are input channels; ``out`` the network's
+    output."""
 
     target_channels: int
     cond_channels: int
@@ -168,7 +169,8 @@ def spade_config(model: str, size: tuple[int, int], layout: Layout) -> dict[str,
     factor = 2 ** (len(spec["block_out_channels"]) - 1)
     if size[0] % factor or size[1] % factor:
         raise OptionError(
-            f"--size: {size[1]}x{size[0]} must be divisible by {factor} for --model {model}; resize the dataset or pick a smaller model"
+            f"--size: {size[1]}x{size[0]} must be divisible by {factor} for --model {model}; resize the "
+            "dataset or pick a smaller model"
         )
     return {
         "sample_size": base["sample_size"],

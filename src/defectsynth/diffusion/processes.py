@@ -43,7 +43,8 @@ def resolve_precision(mixed_precision: str) -> str:
     if launcher:
         if launcher not in PRECISIONS:
             raise OptionError(
-                f"--mixed-precision auto: the launcher's ACCELERATE_MIXED_PRECISION={launcher!r} is not no, fp16 or bf16"
+                f"--mixed-precision auto: the launcher's ACCELERATE_MIXED_PRECISION={launcher!r} is not no, "
+                "fp16 or bf16"
             )
         return launcher
     from accelerate.utils import parse_flag_from_env

@@ -84,10 +84,10 @@ def sample(
     conditions: ``DATASET[:split]`` whose boxes condition the samples (default: the run's training
     dataset and split; for a mask-conditioned run their masks, which the output carries as its
     masks). plan: a ``balance --plan-out`` file to draw instead (not with ``conditions`` or
-    ``num``). scheduler: None = the run's default (:func:`~defectsynth.diffusion.trained_run.default_scheduler`: dpm, or ddpm for
-    mask-conditioned runs and ``onto``). steps: default 1000 (ddpm), 50 (ddim), 20 (dpm). rescale / guidance: None = the
-    run's defaults (:func:`~defectsynth.diffusion.trained_run.run_defaults`). mask_augment: randomly warp each condition mask first.
-    compile: run the network's forward through ``torch.compile``. onto: a folder of images (a
+    ``num``). scheduler: None = the run's default (:func:`~defectsynth.diffusion.trained_run.default_scheduler`: dpm, or
+    ddpm for mask-conditioned runs and ``onto``). steps: default 1000 (ddpm), 50 (ddim), 20 (dpm). rescale / guidance:
+    None = the run's defaults (:func:`~defectsynth.diffusion.trained_run.run_defaults`). mask_augment: randomly warp
+    each condition mask first. compile: run the network's forward through ``torch.compile``. onto: a folder of images (a
     dataset folder, ``DIR:split`` or plain images) to paint the conditions' boxes into, with a run
     trained with ``--context``; placement: keep | random, where the boxes go (:mod:`inpaint`).
     force_guidance: apply ``guidance`` to a run trained without a drop rate too (its
@@ -104,7 +104,8 @@ def sample(
         raise OptionError(f"--batch-size: must be >= 1, got {batch_size}")
     if guidance != 1.0 and not the_run.args.get("drop_rate") and not force_guidance:
         raise OptionError(
-            "--guidance needs a run trained with --drop-rate > 0 (classifier-free guidance), or --force-guidance (the thesis' ISDM models without finetuning)"
+            "--guidance needs a run trained with --drop-rate > 0 (classifier-free guidance), or "
+            "--force-guidance (the thesis' ISDM models without finetuning)"
         )
     make_sampler(
         scheduler, steps, the_run.args["variance"], rescale, scheduler_prediction(the_run.prediction)

@@ -101,7 +101,8 @@ def make_sampler(
         raise OptionError(f"--rescale builds a new DDPM schedule and cannot be used with --scheduler {name}")
     if rescale and BETA_END * TRAIN_TIMESTEPS / steps >= 1.0:
         raise OptionError(
-            f"--rescale needs --steps above {RESCALE_MIN_STEPS}: the last beta, 0.02*{TRAIN_TIMESTEPS}/{steps}, must stay below 1"
+            f"--rescale needs --steps above {RESCALE_MIN_STEPS}: the last beta, "
+            f"0.02*{TRAIN_TIMESTEPS}/{steps}, must stay below 1"
         )
     learned = variance == "learned"
     if rescale:

@@ -181,7 +181,8 @@ class SPADEUNet2DModel(ModelMixin, ConfigMixin):
         segmap: torch.Tensor | None = None,
         return_dict: bool = True,
     ) -> UNet2DOutput | tuple[torch.Tensor]:
-        """sample: (B, in_channels [+ label_channels], H, W); timestep: scalar or (B,); segmap: (B, label_channels, h, w)."""
+        """sample: (B, in_channels [+ label_channels], H, W); timestep: scalar or (B,); segmap: (B, label_channels, h,
+        w)."""
         c, labels = self.config.in_channels, self.config.label_channels
         if segmap is None:
             if sample.shape[1] != c + labels:

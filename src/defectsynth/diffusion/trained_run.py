@@ -64,7 +64,8 @@ class Run:
 
 
 def paints_into_images(run: Run, onto) -> bool:
-    """Whether sampling paints into given images (``--onto``, or a context run): :mod:`~defectsynth.diffusion.inpaint`."""
+    """Whether sampling paints into given images (``--onto``, or a context run):
+    :mod:`~defectsynth.diffusion.inpaint`."""
     return onto is not None or bool(run.args.get("context"))
 
 

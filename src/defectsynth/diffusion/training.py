@@ -11,9 +11,9 @@ N processes with batch B train like one process with batch N*B: in float32 up to
 floating-point sums (tested to 1e-4); bf16 autocast rounds batches of other sizes further apart.
 
 Policy (ISDM): ``unet/`` and ``unet_ema/`` are rewritten only when an epoch's mean training loss
-improves (and written once at the end if training stopped before its first epoch ended); ``checkpoint-<step>/`` every ``checkpoint_every`` steps and at the end, the last
-``checkpoints_total_limit`` kept; ``patience_steps`` stops when the loss has not improved for that
-many steps.
+improves (and written once at the end if training stopped before its first epoch ended); ``checkpoint-<step>/`` every
+``checkpoint_every`` steps and at the end, the last ``checkpoints_total_limit`` kept; ``patience_steps`` stops when the
+loss has not improved for that many steps.
 
 Recipe options (defaults measured in docs/recipe-ablation.md): ``prediction`` (epsilon | sample | v),
 ``mask_loss_weight``, ``min_snr_gamma``, ``self_cond`` (analog-bits self-conditioning: on half of
@@ -256,7 +256,8 @@ def check_paper_switches(args: DiffusionTrainConfig) -> None:
         )
     if args.class_fill != "inside" and args.context:  # the windows of diffusion/context.py fill inside boxes
         raise OptionError(
-            f"--class-fill {args.class_fill} cannot be used with --context: its windows fill the class map inside the boxes"
+            f"--class-fill {args.class_fill} cannot be used with --context: its windows fill the class map "
+            "inside the boxes"
         )
     if args.dropout is not None and not 0.0 <= args.dropout < 1.0:
         raise OptionError(f"--dropout: must lie in [0, 1), got {args.dropout}")
@@ -361,7 +362,8 @@ def build_model(config: dict[str, Any], finetune: str | None) -> torch.nn.Module
         loaded = load_network(folder)
         if type(loaded) is not type(model):
             raise OptionError(
-                f"--finetune: {folder} holds a {type(loaded).__name__}, this run needs a {type(model).__name__} (same --cond)"
+                f"--finetune: {folder} holds a {type(loaded).__name__}, this run needs a "
+                f"{type(model).__name__} (same --cond)"
             )
         for key in ("in_channels", "out_channels", "block_out_channels", "sample_size", "label_channels"):
             if key not in config:
@@ -369,7 +371,8 @@ def build_model(config: dict[str, Any], finetune: str | None) -> torch.nn.Module
             a, b = _plain(loaded.config[key]), _plain(config[key])
             if a != b:
                 raise OptionError(
-                    f"--finetune: {folder} has {key}={a}, this run needs {b} (same --cond/--target/--model/--size and classes)"
+                    f"--finetune: {folder} has {key}={a}, this run needs {b} (same "
+                    "--cond/--target/--model/--size and classes)"
                 )
         model.load_state_dict(loaded.state_dict())
     return model
@@ -629,7 +632,8 @@ def finetune_options(finetune: str | Path | None, given: dict[str, Any]) -> dict
         mine, theirs = (format_size(parse_size(x)) if key == "size" and x else x for x in (value, recorded.get(key)))
         if value is not None and mine != theirs:
             raise OptionError(
-                f"--finetune: {finetune} was trained with --{key} {theirs}, not {mine}: leave --{key} out to take the run's"
+                f"--finetune: {finetune} was trained with --{key} {theirs}, not {mine}: leave --{key} out to "
+                "take the run's"
             )
     return chosen
 
@@ -906,7 +910,8 @@ class Loop:
         ]
         where = f"the last good weights are kept in {', '.join(kept)}" if kept else "nothing was saved yet"
         raise TrainingError(
-            f"step {self.state.step + 1}: the training loss is {value} (not finite); training stopped, {where}; try a lower --lr",
+            f"step {self.state.step + 1}: the training loss is {value} (not finite); training stopped, "
+            f"{where}; try a lower --lr",
             self.out,
         )
 

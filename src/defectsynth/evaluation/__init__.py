@@ -121,7 +121,8 @@ def _model_dir(out: Path, cell: Cell) -> Path:
 def _load_done(
     out: Path, cells: Sequence[Cell], digests: dict[str, str], save_models: bool = False
 ) -> dict[str, dict[str, Any]]:
-    """Stored results of finished cells whose training data is unchanged (and, with ``save_models``, whose network is saved)."""
+    """Stored results of finished cells whose training data is unchanged (and, with ``save_models``, whose network is
+    saved)."""
     done = {}
     for cell in cells:
         path = out / "cells" / f"{cell.key}.json"
@@ -257,7 +258,8 @@ def evaluate(
     stride = 2 ** int((model_kwargs or {}).get("encoder_depth", 5))
     if size_hw[0] % stride or size_hw[1] % stride:
         raise OptionError(
-            f"--size {format_size(size_hw)}: smp networks need a width and height divisible by {stride} (2^encoder_depth)"
+            f"--size {format_size(size_hw)}: smp networks need a width and height divisible by {stride} "
+            "(2^encoder_depth)"
         )
     mixes = parse_mixes(mix)
     real_ds = Dataset(real)
@@ -407,7 +409,10 @@ def _train_cells(
 
             def on_epoch(epoch: int, entry: dict[str, float], cell: Cell = cell) -> None:
                 update(
-                    status=f"{cell.key} round {epoch + 1}/{config_kw.epochs} step {entry['step']} val mIoU {entry['val_miou']:.3f}"
+                    status=(
+                        f"{cell.key} round {epoch + 1}/{config_kw.epochs} step {entry['step']} val mIoU "
+                        f"{entry['val_miou']:.3f}"
+                    )
                 )
 
             save_to = _model_dir(out, cell) if save_models else None
@@ -441,7 +446,8 @@ def _train_cells(
             write_json(out / "cells" / f"{cell.key}.json", record)
             if result["under_trained"]:
                 log.warning(
-                    "%s: the best validation mIoU came at step %d of %d (the last %d%%): under-trained, give it more --epochs or --steps",
+                    "%s: the best validation mIoU came at step %d of %d (the last %d%%): under-trained, give "
+                    "it more --epochs or --steps",
                     cell.key,
                     result["best_step"],
                     result["steps"],

@@ -75,7 +75,8 @@ def _count(value: str, available: int, real: int, where: str, what: str) -> int:
         wanted = int(value)
     if wanted > available:
         raise OptionError(
-            f"{where}={value} needs {wanted} {what} but only {available} exist (use a smaller count or a share like 40%)"
+            f"{where}={value} needs {wanted} {what} but only {available} exist (use a smaller count or a share "
+            "like 40%)"
         )
     return wanted
 

@@ -51,12 +51,19 @@ def epochs_at_best(network: dict[str, Any]) -> float:
 
 
 def budget_text(protocol: dict[str, Any]) -> str:
-    """One line saying how long every network trained, e.g. ``budget steps: 120 optimiser steps per network, validated 15 times``."""
+    """One line saying how long every network trained, e.g.
+    ``budget steps: 120 optimiser steps per network, validated 15 times``."""
     budget, epochs = protocol["budget"], protocol["epochs"]
     if budget == "steps":
-        return f"budget steps: {protocol['steps']} optimiser steps per network whatever its mix, validated {min(epochs, protocol['steps'])} times"
+        return (
+            f"budget steps: {protocol['steps']} optimiser steps per network whatever its mix, validated "
+            f"{min(epochs, protocol['steps'])} times"
+        )
     if budget == "converge":
-        return f"budget converge: each network until {protocol['patience']} epochs without a better validation mIoU, at most {epochs} epochs"
+        return (
+            f"budget converge: each network until {protocol['patience']} epochs without a better validation "
+            f"mIoU, at most {epochs} epochs"
+        )
     return f"budget epochs: {epochs} epochs per network (a larger mix gets more optimiser steps)"
 
 
@@ -261,7 +268,8 @@ def markdown(
             )
         lines.append("")
     lines.append(
-        "mIoU: IoU macro-imagewise (mean over repeats, ± its standard deviation); Diff.: relative to the baseline R=all,S=0."
+        "mIoU: IoU macro-imagewise (mean over repeats, ± its standard deviation); Diff.: relative to the "
+        "baseline R=all,S=0."
     )
     if cells:
         lines += [
@@ -279,7 +287,8 @@ def markdown(
                 )
         lines += [
             "",
-            f"Under-trained: the selected weights come from the last {UNDER_TRAINED_PCT}% of the steps; more training would likely change the result.",
+            f"Under-trained: the selected weights come from the last {UNDER_TRAINED_PCT}% of the steps; more "
+            "training would likely change the result.",
         ]
     return "\n".join(lines) + "\n"
 

@@ -333,7 +333,8 @@ def check_replaceable(out: Path, layout: tuple[str, ...] = DATASET_LAYOUT, what:
     if foreign:
         shown = ", ".join(foreign[:3]) + (f" and {len(foreign) - 3} more" if len(foreign) > 3 else "")
         raise OutputExistsError(
-            f"--overwrite replaces the whole {what}, and it also holds {shown}, not written by defectsynth: move that away first",
+            f"--overwrite replaces the whole {what}, and it also holds {shown}, not written by defectsynth: "
+            "move that away first",
             out,
         )
 

@@ -22,7 +22,8 @@ PLAN_FORMAT = 1
 
 
 def read_plan(path: str | Path) -> list[tuple[str, int]]:
-    """Read and validate a plan file written by :func:`~defectsynth.balancing.plan_balance`: [(condition stem, repeats), ...]."""
+    """Read and validate a plan file written by :func:`~defectsynth.balancing.plan_balance`: [(condition stem, repeats),
+    ...]."""
     path = Path(path)
     data = read_json(path)
     if not isinstance(data, dict) or not isinstance(data.get("plan"), list):

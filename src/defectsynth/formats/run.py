@@ -37,7 +37,8 @@ RUN_KEYS = {"args": dict, "classes": list, "num_classes": int, "dataset": dict, 
 
 
 def read_run_json(path: Path) -> dict[str, Any]:
-    """Read ``run.json`` (written by :func:`~defectsynth.diffusion.training.run_json`) and check its format and the keys others read."""
+    """Read ``run.json`` (written by :func:`~defectsynth.diffusion.training.run_json`) and check its format and the keys
+    others read."""
     info = check_format(read_json(path), Path(path), RUN_FORMAT)
     wrong = [repr(k) for k, kind in RUN_KEYS.items() if not isinstance(info.get(k), kind)]
     if wrong:

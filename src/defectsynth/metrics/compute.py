@@ -60,7 +60,8 @@ def parse_features(features: str | Sequence[int]) -> list[int]:
     for item in _parse_list(features, "--features"):
         if not item.isdigit() or int(item) not in FEATURE_SIZES:
             raise OptionError(
-                f"--features: {item!r} is not an InceptionV3 feature size; choose from {', '.join(map(str, FEATURE_SIZES))}"
+                f"--features: {item!r} is not an InceptionV3 feature size; choose from "
+                f"{', '.join(map(str, FEATURE_SIZES))}"
             )
         parsed.append(int(item))
     return parsed

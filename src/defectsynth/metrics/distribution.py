@@ -75,7 +75,8 @@ def gini(counts: np.ndarray) -> float | None:
 
 
 def distribution_report(counts: np.ndarray, class_names: dict[int, str]) -> dict[str, dict]:
-    """JSON-ready ``{"entropy": {"per_class": shares, "all": bits}, "cir": {"per_class": image counts, "all": gini}}``."""
+    """JSON-ready
+    ``{"entropy": {"per_class": shares, "all": bits}, "cir": {"per_class": image counts, "all": gini}}``."""
     ids = [i for i in sorted(class_names) if 0 < i < IGNORE_INDEX]
     defect_counts = counts[ids]
     total = int(defect_counts.sum())

@@ -71,7 +71,8 @@ def _read_pair(synthetic: Dataset, real: Dataset, pair: tuple[str, str]) -> tupl
     a, b = read_image(a_path), read_image(b_path)
     if a.shape != b.shape:
         raise DatasetError(
-            f"synthetic image {a_path} is {a.shape[1]}x{a.shape[0]} but its real image {b_path} is {b.shape[1]}x{b.shape[0]}"
+            f"synthetic image {a_path} is {a.shape[1]}x{a.shape[0]} but its real image {b_path} is "
+            f"{b.shape[1]}x{b.shape[0]}"
         )
     if min(a.shape[:2]) < MIN_SIZE:
         raise DatasetError(

@@ -132,7 +132,8 @@ def dataset_sae_ebr_counts(
         raise DatasetError("sae and ebr need generated masks, and this dataset has no masks/ folder", dataset.root)
     if not (dataset.root / "boxes").is_dir():
         raise DatasetError(
-            "sae and ebr measure masks against the boxes that conditioned them, and this dataset has no boxes/ folder: there are no boxes to measure against",
+            "sae and ebr measure masks against the boxes that conditioned them, and this dataset has no boxes/ "
+            "folder: there are no boxes to measure against",
             dataset.root,
         )
     num_classes = dataset.manifest.num_classes
@@ -145,7 +146,8 @@ def dataset_sae_ebr_counts(
 
 
 def sae_ebr_report(counts: SaeEbrCounts, class_names: dict[int, str]) -> dict[str, dict]:
-    """JSON-ready ``{"sae": {...}, "ebr": {...}}``: ``per_class`` (fractions, None when undefined), ``all`` and ``counts``."""
+    """JSON-ready ``{"sae": {...}, "ebr": {...}}``: ``per_class`` (fractions, None when undefined), ``all`` and
+    ``counts``."""
 
     def block(
         per_class: np.ndarray, pooled: float | None, num: np.ndarray, den: np.ndarray, num_key: str, den_key: str

@@ -71,7 +71,8 @@ SCORES = {"iou": _iou, "f1": _f1}
 
 
 def _per_image(score: str, tp: torch.Tensor, fp: torch.Tensor, fn: torch.Tensor, zero_division: float) -> torch.Tensor:
-    """(N, C) float64 score of each class in each image; a class absent from target and prediction scores ``zero_division``."""
+    """(N, C) float64 score of each class in each image; a class absent from target and prediction scores
+    ``zero_division``."""
     return torch.nan_to_num(SCORES[score](tp.double(), fp.double(), fn.double()), nan=zero_division)
 
 

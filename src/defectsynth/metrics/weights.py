@@ -58,7 +58,8 @@ def weights_file(weights_dir: Path, key: str) -> Path:
     path = Path(weights_dir) / WEIGHT_FILES[key]
     if not path.is_file():
         raise MissingDependencyError(
-            f"{key} weights missing: put this safetensors file there (write it once with export_weights, docs/metrics.md#weights)",
+            f"{key} weights missing: put this safetensors file there (write it once with export_weights, "
+            "docs/metrics.md#weights)",
             path,
         )
     return path

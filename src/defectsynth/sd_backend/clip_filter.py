@@ -124,8 +124,8 @@ def filter_by_clip(
     """Keep the synthetic images CLIP finds closest to their class prompt, per class; returns ``out``.
 
     clip_model: a local CLIP model folder (the keyword was ``clip`` before; that still works for one
-    release, with a DeprecationWarning). Written like every filter's output (:func:`defectsynth.filtering.write_kept`: kept samples,
-    their cached conditions, the splits restricted to them).
+    release, with a DeprecationWarning). Written like every filter's output (:func:`defectsynth.filtering.write_kept`:
+    kept samples, their cached conditions, the splits restricted to them).
     """
     from defectsynth.filtering import check_keep, write_kept  # torch and smp: loaded when filtering, not on import
 

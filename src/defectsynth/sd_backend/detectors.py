@@ -87,7 +87,8 @@ def _load_detector(
 
     if weights_dir is None:
         raise MissingDependencyError(
-            f"--prior {prior} needs detector weights: give --prior-weights DIR holding {filename} (docs/sd-adapter.md#priors)"
+            f"--prior {prior} needs detector weights: give --prior-weights DIR holding {filename} "
+            "(docs/sd-adapter.md#priors)"
         )
     path = Path(weights_dir) / filename
     if not path.is_file():
@@ -169,7 +170,8 @@ class PixelDifferenceConv(nn.Module):
 
 
 class _PDCBlock(nn.Module):
-    """(max-pool 2 + 1x1 shortcut when ``stride`` 2) -> depthwise pixel-difference conv -> ReLU -> 1x1 conv, residual."""
+    """(max-pool 2 + 1x1 shortcut when ``stride`` 2) -> depthwise pixel-difference conv -> ReLU -> 1x1 conv,
+    residual."""
 
     def __init__(self, op: str, in_channels: int, out_channels: int, stride: int = 1):
         super().__init__()

@@ -228,8 +228,8 @@ def sample_sd(
     """Redraw the condition images with SDXL + T2I-Adapter (``adapter``) or ControlNet (``controlnet``).
 
     conditions: ``DATASET`` or ``DATASET:split``, a dataset folder with masks (None: the plan's
-    dataset and split). plan: a ``balance --plan-out`` file (which images, how often); without it every condition image is
-    redrawn ``num_per_condition`` times. blend: ``"w1,w2"`` of equation 4. resolution: the longer
+    dataset and split). plan: a ``balance --plan-out`` file (which images, how often); without it every condition image
+    is redrawn ``num_per_condition`` times. blend: ``"w1,w2"`` of equation 4. resolution: the longer
     side the model draws at (SDXL: 1024); images are resized back to the condition's size.
     preset: a paper preset (:mod:`defectsynth.presets`, ``voc-paper``), recorded in ``source.preset``.
     Returns ``out``, the synthetic dataset folder described in the module docstring.

@@ -9,8 +9,9 @@ numpy and OpenCV, without pycocotools.
 
 Geometry: COCO coordinates are continuous, pixel (row i, column j) covers [j, j+1) x [i, i+1).
 A pixel belongs to a polygon when its centre lies inside (even-odd rule; centres on a left or top
-edge count, on a right or bottom edge do not), so integer rectangles fill exactly their pixels. ``bbox`` is ``[x, y, w, h]`` in the
-same coordinates; it becomes the half-open pixel box ``[floor(x), floor(y), ceil(x+w), ceil(y+h)]``.
+edge count, on a right or bottom edge do not), so integer rectangles fill exactly their pixels. ``bbox`` is
+``[x, y, w, h]`` in the same coordinates; it becomes the half-open pixel box
+``[floor(x), floor(y), ceil(x+w), ceil(y+h)]``.
 
 The ``coco`` importer maps the categories, in id order, to classes 1..N; annotations are painted in
 file order (later ones on top), each with its box. ``iscrowd`` is not treated specially: for
