@@ -98,7 +98,8 @@ def main() -> None:
     except ImportError:
         compute_metrics = None
     print(
-        f"toy {a.images} images at {a.size}px, seed {a.seed}, model {a.model}, budget {a.budget_seconds:.0f} s per mode, DDIM {a.steps} steps"
+        f"toy {a.images} images at {a.size}px, seed {a.seed}, model {a.model}, budget {a.budget_seconds:.0f} s "
+        f"per mode, DDIM {a.steps} steps"
     )
     for mode, row in rows.items():
         line = f"{mode:>8}: {row['steps']:5d} steps in {row['train_seconds']:6.1f} s"

@@ -69,7 +69,8 @@ def main() -> None:
         lambda b, c, h, w: reference_basd(b.tolist(), c.tolist(), h, w), small[: args.literal_maps], 128
     )
     print(
-        f"128x128, 5 boxes: basd_maps best {fast:.0f} (median {fast_median:.0f}) maps/s, literal reference {literal:.3f} maps/s"
+        f"128x128, 5 boxes: basd_maps best {fast:.0f} (median {fast_median:.0f}) maps/s, literal reference "
+        f"{literal:.3f} maps/s"
     )
     print(f"  speed-up over the literal reference: {fast / literal:,.0f}x (median {fast_median / literal:,.0f}x)")
     results["speedup_over_literal_128px"] = fast / literal

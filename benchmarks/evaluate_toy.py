@@ -137,7 +137,8 @@ def main() -> None:
     print((out / "report.md").read_text())
     cells = len(report["cells"]) if report else 0
     print(
-        f"{cells} (model, mix, repeat) cells; whole benchmark {seconds:.0f} s on {torch.get_num_threads()} thread(s); folder: {work}"
+        f"{cells} (model, mix, repeat) cells; whole benchmark {seconds:.0f} s on {torch.get_num_threads()} "
+        f"thread(s); folder: {work}"
     )
     write_results(
         a.json,

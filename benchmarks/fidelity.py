@@ -12,7 +12,8 @@ for its boxes, reports
 3. SAE and EBR of samples drawn for the real *test* boxes (never seen in training);
 4. FID / KID (InceptionV3 2048 features) when ``--weights-dir`` holds ``inception_v3_fid.safetensors``,
    else "not run";
-5. with ``--every N`` (or ``--checkpoints`` for a given ``--run``): time to fidelity, per checkpoint of the trained run its training CPU seconds
+5. with ``--every N`` (or ``--checkpoints`` for a given ``--run``): time to fidelity, per checkpoint of the trained run
+its training CPU seconds
    (``trainer.json`` ``cpu_seconds``) and its synthetic-only / real-only mIoU ratio, and the first
    checkpoint reaching 0.8;
 
@@ -262,7 +263,8 @@ def fid_kid(a: argparse.Namespace, real: Path, synthetic: Path) -> dict:
 
 
 def time_to_fidelity(a: argparse.Namespace, run: Path, real: Path, real_only: float | None) -> list[dict]:
-    """Per checkpoint: train CPU seconds and the synthetic-only / real-only mIoU ratio (real-only from the main evaluation)."""
+    """Per checkpoint: train CPU seconds and the synthetic-only / real-only mIoU ratio (real-only from the main
+    evaluation)."""
     curve = []
     for step, folder in checkpoints(run):
         work = a.out / "checkpoints" / f"step-{step}"
@@ -294,13 +296,15 @@ def print_table(result: dict) -> None:
         f"{result['size']} px); synthetic {result['synthetic']['train']}; sampler {result['sampler']}"
     )
     print(
-        f"train on synthetic, test on real: {t['network']}, {t['epochs']} epochs, budget {t['budget']}, {t['repeats']} repeats"
+        f"train on synthetic, test on real: {t['network']}, {t['epochs']} epochs, budget {t['budget']}, "
+        f"{t['repeats']} repeats"
     )
     print(f"{'mix':<11} {'#R':>4} {'#S':>4} {'mIoU':>6} {'± std':>6}  defect IoU            best epochs")
     for mix, row in t["mixes"].items():
         defect = ", ".join(f"{n} {_f(v)}" for n, v in row["defect_iou"].items())
         print(
-            f"{mix:<11} {row['n_real']:>4} {row['n_synthetic']:>4} {_f(row['miou_mean']):>6} {_f(row['miou_std']):>6}  {defect:<21} {row['best_epochs']}"
+            f"{mix:<11} {row['n_real']:>4} {row['n_synthetic']:>4} {_f(row['miou_mean']):>6} "
+            f"{_f(row['miou_std']):>6}  {defect:<21} {row['best_epochs']}"
         )
     print(
         f"synthetic-only / real-only mIoU {_f(t['synthetic_only_ratio'])} (target >= {TARGET_RATIO}); "
@@ -309,7 +313,8 @@ def print_table(result: dict) -> None:
     tex = result["texture"]
     print(f"\ntexture, synthetic / real (train boxes; high frequency above {tex['hf_cutoff']} cycles/pixel)")
     print(
-        f"{'region':<7} {'crops':>11} {'Laplacian':>9} {'HF share':>8} {'mean R,G,B':>17} {'std R,G,B':>17} {'hist L1':>7} {'W (levels)':>10}"
+        f"{'region':<7} {'crops':>11} {'Laplacian':>9} {'HF share':>8} {'mean R,G,B':>17} {'std R,G,B':>17} "
+        f"{'hist L1':>7} {'W (levels)':>10}"
     )
     for region in ("image", "boxes"):
         r = tex[region]

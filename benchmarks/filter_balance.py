@@ -68,7 +68,8 @@ def main() -> None:
     elapsed = time.perf_counter() - start
     merge_s = elapsed
     print(
-        f"merge selection: {len(selected)} of {args.pool} pool samples for {len(small)} real images in {elapsed:.2f} s ({len(short)} classes short)"
+        f"merge selection: {len(selected)} of {args.pool} pool samples for {len(small)} real images in "
+        f"{elapsed:.2f} s ({len(short)} classes short)"
     )
 
     samples = [random_sample(rng) for _ in range(args.masks)]

@@ -17,8 +17,8 @@
 Everything is kept under ``--out`` (default ``inpaint/``); a rerun reuses the prepared data, the run,
 the samples and evaluate's cells. Look at ``painted/previews/onto-*.png`` (input | output | overlay).
 
-    python benchmarks/inpaint.py --crackforest ../shared/data/crackforest --crop 64 --train-steps 4000 --json inpaint.json
-    python benchmarks/inpaint.py --quick       # the toy: 48 images at 64 px, 32 px windows, 60 steps
+    python benchmarks/inpaint.py --crackforest ../shared/data/crackforest --crop 64 --train-steps 4000 --json
+    inpaint.json python benchmarks/inpaint.py --quick       # the toy: 48 images at 64 px, 32 px windows, 60 steps
 """
 
 from __future__ import annotations
@@ -179,7 +179,8 @@ def main() -> None:
     a = parse_args()
     if not a.toy and not (a.out / "real" / "dataset.json").is_file() and not crackforest_path(a.crackforest).is_dir():
         print(
-            f"skipped: CrackForest not found at {crackforest_path(a.crackforest)} (pass --crackforest, set DEFECTSYNTH_CRACKFOREST, or use --toy / --quick)"
+            f"skipped: CrackForest not found at {crackforest_path(a.crackforest)} (pass --crackforest, set "
+            "DEFECTSYNTH_CRACKFOREST, or use --toy / --quick)"
         )
         write_results(a.json, {"status": "skipped: no real data"})
         return
@@ -221,7 +222,8 @@ def main() -> None:
     result["evaluate"] = evaluation(a, real, [painted, pasted])
     for row in result["evaluate"]:
         print(
-            f"{row['mix']:<12} {str(row.get('synthetic') or '-'):<40} mIoU {row['miou_mean']:.4f} ± {row['miou_std']:.4f}",
+            f"{row['mix']:<12} {str(row.get('synthetic') or '-'):<40} mIoU {row['miou_mean']:.4f} ± "
+            f"{row['miou_std']:.4f}",
             flush=True,
         )
     result["seconds"]["total"] = time.perf_counter() - start

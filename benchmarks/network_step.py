@@ -92,7 +92,8 @@ def main() -> None:
         best = min(rounds[s])
         results["switches"][s] = {"ms_per_step": best, "rounds_ms": rounds[s], "speedup": base / best}
         print(
-            f"{s:>28}: {best:7.1f} ms/step (rounds {', '.join(f'{r:.0f}' for r in rounds[s])}), x{base / best:.2f} vs {switches[0]}"
+            f"{s:>28}: {best:7.1f} ms/step (rounds {', '.join(f'{r:.0f}' for r in rounds[s])}), "
+            f"x{base / best:.2f} vs {switches[0]}"
         )
     write_results(a.json, results)
 

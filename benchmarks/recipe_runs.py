@@ -124,7 +124,9 @@ def main() -> None:
     parser.add_argument("--data", type=Path, help="A prepared dataset folder.")
     parser.add_argument(
         "--crackforest",
-        help="The crackforest folder (images/, masks/); default: $DEFECTSYNTH_CRACKFOREST or ../shared/data/crackforest.",
+        help=(
+            "The crackforest folder (images/, masks/); default: $DEFECTSYNTH_CRACKFOREST or ../shared/data/crackforest."
+        ),
     )
     parser.add_argument("--size", default="96x64", help="Size for the crackforest import.")
     parser.add_argument("--recipes", default="x0,v/x0", help=f"Comma-separated, from: {', '.join(RECIPES)}")
@@ -163,7 +165,8 @@ def main() -> None:
         for ck in sorted(run.glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[1])):
             t = json.loads((ck / "trainer.json").read_text())
             print(
-                f"{recipe:<16} step {t['step']:5d}  train CPU s {t['cpu_seconds']:8.0f}  loss {t['loss_sum'] / max(1, t['loss_count']):.4f}"
+                f"{recipe:<16} step {t['step']:5d}  train CPU s {t['cpu_seconds']:8.0f}  loss "
+                f"{t['loss_sum'] / max(1, t['loss_count']):.4f}"
             )
 
 

@@ -201,7 +201,8 @@ def markdown(results: dict) -> str:
         for name, switch in ns["switches"].items():
             rows.append(
                 (
-                    f"network step {ns['model']} {ns['size']} px batch {ns['batch_size']} (forward + backward + AdamW): {name}, ms (x vs {ns['baseline']})",
+                    f"network step {ns['model']} {ns['size']} px batch {ns['batch_size']} (forward + backward "
+                    f"+ AdamW): {name}, ms (x vs {ns['baseline']})",
                     f"{_n(switch['ms_per_step'], 0)} (x{_n(switch['speedup'], 2)})",
                 )
             )
@@ -239,7 +240,8 @@ def markdown(results: dict) -> str:
         for name, s in st["schedulers"].items():
             rows.append(
                 (
-                    f"sample {st['model']} {st['size']} px, {name} {st['steps']} steps: images/s, time outside the network",
+                    f"sample {st['model']} {st['size']} px, {name} {st['steps']} steps: images/s, time outside "
+                    "the network",
                     f"{_n(s['images_per_s'], 2)}, {100 * s['outside_network_share']:.1f}%",
                 )
             )
@@ -258,13 +260,15 @@ def markdown(results: dict) -> str:
         t, tex = fi["tstr"], fi["texture"]["image"]["ratio"]
         rows.append(
             (
-                f"fidelity ({fi['name']}, {fi['size']} px): mIoU synthetic-only / real-only; real+synthetic / real-only",
+                f"fidelity ({fi['name']}, {fi['size']} px): mIoU synthetic-only / real-only; real+synthetic / "
+                "real-only",
                 f"{_n(t['synthetic_only_ratio'], 3)}; {_n(t['real_plus_synthetic_ratio'], 3)}",
             )
         )
         rows.append(
             (
-                "fidelity: Laplacian variance, high-frequency share synthetic / real (whole images); EBR on the test boxes",
+                "fidelity: Laplacian variance, high-frequency share synthetic / real (whole images); EBR on "
+                "the test boxes",
                 f"{_n(tex['laplacian_var'], 3)}, {_n(tex['hf_share'], 3)}; {_n(fi['sae_ebr_test']['ebr'], 3)}",
             )
         )
@@ -281,7 +285,8 @@ def markdown(results: dict) -> str:
         ]
         for name, s in sq["settings"].items():
             lines.append(
-                f"| {name} | {_n(s['sae'], 3)} | {_n(s['ebr'], 3)} | {_n(s['iou'], 3)} | {_n(s['seconds'])} | {_n(s['cpu_seconds'])} |"
+                f"| {name} | {_n(s['sae'], 3)} | {_n(s['ebr'], 3)} | {_n(s['iou'], 3)} | {_n(s['seconds'])} | "
+                f"{_n(s['cpu_seconds'])} |"
             )
     lines += ["", "| benchmark | status | seconds | peak RSS MiB |", "|---|---|---|---|"]
     lines += [

@@ -66,14 +66,16 @@ def main() -> None:
         run = defectsynth.train(tmp / "data", out=tmp / "run", model=a.model, max_steps=1, preview_every=0)
         defectsynth.sample(run, out=tmp / "warm", num=2, scheduler="ddim", steps=2)  # first-call costs
         print(
-            f"model {a.model}, {a.size}px, {a.num} samples, {a.steps} steps, batch {a.batch_size}, torch threads {torch.get_num_threads()}"
+            f"model {a.model}, {a.size}px, {a.num} samples, {a.steps} steps, batch {a.batch_size}, torch "
+            f"threads {torch.get_num_threads()}"
         )
         for scheduler in ("ddim", "ddpm", "dpm"):
             total, inside = timed_sample(
                 run, tmp / scheduler, num=a.num, scheduler=scheduler, steps=a.steps, batch_size=a.batch_size
             )
             print(
-                f"{scheduler:>5}: {a.num / total:7.2f} images/s, {100 * (1 - inside / total):5.1f}% of the time outside the network"
+                f"{scheduler:>5}: {a.num / total:7.2f} images/s, {100 * (1 - inside / total):5.1f}% of the "
+                "time outside the network"
             )
             results["schedulers"][scheduler] = {
                 "images_per_s": a.num / total,

@@ -186,10 +186,12 @@ def worker(a: argparse.Namespace) -> None:
 
 def report(a: argparse.Namespace, recipes: list[str]) -> None:
     print(
-        f"\ntoy {a.images} images at {a.size}px, model {a.model}, batch 16, lr 5e-4, seed {a.seed}, {a.threads} thread(s) per run"
+        f"\ntoy {a.images} images at {a.size}px, model {a.model}, batch 16, lr 5e-4, seed {a.seed}, "
+        f"{a.threads} thread(s) per run"
     )
     print(
-        f"{'recipe':<24} {'step':>5} {'train CPU s':>11} {'sampler':>9} {'weights':>7} {'SAE':>6} {'EBR':>6} {'sample CPU s':>12}"
+        f"{'recipe':<24} {'step':>5} {'train CPU s':>11} {'sampler':>9} {'weights':>7} {'SAE':>6} {'EBR':>6} "
+        f"{'sample CPU s':>12}"
     )
     for recipe in recipes:
         path = a.out / f"{recipe}.json"
@@ -199,14 +201,16 @@ def report(a: argparse.Namespace, recipes: list[str]) -> None:
         rows = json.loads(path.read_text())
         for r in rows:
             print(
-                f"{recipe:<24} {r['step']:5d} {r['train_cpu_seconds']:11.0f} {r['sampler']:>9} {r['weights']:>7} {r['sae']:6.3f} {r['ebr']:6.3f} {r['sample_cpu_seconds']:12.1f}"
+                f"{recipe:<24} {r['step']:5d} {r['train_cpu_seconds']:11.0f} {r['sampler']:>9} "
+                f"{r['weights']:>7} {r['sae']:6.3f} {r['ebr']:6.3f} {r['sample_cpu_seconds']:12.1f}"
             )
         good = [r for r in rows if r["sae"] <= SAE_TARGET and r["ebr"] <= EBR_TARGET]
         first = min(good, key=lambda r: r["step"]) if good else None
         print(
             f"{recipe:<24} reaches SAE<={SAE_TARGET} and EBR<={EBR_TARGET}: "
             + (
-                f"step {first['step']}, {first['train_cpu_seconds']:.0f} train CPU s ({first['sampler']}, {first['weights']})"
+                f"step {first['step']}, {first['train_cpu_seconds']:.0f} train CPU s ({first['sampler']}, "
+                f"{first['weights']})"
                 if first
                 else f"not within {a.steps} steps"
             )

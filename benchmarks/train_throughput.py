@@ -127,7 +127,10 @@ def main() -> None:
     parser.add_argument(
         "--mixed-precision",
         default="auto",
-        help="Ours: auto (train's default) | no | bf16 | fp16; a second row of ours in float32 is timed unless this is no.",
+        help=(
+            "Ours: auto (train's default) | no | bf16 | fp16; a second row of ours in float32 is timed unless "
+            "this is no."
+        ),
     )
     parser.add_argument(
         "--plain-mixed-precision",
@@ -160,7 +163,8 @@ def main() -> None:
                     best = times[name].get(steps, (float("inf"), float("inf")))
                     times[name][steps] = (min(wall, best[0]), min(cpu, best[1]))
     print(
-        f"model {a.model}, {a.size}px, batch {a.batch_size}, torch threads {torch.get_num_threads()}, best of {a.repeats}"
+        f"model {a.model}, {a.size}px, batch {a.batch_size}, torch threads {torch.get_num_threads()}, best of "
+        f"{a.repeats}"
     )
     results: dict = {
         "model": a.model,

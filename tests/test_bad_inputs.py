@@ -979,7 +979,10 @@ def test_grayscale_and_opaque_rgba_images_are_read_as_rgb(world, tmp_path, runne
 
 
 # -- two writers of one sample folder ----------------------------------------------------------------
-HOLD_LOCK = "import sys; from defectsynth.locks import output_lock; l = output_lock(sys.argv[1], 'sample'); l.__enter__(); print('locked', flush=True); sys.stdin.read()"
+HOLD_LOCK = (
+    "import sys; from defectsynth.locks import output_lock; l = output_lock(sys.argv[1], 'sample'); "
+    "l.__enter__(); print('locked', flush=True); sys.stdin.read()"
+)
 
 
 @pytest.mark.slow
@@ -1008,9 +1011,9 @@ def test_a_second_sample_process_on_one_output_is_refused_until_the_first_is_gon
         lines = [line for line in second.stderr.decode().splitlines() if line.strip()]
         assert second.returncode == 2 and len(lines) == 1, second.stderr.decode()
         host = socket.gethostname()
-        assert (
-            lines[0]
-            == f"error: {ws.out()}: is being written by another process (sample, pid {holder.pid} on host {host}): wait for it to finish or stop it"
+        assert lines[0] == (
+            f"error: {ws.out()}: is being written by another process (sample, pid {holder.pid} on host "
+            f"{host}): wait for it to finish or stop it"
         )
         assert tree_digest(tmp_path) == before and not ws.out().exists()
     finally:

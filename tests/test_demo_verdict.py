@@ -29,11 +29,12 @@ def test_a_loss_in_every_repeat():
     assert (answer["direction"], answer["every_repeat"], answer["repeats"]) == ("loss", True, 2)
     first, second = verdict_lines(answer)
     assert first.startswith(
-        "verdict: mIoU R=all,S=0 (real only) 0.650 ± 0.050, R=all,S=R (real + synthetic) 0.570 ± 0.070, over 2 repeats; budget steps"
+        "verdict: mIoU R=all,S=0 (real only) 0.650 ± 0.050, R=all,S=R (real + synthetic) 0.570 ± 0.070, over 2 "
+        "repeats; budget steps"
     )
-    assert (
-        second
-        == "verdict: adding the synthetic data changed mIoU by -0.080 ± 0.020 (-12.3%) (per repeat -0.100, -0.060): a loss in every repeat"
+    assert second == (
+        "verdict: adding the synthetic data changed mIoU by -0.080 ± 0.020 (-12.3%) (per repeat -0.100, "
+        "-0.060): a loss in every repeat"
     )
 
 

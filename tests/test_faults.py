@@ -546,7 +546,8 @@ def test_dataset_writers_killed_leave_no_output_or_a_complete_one(data16, tmp_pa
         assert _partials(out), "the kill left neither the output nor its partial folder: it did not land mid-way"
         rerun(out)  # the partial folder of the killed run does not stand in the way, and the rerun removes it
     assert _same_files(out, reference)
-    # nothing else beside out (a kill after the rename leaves the killed run's lock files, taken over by the next writer)
+    # nothing else beside out (a kill after the rename leaves the killed run's lock files, taken over by the next
+    # writer)
     assert not _partials(out) and sorted(
         p.name for p in out.parent.iterdir() if not p.name.startswith(".out.lock")
     ) == ["out"]

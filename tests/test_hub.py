@@ -61,7 +61,10 @@ def test_a_hub_id_not_in_the_cache_offline_is_one_line(offline_cache, runner):
     result = runner.invoke(app, ["sample", "me/missing", "--out", "o", "--no-progress"])
     assert (
         result.exit_code == 2
-        and "RUN: me/missing is no local folder, and as a Hub id it is not in the Hugging Face cache while HF_HUB_OFFLINE"
+        and (
+            "RUN: me/missing is no local folder, and as a Hub id it is not in the Hugging Face cache while "
+            "HF_HUB_OFFLINE"
+        )
         in result.output
     )
     assert not Path("o").exists()

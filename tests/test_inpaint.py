@@ -338,7 +338,8 @@ def test_onto_needs_a_context_run(data64, plain, tmp_path, one_thread):
 
 @pytest.mark.slow
 def test_two_processes_paint_what_one_paints(context_run, data64, plain, tmp_path):
-    """``accelerate launch`` with two CPU processes (as tests/test_train_sample.py) writes the bytes one process writes."""
+    """``accelerate launch`` with two CPU processes (as tests/test_train_sample.py) writes the bytes one process
+    writes."""
     launch, env = two_cpu_processes()
     launch = [*launch, "-m", "defectsynth"]
     options = dict(onto=plain, conditions=f"{data64}:train", num=3, placement="random", seed=4, batch_size=2, **FAST)

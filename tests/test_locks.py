@@ -82,9 +82,9 @@ def test_a_second_train_on_one_run_folder_is_refused_and_the_first_is_unharmed(d
         time.sleep(0.05)
     # the second, with --resume: without the lock it would take the half-written run over
     line = _one_line(CliRunner().invoke(app, ["train", *args, "--resume"]))
-    assert (
-        line
-        == f"error: {run}: is being written by another process (train, pid {first.pid} on host {socket.gethostname()}): wait for it to finish or stop it"
+    assert line == (
+        f"error: {run}: is being written by another process (train, pid {first.pid} on host "
+        f"{socket.gethostname()}): wait for it to finish or stop it"
     )
     assert first.wait(timeout=600) == 0, first.stderr.read().decode()
     first.stderr.close()

@@ -111,7 +111,8 @@ def box_outside_image(root):
     args = _coco(root, lambda d: d["annotations"][0].update(bbox=[10, 10, 8, 4]))
     return (
         args,
-        "ann.json (annotation 1, a.jpg): bbox [10, 10, 8, 4]: box [10, 10, 18, 14] of class 1 lies outside the 16x16 image",
+        "ann.json (annotation 1, a.jpg): bbox [10, 10, 8, 4]: box [10, 10, 18, 14] of class 1 lies outside the "
+        "16x16 image",
     )
 
 

@@ -118,10 +118,14 @@ def test_bad_input(runner, clip, toy_dataset, tmp_path):
 def test_options_of_another_by_are_refused(runner, toy_dataset, tmp_path):
     base = ["filter", str(toy_dataset), "--out", str(tmp_path / "o")]
     for args, message in [(["--by", "clip", "--keep-per-class", "1"], "--by clip needs --clip-model DIR"),
-                          (["--by", "clip", "--clip-model", "c", "--top-k", "3"], "--top-k cannot be used with --by clip (options that belong to --by segmenter"),
-                          (["--by", "clip", "--clip-model", "c", "--clip-labels"], "--clip-labels cannot be used with --by clip"),
-                          (["--by", "boxes", "--clip-labels", "--clip-model", "c"], "--clip-model cannot be used with --by boxes"),
-                          (["--by", "segmenter", "--real", "r", "--keep-per-class", "2"], "--keep-per-class cannot be used with --by segmenter")]:  # fmt: skip
+                          (["--by", "clip", "--clip-model", "c", "--top-k", "3"], "--top-k cannot be used with "
+                              "--by clip (options that belong to --by segmenter"),
+                          (["--by", "clip", "--clip-model", "c", "--clip-labels"], "--clip-labels cannot be used "
+                              "with --by clip"),
+                          (["--by", "boxes", "--clip-labels", "--clip-model", "c"], "--clip-model cannot be used "
+                              "with --by boxes"),
+                          (["--by", "segmenter", "--real", "r", "--keep-per-class", "2"], "--keep-per-class cannot be "
+                              "used with --by segmenter")]:  # fmt: skip
         result = runner.invoke(app, [*base, *args])
         assert result.exit_code == 2 and message in result.stderr and len(result.stderr.strip().splitlines()) == 1, (
             args,

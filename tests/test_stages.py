@@ -22,7 +22,8 @@ from defectsynth.errors import DatasetError, OptionError
 
 
 def _cli_and_python(runner, patch: str, returns, cli_args: list[str], python_call) -> tuple:
-    """The (args, kwargs) the backend ``patch`` (returning ``returns``) receives from the CLI and from the Python call."""
+    """The (args, kwargs) the backend ``patch`` (returning ``returns``) receives from the CLI and from the Python
+    call."""
     with mock.patch(patch, return_value=returns) as core:
         result = runner.invoke(app, [*cli_args, "--no-progress"])
         assert result.exit_code == 0, result.output

@@ -234,7 +234,8 @@ def test_two_processes_train_and_sample_like_one(tmp_path):
     launch, env = two_cpu_processes()
     launch = [*launch, "-m", "defectsynth"]
     common = ["--no-progress"]
-    # float32 on both sides: bf16 autocast (train's auto on CPUs with AVX512-BF16) rounds batches of 2 and 4 apart by ~1e-3
+    # float32 on both sides: bf16 autocast (train's auto on CPUs with AVX512-BF16) rounds batches of 2 and 4 apart by
+    # ~1e-3
     options = {"model": "tiny", "epochs": 2, "lr": 1e-3, "split": "train", "preview_every": 0, "mixed_precision": "no"}
     subprocess.run(
         [

@@ -47,5 +47,6 @@ synth = sample_sd(
 )  # fmt: skip
 kept = filter_by_clip(synth, out / "synth-clip", models / "clip-vit-large-patch14", keep_fraction=0.5, overwrite=True)
 print(
-    f"synthetic: {len(defectsynth.Dataset(synth))} images in {synth}; after the CLIP filter: {len(defectsynth.Dataset(kept))} in {kept}"
+    f"synthetic: {len(defectsynth.Dataset(synth))} images in {synth}; after the CLIP filter: "
+    f"{len(defectsynth.Dataset(kept))} in {kept}"
 )
