@@ -292,7 +292,8 @@ def _f(value, digits: int = 3) -> str:
 def print_table(result: dict) -> None:
     t = result["tstr"]
     print(
-        f"\nfidelity: real {result['name']} {result['real']} ({result['splits']['train']} train / {result['splits']['test']} test images at "
+        f"\nfidelity: real {result['name']} {result['real']} ({result['splits']['train']} train / "
+        f"{result['splits']['test']} test images at "
         f"{result['size']} px); synthetic {result['synthetic']['train']}; sampler {result['sampler']}"
     )
     print(
@@ -322,7 +323,8 @@ def print_table(result: dict) -> None:
         stds = ",".join(_f(v, 2) for v in (r["ratio"]["std"] or {}).values())
         crops = f"{r['real']['images']}/{r['synthetic']['images']}"
         print(
-            f"{region:<7} {crops:>11} {_f(r['ratio']['laplacian_var']):>9} {_f(r['ratio']['hf_share']):>8} {means:>17} {stds:>17} "
+            f"{region:<7} {crops:>11} {_f(r['ratio']['laplacian_var']):>9} {_f(r['ratio']['hf_share']):>8} "
+            f"{means:>17} {stds:>17} "
             f"{_f(r['distance']['hist_l1']):>7} {_f(r['distance']['wasserstein'], 2):>10}"
         )
     se = result["sae_ebr_test"]
@@ -336,7 +338,8 @@ def print_table(result: dict) -> None:
         print(f"\ntime to fidelity (synthetic-only >= {TARGET_RATIO} x real-only mIoU)")
         for row in result["time_to_fidelity"]:
             print(
-                f"  step {row['step']:>6}  train CPU s {row['train_cpu_seconds']:>8.0f}  synthetic-only mIoU {_f(row['synthetic_only_miou'])}"
+                f"  step {row['step']:>6}  train CPU s {row['train_cpu_seconds']:>8.0f}  synthetic-only mIoU "
+                f"{_f(row['synthetic_only_miou'])}"
                 f"  ratio {_f(row['synthetic_only_ratio'])}"
             )
         first = result["first_reaching"]
@@ -459,7 +462,8 @@ def main() -> None:
         and not crackforest_path(a.crackforest).is_dir()
     ):
         print(
-            f"fidelity: no real data: CrackForest not found at {crackforest_path(a.crackforest)} (give --real, --toy or --crackforest, "
+            f"fidelity: no real data: CrackForest not found at {crackforest_path(a.crackforest)} (give --real, --toy "
+            "or --crackforest, "
             "or set DEFECTSYNTH_CRACKFOREST): skipped"
         )
         write_results(a.json, {"status": "skipped: no real data"})

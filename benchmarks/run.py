@@ -168,7 +168,8 @@ def markdown(results: dict) -> str:
         f"# Benchmark results ({'quick' if results['quick'] else 'full'} run, {results['date']})",
         "",
         f"Machine: {d['gpu'] or d['cpu']} ({d['cpu_count']} CPU cores{', CPU ' + d['cpu'] if d['gpu'] else ''}), "
-        f"torch {d.get('torch')}, {d.get('torch_threads')} torch threads; load average {results['load_before']} before, "
+        f"torch {d.get('torch')}, {d.get('torch_threads')} torch threads; load average {results['load_before']} "
+        "before, "
         f"{results['load_after']} after. Total {results['seconds']:.0f} s.",
         "",
         "| what | figure |",
@@ -277,8 +278,10 @@ def markdown(results: dict) -> str:
     if sq:
         lines += [
             "",
-            f"Sampler quality: one {sq['model']} model, {sq['size']} px, default recipe, {sq['train']['steps']} training steps "
-            f"({sq['train']['seconds']:.0f} s); {sq['num']} toy test images (SAE, EBR lower is better; IoU vs the real test masks)",
+            f"Sampler quality: one {sq['model']} model, {sq['size']} px, default recipe, {sq['train']['steps']} "
+            "training steps "
+            f"({sq['train']['seconds']:.0f} s); {sq['num']} toy test images (SAE, EBR lower is better; IoU vs the "
+            "real test masks)",
             "",
             "| sampler | SAE | EBR | mask IoU | seconds | CPU s |",
             "|---|---|---|---|---|---|",

@@ -110,7 +110,8 @@ def main() -> None:
     test = Dataset(data).split("test")
     num = min(a.num or len(test), len(test))
     print(
-        f"toy data {data} at {a.size}px, model {a.model}, {trained['steps']} training steps ({trained['seconds']:.0f} s); "
+        f"toy data {data} at {a.size}px, model {a.model}, {trained['steps']} training steps "
+        f"({trained['seconds']:.0f} s); "
         f"{num} test images, torch threads {torch.get_num_threads()}",
         flush=True,
     )

@@ -193,7 +193,8 @@ def main() -> None:
             "images_per_s_end_to_end": total,
         }
         print(
-            f"{name:>30}: {rate['wall']:7.1f} images/s steady state ({rate['cpu']:.1f} per CPU s), {total:7.1f} images/s end to end "
+            f"{name:>30}: {rate['wall']:7.1f} images/s steady state ({rate['cpu']:.1f} per CPU s), {total:7.1f} "
+            "images/s end to end "
             f"({2 * a.steps} steps in {t[2 * a.steps][0]:.1f} s)"
         )
     plain = results["loops"]["plain diffusers + accelerate"]

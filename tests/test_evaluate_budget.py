@@ -160,7 +160,8 @@ def test_under_trained_warning_and_report_flag(toy_dataset, tmp_path, monkeypatc
     assert cell["best_epoch"] == (2 if flagged else 0)
     assert warnings == (
         [
-            f"unet__R-all_S-0__real__r0: the best validation mIoU came at step {cell['steps']} of {cell['steps']} (the last 10%): "
+            f"unet__R-all_S-0__real__r0: the best validation mIoU came at step {cell['steps']} of {cell['steps']} "
+            "(the last 10%): "
             "under-trained, give it more --epochs or --steps"
         ]
         if flagged

@@ -308,7 +308,8 @@ NOT_EXPRESSED = {
         "the batch size is not stated",
     ],
     "all-latent-thesis": [
-        "the thesis' LDMs concatenate a VQ-F4 latent with the rescaled mask and train with an L1 loss; defectsynth trains the SPADE network "
+        "the thesis' LDMs concatenate a VQ-F4 latent with the rescaled mask and train with an L1 loss; defectsynth "
+        "trains the SPADE network "
         "(--cond mask) or a latent run (--latent) with the squared error",
         "epoch selection on a validation split (§6.1.2) is replaced by the best training loss",
         "the top-K filter (§6.1.1 step 5) is `filter --by segmenter`",

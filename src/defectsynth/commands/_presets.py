@@ -28,7 +28,8 @@ PresetOpt = Annotated[
         "--preset",
         callback=_remember_context,
         show_default=False,
-        help=f"A paper's settings ({', '.join(PRESETS)}; docs/presets/): fills every option not given on the command line; "
+        help=f"A paper's settings ({', '.join(PRESETS)}; docs/presets/): fills every option not given on the command "
+        "line; "
         "the settings applied are printed and recorded.",
     ),
 ]

@@ -21,7 +21,7 @@ EXAMPLES = """
   defectsynth balance data/wood --with synth/wood --n-balance 120 --out data/wood+balanced
 
 [bold]Plan[/] (Che et al., Algorithm 1): map each class to the images containing it, fewest classes first, and generate from them in turn until every class is in --n-balance images; 'auto' (the default) makes the plan about as large as the real split. [bold]Merge[/]: every real sample and split, plus the synthetic samples (all, or chosen the same way to reach --n-balance) added to the train split. Both print class entropy and CIR before and after. Docs: docs/balance.md
-"""
+"""  # noqa: E501
 
 
 def balance_command(

@@ -63,7 +63,8 @@ def verdict_lines(answer: dict[str, Any]) -> list[str]:
     else:
         word = f"a {answer['direction']} on average, but not in every repeat: within the spread, not a clear difference"
     return [
-        f"verdict: mIoU {base['mix']} (real only) {base['mean']:.3f} ± {base['std']:.3f}, {mixed['mix']} (real + synthetic) "
+        f"verdict: mIoU {base['mix']} (real only) {base['mean']:.3f} ± {base['std']:.3f}, {mixed['mix']} (real + "
+        "synthetic) "
         f"{mixed['mean']:.3f} ± {mixed['std']:.3f}, over {answer['repeats']} repeats; {answer['budget']}",
         f"verdict: adding the synthetic data changed mIoU by {diff['mean']:+.3f} ± {diff['std']:.3f}{pct} (per "
         f"repeat {per_repeat}): {word}",

@@ -19,7 +19,7 @@ EXAMPLES = """
   defectsynth encode-boxes data/parts --from-masks --min-box-area 20 --preview 4
 
 Writes [cyan]conditions/<stem>.npz[/] (basd float32 H x W, cbasd uint8 H x W) and, with --preview N, [cyan]conditions/preview/<stem>.png[/] (image | BASD | C-BASD). --from-masks first rewrites [cyan]boxes/[/] from the connected components of each class in the masks. Docs: docs/encode-boxes.md
-"""
+"""  # noqa: E501
 
 
 class ClassFill(str, Enum):

@@ -43,7 +43,7 @@ Synthetic subsets are nested seeded draws. A stopped evaluation resumes: run the
 epoch of the real-only mix R=all,S=0 (or --steps N), so a mix with twice the pairs does half the epochs;
 converge trains each mix until --patience epochs bring no better validation mIoU (at most --epochs);
 epochs trains every mix for --epochs passes over its own pairs (the thesis; larger mixes get more steps).
-"""
+"""  # noqa: E501
 
 
 class Weights(str, Enum):

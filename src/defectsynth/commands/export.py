@@ -21,7 +21,7 @@ EXAMPLES = """
 Annotations are the connected components of each defect class in the masks (ignore pixels, 255, are left
 out); a component with a hole is a COCO RLE, and in YOLO-seg one polygon with a cut to the hole. Splits are
 kept; images are copied unchanged. Docs: docs/export.md
-"""
+"""  # noqa: E501
 
 
 class ExportFormat(str, Enum):

@@ -56,7 +56,7 @@ EXAMPLES = """
   defectsynth filter synth/voc-sd --out synth/voc-sd-clip --by clip --clip-model models/clip-vit-large-patch14 --keep-per-class 100   [dim](VOC paper, section 4.3.1)[/]
 
 [bold]--by boxes[/]: --clip-labels sets defect pixels outside every box of their class to background; --max-sae X drops samples whose share of such pixels exceeds X; --drop-empty-boxes drops samples with a box holding no pixel of its class. [bold]--by segmenter[/]: a U-Net trained on the --real train split (or a saved smp network, --segmenter) predicts each synthetic image; pairs are ranked by the IoU (higher is better) or cross-entropy (lower is better) between prediction and generated mask; the top K are kept (scores.json). [bold]--by clip[/]: per class, the images CLIP finds closest to "a photo of <their classes>" are kept (--keep-per-class N or --keep-fraction F; clip_scores.json). dataset.json records what was removed. Docs: docs/filter.md
-"""
+"""  # noqa: E501
 
 
 class By(str, Enum):

@@ -31,7 +31,7 @@ EXAMPLES = """
 [bold]--split[/] selects stems of --real (of --synthetic when no --real is given).
 
 [bold]Weights[/]: by default the libraries' caches (downloaded when online); --weights-dir loads only safetensors files (inception_v3_fid, lpips_alex, lpips_vgg, lpips_squeeze .safetensors; see docs/metrics.md).
-"""
+"""  # noqa: E501
 
 
 def metrics_command(

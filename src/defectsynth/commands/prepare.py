@@ -38,7 +38,7 @@ EXAMPLES = """
 chosen set and at least one is present (the thesis' strict rule: all nine categories count, pedicel,
 image_quality and condition included); --ignore pedicel,... lists categories that do not count.
 Overlaps of two chosen categories become the class 'mix' with --classes.
-"""
+"""  # noqa: E501
 
 
 class Source(str, Enum):

@@ -19,7 +19,7 @@ Uploads run.json, model_index.json, unet/, unet_ema/, scheduler/, log.jsonl and 
 checkpoints stay local. run.json holds the training options, local paths included. The repository loads
 with DefectsynthPipeline.from_pretrained("my-org/defectsynth-wood") and trains on with
 `defectsynth train DATASET --finetune my-org/defectsynth-wood`. Docs: docs/pipeline.md
-"""
+"""  # noqa: E501
 
 
 def push_command(

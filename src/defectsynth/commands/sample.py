@@ -71,7 +71,7 @@ A rerun with the same options skips the samples already written. Writes previews
       --base stabilityai/stable-diffusion-xl-base-1.0 --adapter TencentARC/t2i-adapter-lineart-sdxl-1.0 --prior canny   [dim](Hub ids: downloaded once into the Hugging Face cache)[/]
 
 Writes previews of the priors under [cyan]previews/[/]. Docs: docs/sd-adapter.md
-"""
+"""  # noqa: E501
 
 DIFFUSION, SD = "diffusion backend (default)", "sd-adapter backend"
 

@@ -54,7 +54,7 @@ EXAMPLES = """
   defectsynth train data/cracks --context --crop 64 --out runs/cracks-context   [dim](inpainting into real images: sample --onto)[/]
 
 Writes run.json, log.jsonl and loss.png (the loss curve) in the run folder. Docs: docs/train.md
-"""
+"""  # noqa: E501
 
 
 class Cond(str, Enum):

@@ -57,7 +57,8 @@ def image_channels(channels: str, images) -> int:
     median = float(np.median(differences))
     if median <= NEAR_GREY:
         logger.warning(
-            "the training images are nearly grey (median channel difference %.1f levels): training RGB; --channels grey trains one "
+            "the training images are nearly grey (median channel difference %.1f levels): training RGB; --channels "
+            "grey trains one "
             "luminance channel without colour noise (docs/recipe-ablation.md)",
             median,
         )

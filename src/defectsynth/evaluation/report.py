@@ -263,8 +263,9 @@ def markdown(
         for r in (r for r in rows if r["model"] == model):
             per_class = " | ".join(_fmt(r["iou_per_class"][n]) for n in names)
             lines.append(
-                f"| {r['mix']} | {r['n_real']} | {r['n_synthetic']} | {r['synthetic'] or '-'} | {_fmt(r['miou_mean'])} | "
-                f"{_fmt(r['miou_std'])} | {_pct(r['diff_pct'])} | {_fmt(r['miou_micro_mean'])} | {_fmt(r['f1_pooled_mean'])} | {per_class} |"
+                f"| {r['mix']} | {r['n_real']} | {r['n_synthetic']} | {r['synthetic'] or '-'} | "
+                f"{_fmt(r['miou_mean'])} | {_fmt(r['miou_std'])} | {_pct(r['diff_pct'])} | {_fmt(r['miou_micro_mean'])} | "
+                f"{_fmt(r['f1_pooled_mean'])} | {per_class} |"
             )
         lines.append("")
     lines.append(
@@ -282,7 +283,8 @@ def markdown(
         for cell in cells:
             for net in networks(cell):
                 lines.append(
-                    f"| {cell['model']} | {cell['mix']} | {cell['synthetic'] or '-'} | {cell['repeat']} | {class_label(net)} | {net['steps']} | "
+                    f"| {cell['model']} | {cell['mix']} | {cell['synthetic'] or '-'} | {cell['repeat']} | "
+                    f"{class_label(net)} | {net['steps']} | "
                     f"{net['epochs']:.2f} | {epochs_at_best(net):.2f} | {'yes' if net['under_trained'] else ''} |"
                 )
         lines += [

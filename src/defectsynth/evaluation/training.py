@@ -101,8 +101,10 @@ def build_model(arch: str, num_classes: int, config: TrainConfig, option: str = 
         raise OptionError(f"{option} {arch} / --encoder {config.encoder}: {str(err).strip(chr(39))}") from None
     except OSError as err:  # huggingface_hub / urllib: no network and not cached
         raise MissingDependencyError(
-            f"--encoder-weights {config.encoder_weights}: the pretrained weights of encoder {config.encoder!r} are not in the local "
-            f"cache and could not be downloaded ({type(err).__name__}); run once with network access or use --encoder-weights none"
+            f"--encoder-weights {config.encoder_weights}: the pretrained weights of encoder {config.encoder!r} are "
+            "not in the local "
+            f"cache and could not be downloaded ({type(err).__name__}); run once with network access or use "
+            "--encoder-weights none"
         ) from None
     except (TypeError, ValueError, RuntimeError) as err:
         raise OptionError(f"{option} {arch} --encoder {config.encoder} --model-kwargs: {err}") from None

@@ -49,7 +49,8 @@ def _hub_file(url: str) -> Path:
 def _missing(what: str, cache_file: Path, weights_dir_file: str, err: Exception) -> MissingDependencyError:
     return MissingDependencyError(
         f"{what} weights not found and not downloadable ({type(err).__name__}): put {cache_file.name} in "
-        f"{cache_file.parent}, or the safetensors {weights_dir_file} in a folder given as --weights-dir (docs/metrics.md#weights)"
+        f"{cache_file.parent}, or the safetensors {weights_dir_file} in a folder given as --weights-dir "
+        "(docs/metrics.md#weights)"
     )
 
 
