@@ -333,8 +333,9 @@ def _check_options(
 ) -> None:
     if by not in FILTER_BY:
         raise OptionError(f"--by: choose one of {', '.join(FILTER_BY)}, got {by!r}")
-    given = {"--clip-labels": clip_labels, "--max-sae": max_sae is not None, "--drop-empty-boxes": drop_empty_boxes, "--real": real is not None,
-             "--segmenter": segmenter is not None, "--top-k": top_k is not None, "--keep-fraction": keep_fraction is not None}  # fmt: skip
+    given = {"--clip-labels": clip_labels, "--max-sae": max_sae is not None, "--drop-empty-boxes": drop_empty_boxes,
+             "--real": real is not None, "--segmenter": segmenter is not None, "--top-k": top_k is not None,
+             "--keep-fraction": keep_fraction is not None}  # fmt: skip
     check_by_options(by, given)
     if by == "boxes":
         if not (clip_labels or max_sae is not None or drop_empty_boxes):
@@ -447,8 +448,8 @@ def filter_dataset(
             {"model": str(Path(segmenter).resolve())},
         )
     else:
-        training = {"split": split, "arch": arch, "encoder": encoder, "encoder_weights": encoder_weights, "epochs": epochs,
-                    "batch_size": batch_size, "lr": lr, "seed": seed}  # fmt: skip
+        training = {"split": split, "arch": arch, "encoder": encoder, "encoder_weights": encoder_weights,
+                    "epochs": epochs, "batch_size": batch_size, "lr": lr, "seed": seed}  # fmt: skip
         net, selection = train_segmenter(real, size=size_hw, device=dev, progress=progress, **training)
         trained = net
         about_net = {"real": str(Path(real).resolve()), **training, "val_fraction": VAL_FRACTION,

@@ -74,8 +74,8 @@ def run_config(info: dict[str, Any]) -> dict[str, Any]:
     args, layout = info["args"], Layout(**info["layout"])
     prediction = recipe_prediction(args, layout)
     return {
-        "cond": args["cond"], "target": args["target"], "variance": args["variance"], "drop_rate": args.get("drop_rate", 0.0),
-        "prediction": prediction if isinstance(prediction, str) else list(prediction), "classes": info["classes"],
+        "cond": args["cond"], "target": args["target"], "variance": args["variance"], "drop_rate": args.get("drop_rate",
+        0.0), "prediction": prediction if isinstance(prediction, str) else list(prediction), "classes": info["classes"],
         "num_classes": info["num_classes"], "size": list(info["size"]), "layout": dict(info["layout"]),
         "class_fill": args.get("class_fill", "inside"),
     }  # fmt: skip
@@ -363,9 +363,9 @@ def draw_jobs(pipe: DefectsynthPipeline, jobs: list, settings: dict[str, Any], r
         cond, {"boxes": [j.boxes for j in jobs]}
     )
     out = pipe(
-        **request, num_inference_steps=settings["steps"], guidance_scale=settings["guidance"], rescale=settings["rescale"],
-        generator=sample_generators(settings["seed"], [j.index for j in jobs]), output_type="np", batch_rows=rows,
-        force_guidance=settings.get("force_guidance", False),
+        **request, num_inference_steps=settings["steps"], guidance_scale=settings["guidance"],
+        rescale=settings["rescale"], generator=sample_generators(settings["seed"], [j.index for j in jobs]),
+        output_type="np", batch_rows=rows, force_guidance=settings.get("force_guidance", False),
     )  # fmt: skip
     masks = [None] * len(jobs) if out.masks is None else list(out.masks)
     return list(zip(list(out.images), masks, out.invalid_mask_pixels))

@@ -177,10 +177,11 @@ def filter_command(
     clip_model = renamed_option("--clip", "--clip-model", clip, clip_model)
 
     summary = filter_dataset(
-        synthetic, out, by.value, clip_labels=clip_labels, max_sae=max_sae, drop_empty_boxes=drop_empty_boxes, real=real, segmenter=segmenter,
-        split=split, score=score.value, top_k=top_k, keep_fraction=keep_fraction, size=size, arch=arch, encoder=encoder,
-        encoder_weights=encoder_weights, epochs=epochs, batch_size=batch_size, lr=lr, seed=seed, device=device, overwrite=overwrite,
-        progress=progress, class_agnostic=class_agnostic, clip_model=clip_model, keep_per_class=keep_per_class, prompt_template=prompt_template,
+        synthetic, out, by.value, clip_labels=clip_labels, max_sae=max_sae, drop_empty_boxes=drop_empty_boxes,
+        real=real, segmenter=segmenter, split=split, score=score.value, top_k=top_k, keep_fraction=keep_fraction,
+        size=size, arch=arch, encoder=encoder, encoder_weights=encoder_weights, epochs=epochs, batch_size=batch_size,
+        lr=lr, seed=seed, device=device, overwrite=overwrite, progress=progress, class_agnostic=class_agnostic,
+        clip_model=clip_model, keep_per_class=keep_per_class, prompt_template=prompt_template,
     )  # fmt: skip
     if by is By.clip:  # the kept folder
         from defectsynth.commands._summary import print_dataset_summary

@@ -306,12 +306,14 @@ def sample_command(
     from defectsynth.stages.sample import sample
 
     options = dict(
-        conditions=conditions, num=num, plan=plan, steps=steps, rescale=rescale, scheduler=None if scheduler is None else scheduler.value, guidance=guidance,
-        mask_augment=mask_augment, onto=onto, placement=placement.value, seed=seed, batch_size=batch_size, ema=ema, overwrite=overwrite,
-        compile=compile, progress=progress, force_guidance=force_guidance, base=base, adapter=adapter, controlnet=controlnet,
-        num_per_condition=num_per_condition, prior=prior.value, prior_weights=prior_weights, blend=blend, captions=captions, captioner=captioner,
-        prompt_template=prompt_template, negative_prompt=negative_prompt, conditioning_scale=conditioning_scale, resolution=resolution,
-        device=device, dtype=dtype, preview=preview,
+        conditions=conditions, num=num, plan=plan, steps=steps, rescale=rescale,
+        scheduler=None if scheduler is None else scheduler.value, guidance=guidance, mask_augment=mask_augment,
+        onto=onto, placement=placement.value, seed=seed, batch_size=batch_size, ema=ema, overwrite=overwrite,
+        compile=compile, progress=progress, force_guidance=force_guidance, base=base, adapter=adapter,
+        controlnet=controlnet, num_per_condition=num_per_condition, prior=prior.value, prior_weights=prior_weights,
+        blend=blend, captions=captions, captioner=captioner, prompt_template=prompt_template,
+        negative_prompt=negative_prompt, conditioning_scale=conditioning_scale, resolution=resolution, device=device,
+        dtype=dtype, preview=preview,
     )  # fmt: skip
     foreign = SD_ONLY if backend is Backend.diffusion else DIFFUSION_ONLY  # left to the stage's defaults
     manifest = sample(

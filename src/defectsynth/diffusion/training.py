@@ -116,8 +116,8 @@ WEIGHTS = ("best", "final")  # unet/: the epoch of the best training loss (ISDM)
 # The plain recipe of the BASD paper's code: what runs written before these options existed used
 # (DiffusionTrainConfig's defaults, which a run.json without them is read with).
 PLAIN_RECIPE = {f.name: f.default for f in fields(DiffusionTrainConfig) if f.name in (
-    "prediction", "mask_prediction", "mask_loss_weight", "min_snr_gamma", "self_cond", "lr_warmup_steps", "lr_schedule", "channels", "flip",
-    "class_fill", "dropout", "context", "crop", "context_margin")}  # fmt: skip
+    "prediction", "mask_prediction", "mask_loss_weight", "min_snr_gamma", "self_cond", "lr_warmup_steps", "lr_schedule",
+    "channels", "flip", "class_fill", "dropout", "context", "crop", "context_margin")}  # fmt: skip
 # Defaults of the recipe options (None = by mode): the measured recipe for box-guided and
 # unconditional runs (docs/recipe-ablation.md: x_0 for every channel; on CrackForest its synthetic
 # data trains the segmenter as well as real data, while noise prediction for the image channels,
@@ -725,14 +725,16 @@ def train(
     if context:
         check_context(cond, target, crop, context_margin, given_size, latent, drop_rate)
     args = DiffusionTrainConfig(
-        dataset=str(Path(dataset).resolve()), out=str(out), cond=cond, target=target, model=model, size=size, epochs=epochs, max_steps=max_steps,
-        batch_size=batch_size, lr=lr, seed=seed, variance=variance, drop_rate=drop_rate, ema=ema, ema_decay=ema_decay, prediction=prediction,
-        mask_prediction=mask_prediction, mask_loss_weight=mask_loss_weight, min_snr_gamma=min_snr_gamma, self_cond=self_cond,
-        lr_warmup_steps=lr_warmup_steps, lr_schedule=lr_schedule, channels=channels, mixed_precision=mixed_precision, compile=compile,
-        checkpoint_every=checkpoint_every, checkpoints_total_limit=checkpoints_total_limit, patience_steps=patience_steps, resume=resume,
-        finetune=str(Path(finetune).resolve()) if finetune else None, split=split, latent=str(Path(latent).resolve()) if latent else None,
-        context=context, crop=crop, context_margin=context_margin, max_grad_norm=max_grad_norm, preview_every=preview_every,
-        report_to=report_to, flip=flip, weights=weights, class_fill=class_fill, dropout=dropout, preset=preset,
+        dataset=str(Path(dataset).resolve()), out=str(out), cond=cond, target=target, model=model, size=size,
+        epochs=epochs, max_steps=max_steps, batch_size=batch_size, lr=lr, seed=seed, variance=variance,
+        drop_rate=drop_rate, ema=ema, ema_decay=ema_decay, prediction=prediction, mask_prediction=mask_prediction,
+        mask_loss_weight=mask_loss_weight, min_snr_gamma=min_snr_gamma, self_cond=self_cond,
+        lr_warmup_steps=lr_warmup_steps, lr_schedule=lr_schedule, channels=channels, mixed_precision=mixed_precision,
+        compile=compile, checkpoint_every=checkpoint_every, checkpoints_total_limit=checkpoints_total_limit,
+        patience_steps=patience_steps, resume=resume, finetune=str(Path(finetune).resolve()) if finetune else None,
+        split=split, latent=str(Path(latent).resolve()) if latent else None, context=context, crop=crop,
+        context_margin=context_margin, max_grad_norm=max_grad_norm, preview_every=preview_every, report_to=report_to,
+        flip=flip, weights=weights, class_fill=class_fill, dropout=dropout, preset=preset,
     )  # fmt: skip
     if mixed_precision == "fp16" and not torch.cuda.is_available():
         raise OptionError("--mixed-precision fp16 needs a GPU; use bf16 on a CPU")

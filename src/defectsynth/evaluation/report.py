@@ -4,7 +4,8 @@ Report folder layout::
 
     <out>/
       config.json            the options of the evaluation (checked when resuming)
-      cells/<key>.json       one finished cell: its spec, #R/#S, steps and epochs trained, best epoch, test confusion counts
+      cells/<key>.json       one finished cell: its spec, #R/#S, steps and epochs trained, best epoch, test
+                             confusion counts
       report.json            config, class names, one row per (model, synthetic source, mix), every cell
       report.csv             the rows as a table (with the budget, mean steps and epochs, under-trained networks)
       cells.csv              one line per trained network: steps, epochs, where the best weights came from, mIoU
@@ -264,8 +265,8 @@ def markdown(
             per_class = " | ".join(_fmt(r["iou_per_class"][n]) for n in names)
             lines.append(
                 f"| {r['mix']} | {r['n_real']} | {r['n_synthetic']} | {r['synthetic'] or '-'} | "
-                f"{_fmt(r['miou_mean'])} | {_fmt(r['miou_std'])} | {_pct(r['diff_pct'])} | {_fmt(r['miou_micro_mean'])} | "
-                f"{_fmt(r['f1_pooled_mean'])} | {per_class} |"
+                f"{_fmt(r['miou_mean'])} | {_fmt(r['miou_std'])} | {_pct(r['diff_pct'])} | "
+                f"{_fmt(r['miou_micro_mean'])} | {_fmt(r['f1_pooled_mean'])} | {per_class} |"
             )
         lines.append("")
     lines.append(

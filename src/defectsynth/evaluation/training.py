@@ -55,11 +55,9 @@ OPTIMIZERS = {
 SGD_SETTINGS = {"momentum": 0.9, "weight_decay": 5e-4}  # MMSegmentation's standard SGD (the VOC paper, section 4.1.2)
 POLY_POWER, POLY_MIN_LR = 0.9, 1e-4  # MMSegmentation's PolyLR: (lr - min) * (1 - step / total) ** 0.9 + min, every step
 BUDGETS = ("steps", "converge", "epochs")
-LR_SCHEDULES = (
-    "step",
-    "constant",
-    "poly",
-)  # step: /10 after half the validation rounds (Macháček et al.'s code); constant: the BASD paper's one rate; poly: MMSegmentation's
+# step: /10 after half the validation rounds (Macháček et al.'s code); constant: the BASD paper's one rate;
+# poly: MMSegmentation's
+LR_SCHEDULES = ("step", "constant", "poly")
 UNDER_TRAINED_SHARE = 0.1  # a best validation score within the last 10 % of the steps trained: under-trained
 
 

@@ -164,8 +164,11 @@ def filter_by_clip(
         synthetic=dataset.manifest.synthetic,
     )
     samples_json = {s: {"score": scores[s], "prompt": prompts[s], "kept": s in kept} for s in stems}
-    scores_file = lambda tmp: write_json(
-        tmp / "clip_scores.json", {"prompt_template": prompt_template, "samples": samples_json}, durable=False
-    )  # noqa: E731
+
+    def scores_file(tmp):
+        return write_json(
+            tmp / "clip_scores.json", {"prompt_template": prompt_template, "samples": samples_json}, durable=False
+        )
+
     write_kept(dataset, out, manifest, (dataset.read(s) for s in stems if s in kept), overwrite, scores_file)
     return Path(out)

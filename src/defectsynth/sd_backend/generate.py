@@ -260,9 +260,10 @@ def sample_sd(
     out = Path(out)
     check_output_dir(out, overwrite)
     settings = {
-        "steps": steps, "guidance": guidance, "conditioning_scale": conditioning_scale, "seed": seed, "blend": list(weights),
-        "prior": prior, "resolution": resolution, "prompt_template": prompt_template, "negative_prompt": negative_prompt,
-        "captions": _str(captions), "captioner": _str(captioner), "plan": _str(plan),
+        "steps": steps, "guidance": guidance, "conditioning_scale": conditioning_scale, "seed": seed,
+        "blend": list(weights), "prior": prior, "resolution": resolution, "prompt_template": prompt_template,
+        "negative_prompt": negative_prompt, "captions": _str(captions), "captioner": _str(captioner),
+        "plan": _str(plan),
     }  # fmt: skip
     if preset is not None:
         settings["preset"] = preset
@@ -296,6 +297,7 @@ def sample_sd(
         )
         manifest.source = {
             "backend": BACKEND, "base": str(base), model.kind: str(adapter if model.kind == "adapter" else controlnet),
-            **settings, "conditions": {"dataset": str(folder), "split": split}, "condition_of": condition_of, "prompts": prompt_of,
+            **settings, "conditions": {"dataset": str(folder), "split": split}, "condition_of": condition_of,
+            "prompts": prompt_of,
         }  # fmt: skip
         return writer.commit()

@@ -30,12 +30,16 @@ DIFFUSION_ONLY = (
     "onto",
     "placement",
 )
-SD_ONLY = ("base", "adapter", "controlnet", "num_per_condition", "prior", "prior_weights", "blend", "captions", "captioner",
-           "prompt_template", "negative_prompt", "conditioning_scale", "resolution", "device", "dtype", "preview")  # fmt: skip
+SD_ONLY = ("base", "adapter", "controlnet", "num_per_condition", "prior", "prior_weights", "blend", "captions",
+           "captioner", "prompt_template", "negative_prompt", "conditioning_scale", "resolution", "device", "dtype",
+           "preview")  # fmt: skip
 # What an option left out (None) becomes, per backend. Diffusion steps, rescale and guidance
 # stay None: they follow the run (defectsynth.diffusion.sampling.run_defaults).
 DEFAULTS: dict[str, dict[str, Any]] = {
-    "diffusion": {"batch_size": 16, "mask_augment": False, "placement": "keep", "ema": True, "compile": False, "force_guidance": False},
+    "diffusion": {
+        "batch_size": 16, "mask_augment": False, "placement": "keep", "ema": True, "compile": False,
+        "force_guidance": False,
+    },
     "sd-adapter": {
         "batch_size": 1, "steps": 30, "guidance": 7.5, "num_per_condition": 1, "prior": "lineart", "blend": "0.7,0.9",
         "conditioning_scale": 1.0, "resolution": 1024, "device": "auto", "dtype": "auto", "preview": 8,
