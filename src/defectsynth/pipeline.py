@@ -74,8 +74,9 @@ def run_config(info: dict[str, Any]) -> dict[str, Any]:
     args, layout = info["args"], Layout(**info["layout"])
     prediction = recipe_prediction(args, layout)
     return {
-        "cond": args["cond"], "target": args["target"], "variance": args["variance"], "drop_rate": args.get("drop_rate",
-        0.0), "prediction": prediction if isinstance(prediction, str) else list(prediction), "classes": info["classes"],
+        "cond": args["cond"], "target": args["target"], "variance": args["variance"],
+        "drop_rate": args.get("drop_rate", 0.0),
+        "prediction": prediction if isinstance(prediction, str) else list(prediction), "classes": info["classes"],
         "num_classes": info["num_classes"], "size": list(info["size"]), "layout": dict(info["layout"]),
         "class_fill": args.get("class_fill", "inside"),
     }  # fmt: skip
