@@ -13,9 +13,8 @@ for its boxes, reports
 4. FID / KID (InceptionV3 2048 features) when ``--weights-dir`` holds ``inception_v3_fid.safetensors``,
    else "not run";
 5. with ``--every N`` (or ``--checkpoints`` for a given ``--run``): time to fidelity, per checkpoint of the trained run
-its training CPU seconds
-   (``trainer.json`` ``cpu_seconds``) and its synthetic-only / real-only mIoU ratio, and the first
-   checkpoint reaching 0.8;
+   its training CPU seconds (``trainer.json`` ``cpu_seconds``) and its synthetic-only / real-only mIoU ratio, and the
+   first checkpoint reaching 0.8;
 
 and writes ``preview.png`` (one row per test condition: real image | mask | boxes, then the
 synthetic sample of the same boxes). Everything is kept under ``--out`` (default ``fidelity/``);

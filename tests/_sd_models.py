@@ -47,9 +47,10 @@ def _text_config():
 
 def _unet_kwargs() -> dict:
     return dict(
-        block_out_channels=(32, 64), layers_per_block=1, in_channels=4, down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
-        attention_head_dim=(2, 4), use_linear_projection=True, addition_embed_type="text_time", addition_time_embed_dim=8,
-        transformer_layers_per_block=(1, 1), projection_class_embeddings_input_dim=80, cross_attention_dim=64,
+        block_out_channels=(32, 64), layers_per_block=1, in_channels=4,
+        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"), attention_head_dim=(2, 4), use_linear_projection=True,
+        addition_embed_type="text_time", addition_time_embed_dim=8, transformer_layers_per_block=(1, 1),
+        projection_class_embeddings_input_dim=80, cross_attention_dim=64,
     )  # fmt: skip
 
 
@@ -140,9 +141,9 @@ def build_blip2(folder: Path) -> Path:
         vision_config=dict(image_size=32, patch_size=8, **small),
         qformer_config=dict(encoder_hidden_size=32, vocab_size=100, **small),
         text_config=dict(
-            model_type="opt", hidden_size=32, ffn_dim=37, num_attention_heads=4, num_hidden_layers=1, vocab_size=len(vocab),
-            word_embed_proj_dim=32, max_position_embeddings=64, pad_token_id=vocab["<pad>"], bos_token_id=vocab["</s>"],
-            eos_token_id=vocab["</s>"],
+            model_type="opt", hidden_size=32, ffn_dim=37, num_attention_heads=4, num_hidden_layers=1,
+            vocab_size=len(vocab), word_embed_proj_dim=32, max_position_embeddings=64, pad_token_id=vocab["<pad>"],
+            bos_token_id=vocab["</s>"], eos_token_id=vocab["</s>"],
         ),
         num_query_tokens=4, image_token_index=vocab["<image>"],
     )  # fmt: skip

@@ -28,9 +28,10 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("stages", ("defectsynth.stages",)),
     ("methods", (
         "defectsynth.encoding", "defectsynth.diffusion", "defectsynth.evaluation", "defectsynth.filtering",
-        "defectsynth.balancing", "defectsynth.metrics", "defectsynth.sd_backend", "defectsynth.controllable", "defectsynth.data",
-        "defectsynth.data.sources", "defectsynth.data.prepare", "defectsynth.data.export", "defectsynth.pipeline",
-        "defectsynth.data.resize_loss", "defectsynth.hub", "defectsynth.hub_push", "defectsynth.toy_demo", "defectsynth.presets", "defectsynth.config_files",
+        "defectsynth.balancing", "defectsynth.metrics", "defectsynth.sd_backend", "defectsynth.controllable",
+        "defectsynth.data", "defectsynth.data.sources", "defectsynth.data.prepare", "defectsynth.data.export",
+        "defectsynth.pipeline", "defectsynth.data.resize_loss", "defectsynth.hub", "defectsynth.hub_push",
+        "defectsynth.toy_demo", "defectsynth.presets", "defectsynth.config_files",
     )),
     ("formats", ("defectsynth.formats",)),
     ("base", (

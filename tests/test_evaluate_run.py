@@ -201,8 +201,9 @@ def test_saved_networks_reproduce_the_test_counts_and_feed_filter(
     assert cell["test_stats"] == {"tp": tp.tolist(), "fp": fp.tolist(), "fn": fn.tolist(), "tn": tn.tolist()}
     # filter --by segmenter --model takes the network evaluate saved
     kept = tmp_path / "kept"
-    result = runner.invoke(app, ["filter", str(synthetic), "--out", str(kept), "--by", "segmenter", "--segmenter", str(folder), "--top-k", "3",
-                                 "--size", "32", "--device", "cpu", "--no-progress"])  # fmt: skip
+    result = runner.invoke(app, ["filter", str(synthetic), "--out", str(kept), "--by", "segmenter",
+                                 "--segmenter", str(folder), "--top-k", "3", "--size", "32", "--device", "cpu",
+                                 "--no-progress"])  # fmt: skip
     assert result.exit_code == 0, result.output
     assert len(Dataset(kept).stems) == 3 and Dataset(kept).manifest.source["filters"][-1]["options"]["model"] == str(
         folder.resolve()

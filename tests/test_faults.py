@@ -170,10 +170,13 @@ def test_train_killed_five_times_ends_with_the_weights_of_an_uninterrupted_run(d
         assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a), name
     for name in ("unet", "unet_ema", "scheduler"):
         assert _same_files(run / name, reference / name), name
-    lines = lambda r: [
-        {k: v for k, v in json.loads(x).items() if "seconds" not in k}
-        for x in (r / "log.jsonl").read_text().splitlines()
-    ]  # noqa: E731
+
+    def lines(r):
+        return [
+            {k: v for k, v in json.loads(x).items() if "seconds" not in k}
+            for x in (r / "log.jsonl").read_text().splitlines()
+        ]
+
     assert lines(run) == lines(reference)  # no epoch logged twice, no half line
     assert sorted(p.name for p in run.iterdir()) == sorted(p.name for p in reference.iterdir())  # no leftovers
 

@@ -52,7 +52,8 @@ def test_plain_diffusers_loads_the_run_and_draws_what_sample_writes(tiny_run, tm
     ds = Dataset(written)
     stems = sorted(ds.stems, key=lambda s: json.loads((written / ".sampling" / f"{s}.json").read_text())["index"])
     out = pipe.use_sampler("ddim")(
-        boxes=[ds.read_boxes(s) for s in stems], num_inference_steps=2, generator=sample_generators(5, [0, 1, 2]), output_type="np", batch_rows=3,
+        boxes=[ds.read_boxes(s) for s in stems], num_inference_steps=2, generator=sample_generators(5, [0, 1, 2]),
+        output_type="np", batch_rows=3,
     )  # fmt: skip
     for i, stem in enumerate(stems):
         written_sample = ds.read(stem)

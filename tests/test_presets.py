@@ -26,8 +26,9 @@ from defectsynth.metrics.sae_ebr import sae_ebr_counts
 from defectsynth.presets import NOT_EXPRESSED, PRESETS, PresetRequest, resolve_preset
 
 TINY_TRAIN = {"model": "tiny", "batch_size": 4, "epochs": 1, "preview_every": 0, "progress": False}
-TINY_EVAL = {"models": ["unet"], "encoder": "mobilenet_v2", "encoder_weights": None, "size": "32", "batch_size": 4, "epochs": 1,
-             "model_kwargs": {"encoder_depth": 3, "decoder_channels": (16, 8, 8)}, "progress": False}  # fmt: skip
+TINY_EVAL = {"models": ["unet"], "encoder": "mobilenet_v2", "encoder_weights": None, "size": "32", "batch_size": 4,
+             "epochs": 1, "model_kwargs": {"encoder_depth": 3, "decoder_channels": (16, 8, 8)},
+             "progress": False}  # fmt: skip
 
 # -- the papers' values, one line per stated setting, with where the paper states it ---------------------
 PAPER_VALUES = {

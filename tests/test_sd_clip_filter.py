@@ -90,8 +90,9 @@ def test_filter_writes_the_kept_samples_and_their_scores(runner, clip, toy_datas
 def test_cli_maps_options(runner, toy_dataset, tmp_path):
     with mock.patch.object(clip_filter_module, "filter_by_clip", return_value=toy_dataset) as core:
         result = runner.invoke(
-            app, ["filter", "s", "--out", str(tmp_path / "o"), "--by", "clip", "--clip-model", "c", "--keep-fraction", "0.25", "--prompt-template", "{classes}",
-                  "--device", "cpu", "--batch-size", "4", "--overwrite", "--no-progress"],
+            app, ["filter", "s", "--out", str(tmp_path / "o"), "--by", "clip", "--clip-model", "c",
+                  "--keep-fraction", "0.25", "--prompt-template", "{classes}", "--device", "cpu", "--batch-size", "4",
+                  "--overwrite", "--no-progress"],
         )  # fmt: skip
     assert result.exit_code == 0, result.output
     core.assert_called_once_with(
@@ -102,10 +103,13 @@ def test_cli_maps_options(runner, toy_dataset, tmp_path):
 
 def test_bad_input(runner, clip, toy_dataset, tmp_path):
     args = ["filter", str(toy_dataset), "--out", str(tmp_path / "o"), "--by", "clip", "--clip-model", str(clip)]
-    for extra, message in [([], "exactly one of --keep-per-class"), (["--keep-per-class", "1", "--keep-fraction", "0.5"], "exactly one"),
-                           (["--keep-fraction", "1.5"], "--keep-fraction must lie in"), (["--keep-per-class", "0"], "at least 1"),
+    for extra, message in [([], "exactly one of --keep-per-class"),
+                           (["--keep-per-class", "1", "--keep-fraction", "0.5"], "exactly one"),
+                           (["--keep-fraction", "1.5"], "--keep-fraction must lie in"),
+                           (["--keep-per-class", "0"], "at least 1"),
                            (["--keep-per-class", "1", "--prompt-template", "{caption}"], "no captions"),
-                           (["--keep-per-class", "1", "--batch-size", "0"], "--batch-size must be at least 1")]:  # fmt: skip
+                           (["--keep-per-class", "1", "--batch-size", "0"],
+                            "--batch-size must be at least 1")]:  # fmt: skip
         result = runner.invoke(app, [*args, *extra])
         assert result.exit_code == 2 and message in result.stderr, (extra, result.output)
     with pytest.raises(MissingDependencyError, match="--clip-model: model folder not found"):
@@ -118,14 +122,14 @@ def test_bad_input(runner, clip, toy_dataset, tmp_path):
 def test_options_of_another_by_are_refused(runner, toy_dataset, tmp_path):
     base = ["filter", str(toy_dataset), "--out", str(tmp_path / "o")]
     for args, message in [(["--by", "clip", "--keep-per-class", "1"], "--by clip needs --clip-model DIR"),
-                          (["--by", "clip", "--clip-model", "c", "--top-k", "3"], "--top-k cannot be used with "
-                              "--by clip (options that belong to --by segmenter"),
-                          (["--by", "clip", "--clip-model", "c", "--clip-labels"], "--clip-labels cannot be used "
-                              "with --by clip"),
-                          (["--by", "boxes", "--clip-labels", "--clip-model", "c"], "--clip-model cannot be used "
-                              "with --by boxes"),
-                          (["--by", "segmenter", "--real", "r", "--keep-per-class", "2"], "--keep-per-class cannot be "
-                              "used with --by segmenter")]:  # fmt: skip
+                          (["--by", "clip", "--clip-model", "c", "--top-k", "3"],
+                           "--top-k cannot be used with --by clip (options that belong to --by segmenter"),
+                          (["--by", "clip", "--clip-model", "c", "--clip-labels"],
+                           "--clip-labels cannot be used with --by clip"),
+                          (["--by", "boxes", "--clip-labels", "--clip-model", "c"],
+                           "--clip-model cannot be used with --by boxes"),
+                          (["--by", "segmenter", "--real", "r", "--keep-per-class", "2"],
+                           "--keep-per-class cannot be used with --by segmenter")]:  # fmt: skip
         result = runner.invoke(app, [*base, *args])
         assert result.exit_code == 2 and message in result.stderr and len(result.stderr.strip().splitlines()) == 1, (
             args,

@@ -43,18 +43,21 @@ def test_cli_maps_options_to_the_core_function(runner, toy_dataset, tmp_path):
     with mock.patch.object(generate_module, "sample_sd", return_value=toy_dataset) as core:
         result = runner.invoke(
             app,
-            [*SD, "--conditions", f"{toy_dataset}:train", "--out", str(tmp_path / "o"), "--base", "b", "--controlnet", "c",
-             "--plan", "p.json", "--num-per-condition", "3", "--prior", "canny", "--prior-weights", "w", "--blend", "0.6,1",
-             "--captions", "c.jsonl", "--prompt-template", "a photo of {classes}", "--negative-prompt", "blurry", "--steps", "4",
-             "--guidance", "5", "--conditioning-scale", "0.8", "--resolution", "512", "--seed", "7", "--batch-size", "2",
-             "--device", "cpu", "--dtype", "float32", "--preview", "0", "--overwrite", "--no-progress"],
+            [*SD, "--conditions", f"{toy_dataset}:train", "--out", str(tmp_path / "o"), "--base", "b",
+             "--controlnet", "c", "--plan", "p.json", "--num-per-condition", "3", "--prior", "canny",
+             "--prior-weights", "w", "--blend", "0.6,1", "--captions", "c.jsonl",
+             "--prompt-template", "a photo of {classes}", "--negative-prompt", "blurry", "--steps", "4",
+             "--guidance", "5", "--conditioning-scale", "0.8", "--resolution", "512", "--seed", "7",
+             "--batch-size", "2", "--device", "cpu", "--dtype", "float32", "--preview", "0", "--overwrite",
+             "--no-progress"],
         )  # fmt: skip
     assert result.exit_code == 0, result.output
     core.assert_called_once_with(
         f"{toy_dataset}:train", tmp_path / "o", Path("b"), adapter=None, controlnet=Path("c"), plan=Path("p.json"),
-        num_per_condition=3, prior="canny", prior_weights=Path("w"), blend="0.6,1", captions=Path("c.jsonl"), captioner=None,
-        prompt_template="a photo of {classes}", negative_prompt="blurry", steps=4, guidance=5.0, conditioning_scale=0.8,
-        resolution=512, seed=7, batch_size=2, device="cpu", dtype="float32", preview=0, overwrite=True, progress=False, preset=None,
+        num_per_condition=3, prior="canny", prior_weights=Path("w"), blend="0.6,1", captions=Path("c.jsonl"),
+        captioner=None, prompt_template="a photo of {classes}", negative_prompt="blurry", steps=4, guidance=5.0,
+        conditioning_scale=0.8, resolution=512, seed=7, batch_size=2, device="cpu", dtype="float32", preview=0,
+        overwrite=True, progress=False, preset=None,
     )  # fmt: skip
     with mock.patch.object(generate_module, "sample_sd", return_value=toy_dataset) as core:
         result = runner.invoke(

@@ -183,8 +183,8 @@ def test_read_captions(tmp_path):
     assert read_captions(path) == {"a": "a dented panel", "b": "a wall"}
     with pytest.raises(DatasetError, match="no caption for 1 condition image\\(s\\): c"):
         missing_captions(read_captions(path), ["a", "c"], path)
-    for text, message in [('{"stem": "a"}\n', "each line must be"), ("{oops\n", "malformed JSON"), ('{"stem": "a", "caption": '
-        '"x"}\n' * 2, "duplicate stem"),
+    for text, message in [('{"stem": "a"}\n', "each line must be"), ("{oops\n", "malformed JSON"),
+                          ('{"stem": "a", "caption": "x"}\n' * 2, "duplicate stem"),
                           ('{"stem": "../x", "caption": "x"}\n', "invalid stem")]:  # fmt: skip
         path.write_text(text)
         with pytest.raises(DatasetError, match=message):
@@ -210,9 +210,10 @@ def test_plan_of_and_jobs(tmp_path):
     jobs = make_jobs(["a", "b"], plan, 1)
     assert [(j.index, j.out_stem) for j in jobs] == [(0, "b_sd0"), (1, "b_sd1"), (2, "a_sd0")]
     assert [j.out_stem for j in make_jobs(["a", "b"], None, 2)] == ["a_sd0", "a_sd1", "b_sd0", "b_sd1"]
-    for plan_json, message in [({"format": 1, "plan": [{"stem": "z", "repeats": 1}]}, "plan stem 'z' is not among "
-        "the condition images"),
-                               ({"format": 1, "plan": [{"stem": "a", "repeats": 0}]}, "plan entry 0"),  # balancing.read_plan's rules
+    for plan_json, message in [({"format": 1, "plan": [{"stem": "z", "repeats": 1}]},
+                                "plan stem 'z' is not among the condition images"),
+                               # balancing.read_plan's rules
+                               ({"format": 1, "plan": [{"stem": "a", "repeats": 0}]}, "plan entry 0"),
                                ({"plan": []}, "plan format None is not supported")]:  # fmt: skip
         path.write_text(json.dumps(plan_json))
         with pytest.raises(DatasetError, match=message):

@@ -271,8 +271,9 @@ def test_yaml_without_pyyaml_is_a_clear_error(tmp_path, monkeypatch):
 def test_run_json_args_replay_the_run(toy_dataset, tmp_path, runner, one_thread):
     """train -> run.json's args -> train --config run.json: the same arguments (and the same losses)."""
     first, second = tmp_path / "first", tmp_path / "second"
-    options = ["--model", "tiny", "--size", "16", "--batch-size", "9", "--max-steps", "2", "--lr", "0.002", "--seed", "3",
-               "--preview-every", "0", "--no-self-cond", "--mask-loss-weight", "2", "--no-progress"]  # fmt: skip
+    options = ["--model", "tiny", "--size", "16", "--batch-size", "9", "--max-steps", "2", "--lr", "0.002",
+               "--seed", "3", "--preview-every", "0", "--no-self-cond", "--mask-loss-weight", "2",
+               "--no-progress"]  # fmt: skip
     assert runner.invoke(app, ["train", str(toy_dataset), "--out", str(first), *options]).exit_code == 0
     result = runner.invoke(app, ["train", "--config", str(first / "run.json"), "--out", str(second), "--no-progress"])
     assert result.exit_code == 0, result.output
