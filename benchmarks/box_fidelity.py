@@ -19,11 +19,12 @@ import json
 import time
 from pathlib import Path
 
+from _results import add_json_option, write_results
+
 import defectsynth
 from defectsynth.data import Dataset
 from defectsynth.data.files import read_json, write_json
 from defectsynth.toy_demo import write_previews
-from _results import add_json_option, write_results
 
 MODES = ("basd", "boxmask", "none")
 
@@ -65,7 +66,17 @@ def main() -> None:
     data = a.out / "data"
     if not data.exists():
         defectsynth.prepare("toy", data, num=a.images, size=a.size, seed=a.seed)
-    options = dict(target="joint", model=a.model, batch_size=16, lr=5e-4, epochs=10**6, checkpoint_every=10**9, preview_every=0, split="train", seed=a.seed)
+    options = dict(
+        target="joint",
+        model=a.model,
+        batch_size=16,
+        lr=5e-4,
+        epochs=10**6,
+        checkpoint_every=10**9,
+        preview_every=0,
+        split="train",
+        seed=a.seed,
+    )
     rows = {}
     for mode in MODES:
         steps = steps_for_budget(data, a.out / f"calibrate-{mode}", a.budget_seconds, dict(options, cond=mode))
@@ -75,7 +86,9 @@ def main() -> None:
         synthetic = a.out / f"synthetic-{mode}"
         num = len(Dataset(data).split("test"))
         conditions = None if mode == "none" else f"{data}:test"
-        defectsynth.sample(run, out=synthetic, conditions=conditions, num=num, scheduler="ddim", steps=a.steps, seed=a.seed)
+        defectsynth.sample(
+            run, out=synthetic, conditions=conditions, num=num, scheduler="ddim", steps=a.steps, seed=a.seed
+        )
         if mode == "none":
             pair_with_conditions(synthetic, data, "test")
         write_previews(data, synthetic, a.out / "previews" / mode)
@@ -84,7 +97,10 @@ def main() -> None:
         from defectsynth.metrics import compute_metrics
     except ImportError:
         compute_metrics = None
-    print(f"toy {a.images} images at {a.size}px, seed {a.seed}, model {a.model}, budget {a.budget_seconds:.0f} s per mode, DDIM {a.steps} steps")
+    print(
+        f"toy {a.images} images at {a.size}px, seed {a.seed}, model {a.model}, budget {a.budget_seconds:.0f} s "
+        f"per mode, DDIM {a.steps} steps"
+    )
     for mode, row in rows.items():
         line = f"{mode:>8}: {row['steps']:5d} steps in {row['train_seconds']:6.1f} s"
         if compute_metrics is not None:
@@ -94,7 +110,17 @@ def main() -> None:
         else:
             line += "  (SAE/EBR: defectsynth.metrics is not available in this checkout)"
         print(line)
-    write_results(a.json, {"images": a.images, "size": a.size, "model": a.model, "budget_seconds": a.budget_seconds, "ddim_steps": a.steps, "modes": rows})
+    write_results(
+        a.json,
+        {
+            "images": a.images,
+            "size": a.size,
+            "model": a.model,
+            "budget_seconds": a.budget_seconds,
+            "ddim_steps": a.steps,
+            "modes": rows,
+        },
+    )
 
 
 if __name__ == "__main__":

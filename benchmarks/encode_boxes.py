@@ -15,10 +15,10 @@ import time
 
 import numpy as np
 import torch
+from _results import add_json_option, write_results
 
 from defectsynth.encoding import basd_maps, boxmask_maps
 from defectsynth.encoding.reference import reference_basd
-from _results import add_json_option, write_results
 
 
 def random_boxes(rng: np.random.Generator, count: int, size: int) -> tuple[np.ndarray, np.ndarray]:
@@ -65,8 +65,13 @@ def main() -> None:
 
     small = [random_boxes(rng, 5, 128) for _ in range(max(args.maps, args.literal_maps))]
     fast, fast_median = maps_per_second(basd_maps, small[: args.maps], 128, args.repeats)
-    literal, _ = maps_per_second(lambda b, c, h, w: reference_basd(b.tolist(), c.tolist(), h, w), small[: args.literal_maps], 128)
-    print(f"128x128, 5 boxes: basd_maps best {fast:.0f} (median {fast_median:.0f}) maps/s, literal reference {literal:.3f} maps/s")
+    literal, _ = maps_per_second(
+        lambda b, c, h, w: reference_basd(b.tolist(), c.tolist(), h, w), small[: args.literal_maps], 128
+    )
+    print(
+        f"128x128, 5 boxes: basd_maps best {fast:.0f} (median {fast_median:.0f}) maps/s, literal reference "
+        f"{literal:.3f} maps/s"
+    )
     print(f"  speed-up over the literal reference: {fast / literal:,.0f}x (median {fast_median / literal:,.0f}x)")
     results["speedup_over_literal_128px"] = fast / literal
     write_results(args.json, results)

@@ -13,18 +13,20 @@ import argparse
 import time
 
 import numpy as np
+from _results import add_json_option, write_results
 
 from defectsynth.balancing import auto_n_balance, balance_generations, select_balanced
 from defectsynth.data import Box, Sample
 from defectsynth.filtering import box_problems, clip_to_boxes
-from _results import add_json_option, write_results
 
 
 def random_classes(rng: np.random.Generator, count: int, num_classes: int = 9) -> dict[str, tuple[int, ...]]:
     weights = 1.0 / np.arange(1, num_classes)  # class 1 most frequent
     weights /= weights.sum()
     return {
-        f"img{i:06d}": tuple(sorted(set(rng.choice(np.arange(1, num_classes), size=rng.integers(1, 4), p=weights).tolist())))
+        f"img{i:06d}": tuple(
+            sorted(set(rng.choice(np.arange(1, num_classes), size=rng.integers(1, 4), p=weights).tolist()))
+        )
         for i in range(count)
     }
 
@@ -65,7 +67,10 @@ def main() -> None:
     selected, short = select_balanced(small, pool, auto_n_balance(small), 9)
     elapsed = time.perf_counter() - start
     merge_s = elapsed
-    print(f"merge selection: {len(selected)} of {args.pool} pool samples for {len(small)} real images in {elapsed:.2f} s ({len(short)} classes short)")
+    print(
+        f"merge selection: {len(selected)} of {args.pool} pool samples for {len(small)} real images in "
+        f"{elapsed:.2f} s ({len(short)} classes short)"
+    )
 
     samples = [random_sample(rng) for _ in range(args.masks)]
     start = time.perf_counter()
@@ -74,7 +79,9 @@ def main() -> None:
         clip_to_boxes(sample.mask, sample.boxes)
     elapsed = time.perf_counter() - start
     print(f"box checks + clipping: {args.masks / elapsed:.0f} masks/s at 256x256 with 10 boxes")
-    write_results(args.json, {"plan_ms": plan_ms, "merge_seconds": merge_s, "box_checks_masks_per_s": args.masks / elapsed})
+    write_results(
+        args.json, {"plan_ms": plan_ms, "merge_seconds": merge_s, "box_checks_masks_per_s": args.masks / elapsed}
+    )
 
 
 if __name__ == "__main__":

@@ -46,24 +46,42 @@ def summary(stages: dict[str, dict]) -> dict:
     for name in ("train128", "train256"):
         r = stages.get(name, {}).get("result")
         if r:
-            out[name] = {"size": r["size"], "batch_size": r["batch_size"], "precision": r.get("mixed_precision_resolved"),
-                         "images_per_s": {loop: v["images_per_s"] for loop, v in r["loops"].items()},
-                         "speedup_vs_plain": r.get("speedup"), "cuda_max_allocated_mib": _cuda_mib(r)}
+            out[name] = {
+                "size": r["size"],
+                "batch_size": r["batch_size"],
+                "precision": r.get("mixed_precision_resolved"),
+                "images_per_s": {loop: v["images_per_s"] for loop, v in r["loops"].items()},
+                "speedup_vs_plain": r.get("speedup"),
+                "cuda_max_allocated_mib": _cuda_mib(r),
+            }
     r = stages.get("sample", {}).get("result")
     if r:
-        out["sample"] = {"size": r["size"], "steps": r["steps"], "images_per_s": {s: v["images_per_s"] for s, v in r["schedulers"].items()},
-                         "cuda_max_allocated_mib": _cuda_mib(r)}
+        out["sample"] = {
+            "size": r["size"],
+            "steps": r["steps"],
+            "images_per_s": {s: v["images_per_s"] for s, v in r["schedulers"].items()},
+            "cuda_max_allocated_mib": _cuda_mib(r),
+        }
     r = stages.get("fidelity", {}).get("result")
     if r and r.get("status") == "ok":
         tex = r["texture"]
-        out["fidelity"] = {"size": r["size"], "synthetic_only_ratio": r["tstr"]["synthetic_only_ratio"],
-                           "real_plus_synthetic_ratio": r["tstr"]["real_plus_synthetic_ratio"],
-                           "miou": {mix: row["miou_mean"] for mix, row in r["tstr"]["mixes"].items()},
-                           "laplacian_ratio": {reg: tex[reg]["ratio"]["laplacian_var"] for reg in ("image", "boxes")},
-                           "hf_share_ratio": {reg: tex[reg]["ratio"]["hf_share"] for reg in ("image", "boxes")},
-                           "sae_test": r["sae_ebr_test"]["sae"], "ebr_test": r["sae_ebr_test"]["ebr"], "seconds": r["seconds"],
-                           "cuda_max_allocated_mib": _cuda_mib(r)}
-    peaks = [v["cuda_max_allocated_mib"] for v in out.values() if isinstance(v, dict) and v.get("cuda_max_allocated_mib") is not None]
+        out["fidelity"] = {
+            "size": r["size"],
+            "synthetic_only_ratio": r["tstr"]["synthetic_only_ratio"],
+            "real_plus_synthetic_ratio": r["tstr"]["real_plus_synthetic_ratio"],
+            "miou": {mix: row["miou_mean"] for mix, row in r["tstr"]["mixes"].items()},
+            "laplacian_ratio": {reg: tex[reg]["ratio"]["laplacian_var"] for reg in ("image", "boxes")},
+            "hf_share_ratio": {reg: tex[reg]["ratio"]["hf_share"] for reg in ("image", "boxes")},
+            "sae_test": r["sae_ebr_test"]["sae"],
+            "ebr_test": r["sae_ebr_test"]["ebr"],
+            "seconds": r["seconds"],
+            "cuda_max_allocated_mib": _cuda_mib(r),
+        }
+    peaks = [
+        v["cuda_max_allocated_mib"]
+        for v in out.values()
+        if isinstance(v, dict) and v.get("cuda_max_allocated_mib") is not None
+    ]
     out["peak_cuda_mib"] = max(peaks) if peaks else None
     return out
 
@@ -73,9 +91,15 @@ def main(argv: list[str]) -> None:
         sys.exit(__doc__.strip().splitlines()[2].strip())
     tsv, work, out, smoke = Path(argv[0]), Path(argv[1]), Path(argv[2]), argv[3] == "1"
     stages = read_stages(tsv, work)
-    report = {"date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "cpu_smoke": smoke,
-              "ok": all(s["status"] == "ok" or s["status"].startswith("skipped") for s in stages.values()),
-              "seconds": sum(s["seconds"] for s in stages.values()), "summary": summary(stages), "stages": stages, "logs": str(work)}
+    report = {
+        "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+        "cpu_smoke": smoke,
+        "ok": all(s["status"] == "ok" or s["status"].startswith("skipped") for s in stages.values()),
+        "seconds": sum(s["seconds"] for s in stages.values()),
+        "summary": summary(stages),
+        "stages": stages,
+        "logs": str(work),
+    }
     tmp = out.with_name(f".{out.name}.tmp")
     tmp.write_text(json.dumps(report, indent=1) + "\n", encoding="utf-8")
     os.replace(tmp, out)

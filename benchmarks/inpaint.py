@@ -19,7 +19,7 @@ the samples and evaluate's cells. Look at ``painted/previews/onto-*.png`` (input
 
     python benchmarks/inpaint.py --crackforest ../shared/data/crackforest --crop 64 --train-steps 4000 --json inpaint.json
     python benchmarks/inpaint.py --quick       # the toy: 48 images at 64 px, 32 px windows, 60 steps
-"""
+"""  # noqa: E501
 
 from __future__ import annotations
 
@@ -43,7 +43,9 @@ def real_dataset(a: argparse.Namespace) -> Path:
         if a.toy:
             defectsynth.prepare("toy", out, num=a.toy_images, size=a.toy_size, seed=a.seed)
         else:
-            defectsynth.prepare("masks", out, source_dir=crackforest_path(a.crackforest), classes="crack", size="480x320", seed=a.seed)
+            defectsynth.prepare(
+                "masks", out, source_dir=crackforest_path(a.crackforest), classes="crack", size="480x320", seed=a.seed
+            )
     return out
 
 
@@ -52,8 +54,23 @@ def train_run(a: argparse.Namespace, real: Path) -> Path:
 
     run = a.out / "run"
     if not (run / f"checkpoint-{a.train_steps}").is_dir():
-        defectsynth.train(real, out=run, context=True, crop=a.crop, model=a.model, batch_size=16, lr=5e-4, epochs=10**6, max_steps=a.train_steps,
-                          checkpoint_every=a.train_steps, preview_every=0, split="train", seed=a.seed, resume=(run / "run.json").is_file(), progress=a.progress)
+        defectsynth.train(
+            real,
+            out=run,
+            context=True,
+            crop=a.crop,
+            model=a.model,
+            batch_size=16,
+            lr=5e-4,
+            epochs=10**6,
+            max_steps=a.train_steps,
+            checkpoint_every=a.train_steps,
+            preview_every=0,
+            split="train",
+            seed=a.seed,
+            resume=(run / "run.json").is_file(),
+            progress=a.progress,
+        )
     return run
 
 
@@ -66,16 +83,24 @@ def copy_paste(real: Path, painted: Path, out: Path) -> Path:
         return out
     src, synth = Dataset(real), Dataset(painted)
     source = synth.manifest.source
-    manifest = Manifest(name="copy-paste", classes=src.manifest.classes, synthetic=True,
-                        source={"method": "copy-paste", "of": str(painted.resolve()), "condition_of": source["condition_of"]})
+    manifest = Manifest(
+        name="copy-paste",
+        classes=src.manifest.classes,
+        synthetic=True,
+        source={"method": "copy-paste", "of": str(painted.resolve()), "condition_of": source["condition_of"]},
+    )
     with DatasetWriter(out, manifest) as writer:
         for stem in synth.stems:
             target, condition = src.read(source["onto_of"][stem]), src.read(source["condition_of"][stem])
-            new = synth.read_boxes(stem)[len(target.boxes):]
+            new = synth.read_boxes(stem)[len(target.boxes) :]
             image, mask = target.image.copy(), target.mask.copy()
             for moved, box in zip(new, condition.boxes):
-                image[moved.y_min:moved.y_max, moved.x_min:moved.x_max] = condition.image[box.y_min:box.y_max, box.x_min:box.x_max]
-                mask[moved.y_min:moved.y_max, moved.x_min:moved.x_max] = condition.mask[box.y_min:box.y_max, box.x_min:box.x_max]
+                image[moved.y_min : moved.y_max, moved.x_min : moved.x_max] = condition.image[
+                    box.y_min : box.y_max, box.x_min : box.x_max
+                ]
+                mask[moved.y_min : moved.y_max, moved.x_min : moved.x_max] = condition.mask[
+                    box.y_min : box.y_max, box.x_min : box.x_max
+                ]
             writer.add(Sample(stem, image, mask, target.boxes + new))
         writer.commit()
     return out
@@ -85,9 +110,30 @@ def evaluation(a: argparse.Namespace, real: Path, synthetic: list[Path]) -> list
     import defectsynth
 
     report = defectsynth.evaluate(
-        real, a.out / "report", synthetic=synthetic, models=["unet"], encoder="resnet18", encoder_weights=None, epochs=a.epochs,
-        size=a.size, repeats=a.repeats, mix=[REAL_ONLY, REAL_PLUS_SYNTHETIC], seed=a.seed, progress=a.progress)
-    keep = ("mix", "synthetic", "miou_mean", "miou_std", "repeats", "n_real", "n_synthetic", "iou_per_class", "diff_pct")
+        real,
+        a.out / "report",
+        synthetic=synthetic,
+        models=["unet"],
+        encoder="resnet18",
+        encoder_weights=None,
+        epochs=a.epochs,
+        size=a.size,
+        repeats=a.repeats,
+        mix=[REAL_ONLY, REAL_PLUS_SYNTHETIC],
+        seed=a.seed,
+        progress=a.progress,
+    )
+    keep = (
+        "mix",
+        "synthetic",
+        "miou_mean",
+        "miou_std",
+        "repeats",
+        "n_real",
+        "n_synthetic",
+        "iou_per_class",
+        "diff_pct",
+    )
     return [{k: row.get(k) for k in keep} for row in report["rows"]]
 
 
@@ -95,7 +141,10 @@ def texture_in_boxes(folder: Path, real: Path) -> dict:
     from defectsynth.metrics import compute_metrics
 
     texture = compute_metrics(["texture"], synthetic=folder, real=real, split="train")["texture"]
-    return {region: {"ratio": texture[region].get("ratio"), "distance": texture[region].get("distance")} for region in ("image", "boxes")}
+    return {
+        region: {"ratio": texture[region].get("ratio"), "distance": texture[region].get("distance")}
+        for region in ("image", "boxes")
+    }
 
 
 def parse_args() -> argparse.Namespace:
@@ -129,7 +178,10 @@ def parse_args() -> argparse.Namespace:
 def main() -> None:
     a = parse_args()
     if not a.toy and not (a.out / "real" / "dataset.json").is_file() and not crackforest_path(a.crackforest).is_dir():
-        print(f"skipped: CrackForest not found at {crackforest_path(a.crackforest)} (pass --crackforest, set DEFECTSYNTH_CRACKFOREST, or use --toy / --quick)")
+        print(
+            f"skipped: CrackForest not found at {crackforest_path(a.crackforest)} (pass --crackforest, set "
+            "DEFECTSYNTH_CRACKFOREST, or use --toy / --quick)"
+        )
         write_results(a.json, {"status": "skipped: no real data"})
         return
     import defectsynth
@@ -140,19 +192,40 @@ def main() -> None:
     run = train_run(a, real)
     seconds["train"] = time.perf_counter() - start
     painted = a.out / "painted"
-    defectsynth.sample(run, out=painted, onto=f"{real}:train", conditions=f"{real}:train", placement="random",
-                       scheduler="ddim", steps=a.steps, seed=a.seed, progress=a.progress)
+    defectsynth.sample(
+        run,
+        out=painted,
+        onto=f"{real}:train",
+        conditions=f"{real}:train",
+        placement="random",
+        scheduler="ddim",
+        steps=a.steps,
+        seed=a.seed,
+        progress=a.progress,
+    )
     seconds["sample"] = time.perf_counter() - start - seconds["train"]
     pasted = copy_paste(real, painted, a.out / "copy-paste")
-    result = {"status": "ok", "data": "toy" if a.toy else "crackforest", "crop": a.crop, "model": a.model, "train_steps": a.train_steps,
-              "sampler_steps": a.steps, "seconds": seconds, "previews": str(painted / "previews")}
+    result = {
+        "status": "ok",
+        "data": "toy" if a.toy else "crackforest",
+        "crop": a.crop,
+        "model": a.model,
+        "train_steps": a.train_steps,
+        "sampler_steps": a.steps,
+        "seconds": seconds,
+        "previews": str(painted / "previews"),
+    }
     for name, folder in (("painted", painted), ("copy_paste", pasted)):
         m = compute_metrics(["sae", "ebr"], synthetic=folder)
         result[name] = {"sae": m["sae"]["all"], "ebr": m["ebr"]["all"], "texture": texture_in_boxes(folder, real)}
         print(name, json.dumps(result[name]), flush=True)
     result["evaluate"] = evaluation(a, real, [painted, pasted])
     for row in result["evaluate"]:
-        print(f"{row['mix']:<12} {str(row.get('synthetic') or '-'):<40} mIoU {row['miou_mean']:.4f} ± {row['miou_std']:.4f}", flush=True)
+        print(
+            f"{row['mix']:<12} {str(row.get('synthetic') or '-'):<40} mIoU {row['miou_mean']:.4f} ± "
+            f"{row['miou_std']:.4f}",
+            flush=True,
+        )
     result["seconds"]["total"] = time.perf_counter() - start
     write_results(a.json, result)
 

@@ -25,13 +25,21 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import defectsynth  # noqa: E402
+from _results import add_json_option, write_results  # noqa: E402
 from box_fidelity import steps_for_budget  # noqa: E402
+
+import defectsynth  # noqa: E402
 from defectsynth.data import Dataset  # noqa: E402
 from defectsynth.evaluation.data import PairCache  # noqa: E402
-from defectsynth.evaluation.training import TrainConfig, build_loss, build_model, make_loader, predict_stats, train_epoch  # noqa: E402
+from defectsynth.evaluation.training import (  # noqa: E402
+    TrainConfig,
+    build_loss,
+    build_model,
+    make_loader,
+    predict_stats,
+    train_epoch,
+)
 from defectsynth.metrics.segmentation import reduce_stats  # noqa: E402
-from _results import add_json_option, write_results  # noqa: E402
 
 SETTINGS = (  # (label, guidance, steps, rescale)
     ("s=1.0, 300 rescaled", 1.0, 300, True),
@@ -67,10 +75,19 @@ def iou_against_masks(model, dataset: Path, size: tuple[int, int], num_classes: 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--budget-seconds", type=float, default=300.0, help="Training time of the base model (finetuning: a third more).")
+    parser.add_argument(
+        "--budget-seconds",
+        type=float,
+        default=300.0,
+        help="Training time of the base model (finetuning: a third more).",
+    )
     parser.add_argument("--images", type=int, default=160)
     parser.add_argument("--size", default="32")
-    parser.add_argument("--model", default="tiny", help="tiny: SPADE hidden 32; small's 128-channel SPADE convs cost ~15 s a step on 2 shared cores.")
+    parser.add_argument(
+        "--model",
+        default="tiny",
+        help="tiny: SPADE hidden 32; small's 128-channel SPADE convs cost ~15 s a step on 2 shared cores.",
+    )
     parser.add_argument("--num", type=int, default=16, help="Test masks to sample (one image each per setting).")
     parser.add_argument("--seg-epochs", type=int, default=15)
     parser.add_argument("--out", type=Path, default=Path("mask-fidelity"))
@@ -81,11 +98,23 @@ def main() -> None:
         defectsynth.prepare("toy", data, num=a.images, size=a.size)
     ds = Dataset(data)
     size, num_classes = ds.read(ds.stems[0]).size, ds.manifest.num_classes
-    options = dict(cond="mask", target="image", model=a.model, batch_size=16, lr=5e-4, epochs=10**6, checkpoint_every=10**9, preview_every=0, split="train")
+    options = dict(
+        cond="mask",
+        target="image",
+        model=a.model,
+        batch_size=16,
+        lr=5e-4,
+        epochs=10**6,
+        checkpoint_every=10**9,
+        preview_every=0,
+        split="train",
+    )
     steps = steps_for_budget(data, a.out / "calibrate", a.budget_seconds, options)
     started = time.perf_counter()
     base = defectsynth.train(data, out=a.out / "run-base", max_steps=steps, **options)
-    ft = defectsynth.train(data, out=a.out / "run-ft", max_steps=max(10, steps // 3), finetune=base, drop_rate=0.2, **options)
+    ft = defectsynth.train(
+        data, out=a.out / "run-ft", max_steps=max(10, steps // 3), finetune=base, drop_rate=0.2, **options
+    )
     trained = time.perf_counter() - started
     seg, _ = train_segmenter(data, size, a.seg_epochs, num_classes)
     test = ds.split("test")[: a.num]
@@ -98,16 +127,25 @@ def main() -> None:
             for stem in test:
                 writer.add(ds.read(stem))
             writer.commit()
-    print(f"toy {a.images} images at {a.size}px, model {a.model}: {steps} steps + {max(10, steps // 3)} finetuning steps "
-          f"(drop rate 0.2) in {trained:.0f} s; segmenter U-Net/resnet18 {a.seg_epochs} epochs; {len(test)} test masks")
+    print(
+        f"toy {a.images} images at {a.size}px, model {a.model}: {steps} steps + {max(10, steps // 3)} finetuning steps "
+        f"(drop rate 0.2) in {trained:.0f} s; segmenter U-Net/resnet18 {a.seg_epochs} epochs; {len(test)} test masks"
+    )
     print(f"{'setting':>22}  {'mIoU':>6}  {'defect IoU':>10}  {'seconds':>7}")
     real = iou_against_masks(seg, conditions, size, num_classes)
     print(f"{'real test images':>22}  {real[0]:6.3f}  {real[1]:10.3f}  {'':>7}")
-    results: dict = {"steps": steps, "train_seconds": trained, "real": {"miou": real[0], "defect_iou": real[1]}, "settings": {}}
+    results: dict = {
+        "steps": steps,
+        "train_seconds": trained,
+        "real": {"miou": real[0], "defect_iou": real[1]},
+        "settings": {},
+    }
     for label, guidance, n, rescale in SETTINGS:
         out = a.out / f"synthetic-g{guidance}-{n}{'r' if rescale else ''}"
         t0 = time.perf_counter()
-        defectsynth.sample(ft, out=out, conditions=str(conditions), steps=n, rescale=rescale, guidance=guidance, overwrite=True)
+        defectsynth.sample(
+            ft, out=out, conditions=str(conditions), steps=n, rescale=rescale, guidance=guidance, overwrite=True
+        )
         miou, defect = iou_against_masks(seg, out, size, num_classes)
         print(f"{label:>22}  {miou:6.3f}  {defect:10.3f}  {time.perf_counter() - t0:7.1f}")
         results["settings"][label] = {"miou": miou, "defect_iou": defect, "seconds": time.perf_counter() - t0}

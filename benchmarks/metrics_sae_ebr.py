@@ -16,12 +16,12 @@ import time
 from pathlib import Path
 
 import numpy as np
+from _results import add_json_option, write_results
 
 from defectsynth.data import Box, DatasetWriter, Manifest, Sample
 from defectsynth.data.model import boxes_to_array, make_classes
 from defectsynth.metrics import compute_metrics, sae_ebr_counts
 from defectsynth.metrics.sae_ebr import SaeEbrCounts
-from _results import add_json_option, write_results
 
 
 def make_sample(index: int, size: int, num_boxes: int) -> Sample:
@@ -34,7 +34,7 @@ def make_sample(index: int, size: int, num_boxes: int) -> Sample:
         cls = int(rng.integers(1, 5))
         boxes.append(Box(cls, int(x0), int(y0), int(x0 + w), int(y0 + h)))
         dx, dy = rng.integers(-4, 5, 2)  # the generated defect spills a little out of its box
-        mask[max(0, y0 + dy):y0 + h + dy, max(0, x0 + dx):x0 + w + dx] = cls
+        mask[max(0, y0 + dy) : y0 + h + dy, max(0, x0 + dx) : x0 + w + dx] = cls
     mask[rng.integers(0, size, 50), rng.integers(0, size, 50)] = 255
     return Sample(f"s{index:05d}", np.zeros((size, size, 3), np.uint8), mask, boxes)
 
@@ -67,9 +67,14 @@ def main() -> None:
         result = compute_metrics(["sae", "ebr"], synthetic=out)
         folder = time.perf_counter() - start
     print(f"compute_metrics sae+ebr (dataset folder, read + validate): {folder * per_1000:.3f} s per 1000 images")
-    print(f"(SAE all = {100 * result['sae']['all']:.2f}%, EBR all = {100 * result['ebr']['all']:.2f}%, same counts: "
-          f"{int(total.misaligned.sum()) == sum(c['misaligned'] for c in result['sae']['counts'].values())})")
-    write_results(args.json, {"size": args.size, "seconds_per_1000_arrays": pure * per_1000, "seconds_per_1000_folder": folder * per_1000})
+    print(
+        f"(SAE all = {100 * result['sae']['all']:.2f}%, EBR all = {100 * result['ebr']['all']:.2f}%, same counts: "
+        f"{int(total.misaligned.sum()) == sum(c['misaligned'] for c in result['sae']['counts'].values())})"
+    )
+    write_results(
+        args.json,
+        {"size": args.size, "seconds_per_1000_arrays": pure * per_1000, "seconds_per_1000_folder": folder * per_1000},
+    )
 
 
 if __name__ == "__main__":

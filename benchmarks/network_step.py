@@ -16,11 +16,11 @@ import time
 
 import torch
 import torch.nn.functional as F
+from _results import add_json_option, write_results
 
 from defectsynth.data.resize import parse_size
 from defectsynth.diffusion.models import build_unet, channel_layout, unet_config, use_float32_attention
 from defectsynth.diffusion.processes import native_bf16
-from _results import add_json_option, write_results
 
 SWITCHES = ("float32", "bf16", "bf16+f32attn", "channels-last", "channels-last+bf16+f32attn")
 
@@ -75,14 +75,26 @@ def main() -> None:
             for _ in range(a.steps):
                 step()
             rounds[s].append(1000 * (time.perf_counter() - started) / a.steps)
-    print(f"model {a.model}, {a.size} px, batch {a.batch_size}, torch threads {torch.get_num_threads()}, "
-          f"bf16 native: {native_bf16('cpu')}")
+    print(
+        f"model {a.model}, {a.size} px, batch {a.batch_size}, torch threads {torch.get_num_threads()}, "
+        f"bf16 native: {native_bf16('cpu')}"
+    )
     base = min(rounds[switches[0]])
-    results: dict = {"model": a.model, "size": a.size, "batch_size": a.batch_size, "threads": torch.get_num_threads(), "baseline": switches[0], "switches": {}}
+    results: dict = {
+        "model": a.model,
+        "size": a.size,
+        "batch_size": a.batch_size,
+        "threads": torch.get_num_threads(),
+        "baseline": switches[0],
+        "switches": {},
+    }
     for s in switches:
         best = min(rounds[s])
         results["switches"][s] = {"ms_per_step": best, "rounds_ms": rounds[s], "speedup": base / best}
-        print(f"{s:>28}: {best:7.1f} ms/step (rounds {', '.join(f'{r:.0f}' for r in rounds[s])}), x{base / best:.2f} vs {switches[0]}")
+        print(
+            f"{s:>28}: {best:7.1f} ms/step (rounds {', '.join(f'{r:.0f}' for r in rounds[s])}), "
+            f"x{base / best:.2f} vs {switches[0]}"
+        )
     write_results(a.json, results)
 
 

@@ -26,12 +26,23 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
+from _results import add_json_option, write_results
+
 from defectsynth.data.files import read_image  # noqa: E402
 from defectsynth.data.prepare import prepare  # noqa: E402
 from defectsynth.data.sources import coco  # noqa: E402
-from _results import add_json_option, write_results
 
-CATEGORIES = ["image_quality", "illness", "gangrene", "mould", "blemish", "dark_style_remains", "artifact", "condition", "pedicel"]
+CATEGORIES = [
+    "image_quality",
+    "illness",
+    "gangrene",
+    "mould",
+    "blemish",
+    "dark_style_remains",
+    "artifact",
+    "condition",
+    "pedicel",
+]
 SIDE = 1056
 
 
@@ -39,7 +50,16 @@ def lemon_image(rng: np.random.Generator) -> np.ndarray:
     """A photo-like 1056x1056 BGR image: textured yellow ellipse on a dark, noisy background."""
     image = np.full((SIDE, SIDE, 3), 40, np.uint8)
     centre = tuple(int(v) for v in rng.integers(450, 600, 2))
-    cv2.ellipse(image, centre, (int(rng.integers(300, 420)), int(rng.integers(280, 400))), float(rng.uniform(0, 180)), 0, 360, (40, 200, 235), -1)
+    cv2.ellipse(
+        image,
+        centre,
+        (int(rng.integers(300, 420)), int(rng.integers(280, 400))),
+        float(rng.uniform(0, 180)),
+        0,
+        360,
+        (40, 200, 235),
+        -1,
+    )
     texture = cv2.resize(rng.normal(0, 18, (66, 66)).astype(np.float32), (SIDE, SIDE), interpolation=cv2.INTER_CUBIC)
     noisy = image.astype(np.float32) + texture[:, :, None] + rng.normal(0, 4, (SIDE, SIDE, 1))
     return np.clip(noisy, 0, 255).astype(np.uint8)
@@ -67,9 +87,22 @@ def write_export(root: Path, num: int) -> None:
             xy = np.array(poly).reshape(-1, 2)
             x0, y0 = xy.min(0)
             x1, y1 = xy.max(0)
-            anns.append({"id": len(anns) + 1, "image_id": i + 1, "category_id": 5, "iscrowd": 0, "segmentation": [poly],
-                         "bbox": [float(x0), float(y0), float(x1 - x0), float(y1 - y0)], "area": 0})
-    data = {"categories": [{"id": k + 1, "name": n} for k, n in enumerate(CATEGORIES)], "images": images, "annotations": anns}
+            anns.append(
+                {
+                    "id": len(anns) + 1,
+                    "image_id": i + 1,
+                    "category_id": 5,
+                    "iscrowd": 0,
+                    "segmentation": [poly],
+                    "bbox": [float(x0), float(y0), float(x1 - x0), float(y1 - y0)],
+                    "area": 0,
+                }
+            )
+    data = {
+        "categories": [{"id": k + 1, "name": n} for k, n in enumerate(CATEGORIES)],
+        "images": images,
+        "annotations": anns,
+    }
     (root / "annotations" / "instances_default.json").write_text(json.dumps(data))
 
 
@@ -109,7 +142,15 @@ def main() -> None:
         fast = time_prepare(src, Path(tmp) / "fast", args.size, reduced=True)
         print(f"prepare lemons, no reduction  : {full:7.1f} images/s")
         print(f"prepare lemons, reduce={factor}       : {fast:7.1f} images/s   (x{fast / full:.2f})")
-    write_results(args.json, {"images": args.num, "size": args.size, "prepare_images_per_s": fast, "prepare_images_per_s_no_reduction": full})
+    write_results(
+        args.json,
+        {
+            "images": args.num,
+            "size": args.size,
+            "prepare_images_per_s": fast,
+            "prepare_images_per_s_no_reduction": full,
+        },
+    )
 
 
 if __name__ == "__main__":

@@ -31,16 +31,56 @@ RECIPES: dict[str, dict] = {
     "x0": {"prediction": "sample", "mask_loss_weight": 4.0, "self_cond": True},
     "v/x0": {"prediction": "v", "mask_prediction": "sample", "mask_loss_weight": 4.0, "self_cond": True},
     "eps/x0": {"prediction": "epsilon", "mask_prediction": "sample", "mask_loss_weight": 4.0, "self_cond": True},
-    "eps/x0+grey": {"prediction": "epsilon", "mask_prediction": "sample", "mask_loss_weight": 4.0, "self_cond": True, "channels": "grey"},
-    "v/x0+grey": {"prediction": "v", "mask_prediction": "sample", "mask_loss_weight": 4.0, "self_cond": True, "channels": "grey"},
-    "v/x0+minsnr5": {"prediction": "v", "mask_prediction": "sample", "mask_loss_weight": 4.0, "self_cond": True, "min_snr_gamma": 5.0},
+    "eps/x0+grey": {
+        "prediction": "epsilon",
+        "mask_prediction": "sample",
+        "mask_loss_weight": 4.0,
+        "self_cond": True,
+        "channels": "grey",
+    },
+    "v/x0+grey": {
+        "prediction": "v",
+        "mask_prediction": "sample",
+        "mask_loss_weight": 4.0,
+        "self_cond": True,
+        "channels": "grey",
+    },
+    "v/x0+minsnr5": {
+        "prediction": "v",
+        "mask_prediction": "sample",
+        "mask_loss_weight": 4.0,
+        "self_cond": True,
+        "min_snr_gamma": 5.0,
+    },
     "v/x0+maskw1": {"prediction": "v", "mask_prediction": "sample", "mask_loss_weight": 1.0, "self_cond": True},
     "v": {"prediction": "v", "mask_prediction": "v", "mask_loss_weight": 4.0, "self_cond": True},
-    "v/x0+base": {"prediction": "v", "mask_prediction": "sample", "mask_loss_weight": 4.0, "self_cond": True, "model": "base"},
-    "v/x0+learned": {"prediction": "v", "mask_prediction": "sample", "mask_loss_weight": 4.0, "self_cond": True, "variance": "learned"},
+    "v/x0+base": {
+        "prediction": "v",
+        "mask_prediction": "sample",
+        "mask_loss_weight": 4.0,
+        "self_cond": True,
+        "model": "base",
+    },
+    "v/x0+learned": {
+        "prediction": "v",
+        "mask_prediction": "sample",
+        "mask_loss_weight": 4.0,
+        "self_cond": True,
+        "variance": "learned",
+    },
 }
-BASE = {"cond": "basd", "target": "joint", "model": "small", "batch_size": 8, "lr": 5e-4, "epochs": 10**6, "preview_every": 0,
-        "split": "train", "checkpoints_total_limit": None, "channels": "rgb"}
+BASE = {
+    "cond": "basd",
+    "target": "joint",
+    "model": "small",
+    "batch_size": 8,
+    "lr": 5e-4,
+    "epochs": 10**6,
+    "preview_every": 0,
+    "split": "train",
+    "checkpoints_total_limit": None,
+    "channels": "rgb",
+}
 CRACKFOREST = Path(__file__).resolve().parents[2] / "shared" / "data" / "crackforest"
 
 
@@ -57,8 +97,12 @@ def worker(a: argparse.Namespace) -> None:
     run = a.out / folder_name(a.only)
     options = {**BASE, **json.loads(a.base), **RECIPES[a.only]}
     started = time.time()
-    defectsynth.train(a.data, out=run, seed=a.seed, max_steps=a.steps, checkpoint_every=a.every, resume=run.exists(), **options)
-    print(json.dumps({"recipe": a.only, "wall_seconds": round(time.time() - started, 1), "options": options}), flush=True)
+    defectsynth.train(
+        a.data, out=run, seed=a.seed, max_steps=a.steps, checkpoint_every=a.every, resume=run.exists(), **options
+    )
+    print(
+        json.dumps({"recipe": a.only, "wall_seconds": round(time.time() - started, 1), "options": options}), flush=True
+    )
 
 
 def data_folder(a: argparse.Namespace) -> Path | None:
@@ -78,17 +122,26 @@ def data_folder(a: argparse.Namespace) -> Path | None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, help="A prepared dataset folder.")
-    parser.add_argument("--crackforest", help="The crackforest folder (images/, masks/); default: $DEFECTSYNTH_CRACKFOREST or ../shared/data/crackforest.")
+    parser.add_argument(
+        "--crackforest",
+        help=(
+            "The crackforest folder (images/, masks/); default: $DEFECTSYNTH_CRACKFOREST or ../shared/data/crackforest."
+        ),
+    )
     parser.add_argument("--size", default="96x64", help="Size for the crackforest import.")
     parser.add_argument("--recipes", default="x0,v/x0", help=f"Comma-separated, from: {', '.join(RECIPES)}")
-    parser.add_argument("--base", default="{}", help="JSON train() options that override the shared base for every recipe.")
+    parser.add_argument(
+        "--base", default="{}", help="JSON train() options that override the shared base for every recipe."
+    )
     parser.add_argument("--steps", type=int, default=800)
     parser.add_argument("--every", type=int, default=200)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--jobs", type=int, default=2)
     parser.add_argument("--out", type=Path, default=Path("recipe-runs"))
-    parser.add_argument("--view", type=Path, help="A run folder of this script: write a checkpoint view (with --step, --to).")
+    parser.add_argument(
+        "--view", type=Path, help="A run folder of this script: write a checkpoint view (with --step, --to)."
+    )
     parser.add_argument("--step", type=int)
     parser.add_argument("--to", type=Path)
     parser.add_argument("--only", help=argparse.SUPPRESS)
@@ -111,7 +164,10 @@ def main() -> None:
         run = a.out / folder_name(recipe)
         for ck in sorted(run.glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[1])):
             t = json.loads((ck / "trainer.json").read_text())
-            print(f"{recipe:<16} step {t['step']:5d}  train CPU s {t['cpu_seconds']:8.0f}  loss {t['loss_sum'] / max(1, t['loss_count']):.4f}")
+            print(
+                f"{recipe:<16} step {t['step']:5d}  train CPU s {t['cpu_seconds']:8.0f}  loss "
+                f"{t['loss_sum'] / max(1, t['loss_count']):.4f}"
+            )
 
 
 if __name__ == "__main__":

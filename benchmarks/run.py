@@ -41,23 +41,56 @@ BENCHMARKS: dict[str, tuple[list[str], list[str] | None]] = {
     "train_throughput": (["--repeats", "3"], ["--steps", "15", "--repeats", "2"]),
     "sample_throughput": ([], ["--num", "32", "--steps", "10"]),
     "sampler_quality": ([], ["--num", "8"]),
-    "evaluate_toy": ([], ["--num", "40", "--size", "32", "--train-steps", "50", "--models", "unet", "--epochs", "1", "--repeats", "1", "--mix", "R=all,S=0", "--mix", "R=all,S=R"]),
+    "evaluate_toy": (
+        [],
+        [
+            "--num",
+            "40",
+            "--size",
+            "32",
+            "--train-steps",
+            "50",
+            "--models",
+            "unet",
+            "--epochs",
+            "1",
+            "--repeats",
+            "1",
+            "--mix",
+            "R=all,S=0",
+            "--mix",
+            "R=all,S=R",
+        ],
+    ),
     "box_fidelity": ([], None),
     "mask_fidelity": ([], None),
-    "time_to_quality": (["--recipes", "plain,sample+selfcond+maskw4", "--steps", "400", "--every", "200", "--jobs", "2"], None),
+    "time_to_quality": (
+        ["--recipes", "plain,sample+selfcond+maskw4", "--steps", "400", "--every", "200", "--jobs", "2"],
+        None,
+    ),
     # CrackForest when present (skips with exit 0 otherwise); --quick on the toy
     "fidelity": (["--size", "64", "--train-steps", "1200", "--every", "400"], ["--toy", "--quick"]),
     # CrackForest at native resolution when present (skips with exit 0 otherwise); --quick on the toy
     "inpaint": ([], ["--quick"]),
 }
-WORK_FOLDER = {"box_fidelity", "mask_fidelity", "time_to_quality", "fidelity", "inpaint"}  # take --out DIR (default: a folder in the current directory)
+WORK_FOLDER = {
+    "box_fidelity",
+    "mask_fidelity",
+    "time_to_quality",
+    "fidelity",
+    "inpaint",
+}  # take --out DIR (default: a folder in the current directory)
 
 
 def device() -> dict:
     """The machine: CPU model, cores, GPU name where CUDA is available, versions."""
     cpu = platform.processor() or "unknown CPU"
     try:
-        cpu = next(line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines() if line.startswith("model name"))
+        cpu = next(
+            line.split(":", 1)[1].strip()
+            for line in Path("/proc/cpuinfo").read_text().splitlines()
+            if line.startswith("model name")
+        )
     except (OSError, StopIteration):
         pass
     info = {"cpu": cpu, "cpu_count": os.cpu_count(), "gpu": None, "python": platform.python_version()}
@@ -80,11 +113,20 @@ def run_one(name: str, args: list[str], work: Path, timeout: float | None) -> di
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(SRC), os.environ.get("PYTHONPATH")]))}
     started = time.perf_counter()
     with open(log, "w", encoding="utf-8") as handle:
-        process = subprocess.Popen([sys.executable, str(HERE / f"{name}.py"), *args, *extra, "--json", str(out_json)],
-                                   stdout=handle, stderr=subprocess.STDOUT, env=env)
+        process = subprocess.Popen(
+            [sys.executable, str(HERE / f"{name}.py"), *args, *extra, "--json", str(out_json)],
+            stdout=handle,
+            stderr=subprocess.STDOUT,
+            env=env,
+        )
         status, usage = _wait(process, timeout)
     seconds = time.perf_counter() - started
-    row = {"status": status, "seconds": round(seconds, 1), "args": args, "peak_rss_mib": round(usage.ru_maxrss / 1024, 1) if usage else None}
+    row = {
+        "status": status,
+        "seconds": round(seconds, 1),
+        "args": args,
+        "peak_rss_mib": round(usage.ru_maxrss / 1024, 1) if usage else None,
+    }
     if status == "ok" and out_json.is_file():
         row["result"] = json.loads(out_json.read_text(encoding="utf-8"))
     elif status == "ok":
@@ -123,75 +165,162 @@ def markdown(results: dict) -> str:
     d, b = results["device"], results["benchmarks"]
     r = {name: row.get("result") or {} for name, row in b.items()}
     lines = [
-        f"# Benchmark results ({'quick' if results['quick'] else 'full'} run, {results['date']})", "",
+        f"# Benchmark results ({'quick' if results['quick'] else 'full'} run, {results['date']})",
+        "",
         f"Machine: {d['gpu'] or d['cpu']} ({d['cpu_count']} CPU cores{', CPU ' + d['cpu'] if d['gpu'] else ''}), "
-        f"torch {d.get('torch')}, {d.get('torch_threads')} torch threads; load average {results['load_before']} before, "
-        f"{results['load_after']} after. Total {results['seconds']:.0f} s.", "",
-        "| what | figure |", "|---|---|",
+        f"torch {d.get('torch')}, {d.get('torch_threads')} torch threads; load average {results['load_before']} "
+        "before, "
+        f"{results['load_after']} after. Total {results['seconds']:.0f} s.",
+        "",
+        "| what | figure |",
+        "|---|---|",
     ]
     rows: list[tuple[str, str]] = []
     if r["encode_boxes"]:
-        rows.append(("encode: BASD + C-BASD maps/s (256x256, 10 boxes, 1 thread, best)", _n(r["encode_boxes"]["maps_per_s"]["basd_maps (inside)"]["best"], 0)))
+        rows.append(
+            (
+                "encode: BASD + C-BASD maps/s (256x256, 10 boxes, 1 thread, best)",
+                _n(r["encode_boxes"]["maps_per_s"]["basd_maps (inside)"]["best"], 0),
+            )
+        )
     if r["prepare"]:
-        rows.append((f"prepare lemons: images/s (1056 px JPEG -> {r['prepare']['size']} px)", _n(r["prepare"]["prepare_images_per_s"])))
+        rows.append(
+            (
+                f"prepare lemons: images/s (1056 px JPEG -> {r['prepare']['size']} px)",
+                _n(r["prepare"]["prepare_images_per_s"]),
+            )
+        )
     if r["metrics_sae_ebr"]:
-        rows.append(("SAE + EBR: seconds per 1000 images from a folder (256 px)", _n(r["metrics_sae_ebr"]["seconds_per_1000_folder"], 2)))
+        rows.append(
+            (
+                "SAE + EBR: seconds per 1000 images from a folder (256 px)",
+                _n(r["metrics_sae_ebr"]["seconds_per_1000_folder"], 2),
+            )
+        )
     ns = r.get("network_step")
     if ns:
         for name, switch in ns["switches"].items():
-            rows.append((f"network step {ns['model']} {ns['size']} px batch {ns['batch_size']} (forward + backward + AdamW): {name}, ms (x vs {ns['baseline']})",
-                         f"{_n(switch['ms_per_step'], 0)} (x{_n(switch['speedup'], 2)})"))
+            rows.append(
+                (
+                    f"network step {ns['model']} {ns['size']} px batch {ns['batch_size']} (forward + backward "
+                    f"+ AdamW): {name}, ms (x vs {ns['baseline']})",
+                    f"{_n(switch['ms_per_step'], 0)} (x{_n(switch['speedup'], 2)})",
+                )
+            )
     tt = r["train_throughput"]
     if tt:
         for name, loop in tt["loops"].items():
-            rows.append((f"train {tt['model']} {tt['size']} px batch {tt['batch_size']}: {name}, images/s (per CPU s)",
-                         f"{_n(loop['images_per_s'])} ({_n(loop['images_per_cpu_s'])})"))
+            rows.append(
+                (
+                    f"train {tt['model']} {tt['size']} px batch {tt['batch_size']}: {name}, images/s (per CPU s)",
+                    f"{_n(loop['images_per_s'])} ({_n(loop['images_per_cpu_s'])})",
+                )
+            )
         precision = tt.get("mixed_precision_resolved", tt.get("mixed_precision"))
-        rows.append((f"train: defectsynth ({precision}) / plain loop (wall; CPU time)", f"x{_n(tt['speedup'], 2)}; x{_n(tt['speedup_cpu'], 2)}"))
+        rows.append(
+            (
+                f"train: defectsynth ({precision}) / plain loop (wall; CPU time)",
+                f"x{_n(tt['speedup'], 2)}; x{_n(tt['speedup_cpu'], 2)}",
+            )
+        )
         if "speedup_float32" in tt:
-            rows.append(("train: defectsynth float32 / plain loop (wall; CPU time)", f"x{_n(tt['speedup_float32'], 2)}; x{_n(tt['speedup_float32_cpu'], 2)}"))
-        rows.append(("train: peak memory (RSS MiB; CUDA MiB)", f"{_n(b['train_throughput']['peak_rss_mib'], 0)}; {_n(tt['memory']['cuda_max_allocated_mib'], 0)}"))
+            rows.append(
+                (
+                    "train: defectsynth float32 / plain loop (wall; CPU time)",
+                    f"x{_n(tt['speedup_float32'], 2)}; x{_n(tt['speedup_float32_cpu'], 2)}",
+                )
+            )
+        rows.append(
+            (
+                "train: peak memory (RSS MiB; CUDA MiB)",
+                f"{_n(b['train_throughput']['peak_rss_mib'], 0)}; {_n(tt['memory']['cuda_max_allocated_mib'], 0)}",
+            )
+        )
     st = r["sample_throughput"]
     if st:
         for name, s in st["schedulers"].items():
-            rows.append((f"sample {st['model']} {st['size']} px, {name} {st['steps']} steps: images/s, time outside the network",
-                         f"{_n(s['images_per_s'], 2)}, {100 * s['outside_network_share']:.1f}%"))
-        rows.append(("sample: peak memory (RSS MiB; CUDA MiB)", f"{_n(b['sample_throughput']['peak_rss_mib'], 0)}; {_n(st['memory']['cuda_max_allocated_mib'], 0)}"))
+            rows.append(
+                (
+                    f"sample {st['model']} {st['size']} px, {name} {st['steps']} steps: images/s, time outside "
+                    "the network",
+                    f"{_n(s['images_per_s'], 2)}, {100 * s['outside_network_share']:.1f}%",
+                )
+            )
+        rows.append(
+            (
+                "sample: peak memory (RSS MiB; CUDA MiB)",
+                f"{_n(b['sample_throughput']['peak_rss_mib'], 0)}; {_n(st['memory']['cuda_max_allocated_mib'], 0)}",
+            )
+        )
     if r["evaluate_toy"]:
-        rows.append(("evaluate (toy): seconds per (model, mix, repeat) cell", _n(r["evaluate_toy"]["seconds_per_cell"])))
+        rows.append(
+            ("evaluate (toy): seconds per (model, mix, repeat) cell", _n(r["evaluate_toy"]["seconds_per_cell"]))
+        )
     fi = r.get("fidelity")
     if fi and fi.get("status") == "ok":
         t, tex = fi["tstr"], fi["texture"]["image"]["ratio"]
-        rows.append((f"fidelity ({fi['name']}, {fi['size']} px): mIoU synthetic-only / real-only; real+synthetic / real-only",
-                     f"{_n(t['synthetic_only_ratio'], 3)}; {_n(t['real_plus_synthetic_ratio'], 3)}"))
-        rows.append(("fidelity: Laplacian variance, high-frequency share synthetic / real (whole images); EBR on the test boxes",
-                     f"{_n(tex['laplacian_var'], 3)}, {_n(tex['hf_share'], 3)}; {_n(fi['sae_ebr_test']['ebr'], 3)}"))
+        rows.append(
+            (
+                f"fidelity ({fi['name']}, {fi['size']} px): mIoU synthetic-only / real-only; real+synthetic / "
+                "real-only",
+                f"{_n(t['synthetic_only_ratio'], 3)}; {_n(t['real_plus_synthetic_ratio'], 3)}",
+            )
+        )
+        rows.append(
+            (
+                "fidelity: Laplacian variance, high-frequency share synthetic / real (whole images); EBR on "
+                "the test boxes",
+                f"{_n(tex['laplacian_var'], 3)}, {_n(tex['hf_share'], 3)}; {_n(fi['sae_ebr_test']['ebr'], 3)}",
+            )
+        )
     lines += [f"| {k} | {v} |" for k, v in rows]
     sq = r["sampler_quality"]
     if sq:
-        lines += ["", f"Sampler quality: one {sq['model']} model, {sq['size']} px, default recipe, {sq['train']['steps']} training steps "
-                  f"({sq['train']['seconds']:.0f} s); {sq['num']} toy test images (SAE, EBR lower is better; IoU vs the real test masks)", "",
-                  "| sampler | SAE | EBR | mask IoU | seconds | CPU s |", "|---|---|---|---|---|---|"]
+        lines += [
+            "",
+            f"Sampler quality: one {sq['model']} model, {sq['size']} px, default recipe, {sq['train']['steps']} "
+            "training steps "
+            f"({sq['train']['seconds']:.0f} s); {sq['num']} toy test images (SAE, EBR lower is better; IoU vs the "
+            "real test masks)",
+            "",
+            "| sampler | SAE | EBR | mask IoU | seconds | CPU s |",
+            "|---|---|---|---|---|---|",
+        ]
         for name, s in sq["settings"].items():
-            lines.append(f"| {name} | {_n(s['sae'], 3)} | {_n(s['ebr'], 3)} | {_n(s['iou'], 3)} | {_n(s['seconds'])} | {_n(s['cpu_seconds'])} |")
+            lines.append(
+                f"| {name} | {_n(s['sae'], 3)} | {_n(s['ebr'], 3)} | {_n(s['iou'], 3)} | {_n(s['seconds'])} | "
+                f"{_n(s['cpu_seconds'])} |"
+            )
     lines += ["", "| benchmark | status | seconds | peak RSS MiB |", "|---|---|---|---|"]
-    lines += [f"| {name} | {row['status']} | {_n(row.get('seconds'))} | {_n(row.get('peak_rss_mib'), 0)} |" for name, row in b.items()]
+    lines += [
+        f"| {name} | {row['status']} | {_n(row.get('seconds'))} | {_n(row.get('peak_rss_mib'), 0)} |"
+        for name, row in b.items()
+    ]
     return "\n".join(lines) + "\n"
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="Small settings; skips box_fidelity, mask_fidelity, time_to_quality.")
+    parser.add_argument(
+        "--quick", action="store_true", help="Small settings; skips box_fidelity, mask_fidelity, time_to_quality."
+    )
     parser.add_argument("--only", help=f"Comma-separated subset of: {', '.join(BENCHMARKS)}")
-    parser.add_argument("--out", type=Path, default=HERE, help="Folder for results.json and results.md (default: benchmarks/).")
+    parser.add_argument(
+        "--out", type=Path, default=HERE, help="Folder for results.json and results.md (default: benchmarks/)."
+    )
     parser.add_argument("--timeout", type=float, help="Seconds per benchmark before it is stopped (default: none).")
     a = parser.parse_args()
     chosen = a.only.split(",") if a.only else list(BENCHMARKS)
     unknown = [n for n in chosen if n not in BENCHMARKS]
     if unknown:
         parser.error(f"--only: unknown {unknown}; known: {', '.join(BENCHMARKS)}")
-    results = {"quick": a.quick, "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "device": device(),
-               "load_before": [round(x, 2) for x in os.getloadavg()], "benchmarks": {}}
+    results = {
+        "quick": a.quick,
+        "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+        "device": device(),
+        "load_before": [round(x, 2) for x in os.getloadavg()],
+        "benchmarks": {},
+    }
     started = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="benchmarks_") as work:
         for name in BENCHMARKS:

@@ -16,10 +16,10 @@ from pathlib import Path
 from unittest import mock
 
 import torch
+from _results import add_json_option, write_results
 from diffusers import UNet2DModel
 
 import defectsynth
-from _results import add_json_option, write_results
 
 
 def timed_sample(run: Path, out: Path, **options) -> tuple[float, float]:
@@ -51,17 +51,36 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=16)
     add_json_option(parser)
     a = parser.parse_args()
-    results: dict = {"model": a.model, "size": a.size, "num": a.num, "steps": a.steps, "batch_size": a.batch_size, "threads": torch.get_num_threads(), "schedulers": {}}
+    results: dict = {
+        "model": a.model,
+        "size": a.size,
+        "num": a.num,
+        "steps": a.steps,
+        "batch_size": a.batch_size,
+        "threads": torch.get_num_threads(),
+        "schedulers": {},
+    }
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         defectsynth.prepare("toy", tmp / "data", num=24, size=a.size)
         run = defectsynth.train(tmp / "data", out=tmp / "run", model=a.model, max_steps=1, preview_every=0)
         defectsynth.sample(run, out=tmp / "warm", num=2, scheduler="ddim", steps=2)  # first-call costs
-        print(f"model {a.model}, {a.size}px, {a.num} samples, {a.steps} steps, batch {a.batch_size}, torch threads {torch.get_num_threads()}")
+        print(
+            f"model {a.model}, {a.size}px, {a.num} samples, {a.steps} steps, batch {a.batch_size}, torch "
+            f"threads {torch.get_num_threads()}"
+        )
         for scheduler in ("ddim", "ddpm", "dpm"):
-            total, inside = timed_sample(run, tmp / scheduler, num=a.num, scheduler=scheduler, steps=a.steps, batch_size=a.batch_size)
-            print(f"{scheduler:>5}: {a.num / total:7.2f} images/s, {100 * (1 - inside / total):5.1f}% of the time outside the network")
-            results["schedulers"][scheduler] = {"images_per_s": a.num / total, "outside_network_share": 1 - inside / total}
+            total, inside = timed_sample(
+                run, tmp / scheduler, num=a.num, scheduler=scheduler, steps=a.steps, batch_size=a.batch_size
+            )
+            print(
+                f"{scheduler:>5}: {a.num / total:7.2f} images/s, {100 * (1 - inside / total):5.1f}% of the "
+                "time outside the network"
+            )
+            results["schedulers"][scheduler] = {
+                "images_per_s": a.num / total,
+                "outside_network_share": 1 - inside / total,
+            }
     write_results(a.json, results)
 
 

@@ -27,15 +27,24 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from _results import add_json_option, write_results
 
 import defectsynth
 from defectsynth.data import Dataset
 from defectsynth.metrics import compute_metrics
 from defectsynth.metrics.segmentation import get_stats, reduce_stats
-from _results import add_json_option, write_results
 
 SETTINGS = "ddpm:1000,ddpm:300,ddpm:300:rescale,ddim:50,dpm:25,dpm:10"
-TRAIN = dict(cond="basd", target="joint", batch_size=16, lr=5e-4, epochs=10**6, checkpoint_every=10**9, preview_every=0, split="train")
+TRAIN = dict(
+    cond="basd",
+    target="joint",
+    batch_size=16,
+    lr=5e-4,
+    epochs=10**6,
+    checkpoint_every=10**9,
+    preview_every=0,
+    split="train",
+)
 
 
 def parse_setting(text: str) -> tuple[str, int, bool]:
@@ -67,7 +76,9 @@ def main() -> None:
     parser.add_argument("--num", type=int, default=None, help="Test images to sample (default: the whole test split).")
     parser.add_argument("--settings", default=SETTINGS)
     parser.add_argument("--out", type=Path, help="Work folder (default: a temp folder).")
-    parser.add_argument("--run", type=Path, help="Score this trained run (on its dataset's test split) instead of training one.")
+    parser.add_argument(
+        "--run", type=Path, help="Score this trained run (on its dataset's test split) instead of training one."
+    )
     add_json_option(parser)
     a = parser.parse_args()
     work = a.out or Path(tempfile.mkdtemp(prefix="sampler_quality_"))
@@ -76,31 +87,64 @@ def main() -> None:
         if not data.exists():
             defectsynth.prepare("toy", data, num=a.images, size=a.size, seed=0)
         started, cpu = time.perf_counter(), time.process_time()
-        run = defectsynth.train(data, out=work / "run", model=a.model, max_steps=a.train_steps, resume=(work / "run").exists(), **TRAIN)
-        trained = {"steps": a.train_steps, "seconds": time.perf_counter() - started, "cpu_seconds": time.process_time() - cpu}
+        run = defectsynth.train(
+            data, out=work / "run", model=a.model, max_steps=a.train_steps, resume=(work / "run").exists(), **TRAIN
+        )
+        trained = {
+            "steps": a.train_steps,
+            "seconds": time.perf_counter() - started,
+            "cpu_seconds": time.process_time() - cpu,
+        }
     else:
         run, info = a.run, json.loads((a.run / "run.json").read_text())
         data, a.model, a.size = Path(info["dataset"]["path"]), info["args"]["model"], "x".join(map(str, info["size"]))
         last = max(int(p.name.split("-")[1]) for p in run.glob("checkpoint-*"))
         trainer = json.loads((run / f"checkpoint-{last}" / "trainer.json").read_text())
-        trained = {"steps": last, "seconds": trainer["seconds"], "cpu_seconds": trainer["cpu_seconds"], "run": str(run), "recipe": {k: info["args"][k] for k in ("prediction", "self_cond", "mask_loss_weight", "lr", "batch_size")}}
+        trained = {
+            "steps": last,
+            "seconds": trainer["seconds"],
+            "cpu_seconds": trainer["cpu_seconds"],
+            "run": str(run),
+            "recipe": {k: info["args"][k] for k in ("prediction", "self_cond", "mask_loss_weight", "lr", "batch_size")},
+        }
     test = Dataset(data).split("test")
     num = min(a.num or len(test), len(test))
-    print(f"toy data {data} at {a.size}px, model {a.model}, {trained['steps']} training steps ({trained['seconds']:.0f} s); "
-          f"{num} test images, torch threads {torch.get_num_threads()}", flush=True)
+    print(
+        f"toy data {data} at {a.size}px, model {a.model}, {trained['steps']} training steps "
+        f"({trained['seconds']:.0f} s); "
+        f"{num} test images, torch threads {torch.get_num_threads()}",
+        flush=True,
+    )
     print(f"{'setting':>18} {'SAE':>6} {'EBR':>6} {'IoU':>6} {'seconds':>8} {'CPU s':>8}")
     rows = {}
     for text in a.settings.split(","):
         name, steps, rescale = parse_setting(text)
         out = work / f"synthetic-{text.replace(':', '-')}"
         started, cpu = time.perf_counter(), time.process_time()
-        defectsynth.sample(run, out=out, conditions=f"{data}:test", num=num, scheduler=name, steps=steps, rescale=rescale, overwrite=True)
+        defectsynth.sample(
+            run,
+            out=out,
+            conditions=f"{data}:test",
+            num=num,
+            scheduler=name,
+            steps=steps,
+            rescale=rescale,
+            overwrite=True,
+        )
         seconds, cpu_seconds = time.perf_counter() - started, time.process_time() - cpu
         m = compute_metrics(["sae", "ebr"], synthetic=out)
-        rows[text] = {"sae": m["sae"]["all"], "ebr": m["ebr"]["all"], "iou": mask_iou(out, data), "seconds": seconds, "cpu_seconds": cpu_seconds}
+        rows[text] = {
+            "sae": m["sae"]["all"],
+            "ebr": m["ebr"]["all"],
+            "iou": mask_iou(out, data),
+            "seconds": seconds,
+            "cpu_seconds": cpu_seconds,
+        }
         r = rows[text]
         print(f"{text:>18} {_f(r['sae'])} {_f(r['ebr'])} {_f(r['iou'])} {seconds:8.1f} {cpu_seconds:8.1f}", flush=True)
-    write_results(a.json, {"images": a.images, "size": a.size, "model": a.model, "num": num, "train": trained, "settings": rows})
+    write_results(
+        a.json, {"images": a.images, "size": a.size, "model": a.model, "num": num, "train": trained, "settings": rows}
+    )
 
 
 if __name__ == "__main__":

@@ -17,11 +17,11 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from _results import add_json_option, write_results
 
+from defectsynth.metrics.weights import save_weights
 from defectsynth.sd_backend.detectors import LINEART_FILE, SKETCH_FILE, LineartGenerator, PiDiNet
 from defectsynth.sd_backend.priors import PriorDetector, blend_priors, mask_prior
-from defectsynth.metrics.weights import save_weights
-from _results import add_json_option, write_results
 
 
 def best_ms(fn, repeats: int) -> float:

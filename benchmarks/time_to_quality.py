@@ -23,9 +23,9 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from _results import add_json_option, recipe_names, run_workers, write_results
 
 from defectsynth.diffusion.training import PLAIN_RECIPE as PLAIN
-from _results import add_json_option, recipe_names, run_workers, write_results
 
 # name -> train() options on top of the plain recipe (the BASD paper's code: epsilon, uniform MSE);
 # ``default`` is train()'s current default (x_0 prediction, self-conditioning, mask weight 4).
@@ -41,12 +41,28 @@ CHANGES: dict[str, dict] = {
     "cosine": {"lr_warmup_steps": 100, "lr_schedule": "cosine"},
     "sample+selfcond+maskw4": {"prediction": "sample", "self_cond": True, "mask_loss_weight": 4.0},
     "default+minsnr5": {"prediction": "sample", "self_cond": True, "mask_loss_weight": 4.0, "min_snr_gamma": 5.0},
-    "default+cosine": {"prediction": "sample", "self_cond": True, "mask_loss_weight": 4.0, "lr_warmup_steps": 100, "lr_schedule": "cosine"},
+    "default+cosine": {
+        "prediction": "sample",
+        "self_cond": True,
+        "mask_loss_weight": 4.0,
+        "lr_warmup_steps": 100,
+        "lr_schedule": "cosine",
+    },
     "v+selfcond+minsnr5": {"prediction": "v", "self_cond": True, "min_snr_gamma": 5.0},
     "default+bf16": {"prediction": "sample", "self_cond": True, "mask_loss_weight": 4.0, "mixed_precision": "bf16"},
     # per-channel-group targets: the image channels by v or epsilon, the mask bits by x_0
-    "v/x0+selfcond+maskw4": {"prediction": "v", "mask_prediction": "sample", "self_cond": True, "mask_loss_weight": 4.0},
-    "eps/x0+selfcond+maskw4": {"prediction": "epsilon", "mask_prediction": "sample", "self_cond": True, "mask_loss_weight": 4.0},
+    "v/x0+selfcond+maskw4": {
+        "prediction": "v",
+        "mask_prediction": "sample",
+        "self_cond": True,
+        "mask_loss_weight": 4.0,
+    },
+    "eps/x0+selfcond+maskw4": {
+        "prediction": "epsilon",
+        "mask_prediction": "sample",
+        "self_cond": True,
+        "mask_loss_weight": 4.0,
+    },
 }
 # float32 unless a recipe says otherwise, whatever train()'s --mixed-precision auto picks on this machine
 # a recipe that names one prediction uses it for every channel (the mask bits too)
@@ -54,7 +70,16 @@ RECIPES: dict[str, dict] = {
     name: {"mixed_precision": "no", **PLAIN, "mask_prediction": change.get("prediction", PLAIN["prediction"]), **change}
     for name, change in CHANGES.items()
 }
-BASE = dict(cond="basd", target="joint", batch_size=16, lr=5e-4, epochs=10**6, preview_every=0, split="train", checkpoints_total_limit=None)
+BASE = dict(
+    cond="basd",
+    target="joint",
+    batch_size=16,
+    lr=5e-4,
+    epochs=10**6,
+    preview_every=0,
+    split="train",
+    checkpoints_total_limit=None,
+)
 SAE_TARGET, EBR_TARGET = 0.25, 0.10
 
 
@@ -77,8 +102,8 @@ def score(run: Path, weights: Path, data: Path, sampler: str, steps: int) -> dic
     from safetensors.torch import load_file
 
     from defectsynth.data.files import read_json
-    from defectsynth.diffusion.models import Layout
     from defectsynth.diffusion.denoising import decode, denoise, sample_generators
+    from defectsynth.diffusion.models import Layout
     from defectsynth.diffusion.schedules import make_sampler
     from defectsynth.metrics.sae_ebr import SaeEbrCounts, sae_ebr_counts
 
@@ -86,22 +111,32 @@ def score(run: Path, weights: Path, data: Path, sampler: str, steps: int) -> dic
     model = UNet2DModel(**info["unet"])
     model.load_state_dict(load_file(str(weights)))
     model.eval().requires_grad_(False)
-    from defectsynth.diffusion.losses import scheduler_prediction
-    from defectsynth.diffusion.losses import recipe_prediction
+    from defectsynth.diffusion.losses import recipe_prediction, scheduler_prediction
 
     layout = Layout(**info["layout"])
     size, num_classes, prediction = tuple(info["size"]), info["num_classes"], recipe_prediction(info["args"], layout)
     _, cond, boxes = test_conditions(data, size)
     started = time.process_time()
-    x = denoise(model, layout, make_sampler(sampler, steps, "fixed", prediction=scheduler_prediction(prediction)), cond,
-                sample_generators(0, list(range(len(cond)))), prediction=prediction)
+    x = denoise(
+        model,
+        layout,
+        make_sampler(sampler, steps, "fixed", prediction=scheduler_prediction(prediction)),
+        cond,
+        sample_generators(0, list(range(len(cond)))),
+        prediction=prediction,
+    )
     counts = SaeEbrCounts.zeros(num_classes)
     for xi, bs in zip(x, boxes):
         _, mask, _ = decode(xi, "joint", num_classes, [], layout.image_channels)
         xyxy = np.array([[b.x_min, b.y_min, b.x_max, b.y_max] for b in bs]).reshape(-1, 4)
         counts = counts + sae_ebr_counts(mask, xyxy, np.array([b.cls for b in bs]), num_classes)
     sae, ebr = counts.sae()[1], counts.ebr()[1]
-    return {"sae": 1.0 if sae is None else sae, "ebr": ebr, "defect_pixels": int(counts.generated.sum()), "sample_cpu_seconds": round(time.process_time() - started, 1)}
+    return {
+        "sae": 1.0 if sae is None else sae,
+        "ebr": ebr,
+        "defect_pixels": int(counts.generated.sum()),
+        "sample_cpu_seconds": round(time.process_time() - started, 1),
+    }
 
 
 def worker(a: argparse.Namespace) -> None:
@@ -115,8 +150,17 @@ def worker(a: argparse.Namespace) -> None:
     torch.set_num_threads(a.threads)
     run = a.out / f"run-{a.only}"
     if not a.score_only and not (run / f"checkpoint-{a.steps}").is_dir():
-        defectsynth.train(a.out / "data", out=run, model=a.model, seed=a.seed, max_steps=a.steps, checkpoint_every=a.every,
-                          resume=run.exists(), **BASE, **RECIPES[a.only])
+        defectsynth.train(
+            a.out / "data",
+            out=run,
+            model=a.model,
+            seed=a.seed,
+            max_steps=a.steps,
+            checkpoint_every=a.every,
+            resume=run.exists(),
+            **BASE,
+            **RECIPES[a.only],
+        )
     reached = sorted(int(f.name.split("-")[1]) for f in run.glob("checkpoint-*") if (f / "trainer.json").is_file())
     specs = a.samplers.split(",")
     jobs = [(step, specs[0], "ema") for step in reached]
@@ -127,16 +171,28 @@ def worker(a: argparse.Namespace) -> None:
         folder = run / f"checkpoint-{step}"
         trainer = json.loads((folder / "trainer.json").read_text())
         name, steps = spec.split(":")
-        row = {"recipe": a.only, "step": step, "train_cpu_seconds": round(trainer["cpu_seconds"], 1),
-               "sampler": spec, "weights": weights, **score(run, folder / f"{weights}.safetensors", a.out / "data", name, int(steps))}
+        row = {
+            "recipe": a.only,
+            "step": step,
+            "train_cpu_seconds": round(trainer["cpu_seconds"], 1),
+            "sampler": spec,
+            "weights": weights,
+            **score(run, folder / f"{weights}.safetensors", a.out / "data", name, int(steps)),
+        }
         rows.append(row)
         print(json.dumps(row), flush=True)
     (a.out / f"{a.only}.json").write_text(json.dumps(rows, indent=1))
 
 
 def report(a: argparse.Namespace, recipes: list[str]) -> None:
-    print(f"\ntoy {a.images} images at {a.size}px, model {a.model}, batch 16, lr 5e-4, seed {a.seed}, {a.threads} thread(s) per run")
-    print(f"{'recipe':<24} {'step':>5} {'train CPU s':>11} {'sampler':>9} {'weights':>7} {'SAE':>6} {'EBR':>6} {'sample CPU s':>12}")
+    print(
+        f"\ntoy {a.images} images at {a.size}px, model {a.model}, batch 16, lr 5e-4, seed {a.seed}, "
+        f"{a.threads} thread(s) per run"
+    )
+    print(
+        f"{'recipe':<24} {'step':>5} {'train CPU s':>11} {'sampler':>9} {'weights':>7} {'SAE':>6} {'EBR':>6} "
+        f"{'sample CPU s':>12}"
+    )
     for recipe in recipes:
         path = a.out / f"{recipe}.json"
         if not path.is_file():
@@ -144,19 +200,37 @@ def report(a: argparse.Namespace, recipes: list[str]) -> None:
             continue
         rows = json.loads(path.read_text())
         for r in rows:
-            print(f"{recipe:<24} {r['step']:5d} {r['train_cpu_seconds']:11.0f} {r['sampler']:>9} {r['weights']:>7} {r['sae']:6.3f} {r['ebr']:6.3f} {r['sample_cpu_seconds']:12.1f}")
+            print(
+                f"{recipe:<24} {r['step']:5d} {r['train_cpu_seconds']:11.0f} {r['sampler']:>9} "
+                f"{r['weights']:>7} {r['sae']:6.3f} {r['ebr']:6.3f} {r['sample_cpu_seconds']:12.1f}"
+            )
         good = [r for r in rows if r["sae"] <= SAE_TARGET and r["ebr"] <= EBR_TARGET]
         first = min(good, key=lambda r: r["step"]) if good else None
-        print(f"{recipe:<24} reaches SAE<={SAE_TARGET} and EBR<={EBR_TARGET}: "
-              + (f"step {first['step']}, {first['train_cpu_seconds']:.0f} train CPU s ({first['sampler']}, {first['weights']})" if first else f"not within {a.steps} steps"))
+        print(
+            f"{recipe:<24} reaches SAE<={SAE_TARGET} and EBR<={EBR_TARGET}: "
+            + (
+                f"step {first['step']}, {first['train_cpu_seconds']:.0f} train CPU s ({first['sampler']}, "
+                f"{first['weights']})"
+                if first
+                else f"not within {a.steps} steps"
+            )
+        )
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--recipes", default="plain,sample,v,sample+selfcond+maskw4", help=f"Comma-separated, from: {', '.join(RECIPES)}")
+    parser.add_argument(
+        "--recipes",
+        default="plain,sample,v,sample+selfcond+maskw4",
+        help=f"Comma-separated, from: {', '.join(RECIPES)}",
+    )
     parser.add_argument("--steps", type=int, default=500)
     parser.add_argument("--every", type=int, default=100)
-    parser.add_argument("--samplers", default="ddpm:25,ddpm:100,ddim:50,dpm:20", help="Comma-separated NAME:STEPS: the first scores every checkpoint, all score the last.")
+    parser.add_argument(
+        "--samplers",
+        default="ddpm:25,ddpm:100,ddim:50,dpm:20",
+        help="Comma-separated NAME:STEPS: the first scores every checkpoint, all score the last.",
+    )
     parser.add_argument("--images", type=int, default=240)
     parser.add_argument("--size", default="32")
     parser.add_argument("--model", default="small")
@@ -164,7 +238,9 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--jobs", type=int, default=4, help="Recipes trained at the same time (worker processes).")
     parser.add_argument("--out", type=Path, default=Path("time-to-quality"))
-    parser.add_argument("--score-only", action="store_true", help="Score the checkpoints already written (no training).")
+    parser.add_argument(
+        "--score-only", action="store_true", help="Score the checkpoints already written (no training)."
+    )
     parser.add_argument("--only", help=argparse.SUPPRESS)
     add_json_option(parser)
     a = parser.parse_args()

@@ -24,6 +24,7 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+from _results import add_json_option, write_results
 from accelerate import Accelerator
 from accelerate.state import AcceleratorState
 from diffusers import DDPMScheduler
@@ -32,9 +33,8 @@ from diffusers.training_utils import EMAModel
 import defectsynth
 from defectsynth.data import Dataset
 from defectsynth.diffusion.conditioning import bits_tensor, condition_tensor
-from defectsynth.diffusion.processes import resolve_precision
 from defectsynth.diffusion.models import build_unet, channel_layout, unet_config
-from _results import add_json_option, write_results
+from defectsynth.diffusion.processes import resolve_precision
 
 PLAIN_RECIPE = {"prediction": "epsilon", "mask_prediction": "epsilon", "self_cond": False, "mask_loss_weight": 1.0}
 
@@ -93,8 +93,19 @@ def plain_loop(data: Path, model: str, steps: int, batch_size: int, out: Path, m
 def ours(data: Path, model: str, steps: int, batch_size: int, out: Path, **options) -> float:
     started = time.perf_counter()
     # the plain loop's recipe: epsilon prediction, no self-conditioning, equal channel weights
-    defectsynth.train(data, out=out / "ours", model=model, max_steps=steps, epochs=10**6, batch_size=batch_size,
-                      checkpoint_every=10**9, preview_every=0, split="train", **PLAIN_RECIPE, **options)
+    defectsynth.train(
+        data,
+        out=out / "ours",
+        model=model,
+        max_steps=steps,
+        epochs=10**6,
+        batch_size=batch_size,
+        checkpoint_every=10**9,
+        preview_every=0,
+        split="train",
+        **PLAIN_RECIPE,
+        **options,
+    )
     return time.perf_counter() - started
 
 
@@ -113,14 +124,27 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--repeats", type=int, default=2)
-    parser.add_argument("--mixed-precision", default="auto", help="Ours: auto (train's default) | no | bf16 | fp16; a second row of ours in float32 is timed unless this is no.")
-    parser.add_argument("--plain-mixed-precision", default="no", help="The plain loop's Accelerator(mixed_precision=...): no (its default) | bf16 | fp16.")
+    parser.add_argument(
+        "--mixed-precision",
+        default="auto",
+        help=(
+            "Ours: auto (train's default) | no | bf16 | fp16; a second row of ours in float32 is timed unless "
+            "this is no."
+        ),
+    )
+    parser.add_argument(
+        "--plain-mixed-precision",
+        default="no",
+        help="The plain loop's Accelerator(mixed_precision=...): no (its default) | bf16 | fp16.",
+    )
     parser.add_argument("--compile", action="store_true", help="Ours only: train --compile.")
     add_json_option(parser)
     a = parser.parse_args()
     torch.manual_seed(0)
-    loops = {"plain diffusers + accelerate": partial(plain_loop, mixed_precision=a.plain_mixed_precision),
-             "defectsynth train": partial(ours, mixed_precision=a.mixed_precision, compile=a.compile)}
+    loops = {
+        "plain diffusers + accelerate": partial(plain_loop, mixed_precision=a.plain_mixed_precision),
+        "defectsynth train": partial(ours, mixed_precision=a.mixed_precision, compile=a.compile),
+    }
     if resolve_precision(a.mixed_precision) != "no":
         loops["defectsynth train, float32"] = partial(ours, mixed_precision="no", compile=a.compile)
     times: dict[str, dict[int, tuple[float, float]]] = {name: {} for name in loops}
@@ -138,24 +162,49 @@ def main() -> None:
                     print(f"  {name}: {steps} steps in {wall:.2f} s ({cpu:.2f} CPU s)", flush=True)
                     best = times[name].get(steps, (float("inf"), float("inf")))
                     times[name][steps] = (min(wall, best[0]), min(cpu, best[1]))
-    print(f"model {a.model}, {a.size}px, batch {a.batch_size}, torch threads {torch.get_num_threads()}, best of {a.repeats}")
-    results: dict = {"model": a.model, "size": a.size, "batch_size": a.batch_size, "steps": a.steps, "repeats": a.repeats,
-                     "threads": torch.get_num_threads(), "mixed_precision": a.mixed_precision,
-                     "mixed_precision_resolved": resolve_precision(a.mixed_precision), "plain_mixed_precision": a.plain_mixed_precision, "compile": a.compile, "loops": {}}
+    print(
+        f"model {a.model}, {a.size}px, batch {a.batch_size}, torch threads {torch.get_num_threads()}, best of "
+        f"{a.repeats}"
+    )
+    results: dict = {
+        "model": a.model,
+        "size": a.size,
+        "batch_size": a.batch_size,
+        "steps": a.steps,
+        "repeats": a.repeats,
+        "threads": torch.get_num_threads(),
+        "mixed_precision": a.mixed_precision,
+        "mixed_precision_resolved": resolve_precision(a.mixed_precision),
+        "plain_mixed_precision": a.plain_mixed_precision,
+        "compile": a.compile,
+        "loops": {},
+    }
     for name, t in times.items():
         rate = {}
         for i, clock in enumerate(("wall", "cpu")):
             extra = t[2 * a.steps][i] - t[a.steps][i]
-            rate[clock] = a.steps * a.batch_size / extra if extra > 0 else float("nan")  # nan: timing noise exceeded the work
+            rate[clock] = (
+                a.steps * a.batch_size / extra if extra > 0 else float("nan")
+            )  # nan: timing noise exceeded the work
         total = 2 * a.steps * a.batch_size / t[2 * a.steps][0]
-        results["loops"][name] = {"images_per_s": rate["wall"], "images_per_cpu_s": rate["cpu"], "images_per_s_end_to_end": total}
-        print(f"{name:>30}: {rate['wall']:7.1f} images/s steady state ({rate['cpu']:.1f} per CPU s), {total:7.1f} images/s end to end "
-              f"({2 * a.steps} steps in {t[2 * a.steps][0]:.1f} s)")
+        results["loops"][name] = {
+            "images_per_s": rate["wall"],
+            "images_per_cpu_s": rate["cpu"],
+            "images_per_s_end_to_end": total,
+        }
+        print(
+            f"{name:>30}: {rate['wall']:7.1f} images/s steady state ({rate['cpu']:.1f} per CPU s), {total:7.1f} "
+            "images/s end to end "
+            f"({2 * a.steps} steps in {t[2 * a.steps][0]:.1f} s)"
+        )
     plain = results["loops"]["plain diffusers + accelerate"]
     for name, key in (("defectsynth train", "speedup"), ("defectsynth train, float32", "speedup_float32")):
         if name in results["loops"]:
             mine = results["loops"][name]
-            results[key], results[f"{key}_cpu"] = mine["images_per_s"] / plain["images_per_s"], mine["images_per_cpu_s"] / plain["images_per_cpu_s"]
+            results[key], results[f"{key}_cpu"] = (
+                mine["images_per_s"] / plain["images_per_s"],
+                mine["images_per_cpu_s"] / plain["images_per_cpu_s"],
+            )
             print(f"{name} / plain loop: x{results[key]:.2f} (wall), x{results[key + '_cpu']:.2f} (CPU time)")
     write_results(a.json, results)
 

@@ -14,7 +14,17 @@ import cv2
 import numpy as np
 from PIL import Image
 
-LEMON_CATEGORIES = ["image_quality", "illness", "gangrene", "mould", "blemish", "dark_style_remains", "artifact", "condition", "pedicel"]
+LEMON_CATEGORIES = [
+    "image_quality",
+    "illness",
+    "gangrene",
+    "mould",
+    "blemish",
+    "dark_style_remains",
+    "artifact",
+    "condition",
+    "pedicel",
+]
 
 
 def rect_polygon(x0, y0, x1, y1):
@@ -60,10 +70,13 @@ def write_jpeg(path: Path, h: int, w: int, seed: int = 0) -> None:
 
 def coco_file(images: list[dict], annotations: list[dict], categories: list[str], start_id: int = 1) -> dict:
     return {
-        "licenses": [], "info": {},
+        "licenses": [],
+        "info": {},
         "categories": [{"id": i + start_id, "name": n, "supercategory": ""} for i, n in enumerate(categories)],
         "images": images,
-        "annotations": [{"id": k + 1, "iscrowd": 0, "area": 0, "attributes": {}, **a} for k, a in enumerate(annotations)],
+        "annotations": [
+            {"id": k + 1, "iscrowd": 0, "area": 0, "attributes": {}, **a} for k, a in enumerate(annotations)
+        ],
     }
 
 
@@ -72,7 +85,12 @@ def ann(image_id: int, category: str, rect=None, segmentation=None, categories=L
     cid = categories.index(category) + 1
     if rect is not None:
         x0, y0, x1, y1 = rect
-        return {"image_id": image_id, "category_id": cid, "segmentation": [rect_polygon(*rect)], "bbox": [x0, y0, x1 - x0, y1 - y0]}
+        return {
+            "image_id": image_id,
+            "category_id": cid,
+            "segmentation": [rect_polygon(*rect)],
+            "bbox": [x0, y0, x1 - x0, y1 - y0],
+        }
     return {"image_id": image_id, "category_id": cid, **segmentation}
 
 
@@ -102,8 +120,20 @@ def write_lemons(root: Path, size: int = 64) -> Path:
     mask[y0:y1, x0:x1] = True
     counts = rle_encode(mask)
     bbox = [x0, y0, x1 - x0, y1 - y0]
-    anns.append(ann(len(images), "illness", segmentation={"segmentation": {"size": [size, size], "counts": rle_compress(counts)}, "bbox": bbox}))
-    anns.append(ann(len(images), "illness", segmentation={"segmentation": {"size": [size, size], "counts": counts}, "bbox": bbox, "iscrowd": 1}))
+    anns.append(
+        ann(
+            len(images),
+            "illness",
+            segmentation={"segmentation": {"size": [size, size], "counts": rle_compress(counts)}, "bbox": bbox},
+        )
+    )
+    anns.append(
+        ann(
+            len(images),
+            "illness",
+            segmentation={"segmentation": {"size": [size, size], "counts": counts}, "bbox": bbox, "iscrowd": 1},
+        )
+    )
     (root / "annotations").mkdir(parents=True, exist_ok=True)
     (root / "annotations" / "instances_default.json").write_text(json.dumps(coco_file(images, anns, LEMON_CATEGORIES)))
     return root
@@ -171,9 +201,18 @@ R=0
 G=64
 B=0
 """
-WOOD_COLORS = {"Live_knot": (0, 255, 0), "Death_know": (255, 0, 0), "Knot_missing": (255, 100, 0), "knot_with_crack": (255, 175, 0),
-               "Crack": (255, 0, 100), "Quartzity": (100, 0, 100), "resin": (255, 0, 255), "Marrow": (0, 0, 255),
-               "Blue_stain": (16, 255, 255), "overgrown": (0, 64, 0)}
+WOOD_COLORS = {
+    "Live_knot": (0, 255, 0),
+    "Death_know": (255, 0, 0),
+    "Knot_missing": (255, 100, 0),
+    "knot_with_crack": (255, 175, 0),
+    "Crack": (255, 0, 100),
+    "Quartzity": (100, 0, 100),
+    "resin": (255, 0, 255),
+    "Marrow": (0, 0, 255),
+    "Blue_stain": (16, 255, 255),
+    "overgrown": (0, 64, 0),
+}
 WOOD_H, WOOD_W = 32, 80
 # stem -> list of (name, rect in pixels); boxes written normalised, some with decimal commas
 WOOD_LAYOUT = {
@@ -240,12 +279,16 @@ def write_voc(root: Path) -> Path:
     for i, (stem, objects) in enumerate(VOC_LAYOUT.items()):
         write_jpeg(root / "JPEGImages" / f"{stem}.jpg", 32, 40, seed=i)
         mask = np.zeros((32, 40), dtype=np.uint8)
-        xml = [f"<annotation><filename>{stem}.jpg</filename><size><width>40</width><height>32</height><depth>3</depth></size>"]
+        xml = [
+            f"<annotation><filename>{stem}.jpg</filename><size><width>40</width><height>32</height><depth>3</depth></size>"
+        ]
         for cls, (x0, y0, x1, y1) in objects:
-            mask[max(0, y0 - 1):y1 + 1, max(0, x0 - 1):x1 + 1] = 255
+            mask[max(0, y0 - 1) : y1 + 1, max(0, x0 - 1) : x1 + 1] = 255
             mask[y0:y1, x0:x1] = cls
-            xml.append(f"<object><name>{VOC_CLASSES[cls - 1]}</name><difficult>0</difficult><bndbox><xmin>{x0 + 1}</xmin>"
-                       f"<ymin>{y0 + 1}</ymin><xmax>{x1}</xmax><ymax>{y1}</ymax></bndbox></object>")
+            xml.append(
+                f"<object><name>{VOC_CLASSES[cls - 1]}</name><difficult>0</difficult><bndbox><xmin>{x0 + 1}</xmin>"
+                f"<ymin>{y0 + 1}</ymin><xmax>{x1}</xmax><ymax>{y1}</ymax></bndbox></object>"
+            )
         img = Image.fromarray(mask, mode="P")
         img.putpalette(voc_palette())
         img.save(root / "SegmentationClass" / f"{stem}.png")
@@ -264,12 +307,15 @@ def write_mask_file(path: Path, mask: np.ndarray) -> None:
     cv2.imwrite(str(path), cv2.cvtColor(mask, cv2.COLOR_RGB2BGR) if mask.ndim == 3 else mask)
 
 
-def write_pair(folder: Path, stem: str, mask: np.ndarray, image_ext: str = ".jpg", mask_name: str | None = None, seed: int = 0) -> None:
+def write_pair(
+    folder: Path, stem: str, mask: np.ndarray, image_ext: str = ".jpg", mask_name: str | None = None, seed: int = 0
+) -> None:
     """An image ``stem+image_ext`` and its mask (``mask_name`` or ``stem.png``) in ``folder``."""
     folder.mkdir(parents=True, exist_ok=True)
     h, w = mask.shape[:2]
-    write_jpeg(folder / f"{stem}{image_ext}", h, w, seed) if image_ext in (".jpg", ".jpeg") else \
-        cv2.imwrite(str(folder / f"{stem}{image_ext}"), np.full((h, w, 3), 100 + seed, np.uint8))
+    write_jpeg(folder / f"{stem}{image_ext}", h, w, seed) if image_ext in (".jpg", ".jpeg") else cv2.imwrite(
+        str(folder / f"{stem}{image_ext}"), np.full((h, w, 3), 100 + seed, np.uint8)
+    )
     array = cv2.cvtColor(mask, cv2.COLOR_RGB2BGR) if mask.ndim == 3 else mask
     cv2.imwrite(str(folder / (mask_name or f"{stem}.png")), array)
 

@@ -29,21 +29,29 @@ class FakeHub:
         return self.root / "repos" / repo_id
 
     def files(self, repo_id: str) -> list[str]:
-        return sorted(p.relative_to(self.repo(repo_id)).as_posix() for p in self.repo(repo_id).rglob("*") if p.is_file())
+        return sorted(
+            p.relative_to(self.repo(repo_id)).as_posix() for p in self.repo(repo_id).rglob("*") if p.is_file()
+        )
 
-    def create_repo(self, repo_id: str, *, private: bool | None = False, token=None, exist_ok: bool = False, **kwargs) -> RepoUrl:
+    def create_repo(
+        self, repo_id: str, *, private: bool | None = False, token=None, exist_ok: bool = False, **kwargs
+    ) -> RepoUrl:
         if self.repo(repo_id).exists() and not exist_ok:
             raise FileExistsError(repo_id)
         self.repo(repo_id).mkdir(parents=True, exist_ok=True)
         self.private.setdefault(repo_id, bool(private))
         return RepoUrl(repo_id)
 
-    def upload_folder(self, *, repo_id: str, folder_path, allow_patterns=None, ignore_patterns=None, path_in_repo=None, **kwargs):
+    def upload_folder(
+        self, *, repo_id: str, folder_path, allow_patterns=None, ignore_patterns=None, path_in_repo=None, **kwargs
+    ):
         copy_files(Path(folder_path), self.repo(repo_id) / (path_in_repo or ""), allow_patterns, ignore_patterns)
         return f"{RepoUrl(repo_id)}/commit/fake"
 
     def snapshot_download(self, repo_id: str, *, allow_patterns=None, ignore_patterns=None, **kwargs) -> str:
-        self.downloads.append({"repo_id": repo_id, "allow_patterns": allow_patterns, "ignore_patterns": ignore_patterns})
+        self.downloads.append(
+            {"repo_id": repo_id, "allow_patterns": allow_patterns, "ignore_patterns": ignore_patterns}
+        )
         return str(copy_files(self.repo(repo_id), self.root / "cache" / repo_id, allow_patterns, ignore_patterns))
 
     def install(self, monkeypatch) -> "FakeHub":
@@ -56,7 +64,11 @@ class FakeHub:
             monkeypatch.setattr(module, "create_repo", self.create_repo)
             monkeypatch.setattr(module, "upload_folder", self.upload_folder)
         monkeypatch.setattr(huggingface_hub, "snapshot_download", self.snapshot_download)
-        monkeypatch.setattr(hub_utils, "load_or_create_model_card", lambda repo_id, token=None, **kw: ModelCard("---\nlibrary_name: diffusers\n---\n"))
+        monkeypatch.setattr(
+            hub_utils,
+            "load_or_create_model_card",
+            lambda repo_id, token=None, **kw: ModelCard("---\nlibrary_name: diffusers\n---\n"),
+        )
         return self
 
 

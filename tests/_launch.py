@@ -16,10 +16,29 @@ def two_cpu_processes(**env: str) -> tuple[list[str], dict[str, str]]:
     port another run has just left does not fail the launch. (Not ``--main_process_port 0``: with
     accelerate 0.30, the declared floor, the second process then waits forever for port 0.)
     ``env`` adds variables."""
-    environment = {**os.environ, "PYTHONPATH": str(SRC) + os.pathsep + os.environ.get("PYTHONPATH", ""), "OMP_NUM_THREADS": "1",
-                   "CUDA_VISIBLE_DEVICES": "", **env}
-    launch = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
-              "--main_process_port", str(_free_port()), "--mixed_precision", "no", "--dynamo_backend", "no"]
+    environment = {
+        **os.environ,
+        "PYTHONPATH": str(SRC) + os.pathsep + os.environ.get("PYTHONPATH", ""),
+        "OMP_NUM_THREADS": "1",
+        "CUDA_VISIBLE_DEVICES": "",
+        **env,
+    }
+    launch = [
+        sys.executable,
+        "-m",
+        "accelerate.commands.launch",
+        "--multi_gpu",
+        "--num_processes",
+        "2",
+        "--num_machines",
+        "1",
+        "--main_process_port",
+        str(_free_port()),
+        "--mixed_precision",
+        "no",
+        "--dynamo_backend",
+        "no",
+    ]
     return launch, environment
 
 

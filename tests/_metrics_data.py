@@ -13,8 +13,13 @@ CLASSES = ["scratch", "spot", "crack"]
 
 
 def write_dataset(
-    out: Path, samples: list[Sample], *, source: dict | None = None, synthetic: bool = False,
-    splits: dict[str, list[str]] | None = None, classes: list[str] = CLASSES,
+    out: Path,
+    samples: list[Sample],
+    *,
+    source: dict | None = None,
+    synthetic: bool = False,
+    splits: dict[str, list[str]] | None = None,
+    classes: list[str] = CLASSES,
 ) -> Path:
     manifest = Manifest(name=out.name, classes=make_classes(classes), source=source or {}, synthetic=synthetic)
     with DatasetWriter(out, manifest) as writer:

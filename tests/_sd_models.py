@@ -30,7 +30,9 @@ def write_clip_tokenizer(folder: Path) -> Path:
     vocab["<|endoftext|>"] = len(vocab)
     (folder / "vocab.json").write_text(json.dumps(vocab))
     (folder / "merges.txt").write_text("#version: 0.2\n")
-    (folder / "tokenizer_config.json").write_text(json.dumps({"model_max_length": 77, "tokenizer_class": "CLIPTokenizer"}))
+    (folder / "tokenizer_config.json").write_text(
+        json.dumps({"model_max_length": 77, "tokenizer_class": "CLIPTokenizer"})
+    )
     return folder
 
 
@@ -45,31 +47,45 @@ def _text_config():
 
 def _unet_kwargs() -> dict:
     return dict(
-        block_out_channels=(32, 64), layers_per_block=1, in_channels=4, down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
-        attention_head_dim=(2, 4), use_linear_projection=True, addition_embed_type="text_time", addition_time_embed_dim=8,
-        transformer_layers_per_block=(1, 1), projection_class_embeddings_input_dim=80, cross_attention_dim=64,
+        block_out_channels=(32, 64), layers_per_block=1, in_channels=4,
+        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"), attention_head_dim=(2, 4), use_linear_projection=True,
+        addition_embed_type="text_time", addition_time_embed_dim=8, transformer_layers_per_block=(1, 1),
+        projection_class_embeddings_input_dim=80, cross_attention_dim=64,
     )  # fmt: skip
 
 
 def build_sdxl(root: Path) -> dict[str, Path]:
     """Write ``root/base`` (SDXL pipeline), ``root/adapter`` (T2IAdapter), ``root/controlnet``."""
-    from diffusers import AutoencoderKL, ControlNetModel, EulerDiscreteScheduler, StableDiffusionXLPipeline, T2IAdapter, UNet2DConditionModel
+    from diffusers import (
+        AutoencoderKL,
+        ControlNetModel,
+        EulerDiscreteScheduler,
+        StableDiffusionXLPipeline,
+        T2IAdapter,
+        UNet2DConditionModel,
+    )
     from transformers import CLIPTextModel, CLIPTextModelWithProjection, CLIPTokenizer
 
     torch.manual_seed(0)
-    unet = UNet2DConditionModel(sample_size=32, out_channels=4, up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"), **_unet_kwargs())
+    unet = UNet2DConditionModel(
+        sample_size=32, out_channels=4, up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"), **_unet_kwargs()
+    )
     vae = AutoencoderKL(
         block_out_channels=[32, 64], in_channels=3, out_channels=3, latent_channels=4, sample_size=64,
         down_block_types=["DownEncoderBlock2D"] * 2, up_block_types=["UpDecoderBlock2D"] * 2,
     )  # fmt: skip
-    scheduler = EulerDiscreteScheduler(beta_start=0.00085, beta_end=0.012, steps_offset=1, beta_schedule="scaled_linear", timestep_spacing="leading")
+    scheduler = EulerDiscreteScheduler(
+        beta_start=0.00085, beta_end=0.012, steps_offset=1, beta_schedule="scaled_linear", timestep_spacing="leading"
+    )
     tokenizer = CLIPTokenizer.from_pretrained(write_clip_tokenizer(root / "_tokenizer"))
     pipe = StableDiffusionXLPipeline(
         vae=vae, text_encoder=CLIPTextModel(_text_config()), text_encoder_2=CLIPTextModelWithProjection(_text_config()),
         tokenizer=tokenizer, tokenizer_2=tokenizer, unet=unet, scheduler=scheduler,
     )  # fmt: skip
     pipe.save_pretrained(root / "base")
-    adapter = T2IAdapter(in_channels=3, channels=[32, 64], num_res_blocks=1, downscale_factor=4, adapter_type="full_adapter_xl")
+    adapter = T2IAdapter(
+        in_channels=3, channels=[32, 64], num_res_blocks=1, downscale_factor=4, adapter_type="full_adapter_xl"
+    )
     adapter.save_pretrained(root / "adapter")
     controlnet = ControlNetModel(conditioning_embedding_out_channels=(16, 32), **_unet_kwargs())
     controlnet.save_pretrained(root / "controlnet")
@@ -81,7 +97,15 @@ def build_clip(folder: Path) -> Path:
     from transformers import CLIPConfig, CLIPImageProcessor, CLIPModel, CLIPProcessor, CLIPTokenizer
 
     torch.manual_seed(0)
-    vision = dict(hidden_size=32, intermediate_size=37, num_attention_heads=4, num_hidden_layers=2, image_size=32, patch_size=8, projection_dim=32)
+    vision = dict(
+        hidden_size=32,
+        intermediate_size=37,
+        num_attention_heads=4,
+        num_hidden_layers=2,
+        image_size=32,
+        patch_size=8,
+        projection_dim=32,
+    )
     config = CLIPConfig(text_config=_text_config().to_dict(), vision_config=vision, projection_dim=32)
     CLIPModel(config).save_pretrained(folder)
     tokenizer = CLIPTokenizer.from_pretrained(write_clip_tokenizer(folder.parent / "_clip_tokenizer"))
@@ -92,7 +116,14 @@ def build_clip(folder: Path) -> Path:
 
 def build_blip2(folder: Path) -> Path:
     """A tiny BLIP-2 (ViT + Q-Former + OPT) with its processor, saved in ``folder`` (32 px images)."""
-    from transformers import AutoTokenizer, Blip2Config, Blip2ForConditionalGeneration, Blip2Processor, BlipImageProcessor
+    from transformers import (
+        AutoTokenizer,
+        Blip2Config,
+        Blip2ForConditionalGeneration,
+        Blip2Processor,
+        BlipImageProcessor,
+    )
+
     tok_dir = folder.parent / "_blip2_tokenizer"
     tok_dir.mkdir(parents=True, exist_ok=True)
     vocab = {c: i for i, c in enumerate(_bytes_to_unicode().values())}
@@ -110,14 +141,18 @@ def build_blip2(folder: Path) -> Path:
         vision_config=dict(image_size=32, patch_size=8, **small),
         qformer_config=dict(encoder_hidden_size=32, vocab_size=100, **small),
         text_config=dict(
-            model_type="opt", hidden_size=32, ffn_dim=37, num_attention_heads=4, num_hidden_layers=1, vocab_size=len(vocab),
-            word_embed_proj_dim=32, max_position_embeddings=64, pad_token_id=vocab["<pad>"], bos_token_id=vocab["</s>"],
-            eos_token_id=vocab["</s>"],
+            model_type="opt", hidden_size=32, ffn_dim=37, num_attention_heads=4, num_hidden_layers=1,
+            vocab_size=len(vocab), word_embed_proj_dim=32, max_position_embeddings=64, pad_token_id=vocab["<pad>"],
+            bos_token_id=vocab["</s>"], eos_token_id=vocab["</s>"],
         ),
         num_query_tokens=4, image_token_index=vocab["<image>"],
     )  # fmt: skip
     Blip2ForConditionalGeneration(config).save_pretrained(folder)
     # transformers >= 4.45 expands <image> into the query tokens in the processor; 4.40 (the floor) has no such option
-    expand = {"num_query_tokens": 4} if "num_query_tokens" in inspect.signature(Blip2Processor.__init__).parameters else {}
-    Blip2Processor(image_processor=BlipImageProcessor(size={"height": 32, "width": 32}), tokenizer=tokenizer, **expand).save_pretrained(folder)
+    expand = (
+        {"num_query_tokens": 4} if "num_query_tokens" in inspect.signature(Blip2Processor.__init__).parameters else {}
+    )
+    Blip2Processor(
+        image_processor=BlipImageProcessor(size={"height": 32, "width": 32}), tokenizer=tokenizer, **expand
+    ).save_pretrained(folder)
     return folder

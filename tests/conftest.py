@@ -11,7 +11,9 @@ from typer.testing import CliRunner
 
 from defectsynth.data.prepare import prepare
 
-os.environ["HF_HUB_OFFLINE"] = "1"  # tests never download: a Hub id resolves from the cache or fails (tests/_hub.py fakes the Hub)
+os.environ["HF_HUB_OFFLINE"] = (
+    "1"  # tests never download: a Hub id resolves from the cache or fails (tests/_hub.py fakes the Hub)
+)
 
 
 def _read_only(folder: Path):

@@ -28,9 +28,10 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("stages", ("defectsynth.stages",)),
     ("methods", (
         "defectsynth.encoding", "defectsynth.diffusion", "defectsynth.evaluation", "defectsynth.filtering",
-        "defectsynth.balancing", "defectsynth.metrics", "defectsynth.sd_backend", "defectsynth.controllable", "defectsynth.data",
-        "defectsynth.data.sources", "defectsynth.data.prepare", "defectsynth.data.export", "defectsynth.pipeline",
-        "defectsynth.data.resize_loss", "defectsynth.hub", "defectsynth.hub_push", "defectsynth.toy_demo", "defectsynth.presets", "defectsynth.config_files",
+        "defectsynth.balancing", "defectsynth.metrics", "defectsynth.sd_backend", "defectsynth.controllable",
+        "defectsynth.data", "defectsynth.data.sources", "defectsynth.data.prepare", "defectsynth.data.export",
+        "defectsynth.pipeline", "defectsynth.data.resize_loss", "defectsynth.hub", "defectsynth.hub_push",
+        "defectsynth.toy_demo", "defectsynth.presets", "defectsynth.config_files",
     )),
     ("formats", ("defectsynth.formats",)),
     ("base", (
@@ -177,7 +178,10 @@ def test_the_checker_finds_a_cycle_through_a_function_level_import_and_an_upward
     graph = import_graph(package)
     assert graph["pkg.formats.plain"] == {"pkg.formats.io"}  # relative import resolved; `import pkg`: its own parent
     assert cycles(graph) == [["pkg.cli", "pkg.formats.io", "pkg.method"]]
-    assert describe(cycles(graph)[0], graph) == "pkg.cli -> pkg.method; pkg.formats.io -> pkg.method; pkg.method -> pkg.cli, pkg.formats.io"
+    assert (
+        describe(cycles(graph)[0], graph)
+        == "pkg.cli -> pkg.method; pkg.formats.io -> pkg.method; pkg.method -> pkg.cli, pkg.formats.io"
+    )
     assert upward_imports(graph, FAKE_LAYERS) == [
         "pkg.formats.io (formats) -> pkg.method (methods)", "pkg.method (methods) -> pkg.cli (top)",
     ]  # fmt: skip

@@ -18,7 +18,16 @@ from pathlib import Path
 import numpy as np
 import pytest
 from bad_inputs import (
-    Workspace, World, edit_json, image_16bit, image_rgba, pickle_bytes, torch_save_bytes, tree_digest, truncate, write_png,
+    Workspace,
+    World,
+    edit_json,
+    image_16bit,
+    image_rgba,
+    pickle_bytes,
+    torch_save_bytes,
+    tree_digest,
+    truncate,
+    write_png,
 )
 
 from defectsynth.cli import app
@@ -41,7 +50,9 @@ def case(command: str):
 @pytest.fixture(scope="module")
 def world(data16, tmp_path_factory) -> World:
     root = tmp_path_factory.mktemp("world")
-    run = train(data16, out=root / "run", model="tiny", batch_size=4, epochs=1, max_steps=1, preview_every=0, progress=False)
+    run = train(
+        data16, out=root / "run", model="tiny", batch_size=4, epochs=1, max_steps=1, preview_every=0, progress=False
+    )
     sample(run, out=root / "synth", num=3, scheduler="ddim", steps=2)
     net = build_model("unet", 4, TrainConfig("resnet18", None), "--arch")
     return World(data16, run, root / "synth", save_model(net, root / "segmenter"))
@@ -51,8 +62,23 @@ def world(data16, tmp_path_factory) -> World:
 TRAIN = ["--model", "tiny", "--batch-size", "4", "--max-steps", "1", "--preview-every", "0", "--no-progress"]
 SAMPLE = ["--num", "2", "--scheduler", "ddim", "--steps", "2", "--no-progress"]
 FILTER = ["--by", "boxes", "--clip-labels", "--no-progress"]
-EVALUATE = ["--models", "unet", "--encoder", "resnet18", "--encoder-weights", "none", "--epochs", "1", "--size", "32",
-            "--repeats", "1", "--mix", "R=all,S=0", "--no-progress"]
+EVALUATE = [
+    "--models",
+    "unet",
+    "--encoder",
+    "resnet18",
+    "--encoder-weights",
+    "none",
+    "--epochs",
+    "1",
+    "--size",
+    "32",
+    "--repeats",
+    "1",
+    "--mix",
+    "R=all,S=0",
+    "--no-progress",
+]
 
 
 def _stem(ws_dataset, sub="images"):
@@ -112,14 +138,20 @@ def stem_with_dotdot(ws):
 @case("encode-boxes")
 def dataset_json_from_the_future(ws):
     edit_json(ws.data / "dataset.json", lambda d: d.update(format=99))
-    return ["encode-boxes", str(ws.data), "--no-progress"], ["dataset.json", "format 99 is newer than this defectsynth supports (1)"]
+    return ["encode-boxes", str(ws.data), "--no-progress"], [
+        "dataset.json",
+        "format 99 is newer than this defectsynth supports (1)",
+    ]
 
 
 @case("encode-boxes")
 def from_masks_with_stray_class_id(ws):
     path = ws.first(ws.data, "masks")
     write_png(path, np.full((16, 16), 7, np.uint8))
-    return ["encode-boxes", str(ws.data), "--from-masks", "--no-progress"], [path.name, "mask holds class ids [7] not declared in dataset.json"]
+    return ["encode-boxes", str(ws.data), "--from-masks", "--no-progress"], [
+        path.name,
+        "mask holds class ids [7] not declared in dataset.json",
+    ]
 
 
 # -- train ------------------------------------------------------------------------------------------
@@ -135,7 +167,10 @@ def box_out_of_bounds(ws):
     stems = (ws.data / "splits" / "train.txt").read_text().split()
     path = ws.data / "boxes" / f"{stems[0]}.json"
     path.write_text('[{"class": 1, "box": [0, 0, 40, 4]}]')
-    return ["train", str(ws.data), "--out", str(ws.out()), *TRAIN], [path.name, "box [0, 0, 40, 4] of class 1 lies outside the 16x16 image"]
+    return ["train", str(ws.data), "--out", str(ws.out()), *TRAIN], [
+        path.name,
+        "box [0, 0, 40, 4] of class 1 lies outside the 16x16 image",
+    ]
 
 
 @case("train")
@@ -155,7 +190,10 @@ def malformed_dataset_json(ws):
 @case("train")
 def dataset_json_without_background(ws):
     edit_json(ws.data / "dataset.json", lambda d: d.update(classes=[c for c in d["classes"] if c["id"] != 0]))
-    return ["train", str(ws.data), "--out", str(ws.out()), *TRAIN], ["dataset.json", "'classes' must contain id 0 (background)"]
+    return ["train", str(ws.data), "--out", str(ws.out()), *TRAIN], [
+        "dataset.json",
+        "'classes' must contain id 0 (background)",
+    ]
 
 
 @case("train")
@@ -216,14 +254,19 @@ def finetune_from_run_without_safetensors(ws):
         path = ws.run / sub / "diffusion_pytorch_model.safetensors"
         path.unlink()
         (ws.run / sub / "diffusion_pytorch_model.bin").write_bytes(pickle_bytes(ws.root / "unpickled"))
-    return ["train", str(ws.data), "--out", str(ws.out()), "--finetune", str(ws.run), *TRAIN], \
-        ["unet_ema/diffusion_pytorch_model.safetensors", "file not found"]
+    return ["train", str(ws.data), "--out", str(ws.out()), "--finetune", str(ws.run), *TRAIN], [
+        "unet_ema/diffusion_pytorch_model.safetensors",
+        "file not found",
+    ]
 
 
 @case("train")
 def finetune_config_malformed(ws):
     (ws.run / "unet_ema" / "config.json").write_text('{"_class_name": ')
-    return ["train", str(ws.data), "--out", str(ws.out()), "--finetune", str(ws.run), *TRAIN], ["unet_ema/config.json", "malformed JSON"]
+    return ["train", str(ws.data), "--out", str(ws.out()), "--finetune", str(ws.run), *TRAIN], [
+        "unet_ema/config.json",
+        "malformed JSON",
+    ]
 
 
 @case("train")
@@ -290,8 +333,8 @@ def weights_config_malformed(ws):
 
 @case("sample")
 def weights_of_another_shape(ws):
-    from safetensors.torch import save_file
     import torch
+    from safetensors.torch import save_file
 
     save_file({"conv_in.weight": torch.zeros(1)}, str(ws.run / "unet_ema" / "diffusion_pytorch_model.safetensors"))
     return _sample(ws), ["unet_ema", "cannot load the weights"]
@@ -300,7 +343,10 @@ def weights_of_another_shape(ws):
 @case("sample")
 def conditions_16bit_image(ws):
     write_png(ws.first(ws.data), image_16bit())
-    return _sample(ws, "--conditions", str(ws.data)), [ws.first(ws.data).name, "uint16 image: only 8-bit images are supported"]
+    return _sample(ws, "--conditions", str(ws.data)), [
+        ws.first(ws.data).name,
+        "uint16 image: only 8-bit images are supported",
+    ]
 
 
 @case("sample")
@@ -332,26 +378,38 @@ def _plan(ws, entries):
 def plan_malformed(ws):
     plan = ws.inputs / "plan.json"
     plan.write_text('{"format": 1, "plan": [')
-    return ["sample", str(ws.run), "--out", str(ws.out()), "--plan", str(plan), *SAMPLE[2:]], ["plan.json", "malformed JSON"]
+    return ["sample", str(ws.run), "--out", str(ws.out()), "--plan", str(plan), *SAMPLE[2:]], [
+        "plan.json",
+        "malformed JSON",
+    ]
 
 
 @case("sample")
 def plan_stem_with_dotdot(ws):
     plan = _plan(ws, [{"stem": "..", "repeats": 1}])
-    return ["sample", str(ws.run), "--out", str(ws.out()), "--plan", str(plan), *SAMPLE[2:]], ["plan.json", "invalid stem '..'"]
+    return ["sample", str(ws.run), "--out", str(ws.out()), "--plan", str(plan), *SAMPLE[2:]], [
+        "plan.json",
+        "invalid stem '..'",
+    ]
 
 
 @case("sample")
 def plan_repeats_as_string(ws):
     plan = _plan(ws, [{"stem": _stem(ws.data), "repeats": "2"}])
-    return ["sample", str(ws.run), "--out", str(ws.out()), "--plan", str(plan), *SAMPLE[2:]], ["plan.json", "repeats must be a positive integer, got '2'"]
+    return ["sample", str(ws.run), "--out", str(ws.out()), "--plan", str(plan), *SAMPLE[2:]], [
+        "plan.json",
+        "repeats must be a positive integer, got '2'",
+    ]
 
 
 @case("sample")
 def plan_from_the_future(ws):
     plan = _plan(ws, [{"stem": _stem(ws.data), "repeats": 1}])
     edit_json(plan, lambda d: d.update(format=7))
-    return ["sample", str(ws.run), "--out", str(ws.out()), "--plan", str(plan), *SAMPLE[2:]], ["plan.json", "plan format 7 is not supported"]
+    return ["sample", str(ws.run), "--out", str(ws.out()), "--plan", str(plan), *SAMPLE[2:]], [
+        "plan.json",
+        "plan format 7 is not supported",
+    ]
 
 
 @case("sample")
@@ -393,7 +451,10 @@ def colour_mask(ws):
 def mask_16bit(ws):
     path = ws.first(ws.synth, "masks")
     write_png(path, np.ones((16, 16), np.uint16))
-    return ["filter", str(ws.synth), "--out", str(ws.out()), *FILTER], [path.name, "uint16 mask: masks must be 8-bit class ids"]
+    return ["filter", str(ws.synth), "--out", str(ws.out()), *FILTER], [
+        path.name,
+        "uint16 mask: masks must be 8-bit class ids",
+    ]
 
 
 @case("filter")
@@ -413,29 +474,66 @@ def boxes_not_a_list(ws):
 def segmenter_pickle_instead_of_safetensors(ws):
     (ws.segmenter / "model.safetensors").unlink()
     (ws.segmenter / "pytorch_model.bin").write_bytes(pickle_bytes(ws.root / "unpickled"))
-    return ["filter", str(ws.synth), "--out", str(ws.out()), "--by", "segmenter", "--segmenter", str(ws.segmenter), "--top-k", "1", "--size", "32",
-            "--device", "cpu", "--no-progress"], ["segmenter", "model.safetensors not found"]
+    return [
+        "filter",
+        str(ws.synth),
+        "--out",
+        str(ws.out()),
+        "--by",
+        "segmenter",
+        "--segmenter",
+        str(ws.segmenter),
+        "--top-k",
+        "1",
+        "--size",
+        "32",
+        "--device",
+        "cpu",
+        "--no-progress",
+    ], ["segmenter", "model.safetensors not found"]
 
 
 @case("filter")
 def segmenter_truncated_safetensors(ws):
     truncate(ws.segmenter / "model.safetensors")
-    return ["filter", str(ws.synth), "--out", str(ws.out()), "--by", "segmenter", "--segmenter", str(ws.segmenter), "--top-k", "1", "--size", "32",
-            "--device", "cpu", "--no-progress"], ["model.safetensors", "not a safetensors file"]
+    return [
+        "filter",
+        str(ws.synth),
+        "--out",
+        str(ws.out()),
+        "--by",
+        "segmenter",
+        "--segmenter",
+        str(ws.segmenter),
+        "--top-k",
+        "1",
+        "--size",
+        "32",
+        "--device",
+        "cpu",
+        "--no-progress",
+    ], ["model.safetensors", "not a safetensors file"]
 
 
 @case("filter")
 def overwrite_a_user_folder(ws):
     ws.out().mkdir()
     (ws.out() / "holiday.jpg").write_bytes(b"\xff\xd8 a photo")
-    return ["filter", str(ws.synth), "--out", str(ws.out()), *FILTER, "--overwrite"], [str(ws.out()), "--overwrite only replaces a dataset folder"]
+    return ["filter", str(ws.synth), "--out", str(ws.out()), *FILTER, "--overwrite"], [
+        str(ws.out()),
+        "--overwrite only replaces a dataset folder",
+    ]
 
 
 @case("filter")
 def overwrite_a_dataset_with_user_files(ws):
     shutil.copytree(ws.world.data, ws.out())
     (ws.out() / "README.txt").write_text("my notes about this dataset")
-    return ["filter", str(ws.synth), "--out", str(ws.out()), *FILTER, "--overwrite"], [str(ws.out()), "README.txt", "not written by defectsynth"]
+    return ["filter", str(ws.synth), "--out", str(ws.out()), *FILTER, "--overwrite"], [
+        str(ws.out()),
+        "README.txt",
+        "not written by defectsynth",
+    ]
 
 
 # -- balance ----------------------------------------------------------------------------------------
@@ -444,7 +542,10 @@ def mask_with_stray_class_id(ws):
     stems = (ws.data / "splits" / "train.txt").read_text().split()
     path = ws.data / "masks" / f"{stems[0]}.png"
     write_png(path, np.full((16, 16), 9, np.uint8))
-    return ["balance", str(ws.data), "--plan-out", str(ws.out("plan.json")), "--no-progress"], [path.name, "mask holds class ids [9]"]
+    return ["balance", str(ws.data), "--plan-out", str(ws.out("plan.json")), "--no-progress"], [
+        path.name,
+        "mask holds class ids [9]",
+    ]
 
 
 @case("balance")
@@ -452,20 +553,29 @@ def box_of_unknown_class(ws):
     stems = (ws.data / "splits" / "train.txt").read_text().split()
     path = ws.data / "boxes" / f"{stems[0]}.json"
     path.write_text('[{"class": 9, "box": [1, 1, 4, 4]}]')
-    return ["balance", str(ws.data), "--plan-out", str(ws.out("plan.json")), "--no-progress"], [path.name, "class 9 is not a defect class"]
+    return ["balance", str(ws.data), "--plan-out", str(ws.out("plan.json")), "--no-progress"], [
+        path.name,
+        "class 9 is not a defect class",
+    ]
 
 
 @case("balance")
 def merge_with_synthetic_from_the_future(ws):
     edit_json(ws.synth / "dataset.json", lambda d: d.update(format=3))
-    return ["balance", str(ws.data), "--with", str(ws.synth), "--out", str(ws.out()), "--no-progress"], ["synth/dataset.json", "format 3 is newer"]
+    return ["balance", str(ws.data), "--with", str(ws.synth), "--out", str(ws.out()), "--no-progress"], [
+        "synth/dataset.json",
+        "format 3 is newer",
+    ]
 
 
 @case("balance")
 def merge_with_zero_byte_synthetic_image(ws):
     path = ws.first(ws.synth)
     path.write_bytes(b"")
-    return ["balance", str(ws.data), "--with", str(ws.synth), "--out", str(ws.out()), "--no-progress"], [path.name, "empty file (0 bytes)"]
+    return ["balance", str(ws.data), "--with", str(ws.synth), "--out", str(ws.out()), "--no-progress"], [
+        path.name,
+        "empty file (0 bytes)",
+    ]
 
 
 @case("balance")
@@ -479,7 +589,10 @@ def plan_out_is_a_user_file(ws):
 def overwrite_a_plan_out_that_is_no_plan(ws):
     path = ws.out("plan.json")
     path.write_text('{"results": [1, 2, 3]}')
-    return ["balance", str(ws.data), "--plan-out", str(path), "--overwrite", "--no-progress"], ["plan.json", "--overwrite only replaces a balance plan"]
+    return ["balance", str(ws.data), "--plan-out", str(path), "--overwrite", "--no-progress"], [
+        "plan.json",
+        "--overwrite only replaces a balance plan",
+    ]
 
 
 @case("balance")
@@ -492,15 +605,20 @@ def plan_out_is_a_folder(ws):
 def merge_overwrite_a_folder_of_user_files(ws):
     ws.out().mkdir()
     (ws.out() / "data.csv").write_text("1,2,3\n")
-    return ["balance", str(ws.data), "--with", str(ws.synth), "--out", str(ws.out()), "--overwrite", "--no-progress"], \
-        [str(ws.out()), "--overwrite only replaces a dataset folder"]
+    return ["balance", str(ws.data), "--with", str(ws.synth), "--out", str(ws.out()), "--overwrite", "--no-progress"], [
+        str(ws.out()),
+        "--overwrite only replaces a dataset folder",
+    ]
 
 
 # -- evaluate ---------------------------------------------------------------------------------------
 @case("evaluate")
 def real_from_the_future(ws):
     edit_json(ws.data / "dataset.json", lambda d: d.update(format=5))
-    return ["evaluate", "--real", str(ws.data), "--out", str(ws.out()), *EVALUATE], ["dataset.json", "format 5 is newer"]
+    return ["evaluate", "--real", str(ws.data), "--out", str(ws.out()), *EVALUATE], [
+        "dataset.json",
+        "format 5 is newer",
+    ]
 
 
 @case("evaluate")
@@ -508,7 +626,10 @@ def real_mask_of_another_size(ws):
     stem = (ws.data / "splits" / "test.txt").read_text().split()[0]
     path = ws.data / "masks" / f"{stem}.png"
     write_png(path, np.zeros((20, 16), np.uint8))
-    return ["evaluate", "--real", str(ws.data), "--out", str(ws.out()), *EVALUATE], [path.name, "mask is 16x20 but the image is 16x16"]
+    return ["evaluate", "--real", str(ws.data), "--out", str(ws.out()), *EVALUATE], [
+        path.name,
+        "mask is 16x20 but the image is 16x16",
+    ]
 
 
 @case("evaluate")
@@ -516,28 +637,49 @@ def real_truncated_image(ws):
     stem = (ws.data / "splits" / "train.txt").read_text().split()[-1]
     path = ws.data / "images" / f"{stem}.png"
     truncate(path, 0.3)
-    return ["evaluate", "--real", str(ws.data), "--out", str(ws.out()), *EVALUATE], [path.name, "unreadable or truncated image"]
+    return ["evaluate", "--real", str(ws.data), "--out", str(ws.out()), *EVALUATE], [
+        path.name,
+        "unreadable or truncated image",
+    ]
 
 
 @case("evaluate")
 def synthetic_mask_with_stray_id(ws):
     path = ws.first(ws.synth, "masks")
     write_png(path, np.full((16, 16), 200, np.uint8))
-    args = ["evaluate", "--real", str(ws.data), "--synthetic", str(ws.synth), "--out", str(ws.out()), *EVALUATE[:-3], "--mix", "R=all,S=all", "--no-progress"]
+    args = [
+        "evaluate",
+        "--real",
+        str(ws.data),
+        "--synthetic",
+        str(ws.synth),
+        "--out",
+        str(ws.out()),
+        *EVALUATE[:-3],
+        "--mix",
+        "R=all,S=all",
+        "--no-progress",
+    ]
     return args, [path.name, "mask holds class ids [200]"]
 
 
 @case("evaluate")
 def split_names_unknown_stem(ws):
     (ws.data / "splits" / "test.txt").write_text("ghost\n")
-    return ["evaluate", "--real", str(ws.data), "--out", str(ws.out()), *EVALUATE], ["test.txt", "stem 'ghost' has no image"]
+    return ["evaluate", "--real", str(ws.data), "--out", str(ws.out()), *EVALUATE], [
+        "test.txt",
+        "stem 'ghost' has no image",
+    ]
 
 
 @case("evaluate")
 def out_is_not_a_report_folder(ws):
     ws.out().mkdir()
     (ws.out() / "results.xlsx").write_bytes(b"PK")
-    return ["evaluate", "--real", str(ws.data), "--out", str(ws.out()), *EVALUATE, "--overwrite"], [str(ws.out()), "not an evaluation report folder"]
+    return ["evaluate", "--real", str(ws.data), "--out", str(ws.out()), *EVALUATE, "--overwrite"], [
+        str(ws.out()),
+        "not an evaluation report folder",
+    ]
 
 
 # -- metrics ----------------------------------------------------------------------------------------
@@ -545,7 +687,10 @@ def out_is_not_a_report_folder(ws):
 def boxes_out_of_bounds(ws):
     path = ws.first(ws.synth, "boxes")
     path.write_text('[{"class": 1, "box": [-3, 0, 4, 4]}]')
-    return ["metrics", "sae", "ebr", "--synthetic", str(ws.synth), "--no-progress"], [path.name, "lies outside the 16x16 image"]
+    return ["metrics", "sae", "ebr", "--synthetic", str(ws.synth), "--no-progress"], [
+        path.name,
+        "lies outside the 16x16 image",
+    ]
 
 
 @case("metrics")
@@ -558,13 +703,19 @@ def synthetic_dataset_json_malformed(ws):
 def real_mask_with_stray_id(ws):
     path = ws.first(ws.data, "masks")
     write_png(path, np.full((16, 16), 77, np.uint8))
-    return ["metrics", "entropy", "cir", "--real", str(ws.data), "--no-progress"], [path.name, "mask holds class ids [77]"]
+    return ["metrics", "entropy", "cir", "--real", str(ws.data), "--no-progress"], [
+        path.name,
+        "mask holds class ids [77]",
+    ]
 
 
 @case("metrics")
 def json_out_is_a_folder(ws):
     ws.out("metrics.json").mkdir()
-    return ["metrics", "entropy", "--real", str(ws.data), "--json", str(ws.out("metrics.json")), "--no-progress"], ["metrics.json", "is a folder"]
+    return ["metrics", "entropy", "--real", str(ws.data), "--json", str(ws.out("metrics.json")), "--no-progress"], [
+        "metrics.json",
+        "is a folder",
+    ]
 
 
 @case("metrics")
@@ -591,14 +742,20 @@ def _masks_source(ws, n=2):
 def source_16bit_image(ws):
     src = _masks_source(ws)
     write_png(src / "images" / "part0.png", image_16bit())
-    return ["prepare", "masks", "--source", str(src), "--out", str(ws.out()), "--no-progress"], ["part0.png", "uint16 image"]
+    return ["prepare", "masks", "--source", str(src), "--out", str(ws.out()), "--no-progress"], [
+        "part0.png",
+        "uint16 image",
+    ]
 
 
 @case("prepare")
 def source_rgba_with_transparency(ws):
     src = _masks_source(ws)
     write_png(src / "images" / "part1.png", image_rgba(alpha=0))
-    return ["prepare", "masks", "--source", str(src), "--out", str(ws.out()), "--no-progress"], ["part1.png", "transparent pixels"]
+    return ["prepare", "masks", "--source", str(src), "--out", str(ws.out()), "--no-progress"], [
+        "part1.png",
+        "transparent pixels",
+    ]
 
 
 @case("prepare")
@@ -606,14 +763,19 @@ def source_non_utf8_file_name(ws):
     src = _masks_source(ws)
     shutil.copyfile(src / "images" / "part0.png", os.path.join(bytes(src / "images"), b"caf\xe9.png"))
     shutil.copyfile(src / "masks" / "part0.png", os.path.join(bytes(src / "masks"), b"caf\xe9.png"))
-    return ["prepare", "masks", "--source", str(src), "--out", str(ws.out()), "--no-progress"], ["invalid stem 'caf\\udce9'"]
+    return ["prepare", "masks", "--source", str(src), "--out", str(ws.out()), "--no-progress"], [
+        "invalid stem 'caf\\udce9'"
+    ]
 
 
 @case("prepare")
 def source_truncated_mask(ws):
     src = _masks_source(ws)
     truncate(src / "masks" / "part1.png", 0.4)
-    return ["prepare", "masks", "--source", str(src), "--out", str(ws.out()), "--no-progress"], ["part1.png", "unreadable or truncated image"]
+    return ["prepare", "masks", "--source", str(src), "--out", str(ws.out()), "--no-progress"], [
+        "part1.png",
+        "unreadable or truncated image",
+    ]
 
 
 # -- issue 23: findings of a new user, and --overwrite checked all the way down ---------------------
@@ -636,20 +798,40 @@ def resume_with_another_split(ws):
 
 @case("train")
 def finetune_with_another_cond(ws):
-    args = ["train", str(ws.data), "--out", str(ws.out()), "--finetune", str(ws.run), "--cond", "mask", "--target", "image", *TRAIN]
+    args = [
+        "train",
+        str(ws.data),
+        "--out",
+        str(ws.out()),
+        "--finetune",
+        str(ws.run),
+        "--cond",
+        "mask",
+        "--target",
+        "image",
+        *TRAIN,
+    ]
     return args, ["--finetune", str(ws.run), "was trained with --cond basd, not mask", "leave --cond out"]
 
 
 @case("sample")
 def conditions_with_other_classes(ws):
     edit_json(ws.data / "dataset.json", lambda d: d["classes"][1].update(name="dent"))
-    return _sample(ws, "--conditions", str(ws.data)), ["dataset.json", "--conditions: classes {0: 'background', 1: 'dent'", "1: 'scratch'", "of the run"]
+    return _sample(ws, "--conditions", str(ws.data)), [
+        "dataset.json",
+        "--conditions: classes {0: 'background', 1: 'dent'",
+        "1: 'scratch'",
+        "of the run",
+    ]
 
 
 @case("metrics")
 def sae_without_boxes(ws):
     shutil.rmtree(ws.synth / "boxes")
-    return ["metrics", "sae", "--synthetic", str(ws.synth), "--no-progress"], [str(ws.synth), "no boxes/ folder: there are no boxes to measure against"]
+    return ["metrics", "sae", "--synthetic", str(ws.synth), "--no-progress"], [
+        str(ws.synth),
+        "no boxes/ folder: there are no boxes to measure against",
+    ]
 
 
 def _nested_user_file(folder: Path, relative: str) -> None:
@@ -661,14 +843,22 @@ def _nested_user_file(folder: Path, relative: str) -> None:
 def overwrite_a_synthetic_dataset_with_a_nested_user_file(ws):
     shutil.copytree(ws.world.synth, ws.out())
     _nested_user_file(ws.out(), "images/originals/photo.png")
-    return _sample(ws, "--overwrite", "--seed", "5"), [str(ws.out()), "images/originals/photo.png", "not written by defectsynth"]
+    return _sample(ws, "--overwrite", "--seed", "5"), [
+        str(ws.out()),
+        "images/originals/photo.png",
+        "not written by defectsynth",
+    ]
 
 
 @case("filter")
 def overwrite_a_dataset_with_a_nested_user_file(ws):
     shutil.copytree(ws.world.data, ws.out())
     _nested_user_file(ws.out(), "masks/notes.txt")
-    return ["filter", str(ws.synth), "--out", str(ws.out()), *FILTER, "--overwrite"], [str(ws.out()), "masks/notes.txt", "not written by defectsynth"]
+    return ["filter", str(ws.synth), "--out", str(ws.out()), *FILTER, "--overwrite"], [
+        str(ws.out()),
+        "masks/notes.txt",
+        "not written by defectsynth",
+    ]
 
 
 @case("balance")
@@ -692,8 +882,12 @@ def overwrite_a_report_with_a_nested_user_file(ws):
     ws.out().mkdir()
     (ws.out() / "config.json").write_text('{"protocol": {"epochs": 99}}')
     _nested_user_file(ws.out(), "cells/mine/notes.txt")
-    return ["evaluate", "--real", str(ws.data), "--out", str(ws.out()), *EVALUATE, "--overwrite"], \
-        [str(ws.out()), "report folder", "cells/mine/notes.txt", "not written by defectsynth"]
+    return ["evaluate", "--real", str(ws.data), "--out", str(ws.out()), *EVALUATE, "--overwrite"], [
+        str(ws.out()),
+        "report folder",
+        "cells/mine/notes.txt",
+        "not written by defectsynth",
+    ]
 
 
 @case("demo")
@@ -702,12 +896,20 @@ def overwrite_a_demo_with_a_nested_user_file(ws):
     (ws.out() / "demo.json").write_text('{"quick": true}')
     shutil.copytree(ws.world.run, ws.out() / "run")
     _nested_user_file(ws.out(), "run/notes/todo.txt")
-    return ["demo", "--quick", "--out", str(ws.out()), "--overwrite", "--no-progress"], [str(ws.out()), "demo folder", "run/notes/todo.txt", "not written by defectsynth"]
+    return ["demo", "--quick", "--out", str(ws.out()), "--overwrite", "--no-progress"], [
+        str(ws.out()),
+        "demo folder",
+        "run/notes/todo.txt",
+        "not written by defectsynth",
+    ]
 
 
 # -- the checks -------------------------------------------------------------------------------------
 def _env() -> dict[str, str]:
-    return {**os.environ, "PYTHONPATH": os.pathsep.join([str(Path(__file__).parents[1] / "src"), os.environ.get("PYTHONPATH", "")])}
+    return {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join([str(Path(__file__).parents[1] / "src"), os.environ.get("PYTHONPATH", "")]),
+    }
 
 
 def _run_process(args: list[str]) -> tuple[int, str, str]:
@@ -745,7 +947,16 @@ def test_bad_input_is_one_line_exit_2_and_leaves_everything_as_it_was(world, tmp
 def test_case_count():
     """The issue asks for at least 40 bad inputs across every command."""
     commands = {p.id.split("-")[0] for p in CASES}
-    assert len(CASES) >= 40 and commands >= {"prepare", "encode", "train", "sample", "filter", "balance", "evaluate", "metrics"}
+    assert len(CASES) >= 40 and commands >= {
+        "prepare",
+        "encode",
+        "train",
+        "sample",
+        "filter",
+        "balance",
+        "evaluate",
+        "metrics",
+    }
 
 
 # -- accepted with a documented conversion (docs/dataset-format.md) -------------------------------------
@@ -768,7 +979,10 @@ def test_grayscale_and_opaque_rgba_images_are_read_as_rgb(world, tmp_path, runne
 
 
 # -- two writers of one sample folder ----------------------------------------------------------------
-HOLD_LOCK = "import sys; from defectsynth.locks import output_lock; l = output_lock(sys.argv[1], 'sample'); l.__enter__(); print('locked', flush=True); sys.stdin.read()"
+HOLD_LOCK = (
+    "import sys; from defectsynth.locks import output_lock; l = output_lock(sys.argv[1], 'sample'); "
+    "l.__enter__(); print('locked', flush=True); sys.stdin.read()"
+)
 
 
 @pytest.mark.slow
@@ -781,17 +995,26 @@ def test_a_second_sample_process_on_one_output_is_refused_until_the_first_is_gon
     ws = Workspace(tmp_path, world)
     run = ws.run
     env = _env()
-    holder = subprocess.Popen([sys.executable, "-c", HOLD_LOCK, str(ws.out())], stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env)
+    holder = subprocess.Popen(
+        [sys.executable, "-c", HOLD_LOCK, str(ws.out())], stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env
+    )
     try:
         assert holder.stdout.readline() == b"locked\n"
         before = tree_digest(tmp_path)
         # the second writer, a real `defectsynth sample` process: one line on its real stderr, exit 2
-        second = subprocess.run([sys.executable, "-m", "defectsynth", "sample", str(run), "--out", str(ws.out()), *SAMPLE],
-                                capture_output=True, env=env, timeout=300)
+        second = subprocess.run(
+            [sys.executable, "-m", "defectsynth", "sample", str(run), "--out", str(ws.out()), *SAMPLE],
+            capture_output=True,
+            env=env,
+            timeout=300,
+        )
         lines = [line for line in second.stderr.decode().splitlines() if line.strip()]
         assert second.returncode == 2 and len(lines) == 1, second.stderr.decode()
         host = socket.gethostname()
-        assert lines[0] == f"error: {ws.out()}: is being written by another process (sample, pid {holder.pid} on host {host}): wait for it to finish or stop it"
+        assert lines[0] == (
+            f"error: {ws.out()}: is being written by another process (sample, pid {holder.pid} on host "
+            f"{host}): wait for it to finish or stop it"
+        )
         assert tree_digest(tmp_path) == before and not ws.out().exists()
     finally:
         holder.send_signal(signal.SIGKILL)  # killed: the lock dies with it, its file stays behind
@@ -833,8 +1056,16 @@ def test_a_real_process_prints_one_line_for_truncated_images(world, tmp_path):
     shutil.copyfile(ws.first(ws.data, "masks"), ws.data / "masks" / "zz.png")
     before = tree_digest(tmp_path)
     env = _env()
-    done = subprocess.run([sys.executable, "-m", "defectsynth", "encode-boxes", str(ws.data), "--no-progress"], capture_output=True, env=env, timeout=300)
+    done = subprocess.run(
+        [sys.executable, "-m", "defectsynth", "encode-boxes", str(ws.data), "--no-progress"],
+        capture_output=True,
+        env=env,
+        timeout=300,
+    )
     lines = [line for line in done.stderr.decode().splitlines() if line.strip()]
     assert done.returncode == 2 and len(lines) == 1 and done.stdout == b"", done.stderr.decode()
-    assert f"{ws.first(ws.data).name}: unreadable or truncated image" in lines[0] and "zz.jpg: unreadable or truncated image" in lines[0]
+    assert (
+        f"{ws.first(ws.data).name}: unreadable or truncated image" in lines[0]
+        and "zz.jpg: unreadable or truncated image" in lines[0]
+    )
     assert tree_digest(tmp_path) == before

@@ -15,25 +15,49 @@ from defectsynth.data import Dataset
 
 
 def _plan_result(tmp_path):
-    real = write_dataset(tmp_path / "real", [class_sample("i1", (1,)), class_sample("i2", (1, 2))], splits={"train": ["i1", "i2"]})
+    real = write_dataset(
+        tmp_path / "real", [class_sample("i1", (1,)), class_sample("i2", (1, 2))], splits={"train": ["i1", "i2"]}
+    )
     return plan_balance(real, 2)
 
 
 def test_options_map_to_balance(tmp_path, runner):
     result = _plan_result(tmp_path)
     with mock.patch("defectsynth.balancing.balance", return_value=result) as core:
-        res = runner.invoke(app, ["balance", "d", "--n-balance", "7", "--plan-out", "p.json", "--split", "all", "--no-progress"])
+        res = runner.invoke(
+            app, ["balance", "d", "--n-balance", "7", "--plan-out", "p.json", "--split", "all", "--no-progress"]
+        )
     assert res.exit_code == 0, res.output
-    core.assert_called_once_with(Path("d"), n_balance="7", plan_out=Path("p.json"), synthetic=None, out=None, split=None, overwrite=False, progress=False)
+    core.assert_called_once_with(
+        Path("d"),
+        n_balance="7",
+        plan_out=Path("p.json"),
+        synthetic=None,
+        out=None,
+        split=None,
+        overwrite=False,
+        progress=False,
+    )
     with mock.patch("defectsynth.balancing.balance", return_value=result) as core:
         res = runner.invoke(app, ["balance", "d", "--with", "s", "--out", "m", "--overwrite"])
     assert res.exit_code == 0, res.output
-    core.assert_called_once_with(Path("d"), n_balance=None, plan_out=None, synthetic=Path("s"), out=Path("m"), split="train", overwrite=True, progress=True)
+    core.assert_called_once_with(
+        Path("d"),
+        n_balance=None,
+        plan_out=None,
+        synthetic=Path("s"),
+        out=Path("m"),
+        split="train",
+        overwrite=True,
+        progress=True,
+    )
 
 
 def test_plan_end_to_end(tmp_path, runner):
     real = write_dataset(
-        tmp_path / "real", [class_sample("i1", (1,)), class_sample("i2", (1, 2)), class_sample("i3", (1,))], splits={"train": ["i1", "i2", "i3"]}
+        tmp_path / "real",
+        [class_sample("i1", (1,)), class_sample("i2", (1, 2)), class_sample("i3", (1,))],
+        splits={"train": ["i1", "i2", "i3"]},
     )
     plan = tmp_path / "plan.json"
     res = runner.invoke(app, ["balance", str(real), "--plan-out", str(plan), "--no-progress"], env={"COLUMNS": "200"})
@@ -46,9 +70,16 @@ def test_plan_end_to_end(tmp_path, runner):
 
 
 def test_merge_end_to_end(tmp_path, runner):
-    real = write_dataset(tmp_path / "real", [class_sample("i1", (1,)), class_sample("i2", (2,))], splits={"train": ["i1", "i2"]})
-    syn = write_dataset(tmp_path / "syn", [class_sample("s1", (1,)), class_sample("s2", (2,)), class_sample("s3", (2,))], synthetic=True)
-    res = runner.invoke(app, ["balance", str(real), "--with", str(syn), "--n-balance", "2", "--out", str(tmp_path / "m"), "--no-progress"])
+    real = write_dataset(
+        tmp_path / "real", [class_sample("i1", (1,)), class_sample("i2", (2,))], splits={"train": ["i1", "i2"]}
+    )
+    syn = write_dataset(
+        tmp_path / "syn", [class_sample("s1", (1,)), class_sample("s2", (2,)), class_sample("s3", (2,))], synthetic=True
+    )
+    res = runner.invoke(
+        app,
+        ["balance", str(real), "--with", str(syn), "--n-balance", "2", "--out", str(tmp_path / "m"), "--no-progress"],
+    )
     assert res.exit_code == 0, res.output
     assert "merged 2 real + 2 of 3 synthetic samples" in res.output
     assert sorted(p.stem for p in (tmp_path / "m" / "images").iterdir()) == ["i1", "i2", "s1", "s2"]
@@ -62,8 +93,14 @@ def test_bad_input_is_one_line_and_exit_2(tmp_path, runner, toy_dataset):
         (["balance", str(toy_dataset), "--plan-out", "p.json", "--with", str(toy_dataset)], "not both or neither"),
         (["balance", str(toy_dataset), "--with", str(toy_dataset)], "needs both --with SYNTH and --out"),
         (["balance", str(toy_dataset), "--plan-out", str(tmp_path / "p.json"), "--n-balance", "lots"], "--n-balance"),
-        (["balance", str(toy_dataset), "--plan-out", str(tmp_path / "p.json"), "--split", "nope"], "split 'nope' not found"),
-        (["balance", str(toy_dataset), "--with", str(clash), "--out", str(tmp_path / "m")], "merged stems must be unique"),
+        (
+            ["balance", str(toy_dataset), "--plan-out", str(tmp_path / "p.json"), "--split", "nope"],
+            "split 'nope' not found",
+        ),
+        (
+            ["balance", str(toy_dataset), "--with", str(clash), "--out", str(tmp_path / "m")],
+            "merged stems must be unique",
+        ),
         (["balance", str(tmp_path / "nope"), "--plan-out", "p.json"], "dataset folder not found"),
     ]
     for args, message in cases:

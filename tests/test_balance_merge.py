@@ -19,15 +19,28 @@ SYN = {"s_a1": (1,), "s_a2": (1,), "s_abc": (1, 2, 3), "s_b1": (2,), "s_bc": (2,
 
 
 def _digest(root):
-    return {p.relative_to(root).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(root.rglob("*")) if p.is_file()}
+    return {
+        p.relative_to(root).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(root.rglob("*"))
+        if p.is_file()
+    }
 
 
 @pytest.fixture(scope="module")
 def pair(tmp_path_factory):
     base = tmp_path_factory.mktemp("merge")
-    real = write_dataset(base / "real", [class_sample(s, c) for s, c in REAL.items()], splits={"train": ["i1", "i2", "i3", "i4", "i5"], "val": ["i6"]})
+    real = write_dataset(
+        base / "real",
+        [class_sample(s, c) for s, c in REAL.items()],
+        splits={"train": ["i1", "i2", "i3", "i4", "i5"], "val": ["i6"]},
+    )
     condition_of = {s: "i4" for s in SYN}
-    syn = write_dataset(base / "syn", [class_sample(s, c) for s, c in SYN.items()], source={"condition_of": condition_of, "seed": 3}, synthetic=True)
+    syn = write_dataset(
+        base / "syn",
+        [class_sample(s, c) for s, c in SYN.items()],
+        source={"condition_of": condition_of, "seed": 3},
+        synthetic=True,
+    )
     (syn / "conditions").mkdir()
     (syn / "conditions" / "s_bc.npz").write_bytes(b"cached maps")
     return real, syn
@@ -41,7 +54,10 @@ def test_selection_by_hand():
     assert select_balanced(train, SYN, 5, 4) == (["s_abc", "s_bc", "s_c1", "s_c2"], {})
     # n=7: s_abc (a5 b4 c2), s_bc (b5 c3), then the one-class samples in pool order:
     # s_a1 s_a2 (a7) s_b1 (b6) s_c1 s_c2 (c5); the pool is empty: b is 1 short, c 2.
-    assert select_balanced(train, SYN, 7, 4) == (["s_abc", "s_bc", "s_a1", "s_a2", "s_b1", "s_c1", "s_c2"], {2: 1, 3: 2})
+    assert select_balanced(train, SYN, 7, 4) == (
+        ["s_abc", "s_bc", "s_a1", "s_a2", "s_b1", "s_c1", "s_c2"],
+        {2: 1, 3: 2},
+    )
     # n=3: a and b are there already; s_abc gains -1, s_bc 0: only the pure c samples help.
     assert select_balanced(train, SYN, 3, 4) == (["s_c1", "s_c2"], {})
     assert select_balanced(train, {}, 3, 4) == ([], {3: 2})
@@ -87,7 +103,9 @@ def test_merge_with_n_balance_selects(pair, tmp_path):
 def test_stem_clash_is_rejected_before_writing(pair, tmp_path):
     real, _ = pair
     clash = write_dataset(tmp_path / "clash", [class_sample("i2", (1,)), class_sample("new", (2,))], synthetic=True)
-    with pytest.raises(DatasetError, match=r"stems i2 exist in both .*real and .*clash: merged stems must be unique") as err:
+    with pytest.raises(
+        DatasetError, match=r"stems i2 exist in both .*real and .*clash: merged stems must be unique"
+    ) as err:
         merge_datasets(real, clash, tmp_path / "out")
     assert "\n" not in str(err.value)
     assert not (tmp_path / "out").exists() and not list(tmp_path.glob(".out*"))

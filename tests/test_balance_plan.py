@@ -10,7 +10,13 @@ from _handmade import class_sample
 from _metrics_data import write_dataset
 
 from defectsynth.balancing import (
-    auto_n_balance, balance_generations, class_image_map, plan_balance, planned_samples, planned_size, read_plan,
+    auto_n_balance,
+    balance_generations,
+    class_image_map,
+    plan_balance,
+    planned_samples,
+    planned_size,
+    read_plan,
 )
 from defectsynth.errors import DatasetError, OptionError
 
@@ -52,7 +58,10 @@ def test_plan_equals_the_hand_computed_one(real, tmp_path):
         assert plan.plan == expected and plan.n_balance == n
         data = json.loads(path.read_text())
         assert data == {
-            "format": 1, "dataset": str(real.resolve()), "split": "train", "n_balance": n,
+            "format": 1,
+            "dataset": str(real.resolve()),
+            "split": "train",
+            "n_balance": n,
             "plan": [{"stem": s, "repeats": k} for s, k in expected],
         }
         assert read_plan(path) == expected
@@ -75,7 +84,9 @@ def test_auto_picks_the_plan_closest_to_the_real_size(real):
     assert [planned_size(D, n) for n in (1, 4, 5, 7)] == [0, 4, 7, 3 + 4 + 6]
     assert plan_balance(real, "auto").n_balance == 5
     assert auto_n_balance({"x": (1,), "y": (1,), "z": (2,)}) == 3  # |D| = 3: |D_gen|(2) = 0 + 1, (3) = 1 + 2 hits it
-    assert auto_n_balance({"x": (1,), "y": (2,), "z": ()}) == 2  # |D_gen|(2) = 2, (3) = 4: both 1 from 3, the smaller wins
+    assert (
+        auto_n_balance({"x": (1,), "y": (2,), "z": ()}) == 2
+    )  # |D_gen|(2) = 2, (3) = 4: both 1 from 3, the smaller wins
 
 
 def test_split_all_and_unreachable_classes(real):

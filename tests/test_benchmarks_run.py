@@ -15,8 +15,20 @@ ROOT = Path(__file__).resolve().parents[1]
 
 @pytest.mark.slow
 def test_run_writes_results_json_and_table(tmp_path):
-    done = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "run.py"), "--quick", "--only", "filter_balance", "--out", str(tmp_path)],
-                          capture_output=True, text=True, timeout=180)
+    done = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "benchmarks" / "run.py"),
+            "--quick",
+            "--only",
+            "filter_balance",
+            "--out",
+            str(tmp_path),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
     results = json.loads((tmp_path / "results.json").read_text())
     assert results["quick"] and results["device"]["cpu"] and results["device"]["cpu_count"] >= 1
@@ -40,19 +52,41 @@ def _fidelity():
 
 
 def _row(mix, miou, std, crack, n_syn):
-    return {"model": "unet", "mix": mix, "miou_mean": miou, "miou_std": std, "repeats": 2, "n_real": 0 if mix == "R=0,S=R" else 40,
-            "n_synthetic": n_syn, "iou_per_class": {"background": 0.9, "crack": crack}}
+    return {
+        "model": "unet",
+        "mix": mix,
+        "miou_mean": miou,
+        "miou_std": std,
+        "repeats": 2,
+        "n_real": 0 if mix == "R=0,S=R" else 40,
+        "n_synthetic": n_syn,
+        "iou_per_class": {"background": 0.9, "crack": crack},
+    }
 
 
 def test_fidelity_summary_reads_the_evaluate_report():
     fidelity = _fidelity()
-    report = {"config": {"protocol": {"epochs": 5}}, "classes": ["background", "crack"],
-              "rows": [_row("R=all,S=0", 0.5, 0.02, 0.2, 0), _row("R=0,S=R", 0.4, 0.05, 0.1, 40), _row("R=all,S=R", 0.55, 0.01, 0.25, 40)],
-              "cells": [{"model": "unet", "mix": m, "best_epoch": e} for m, e in (("R=all,S=0", 4), ("R=all,S=0", 3), ("R=0,S=R", 1), ("R=0,S=R", 2))]}
+    report = {
+        "config": {"protocol": {"epochs": 5}},
+        "classes": ["background", "crack"],
+        "rows": [
+            _row("R=all,S=0", 0.5, 0.02, 0.2, 0),
+            _row("R=0,S=R", 0.4, 0.05, 0.1, 40),
+            _row("R=all,S=R", 0.55, 0.01, 0.25, 40),
+        ],
+        "cells": [
+            {"model": "unet", "mix": m, "best_epoch": e}
+            for m, e in (("R=all,S=0", 4), ("R=all,S=0", 3), ("R=0,S=R", 1), ("R=0,S=R", 2))
+        ],
+    }
     summary = fidelity.tstr_summary(report)
-    assert summary["synthetic_only_ratio"] == pytest.approx(0.8) and summary["real_plus_synthetic_ratio"] == pytest.approx(1.1)
+    assert summary["synthetic_only_ratio"] == pytest.approx(0.8) and summary[
+        "real_plus_synthetic_ratio"
+    ] == pytest.approx(1.1)
     assert summary["budget"] == "epochs"  # evaluate reports without a budget ran fixed epochs
-    assert summary["mixes"]["R=0,S=R"]["defect_iou"] == {"crack": 0.1} and summary["mixes"]["R=all,S=0"]["best_epochs"] == [4, 3]
+    assert summary["mixes"]["R=0,S=R"]["defect_iou"] == {"crack": 0.1} and summary["mixes"]["R=all,S=0"][
+        "best_epochs"
+    ] == [4, 3]
     report["config"]["protocol"]["budget"] = "steps"
     report["rows"][0]["miou_mean"] = 0.0
     summary = fidelity.tstr_summary(report)
@@ -61,7 +95,11 @@ def test_fidelity_summary_reads_the_evaluate_report():
 
 def test_fidelity_first_checkpoint_reaching_the_target():
     fidelity = _fidelity()
-    curve = [{"step": 300, "synthetic_only_ratio": 0.85}, {"step": 100, "synthetic_only_ratio": None}, {"step": 200, "synthetic_only_ratio": 0.79}]
+    curve = [
+        {"step": 300, "synthetic_only_ratio": 0.85},
+        {"step": 100, "synthetic_only_ratio": None},
+        {"step": 200, "synthetic_only_ratio": 0.79},
+    ]
     assert fidelity.first_reaching(curve)["step"] == 300
     assert fidelity.first_reaching(curve, target=0.7)["step"] == 200
     assert fidelity.first_reaching(curve, target=0.9) is None
@@ -89,25 +127,45 @@ def test_fidelity_checkpoint_run_samples_the_checkpoint_weights(tmp_path):
 
 def test_fidelity_preview_pairs_real_and_synthetic_rows(tmp_path):
     from _metrics_data import random_images, write_dataset
+
     from defectsynth.data.files import read_image
 
     fidelity = _fidelity()
     real = write_dataset(tmp_path / "real", random_images(3, 16, seed=0))
-    syn = write_dataset(tmp_path / "syn", random_images(2, 16, seed=1, prefix="s"), synthetic=True,
-                        source={"condition_of": {"s00": "img02", "s01": "img00"}})
+    syn = write_dataset(
+        tmp_path / "syn",
+        random_images(2, 16, seed=1, prefix="s"),
+        synthetic=True,
+        source={"condition_of": {"s00": "img02", "s01": "img00"}},
+    )
     grid = read_image(fidelity.preview(real, syn, tmp_path / "preview.png"))
     scale = 128 // 16
     assert grid.shape == ((2 * 16 + 2) * scale, (6 * 16 + 4) * scale, 3)
     first_real = read_image(real / "images" / "img02.png")
-    assert (grid[:16 * scale:scale, :16 * scale:scale] == first_real).all()
+    assert (grid[: 16 * scale : scale, : 16 * scale : scale] == first_real).all()
 
 
 def test_fidelity_without_real_data_skips_cleanly(tmp_path):
     env = {**os.environ, "DEFECTSYNTH_CRACKFOREST": str(tmp_path / "absent"), "PYTHONPATH": str(ROOT / "src")}
-    done = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "fidelity.py"), "--out", str(tmp_path / "w"), "--json", str(tmp_path / "f.json")],
-                          capture_output=True, text=True, timeout=120, env=env)
+    done = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "benchmarks" / "fidelity.py"),
+            "--out",
+            str(tmp_path / "w"),
+            "--json",
+            str(tmp_path / "f.json"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=env,
+    )
     assert done.returncode == 0, done.stderr[-2000:]
-    assert "no real data" in done.stdout and json.loads((tmp_path / "f.json").read_text())["status"] == "skipped: no real data"
+    assert (
+        "no real data" in done.stdout
+        and json.loads((tmp_path / "f.json").read_text())["status"] == "skipped: no real data"
+    )
 
 
 def test_fidelity_checkpoints_of_a_given_run_need_the_run(monkeypatch, tmp_path):

@@ -14,14 +14,20 @@ import torch
 
 from defectsynth.data import Dataset
 from defectsynth.diffusion.conditioning import EncodedSet, image_channels, is_grey, tensor_to_image, to_grey
+from defectsynth.diffusion.denoising import decode, denoise, sample_generators
 from defectsynth.diffusion.losses import (
-    channel_predictions, diffusion_loss, min_snr_weights, predicted_eps, predicted_x0, prediction_target, scheduler_prediction,
+    channel_predictions,
+    diffusion_loss,
+    min_snr_weights,
+    predicted_eps,
+    predicted_x0,
+    prediction_target,
+    scheduler_prediction,
 )
 from defectsynth.diffusion.models import channel_layout
-from defectsynth.diffusion.denoising import decode, denoise, sample_generators
 from defectsynth.diffusion.sampling import sample
-from defectsynth.diffusion.trained_run import Run
 from defectsynth.diffusion.schedules import make_sampler, train_scheduler
+from defectsynth.diffusion.trained_run import Run
 from defectsynth.diffusion.training import GREY_PREDICTION, train
 from defectsynth.errors import OptionError
 
@@ -56,7 +62,10 @@ def test_channel_predictions_name_each_channel():
     assert channel_predictions("v", "v", "joint", 3, 5) == "v"
     assert channel_predictions("v", "sample", "joint", 3, 5) == MIXED
     assert channel_predictions("epsilon", "sample", "joint", 1, 3) == ("epsilon", "sample", "sample")
-    assert channel_predictions("v", "sample", "mask", 3, 2) == "sample" and channel_predictions("v", "sample", "image", 3, 3) == "v"
+    assert (
+        channel_predictions("v", "sample", "mask", 3, 2) == "sample"
+        and channel_predictions("v", "sample", "image", 3, 3) == "v"
+    )
     assert scheduler_prediction("v") == "v" and scheduler_prediction(MIXED) == "epsilon"
 
 
@@ -66,7 +75,9 @@ def test_group_targets_are_the_single_targets_channel_by_channel():
     assert torch.equal(target[:, :3], prediction_target("v", x0, noise, t, ac)[:, :3])
     assert torch.equal(target[:, 3:], x0[:, 3:])
     assert torch.allclose(predicted_x0(MIXED, target, xt, t, ac), x0, atol=1e-5)
-    assert torch.allclose(predicted_eps(MIXED, target, xt, t, ac)[1:], noise[1:], atol=1e-3)  # t = 0: eps from x_0 is ill-conditioned
+    assert torch.allclose(
+        predicted_eps(MIXED, target, xt, t, ac)[1:], noise[1:], atol=1e-3
+    )  # t = 0: eps from x_0 is ill-conditioned
     with pytest.raises(ValueError, match="channels"):
         prediction_target(MIXED[:4], x0, noise, t, ac)
 
@@ -74,15 +85,21 @@ def test_group_targets_are_the_single_targets_channel_by_channel():
 def test_group_loss_weights_each_group_by_its_own_min_snr_rule():
     x0, noise, t, ac, xt = _xt()
     w = min_snr_weights(t, ac, 5.0, MIXED, 5)
-    assert torch.allclose(w[:, 0], min_snr_weights(t, ac, 5.0, "v")) and torch.allclose(w[:, 4], min_snr_weights(t, ac, 5.0, "sample"))
+    assert torch.allclose(w[:, 0], min_snr_weights(t, ac, 5.0, "v")) and torch.allclose(
+        w[:, 4], min_snr_weights(t, ac, 5.0, "sample")
+    )
     output = torch.randn_like(x0)
     weights = torch.tensor([1.0, 1, 1, 4, 4])
-    err = (output - prediction_target(MIXED, x0, noise, t, ac)) ** 2 * weights[None, :, None, None] * w[:, :, None, None]
+    err = (
+        (output - prediction_target(MIXED, x0, noise, t, ac)) ** 2 * weights[None, :, None, None] * w[:, :, None, None]
+    )
     loss = diffusion_loss(output, noise, x0, xt, t, None, ac, False, MIXED, weights, 5.0)
     assert loss.item() == pytest.approx(err.mean().item(), rel=1e-6)
     # one name for every channel: the per-channel path gives the uniform loss
     uniform = diffusion_loss(output, noise, x0, xt, t, None, ac, False, "v", weights, 5.0)
-    assert uniform.item() == pytest.approx(diffusion_loss(output, noise, x0, xt, t, None, ac, False, ("v",) * 5, weights, 5.0).item(), rel=1e-6)
+    assert uniform.item() == pytest.approx(
+        diffusion_loss(output, noise, x0, xt, t, None, ac, False, ("v",) * 5, weights, 5.0).item(), rel=1e-6
+    )
 
 
 class _GroupOracle(torch.nn.Module):
@@ -166,7 +183,9 @@ def test_grey_dataset_trains_one_image_channel_and_samples_grey(grey_toy, data16
     colour = Run.open(train(data16, out=tmp_path / "rgb", max_steps=2, **TINY))
     assert info.args["channels"] == "grey" and colour.args["channels"] == "rgb"
     assert info.layout.image_channels == 1 and info.layout.target_channels == colour.layout.target_channels - 2
-    assert info.load_unet().config.in_channels == colour.load_unet().config.in_channels - 4  # target + self-conditioning
+    assert (
+        info.load_unet().config.in_channels == colour.load_unet().config.in_channels - 4
+    )  # target + self-conditioning
     out = sample(run, out=tmp_path / "s", num=3, scheduler="ddim", steps=2)
     synth = Dataset(tmp_path / "s")
     for stem in synth.stems:

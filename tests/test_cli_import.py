@@ -19,11 +19,17 @@ for command in [[], *[[name] for name in sys.argv[1:]]]:
 
 
 def test_cli_and_help_do_not_import_torch():
-    from defectsynth.cli import app
     import typer.main
+
+    from defectsynth.cli import app
 
     names = sorted(c.name for c in typer.main.get_command(app).commands.values())
     env_src = str(Path(__file__).resolve().parents[1] / "src")
-    done = subprocess.run([sys.executable, "-c", CHECK, *names], capture_output=True, text=True, timeout=120,
-                          env={"PYTHONPATH": env_src, "PATH": "/usr/bin:/bin"})
+    done = subprocess.run(
+        [sys.executable, "-c", CHECK, *names],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={"PYTHONPATH": env_src, "PATH": "/usr/bin:/bin"},
+    )
     assert done.returncode == 0, done.stderr[-2000:]

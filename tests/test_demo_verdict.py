@@ -9,8 +9,15 @@ from defectsynth.toy_demo import verdict
 
 
 def _report(base, mixed):
-    cells = [{"mix": mix, "repeat": r, "scores": {"miou": v}} for mix, values in (("R=all,S=0", base), ("R=all,S=R", mixed)) for r, v in enumerate(values)]
-    return {"budget": "budget steps: 120 optimiser steps per network whatever its mix, validated 15 times", "cells": cells}
+    cells = [
+        {"mix": mix, "repeat": r, "scores": {"miou": v}}
+        for mix, values in (("R=all,S=0", base), ("R=all,S=R", mixed))
+        for r, v in enumerate(values)
+    ]
+    return {
+        "budget": "budget steps: 120 optimiser steps per network whatever its mix, validated 15 times",
+        "cells": cells,
+    }
 
 
 def test_a_loss_in_every_repeat():
@@ -21,11 +28,22 @@ def test_a_loss_in_every_repeat():
     assert (answer["baseline"]["mean"], answer["baseline"]["std"]) == pytest.approx((0.65, 0.05))
     assert (answer["direction"], answer["every_repeat"], answer["repeats"]) == ("loss", True, 2)
     first, second = verdict_lines(answer)
-    assert first.startswith("verdict: mIoU R=all,S=0 (real only) 0.650 ± 0.050, R=all,S=R (real + synthetic) 0.570 ± 0.070, over 2 repeats; budget steps")
-    assert second == "verdict: adding the synthetic data changed mIoU by -0.080 ± 0.020 (-12.3%) (per repeat -0.100, -0.060): a loss in every repeat"
+    assert first.startswith(
+        "verdict: mIoU R=all,S=0 (real only) 0.650 ± 0.050, R=all,S=R (real + synthetic) 0.570 ± 0.070, over 2 "
+        "repeats; budget steps"
+    )
+    assert second == (
+        "verdict: adding the synthetic data changed mIoU by -0.080 ± 0.020 (-12.3%) (per repeat -0.100, "
+        "-0.060): a loss in every repeat"
+    )
 
 
 def test_a_gain_on_average_that_the_repeats_do_not_agree_on():
     answer = verdict(_report([0.5, 0.5, 0.5], [0.6, 0.45, 0.55]))
-    assert answer["difference"]["mean"] == pytest.approx(0.1 / 3) and (answer["direction"], answer["every_repeat"]) == ("gain", False)
-    assert verdict_lines(answer)[1].endswith("a gain on average, but not in every repeat: within the spread, not a clear difference")
+    assert answer["difference"]["mean"] == pytest.approx(0.1 / 3) and (answer["direction"], answer["every_repeat"]) == (
+        "gain",
+        False,
+    )
+    assert verdict_lines(answer)[1].endswith(
+        "a gain on average, but not in every repeat: within the spread, not a clear difference"
+    )

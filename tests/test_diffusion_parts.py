@@ -9,9 +9,9 @@ import torch
 from defectsynth.data import Box
 from defectsynth.diffusion.checkpoint import flatten_optimizer, rng_state, set_rng_state, unflatten_optimizer
 from defectsynth.diffusion.conditioning import condition_tensor, flip, flip_boxes
+from defectsynth.diffusion.denoising import denoise, fixed_rows, sample_generators
 from defectsynth.diffusion.losses import diffusion_loss
 from defectsynth.diffusion.models import build_unet, channel_layout, unet_config
-from defectsynth.diffusion.denoising import denoise, fixed_rows, sample_generators
 from defectsynth.diffusion.schedules import make_sampler, train_scheduler
 from defectsynth.errors import OptionError
 
@@ -149,7 +149,9 @@ class _Oracle(torch.nn.Module):
         return SimpleNamespace(sample=(x - ab.sqrt() * self.x0) / (1 - ab).sqrt())
 
 
-@pytest.mark.parametrize(("name", "steps", "rescale"), [("ddpm", 20, False), ("ddpm", 30, True), ("ddim", 20, False), ("dpm", 10, False)])
+@pytest.mark.parametrize(
+    ("name", "steps", "rescale"), [("ddpm", 20, False), ("ddpm", 30, True), ("ddim", 20, False), ("dpm", 10, False)]
+)
 def test_every_sampler_recovers_x0_from_a_perfect_noise_predictor(name, steps, rescale):
     from defectsynth.diffusion.denoising import denoise, sample_generators
 
@@ -170,9 +172,20 @@ def test_padded_batches_make_each_sample_independent_of_its_batch():
     cond = torch.randn(4, layout.cond_channels, 16, 16)
 
     def draw(index, rows):
-        return denoise(net, layout, make_sampler("ddpm", 3, "fixed", False, "sample"), cond[index], sample_generators(5, index), 1.5, "sample", rows)
+        return denoise(
+            net,
+            layout,
+            make_sampler("ddpm", 3, "fixed", False, "sample"),
+            cond[index],
+            sample_generators(5, index),
+            1.5,
+            "sample",
+            rows,
+        )
 
     full, part = draw([0, 1, 2, 3], 4), draw([2, 3], 4)
     assert torch.equal(full[2:], part)
     x = torch.randn(3, 2)
-    assert torch.equal(fixed_rows(lambda z: z * len(z), x, 5), x * 5) and torch.equal(fixed_rows(lambda z: z * len(z), x, None), x * 3)
+    assert torch.equal(fixed_rows(lambda z: z * len(z), x, 5), x * 5) and torch.equal(
+        fixed_rows(lambda z: z * len(z), x, None), x * 3
+    )

@@ -19,8 +19,8 @@ from defectsynth.data.model import boxes_to_array
 from defectsynth.encoding import basd_maps, boxes_from_mask
 from defectsynth.encoding import conditions as conditions_module
 from defectsynth.encoding.conditions import EncodeSummary, encode_boxes
-from defectsynth.formats.conditions import read_conditions
 from defectsynth.errors import DatasetError
+from defectsynth.formats.conditions import read_conditions
 
 
 @pytest.fixture
@@ -53,10 +53,23 @@ def test_cli_maps_options_to_the_core_function(runner, toy_dataset):
     with mock.patch.object(conditions_module, "encode_boxes", return_value=summary) as core:
         result = runner.invoke(
             app,
-            ["encode-boxes", str(toy_dataset), "--class-fill", "nearest", "--preview", "4", "--from-masks", "--min-box-area", "9", "--no-progress"],
+            [
+                "encode-boxes",
+                str(toy_dataset),
+                "--class-fill",
+                "nearest",
+                "--preview",
+                "4",
+                "--from-masks",
+                "--min-box-area",
+                "9",
+                "--no-progress",
+            ],
         )
     assert result.exit_code == 0, result.output
-    core.assert_called_once_with(toy_dataset, class_fill="nearest", preview=4, from_masks=True, min_box_area=9, progress=False)
+    core.assert_called_once_with(
+        toy_dataset, class_fill="nearest", preview=4, from_masks=True, min_box_area=9, progress=False
+    )
     assert "3 condition maps" in result.output
 
 
@@ -90,7 +103,11 @@ def test_handmade_folder_with_missing_and_empty_box_files(runner, tmp_path):
     result = runner.invoke(app, ["encode-boxes", str(root), "--preview", "3", "--no-progress"])
     assert result.exit_code == 0, result.output
     a = read_conditions(root / "conditions" / "a.npz")
-    assert a["basd"].shape == (20, 30) and a["xyxy"].tolist() == [[2, 3, 12, 9], [10, 5, 30, 20]] and a["class_fill"] == "inside"
+    assert (
+        a["basd"].shape == (20, 30)
+        and a["xyxy"].tolist() == [[2, 3, 12, 9], [10, 5, 30, 20]]
+        and a["class_fill"] == "inside"
+    )
     assert (a["cbasd"][3:9, 2:12] == 1).all() and a["cbasd"][0, 0] == 0
     for stem in ("b", "c"):  # no boxes: every pixel -1, background
         empty = read_conditions(root / "conditions" / f"{stem}.npz")
@@ -99,7 +116,9 @@ def test_handmade_folder_with_missing_and_empty_box_files(runner, tmp_path):
 
 
 def test_bad_boxes_are_reported_per_file_and_nothing_is_written(runner, tmp_path):
-    root = _handmade(tmp_path / "hand", {"good": [[0, 0, 5, 5]], "empty": [[4, 4, 4, 9]], "wide": [[3, 1, 2, 5], [25, 0, 31, 4]]})
+    root = _handmade(
+        tmp_path / "hand", {"good": [[0, 0, 5, 5]], "empty": [[4, 4, 4, 9]], "wide": [[3, 1, 2, 5], [25, 0, 31, 4]]}
+    )
     line = _one_line_error(runner.invoke(app, ["encode-boxes", str(root), "--no-progress"]))
     assert "2 of 3 files" in line and "empty.json" in line and "wide.json" in line and "good.json" not in line
     assert "empty or inverted" in line and "outside the 30x20 image" in line
@@ -173,8 +192,14 @@ def test_read_conditions_refuses_other_files(tmp_path):
     np.savez(tmp_path / "x.npz", basd=np.zeros((2, 2), np.float64))
     with pytest.raises(DatasetError, match="not a conditions file"):
         read_conditions(tmp_path / "x.npz")
-    np.savez(tmp_path / "y.npz", basd=np.zeros((2, 2)), cbasd=np.zeros((2, 2), np.uint8), xyxy=np.zeros((0, 4)),
-             classes=np.zeros(0), class_fill=np.array("inside"))
+    np.savez(
+        tmp_path / "y.npz",
+        basd=np.zeros((2, 2)),
+        cbasd=np.zeros((2, 2), np.uint8),
+        xyxy=np.zeros((0, 4)),
+        classes=np.zeros(0),
+        class_fill=np.array("inside"),
+    )
     with pytest.raises(DatasetError, match="float32/uint8"):
         read_conditions(tmp_path / "y.npz")
     with pytest.raises(DatasetError, match="not found"):

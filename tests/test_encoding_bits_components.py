@@ -11,7 +11,14 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from defectsynth.data.model import Box
-from defectsynth.encoding import boxes_from_mask, decode_bits, decode_bits_torch, encode_bits, encode_bits_torch, num_bits
+from defectsynth.encoding import (
+    boxes_from_mask,
+    decode_bits,
+    decode_bits_torch,
+    encode_bits,
+    encode_bits_torch,
+    num_bits,
+)
 
 
 @pytest.mark.parametrize("num_classes", range(2, 257))
@@ -36,7 +43,9 @@ def test_noisy_bits_decode_by_sign(num_classes, seed):
 
 
 def test_bits_are_most_significant_first():
-    assert num_bits(1) == num_bits(2) == 1 and num_bits(3) == num_bits(4) == 2 and num_bits(5) == 3 and num_bits(256) == 8
+    assert (
+        num_bits(1) == num_bits(2) == 1 and num_bits(3) == num_bits(4) == 2 and num_bits(5) == 3 and num_bits(256) == 8
+    )
     assert encode_bits(np.array(1), 4).tolist() == [-1, 1]
     assert encode_bits(np.array(4), 5).tolist() == [1, -1, -1]
     assert encode_bits_torch(torch.tensor([[2]]), 3).tolist() == [[[1.0, -1.0]]]
@@ -75,5 +84,7 @@ def test_boxes_from_mask_are_tight_and_cover_every_labelled_pixel(seed):
     for box in boxes:
         region = mask[box.y_min : box.y_max, box.x_min : box.x_max] == box.cls
         assert region[0].any() and region[-1].any() and region[:, 0].any() and region[:, -1].any()
-        covered[box.y_min : box.y_max, box.x_min : box.x_max] |= mask[box.y_min : box.y_max, box.x_min : box.x_max] == box.cls
+        covered[box.y_min : box.y_max, box.x_min : box.x_max] |= (
+            mask[box.y_min : box.y_max, box.x_min : box.x_max] == box.cls
+        )
     assert np.array_equal(covered, (mask != 0) & (mask != 255))

@@ -10,7 +10,14 @@ import torch
 from hypothesis import HealthCheck, example, find, given, settings
 from hypothesis import strategies as st
 
-from defectsynth.encoding import basd_maps, basd_maps_torch, boxmask_maps, boxmask_maps_torch, condition_channels, decode_bits
+from defectsynth.encoding import (
+    basd_maps,
+    basd_maps_torch,
+    boxmask_maps,
+    boxmask_maps_torch,
+    condition_channels,
+    decode_bits,
+)
 from defectsynth.encoding import boxes as boxes_module
 from defectsynth.encoding.reference import reference_basd, reference_boxmask
 
@@ -36,7 +43,9 @@ def box_cases(draw, max_side: int = 10, max_boxes: int = 6):
 def mismatch(fn, case, class_fill: str = "inside") -> str | None:
     """Why ``fn``'s maps differ from the literal reference on ``case``, or None when they agree."""
     boxes, classes, height, width = case
-    basd, cbasd = fn(np.array(boxes, dtype=np.int64).reshape(-1, 4), np.array(classes, dtype=np.int64), height, width, class_fill)
+    basd, cbasd = fn(
+        np.array(boxes, dtype=np.int64).reshape(-1, 4), np.array(classes, dtype=np.int64), height, width, class_fill
+    )
     want_basd, want_cbasd = reference_basd(boxes, classes, height, width, class_fill)
     if basd.shape != (height, width) or basd.dtype != np.float32 or cbasd.dtype != np.uint8:
         return f"shape/dtype {basd.shape} {basd.dtype} {cbasd.dtype}"
@@ -141,7 +150,8 @@ def test_property_check_catches_wrong_variants(wrong, monkeypatch):
     }[wrong] or _pixel_corners(monkeypatch)
     fill = "nearest" if wrong == "ties_to_last" else "inside"
     found = find(
-        box_cases(), lambda case: mismatch(fn, case, fill) is not None,
+        box_cases(),
+        lambda case: mismatch(fn, case, fill) is not None,
         settings=settings(max_examples=400, database=None, deadline=None),  # a busy CPU is no failure
     )
     assert mismatch(fn, found, fill) is not None
@@ -187,7 +197,9 @@ def test_wider_key_types_give_the_same_maps(dtype, monkeypatch):
     cases = []
     for _ in range(20):
         x0, y0 = rng.integers(0, 30, 7), rng.integers(0, 20, 7)
-        cases.append((np.stack([x0, y0, x0 + rng.integers(1, 10, 7), y0 + rng.integers(1, 10, 7)], 1), rng.integers(1, 9, 7)))
+        cases.append(
+            (np.stack([x0, y0, x0 + rng.integers(1, 10, 7), y0 + rng.integers(1, 10, 7)], 1), rng.integers(1, 9, 7))
+        )
     narrow = [basd_maps(b, c, 29, 39, "nearest") + boxmask_maps(b, c, 29, 39) for b, c in cases]
     monkeypatch.setattr(boxes_module, "_key_dtype", lambda largest: dtype)
     wide = [basd_maps(b, c, 29, 39, "nearest") + boxmask_maps(b, c, 29, 39) for b, c in cases]
@@ -201,7 +213,9 @@ def test_key_dtype_is_the_narrowest_that_fits():
 
 
 @pytest.mark.parametrize(
-    "xyxy", [[[2, 2, 2, 5]], [[3, 1, 1, 4]], [[0, 0, 9, 4]], [[-1, 0, 2, 2]]], ids=["empty", "inverted", "too-wide", "negative"]
+    "xyxy",
+    [[[2, 2, 2, 5]], [[3, 1, 1, 4]], [[0, 0, 9, 4]], [[-1, 0, 2, 2]]],
+    ids=["empty", "inverted", "too-wide", "negative"],
 )
 def test_invalid_boxes_are_a_callers_bug(xyxy):
     with pytest.raises(ValueError, match="non-empty and inside"):

@@ -8,7 +8,11 @@ from defectsynth.data.model import Box, ClassInfo
 from defectsynth.encoding import basd_maps
 from defectsynth.encoding.preview import basd_colors, class_colors, render_preview
 
-CLASSES = [ClassInfo(0, "background", (0, 0, 0)), ClassInfo(1, "knot", (10, 200, 30)), ClassInfo(2, "crack", (200, 0, 200))]
+CLASSES = [
+    ClassInfo(0, "background", (0, 0, 0)),
+    ClassInfo(1, "knot", (10, 200, 30)),
+    ClassInfo(2, "crack", (200, 0, 200)),
+]
 
 
 def test_basd_colours_are_red_inside_blue_outside_white_near_edges():

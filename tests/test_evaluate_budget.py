@@ -15,12 +15,32 @@ from defectsynth.cli import app
 from defectsynth.data import Dataset
 from defectsynth.evaluation import evaluate, training
 from defectsynth.evaluation.data import PairCache
-from defectsynth.evaluation.training import TrainConfig, is_under_trained, steps_per_epoch, train_model, validation_steps
+from defectsynth.evaluation.training import (
+    TrainConfig,
+    is_under_trained,
+    steps_per_epoch,
+    train_model,
+    validation_steps,
+)
 
-TINY = {"models": ["unet"], "encoder": "mobilenet_v2", "encoder_weights": None, "size": 32, "batch_size": 4, "repeats": 1,
-        "model_kwargs": {"encoder_depth": 3, "decoder_channels": [16, 8, 8]}, "progress": False}
+TINY = {
+    "models": ["unet"],
+    "encoder": "mobilenet_v2",
+    "encoder_weights": None,
+    "size": 32,
+    "batch_size": 4,
+    "repeats": 1,
+    "model_kwargs": {"encoder_depth": 3, "decoder_channels": [16, 8, 8]},
+    "progress": False,
+}
 MIXES = ["R=all,S=0", "R=all,S=R"]
-TINY_CONFIG = dict(encoder="mobilenet_v2", encoder_weights=None, batch_size=4, lr=1e-3, model_kwargs=(("encoder_depth", 3), ("decoder_channels", (16, 8, 8))))
+TINY_CONFIG = dict(
+    encoder="mobilenet_v2",
+    encoder_weights=None,
+    batch_size=4,
+    lr=1e-3,
+    model_kwargs=(("encoder_depth", 3), ("decoder_channels", (16, 8, 8))),
+)
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -50,28 +70,41 @@ def _history(out, key: str) -> list[dict]:
 
 def _scripted_validation(monkeypatch, scores):
     """Validation mIoU taken from the iterator ``scores`` instead of the network (test scoring is untouched)."""
-    monkeypatch.setattr(training, "reduce_stats", lambda *stats, **kw: {"iou": {"macro_imagewise": float(next(scores))}})
+    monkeypatch.setattr(
+        training, "reduce_stats", lambda *stats, **kw: {"iou": {"macro_imagewise": float(next(scores))}}
+    )
 
 
 @pytest.mark.slow
-def test_budget_steps_gives_mixes_of_different_sizes_the_same_optimiser_steps(toy_dataset, synthetic, tmp_path, counted_steps):
+def test_budget_steps_gives_mixes_of_different_sizes_the_same_optimiser_steps(
+    toy_dataset, synthetic, tmp_path, counted_steps
+):
     report = evaluate(toy_dataset, tmp_path / "steps", synthetic=[synthetic], epochs=2, mix=MIXES, **TINY)
     n_real = report["config"]["splits"]["train"]
     budget = 2 * steps_per_epoch(n_real, 4)  # --epochs x one epoch of the real-only mix
     assert counted_steps == [[n_real, budget], [2 * n_real, budget]]
     base, mixed = report["cells"]
     assert base["steps"] == mixed["steps"] == budget and report["config"]["protocol"]["steps"] == budget
-    assert base["epochs"] == 2 and mixed["epochs"] == pytest.approx(budget / steps_per_epoch(2 * n_real, 4))  # about half the epochs
-    at = [[h["step"] for h in _history(tmp_path / "steps", key)] for key in ("unet__R-all_S-0__real__r0", "unet__R-all_S-R__synth__r0")]
+    assert base["epochs"] == 2 and mixed["epochs"] == pytest.approx(
+        budget / steps_per_epoch(2 * n_real, 4)
+    )  # about half the epochs
+    at = [
+        [h["step"] for h in _history(tmp_path / "steps", key)]
+        for key in ("unet__R-all_S-0__real__r0", "unet__R-all_S-R__synth__r0")
+    ]
     assert at[0] == at[1] == [budget // 2, budget]  # validated and selected at the same step counts
     assert report["budget"].startswith(f"budget steps: {budget} optimiser steps")
 
 
 @pytest.mark.slow
-def test_budget_epochs_is_the_thesis_protocol_and_agrees_with_steps_on_the_real_only_mix(toy_dataset, synthetic, tmp_path, counted_steps):
+def test_budget_epochs_is_the_thesis_protocol_and_agrees_with_steps_on_the_real_only_mix(
+    toy_dataset, synthetic, tmp_path, counted_steps
+):
     steps = evaluate(toy_dataset, tmp_path / "steps", synthetic=[synthetic], epochs=2, mix=MIXES, **TINY)
     counted_steps.clear()
-    epochs = evaluate(toy_dataset, tmp_path / "epochs", synthetic=[synthetic], epochs=2, mix=MIXES, budget="epochs", **TINY)
+    epochs = evaluate(
+        toy_dataset, tmp_path / "epochs", synthetic=[synthetic], epochs=2, mix=MIXES, budget="epochs", **TINY
+    )
     n_real = epochs["config"]["splits"]["train"]
     # every mix does 2 passes over its own pairs: the larger mix gets twice the steps
     assert counted_steps == [[n_real, 2 * steps_per_epoch(n_real, 4)], [2 * n_real, 2 * steps_per_epoch(2 * n_real, 4)]]
@@ -84,7 +117,11 @@ def test_budget_epochs_is_the_thesis_protocol_and_agrees_with_steps_on_the_real_
 
 def test_validation_steps_per_budget():
     config = TrainConfig(**TINY_CONFIG, epochs=3)
-    assert validation_steps(config, 13) == [3, 6, 9]  # 13 pairs, batch 4: 3 steps per epoch (last partial batch dropped)
+    assert validation_steps(config, 13) == [
+        3,
+        6,
+        9,
+    ]  # 13 pairs, batch 4: 3 steps per epoch (last partial batch dropped)
     assert validation_steps(TrainConfig(**TINY_CONFIG, epochs=3, budget="steps", steps=7), 100) == [3, 5, 7]
     assert validation_steps(TrainConfig(**TINY_CONFIG, epochs=5, budget="steps", steps=2), 100) == [1, 2]
     assert validation_steps(TrainConfig(**TINY_CONFIG, epochs=3, budget="converge", patience=2), 4) == [1, 2, 3]
@@ -121,8 +158,15 @@ def test_under_trained_warning_and_report_flag(toy_dataset, tmp_path, monkeypatc
     cell = report["cells"][0]
     assert cell["under_trained"] is flagged and report["rows"][0]["under_trained"] == int(flagged)
     assert cell["best_epoch"] == (2 if flagged else 0)
-    assert warnings == ([f"unet__R-all_S-0__real__r0: the best validation mIoU came at step {cell['steps']} of {cell['steps']} (the last 10%): "
-                         "under-trained, give it more --epochs or --steps"] if flagged else [])
+    assert warnings == (
+        [
+            f"unet__R-all_S-0__real__r0: the best validation mIoU came at step {cell['steps']} of {cell['steps']} "
+            "(the last 10%): "
+            "under-trained, give it more --epochs or --steps"
+        ]
+        if flagged
+        else []
+    )
     with open(tmp_path / "r" / "cells.csv", newline="") as f:
         (line,) = list(csv.DictReader(f))
     assert (line["budget"], line["under_trained"], int(line["steps"])) == ("steps", str(int(flagged)), cell["steps"])
@@ -137,7 +181,9 @@ def test_a_changed_budget_is_not_resumed_silently(toy_dataset, tmp_path, counted
     for other in ({"budget": "epochs"}, {"budget": "converge"}, {"steps": 5}):
         with pytest.raises(Exception, match="other options .*(budget|steps)"):
             evaluate(toy_dataset, out, epochs=2, mix=["R=all,S=0"], **{**TINY, **other})
-    report = evaluate(toy_dataset, out, epochs=2, mix=["R=all,S=0"], budget="converge", patience=1, overwrite=True, **TINY)
+    report = evaluate(
+        toy_dataset, out, epochs=2, mix=["R=all,S=0"], budget="converge", patience=1, overwrite=True, **TINY
+    )
     assert len(counted_steps) == 2 and report["config"]["protocol"]["budget"] == "converge"
     assert report["config"]["protocol"]["patience"] == 1
 
@@ -145,15 +191,43 @@ def test_a_changed_budget_is_not_resumed_silently(toy_dataset, tmp_path, counted
 @pytest.mark.slow
 def test_cli_reports_the_budget_and_the_training_of_every_network(runner, toy_dataset, synthetic, tmp_path):
     out = tmp_path / "cli"
-    result = runner.invoke(app, [
-        "evaluate", "--real", str(toy_dataset), "--synthetic", str(synthetic), "--out", str(out), "--models", "unet",
-        "--encoder", TINY["encoder"], "--encoder-weights", "none", "--epochs", "2", "--size", "32", "--batch-size", "4",
-        "--repeats", "2", "--mix", "R=all,S=0;R=all,S=R", "--no-progress", "--model-kwargs", json.dumps(TINY["model_kwargs"]),
-    ])
+    result = runner.invoke(
+        app,
+        [
+            "evaluate",
+            "--real",
+            str(toy_dataset),
+            "--synthetic",
+            str(synthetic),
+            "--out",
+            str(out),
+            "--models",
+            "unet",
+            "--encoder",
+            TINY["encoder"],
+            "--encoder-weights",
+            "none",
+            "--epochs",
+            "2",
+            "--size",
+            "32",
+            "--batch-size",
+            "4",
+            "--repeats",
+            "2",
+            "--mix",
+            "R=all,S=0;R=all,S=R",
+            "--no-progress",
+            "--model-kwargs",
+            json.dumps(TINY["model_kwargs"]),
+        ],
+    )
     assert result.exit_code == 0, result.output
     report = json.loads((out / "report.json").read_text())
     steps = report["config"]["protocol"]["steps"]
-    assert "training per network" in result.output and f"budget steps: {steps} optimiser steps" in " ".join(result.output.split())
+    assert "training per network" in result.output and f"budget steps: {steps} optimiser steps" in " ".join(
+        result.output.split()
+    )
     assert [r["repeats"] for r in report["rows"]] == [2, 2] and all(r["miou_std"] is not None for r in report["rows"])
     with open(out / "report.csv", newline="") as f:
         rows = list(csv.DictReader(f))

@@ -11,17 +11,34 @@ def test_default_grid_is_baseline_plus_the_thesis_seven():
     assert [m.text for m in mixes] == list(DEFAULT_MIXES)
     assert len(mixes) == 8 and mixes[0].is_baseline and sum(m.is_baseline for m in mixes) == 1
     # thesis section 7.1.2 with 128 real pairs and 1000 synthetic ones
-    assert [m.counts(128, 1000) for m in mixes] == [(128, 0), (0, 1000), (0, 128), (128, 128), (128, 100), (128, 400), (128, 700), (128, 1000)]
+    assert [m.counts(128, 1000) for m in mixes] == [
+        (128, 0),
+        (0, 1000),
+        (0, 128),
+        (128, 128),
+        (128, 100),
+        (128, 400),
+        (128, 700),
+        (128, 1000),
+    ]
 
 
-@pytest.mark.parametrize("text, real, synthetic", [
-    ("R=all,S=0", "all", "0"), (" R = ALL , S = 100 ", "all", "100"), ("R=0,S=R", "0", "R"), ("R=50%,S=040", "50%", "40"),
-])
+@pytest.mark.parametrize(
+    "text, real, synthetic",
+    [
+        ("R=all,S=0", "all", "0"),
+        (" R = ALL , S = 100 ", "all", "100"),
+        ("R=0,S=R", "0", "R"),
+        ("R=50%,S=040", "50%", "40"),
+    ],
+)
 def test_parse_mix(text, real, synthetic):
     assert parse_mix(text) == Mix(real, synthetic)
 
 
-@pytest.mark.parametrize("text", ["R=all", "S=1,R=2,S=3", "R=R,S=0", "R=0,S=0", "R=all,S=-1", "R=all,S=150%", "X=1,S=2", "R=all;S=0"])
+@pytest.mark.parametrize(
+    "text", ["R=all", "S=1,R=2,S=3", "R=R,S=0", "R=0,S=0", "R=all,S=-1", "R=all,S=150%", "X=1,S=2", "R=all;S=0"]
+)
 def test_bad_mix_is_one_line_option_error(text):
     with pytest.raises(OptionError) as err:
         parse_mix(text)

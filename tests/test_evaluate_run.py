@@ -9,20 +9,25 @@ import cv2
 import numpy as np
 import pytest
 import torch
-
 from _launch import two_cpu_processes
+
 from defectsynth.cli import app
 from defectsynth.data import Dataset
 from defectsynth.data.prepare import prepare
-from defectsynth.evaluation import evaluate
-from defectsynth.evaluation import training
+from defectsynth.evaluation import evaluate, training
 from defectsynth.evaluation.data import PairCache
 from defectsynth.evaluation.training import TrainConfig, run_cell
 from defectsynth.formats.segmenter import load_model
 from defectsynth.metrics.segmentation import reduce_stats
 
-TINY = {"encoder": "mobilenet_v2", "encoder_weights": None, "size": 32, "batch_size": 4,
-        "model_kwargs": {"encoder_depth": 3, "decoder_channels": [16, 8, 8]}, "progress": False}
+TINY = {
+    "encoder": "mobilenet_v2",
+    "encoder_weights": None,
+    "size": 32,
+    "batch_size": 4,
+    "model_kwargs": {"encoder_depth": 3, "decoder_channels": [16, 8, 8]},
+    "progress": False,
+}
 MIXES = ["R=all,S=0", "R=all,S=R", "R=0,S=all"]
 
 
@@ -60,7 +65,11 @@ def test_report_numbers_come_from_the_stored_counts(finished, toy_dataset):
     assert (same["n_real"], same["n_synthetic"]) == (splits["train"], splits["train"])
     assert (synth_only["n_real"], synth_only["n_synthetic"]) == (0, 16)
     for row in report["rows"]:
-        key = next(c["key"] for c in map(lambda p: json.loads(p.read_text()), (out / "cells").glob("*.json")) if c["mix"] == row["mix"])
+        key = next(
+            c["key"]
+            for c in map(lambda p: json.loads(p.read_text()), (out / "cells").glob("*.json"))
+            if c["mix"] == row["mix"]
+        )
         cell = json.loads((out / "cells" / f"{key}.json").read_text())
         stats = [torch.tensor(cell["test_stats"][k]) for k in ("tp", "fp", "fn", "tn")]
         assert stats[0].shape == (len(Dataset(toy_dataset).split("test")), 5)
@@ -98,7 +107,9 @@ def test_test_split_is_only_scored_after_selection(toy_dataset, monkeypatch):
     ds = Dataset(toy_dataset)
     cache = PairCache((32, 32))
     train, val, test = (cache.pairs(ds, ds.split(name)) for name in ("train", "val", "test"))
-    config = TrainConfig("mobilenet_v2", None, 2, 4, 1e-3, "dice", "none", (("encoder_depth", 3), ("decoder_channels", (16, 8, 8))))
+    config = TrainConfig(
+        "mobilenet_v2", None, 2, 4, 1e-3, "dice", "none", (("encoder_depth", 3), ("decoder_channels", (16, 8, 8)))
+    )
     seen = []
     real_eval = training.evaluate_split
 
@@ -119,26 +130,62 @@ def test_test_split_is_only_scored_after_selection(toy_dataset, monkeypatch):
 @pytest.mark.slow
 def test_per_class_binary_and_classic_augmentation_via_cli(runner, toy_dataset, synthetic, tmp_path):
     out = tmp_path / "binary"
-    result = runner.invoke(app, [
-        "evaluate", "--real", str(toy_dataset), "--synthetic", str(synthetic), "--out", str(out), "--models", "unet",
-        "--encoder", TINY["encoder"], "--encoder-weights", "none", "--epochs", "1", "--size", "32", "--batch-size", "4",
-        "--repeats", "1", "--mix", "R=all,S=0", "--per-class-binary", "--augment", "classic", "--no-progress",
-        "--model-kwargs", json.dumps(TINY["model_kwargs"]),
-    ])
+    result = runner.invoke(
+        app,
+        [
+            "evaluate",
+            "--real",
+            str(toy_dataset),
+            "--synthetic",
+            str(synthetic),
+            "--out",
+            str(out),
+            "--models",
+            "unet",
+            "--encoder",
+            TINY["encoder"],
+            "--encoder-weights",
+            "none",
+            "--epochs",
+            "1",
+            "--size",
+            "32",
+            "--batch-size",
+            "4",
+            "--repeats",
+            "1",
+            "--mix",
+            "R=all,S=0",
+            "--per-class-binary",
+            "--augment",
+            "classic",
+            "--no-progress",
+            "--model-kwargs",
+            json.dumps(TINY["model_kwargs"]),
+        ],
+    )
     assert result.exit_code == 0, result.output
     assert "mIoU" in result.output
     cells = sorted(json.loads(p.read_text())["binary_class"] for p in (out / "cells").glob("*.json"))
     assert cells == [1, 2, 3, 4]
     report = json.loads((out / "report.json").read_text())
     row = report["rows"][0]
-    assert row["iou_per_class"]["background"] is None and all(row["iou_per_class"][c] is not None for c in ("scratch", "spot", "crack", "stain"))
-    assert row["miou_mean"] == pytest.approx(np.mean([row["iou_per_class"][c] for c in ("scratch", "spot", "crack", "stain")]))
-    assert report["config"]["protocol"]["augment"] == "classic" and report["config"]["protocol"]["per_class_binary"] is True
-
+    assert row["iou_per_class"]["background"] is None and all(
+        row["iou_per_class"][c] is not None for c in ("scratch", "spot", "crack", "stain")
+    )
+    assert row["miou_mean"] == pytest.approx(
+        np.mean([row["iou_per_class"][c] for c in ("scratch", "spot", "crack", "stain")])
+    )
+    assert (
+        report["config"]["protocol"]["augment"] == "classic"
+        and report["config"]["protocol"]["per_class_binary"] is True
+    )
 
 
 @pytest.mark.slow
-def test_saved_networks_reproduce_the_test_counts_and_feed_filter(runner, toy_dataset, synthetic, tmp_path, monkeypatch):
+def test_saved_networks_reproduce_the_test_counts_and_feed_filter(
+    runner, toy_dataset, synthetic, tmp_path, monkeypatch
+):
     out = tmp_path / "saved"
     evaluate(toy_dataset, out, models=["unet"], epochs=1, repeats=1, mix=["R=all,S=0"], save_models=True, **TINY)
     (cell,) = [json.loads(p.read_text()) for p in (out / "cells").glob("*.json")]
@@ -148,14 +195,19 @@ def test_saved_networks_reproduce_the_test_counts_and_feed_filter(runner, toy_da
     ds = Dataset(toy_dataset)
     net = load_model(folder)
     config = TrainConfig(TINY["encoder"], None, 1, 4)
-    tp, fp, fn, tn = training.evaluate_split(net, PairCache((32, 32)).pairs(ds, ds.split("test")), "test", 5, config, "cpu", None)
+    tp, fp, fn, tn = training.evaluate_split(
+        net, PairCache((32, 32)).pairs(ds, ds.split("test")), "test", 5, config, "cpu", None
+    )
     assert cell["test_stats"] == {"tp": tp.tolist(), "fp": fp.tolist(), "fn": fn.tolist(), "tn": tn.tolist()}
     # filter --by segmenter --model takes the network evaluate saved
     kept = tmp_path / "kept"
-    result = runner.invoke(app, ["filter", str(synthetic), "--out", str(kept), "--by", "segmenter", "--segmenter", str(folder), "--top-k", "3",
-                                 "--size", "32", "--device", "cpu", "--no-progress"])  # fmt: skip
+    result = runner.invoke(app, ["filter", str(synthetic), "--out", str(kept), "--by", "segmenter",
+                                 "--segmenter", str(folder), "--top-k", "3", "--size", "32", "--device", "cpu",
+                                 "--no-progress"])  # fmt: skip
     assert result.exit_code == 0, result.output
-    assert len(Dataset(kept).stems) == 3 and Dataset(kept).manifest.source["filters"][-1]["options"]["model"] == str(folder.resolve())
+    assert len(Dataset(kept).stems) == 3 and Dataset(kept).manifest.source["filters"][-1]["options"]["model"] == str(
+        folder.resolve()
+    )
     # a finished cell whose network is missing is trained again
     shutil.rmtree(folder)
     calls = []
@@ -172,9 +224,36 @@ def test_cells_are_shared_over_two_processes(toy_dataset, synthetic, tmp_path):
 
     out = tmp_path / "two"
     launch, env = two_cpu_processes()
-    command = ["-m", "defectsynth", "evaluate", "--real", str(toy_dataset), "--synthetic", str(synthetic), "--out", str(out),
-               "--models", "unet", "--encoder", TINY["encoder"], "--encoder-weights", "none", "--epochs", "1", "--size", "32",
-               "--batch-size", "4", "--repeats", "2", "--mix", "R=all,S=0;R=0,S=all", "--no-progress", "--model-kwargs", json.dumps(TINY["model_kwargs"])]
+    command = [
+        "-m",
+        "defectsynth",
+        "evaluate",
+        "--real",
+        str(toy_dataset),
+        "--synthetic",
+        str(synthetic),
+        "--out",
+        str(out),
+        "--models",
+        "unet",
+        "--encoder",
+        TINY["encoder"],
+        "--encoder-weights",
+        "none",
+        "--epochs",
+        "1",
+        "--size",
+        "32",
+        "--batch-size",
+        "4",
+        "--repeats",
+        "2",
+        "--mix",
+        "R=all,S=0;R=0,S=all",
+        "--no-progress",
+        "--model-kwargs",
+        json.dumps(TINY["model_kwargs"]),
+    ]
     done = subprocess.run(launch + command, env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
     cells = [json.loads(p.read_text()) for p in (out / "cells").glob("*.json")]
@@ -182,11 +261,24 @@ def test_cells_are_shared_over_two_processes(toy_dataset, synthetic, tmp_path):
     report = json.loads((out / "report.json").read_text())
     assert [r["repeats"] for r in report["rows"]] == [2, 2]
     # the same cells and report rows as one process (the scores may differ in the last bits: threads)
-    evaluate(toy_dataset, tmp_path / "one", synthetic=[synthetic], models=["unet"], epochs=1, repeats=2, mix=["R=all,S=0", "R=0,S=all"], **TINY)
+    evaluate(
+        toy_dataset,
+        tmp_path / "one",
+        synthetic=[synthetic],
+        models=["unet"],
+        epochs=1,
+        repeats=2,
+        mix=["R=all,S=0", "R=0,S=all"],
+        **TINY,
+    )
     one = json.loads((tmp_path / "one" / "report.json").read_text())
-    assert sorted(p.name for p in (tmp_path / "one" / "cells").glob("*.json")) == sorted(p.name for p in (out / "cells").glob("*.json"))
+    assert sorted(p.name for p in (tmp_path / "one" / "cells").glob("*.json")) == sorted(
+        p.name for p in (out / "cells").glob("*.json")
+    )
     identity = ("model", "synthetic", "mix", "repeats")
-    assert [{k: r.get(k) for k in identity} for r in one["rows"]] == [{k: r.get(k) for k in identity} for r in report["rows"]]
+    assert [{k: r.get(k) for k in identity} for r in one["rows"]] == [
+        {k: r.get(k) for k in identity} for r in report["rows"]
+    ]
 
 
 @pytest.mark.slow
@@ -196,6 +288,8 @@ def test_resume_redoes_a_cell_whose_synthetic_data_changed(finished, toy_dataset
     other = tmp_path / "synth"  # same source name, another folder: the synthetic cells must be retrained
     prepare("toy", other, num=16, size="32", seed=10)
     calls = []
-    monkeypatch.setattr("defectsynth.evaluation.run_cell", lambda *a, **k: calls.append(a[0]) or training.run_cell(*a, **k))
+    monkeypatch.setattr(
+        "defectsynth.evaluation.run_cell", lambda *a, **k: calls.append(a[0]) or training.run_cell(*a, **k)
+    )
     evaluate(toy_dataset, out, synthetic=[other], models=["unet"], epochs=1, repeats=1, mix=MIXES, **TINY)
     assert calls == ["unet", "unet"]

@@ -11,8 +11,8 @@ from unittest import mock
 import cv2
 import numpy as np
 import pytest
-
 from _metrics_data import write_dataset
+
 from defectsynth.cli import app
 from defectsynth.data import Box, Dataset, Sample
 from defectsynth.data.export import ExportResult, bridged, export, mask_components, rle_encode
@@ -44,8 +44,10 @@ def _masks() -> dict[str, np.ndarray]:
 @pytest.fixture(scope="module")
 def handmade(tmp_path_factory) -> Path:
     rng = np.random.default_rng(0)
-    samples = [Sample(stem, rng.integers(0, 256, (H, W, 3), dtype=np.uint8), mask, [Box(1, 0, 0, 4, 4)] if stem == "a" else [])
-               for stem, mask in _masks().items()]
+    samples = [
+        Sample(stem, rng.integers(0, 256, (H, W, 3), dtype=np.uint8), mask, [Box(1, 0, 0, 4, 4)] if stem == "a" else [])
+        for stem, mask in _masks().items()
+    ]
     root = tmp_path_factory.mktemp("export") / "hand"
     return write_dataset(root, samples, synthetic=True, splits={"train": ["a", "b"], "val": ["c"]})
 
@@ -104,15 +106,26 @@ def test_coco_round_trip_through_prepare_coco(handmade, tmp_path):
     assert result.images == {"train": 2, "val": 1} and result.annotations["val"] == 0
     out = tmp_path / "coco"
     data = json.loads((out / "annotations" / "instances_train.json").read_text())
-    assert [c["name"] for c in data["categories"]] == ["scratch", "spot", "crack"] and [c["id"] for c in data["categories"]] == [1, 2, 3]
-    assert [(i["file_name"], i["width"], i["height"], i["synthetic"]) for i in data["images"]] == [("a.png", W, H, True), ("b.png", W, H, True)]
+    assert [c["name"] for c in data["categories"]] == ["scratch", "spot", "crack"] and [
+        c["id"] for c in data["categories"]
+    ] == [1, 2, 3]
+    assert [(i["file_name"], i["width"], i["height"], i["synthetic"]) for i in data["images"]] == [
+        ("a.png", W, H, True),
+        ("b.png", W, H, True),
+    ]
     kinds = {type(a["segmentation"]).__name__ for a in data["annotations"]}
     assert kinds == {"list", "dict"}  # the ring and the class-1 square around class 2 have holes: RLE
     ds = Dataset(handmade)
     for stem in ("a", "b", "c"):
         assert (out / "images" / f"{stem}.png").read_bytes() == ds.image_path(stem).read_bytes()
     for split in ("train", "val"):
-        prepare("coco", tmp_path / f"back-{split}", annotations=out / "annotations" / f"instances_{split}.json", images=out / "images", size=f"{W}x{H}")
+        prepare(
+            "coco",
+            tmp_path / f"back-{split}",
+            annotations=out / "annotations" / f"instances_{split}.json",
+            images=out / "images",
+            size=f"{W}x{H}",
+        )
         back = Dataset(tmp_path / f"back-{split}")
         assert back.manifest.class_names == ds.manifest.class_names
         for stem in back.stems:
@@ -120,7 +133,9 @@ def test_coco_round_trip_through_prepare_coco(handmade, tmp_path):
             np.testing.assert_array_equal(sample.mask, _semantic(original.mask))
             np.testing.assert_array_equal(sample.image, original.image)
             assert sorted(b.xyxy for b in sample.boxes) == sorted(
-                (c.bbox[0], c.bbox[1], c.bbox[0] + c.bbox[2], c.bbox[1] + c.bbox[3]) for c in mask_components(original.mask))
+                (c.bbox[0], c.bbox[1], c.bbox[0] + c.bbox[2], c.bbox[1] + c.bbox[3])
+                for c in mask_components(original.mask)
+            )
 
 
 def test_coco_area_bbox_and_ignore_left_out(handmade, tmp_path):
@@ -154,7 +169,12 @@ def test_yolo_seg_labels_rasterise_back(handmade, tmp_path):
     assert sorted(p.name for p in (out / "images" / "train").iterdir()) == ["a.png", "b.png"]
     assert (out / "labels" / "val" / "c.txt").read_text() == ""
     yaml = (out / "data.yaml").read_text()
-    assert f'path: "{out.resolve()}"' in yaml and "train: images/train" in yaml and "val: images/val" in yaml and "test:" not in yaml
+    assert (
+        f'path: "{out.resolve()}"' in yaml
+        and "train: images/train" in yaml
+        and "val: images/val" in yaml
+        and "test:" not in yaml
+    )
     assert 'names:\n  0: "scratch"\n  1: "spot"\n  2: "crack"\n' in yaml
     for stem in ("a", "b"):
         drawn = _rasterise_yolo((out / "labels" / "train" / f"{stem}.txt").read_text(), 3)
@@ -167,8 +187,12 @@ def test_yolo_seg_data_yaml_is_read_by_a_yaml_parser(handmade, tmp_path):
     yaml = pytest.importorskip("yaml")
     export(handmade, tmp_path / "yolo", to="yolo-seg")
     data = yaml.safe_load((tmp_path / "yolo" / "data.yaml").read_text())
-    assert data == {"path": str((tmp_path / "yolo").resolve()), "train": "images/train", "val": "images/val",
-                    "names": {0: "scratch", 1: "spot", 2: "crack"}}
+    assert data == {
+        "path": str((tmp_path / "yolo").resolve()),
+        "train": "images/train",
+        "val": "images/val",
+        "names": {0: "scratch", 1: "spot", 2: "crack"},
+    }
 
 
 # -- Hugging Face datasets ------------------------------------------------------------------------
@@ -195,7 +219,9 @@ def test_hf_without_datasets_is_one_line_exit_2(handmade, tmp_path, runner):
 
 # -- the command, output folder, bad input --------------------------------------------------------
 def test_options_map_to_export(runner):
-    with mock.patch("defectsynth.data.export.export", return_value=ExportResult(Path("o"), "coco", {"train": 3}, {"train": 5})) as core:
+    with mock.patch(
+        "defectsynth.data.export.export", return_value=ExportResult(Path("o"), "coco", {"train": 3}, {"train": 5})
+    ) as core:
         res = runner.invoke(app, ["export", "d", "--to", "yolo-seg", "--out", "o", "--overwrite", "--no-progress"])
     assert res.exit_code == 0, res.output
     core.assert_called_once_with(Path("d"), Path("o"), to="yolo-seg", overwrite=True, progress=False)
@@ -211,7 +237,9 @@ def test_cli_end_to_end_and_overwrite(handmade, tmp_path, runner):
     assert res.exit_code == 2 and "--overwrite" in res.output
     res = runner.invoke(app, ["export", str(handmade), "--to", "yolo-seg", "--out", str(out), "--overwrite"])
     assert res.exit_code == 2 and "only replaces a yolo-seg export" in res.output
-    assert runner.invoke(app, ["export", str(handmade), "--to", "coco", "--out", str(out), "--overwrite"]).exit_code == 0
+    assert (
+        runner.invoke(app, ["export", str(handmade), "--to", "coco", "--out", str(out), "--overwrite"]).exit_code == 0
+    )
     (out / "notes.txt").write_text("mine")
     res = runner.invoke(app, ["export", str(handmade), "--to", "coco", "--out", str(out), "--overwrite"])
     assert res.exit_code == 2 and "notes.txt" in res.output and (out / "notes.txt").read_text() == "mine"
@@ -219,7 +247,9 @@ def test_cli_end_to_end_and_overwrite(handmade, tmp_path, runner):
 
 def test_bad_mask_leaves_the_previous_export_intact(handmade, tmp_path):
     broken = tmp_path / "broken"
-    write_dataset(broken, [Sample(s.stem, s.image, s.mask, s.boxes) for s in Dataset(handmade)], splits={"train": ["a", "b", "c"]})
+    write_dataset(
+        broken, [Sample(s.stem, s.image, s.mask, s.boxes) for s in Dataset(handmade)], splits={"train": ["a", "b", "c"]}
+    )
     export(broken, tmp_path / "out", to="yolo-seg")
     before = (tmp_path / "out" / "labels" / "train" / "a.txt").read_text()
     (broken / "masks" / "c.png").write_bytes(b"not a png")
@@ -230,7 +260,9 @@ def test_bad_mask_leaves_the_previous_export_intact(handmade, tmp_path):
 
 
 def test_dataset_without_masks_and_unknown_format(tmp_path, runner):
-    boxes_only = write_dataset(tmp_path / "boxes", [Sample("a", np.zeros((8, 8, 3), np.uint8), None, [Box(1, 0, 0, 2, 2)])])
+    boxes_only = write_dataset(
+        tmp_path / "boxes", [Sample("a", np.zeros((8, 8, 3), np.uint8), None, [Box(1, 0, 0, 2, 2)])]
+    )
     res = runner.invoke(app, ["export", str(boxes_only), "--to", "coco", "--out", str(tmp_path / "o")])
     assert res.exit_code == 2 and "has no masks/ folder" in res.output and not (tmp_path / "o").exists()
     with pytest.raises(Exception, match="--to: unknown format 'voc'"):

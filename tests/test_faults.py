@@ -47,12 +47,18 @@ def report_counts(one_thread):
     """In-process runs use one thread, like the subprocesses (OMP_NUM_THREADS=1): equal numerics.
     Prints the module's fault-injection counts at the end."""
     yield
-    print(f"\nfault injection: {COUNTS['kills']} kills survived ({COUNTS['inside']} of train's inside a save); "
-          f"{COUNTS['files']} files compared after them, {COUNTS['lost']} lost or changed")
+    print(
+        f"\nfault injection: {COUNTS['kills']} kills survived ({COUNTS['inside']} of train's inside a save); "
+        f"{COUNTS['files']} files compared after them, {COUNTS['lost']} lost or changed"
+    )
 
 
 def _digest(folder: Path) -> dict[str, str]:
-    return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(folder.rglob("*")) if p.is_file()}
+    return {
+        str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(folder.rglob("*"))
+        if p.is_file()
+    }
 
 
 def _same_files(folder: Path, reference: Path) -> bool:
@@ -69,14 +75,18 @@ def _state(folder: Path) -> dict[str, str]:
 
 
 def _start(*args: str) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "defectsynth", *args], env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    return subprocess.Popen(
+        [sys.executable, "-m", "defectsynth", *args], env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+    )
 
 
 def _kill_when(proc: subprocess.Popen, reached, delay: float, timeout: float = 600.0) -> None:
     """SIGKILL ``proc`` ``delay`` seconds after ``reached()`` first holds; it must still be running."""
     deadline = time.monotonic() + timeout
     while not reached():
-        assert proc.poll() is None, f"finished before the kill point (rc {proc.returncode}): {proc.stderr.read().decode()}"
+        assert proc.poll() is None, (
+            f"finished before the kill point (rc {proc.returncode}): {proc.stderr.read().decode()}"
+        )
         assert time.monotonic() < deadline, "kill point never reached"
         time.sleep(0.01)
     time.sleep(delay)
@@ -99,7 +109,15 @@ def _assert_checkpoints_load(run: Path) -> None:
         trainer = ckpt.load_checkpoint(folder, net, ema, optimizer, 0)
         assert trainer["step"] == int(folder.name.split("-")[1]), folder
         assert sorted(f.name for f in folder.iterdir()) == sorted(
-            ["model.safetensors", "ema.safetensors", "optimizer.safetensors", "optimizer.json", "rng-0.safetensors", "rng-0.json", "trainer.json"]
+            [
+                "model.safetensors",
+                "ema.safetensors",
+                "optimizer.safetensors",
+                "optimizer.json",
+                "rng-0.safetensors",
+                "rng-0.json",
+                "trainer.json",
+            ]
         ), folder
     for name in ("unet", "unet_ema"):
         if (run / name).exists():
@@ -110,19 +128,40 @@ def _assert_checkpoints_load(run: Path) -> None:
 def test_train_killed_five_times_ends_with_the_weights_of_an_uninterrupted_run(data16, tmp_path):
     rng = random.Random(f"{SEED}-11")
     steps = 12
-    common = [str(data16), *TINY, "--max-steps", str(steps), "--epochs", "100", "--checkpoint-every", "1", "--drop-rate", "0.2"]
+    common = [
+        str(data16),
+        *TINY,
+        "--max-steps",
+        str(steps),
+        "--epochs",
+        "100",
+        "--checkpoint-every",
+        "1",
+        "--drop-rate",
+        "0.2",
+    ]
     run = tmp_path / "parts"
     targets = sorted(rng.sample(range(1, steps - 4), 5))  # at least 4 steps left: a fast machine must not finish first
     for i, target in enumerate(targets):
         proc = _start("train", *common, "--out", str(run), "--resume")
         saved = lambda t=target: any(int(p.name.split("-")[1]) >= t for p in ckpt.checkpoint_dirs(run))  # noqa: E731
-        if i % 2:  # every other kill aims inside the save of checkpoint <target>: a moment after its partial folder appears
-            _kill_when(proc, lambda t=target, saved=saved: saved(t) or ckpt.partial_dir(run, t).is_dir(), rng.uniform(0.0, 0.01))
+        if (
+            i % 2
+        ):  # every other kill aims inside the save of checkpoint <target>: a moment after its partial folder appears
+            _kill_when(
+                proc,
+                lambda t=target, saved=saved: saved(t) or ckpt.partial_dir(run, t).is_dir(),
+                rng.uniform(0.0, 0.01),
+            )
         else:
             _kill_when(proc, saved, rng.uniform(0.0, 0.1))
-        COUNTS["inside"] += any(p.is_dir() for p in run.glob(".*.partial")) or any(p.is_dir() for p in run.glob(".*.old"))
+        COUNTS["inside"] += any(p.is_dir() for p in run.glob(".*.partial")) or any(
+            p.is_dir() for p in run.glob(".*.old")
+        )
         _assert_checkpoints_load(run)
-    options = dict(model="tiny", batch_size=2, preview_every=0, max_steps=steps, epochs=100, checkpoint_every=1, drop_rate=0.2)
+    options = dict(
+        model="tiny", batch_size=2, preview_every=0, max_steps=steps, epochs=100, checkpoint_every=1, drop_rate=0.2
+    )
     train(data16, out=run, resume=True, **options)  # the last resume and the reference in this process (one thread too)
     reference = train(data16, out=tmp_path / "whole", **options)
     for name in ("model", "ema", "optimizer"):
@@ -131,7 +170,13 @@ def test_train_killed_five_times_ends_with_the_weights_of_an_uninterrupted_run(d
         assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a), name
     for name in ("unet", "unet_ema", "scheduler"):
         assert _same_files(run / name, reference / name), name
-    lines = lambda r: [{k: v for k, v in json.loads(x).items() if "seconds" not in k} for x in (r / "log.jsonl").read_text().splitlines()]  # noqa: E731
+
+    def lines(r):
+        return [
+            {k: v for k, v in json.loads(x).items() if "seconds" not in k}
+            for x in (r / "log.jsonl").read_text().splitlines()
+        ]
+
     assert lines(run) == lines(reference)  # no epoch logged twice, no half line
     assert sorted(p.name for p in run.iterdir()) == sorted(p.name for p in reference.iterdir())  # no leftovers
 
@@ -141,14 +186,37 @@ def test_the_command_that_started_a_run_resumes_it_after_a_kill(data16, tmp_path
     """Issue 23: options run.json records in a normal form (--size 32 as 32x32, --split as resolved,
     the dataset as an absolute path) compare equal when the user repeats the starting command."""
     run = tmp_path / "run"
-    args = ["train", data16.name, "--out", str(run), *TINY, "--size", "32", "--split", "train", "--epochs", "100", "--max-steps", "6",
-            "--checkpoint-every", "1"]
-    proc = subprocess.Popen([sys.executable, "-m", "defectsynth", *args], env=ENV, cwd=data16.parent, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    args = [
+        "train",
+        data16.name,
+        "--out",
+        str(run),
+        *TINY,
+        "--size",
+        "32",
+        "--split",
+        "train",
+        "--epochs",
+        "100",
+        "--max-steps",
+        "6",
+        "--checkpoint-every",
+        "1",
+    ]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "defectsynth", *args],
+        env=ENV,
+        cwd=data16.parent,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
     _kill_when(proc, lambda: bool(ckpt.checkpoint_dirs(run)), 0.0)
     monkeypatch.chdir(data16.parent)
     result = CliRunner().invoke(app, [*args, "--resume"])
     assert result.exit_code == 0, result.output
-    assert [p.name for p in ckpt.checkpoint_dirs(run)][-1] == "checkpoint-6" and json.loads((run / "run.json").read_text())["args"]["size"] == "32x32"
+    assert [p.name for p in ckpt.checkpoint_dirs(run)][-1] == "checkpoint-6" and json.loads(
+        (run / "run.json").read_text()
+    )["args"]["size"] == "32x32"
 
 
 @pytest.mark.slow
@@ -166,7 +234,9 @@ def test_resume_repairs_what_a_kill_leaves_between_two_renames(data16, tmp_path)
     with open(run / "log.jsonl", "a") as log:
         log.write('{"step": 4, "ep')
     train(data16, out=run, max_steps=4, resume=True, **options)
-    assert _digest(run / "unet") == _digest(whole / "unet") and _state(run / "checkpoint-4") == _state(whole / "checkpoint-4")
+    assert _digest(run / "unet") == _digest(whole / "unet") and _state(run / "checkpoint-4") == _state(
+        whole / "checkpoint-4"
+    )
     assert sorted(p.name for p in run.iterdir()) == sorted(p.name for p in whole.iterdir())
     assert [json.loads(x)["step"] for x in (run / "log.jsonl").read_text().splitlines()] == [3]
 
@@ -183,8 +253,25 @@ def test_a_non_finite_loss_stops_with_one_line_and_keeps_the_last_good_weights(d
     from defectsynth.diffusion import training
 
     run = tmp_path / "run"
-    args = ["train", str(data16), "--out", str(run), "--model", "tiny", "--batch-size", "2", "--epochs", "100", "--max-steps", "8",
-            "--checkpoint-every", "2", "--preview-every", "0", "--no-progress"]
+    args = [
+        "train",
+        str(data16),
+        "--out",
+        str(run),
+        "--model",
+        "tiny",
+        "--batch-size",
+        "2",
+        "--epochs",
+        "100",
+        "--max-steps",
+        "8",
+        "--checkpoint-every",
+        "2",
+        "--preview-every",
+        "0",
+        "--no-progress",
+    ]
     real_loss, calls = training.diffusion_loss, []
 
     def loss_turning_nan(*a, **k):  # finite for 4 steps, then NaN (steps 5 on)
@@ -194,16 +281,31 @@ def test_a_non_finite_loss_stops_with_one_line_and_keeps_the_last_good_weights(d
 
     monkeypatch.setattr(training, "diffusion_loss", loss_turning_nan)
     line = _one_line_error(CliRunner().invoke(app, args))
-    assert "step 5: the training loss is nan (not finite)" in line and "unet/, unet_ema/, checkpoint-4/" in line and str(run) in line
+    assert (
+        "step 5: the training loss is nan (not finite)" in line
+        and "unet/, unet_ema/, checkpoint-4/" in line
+        and str(run) in line
+    )
     monkeypatch.undo()
-    good = train(data16, out=tmp_path / "good", model="tiny", batch_size=2, epochs=100, max_steps=4, checkpoint_every=2, preview_every=0)
+    good = train(
+        data16,
+        out=tmp_path / "good",
+        model="tiny",
+        batch_size=2,
+        epochs=100,
+        max_steps=4,
+        checkpoint_every=2,
+        preview_every=0,
+    )
     for name in ("unet", "unet_ema", "checkpoint-4"):  # the weights of step 4 (unet/: epoch 1 ended at step 3)
         assert _state(run / name) == _state(good / name), name
     assert sorted(p.name for p in run.iterdir()) == sorted(p.name for p in good.iterdir())
     _assert_checkpoints_load(run)
     # no patch: a learning rate that blows the weights up
     line = _one_line_error(CliRunner().invoke(app, [*args[:3], str(tmp_path / "lr"), *args[4:], "--lr", "1e30"]))
-    assert re.search(r"lr: step \d+: the training loss is (nan|-?inf) \(not finite\); training stopped, .*try a lower --lr$", line), line
+    assert re.search(
+        r"lr: step \d+: the training loss is (nan|-?inf) \(not finite\); training stopped, .*try a lower --lr$", line
+    ), line
 
 
 @pytest.mark.slow
@@ -222,11 +324,40 @@ def test_disk_full_while_saving_keeps_the_previous_checkpoint_and_resumes(data16
         return real_save(tensors, path, *a, **k)
 
     monkeypatch.setattr(ckpt, "save_file", full_disk)
-    args = ["train", str(data16), "--out", str(run), "--model", "tiny", "--batch-size", "2", "--epochs", "100", "--max-steps", "6",
-            "--checkpoint-every", "2", "--preview-every", "0", "--no-progress"]
+    args = [
+        "train",
+        str(data16),
+        "--out",
+        str(run),
+        "--model",
+        "tiny",
+        "--batch-size",
+        "2",
+        "--epochs",
+        "100",
+        "--max-steps",
+        "6",
+        "--checkpoint-every",
+        "2",
+        "--preview-every",
+        "0",
+        "--no-progress",
+    ]
     line = _one_line_error(CliRunner().invoke(app, args))
-    assert f"{run}: cannot write checkpoint-4 (No space left on device)" in line and "checkpoint-2/ and the weights before it are intact" in line
-    assert sorted(p.name for p in run.iterdir()) == ["checkpoint-2", "log.jsonl", "loss.png", "model_index.json", "run.json", "scheduler", "unet", "unet_ema"]  # no partial folder
+    assert (
+        f"{run}: cannot write checkpoint-4 (No space left on device)" in line
+        and "checkpoint-2/ and the weights before it are intact" in line
+    )
+    assert sorted(p.name for p in run.iterdir()) == [
+        "checkpoint-2",
+        "log.jsonl",
+        "loss.png",
+        "model_index.json",
+        "run.json",
+        "scheduler",
+        "unet",
+        "unet_ema",
+    ]  # no partial folder
     assert [p.name for p in ckpt.checkpoint_dirs(run)] == ["checkpoint-2"]
     _assert_checkpoints_load(run)
     # weights: a full disk while writing unet_ema/ leaves the previous unet_ema/ as it was
@@ -265,7 +396,19 @@ class _FullDisk:
 @pytest.mark.slow
 def test_sample_killed_and_rerun_writes_the_folder_of_an_uninterrupted_run(data16, tmp_path):
     run = train(data16, out=tmp_path / "run", model="tiny", batch_size=2, epochs=1, preview_every=0)
-    options = ["--num", "10", "--scheduler", "ddim", "--steps", "10", "--batch-size", "1", "--seed", "5", "--no-progress"]
+    options = [
+        "--num",
+        "10",
+        "--scheduler",
+        "ddim",
+        "--steps",
+        "10",
+        "--batch-size",
+        "1",
+        "--seed",
+        "5",
+        "--no-progress",
+    ]
     out = tmp_path / "a" / "synth"
     rng = random.Random(f"{SEED}-12")
     target = rng.randint(2, 6)  # of 10
@@ -309,9 +452,33 @@ def test_evaluate_killed_mid_grid_resumes_without_redoing_finished_cells(data16,
     prepare("toy", real, num=12, size="32", seed=4)
     mixes = ["R=all,S=0", "R=all,S=R", "R=0,S=all", "R=all,S=all"]
     out = tmp_path / "report"
-    args = ["evaluate", "--real", str(real), "--out", str(out), "--synthetic", str(synthetic), "--models", "unet", "--encoder", "mobilenet_v2",
-            "--encoder-weights", "none", "--size", "32", "--epochs", "2", "--batch-size", "4", "--repeats", "1", "--no-progress",
-            "--model-kwargs", '{"encoder_depth": 3, "decoder_channels": [16, 8, 8]}', *[x for m in mixes for x in ("--mix", m)]]
+    args = [
+        "evaluate",
+        "--real",
+        str(real),
+        "--out",
+        str(out),
+        "--synthetic",
+        str(synthetic),
+        "--models",
+        "unet",
+        "--encoder",
+        "mobilenet_v2",
+        "--encoder-weights",
+        "none",
+        "--size",
+        "32",
+        "--epochs",
+        "2",
+        "--batch-size",
+        "4",
+        "--repeats",
+        "1",
+        "--no-progress",
+        "--model-kwargs",
+        '{"encoder_depth": 3, "decoder_channels": [16, 8, 8]}',
+        *[x for m in mixes for x in ("--mix", m)],
+    ]
     rng = random.Random(f"{SEED}-13")
     target = rng.randint(1, 2)
     proc = _start(*args)
@@ -360,12 +527,18 @@ def test_dataset_writers_killed_leave_no_output_or_a_complete_one(data16, tmp_pa
         sample_run = train(data16, out=tmp_path / "run", model="tiny", batch_size=2, epochs=1, preview_every=0)
         sample(sample_run, out=tmp_path / "synth", num=3, scheduler="ddim", steps=2)
     runs = {
-        "prepare": (["prepare", "toy", "--num", "300", "--size", "16", "--seed", "3", "--no-progress"],
-                    lambda out: prepare("toy", out, num=300, size="16", seed=3)),
-        "filter": (["filter", str(big), "--by", "boxes", "--clip-labels", "--no-progress"],
-                   lambda out: filter_dataset(big, out, by="boxes", clip_labels=True)),
-        "balance": (["balance", str(big), "--with", str(tmp_path / "synth"), "--no-progress"],
-                    lambda out: balance(big, synthetic=tmp_path / "synth", out=out)),
+        "prepare": (
+            ["prepare", "toy", "--num", "300", "--size", "16", "--seed", "3", "--no-progress"],
+            lambda out: prepare("toy", out, num=300, size="16", seed=3),
+        ),
+        "filter": (
+            ["filter", str(big), "--by", "boxes", "--clip-labels", "--no-progress"],
+            lambda out: filter_dataset(big, out, by="boxes", clip_labels=True),
+        ),
+        "balance": (
+            ["balance", str(big), "--with", str(tmp_path / "synth"), "--no-progress"],
+            lambda out: balance(big, synthetic=tmp_path / "synth", out=out),
+        ),
     }
     args, rerun = runs[command]
     reference, out = tmp_path / "ref" / "out", tmp_path / "killed" / "out"
@@ -376,6 +549,9 @@ def test_dataset_writers_killed_leave_no_output_or_a_complete_one(data16, tmp_pa
         assert _partials(out), "the kill left neither the output nor its partial folder: it did not land mid-way"
         rerun(out)  # the partial folder of the killed run does not stand in the way, and the rerun removes it
     assert _same_files(out, reference)
-    # nothing else beside out (a kill after the rename leaves the killed run's lock files, taken over by the next writer)
-    assert not _partials(out) and sorted(p.name for p in out.parent.iterdir() if not p.name.startswith(".out.lock")) == ["out"]
+    # nothing else beside out (a kill after the rename leaves the killed run's lock files, taken over by the next
+    # writer)
+    assert not _partials(out) and sorted(
+        p.name for p in out.parent.iterdir() if not p.name.startswith(".out.lock")
+    ) == ["out"]
     Dataset(out).validate()

@@ -13,25 +13,31 @@ from defectsynth.errors import DatasetError, OptionError
 from defectsynth.filtering import box_problems, clip_to_boxes, filter_dataset
 
 # Hand-made 6x6 mask (1, 2 = classes, 255 = ignore) and the boxes that conditioned it.
-MASK = np.array([
-    [1, 1, 0, 0, 2, 0],
-    [1, 1, 0, 0, 2, 0],
-    [0, 0, 1, 0, 0, 0],
-    [0, 0, 0, 255, 0, 0],
-    [2, 2, 0, 0, 0, 1],
-    [0, 0, 0, 0, 0, 0],
-], np.uint8)
+MASK = np.array(
+    [
+        [1, 1, 0, 0, 2, 0],
+        [1, 1, 0, 0, 2, 0],
+        [0, 0, 1, 0, 0, 0],
+        [0, 0, 0, 255, 0, 0],
+        [2, 2, 0, 0, 0, 1],
+        [0, 0, 0, 0, 0, 0],
+    ],
+    np.uint8,
+)
 BOXES = [Box(1, 0, 0, 2, 2), Box(2, 4, 0, 6, 2), Box(1, 0, 4, 3, 6)]
 # (2, 2) and (4, 5) are class 1 outside both class-1 boxes; (4, 0) and (4, 1) are class 2 inside a
 # class-1 box only; the ignore pixel stays. The second class-1 box holds no class-1 pixel.
-CLIPPED = np.array([
-    [1, 1, 0, 0, 2, 0],
-    [1, 1, 0, 0, 2, 0],
-    [0, 0, 0, 0, 0, 0],
-    [0, 0, 0, 255, 0, 0],
-    [0, 0, 0, 0, 0, 0],
-    [0, 0, 0, 0, 0, 0],
-], np.uint8)
+CLIPPED = np.array(
+    [
+        [1, 1, 0, 0, 2, 0],
+        [1, 1, 0, 0, 2, 0],
+        [0, 0, 0, 0, 0, 0],
+        [0, 0, 0, 255, 0, 0],
+        [0, 0, 0, 0, 0, 0],
+        [0, 0, 0, 0, 0, 0],
+    ],
+    np.uint8,
+)
 
 
 def test_clip_labels_by_hand():
@@ -76,7 +82,9 @@ def _samples() -> list[Sample]:
 def synthetic(tmp_path_factory):
     out = tmp_path_factory.mktemp("filter") / "syn"
     source = {"condition_of": {"bad": "r1", "clean": "r2", "leaky": "r3"}, "seed": 1}
-    write_dataset(out, _samples(), source=source, synthetic=True, splits={"train": ["bad", "clean", "leaky"]}, classes=["a", "b"])
+    write_dataset(
+        out, _samples(), source=source, synthetic=True, splits={"train": ["bad", "clean", "leaky"]}, classes=["a", "b"]
+    )
     (out / "conditions").mkdir()
     for stem in ("bad", "clean"):
         (out / "conditions" / f"{stem}.npz").write_bytes(stem.encode())  # a cache travels with its sample
@@ -98,7 +106,12 @@ def test_clip_labels_keeps_every_sample(synthetic, tmp_path):
     np.testing.assert_array_equal(summary.clipped_pixels, [0, 3, 2])
     record = out.manifest.source["filters"][-1]
     assert record["by"] == "boxes" and record["clipped_pixels"] == {"bad": 4, "leaky": 1}
-    assert record["options"] == {"clip_labels": True, "max_sae": None, "drop_empty_boxes": False, "class_agnostic": False}
+    assert record["options"] == {
+        "clip_labels": True,
+        "max_sae": None,
+        "drop_empty_boxes": False,
+        "class_agnostic": False,
+    }
     assert out.manifest.synthetic and out.manifest.source["seed"] == 1
     # input images per class: a in bad + leaky, b in bad + clean; after clipping bad keeps both
     np.testing.assert_array_equal(summary.input_images, [0, 2, 2])
@@ -109,7 +122,9 @@ def test_clip_labels_keeps_every_sample(synthetic, tmp_path):
 def test_reject_by_sae_and_empty_boxes(synthetic, tmp_path):
     summary = filter_dataset(synthetic, tmp_path / "out", "boxes", max_sae=0.3, drop_empty_boxes=True)
     assert summary.kept == ["clean", "leaky"] and list(summary.removed) == ["bad"]
-    assert "1 of 3 boxes hold no pixel" in summary.removed["bad"] and "SAE 0.400 > max_sae 0.3" in summary.removed["bad"]
+    assert (
+        "1 of 3 boxes hold no pixel" in summary.removed["bad"] and "SAE 0.400 > max_sae 0.3" in summary.removed["bad"]
+    )
     out = Dataset(tmp_path / "out")
     assert out.split("train") == ["clean", "leaky"]
     assert out.read_mask("leaky")[6, 6] == 1  # not clipped without clip_labels
@@ -119,10 +134,16 @@ def test_reject_by_sae_and_empty_boxes(synthetic, tmp_path):
     np.testing.assert_array_equal(summary.removed_images, [0, 1, 1])
 
     strict = filter_dataset(synthetic, tmp_path / "strict", "boxes", max_sae=0.1)
-    assert strict.kept == ["clean"] and strict.removed["leaky"] == "SAE 0.200 > max_sae 0.1 (1 of 5 defect pixels outside their boxes)"
+    assert (
+        strict.kept == ["clean"]
+        and strict.removed["leaky"] == "SAE 0.200 > max_sae 0.1 (1 of 5 defect pixels outside their boxes)"
+    )
     # filtering a filtered folder appends a second record
     again = filter_dataset(tmp_path / "strict", tmp_path / "again", "boxes", clip_labels=True)
-    assert [r["input"] for r in Dataset(again.out).manifest.source["filters"]] == [str(synthetic.resolve()), str((tmp_path / "strict").resolve())]
+    assert [r["input"] for r in Dataset(again.out).manifest.source["filters"]] == [
+        str(synthetic.resolve()),
+        str((tmp_path / "strict").resolve()),
+    ]
 
 
 @pytest.mark.parametrize(
@@ -140,7 +161,9 @@ def test_bad_box_options(synthetic, tmp_path, kwargs, error, message):
 
 
 def test_everything_rejected_writes_nothing(tmp_path):
-    syn = write_dataset(tmp_path / "syn", [s for s in _samples() if s.stem != "clean"], synthetic=True, classes=["a", "b"])
+    syn = write_dataset(
+        tmp_path / "syn", [s for s in _samples() if s.stem != "clean"], synthetic=True, classes=["a", "b"]
+    )
     with pytest.raises(DatasetError, match="every one of the 2 samples was rejected"):
         filter_dataset(syn, tmp_path / "out", "boxes", max_sae=0.1)
     assert not (tmp_path / "out").exists() and not list(tmp_path.glob(".out*"))

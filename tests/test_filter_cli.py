@@ -15,33 +15,106 @@ from defectsynth.filtering import FilterSummary
 
 def _summary(out: Path) -> FilterSummary:
     z = np.zeros(3, np.int64)
-    return FilterSummary(out, "segmenter", ["a"], {"b": "rank 2 of 2 by iou 0.1000 (keeping 1)"}, np.array([0, 2, 1]), np.array([0, 1, 1]), np.array([0, 1, 0]), z, {0: "background", 1: "knot", 2: "crack"})
+    return FilterSummary(
+        out,
+        "segmenter",
+        ["a"],
+        {"b": "rank 2 of 2 by iou 0.1000 (keeping 1)"},
+        np.array([0, 2, 1]),
+        np.array([0, 1, 1]),
+        np.array([0, 1, 0]),
+        z,
+        {0: "background", 1: "knot", 2: "crack"},
+    )
 
 
 def test_options_map_to_filter_dataset(runner):
     with mock.patch("defectsynth.filtering.filter_dataset", return_value=_summary(Path("o"))) as core:
-        res = runner.invoke(app, [
-            "filter", "s", "--out", "o", "--by", "segmenter", "--real", "r", "--split", "all", "--score", "ce", "--keep-fraction", "0.25",
-            "--size", "64", "--arch", "fpn", "--encoder", "resnet18", "--encoder-weights", "none", "--epochs", "3", "--batch-size", "4",
-            "--lr", "0.001", "--seed", "7", "--device", "cpu", "--overwrite", "--no-progress",
-        ], env={"COLUMNS": "200"})
+        res = runner.invoke(
+            app,
+            [
+                "filter",
+                "s",
+                "--out",
+                "o",
+                "--by",
+                "segmenter",
+                "--real",
+                "r",
+                "--split",
+                "all",
+                "--score",
+                "ce",
+                "--keep-fraction",
+                "0.25",
+                "--size",
+                "64",
+                "--arch",
+                "fpn",
+                "--encoder",
+                "resnet18",
+                "--encoder-weights",
+                "none",
+                "--epochs",
+                "3",
+                "--batch-size",
+                "4",
+                "--lr",
+                "0.001",
+                "--seed",
+                "7",
+                "--device",
+                "cpu",
+                "--overwrite",
+                "--no-progress",
+            ],
+            env={"COLUMNS": "200"},
+        )
     assert res.exit_code == 0, res.output
     core.assert_called_once_with(
-        Path("s"), Path("o"), "segmenter", clip_labels=False, max_sae=None, drop_empty_boxes=False, real=Path("r"), segmenter=None,
-        split=None, score="ce", top_k=None, keep_fraction=0.25, size="64", arch="fpn", encoder="resnet18", encoder_weights=None,
-        epochs=3, batch_size=4, lr=0.001, seed=7, device="cpu", overwrite=True, progress=False, class_agnostic=False,
+        Path("s"),
+        Path("o"),
+        "segmenter",
+        clip_labels=False,
+        max_sae=None,
+        drop_empty_boxes=False,
+        real=Path("r"),
+        segmenter=None,
+        split=None,
+        score="ce",
+        top_k=None,
+        keep_fraction=0.25,
+        size="64",
+        arch="fpn",
+        encoder="resnet18",
+        encoder_weights=None,
+        epochs=3,
+        batch_size=4,
+        lr=0.001,
+        seed=7,
+        device="cpu",
+        overwrite=True,
+        progress=False,
+        class_agnostic=False,
     )
     assert "knot" in res.output and "removed b: rank 2 of 2" in res.output and "kept 1, removed 1" in res.output
 
 
 def test_box_options_and_defaults(runner):
     with mock.patch("defectsynth.filtering.filter_dataset", return_value=_summary(Path("o"))) as core:
-        res = runner.invoke(app, ["filter", "s", "-o", "o", "--by", "boxes", "--clip-labels", "--max-sae", "0.2", "--drop-empty-boxes"])
+        res = runner.invoke(
+            app, ["filter", "s", "-o", "o", "--by", "boxes", "--clip-labels", "--max-sae", "0.2", "--drop-empty-boxes"]
+        )
     assert res.exit_code == 0, res.output
     kwargs = core.call_args.kwargs
     assert core.call_args.args == (Path("s"), Path("o"), "boxes")
     assert kwargs["clip_labels"] and kwargs["max_sae"] == 0.2 and kwargs["drop_empty_boxes"]
-    assert kwargs["split"] == "train" and kwargs["score"] == "iou" and kwargs["encoder"] == "resnet34" and kwargs["encoder_weights"] == "imagenet"
+    assert (
+        kwargs["split"] == "train"
+        and kwargs["score"] == "iou"
+        and kwargs["encoder"] == "resnet34"
+        and kwargs["encoder_weights"] == "imagenet"
+    )
     assert kwargs["epochs"] == 50 and kwargs["lr"] == 1e-4 and kwargs["progress"] is True and kwargs["device"] is None
 
 
@@ -60,7 +133,11 @@ def _leaky(out: Path) -> Path:
 def test_boxes_end_to_end(tmp_path, runner):
     source = Dataset(_leaky(tmp_path / "syn"))
     out = tmp_path / "clipped"
-    res = runner.invoke(app, ["filter", str(source.root), "--out", str(out), "--by", "boxes", "--clip-labels", "--no-progress"], env={"COLUMNS": "200"})
+    res = runner.invoke(
+        app,
+        ["filter", str(source.root), "--out", str(out), "--by", "boxes", "--clip-labels", "--no-progress"],
+        env={"COLUMNS": "200"},
+    )
     assert res.exit_code == 0, res.output
     written = Dataset(out)
     assert written.stems == source.stems and written.split_names == source.split_names
@@ -70,8 +147,14 @@ def test_boxes_end_to_end(tmp_path, runner):
     record = written.manifest.source["filters"][0]
     assert record["by"] == "boxes" and record["clipped_pixels"] == {"leaky": 1, "spill": 5}
     assert "images in" in res.output and "pixels clipped" in res.output and f"wrote {out}" in res.output
-    rows = {cells[1]: cells[2:-1] for cells in ([c.strip() for c in line.split("│")] for line in res.output.splitlines()) if len(cells) == 7}
-    assert rows == {"a": ["1", "1", "0", "1"], "b": ["1", "1", "0", "5"]}, res.output  # images in, kept, removed, pixels clipped
+    rows = {
+        cells[1]: cells[2:-1]
+        for cells in ([c.strip() for c in line.split("│")] for line in res.output.splitlines())
+        if len(cells) == 7
+    }
+    assert rows == {"a": ["1", "1", "0", "1"], "b": ["1", "1", "0", "5"]}, (
+        res.output
+    )  # images in, kept, removed, pixels clipped
 
 
 def test_bad_input_is_one_line_and_exit_2(toy_dataset, tmp_path, runner):

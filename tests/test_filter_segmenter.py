@@ -15,8 +15,8 @@ from torch import nn
 from defectsynth.data import Box, Dataset, Sample
 from defectsynth.errors import DatasetError, OptionError
 from defectsynth.evaluation.training import TrainConfig, build_model
-from defectsynth.formats.segmenter import load_model
 from defectsynth.filtering import filter_dataset, keep_count, rank_scores, score_pairs
+from defectsynth.formats.segmenter import load_model
 
 LEVELS = np.array([0.0, 0.5, 1.0])
 
@@ -29,7 +29,9 @@ class RedLevelNet(nn.Module):
         return -50.0 * (red[:, None] - torch.tensor(LEVELS, dtype=x.dtype).view(1, 3, 1, 1)) ** 2
 
 
-def _pair(stem: str, red_square: tuple[slice, slice] | None, mask_square: tuple[slice, slice] | None, mask_class: int) -> Sample:
+def _pair(
+    stem: str, red_square: tuple[slice, slice] | None, mask_square: tuple[slice, slice] | None, mask_class: int
+) -> Sample:
     image = np.zeros((8, 8, 3), np.uint8)
     mask = np.zeros((8, 8), np.uint8)
     if red_square:
@@ -97,7 +99,12 @@ def test_masks_without_valid_pixels_rank_last():
 def test_keep_count():
     assert keep_count(10, 3, None) == 3 and keep_count(10, 30, None) == 10
     assert keep_count(10, None, 0.35) == 3 and keep_count(10, None, 0.3) == 3 and keep_count(3, None, 0.1) == 1
-    for args, message in (((10, None, None), "exactly one of"), ((10, 2, 0.5), "exactly one of"), ((10, 0, None), "--top-k"), ((10, None, 1.5), "--keep-fraction")):
+    for args, message in (
+        ((10, None, None), "exactly one of"),
+        ((10, 2, 0.5), "exactly one of"),
+        ((10, 0, None), "--top-k"),
+        ((10, None, 1.5), "--keep-fraction"),
+    ):
         with pytest.raises(OptionError, match=message):
             keep_count(*args)
 
@@ -112,13 +119,17 @@ def test_classes_beyond_the_network_are_refused():
 @pytest.fixture(scope="module")
 def synthetic(tmp_path_factory):
     out = tmp_path_factory.mktemp("segfilter") / "syn"
-    return write_dataset(out, PAIRS, synthetic=True, classes=["a", "b"], source={"condition_of": {p.stem: "r" for p in PAIRS}})
+    return write_dataset(
+        out, PAIRS, synthetic=True, classes=["a", "b"], source={"condition_of": {p.stem: "r" for p in PAIRS}}
+    )
 
 
 @pytest.mark.parametrize(("score", "keep"), [("iou", ["perfect", "half"]), ("ce", ["perfect", "pixel"])])
 def test_top_k_writes_the_best_pairs_and_their_scores(synthetic, tmp_path, score, keep):
     with mock.patch("defectsynth.filtering.load_model", return_value=RedLevelNet()):
-        summary = filter_dataset(synthetic, tmp_path / "out", "segmenter", segmenter=tmp_path / "net", score=score, top_k=2, device="cpu")
+        summary = filter_dataset(
+            synthetic, tmp_path / "out", "segmenter", segmenter=tmp_path / "net", score=score, top_k=2, device="cpu"
+        )
     assert summary.kept == sorted(keep) and Dataset(tmp_path / "out").stems == sorted(keep)
     data = json.loads((tmp_path / "out" / "scores.json").read_text())
     expected = IOU if score == "iou" else CE
@@ -127,11 +138,20 @@ def test_top_k_writes_the_best_pairs_and_their_scores(synthetic, tmp_path, score
         assert entry["score"] == pytest.approx(expected[stem], rel=1e-4, abs=1e-6) and entry["kept"] == (stem in keep)
     assert sorted(entry["rank"] for entry in data["samples"].values()) == [1, 2, 3, 4]
     record = Dataset(tmp_path / "out").manifest.source["filters"][-1]
-    assert record["by"] == "segmenter" and record["kept"] == 2 and set(record["removed"]) == {p.stem for p in PAIRS} - set(keep)
-    assert record["options"]["model"] == str((tmp_path / "net").resolve()) and not (tmp_path / "out" / "segmenter").exists()
+    assert (
+        record["by"] == "segmenter"
+        and record["kept"] == 2
+        and set(record["removed"]) == {p.stem for p in PAIRS} - set(keep)
+    )
+    assert (
+        record["options"]["model"] == str((tmp_path / "net").resolve())
+        and not (tmp_path / "out" / "segmenter").exists()
+    )
     # keep_fraction 0.5 of 4 pairs is the same K
     with mock.patch("defectsynth.filtering.load_model", return_value=RedLevelNet()):
-        half = filter_dataset(synthetic, tmp_path / "half", "segmenter", segmenter=tmp_path / "net", score=score, keep_fraction=0.5)
+        half = filter_dataset(
+            synthetic, tmp_path / "half", "segmenter", segmenter=tmp_path / "net", score=score, keep_fraction=0.5
+        )
     assert half.kept == summary.kept
 
 
@@ -157,7 +177,15 @@ def test_trained_unet_is_saved_and_reloads_to_the_same_scores(toy_dataset, tmp_p
     torch.set_num_threads(1)
     common = dict(score="iou", top_k=5, size="32", batch_size=8, device="cpu")
     summary = filter_dataset(
-        toy_dataset, tmp_path / "out", "segmenter", real=toy_dataset, split="train", encoder="resnet18", encoder_weights=None, epochs=1, **common
+        toy_dataset,
+        tmp_path / "out",
+        "segmenter",
+        real=toy_dataset,
+        split="train",
+        encoder="resnet18",
+        encoder_weights=None,
+        epochs=1,
+        **common,
     )
     assert len(summary.kept) == 5 and len(summary.removed) == len(Dataset(toy_dataset).stems) - 5
     saved = tmp_path / "out" / "segmenter"

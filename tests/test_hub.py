@@ -9,16 +9,16 @@ import shutil
 from pathlib import Path
 
 import pytest
+from _hub import FakeHub, cache_repo
 from huggingface_hub import _snapshot_download, constants
 
-from _hub import FakeHub, cache_repo
 from defectsynth.cli import app
-from defectsynth.sd_backend.pipeline import check_folder
 from defectsynth.diffusion.sampling import sample
 from defectsynth.diffusion.training import train
 from defectsynth.errors import OptionError
 from defectsynth.hub import PIPELINE_FILES, RUN_DOWNLOAD, VARIANT_FILES, is_repo_id, resolve_run
 from defectsynth.pipeline import DefectsynthPipeline
+from defectsynth.sd_backend.pipeline import check_folder
 
 TINY = {"model": "tiny", "batch_size": 4, "epochs": 1, "preview_every": 0, "progress": False}
 
@@ -37,7 +37,8 @@ def offline_cache(tmp_path, monkeypatch) -> Path:
 
 
 def _digest(folder: Path) -> dict[str, str]:
-    return {p.relative_to(folder).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(folder.rglob("*"))
+    return {p.relative_to(folder).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(folder.rglob("*"))
             if p.is_file() and not p.relative_to(folder).as_posix().startswith(".sampling")}  # fmt: skip
 
 
@@ -48,8 +49,9 @@ def test_a_cached_hub_id_samples_and_finetunes_offline(tiny_run, data16, offline
     options = dict(conditions=str(data16), num=2, scheduler="ddim", steps=2, seed=4)
     sample("me/toy-run", out=tmp_path / "from-hub", **options)
     sample(tiny_run, out=tmp_path / "local", **options)
-    assert _digest(tmp_path / "from-hub") != {} and {k: v for k, v in _digest(tmp_path / "from-hub").items() if k != "dataset.json"} == {
-        k: v for k, v in _digest(tmp_path / "local").items() if k != "dataset.json"}
+    assert _digest(tmp_path / "from-hub") != {} and {
+        k: v for k, v in _digest(tmp_path / "from-hub").items() if k != "dataset.json"
+    } == {k: v for k, v in _digest(tmp_path / "local").items() if k != "dataset.json"}
     tuned = train(data16, out=tmp_path / "tuned", finetune="me/toy-run", max_steps=1, **TINY)
     assert json.loads((tuned / "run.json").read_text())["args"]["finetune"] == str(snapshot.resolve())
     pipe = DefectsynthPipeline.from_pretrained("me/toy-run", cache_dir=str(offline_cache), local_files_only=True)
@@ -58,9 +60,21 @@ def test_a_cached_hub_id_samples_and_finetunes_offline(tiny_run, data16, offline
 
 def test_a_hub_id_not_in_the_cache_offline_is_one_line(offline_cache, runner):
     result = runner.invoke(app, ["sample", "me/missing", "--out", "o", "--no-progress"])
-    assert result.exit_code == 2 and "RUN: me/missing is no local folder, and as a Hub id it is not in the Hugging Face cache while HF_HUB_OFFLINE" in result.output
+    assert (
+        result.exit_code == 2
+        and (
+            "RUN: me/missing is no local folder, and as a Hub id it is not in the Hugging Face cache while "
+            "HF_HUB_OFFLINE"
+        )
+        in result.output
+    )
     assert not Path("o").exists()
-    for option, marker in (("--base", "model_index.json"), ("--adapter", "config.json"), ("--controlnet", "config.json"), ("--captioner", "config.json")):
+    for option, marker in (
+        ("--base", "model_index.json"),
+        ("--adapter", "config.json"),
+        ("--controlnet", "config.json"),
+        ("--captioner", "config.json"),
+    ):
         with pytest.raises(OptionError, match=f"^{option}: org/model is no local folder"):
             check_folder("org/model", option, marker)
     with pytest.raises(OptionError, match="--finetune: me/missing is no local folder"):
@@ -71,17 +85,36 @@ def test_sd_models_download_configs_and_safetensors_only(tmp_path, monkeypatch):
     hub = FakeHub(tmp_path / "hub").install(monkeypatch)
     monkeypatch.chdir(tmp_path)
     base = hub.repo("org/sdxl")
-    for name in ("model_index.json", "unet/config.json", "unet/diffusion_pytorch_model.safetensors", "unet/diffusion_pytorch_model.fp16.safetensors",
-                 "unet/diffusion_pytorch_model.bin", "tokenizer/merges.txt", "tokenizer/vocab.json", "sd_xl_base_1.0.safetensors", "pipeline.py"):
+    for name in (
+        "model_index.json",
+        "unet/config.json",
+        "unet/diffusion_pytorch_model.safetensors",
+        "unet/diffusion_pytorch_model.fp16.safetensors",
+        "unet/diffusion_pytorch_model.bin",
+        "tokenizer/merges.txt",
+        "tokenizer/vocab.json",
+        "sd_xl_base_1.0.safetensors",
+        "pipeline.py",
+    ):
         (base / name).parent.mkdir(parents=True, exist_ok=True)
         (base / name).write_text("{}")
     folder = check_folder("org/sdxl", "--base", "model_index.json")
     got = sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file())
-    assert got == ["model_index.json", "tokenizer/merges.txt", "tokenizer/vocab.json", "unet/config.json", "unet/diffusion_pytorch_model.safetensors"]
-    assert hub.downloads == [{"repo_id": "org/sdxl", "allow_patterns": PIPELINE_FILES, "ignore_patterns": VARIANT_FILES}]
+    assert got == [
+        "model_index.json",
+        "tokenizer/merges.txt",
+        "tokenizer/vocab.json",
+        "unet/config.json",
+        "unet/diffusion_pytorch_model.safetensors",
+    ]
+    assert hub.downloads == [
+        {"repo_id": "org/sdxl", "allow_patterns": PIPELINE_FILES, "ignore_patterns": VARIANT_FILES}
+    ]
     (tmp_path / "models" / "adapter").mkdir(parents=True)
     (tmp_path / "models" / "adapter" / "config.json").write_text("{}")
-    assert check_folder("models/adapter", "--adapter", "config.json") == Path("models/adapter")  # a local folder wins over a Hub id
+    assert check_folder("models/adapter", "--adapter", "config.json") == Path(
+        "models/adapter"
+    )  # a local folder wins over a Hub id
     assert len(hub.downloads) == 1
 
 
@@ -93,10 +126,19 @@ def test_push_uploads_the_run_without_checkpoints_and_it_samples_back(tiny_run, 
     result = runner.invoke(app, ["push", str(older), "me/toy", "--private", "--token", "hf_x"])
     assert result.exit_code == 0, result.output
     files = hub.files("me/toy")
-    assert {"run.json", "model_index.json", "unet/config.json", "unet/diffusion_pytorch_model.safetensors", "unet_ema/config.json",
-            "scheduler/scheduler_config.json", "log.jsonl"} <= set(files)
+    assert {
+        "run.json",
+        "model_index.json",
+        "unet/config.json",
+        "unet/diffusion_pytorch_model.safetensors",
+        "unet_ema/config.json",
+        "scheduler/scheduler_config.json",
+        "log.jsonl",
+    } <= set(files)
     assert not any(f.startswith("checkpoint-") for f in files) and hub.private["me/toy"] is True
-    assert json.loads((hub.repo("me/toy") / "model_index.json").read_text()) == json.loads((tiny_run / "model_index.json").read_text())
+    assert json.loads((hub.repo("me/toy") / "model_index.json").read_text()) == json.loads(
+        (tiny_run / "model_index.json").read_text()
+    )
     monkeypatch.chdir(tmp_path)
     sample("me/toy", out=tmp_path / "drawn", conditions=str(data16), num=1, scheduler="ddim", steps=2)
     assert hub.downloads[-1]["allow_patterns"] == RUN_DOWNLOAD
@@ -106,7 +148,13 @@ def test_push_uploads_the_run_without_checkpoints_and_it_samples_back(tiny_run, 
 def test_pipeline_push_to_hub_writes_a_loadable_repository(tiny_run, tmp_path, monkeypatch):
     hub = FakeHub(tmp_path / "hub").install(monkeypatch)
     DefectsynthPipeline.from_pretrained(tiny_run).push_to_hub("me/pipe")
-    assert {"model_index.json", "unet/config.json", "unet/diffusion_pytorch_model.safetensors", "scheduler/scheduler_config.json", "README.md"} <= set(hub.files("me/pipe"))
+    assert {
+        "model_index.json",
+        "unet/config.json",
+        "unet/diffusion_pytorch_model.safetensors",
+        "scheduler/scheduler_config.json",
+        "README.md",
+    } <= set(hub.files("me/pipe"))
     again = DefectsynthPipeline.from_pretrained(hub.repo("me/pipe"))
     assert again.config.run == DefectsynthPipeline.from_pretrained(tiny_run).config.run
 

@@ -11,17 +11,17 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from _launch import two_cpu_processes
 from safetensors.torch import load_file
 
-from _launch import two_cpu_processes
 from defectsynth.cli import app
 from defectsynth.data import Box, Dataset
 from defectsynth.data.files import read_image, write_image, write_json
 from defectsynth.data.prepare import prepare
 from defectsynth.data.resize import scale_box
-from defectsynth.diffusion.context import ContextSet, region_mask
 from defectsynth.diffusion import canvas
 from defectsynth.diffusion.canvas import Area, plan_windows, window_weights
+from defectsynth.diffusion.context import ContextSet, region_mask
 from defectsynth.diffusion.inpaint import blend_weights
 from defectsynth.diffusion.losses import diffusion_loss
 from defectsynth.diffusion.sampling import sample
@@ -60,7 +60,11 @@ def context_run(data64, tmp_path_factory, one_thread) -> Path:
 
 
 def _digest(folder: Path) -> dict[str, str]:
-    return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(folder.rglob("*")) if p.is_file() and ".sampling" not in p.parts}
+    return {
+        str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(folder.rglob("*"))
+        if p.is_file() and ".sampling" not in p.parts
+    }
 
 
 def test_context_run_records_its_layout_and_learns_only_in_the_region(context_run, data64):
@@ -70,7 +74,9 @@ def test_context_run_records_its_layout_and_learns_only_in_the_region(context_ru
     assert info["unet"]["in_channels"] == info["layout"]["target_channels"] * 2 + info["layout"]["cond_channels"] + 4
     # the windows: seeded by (seed, step, item), each box inside its window with its margin
     ds = Dataset(data64)
-    data = ContextSet([ds.read(s) for s in ds.split("train")], "basd", ds.manifest.num_classes, "rgb", 32, MARGIN, seed=0)
+    data = ContextSet(
+        [ds.read(s) for s in ds.split("train")], "basd", ds.manifest.num_classes, "rgb", 32, MARGIN, seed=0
+    )
     index = torch.arange(len(data))
     x0, cond = data.cut(index, 5)
     again, cond_again = data.cut(index, 5)
@@ -92,7 +98,9 @@ def test_the_loss_counts_only_the_region():
     region[:, :, 2:5, 3:6] = 1
     loss = diffusion_loss(out, noise, x0, x0, t, s.betas, s.alphas_cumprod, False, "sample", region=region)
     changed = torch.where(region.bool(), out, out + 5)
-    assert torch.allclose(loss, diffusion_loss(changed, noise, x0, x0, t, s.betas, s.alphas_cumprod, False, "sample", region=region))
+    assert torch.allclose(
+        loss, diffusion_loss(changed, noise, x0, x0, t, s.betas, s.alphas_cumprod, False, "sample", region=region)
+    )
     inside = ((out - x0) ** 2)[:, :, 2:5, 3:6].mean()
     assert torch.allclose(loss, inside)
 
@@ -106,15 +114,23 @@ def test_resume_of_a_context_run_equals_the_uninterrupted_run(data64, tmp_path, 
     assert all(torch.allclose(a[k], b[k], atol=1e-6) for k in a)
     with pytest.raises(OptionError, match="--crop"):
         train(data64, out=tmp_path / "parts", context=True, crop=16, max_steps=4, resume=True, **TINY)
-    with pytest.raises(OptionError, match="--class-fill nearest cannot be used with --context"):  # context windows fill inside boxes
+    with pytest.raises(
+        OptionError, match="--class-fill nearest cannot be used with --context"
+    ):  # context windows fill inside boxes
         train(data64, out=tmp_path / "nearest", context=True, crop=32, class_fill="nearest", max_steps=1, **TINY)
     assert not (tmp_path / "nearest").exists()
 
 
 def test_onto_keeps_the_input_exactly_outside_the_region(context_run, data64, plain, tmp_path):
     out = tmp_path / "painted"
-    manifest = sample(context_run, out=out, onto=plain, conditions=f"{data64}:train", num=4, seed=1, batch_size=2, **FAST)
-    assert manifest.synthetic and manifest.source["onto"]["path"] == str(plain.resolve()) and manifest.source["placement"] == "keep"
+    manifest = sample(
+        context_run, out=out, onto=plain, conditions=f"{data64}:train", num=4, seed=1, batch_size=2, **FAST
+    )
+    assert (
+        manifest.synthetic
+        and manifest.source["onto"]["path"] == str(plain.resolve())
+        and manifest.source["placement"] == "keep"
+    )
     ds, conditions = Dataset(out), Dataset(data64)
     assert ds.stems == ["a-0", "a-1", "b-0", "c-0"]  # image i mod 3, round i div 3
     for stem in ds.stems:
@@ -122,7 +138,9 @@ def test_onto_keeps_the_input_exactly_outside_the_region(context_run, data64, pl
         onto, condition = manifest.source["onto_of"][stem], manifest.source["condition_of"][stem]
         given = read_image(plain / f"{onto}.png")
         ch, cw = conditions.read(condition).size
-        expected = [scale_box(b, s.size[1] / cw, s.size[0] / ch, s.size[1], s.size[0]) for b in conditions.read_boxes(condition)]
+        expected = [
+            scale_box(b, s.size[1] / cw, s.size[0] / ch, s.size[1], s.size[0]) for b in conditions.read_boxes(condition)
+        ]
         assert s.boxes == expected  # placement keep: the condition's boxes, scaled to the image
         region = region_mask(s.boxes, s.size, MARGIN)
         assert region.any() and np.array_equal(s.image[~region], given[~region])  # byte for byte outside
@@ -144,7 +162,9 @@ def test_onto_results_do_not_depend_on_batch_size_and_reruns_skip(context_run, d
     for stem in one.stems:
         a, b = one.read(stem), three.read(stem)
         assert a.boxes == b.boxes and np.array_equal(a.mask, b.mask)
-        assert np.abs(a.image.astype(int) - b.image.astype(int)).max() <= 1  # convolution kernels by batch size: one level at most
+        assert (
+            np.abs(a.image.astype(int) - b.image.astype(int)).max() <= 1
+        )  # convolution kernels by batch size: one level at most
     before = _digest(tmp_path / "b3")
     for sub, suffix in (("images", "png"), ("masks", "png"), (".sampling", "json")):
         (tmp_path / "b3" / sub / f"b-0.{suffix}").unlink()
@@ -156,7 +176,16 @@ def test_onto_results_do_not_depend_on_batch_size_and_reruns_skip(context_run, d
 
 def test_random_placement_moves_boxes_to_free_places(context_run, data64, tmp_path):
     onto = f"{data64}:val"  # a dataset folder: its own boxes stay free, its own mask is kept outside the region
-    m = sample(context_run, out=tmp_path / "r", onto=onto, conditions=f"{data64}:train", num=2, placement="random", seed=2, **FAST)
+    m = sample(
+        context_run,
+        out=tmp_path / "r",
+        onto=onto,
+        conditions=f"{data64}:train",
+        num=2,
+        placement="random",
+        seed=2,
+        **FAST,
+    )
     ds, src = Dataset(tmp_path / "r"), Dataset(data64)
     moved = False
     for stem in ds.stems:
@@ -166,7 +195,9 @@ def test_random_placement_moves_boxes_to_free_places(context_run, data64, tmp_pa
         keep = src.read_boxes(m.source["condition_of"][stem])
         moved |= new != keep
         region = region_mask(new, s.size, MARGIN)
-        assert np.array_equal(s.image[~region], given.image[~region]) and np.array_equal(s.mask[~region], given.mask[~region])
+        assert np.array_equal(s.image[~region], given.image[~region]) and np.array_equal(
+            s.mask[~region], given.mask[~region]
+        )
     assert moved
 
 
@@ -185,17 +216,26 @@ def test_plan_windows_overlap_over_a_large_region_and_group_close_boxes():
     close = [Box(1, 10, 10, 16, 16), Box(2, 20, 12, 26, 20), Box(1, 80, 50, 90, 60)]
     assert len(plan_windows(close, size, crop, MARGIN)) == 2  # the first two share a window
     weights = blend_weights(region_mask(close[:1], size, MARGIN), MARGIN)
-    assert (weights[10:16, 10:16] == 1).all() and weights[0, 0] == 0 and 0 < weights[8, 12] < 1  # the band is the margin
+    assert (
+        (weights[10:16, 10:16] == 1).all() and weights[0, 0] == 0 and 0 < weights[8, 12] < 1
+    )  # the band is the margin
 
 
 def test_a_canvas_pixel_under_two_windows_gets_their_blended_output():
     windows, n = [(0, 0), (8, 0)], 16  # two windows overlapping by half on a 16 x 24 canvas
-    area = Area(0, 0, torch.zeros(1, 2, 16, 24), torch.ones(1, 1, 16, 24, dtype=torch.bool), windows, torch.zeros(2, 1, n, n))
+    area = Area(
+        0, 0, torch.zeros(1, 2, 16, 24), torch.ones(1, 1, 16, 24, dtype=torch.bool), windows, torch.zeros(2, 1, n, n)
+    )
     outs = torch.stack([torch.full((2, n, n), 1.0), torch.full((2, n, n), 3.0)])
     canvas = area.blend(outs)[0]
     tent = window_weights(n, n)
-    assert torch.equal(canvas[:, :, :8], torch.ones(2, 16, 8)) and torch.equal(canvas[:, :, 16:], torch.full((2, 16, 8), 3.0))  # one window: its output
-    w_left, w_right = tent[:, 8:], tent[:, :8]  # the overlap: the left window's right half, the right window's left half
+    assert torch.equal(canvas[:, :, :8], torch.ones(2, 16, 8)) and torch.equal(
+        canvas[:, :, 16:], torch.full((2, 16, 8), 3.0)
+    )  # one window: its output
+    w_left, w_right = (
+        tent[:, 8:],
+        tent[:, :8],
+    )  # the overlap: the left window's right half, the right window's left half
     assert torch.allclose(canvas[0, :, 8:16], (w_left * 1.0 + w_right * 3.0) / (w_left + w_right))
     assert canvas[0, 8, 9] < 2 < canvas[0, 8, 14]  # nearer a window's centre, nearer its output
     x = torch.arange(2 * 16 * 24, dtype=torch.float32).reshape(1, 2, 16, 24)
@@ -210,17 +250,25 @@ def test_onto_denoises_a_large_region_with_overlapping_windows_in_one_pass(conte
         write_json(cond / "boxes" / f"{stem}.json", [Box(1, 8, 10, 54, 50).to_json()])
     calls = []
     real = canvas.run_windows
-    monkeypatch.setattr(canvas, "run_windows", lambda model, inputs, time, rows: calls.append(len(inputs)) or real(model, inputs, time, rows))
+    monkeypatch.setattr(
+        canvas,
+        "run_windows",
+        lambda model, inputs, time, rows: calls.append(len(inputs)) or real(model, inputs, time, rows),
+    )
     out = tmp_path / "big"
     sample(context_run, out=out, onto=f"{data64}:val", conditions=str(cond), num=2, seed=1, batch_size=2, **FAST)
     windows = plan_windows([Box(1, 8, 10, 54, 50)], (64, 64), (32, 32), MARGIN)
-    assert len(windows) > 2 and calls == [2 * len(windows)] * FAST["steps"]  # every window of both samples at every step
+    assert (
+        len(windows) > 2 and calls == [2 * len(windows)] * FAST["steps"]
+    )  # every window of both samples at every step
     ds, src = Dataset(out), Dataset(data64)
     for stem in ds.stems:
         s, given = ds.read(stem), src.read(ds.manifest.source["onto_of"][stem])
         new = s.boxes[len(given.boxes) :]
         region = region_mask(new, s.size, MARGIN)
-        assert np.array_equal(s.image[~region], given.image[~region]) and np.array_equal(s.mask[~region], given.mask[~region])
+        assert np.array_equal(s.image[~region], given.image[~region]) and np.array_equal(
+            s.mask[~region], given.mask[~region]
+        )
         assert not s.mask[region & ~region_mask(new, s.size, 0)].any()
 
 
@@ -232,15 +280,53 @@ def test_bad_inputs_exit_2_with_one_line(context_run, data64, plain, tmp_path, r
         "--onto: ": [*base, "--onto", str(tmp_path / "missing"), "--out", str(tmp_path / "o1")],
         "smaller than the run's crop 32x32": [*base, "--onto", str(small), "--out", str(tmp_path / "o2")],
         "--onto is required": [*base, "--out", str(tmp_path / "o3")],
-        "--placement needs --onto": ["sample", str(context_run), "--placement", "random", "--out", str(tmp_path / "o4")],
+        "--placement needs --onto": [
+            "sample",
+            str(context_run),
+            "--placement",
+            "random",
+            "--out",
+            str(tmp_path / "o4"),
+        ],
         "--crop needs --context": ["train", str(data64), "--crop", "32", "--out", str(tmp_path / "t1")],
-        "--size cannot be used with --crop": ["train", str(data64), "--context", "--crop", "32", "--size", "32", "--out", str(tmp_path / "t2")],
-        "--context needs --cond basd or boxmask": ["train", str(data64), "--context", "--cond", "none", "--out", str(tmp_path / "t3")],
-        "smaller than --crop 96": ["train", str(data64), "--context", "--crop", "96", "--model", "tiny", "--out", str(tmp_path / "t4")],
+        "--size cannot be used with --crop": [
+            "train",
+            str(data64),
+            "--context",
+            "--crop",
+            "32",
+            "--size",
+            "32",
+            "--out",
+            str(tmp_path / "t2"),
+        ],
+        "--context needs --cond basd or boxmask": [
+            "train",
+            str(data64),
+            "--context",
+            "--cond",
+            "none",
+            "--out",
+            str(tmp_path / "t3"),
+        ],
+        "smaller than --crop 96": [
+            "train",
+            str(data64),
+            "--context",
+            "--crop",
+            "96",
+            "--model",
+            "tiny",
+            "--out",
+            str(tmp_path / "t4"),
+        ],
     }
     for expected, args in cases.items():
         result = runner.invoke(app, [*args, "--no-progress"])
-        assert result.exit_code == 2 and expected in result.output and len(result.output.strip().splitlines()) == 1, (expected, result.output)
+        assert result.exit_code == 2 and expected in result.output and len(result.output.strip().splitlines()) == 1, (
+            expected,
+            result.output,
+        )
     assert not (tmp_path / "o2").exists() and not (tmp_path / "t4").exists()
 
 
@@ -252,12 +338,39 @@ def test_onto_needs_a_context_run(data64, plain, tmp_path, one_thread):
 
 @pytest.mark.slow
 def test_two_processes_paint_what_one_paints(context_run, data64, plain, tmp_path):
-    """``accelerate launch`` with two CPU processes (as tests/test_train_sample.py) writes the bytes one process writes."""
+    """``accelerate launch`` with two CPU processes (as tests/test_train_sample.py) writes the bytes one process
+    writes."""
     launch, env = two_cpu_processes()
     launch = [*launch, "-m", "defectsynth"]
     options = dict(onto=plain, conditions=f"{data64}:train", num=3, placement="random", seed=4, batch_size=2, **FAST)
-    subprocess.run([*launch, "sample", str(context_run), "--out", str(tmp_path / "two"), "--onto", str(plain), "--conditions", f"{data64}:train",
-                    "--num", "3", "--placement", "random", "--seed", "4", "--batch-size", "2", "--scheduler", "ddim", "--steps", "2", "--no-progress"],
-                   check=True, env=env, timeout=900)  # a busy shared CPU starves the two processes for minutes
+    subprocess.run(
+        [
+            *launch,
+            "sample",
+            str(context_run),
+            "--out",
+            str(tmp_path / "two"),
+            "--onto",
+            str(plain),
+            "--conditions",
+            f"{data64}:train",
+            "--num",
+            "3",
+            "--placement",
+            "random",
+            "--seed",
+            "4",
+            "--batch-size",
+            "2",
+            "--scheduler",
+            "ddim",
+            "--steps",
+            "2",
+            "--no-progress",
+        ],
+        check=True,
+        env=env,
+        timeout=900,
+    )  # a busy shared CPU starves the two processes for minutes
     sample(context_run, out=tmp_path / "one", **options)
     assert _digest(tmp_path / "one") == _digest(tmp_path / "two")

@@ -12,13 +12,13 @@ import pytest
 import torch
 
 from defectsynth.data import Dataset
+from defectsynth.diffusion.denoising import denoise
 from defectsynth.diffusion.mask_augment import MaskAugment
 from defectsynth.diffusion.models import build_unet, channel_layout, load_network, spade_config
-from defectsynth.diffusion.denoising import denoise
 from defectsynth.diffusion.sampling import sample
-from defectsynth.diffusion.trained_run import Run, run_defaults
 from defectsynth.diffusion.schedules import Sampler
 from defectsynth.diffusion.spade_unet import SPADEUNet2DModel
+from defectsynth.diffusion.trained_run import Run, run_defaults
 from defectsynth.diffusion.training import train
 from defectsynth.errors import OptionError
 
@@ -128,7 +128,9 @@ def test_mask_mode_trains_with_learned_variance_and_samples_the_condition_masks(
     assert manifest.source["guidance"] == 1.0 and synth.has_masks
     for stem, condition in manifest.source["condition_of"].items():
         assert np.array_equal(synth.read(stem).mask, real.read(condition).mask)
-    aug = sample(run, out=tmp_path / "aug", conditions=f"{data16}:val", num=4, steps=2, scheduler="ddim", mask_augment=True)
+    aug = sample(
+        run, out=tmp_path / "aug", conditions=f"{data16}:val", num=4, steps=2, scheduler="ddim", mask_augment=True
+    )
     moved = 0
     for stem, condition in aug.source["condition_of"].items():
         m, src = Dataset(tmp_path / "aug").read(stem).mask, real.read(condition).mask
@@ -154,7 +156,12 @@ def test_finetune_with_drop_rate_then_isdm_sampling_defaults(data16, tmp_path):
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)  # lr 0: the finetune starts from base
     # ISDM's recipe, not the box-guided defaults: epsilon prediction, no self-conditioning, plain loss
     args = Run.open(base).args
-    assert (args["prediction"], args["self_cond"], args["mask_loss_weight"], args["variance"]) == ("epsilon", False, 1.0, "learned")
+    assert (args["prediction"], args["self_cond"], args["mask_loss_weight"], args["variance"]) == (
+        "epsilon",
+        False,
+        1.0,
+        "learned",
+    )
     with pytest.raises(OptionError, match="--self-cond"):
         train(data16, out=tmp_path / "sc", cond="mask", target="image", self_cond=True, **TINY)
     assert run_defaults(Run.open(ft), "ddpm", None, None, None) == (300, True, 1.5)
@@ -174,7 +181,9 @@ def test_all_latent_chain_in_pixel_space(data16, tmp_path):
     image_run = train(data16, out=tmp_path / "images", cond="mask", target="image", **TINY)
     sample(masks_run, out=tmp_path / "masks-synth", num=3, scheduler="ddim", steps=2)
     masks = Dataset(tmp_path / "masks-synth")
-    manifest = sample(image_run, out=tmp_path / "pairs", conditions=str(tmp_path / "masks-synth"), scheduler="ddim", steps=2)
+    manifest = sample(
+        image_run, out=tmp_path / "pairs", conditions=str(tmp_path / "masks-synth"), scheduler="ddim", steps=2
+    )
     pairs = Dataset(tmp_path / "pairs")
     pairs.validate()
     assert len(pairs) == 3
@@ -189,8 +198,13 @@ def tiny_vae(tmp_path_factory) -> Path:
 
     torch.manual_seed(0)
     vae = AutoencoderKL(
-        down_block_types=("DownEncoderBlock2D",) * 2, up_block_types=("UpDecoderBlock2D",) * 2,
-        block_out_channels=(8, 16), layers_per_block=1, latent_channels=4, norm_num_groups=8, sample_size=16,
+        down_block_types=("DownEncoderBlock2D",) * 2,
+        up_block_types=("UpDecoderBlock2D",) * 2,
+        block_out_channels=(8, 16),
+        layers_per_block=1,
+        latent_channels=4,
+        norm_num_groups=8,
+        sample_size=16,
     )
     folder = tmp_path_factory.mktemp("vae") / "vae"
     vae.save_pretrained(folder, safe_serialization=True)
@@ -207,7 +221,9 @@ def test_all_latent_chain_with_a_local_autoencoder(data16, tiny_vae, tmp_path):
     sample(masks_run, out=tmp_path / "masks-synth", num=2, scheduler="ddim", steps=2)
     masks = Dataset(tmp_path / "masks-synth")
     assert len(masks) == 2 and masks.has_masks and masks.read(masks.stems[0]).mask.shape == (16, 16)
-    manifest = sample(image_run, out=tmp_path / "pairs", conditions=str(tmp_path / "masks-synth"), scheduler="ddim", steps=2)
+    manifest = sample(
+        image_run, out=tmp_path / "pairs", conditions=str(tmp_path / "masks-synth"), scheduler="ddim", steps=2
+    )
     pairs = Dataset(tmp_path / "pairs")
     pairs.validate()
     for stem, condition in manifest.source["condition_of"].items():
@@ -232,26 +248,80 @@ def test_cli_maps_the_mask_mode_options(runner, tmp_path):
     from defectsynth.data.model import make_classes
 
     with mock.patch("defectsynth.diffusion.training.train", return_value=tmp_path) as core:
-        result = runner.invoke(app, ["train", "data/toy", "--out", "r", "--cond", "mask", "--target", "image", "--latent", "vae",
-                                     "--finetune", "runs/base", "--drop-rate", "0.2", "--no-progress"])
+        result = runner.invoke(
+            app,
+            [
+                "train",
+                "data/toy",
+                "--out",
+                "r",
+                "--cond",
+                "mask",
+                "--target",
+                "image",
+                "--latent",
+                "vae",
+                "--finetune",
+                "runs/base",
+                "--drop-rate",
+                "0.2",
+                "--no-progress",
+            ],
+        )
     assert result.exit_code == 0, result.output
     kw = core.call_args.kwargs
-    assert (kw["cond"], kw["target"], kw["latent"], kw["variance"], kw["drop_rate"]) == ("mask", "image", Path("vae"), None, 0.2)
+    assert (kw["cond"], kw["target"], kw["latent"], kw["variance"], kw["drop_rate"]) == (
+        "mask",
+        "image",
+        Path("vae"),
+        None,
+        0.2,
+    )
     manifest = Manifest("s", make_classes(["a"]))
     with mock.patch("defectsynth.diffusion.sampling.sample", return_value=manifest) as core:
-        assert runner.invoke(app, ["sample", "r", "--out", "s", "--mask-augment", "--no-rescale", "--no-progress"]).exit_code == 0
-        assert (core.call_args.kwargs["mask_augment"], core.call_args.kwargs["rescale"], core.call_args.kwargs["guidance"]) == (True, False, None)
+        assert (
+            runner.invoke(
+                app, ["sample", "r", "--out", "s", "--mask-augment", "--no-rescale", "--no-progress"]
+            ).exit_code
+            == 0
+        )
+        assert (
+            core.call_args.kwargs["mask_augment"],
+            core.call_args.kwargs["rescale"],
+            core.call_args.kwargs["guidance"],
+        ) == (True, False, None)
         assert runner.invoke(app, ["sample", "r", "--out", "s", "--no-progress"]).exit_code == 0
-        assert (core.call_args.kwargs["mask_augment"], core.call_args.kwargs["rescale"], core.call_args.kwargs["steps"]) == (False, None, None)
+        assert (
+            core.call_args.kwargs["mask_augment"],
+            core.call_args.kwargs["rescale"],
+            core.call_args.kwargs["steps"],
+        ) == (False, None, None)
 
 
 def test_bad_mask_mode_input_is_one_line_and_exit_code_2(runner, data16, tmp_path):
     from defectsynth.cli import app
 
-    result = runner.invoke(app, ["train", str(data16), "--out", str(tmp_path / "r"), "--cond", "mask", "--target", "joint", "--no-progress"])
+    result = runner.invoke(
+        app,
+        ["train", str(data16), "--out", str(tmp_path / "r"), "--cond", "mask", "--target", "joint", "--no-progress"],
+    )
     assert result.exit_code == 2 and "--cond mask generates images for masks" in result.output
-    result = runner.invoke(app, ["train", str(data16), "--out", str(tmp_path / "r2"), "--cond", "mask", "--target", "image",
-                                 "--latent", str(tmp_path), "--no-progress"])
+    result = runner.invoke(
+        app,
+        [
+            "train",
+            str(data16),
+            "--out",
+            str(tmp_path / "r2"),
+            "--cond",
+            "mask",
+            "--target",
+            "image",
+            "--latent",
+            str(tmp_path),
+            "--no-progress",
+        ],
+    )
     assert result.exit_code == 2 and "--latent" in result.output and "config.json" in result.output
 
 
@@ -261,8 +331,16 @@ def test_a_local_vqmodel_encodes_and_decodes(tmp_path):
     from defectsynth.diffusion.latent import Autoencoder
 
     torch.manual_seed(0)
-    VQModel(down_block_types=("DownEncoderBlock2D",) * 2, up_block_types=("UpDecoderBlock2D",) * 2, block_out_channels=(8, 16),
-            layers_per_block=1, latent_channels=3, num_vq_embeddings=16, norm_num_groups=8, sample_size=16).save_pretrained(tmp_path / "vq")
+    VQModel(
+        down_block_types=("DownEncoderBlock2D",) * 2,
+        up_block_types=("UpDecoderBlock2D",) * 2,
+        block_out_channels=(8, 16),
+        layers_per_block=1,
+        latent_channels=3,
+        num_vq_embeddings=16,
+        norm_num_groups=8,
+        sample_size=16,
+    ).save_pretrained(tmp_path / "vq")
     ae = Autoencoder.load(tmp_path / "vq")
     z = ae.encode(torch.rand(2, 3, 16, 16) * 2 - 1)
     assert ae.kind == "VQModel" and z.shape == (2, 3, 8, 8) and ae.info((16, 16))["size"] == [8, 8]

@@ -39,7 +39,11 @@ def synth(data16, tmp_path_factory) -> Path:
 
 
 def _digest(folder: Path) -> dict[str, str]:
-    return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(folder.rglob("*")) if p.is_file()}
+    return {
+        str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(folder.rglob("*"))
+        if p.is_file()
+    }
 
 
 def _one_line(result) -> str:
@@ -51,23 +55,55 @@ def _one_line(result) -> str:
 @pytest.mark.slow
 def test_a_second_train_on_one_run_folder_is_refused_and_the_first_is_unharmed(data16, tmp_path, one_thread):
     run = tmp_path / "run"
-    args = [str(data16), "--out", str(run), *TINY, "--epochs", "100", "--max-steps", "12", "--checkpoint-every", "2", "--mixed-precision", "no"]
+    args = [
+        str(data16),
+        "--out",
+        str(run),
+        *TINY,
+        "--epochs",
+        "100",
+        "--max-steps",
+        "12",
+        "--checkpoint-every",
+        "2",
+        "--mixed-precision",
+        "no",
+    ]
     env = {**os.environ, "PYTHONPATH": str(SRC), "OMP_NUM_THREADS": "1", "CUDA_VISIBLE_DEVICES": ""}
-    first = subprocess.Popen([sys.executable, "-m", "defectsynth", "train", *args], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    first = subprocess.Popen(
+        [sys.executable, "-m", "defectsynth", "train", *args],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
     deadline = time.monotonic() + 300
     while not (run / "run.json").is_file():  # the first has checked the folder and started writing
         assert first.poll() is None and time.monotonic() < deadline, first.stderr.read().decode()
         time.sleep(0.05)
     # the second, with --resume: without the lock it would take the half-written run over
     line = _one_line(CliRunner().invoke(app, ["train", *args, "--resume"]))
-    assert line == f"error: {run}: is being written by another process (train, pid {first.pid} on host {socket.gethostname()}): wait for it to finish or stop it"
+    assert line == (
+        f"error: {run}: is being written by another process (train, pid {first.pid} on host "
+        f"{socket.gethostname()}): wait for it to finish or stop it"
+    )
     assert first.wait(timeout=600) == 0, first.stderr.read().decode()
     first.stderr.close()
-    reference = train(data16, out=tmp_path / "alone", model="tiny", batch_size=2, preview_every=0, epochs=100, max_steps=12, checkpoint_every=2,
-                      mixed_precision="no")
+    reference = train(
+        data16,
+        out=tmp_path / "alone",
+        model="tiny",
+        batch_size=2,
+        preview_every=0,
+        epochs=100,
+        max_steps=12,
+        checkpoint_every=2,
+        mixed_precision="no",
+    )
     for name in ("unet", "unet_ema", "checkpoint-12"):
         mine, theirs = _digest(run / name), _digest(reference / name)
-        assert {k: v for k, v in mine.items() if k != "trainer.json"} == {k: v for k, v in theirs.items() if k != "trainer.json"}, name
+        assert {k: v for k, v in mine.items() if k != "trainer.json"} == {
+            k: v for k, v in theirs.items() if k != "trainer.json"
+        }, name
     assert sorted(p.name for p in tmp_path.iterdir() if not p.name.startswith(".")) == ["alone", "run"]
     assert not (tmp_path / ".run.lock.json").exists()  # the holder file goes with the lock
 
@@ -78,7 +114,18 @@ def _commands(ws: Path, data16: Path, synth: Path) -> dict[str, list[str]]:
         "prepare": ["prepare", "toy", "--num", "4", "--size", "16", "--out", out, "--no-progress"],
         "filter": ["filter", str(data16), "--out", out, "--by", "boxes", "--clip-labels", "--no-progress"],
         "balance": ["balance", str(data16), "--with", str(synth), "--out", out, "--no-progress"],
-        "evaluate": ["evaluate", "--real", str(data16), "--out", out, "--models", "unet", "--encoder-weights", "none", "--no-progress"],
+        "evaluate": [
+            "evaluate",
+            "--real",
+            str(data16),
+            "--out",
+            out,
+            "--models",
+            "unet",
+            "--encoder-weights",
+            "none",
+            "--no-progress",
+        ],
         "demo": ["demo", "--quick", "--out", out, "--no-progress"],
         "train": ["train", str(data16), "--out", out, *TINY],
         "encode-boxes": ["encode-boxes", out, "--no-progress"],
@@ -88,7 +135,9 @@ def _commands(ws: Path, data16: Path, synth: Path) -> dict[str, list[str]]:
 @pytest.mark.parametrize("command", ["prepare", "filter", "balance", "evaluate", "demo", "train", "encode-boxes"])
 def test_every_writing_command_is_refused_while_another_holds_its_output(data16, synth, tmp_path, command):
     args = _commands(tmp_path, data16, synth)[command]
-    with output_lock(tmp_path / "out", "sample"):  # held by this process: the command opens the lock anew, like another process
+    with output_lock(
+        tmp_path / "out", "sample"
+    ):  # held by this process: the command opens the lock anew, like another process
         line = _one_line(CliRunner().invoke(app, args))
         assert f"{tmp_path / 'out'}: is being written by another process (sample, pid {os.getpid()} on host " in line
         assert not (tmp_path / "out").exists()
@@ -112,7 +161,9 @@ def test_the_next_run_removes_the_partial_folders_its_command_left_and_only_thos
     unmarked = _fake_partial(out, None)
     elsewhere = _fake_partial(tmp_path / "other", command)
     (tmp_path / ".out.partial-moved").mkdir()  # beside out, but its marker names another target
-    (tmp_path / ".out.partial-moved" / PARTIAL_MARKER).write_text(json.dumps({"command": command, "target": str((tmp_path / "other").resolve())}))
+    (tmp_path / ".out.partial-moved" / PARTIAL_MARKER).write_text(
+        json.dumps({"command": command, "target": str((tmp_path / "other").resolve())})
+    )
     result = CliRunner().invoke(app, _commands(tmp_path, data16, synth)[command])
     assert result.exit_code == 0, result.output
     assert not any(p.exists() for p in mine)

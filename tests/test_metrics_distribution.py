@@ -6,8 +6,8 @@ import math
 
 import numpy as np
 import pytest
-
 from _metrics_data import write_dataset
+
 from defectsynth.data import Box, Sample
 from defectsynth.errors import DatasetError, OptionError
 from defectsynth.metrics import compute_metrics, entropy_bits, gini
@@ -38,8 +38,11 @@ def _sample(stem, mask_classes=(), box_classes=()):
 
 def test_real_synthetic_and_combined(tmp_path):
     # real: scratch in 2 images (one by box only, one twice in the same image), spot in 1, crack in 0
-    real = write_dataset(tmp_path / "real", [_sample("r0", (1, 1)), _sample("r1", (), (1,)), _sample("r2", (2,)), _sample("r3")],
-                         splits={"train": ["r0", "r1", "r2"], "val": ["r3"]})
+    real = write_dataset(
+        tmp_path / "real",
+        [_sample("r0", (1, 1)), _sample("r1", (), (1,)), _sample("r2", (2,)), _sample("r3")],
+        splits={"train": ["r0", "r1", "r2"], "val": ["r3"]},
+    )
     synth = write_dataset(tmp_path / "synth", [_sample("s0", (3,)), _sample("s1", (2, 3))], synthetic=True)
     result = compute_metrics(["entropy", "cir"], synthetic=synth, real=real, split="train")
     cir = result["cir"]

@@ -7,8 +7,8 @@ import pytest
 import scipy.linalg
 import torch
 
-from defectsynth.metrics.compute import parse_features, parse_names, parse_nets
 from defectsynth.errors import OptionError
+from defectsynth.metrics.compute import parse_features, parse_names, parse_nets
 from defectsynth.metrics.fid_kid import batches_of_equal_size, fid_from_features, kid_from_features
 
 

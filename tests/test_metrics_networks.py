@@ -9,8 +9,8 @@ import urllib.error
 import numpy as np
 import pytest
 import torch
-
 from _metrics_data import random_images, write_dataset
+
 from defectsynth.cli import app
 from defectsynth.data import Dataset, Sample
 from defectsynth.errors import DatasetError, MissingDependencyError
@@ -18,7 +18,13 @@ from defectsynth.metrics import compute_metrics
 from defectsynth.metrics.fid_kid import FEATURE_SIZES, fid_from_features, inception_features
 from defectsynth.metrics.lpips import condition_pairs, lpips_distances, to_lpips_range
 from defectsynth.metrics.weights import (
-    LPIPS_NETS, WEIGHT_FILES, inception_architecture, load_inception, load_lpips, lpips_class, save_weights,
+    LPIPS_NETS,
+    WEIGHT_FILES,
+    inception_architecture,
+    load_inception,
+    load_lpips,
+    lpips_class,
+    save_weights,
 )
 
 
@@ -41,7 +47,10 @@ def datasets(tmp_path_factory):
     real = write_dataset(root / "real", real_samples)
     condition_of = {"s00": "r02", "s01": "r00", "s02": "r03", "s03": "r01"}
     by_stem = {s.stem: s for s in real_samples}
-    paired = [Sample(stem, by_stem[cond].image, by_stem[cond].mask, by_stem[cond].boxes) for stem, cond in condition_of.items()]
+    paired = [
+        Sample(stem, by_stem[cond].image, by_stem[cond].mask, by_stem[cond].boxes)
+        for stem, cond in condition_of.items()
+    ]
     source = {"condition_of": condition_of, "conditions": {"dataset": str(real), "split": None}}
     paired_dir = write_dataset(root / "paired", paired, source=source, synthetic=True)
     noisy = write_dataset(root / "noisy", random_images(4, 32, seed=2, prefix="r"), synthetic=True)
@@ -61,22 +70,35 @@ def test_inception_input_is_uint8_and_scaled_to_minus_one_one(weights_dir, tmp_p
     conv_in = seen["conv"]
     assert conv_in.shape[-2:] == (299, 299)
     assert conv_in.min().item() == pytest.approx(-1.0) and conv_in.max().item() == pytest.approx(127 / 128)
-    assert [f.shape for f in feats.values()] == [(1, 64), (1, 192), (1, 768), (1, 2048)] and feats[64].dtype == torch.float64
+    assert [f.shape for f in feats.values()] == [(1, 64), (1, 192), (1, 768), (1, 2048)] and feats[
+        64
+    ].dtype == torch.float64
 
 
 def test_fid_kid_end_to_end(weights_dir, datasets):
     # 2048 is left out only for time (a 2048x2048 eigen-decomposition); its features are checked above
-    result = compute_metrics(["fid", "kid"], synthetic=datasets["noisy"], real=datasets["real"], weights_dir=weights_dir, features="64,192,768")
+    result = compute_metrics(
+        ["fid", "kid"],
+        synthetic=datasets["noisy"],
+        real=datasets["real"],
+        weights_dir=weights_dir,
+        features="64,192,768",
+    )
     assert list(result["fid"]) == ["64", "192", "768"] and list(result["kid"]) == ["64", "192", "768"]
     assert all(math.isfinite(v) and v > 0 for v in result["fid"].values())
     assert result["kid"]["768"]["subset_size"] == 4 and result["kid"]["768"]["subsets"] == 100
     # same images on both sides (paired holds the real images, reordered): FID 0
-    same = compute_metrics(["fid"], synthetic=datasets["paired"], real=datasets["real"], weights_dir=weights_dir, features="64")
+    same = compute_metrics(
+        ["fid"], synthetic=datasets["paired"], real=datasets["real"], weights_dir=weights_dir, features="64"
+    )
     assert same["fid"]["64"] == pytest.approx(0.0, abs=1e-6)
     # and the result is the FID of the features of the loaded network
     net = load_inception([64], weights_dir)
     real_ds, noisy_ds = Dataset(datasets["real"]), Dataset(datasets["noisy"])
-    direct = fid_from_features(inception_features(real_ds, real_ds.stems, net, [64])[64], inception_features(noisy_ds, noisy_ds.stems, net, [64])[64])
+    direct = fid_from_features(
+        inception_features(real_ds, real_ds.stems, net, [64])[64],
+        inception_features(noisy_ds, noisy_ds.stems, net, [64])[64],
+    )
     assert result["fid"]["64"] == pytest.approx(direct, rel=1e-9)
 
 
@@ -123,8 +145,20 @@ def test_missing_condition_entry(tmp_path, datasets):
 
 
 def test_missing_weights_is_one_line_and_exit_2(tmp_path, datasets, runner):
-    res = runner.invoke(app, ["metrics", "fid", "--synthetic", str(datasets["noisy"]), "--real", str(datasets["real"]),
-                              "--weights-dir", str(tmp_path), "--no-progress"])
+    res = runner.invoke(
+        app,
+        [
+            "metrics",
+            "fid",
+            "--synthetic",
+            str(datasets["noisy"]),
+            "--real",
+            str(datasets["real"]),
+            "--weights-dir",
+            str(tmp_path),
+            "--no-progress",
+        ],
+    )
     assert res.exit_code == 2
     lines = res.output.strip().splitlines()
     assert len(lines) == 1 and "inception_v3_fid.safetensors" in lines[0], res.output
@@ -149,9 +183,14 @@ def test_offline_default_path_names_the_cache_file(tmp_path, monkeypatch):
     monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path / "hub"))
     monkeypatch.setattr(tfi, "load_state_dict_from_url", offline)
     monkeypatch.setattr(tv_api, "load_state_dict_from_url", offline)
-    with pytest.raises(MissingDependencyError, match=r"put weights-inception-2015-12-05-6726825d\.pth in .*hub/checkpoints"):
+    with pytest.raises(
+        MissingDependencyError, match=r"put weights-inception-2015-12-05-6726825d\.pth in .*hub/checkpoints"
+    ):
         load_inception([64])
-    with pytest.raises(MissingDependencyError, match=r"put squeezenet1_1-b8a52dc0\.pth in .*hub/checkpoints.*lpips_squeeze\.safetensors"):
+    with pytest.raises(
+        MissingDependencyError,
+        match=r"put squeezenet1_1-b8a52dc0\.pth in .*hub/checkpoints.*lpips_squeeze\.safetensors",
+    ):
         load_lpips("squeeze")
 
 
@@ -160,7 +199,10 @@ def test_export_weights_round_trip(tmp_path, monkeypatch):
     """export_weights saves what the libraries' default path built; --weights-dir loads it back unchanged."""
     import defectsynth.metrics.weights as weights
 
-    built = {"inception": inception_architecture([2048]), "squeeze": lpips_class()(net="squeeze", pretrained=False, pnet_rand=True)}
+    built = {
+        "inception": inception_architecture([2048]),
+        "squeeze": lpips_class()(net="squeeze", pretrained=False, pnet_rand=True),
+    }
     monkeypatch.setattr(weights, "load_inception", lambda features: built["inception"])
     monkeypatch.setattr(weights, "load_lpips", lambda net: built[net])
     written = weights.export_weights(tmp_path, nets=("squeeze",))

@@ -6,8 +6,8 @@ import json
 
 import numpy as np
 import pytest
-
 from _metrics_data import write_dataset
+
 from defectsynth.cli import app
 from defectsynth.data import Box, Sample
 from defectsynth.errors import DatasetError
@@ -89,7 +89,11 @@ def test_matches_a_per_pixel_brute_force(seed):
     mask = rng.choice(np.array([0, 0, 0, 1, 2, 3, 255], np.uint8), size=(h, w))
     n = int(rng.integers(0, 6))
     x0, y0 = rng.integers(0, w - 1, n), rng.integers(0, h - 1, n)
-    xyxy = np.stack([x0, y0, x0 + rng.integers(1, w - x0 + 1), y0 + rng.integers(1, h - y0 + 1)], 1) if n else np.zeros((0, 4), int)
+    xyxy = (
+        np.stack([x0, y0, x0 + rng.integers(1, w - x0 + 1), y0 + rng.integers(1, h - y0 + 1)], 1)
+        if n
+        else np.zeros((0, 4), int)
+    )
     classes = rng.integers(1, num_classes, n)
     got, want = sae_ebr_counts(mask, xyxy, classes, num_classes), _brute_force(mask, xyxy, classes, num_classes)
     for field in ("generated", "misaligned", "boxes", "empty"):
@@ -125,7 +129,10 @@ def test_compute_metrics_on_a_dataset_folder(tmp_path):
 
 def test_cli_writes_json_and_tables(tmp_path, runner):
     out = tmp_path / "m.json"
-    res = runner.invoke(app, ["metrics", "sae", "ebr", "--synthetic", str(_synthetic_folder(tmp_path)), "--json", str(out), "--no-progress"])
+    res = runner.invoke(
+        app,
+        ["metrics", "sae", "ebr", "--synthetic", str(_synthetic_folder(tmp_path)), "--json", str(out), "--no-progress"],
+    )
     assert res.exit_code == 0, res.output
     assert "75.00%" in res.output and "33.33%" in res.output  # percentages in the tables
     saved = json.loads(out.read_text())

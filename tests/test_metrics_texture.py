@@ -6,8 +6,8 @@ import json
 
 import numpy as np
 import pytest
-
 from _metrics_data import write_dataset
+
 from defectsynth.cli import app
 from defectsynth.data import Box, Sample
 from defectsynth.errors import OptionError
@@ -87,11 +87,15 @@ def _board_in_box(stem: str, level: int, tiny: bool = False) -> Sample:
 
 
 def test_identical_sets_give_ratio_one_and_distance_zero(tmp_path):
-    real = write_dataset(tmp_path / "real", [_board_in_box("a", 100, tiny=True), _board_in_box("b", 120)], classes=["crack"])
+    real = write_dataset(
+        tmp_path / "real", [_board_in_box("a", 100, tiny=True), _board_in_box("b", 120)], classes=["crack"]
+    )
     result = compute_metrics(["texture"], synthetic=real, real=real)["texture"]
     for region in ("image", "boxes"):
         block = result[region]
-        assert block["ratio"]["laplacian_var"] == pytest.approx(1.0) and block["ratio"]["hf_share"] == pytest.approx(1.0)
+        assert block["ratio"]["laplacian_var"] == pytest.approx(1.0) and block["ratio"]["hf_share"] == pytest.approx(
+            1.0
+        )
         assert block["ratio"]["mean"] == pytest.approx({"R": 1.0, "G": 1.0, "B": 1.0})
         assert block["distance"] == {"hist_l1": 0.0, "wasserstein": 0.0}
     boxes = result["boxes"]["real"]
@@ -108,7 +112,9 @@ def test_grey_shift_is_the_wasserstein_distance(tmp_path):
     for region in ("image", "boxes"):
         assert result[region]["distance"]["wasserstein"] == pytest.approx(7.0)
         assert result[region]["ratio"]["laplacian_var"] == pytest.approx(1.0)  # the same texture, only brighter
-        assert result[region]["ratio"]["mean"]["G"] == pytest.approx(result[region]["synthetic"]["mean"]["G"] / result[region]["real"]["mean"]["G"])
+        assert result[region]["ratio"]["mean"]["G"] == pytest.approx(
+            result[region]["synthetic"]["mean"]["G"] / result[region]["real"]["mean"]["G"]
+        )
     assert result["image"]["synthetic"]["mean"]["R"] == pytest.approx(107.0)
 
 
@@ -119,8 +125,25 @@ def test_bad_cutoff_is_refused(toy_dataset):
 
 def test_cli_prints_the_table_and_writes_json(tmp_path, runner, toy_dataset):
     out = tmp_path / "t.json"
-    res = runner.invoke(app, ["metrics", "texture", "--real", str(toy_dataset), "--split", "train", "--synthetic", str(toy_dataset),
-                              "--hf-cutoff", "0.3", "--json", str(out), "--no-progress"], env={"COLUMNS": "200"})
+    res = runner.invoke(
+        app,
+        [
+            "metrics",
+            "texture",
+            "--real",
+            str(toy_dataset),
+            "--split",
+            "train",
+            "--synthetic",
+            str(toy_dataset),
+            "--hf-cutoff",
+            "0.3",
+            "--json",
+            str(out),
+            "--no-progress",
+        ],
+        env={"COLUMNS": "200"},
+    )
     assert res.exit_code == 0, res.output
     data = json.loads(out.read_text())["texture"]
     assert data["hf_cutoff"] == 0.3 and data["image"]["real"]["images"] < data["image"]["synthetic"]["images"]

@@ -13,8 +13,13 @@ tomllib = pytest.importorskip("tomllib")
 
 ROOT = Path(__file__).resolve().parents[1]
 # import name -> distribution name, where they differ
-DISTRIBUTION = {"cv2": "opencv-python-headless", "PIL": "pillow", "segmentation_models_pytorch": "segmentation-models-pytorch",
-                "torch_fidelity": "torch-fidelity", "huggingface_hub": "huggingface-hub"}
+DISTRIBUTION = {
+    "cv2": "opencv-python-headless",
+    "PIL": "pillow",
+    "segmentation_models_pytorch": "segmentation-models-pytorch",
+    "torch_fidelity": "torch-fidelity",
+    "huggingface_hub": "huggingface-hub",
+}
 
 
 def _project() -> dict:

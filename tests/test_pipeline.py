@@ -25,7 +25,15 @@ TINY = {"model": "tiny", "batch_size": 4, "epochs": 1, "preview_every": 0, "prog
 
 @pytest.fixture(scope="module")
 def isdm_run(data16, tmp_path_factory, one_thread) -> Path:
-    return train(data16, out=tmp_path_factory.mktemp("runs") / "isdm", cond="mask", target="image", drop_rate=0.2, max_steps=2, **TINY)
+    return train(
+        data16,
+        out=tmp_path_factory.mktemp("runs") / "isdm",
+        cond="mask",
+        target="image",
+        drop_rate=0.2,
+        max_steps=2,
+        **TINY,
+    )
 
 
 def _weights_equal(model, folder: Path) -> bool:
@@ -44,7 +52,8 @@ def test_plain_diffusers_loads_the_run_and_draws_what_sample_writes(tiny_run, tm
     ds = Dataset(written)
     stems = sorted(ds.stems, key=lambda s: json.loads((written / ".sampling" / f"{s}.json").read_text())["index"])
     out = pipe.use_sampler("ddim")(
-        boxes=[ds.read_boxes(s) for s in stems], num_inference_steps=2, generator=sample_generators(5, [0, 1, 2]), output_type="np", batch_rows=3,
+        boxes=[ds.read_boxes(s) for s in stems], num_inference_steps=2, generator=sample_generators(5, [0, 1, 2]),
+        output_type="np", batch_rows=3,
     )  # fmt: skip
     for i, stem in enumerate(stems):
         written_sample = ds.read(stem)
@@ -59,9 +68,14 @@ def test_save_pretrained_round_trip_and_plain_weights(tiny_run, tmp_path):
     again = DiffusionPipeline.from_pretrained(tmp_path / "saved")
     assert _weights_equal(again.unet, tiny_run / "unet_ema") and again.config.run == pipe.config.run
     boxes = [[{"class": 2, "box": [0, 4, 8, 12]}], []]
-    a, b = (p(boxes=boxes, num_inference_steps=2, generator=torch.Generator().manual_seed(1), output_type="np") for p in (pipe, again))
+    a, b = (
+        p(boxes=boxes, num_inference_steps=2, generator=torch.Generator().manual_seed(1), output_type="np")
+        for p in (pipe, again)
+    )
     assert np.array_equal(a.images, b.images) and np.array_equal(a.masks, b.masks)
-    plain = DefectsynthPipeline.from_pretrained(tiny_run, unet_ema=None)  # (DiffusionPipeline.from_pretrained does not skip optional components)
+    plain = DefectsynthPipeline.from_pretrained(
+        tiny_run, unet_ema=None
+    )  # (DiffusionPipeline.from_pretrained does not skip optional components)
     assert _weights_equal(plain.unet, tiny_run / "unet")
 
 
@@ -86,11 +100,15 @@ def test_mask_conditioned_and_unconditional_runs(isdm_run, data16, tmp_path):
     index = json.loads((isdm_run / "model_index.json").read_text())
     assert index["unet"] == ["defectsynth.diffusion.spade_unet", "SPADEUNet2DModel"] and index["run"]["cond"] == "mask"
     masks = [Dataset(data16).read(s).mask for s in Dataset(data16).stems[:2]]
-    out = pipe(masks=masks, num_inference_steps=25, generator=torch.Generator().manual_seed(0), output_type="np")  # ISDM: rescaled, guidance 1.5
+    out = pipe(
+        masks=masks, num_inference_steps=25, generator=torch.Generator().manual_seed(0), output_type="np"
+    )  # ISDM: rescaled, guidance 1.5
     assert out.images.shape == (2, 16, 16, 3) and np.array_equal(out.masks, np.stack(masks))
     unconditional = train(data16, out=tmp_path / "masks", cond="none", target="mask", ema=False, max_steps=1, **TINY)
     assert json.loads((unconditional / "model_index.json").read_text())["unet_ema"] == [None, None]
-    drawn = DiffusionPipeline.from_pretrained(unconditional).use_sampler("dpm")(batch_size=3, num_inference_steps=2, output_type="np")
+    drawn = DiffusionPipeline.from_pretrained(unconditional).use_sampler("dpm")(
+        batch_size=3, num_inference_steps=2, output_type="np"
+    )
     assert drawn.images.shape == (3, 16, 16, 3) and drawn.masks.shape == (3, 16, 16)
 
 
@@ -101,7 +119,10 @@ def test_bad_requests_are_one_line_errors(tiny_run, isdm_run):
         (lambda: pipe(masks=[np.zeros((16, 16), np.uint8)]), "samples from boxes=.*masks not taken"),
         (lambda: isdm(boxes=[[]]), "samples from masks=.*boxes not taken"),
         (lambda: pipe(boxes=[[{"class": 1, "box": [0, 0, 20, 4]}]]), r"boxes\[0\]: .*outside the 16x16 image"),
-        (lambda: pipe(boxes=[[{"class": 9, "box": [0, 0, 4, 4]}]]), r"boxes\[0\]: entry 0: class 9 is not a defect class"),
+        (
+            lambda: pipe(boxes=[[{"class": 9, "box": [0, 0, 4, 4]}]]),
+            r"boxes\[0\]: entry 0: class 9 is not a defect class",
+        ),
         (lambda: pipe(boxes=[[{"class": 1, "box": [0, 0, 4, 4]}, (1, 0, 0, 4, 4)]]), r"boxes\[0\]: entry 1 must be \{"),
         (lambda: isdm(masks=[np.zeros((8, 8), np.uint8)]), r"masks\[0\]: shape \(8, 8\)"),
         (lambda: isdm(masks=[np.full((16, 16), 7, np.uint8)]), r"masks\[0\]: class ids \[7\]"),

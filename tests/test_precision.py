@@ -16,7 +16,10 @@ from defectsynth.diffusion.processes import make_accelerator, native_bf16, resol
 from defectsynth.errors import OptionError
 
 
-@pytest.mark.parametrize(("env", "native", "expected"), [(None, True, "bf16"), (None, False, "no"), ("fp16", True, "fp16"), ("no", True, "no"), ("BF16", False, "bf16")])
+@pytest.mark.parametrize(
+    ("env", "native", "expected"),
+    [(None, True, "bf16"), (None, False, "no"), ("fp16", True, "fp16"), ("no", True, "no"), ("BF16", False, "bf16")],
+)
 def test_auto_follows_the_launcher_then_the_device(monkeypatch, env, native, expected):
     if env is None:
         monkeypatch.delenv("ACCELERATE_MIXED_PRECISION", raising=False)
@@ -36,7 +39,10 @@ def test_auto_refuses_a_launcher_precision_it_cannot_use(monkeypatch):
 def test_auto_asks_the_cpu_when_accelerate_is_told_to_use_it(monkeypatch):
     monkeypatch.delenv("ACCELERATE_MIXED_PRECISION", raising=False)
     asked = []
-    with mock.patch("torch.cuda.is_available", return_value=True), mock.patch.object(processes, "native_bf16", side_effect=lambda d: asked.append(d) or False):
+    with (
+        mock.patch("torch.cuda.is_available", return_value=True),
+        mock.patch.object(processes, "native_bf16", side_effect=lambda d: asked.append(d) or False),
+    ):
         resolve_precision("auto")
         monkeypatch.setenv("ACCELERATE_USE_CPU", "true")
         resolve_precision("auto")
@@ -44,7 +50,10 @@ def test_auto_asks_the_cpu_when_accelerate_is_told_to_use_it(monkeypatch):
 
 
 def test_native_bf16_reads_the_cpu_flags_and_the_gpu_generation():
-    with mock.patch("torch.cpu._is_avx512_bf16_supported", return_value=False), mock.patch("torch.cpu._is_amx_tile_supported", return_value=False):
+    with (
+        mock.patch("torch.cpu._is_avx512_bf16_supported", return_value=False),
+        mock.patch("torch.cpu._is_amx_tile_supported", return_value=False),
+    ):
         assert not native_bf16("cpu")
     with mock.patch("torch.cpu._is_avx512_bf16_supported", return_value=True):
         assert native_bf16("cpu")
@@ -64,9 +73,15 @@ def test_one_process_can_train_at_several_precisions():
 def tiny_attention_unet() -> UNet2DModel:
     torch.manual_seed(0)
     return UNet2DModel(
-        sample_size=16, in_channels=3, out_channels=3, block_out_channels=(8, 16), layers_per_block=1,
-        down_block_types=("DownBlock2D", "AttnDownBlock2D"), up_block_types=("AttnUpBlock2D", "UpBlock2D"),
-        norm_num_groups=4, attention_head_dim=8,
+        sample_size=16,
+        in_channels=3,
+        out_channels=3,
+        block_out_channels=(8, 16),
+        layers_per_block=1,
+        down_block_types=("DownBlock2D", "AttnDownBlock2D"),
+        up_block_types=("AttnUpBlock2D", "UpBlock2D"),
+        norm_num_groups=4,
+        attention_head_dim=8,
     )
 
 

@@ -9,8 +9,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-
 from _formats import coco_file, rect_mask, write_jpeg, write_lemons, write_mask_file, write_pair, write_voc, write_wood
+
 from defectsynth.cli import app
 
 
@@ -26,8 +26,11 @@ def _edit_json(path: Path, change) -> None:
 
 def _coco(root: Path, change=None) -> list[str]:
     write_jpeg(root / "imgs" / "a.jpg", 16, 16)
-    data = coco_file([{"id": 1, "file_name": "a.jpg", "width": 16, "height": 16}],
-                     [{"image_id": 1, "category_id": 1, "segmentation": [[1, 1, 5, 1, 5, 5, 1, 5]], "bbox": [1, 1, 4, 4]}], ["dent"])
+    data = coco_file(
+        [{"id": 1, "file_name": "a.jpg", "width": 16, "height": 16}],
+        [{"image_id": 1, "category_id": 1, "segmentation": [[1, 1, 5, 1, 5, 5, 1, 5]], "bbox": [1, 1, 4, 4]}],
+        ["dent"],
+    )
     if change:
         change(data)
     (root / "ann.json").write_text(json.dumps(data))
@@ -50,7 +53,13 @@ def unreadable_image(root):
 def image_size_differs_from_annotations(root):
     src = _lemons(root)
     write_jpeg(src / "images" / "0001_A.jpg", 40, 40)
-    return ["lemons", "--source", str(src), "--binary", "blemish"], "0001_A.jpg: image is 40x40 but the annotations say 64x64"
+    return [
+        "lemons",
+        "--source",
+        str(src),
+        "--binary",
+        "blemish",
+    ], "0001_A.jpg: image is 40x40 but the annotations say 64x64"
 
 
 def mask_of_another_size(root):
@@ -65,7 +74,11 @@ def unknown_class_colour(root):
     segm = cv2.imread(str(path))
     segm[0, 0] = (7, 7, 7)
     cv2.imwrite(str(path), segm)
-    return ["wood", "--source", str(src)], "100000002_segm.bmp: colour (7, 7, 7) is not in the semantic map specification"
+    return [
+        "wood",
+        "--source",
+        str(src),
+    ], "100000002_segm.bmp: colour (7, 7, 7) is not in the semantic map specification"
 
 
 def colour_not_in_palette(root):
@@ -74,17 +87,33 @@ def colour_not_in_palette(root):
     write_jpeg(root / "src" / "images" / "c.jpg", 8, 8)
     write_mask_file(root / "src" / "masks" / "c.png", colour)
     (root / "pal.json").write_text(json.dumps({"rust": [255, 0, 0]}))
-    return ["masks", "--source", str(root / "src"), "--palette", str(root / "pal.json")], "c.png: colour (0, 255, 0) is not in the palette"
+    return [
+        "masks",
+        "--source",
+        str(root / "src"),
+        "--palette",
+        str(root / "pal.json"),
+    ], "c.png: colour (0, 255, 0) is not in the palette"
 
 
 def class_id_outside_declared(root):
     write_pair(root / "src", "a", rect_mask(8, 8, (1, 1, 4, 4), value=3))
-    return ["masks", "--source", str(root / "src"), "--classes", "scratch,dent"], "a.png: mask holds class id 3, outside the 2 declared classes"
+    return [
+        "masks",
+        "--source",
+        str(root / "src"),
+        "--classes",
+        "scratch,dent",
+    ], "a.png: mask holds class id 3, outside the 2 declared classes"
 
 
 def box_outside_image(root):
     args = _coco(root, lambda d: d["annotations"][0].update(bbox=[10, 10, 8, 4]))
-    return args, "ann.json (annotation 1, a.jpg): bbox [10, 10, 8, 4]: box [10, 10, 18, 14] of class 1 lies outside the 16x16 image"
+    return (
+        args,
+        "ann.json (annotation 1, a.jpg): bbox [10, 10, 8, 4]: box [10, 10, 18, 14] of class 1 lies outside the "
+        "16x16 image",
+    )
 
 
 def empty_box(root):
@@ -120,7 +149,15 @@ def missing_source(root):
 
 def wrong_size(root):
     src = _lemons(root)
-    return ["lemons", "--source", str(src), "--binary", "blemish", "--size", "0x5"], "--size: width and height must lie in 8..8192"
+    return [
+        "lemons",
+        "--source",
+        str(src),
+        "--binary",
+        "blemish",
+        "--size",
+        "0x5",
+    ], "--size: width and height must lie in 8..8192"
 
 
 def malformed_json(root):
@@ -146,12 +183,24 @@ def unknown_lemon_category(root):
 
 def empty_lemon_subset(root):
     src = _lemons(root)
-    return ["lemons", "--source", str(src), "--classes", "artifact"], "instances_default.json: no image has only artifact annotated"
+    return [
+        "lemons",
+        "--source",
+        str(src),
+        "--classes",
+        "artifact",
+    ], "instances_default.json: no image has only artifact annotated"
 
 
 def option_of_another_source(root):
     src = _lemons(root)
-    return ["lemons", "--source", str(src), "--palette", str(root / "p.json")], "--palette cannot be used with the 'lemons' source"
+    return [
+        "lemons",
+        "--source",
+        str(src),
+        "--palette",
+        str(root / "p.json"),
+    ], "--palette cannot be used with the 'lemons' source"
 
 
 def mask_missing(root):
@@ -193,14 +242,45 @@ def voc_rgb_mask(root):
 
 def lemons_not_a_zip(root):
     (root / "lemons.zip").write_bytes(b"PK but not really")
-    return ["lemons", "--source", str(root / "lemons.zip"), "--binary", "blemish"], "lemons.zip: expected the dataset folder or its .zip"
+    return [
+        "lemons",
+        "--source",
+        str(root / "lemons.zip"),
+        "--binary",
+        "blemish",
+    ], "lemons.zip: expected the dataset folder or its .zip"
 
 
-CASES = [missing_image, unreadable_image, image_size_differs_from_annotations, mask_of_another_size, unknown_class_colour,
-         colour_not_in_palette, class_id_outside_declared, box_outside_image, empty_box, duplicate_stem, stem_with_a_path,
-         invalid_stem_characters, empty_source, missing_source, wrong_size, malformed_json, annotation_of_unknown_image,
-         rle_of_another_size, unknown_lemon_category, empty_lemon_subset, option_of_another_source, mask_missing,
-         wood_bad_box_number, wood_unknown_defect_name, wood_map_without_boxes, voc_missing_split, voc_rgb_mask, lemons_not_a_zip]
+CASES = [
+    missing_image,
+    unreadable_image,
+    image_size_differs_from_annotations,
+    mask_of_another_size,
+    unknown_class_colour,
+    colour_not_in_palette,
+    class_id_outside_declared,
+    box_outside_image,
+    empty_box,
+    duplicate_stem,
+    stem_with_a_path,
+    invalid_stem_characters,
+    empty_source,
+    missing_source,
+    wrong_size,
+    malformed_json,
+    annotation_of_unknown_image,
+    rle_of_another_size,
+    unknown_lemon_category,
+    empty_lemon_subset,
+    option_of_another_source,
+    mask_missing,
+    wood_bad_box_number,
+    wood_unknown_defect_name,
+    wood_map_without_boxes,
+    voc_missing_split,
+    voc_rgb_mask,
+    lemons_not_a_zip,
+]
 
 
 def _digest(folder: Path) -> str:
@@ -219,8 +299,12 @@ def test_bad_input_one_line_exit_2_nothing_left(runner, tmp_path, case):
     before = _digest(raw)
     outs = tmp_path / "outs"
     outs.mkdir()
-    result = runner.invoke(app, ["prepare", *args, "--out", str(outs / "data"), "--size", "16", "--no-progress"]
-                           if "--size" not in args else ["prepare", *args, "--out", str(outs / "data"), "--no-progress"])
+    result = runner.invoke(
+        app,
+        ["prepare", *args, "--out", str(outs / "data"), "--size", "16", "--no-progress"]
+        if "--size" not in args
+        else ["prepare", *args, "--out", str(outs / "data"), "--no-progress"],
+    )
     assert result.exit_code == 2, result.output
     lines = [line for line in result.stderr.splitlines() if line.strip()]
     assert len(lines) == 1, lines

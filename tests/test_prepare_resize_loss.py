@@ -72,7 +72,9 @@ def test_min_defect_pixels_refuses_and_keeps_what_was_there(tiny_masks, tmp_path
     result = runner.invoke(app, [*base, "--size", "8", "--overwrite", "--min-defect-pixels", "1"])
     assert result.exit_code == 2
     lines = result.output.strip().splitlines()
-    assert len(lines) == 1 and "a: class 'class1' keeps 0 pixels at 8x8 (1 before); --min-defect-pixels is 1" in lines[0]
+    assert (
+        len(lines) == 1 and "a: class 'class1' keeps 0 pixels at 8x8 (1 before); --min-defect-pixels is 1" in lines[0]
+    )
     assert json.loads((out / "dataset.json").read_text())["source"]["size"] == "32x32"  # the old folder stays
     assert cv2.imread(str(out / "masks" / "a.png"), cv2.IMREAD_UNCHANGED).shape == (32, 32)
 
@@ -82,13 +84,17 @@ def test_min_defect_pixels_counts_pixels_after_resizing(tmp_path):
     write_pair(src, "c", rect_mask(32, 32, (0, 0, 16, 16), value=1))  # 256 pixels, 64 at 16x16
     manifest = prepare("masks", tmp_path / "ok", source_dir=src, size="16", min_defect_pixels=64)
     assert manifest.source["min_defect_pixels"] == 64
-    with pytest.raises(DatasetError, match=r"^c: class 'class1' keeps 64 pixels at 16x16 \(256 before\); --min-defect-pixels is 65$"):
+    with pytest.raises(
+        DatasetError, match=r"^c: class 'class1' keeps 64 pixels at 16x16 \(256 before\); --min-defect-pixels is 65$"
+    ):
         prepare("masks", tmp_path / "no", source_dir=src, size="16", min_defect_pixels=65)
     assert not (tmp_path / "no").exists()
 
 
 def test_min_defect_pixels_must_be_positive(tiny_masks, tmp_path, runner):
-    result = runner.invoke(app, ["prepare", "masks", "--source", str(tiny_masks), "--out", str(tmp_path / "o"), "--min-defect-pixels", "0"])
+    result = runner.invoke(
+        app, ["prepare", "masks", "--source", str(tiny_masks), "--out", str(tmp_path / "o"), "--min-defect-pixels", "0"]
+    )
     assert result.exit_code == 2 and "--min-defect-pixels must be at least 1, got 0" in result.output
 
 
@@ -97,7 +103,10 @@ def test_given_boxes_are_checked_too(tmp_path, caplog):
     root = tmp_path / "coco"
     (root / "imgs").mkdir(parents=True)
     cv2.imwrite(str(root / "imgs" / "p.png"), np.full((32, 32, 3), 90, np.uint8))
-    annotations = [ann(1, "dent", rect=(5, 5, 6, 6), categories=["dent"]), ann(1, "dent", rect=(8, 8, 24, 24), categories=["dent"])]
+    annotations = [
+        ann(1, "dent", rect=(5, 5, 6, 6), categories=["dent"]),
+        ann(1, "dent", rect=(8, 8, 24, 24), categories=["dent"]),
+    ]
     images = [{"id": 1, "file_name": "p.png", "width": 32, "height": 32}]
     (root / "instances.json").write_text(json.dumps(coco_file(images, annotations, ["dent"])))
     with caplog.at_level(logging.WARNING, logger="defectsynth"):

@@ -9,7 +9,7 @@ import pytest
 from defectsynth.cli import app
 from defectsynth.data import Dataset
 from defectsynth.data.prepare import prepare
-from defectsynth.data.sources.toy import toy_sample, TOY_CLASSES
+from defectsynth.data.sources.toy import TOY_CLASSES, toy_sample
 from defectsynth.errors import OptionError, OutputExistsError
 
 
@@ -29,7 +29,7 @@ def test_toy_masks_and_boxes_are_exact(toy_dataset):
         present = set(np.unique(sample.mask).tolist()) - {0}
         assert present == {b.cls for b in sample.boxes}
         for box in sample.boxes:
-            inside = sample.mask[box.y_min:box.y_max, box.x_min:box.x_max] == box.cls
+            inside = sample.mask[box.y_min : box.y_max, box.x_min : box.x_max] == box.cls
             # every box edge row/column touches its class: the box is tight
             assert inside[0].any() and inside[-1].any() and inside[:, 0].any() and inside[:, -1].any()
 
@@ -86,7 +86,9 @@ def test_overwrite_never_deletes_a_user_folder(tmp_path):
     assert (user / "thesis.docx").read_text() == "precious"
 
 
-@pytest.mark.parametrize("options", [{"size": "7"}, {"size": "abc"}, {"split": "0.5,0.2"}, {"num": 0}, {"classes": "dents"}])
+@pytest.mark.parametrize(
+    "options", [{"size": "7"}, {"size": "abc"}, {"split": "0.5,0.2"}, {"num": 0}, {"classes": "dents"}]
+)
 def test_bad_options_leave_no_output(tmp_path, options):
     with pytest.raises(OptionError):
         prepare("toy", tmp_path / "t", **{"num": 3, "size": "32", **options})
@@ -96,7 +98,21 @@ def test_bad_options_leave_no_output(tmp_path, options):
 
 def test_cli_prepare_toy(runner, tmp_path):
     out = tmp_path / "t"
-    args = ["prepare", "toy", "--out", str(out), "--num", "5", "--size", "32x24", "--seed", "3", "--split-fractions", "0.6,0.2,0.2", "--no-progress"]
+    args = [
+        "prepare",
+        "toy",
+        "--out",
+        str(out),
+        "--num",
+        "5",
+        "--size",
+        "32x24",
+        "--seed",
+        "3",
+        "--split-fractions",
+        "0.6,0.2,0.2",
+        "--no-progress",
+    ]
     result = runner.invoke(app, args)
     assert result.exit_code == 0, result.output
     assert "scratch" in result.output and f"wrote {out}" in result.output
@@ -104,7 +120,11 @@ def test_cli_prepare_toy(runner, tmp_path):
     files = sorted(str(p.relative_to(out)) for p in out.rglob("*") if p.is_file())
     assert files == sorted(
         ["dataset.json", "splits/train.txt", "splits/val.txt", "splits/test.txt"]
-        + [f"{sub}/{stem}.{ext}" for sub, ext in (("images", "png"), ("masks", "png"), ("boxes", "json")) for stem in stems]
+        + [
+            f"{sub}/{stem}.{ext}"
+            for sub, ext in (("images", "png"), ("masks", "png"), ("boxes", "json"))
+            for stem in stems
+        ]
     )
     ds = Dataset(out)
     assert ds.stems == stems and len(ds) == 5

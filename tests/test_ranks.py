@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 from _launch import two_cpu_processes
 
-SCRIPT = r'''
+SCRIPT = r"""
 import errno, json, os, sys
 
 rank = int(os.environ["RANK"])
@@ -57,10 +57,25 @@ if dist.is_initialized():
     dist.barrier()
 json.dump({"code": code}, open(os.path.join(folder, f"rank{rank}.json"), "w"))
 sys.exit(code)
-'''
+"""
 
-TRAIN = ["--model", "tiny", "--batch-size", "2", "--epochs", "100", "--max-steps", "4", "--checkpoint-every", "2", "--preview-every", "0",
-         "--mixed-precision", "no", "--no-progress"]
+TRAIN = [
+    "--model",
+    "tiny",
+    "--batch-size",
+    "2",
+    "--epochs",
+    "100",
+    "--max-steps",
+    "4",
+    "--checkpoint-every",
+    "2",
+    "--preview-every",
+    "0",
+    "--mixed-precision",
+    "no",
+    "--no-progress",
+]
 
 
 def _launch(tmp_path: Path, fault: str, args: list[str]) -> list[str]:
@@ -77,7 +92,10 @@ def _launch(tmp_path: Path, fault: str, args: list[str]) -> list[str]:
         stderr = (tmp_path / f"rank{rank}.err").read_text()
         assert report.is_file(), f"process {rank} did not end by itself: {stderr}\n{done.stderr.decode()[-3000:]}"
         shown = [line for line in stderr.splitlines() if line.strip()]
-        assert json.loads(report.read_text())["code"] == 2 and len(shown) == 1 and "Traceback" not in stderr, (rank, stderr)
+        assert json.loads(report.read_text())["code"] == 2 and len(shown) == 1 and "Traceback" not in stderr, (
+            rank,
+            stderr,
+        )
         lines.append(shown[0])
     assert done.returncode != 0
     return lines
@@ -87,7 +105,9 @@ def _launch(tmp_path: Path, fault: str, args: list[str]) -> list[str]:
 def test_a_non_finite_loss_on_one_process_stops_both_at_the_same_step(data16, tmp_path):
     run = tmp_path / "run"
     line0, line1 = _launch(tmp_path, "nan", ["train", str(data16), "--out", str(run), *TRAIN])
-    assert line0 == line1 and "step 3: the training loss is nan (not finite)" in line0 and "checkpoint-2/" in line0, line0
+    assert line0 == line1 and "step 3: the training loss is nan (not finite)" in line0 and "checkpoint-2/" in line0, (
+        line0
+    )
 
 
 @pytest.mark.slow
@@ -100,7 +120,9 @@ def test_an_exception_on_one_process_stops_both_with_its_line(data16, tmp_path):
 def test_a_full_disk_on_one_process_stops_both_and_keeps_what_was_saved(data16, tmp_path):
     run = tmp_path / "run"
     line0, line1 = _launch(tmp_path, "disk-full", ["train", str(data16), "--out", str(run), *TRAIN])
-    assert line0 == line1 and f"{run}: cannot write checkpoint-2 (No space left on device); training stopped" in line0, line0
+    assert (
+        line0 == line1 and f"{run}: cannot write checkpoint-2 (No space left on device); training stopped" in line0
+    ), line0
     assert not list(run.glob(".checkpoint-*")) and not list(run.glob("checkpoint-*"))  # no half checkpoint
 
 
@@ -110,7 +132,24 @@ def test_a_full_disk_while_sampling_on_one_process_stops_both(data16, tmp_path):
 
     run = train(data16, out=tmp_path / "run", model="tiny", batch_size=2, epochs=1, preview_every=0)
     out = tmp_path / "synth"
-    line0, line1 = _launch(tmp_path, "sample-disk-full", ["sample", str(run), "--out", str(out), "--num", "4", "--scheduler", "ddim", "--steps", "2",
-                                                          "--batch-size", "1", "--no-progress"])
+    line0, line1 = _launch(
+        tmp_path,
+        "sample-disk-full",
+        [
+            "sample",
+            str(run),
+            "--out",
+            str(out),
+            "--num",
+            "4",
+            "--scheduler",
+            "ddim",
+            "--steps",
+            "2",
+            "--batch-size",
+            "1",
+            "--no-progress",
+        ],
+    )
     assert line0 == line1 and f"{out}: cannot write a sample" in line0 and "(No space left on device)" in line0, line0
     assert not (out / "dataset.json").exists()

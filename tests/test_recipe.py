@@ -7,22 +7,31 @@ import math
 import pytest
 import torch
 
-from defectsynth.diffusion.losses import channel_weights, diffusion_loss, min_snr_weights, predicted_x0, prediction_target
-from defectsynth.diffusion.models import Layout, channel_layout
 from defectsynth.diffusion.denoising import denoise, sample_generators
+from defectsynth.diffusion.losses import (
+    channel_weights,
+    diffusion_loss,
+    min_snr_weights,
+    predicted_x0,
+    prediction_target,
+)
+from defectsynth.diffusion.models import Layout, channel_layout
 from defectsynth.diffusion.sampling import sample
-from defectsynth.diffusion.trained_run import Run
 from defectsynth.diffusion.schedules import make_sampler, train_scheduler
+from defectsynth.diffusion.trained_run import Run
 from defectsynth.diffusion.training import lr_at, self_condition, train
 from defectsynth.errors import OptionError
 
 TINY = {"model": "tiny", "batch_size": 4, "epochs": 1, "preview_every": 0, "progress": False}
 
 
-@pytest.mark.parametrize("recipe", [
-    {"prediction": "sample", "self_cond": True, "mask_loss_weight": 4.0, "drop_rate": 0.2},
-    {"prediction": "v", "min_snr_gamma": 5.0, "lr_warmup_steps": 1, "lr_schedule": "cosine"},
-])
+@pytest.mark.parametrize(
+    "recipe",
+    [
+        {"prediction": "sample", "self_cond": True, "mask_loss_weight": 4.0, "drop_rate": 0.2},
+        {"prediction": "v", "min_snr_gamma": 5.0, "lr_warmup_steps": 1, "lr_schedule": "cosine"},
+    ],
+)
 def test_recipe_options_train_sample_and_are_recorded(data16, tmp_path, recipe):
     run = train(data16, out=tmp_path / "run", **TINY, **recipe)
     info = Run.open(run)
@@ -46,7 +55,9 @@ def test_prediction_targets_give_back_x0():
     xt = ab.sqrt() * x0 + (1 - ab).sqrt() * noise
     for prediction in ("epsilon", "sample", "v"):
         target = prediction_target(prediction, x0, noise, t, ac)
-        assert torch.allclose(predicted_x0(prediction, target, xt, t, ac), x0, atol=2e-3 if prediction == "epsilon" else 1e-5)
+        assert torch.allclose(
+            predicted_x0(prediction, target, xt, t, ac), x0, atol=2e-3 if prediction == "epsilon" else 1e-5
+        )
     v = prediction_target("v", x0, noise, t, ac)
     assert torch.allclose(v, ab.sqrt() * noise - (1 - ab).sqrt() * x0)
 
@@ -56,12 +67,16 @@ def test_min_snr_weights_follow_the_formula():
     t = torch.tensor([0, 10, 100, 500, 999])
     snr = ac[t] / (1 - ac[t])
     gamma = 5.0
-    expected = {"epsilon": torch.minimum(snr, torch.full_like(snr, gamma)) / snr,
-                "v": torch.minimum(snr, torch.full_like(snr, gamma)) / (snr + 1),
-                "sample": torch.minimum(snr, torch.full_like(snr, gamma))}
+    expected = {
+        "epsilon": torch.minimum(snr, torch.full_like(snr, gamma)) / snr,
+        "v": torch.minimum(snr, torch.full_like(snr, gamma)) / (snr + 1),
+        "sample": torch.minimum(snr, torch.full_like(snr, gamma)),
+    }
     for prediction, w in expected.items():
         assert torch.allclose(min_snr_weights(t, ac, gamma, prediction).double(), w, rtol=1e-5)
-    assert min_snr_weights(t, ac, gamma, "epsilon")[0] < 1e-2 and min_snr_weights(t, ac, gamma, "epsilon")[-1] == pytest.approx(1.0)
+    assert min_snr_weights(t, ac, gamma, "epsilon")[0] < 1e-2 and min_snr_weights(t, ac, gamma, "epsilon")[
+        -1
+    ] == pytest.approx(1.0)
     assert torch.equal(min_snr_weights(t, ac, None, "v"), torch.ones(5))
 
 
@@ -123,10 +138,16 @@ def test_self_conditioning_feeds_the_previous_estimate_when_sampling():
     assert torch.all(net.inputs[0][:, 2:4] == 0) and all(torch.all(x[:, 2:4] == 0.25) for x in net.inputs[1:])
 
 
-@pytest.mark.parametrize("option, value, message", [
-    ("prediction", "x0", "--prediction"), ("mask_loss_weight", 0.0, "--mask-loss-weight"), ("min_snr_gamma", -1.0, "--min-snr-gamma"),
-    ("lr_warmup_steps", -1, "--lr-warmup-steps"), ("lr_schedule", "linear", "--lr-schedule"),
-])
+@pytest.mark.parametrize(
+    "option, value, message",
+    [
+        ("prediction", "x0", "--prediction"),
+        ("mask_loss_weight", 0.0, "--mask-loss-weight"),
+        ("min_snr_gamma", -1.0, "--min-snr-gamma"),
+        ("lr_warmup_steps", -1, "--lr-warmup-steps"),
+        ("lr_schedule", "linear", "--lr-schedule"),
+    ],
+)
 def test_bad_recipe_options_are_one_line_option_errors(data16, tmp_path, option, value, message):
     with pytest.raises(OptionError, match=message):
         train(data16, out=tmp_path / "bad", **TINY, **{option: value})
@@ -141,7 +162,12 @@ def test_defaults_are_the_measured_recipe_and_old_runs_resume_as_plain(data16, t
 
     run = train(data16, out=tmp_path / "run", variance="learned", max_steps=1, **TINY)
     args = Run.open(run).args
-    assert (args["prediction"], args["mask_prediction"], args["self_cond"], args["mask_loss_weight"]) == ("sample", "sample", True, 4.0)
+    assert (args["prediction"], args["mask_prediction"], args["self_cond"], args["mask_loss_weight"]) == (
+        "sample",
+        "sample",
+        True,
+        4.0,
+    )
     old = train(data16, out=tmp_path / "old", max_steps=1, **TINY, **PLAIN_RECIPE)
     info = json.loads((old / "run.json").read_text())
     info["args"] = {k: v for k, v in info["args"].items() if k not in PLAIN_RECIPE}

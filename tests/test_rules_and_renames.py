@@ -14,12 +14,12 @@ import pytest
 import torch
 
 from defectsynth.cli import app
-from defectsynth.formats.dataset import check_mask_ids
 from defectsynth.data.files import write_dir
 from defectsynth.data.model import index_by_stem, stray_class_ids
 from defectsynth.data.prepare import prepare
 from defectsynth.errors import DatasetError, OptionError, first_line, summary
 from defectsynth.filtering import filter_dataset
+from defectsynth.formats.dataset import check_mask_ids
 from defectsynth.metrics.sae_ebr import sae_ebr_counts
 from defectsynth.metrics.segmentation import get_stats
 from defectsynth.seeds import derived_seed
@@ -82,6 +82,7 @@ def test_write_dir_replaces_whole_or_not_at_all(tmp_path):
             (tmp / "config.json").write_text(text)
             if text == "boom":
                 raise OSError("disk full")
+
         return fill
 
     write_dir(folder, write("1"))
@@ -103,14 +104,20 @@ def _help(runner, command: str) -> str:
 def test_prepare_split_fractions_and_its_old_spelling(runner, tmp_path):
     calls = []
     for spelling in ("--split-fractions", "--split"):
-        with mock.patch("defectsynth.data.prepare.prepare", return_value=mock.Mock(classes=[], source={}, stats={})) as core, \
-                mock.patch("defectsynth.commands.prepare.print_dataset_summary"):
+        with (
+            mock.patch(
+                "defectsynth.data.prepare.prepare", return_value=mock.Mock(classes=[], source={}, stats={})
+            ) as core,
+            mock.patch("defectsynth.commands.prepare.print_dataset_summary"),
+        ):
             result = runner.invoke(app, ["prepare", "toy", "--out", str(tmp_path / "o"), spelling, "0.5,0.5"], env=WIDE)
         assert result.exit_code == 0, result.output
         calls.append(core.call_args)
         assert ("--split is deprecated, use --split-fractions" in result.output) == (spelling == "--split")
     assert calls[0] == calls[1] and calls[0].kwargs["split_fractions"] == "0.5,0.5"
-    both = runner.invoke(app, ["prepare", "toy", "--out", str(tmp_path / "o"), "--split", "1", "--split-fractions", "0.5,0.5"], env=WIDE)
+    both = runner.invoke(
+        app, ["prepare", "toy", "--out", str(tmp_path / "o"), "--split", "1", "--split-fractions", "0.5,0.5"], env=WIDE
+    )
     assert both.exit_code == 2 and "--split is the deprecated name of --split-fractions" in both.output
     text = _help(runner, "prepare")
     assert "--split-fractions" in text and not re.search(r"--split(?!-)", text)
@@ -127,14 +134,35 @@ def test_prepare_old_keyword_writes_the_same_dataset(tmp_path):
         prepare("toy", tmp_path / "both", split="1", split_fractions="1")
 
 
-@pytest.mark.parametrize(("old", "new", "keyword"), [("--model", "--segmenter", "segmenter"), ("--clip", "--clip-model", "clip_model")])
+@pytest.mark.parametrize(
+    ("old", "new", "keyword"), [("--model", "--segmenter", "segmenter"), ("--clip", "--clip-model", "clip_model")]
+)
 def test_filter_renamed_options(runner, tmp_path, toy_dataset, old, new, keyword):
     by = "segmenter" if keyword == "segmenter" else "clip"
-    target = "defectsynth.filtering.filter_dataset" if by == "segmenter" else "defectsynth.sd_backend.clip_filter.filter_by_clip"
+    target = (
+        "defectsynth.filtering.filter_dataset"
+        if by == "segmenter"
+        else "defectsynth.sd_backend.clip_filter.filter_by_clip"
+    )
     calls = []
     for spelling in (new, old):
-        with mock.patch(target, return_value=toy_dataset) as core, mock.patch("defectsynth.commands.filter._print_summary"):
-            argv = ["filter", "s", "--out", str(tmp_path / "o"), "--by", by, spelling, "net", "--keep-fraction", "0.5", "--no-progress"]
+        with (
+            mock.patch(target, return_value=toy_dataset) as core,
+            mock.patch("defectsynth.commands.filter._print_summary"),
+        ):
+            argv = [
+                "filter",
+                "s",
+                "--out",
+                str(tmp_path / "o"),
+                "--by",
+                by,
+                spelling,
+                "net",
+                "--keep-fraction",
+                "0.5",
+                "--no-progress",
+            ]
             result = runner.invoke(app, argv, env=WIDE)
         assert result.exit_code == 0, result.output
         assert (f"{old} is deprecated, use {new}" in result.output) == (spelling == old)
@@ -146,13 +174,19 @@ def test_filter_renamed_options(runner, tmp_path, toy_dataset, old, new, keyword
 
 
 def test_filter_old_keywords_warn(tmp_path, toy_dataset):
-    with pytest.warns(DeprecationWarning, match="'model' is deprecated, use 'segmenter'"), pytest.raises(OptionError, match="exactly one of --real DIR"):
+    with (
+        pytest.warns(DeprecationWarning, match="'model' is deprecated, use 'segmenter'"),
+        pytest.raises(OptionError, match="exactly one of --real DIR"),
+    ):
         filter_dataset(toy_dataset, tmp_path / "o", "segmenter", real=toy_dataset, model=tmp_path, top_k=1)
     with pytest.raises(TypeError, match="both 'model'"):
         filter_dataset(toy_dataset, tmp_path / "o", "segmenter", model=tmp_path, segmenter=tmp_path)
     from defectsynth.sd_backend.clip_filter import filter_by_clip
 
-    with pytest.warns(DeprecationWarning, match="'clip' is deprecated, use 'clip_model'"), pytest.raises(OptionError, match="--keep-per-class"):
+    with (
+        pytest.warns(DeprecationWarning, match="'clip' is deprecated, use 'clip_model'"),
+        pytest.raises(OptionError, match="--keep-per-class"),
+    ):
         filter_by_clip(toy_dataset, tmp_path / "o", clip=tmp_path)  # mapped, then refused for its missing keep option
 
 
@@ -167,4 +201,6 @@ def test_old_package_name_still_imports_with_a_warning():
     from defectsynth import sd_backend
 
     assert old.sample_sd is sd_backend.sample_sd and old.filter_by_clip is sd_backend.filter_by_clip
-    assert any(issubclass(w.category, DeprecationWarning) and "defectsynth.sd_backend" in str(w.message) for w in caught)
+    assert any(
+        issubclass(w.category, DeprecationWarning) and "defectsynth.sd_backend" in str(w.message) for w in caught
+    )

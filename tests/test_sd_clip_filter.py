@@ -11,11 +11,11 @@ import torch
 from _sd_models import build_clip
 
 from defectsynth.cli import app
-from defectsynth.sd_backend import clip_filter as clip_filter_module
-from defectsynth.sd_backend.clip_filter import clip_scores, filter_by_clip, select_per_class
 from defectsynth.data import Dataset
 from defectsynth.data.files import read_json
 from defectsynth.errors import MissingDependencyError, OptionError
+from defectsynth.sd_backend import clip_filter as clip_filter_module
+from defectsynth.sd_backend.clip_filter import clip_scores, filter_by_clip, select_per_class
 
 pytest.importorskip("transformers")
 
@@ -52,7 +52,24 @@ def test_per_class_selection():
 
 def test_filter_writes_the_kept_samples_and_their_scores(runner, clip, toy_dataset, tmp_path):
     out = tmp_path / "kept"
-    result = runner.invoke(app, ["filter", str(toy_dataset), "--out", str(out), "--by", "clip", "--clip-model", str(clip), "--keep-per-class", "2", "--device", "cpu", "--no-progress"])
+    result = runner.invoke(
+        app,
+        [
+            "filter",
+            str(toy_dataset),
+            "--out",
+            str(out),
+            "--by",
+            "clip",
+            "--clip-model",
+            str(clip),
+            "--keep-per-class",
+            "2",
+            "--device",
+            "cpu",
+            "--no-progress",
+        ],
+    )
     assert result.exit_code == 0, result.output
     real, kept = Dataset(toy_dataset), Dataset(out)
     report = read_json(out / "clip_scores.json")
@@ -73,8 +90,9 @@ def test_filter_writes_the_kept_samples_and_their_scores(runner, clip, toy_datas
 def test_cli_maps_options(runner, toy_dataset, tmp_path):
     with mock.patch.object(clip_filter_module, "filter_by_clip", return_value=toy_dataset) as core:
         result = runner.invoke(
-            app, ["filter", "s", "--out", str(tmp_path / "o"), "--by", "clip", "--clip-model", "c", "--keep-fraction", "0.25", "--prompt-template", "{classes}",
-                  "--device", "cpu", "--batch-size", "4", "--overwrite", "--no-progress"],
+            app, ["filter", "s", "--out", str(tmp_path / "o"), "--by", "clip", "--clip-model", "c",
+                  "--keep-fraction", "0.25", "--prompt-template", "{classes}", "--device", "cpu", "--batch-size", "4",
+                  "--overwrite", "--no-progress"],
         )  # fmt: skip
     assert result.exit_code == 0, result.output
     core.assert_called_once_with(
@@ -85,10 +103,13 @@ def test_cli_maps_options(runner, toy_dataset, tmp_path):
 
 def test_bad_input(runner, clip, toy_dataset, tmp_path):
     args = ["filter", str(toy_dataset), "--out", str(tmp_path / "o"), "--by", "clip", "--clip-model", str(clip)]
-    for extra, message in [([], "exactly one of --keep-per-class"), (["--keep-per-class", "1", "--keep-fraction", "0.5"], "exactly one"),
-                           (["--keep-fraction", "1.5"], "--keep-fraction must lie in"), (["--keep-per-class", "0"], "at least 1"),
+    for extra, message in [([], "exactly one of --keep-per-class"),
+                           (["--keep-per-class", "1", "--keep-fraction", "0.5"], "exactly one"),
+                           (["--keep-fraction", "1.5"], "--keep-fraction must lie in"),
+                           (["--keep-per-class", "0"], "at least 1"),
                            (["--keep-per-class", "1", "--prompt-template", "{caption}"], "no captions"),
-                           (["--keep-per-class", "1", "--batch-size", "0"], "--batch-size must be at least 1")]:  # fmt: skip
+                           (["--keep-per-class", "1", "--batch-size", "0"],
+                            "--batch-size must be at least 1")]:  # fmt: skip
         result = runner.invoke(app, [*args, *extra])
         assert result.exit_code == 2 and message in result.stderr, (extra, result.output)
     with pytest.raises(MissingDependencyError, match="--clip-model: model folder not found"):
@@ -101,10 +122,17 @@ def test_bad_input(runner, clip, toy_dataset, tmp_path):
 def test_options_of_another_by_are_refused(runner, toy_dataset, tmp_path):
     base = ["filter", str(toy_dataset), "--out", str(tmp_path / "o")]
     for args, message in [(["--by", "clip", "--keep-per-class", "1"], "--by clip needs --clip-model DIR"),
-                          (["--by", "clip", "--clip-model", "c", "--top-k", "3"], "--top-k cannot be used with --by clip (options that belong to --by segmenter"),
-                          (["--by", "clip", "--clip-model", "c", "--clip-labels"], "--clip-labels cannot be used with --by clip"),
-                          (["--by", "boxes", "--clip-labels", "--clip-model", "c"], "--clip-model cannot be used with --by boxes"),
-                          (["--by", "segmenter", "--real", "r", "--keep-per-class", "2"], "--keep-per-class cannot be used with --by segmenter")]:  # fmt: skip
+                          (["--by", "clip", "--clip-model", "c", "--top-k", "3"],
+                           "--top-k cannot be used with --by clip (options that belong to --by segmenter"),
+                          (["--by", "clip", "--clip-model", "c", "--clip-labels"],
+                           "--clip-labels cannot be used with --by clip"),
+                          (["--by", "boxes", "--clip-labels", "--clip-model", "c"],
+                           "--clip-model cannot be used with --by boxes"),
+                          (["--by", "segmenter", "--real", "r", "--keep-per-class", "2"],
+                           "--keep-per-class cannot be used with --by segmenter")]:  # fmt: skip
         result = runner.invoke(app, [*base, *args])
-        assert result.exit_code == 2 and message in result.stderr and len(result.stderr.strip().splitlines()) == 1, (args, result.output)
+        assert result.exit_code == 2 and message in result.stderr and len(result.stderr.strip().splitlines()) == 1, (
+            args,
+            result.output,
+        )
     assert not (tmp_path / "o").exists()

@@ -10,15 +10,36 @@ import numpy as np
 import pytest
 import torch
 
-from defectsynth.sd_backend.detectors import (
-    LINEART_FILE, SKETCH_FILE, LineartGenerator, PiDiNet, PixelDifferenceConv, load_lineart, load_sketch, run_lineart,
-)  # fmt: skip
-from defectsynth.formats.dataset import parse_dataset_spec
-from defectsynth.sd_backend.generate import generation_size, make_jobs, plan_of
-from defectsynth.sd_backend.priors import PriorDetector, blend_priors, canny_prior, mask_prior, parse_blend, to_condition_image
-from defectsynth.sd_backend.prompts import build_prompt, check_template, class_prompt, classes_in_mask, missing_captions, read_captions
 from defectsynth.errors import DatasetError, MissingDependencyError, OptionError
+from defectsynth.formats.dataset import parse_dataset_spec
 from defectsynth.metrics.weights import save_weights
+from defectsynth.sd_backend.detectors import (
+    LINEART_FILE,
+    SKETCH_FILE,
+    LineartGenerator,
+    PiDiNet,
+    PixelDifferenceConv,
+    load_lineart,
+    load_sketch,
+    run_lineart,
+)  # fmt: skip
+from defectsynth.sd_backend.generate import generation_size, make_jobs, plan_of
+from defectsynth.sd_backend.priors import (
+    PriorDetector,
+    blend_priors,
+    canny_prior,
+    mask_prior,
+    parse_blend,
+    to_condition_image,
+)
+from defectsynth.sd_backend.prompts import (
+    build_prompt,
+    check_template,
+    class_prompt,
+    classes_in_mask,
+    missing_captions,
+    read_captions,
+)
 
 
 def test_mask_prior_marks_both_sides_of_every_class_boundary():
@@ -47,7 +68,9 @@ def test_mask_prior_marks_both_sides_of_every_class_boundary():
 def test_blend_is_equation_4_clipped_to_one():
     image_prior = np.array([[0.0, 1.0, 0.5], [1.0, 0.2, 0.0]], np.float32)
     edges = np.array([[1.0, 1.0, 0.0], [0.0, 0.0, 0.0]], np.float32)
-    np.testing.assert_allclose(blend_priors(image_prior, edges, (0.7, 0.9)), [[0.9, 1.0, 0.35], [0.7, 0.14, 0.0]], rtol=1e-6)
+    np.testing.assert_allclose(
+        blend_priors(image_prior, edges, (0.7, 0.9)), [[0.9, 1.0, 0.35], [0.7, 0.14, 0.0]], rtol=1e-6
+    )
     np.testing.assert_allclose(blend_priors(image_prior, edges, (1.0, 0.0)), image_prior)
     cond = to_condition_image(np.array([[0.0, 0.5, 1.0]], np.float32))
     assert cond.shape == (1, 3, 3) and cond.dtype == np.uint8
@@ -98,8 +121,13 @@ def test_pixel_difference_convolutions_follow_their_definitions(k):
         assert central[3, 3] == pytest.approx(float(x[0, 0, 3 + dy, 3 + dx] - x[0, 0, 3, 3]))  # x_i - x_centre
         if k:
             ring = _one_hot("rd", k)(x)[0, 0]
-            outer, inner = divmod([0, 2, 4, 10, 14, 20, 22, 24][k - 1], 5), divmod([6, 7, 8, 11, 13, 16, 17, 18][k - 1], 5)
-            assert ring[3, 3] == pytest.approx(float(x[0, 0, 1 + outer[0], 1 + outer[1]] - x[0, 0, 1 + inner[0], 1 + inner[1]]))
+            outer, inner = (
+                divmod([0, 2, 4, 10, 14, 20, 22, 24][k - 1], 5),
+                divmod([6, 7, 8, 11, 13, 16, 17, 18][k - 1], 5),
+            )
+            assert ring[3, 3] == pytest.approx(
+                float(x[0, 0, 1 + outer[0], 1 + outer[1]] - x[0, 0, 1 + inner[0], 1 + inner[1]])
+            )
         flat = torch.ones(1, 1, 7, 7)
         for op in ("cd", "ad", "rd"):  # differences vanish on a flat image (away from the zero padding)
             conv = PixelDifferenceConv(op, 1, 1)
@@ -122,7 +150,9 @@ def test_sketch_detector_is_pidinet_table5_and_loads_safetensors(tmp_path):
         fused = net(torch.from_numpy(image[:, :, ::-1].copy()).permute(2, 0, 1)[None].float() / 255)[-1][0, 0].numpy()
     np.testing.assert_array_equal(prior, (fused > 0.5).astype(np.float32))
     assert prior.shape == (18, 22)
-    with pytest.raises(MissingDependencyError, match="sketch.safetensors: sketch detector weights missing: convert table5_pidinet.pth"):
+    with pytest.raises(
+        MissingDependencyError, match="sketch.safetensors: sketch detector weights missing: convert table5_pidinet.pth"
+    ):
         load_sketch(tmp_path / "empty")
 
 
@@ -153,7 +183,8 @@ def test_read_captions(tmp_path):
     assert read_captions(path) == {"a": "a dented panel", "b": "a wall"}
     with pytest.raises(DatasetError, match="no caption for 1 condition image\\(s\\): c"):
         missing_captions(read_captions(path), ["a", "c"], path)
-    for text, message in [('{"stem": "a"}\n', "each line must be"), ("{oops\n", "malformed JSON"), ('{"stem": "a", "caption": "x"}\n' * 2, "duplicate stem"),
+    for text, message in [('{"stem": "a"}\n', "each line must be"), ("{oops\n", "malformed JSON"),
+                          ('{"stem": "a", "caption": "x"}\n' * 2, "duplicate stem"),
                           ('{"stem": "../x", "caption": "x"}\n', "invalid stem")]:  # fmt: skip
         path.write_text(text)
         with pytest.raises(DatasetError, match=message):
@@ -164,14 +195,25 @@ def test_read_captions(tmp_path):
 
 def test_plan_of_and_jobs(tmp_path):
     path = tmp_path / "plan.json"
-    path.write_text(json.dumps({"format": 1, "dataset": "data/x", "n_balance": 3, "plan": [{"stem": "b", "repeats": 2}, {"stem": "a", "repeats": 1}]}))
+    path.write_text(
+        json.dumps(
+            {
+                "format": 1,
+                "dataset": "data/x",
+                "n_balance": 3,
+                "plan": [{"stem": "b", "repeats": 2}, {"stem": "a", "repeats": 1}],
+            }
+        )
+    )
     plan = plan_of(path, ["a", "b"])
     assert plan == [("b", 2), ("a", 1)]
     jobs = make_jobs(["a", "b"], plan, 1)
     assert [(j.index, j.out_stem) for j in jobs] == [(0, "b_sd0"), (1, "b_sd1"), (2, "a_sd0")]
     assert [j.out_stem for j in make_jobs(["a", "b"], None, 2)] == ["a_sd0", "a_sd1", "b_sd0", "b_sd1"]
-    for plan_json, message in [({"format": 1, "plan": [{"stem": "z", "repeats": 1}]}, "plan stem 'z' is not among the condition images"),
-                               ({"format": 1, "plan": [{"stem": "a", "repeats": 0}]}, "plan entry 0"),  # balancing.read_plan's rules
+    for plan_json, message in [({"format": 1, "plan": [{"stem": "z", "repeats": 1}]},
+                                "plan stem 'z' is not among the condition images"),
+                               # balancing.read_plan's rules
+                               ({"format": 1, "plan": [{"stem": "a", "repeats": 0}]}, "plan entry 0"),
                                ({"plan": []}, "plan format None is not supported")]:  # fmt: skip
         path.write_text(json.dumps(plan_json))
         with pytest.raises(DatasetError, match=message):
@@ -192,7 +234,9 @@ def test_conditions_spec_and_generation_size(tmp_path):
 def test_lineart_detector_loads_safetensors_and_draws_bright_lines(tmp_path):
     torch.manual_seed(0)
     net = LineartGenerator()
-    assert "model0.1.weight" in net.state_dict() and "model2.2.conv_block.5.bias" in net.state_dict()  # controlnet_aux's names
+    assert (
+        "model0.1.weight" in net.state_dict() and "model2.2.conv_block.5.bias" in net.state_dict()
+    )  # controlnet_aux's names
     save_weights(net, tmp_path / LINEART_FILE)
     loaded = load_lineart(tmp_path)
     image = np.random.default_rng(0).integers(0, 256, (20, 28, 3), dtype=np.uint8)

@@ -6,8 +6,8 @@ import json
 
 import numpy as np
 import pytest
-
 from _formats import coco_file, rle_compress, rle_encode, write_jpeg
+
 from defectsynth.data import Dataset
 from defectsynth.data.prepare import prepare
 from defectsynth.data.sources.coco import fill_polygon, rle_counts, rle_decode
@@ -38,11 +38,20 @@ def coco(tmp_path_factory):
     write_jpeg(root / "imgs" / "sub" / "b.jpg", 40, 48, 2)
     crowd = np.zeros((40, 48), bool)
     crowd[30:40, 0:10] = True
-    images = [{"id": 10, "file_name": "a.jpg", "width": 48, "height": 40}, {"id": 11, "file_name": "sub/b.jpg", "width": 48, "height": 40}]
+    images = [
+        {"id": 10, "file_name": "a.jpg", "width": 48, "height": 40},
+        {"id": 11, "file_name": "sub/b.jpg", "width": 48, "height": 40},
+    ]
     anns = [
         {"image_id": 10, "category_id": 7, "segmentation": [[4, 4, 20, 4, 20, 12, 4, 12]], "bbox": [4, 4, 16, 8]},
         {"image_id": 10, "category_id": 3, "segmentation": [[10, 8, 30, 8, 30, 20, 10, 20]], "bbox": [10, 8, 20, 12]},
-        {"image_id": 10, "category_id": 3, "segmentation": {"size": [40, 48], "counts": rle_encode(crowd)}, "bbox": [0, 30, 10, 10], "iscrowd": 1},
+        {
+            "image_id": 10,
+            "category_id": 3,
+            "segmentation": {"size": [40, 48], "counts": rle_encode(crowd)},
+            "bbox": [0, 30, 10, 10],
+            "iscrowd": 1,
+        },
     ]
     data = coco_file(images, anns, ["dent", "scratch"])
     data["categories"] = [{"id": 7, "name": "scratch"}, {"id": 3, "name": "dent"}]

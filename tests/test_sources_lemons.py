@@ -6,8 +6,8 @@ import json
 
 import numpy as np
 import pytest
-
 from _formats import RLE_RECT, RLE_STEM, write_lemons, zip_folder
+
 from defectsynth.data import Dataset
 from defectsynth.data.prepare import prepare
 
@@ -15,8 +15,6 @@ from defectsynth.data.prepare import prepare
 @pytest.fixture(scope="module")
 def lemons(tmp_path_factory):
     return write_lemons(tmp_path_factory.mktemp("raw") / "lemons")
-
-
 
 
 def test_binary_blemish_is_the_strict_subset(lemons, tmp_path):
@@ -95,8 +93,16 @@ def test_jpeg_reduced_decoding_keeps_masks_exact(lemons, tmp_path):
 def test_splits_grouped_by_fruit_id(lemons, tmp_path):
     for seed in range(6):
         out = tmp_path / f"s{seed}"
-        prepare("lemons", out, source_dir=lemons, ignore="pedicel,gangrene", binary="blemish,illness,mould", size="32",
-                split_fractions="0.5,0.5", seed=seed)
+        prepare(
+            "lemons",
+            out,
+            source_dir=lemons,
+            ignore="pedicel,gangrene",
+            binary="blemish,illness,mould",
+            size="32",
+            split_fractions="0.5,0.5",
+            seed=seed,
+        )
         ds = Dataset(out)
         fruits = [{s[:4] for s in ds.split(name)} for name in ds.split_names]
         assert sorted(s for name in ds.split_names for s in ds.split(name)) == ds.stems

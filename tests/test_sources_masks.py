@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 
 import numpy as np
-
 from _formats import rect_mask, write_jpeg, write_mask_file, write_pair
+
 from defectsynth.data import Dataset
 from defectsynth.data.prepare import prepare
 
@@ -66,7 +66,9 @@ def test_class_from_folder_with_background_folder(tmp_path):
     write_pair(src / "MT_Crack", "exp1", rect_mask(16, 16, (8, 0, 10, 16), value=1), seed=1)
     for i in range(2):
         write_jpeg(src / "MT_Free" / f"f{i}.jpg", 16, 16, seed=5 + i)  # defect-free images need no masks
-    manifest = prepare("masks", tmp_path / "o", source_dir=src, class_from_folder=True, background_folder="MT_Free", size="16")
+    manifest = prepare(
+        "masks", tmp_path / "o", source_dir=src, class_from_folder=True, background_folder="MT_Free", size="16"
+    )
     assert manifest.class_names == {0: "background", 1: "MT_Blowhole", 2: "MT_Crack"}
     ds = Dataset(tmp_path / "o")
     assert ds.stems == ["MT_Blowhole_exp1", "MT_Crack_exp1", "MT_Free_f0", "MT_Free_f1"]

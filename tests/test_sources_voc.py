@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import numpy as np
-
 from _formats import VOC_LAYOUT, VOC_NO_XML, VOC_TRAIN, VOC_VAL, write_voc
+
 from defectsynth.data import Dataset
 from defectsynth.data.prepare import prepare
 
@@ -19,7 +19,7 @@ def test_voc_masks_splits_and_boxes(tmp_path):
         s = ds.read(stem)
         expected = np.zeros((32, 40), np.uint8)
         for cls, (x0, y0, x1, y1) in objects:
-            expected[max(0, y0 - 1):y1 + 1, max(0, x0 - 1):x1 + 1] = 255
+            expected[max(0, y0 - 1) : y1 + 1, max(0, x0 - 1) : x1 + 1] = 255
             expected[y0:y1, x0:x1] = cls
         assert np.array_equal(s.mask, expected), stem
         boxes = sorted((b.cls, b.xyxy) for b in s.boxes)

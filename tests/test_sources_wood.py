@@ -4,13 +4,22 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
 from _formats import WOOD_CLEAN, WOOD_H, WOOD_LAYOUT, WOOD_W, write_wood
+
 from defectsynth.data import Dataset
 from defectsynth.data.prepare import prepare
 from defectsynth.data.sources.wood import WOOD_CLASSES, parse_boxes_file, parse_specification
 
-KEPT = {"Live_knot": 1, "Death_know": 1, "Knot_missing": 1, "knot_with_crack": 1, "Crack": 2, "Quartzity": 3, "resin": 4, "Marrow": 5}
+KEPT = {
+    "Live_knot": 1,
+    "Death_know": 1,
+    "Knot_missing": 1,
+    "knot_with_crack": 1,
+    "Crack": 2,
+    "Quartzity": 3,
+    "resin": 4,
+    "Marrow": 5,
+}
 
 
 @pytest.fixture(scope="module")
@@ -66,5 +75,10 @@ def test_box_file_comma_decimals_and_misspellings():
 
 def test_specification_formats():
     assert parse_specification("name=Live_knot\nR=0\nG=255\nB=0\n", "x") == {(0, 255, 0): "Live_knot"}
-    assert parse_specification("Live_knot: (0, 255, 0)\nCrack\t#ff0064\n", "x") == {(0, 255, 0): "Live_knot", (255, 0, 100): "Crack"}
-    assert parse_specification("Semantic maps\nLive_knot\nRed: 0\nGreen: 255\nBlue: 0\n", "x") == {(0, 255, 0): "Live_knot"}
+    assert parse_specification("Live_knot: (0, 255, 0)\nCrack\t#ff0064\n", "x") == {
+        (0, 255, 0): "Live_knot",
+        (255, 0, 100): "Crack",
+    }
+    assert parse_specification("Semantic maps\nLive_knot\nRed: 0\nGreen: 255\nBlue: 0\n", "x") == {
+        (0, 255, 0): "Live_knot"
+    }

@@ -15,8 +15,8 @@ from accelerate.tracking import GeneralTracker
 
 from defectsynth.cli import app
 from defectsynth.config_files import read_config
-from defectsynth.diffusion import loss_curve, trackers
 from defectsynth.data.colors import class_palette
+from defectsynth.diffusion import loss_curve, trackers
 from defectsynth.diffusion.previews import preview_row
 from defectsynth.diffusion.sampling import sample
 from defectsynth.diffusion.training import train
@@ -59,7 +59,14 @@ def tracked(toy_dataset, tmp_path_factory, one_thread):
     stub = StubTracker()
     with pytest.MonkeyPatch.context() as patch:
         patch.setitem(trackers.TRACKERS, "stub", trackers.TrackerKind("json", "stub", lambda out: stub))
-        run = train(toy_dataset, out=tmp_path_factory.mktemp("runs") / "tracked", epochs=2, preview_every=1, report_to="stub", **TINY)
+        run = train(
+            toy_dataset,
+            out=tmp_path_factory.mktemp("runs") / "tracked",
+            epochs=2,
+            preview_every=1,
+            report_to="stub",
+            **TINY,
+        )
     return run, stub
 
 
@@ -75,8 +82,12 @@ def test_every_step_logs_loss_and_lr_and_every_epoch_its_mean(tracked):
     steps = [(step, v) for step, v in stub.logged if "loss" in v]
     assert [s for s, _ in steps] == [1, 2, 3, 4] and all(v["lr"] == 1e-4 for _, v in steps)
     for epoch, (first, second) in zip(epochs, [steps[0:2], steps[2:4]]):
-        assert np.isclose((first[1]["loss"] + second[1]["loss"]) / 2, epoch["loss"], rtol=1e-6)  # one process: the epoch mean
-    assert [(s, v["epoch_loss"]) for s, v in stub.logged if "epoch_loss" in v] == [(e["step"], e["loss"]) for e in epochs]
+        assert np.isclose(
+            (first[1]["loss"] + second[1]["loss"]) / 2, epoch["loss"], rtol=1e-6
+        )  # one process: the epoch mean
+    assert [(s, v["epoch_loss"]) for s, v in stub.logged if "epoch_loss" in v] == [
+        (e["step"], e["loss"]) for e in epochs
+    ]
     assert stub.finished
     assert stub.config["report_to"] == "stub" and stub.config["max_steps"] == "None" and stub.config["lr"] == 1e-4
 
@@ -92,10 +103,17 @@ def test_preview_grids_reach_the_tracker_as_images(tracked):
 @pytest.mark.parametrize("name", ["tensorboard", "wandb"])
 def test_a_missing_tracker_package_is_one_line_and_nothing_is_written(toy_dataset, tmp_path, runner, monkeypatch, name):
     monkeypatch.setitem(sys.modules, name, None)  # import fails as if it were not installed
-    with pytest.raises(MissingDependencyError, match=rf"^--report-to {name}: the {name} package is not installed; pip install 'defectsynth\[{name}\]'"):
+    with pytest.raises(
+        MissingDependencyError,
+        match=rf"^--report-to {name}: the {name} package is not installed; pip install 'defectsynth\[{name}\]'",
+    ):
         train(toy_dataset, out=tmp_path / "run", report_to=name, **TINY)
     result = runner.invoke(app, ["train", str(toy_dataset), "--out", str(tmp_path / "run"), "--report-to", name])
-    assert result.exit_code == 2 and len(result.output.strip().splitlines()) == 1 and f"defectsynth[{name}]" in result.output
+    assert (
+        result.exit_code == 2
+        and len(result.output.strip().splitlines()) == 1
+        and f"defectsynth[{name}]" in result.output
+    )
     assert not (tmp_path / "run").exists()
 
 
@@ -103,7 +121,12 @@ def test_report_to_reaches_train_and_unknown_trackers_are_refused(toy_dataset, t
     with mock.patch("defectsynth.diffusion.training.train", return_value=tmp_path) as core:
         assert runner.invoke(app, ["train", str(toy_dataset), "--out", str(tmp_path / "r")]).exit_code == 0
         assert core.call_args.kwargs["report_to"] == "none"
-        assert runner.invoke(app, ["train", str(toy_dataset), "--out", str(tmp_path / "r"), "--report-to", "wandb"]).exit_code == 0
+        assert (
+            runner.invoke(
+                app, ["train", str(toy_dataset), "--out", str(tmp_path / "r"), "--report-to", "wandb"]
+            ).exit_code
+            == 0
+        )
         assert core.call_args.kwargs["report_to"] == "wandb"
     with pytest.raises(OptionError, match="--report-to must be one of none, tensorboard, wandb, got 'mlflow'"):
         train(toy_dataset, out=tmp_path / "x", report_to="mlflow", **TINY)
@@ -174,13 +197,21 @@ def test_sample_writes_a_contact_sheet_of_the_first_samples(tracked, tmp_path):
 # -- --config ---------------------------------------------------------------------------------------
 def test_train_config_fills_what_the_command_line_leaves_out(toy_dataset, tmp_path, runner):
     config = tmp_path / "train.toml"
-    config.write_text(f'dataset = "{toy_dataset}"\nmodel = "tiny"\nbatch_size = 3\nlr = 0.5\nmax-steps = 7\nema = false\n')
+    config.write_text(
+        f'dataset = "{toy_dataset}"\nmodel = "tiny"\nbatch_size = 3\nlr = 0.5\nmax-steps = 7\nema = false\n'
+    )
     with mock.patch("defectsynth.diffusion.training.train", return_value=tmp_path) as core:
         result = runner.invoke(app, ["train", "--config", str(config), "--out", str(tmp_path / "r"), "--lr", "0.25"])
     assert result.exit_code == 0, result.output
     (dataset,), kwargs = core.call_args
     assert dataset == toy_dataset and kwargs["out"] == tmp_path / "r"
-    assert (kwargs["model"], kwargs["batch_size"], kwargs["lr"], kwargs["max_steps"], kwargs["ema"]) == ("tiny", 3, 0.25, 7, False)
+    assert (kwargs["model"], kwargs["batch_size"], kwargs["lr"], kwargs["max_steps"], kwargs["ema"]) == (
+        "tiny",
+        3,
+        0.25,
+        7,
+        False,
+    )
     assert kwargs["epochs"] == 500  # neither given: the default
 
 
@@ -199,11 +230,19 @@ def test_sample_config_in_yaml(tmp_path, runner):
 @pytest.mark.parametrize(
     "name, text, message",
     [
-        ("c.toml", "epochs = 3\nbogus_key = 1\n", "--config {path}: unknown key 'bogus_key': train has no option --bogus-key"),
+        (
+            "c.toml",
+            "epochs = 3\nbogus_key = 1\n",
+            "--config {path}: unknown key 'bogus_key': train has no option --bogus-key",
+        ),
         ("c.toml", 'cond = "zzz"\n', "--config {path}: key 'cond': Invalid value for '--cond'"),
         ("c.toml", "epochs = 2\n[more]\nlr = 1\n", "{path}: key 'more': a config file is one flat table of options"),
         ("c.toml", "epochs = \n", "{path}: malformed TOML"),
-        ("c.json", '{"lr": 1, "lr": 2, "batch-size": 2, "batch_size": 3}', "{path}: option 'batch_size' is given twice"),
+        (
+            "c.json",
+            '{"lr": 1, "lr": 2, "batch-size": 2, "batch_size": 3}',
+            "{path}: option 'batch_size' is given twice",
+        ),
         ("c.json", "[1, 2]", "{path}: a config file holds one table of options, not a list"),
         ("c.ini", "lr = 1\n", "--config: {path}: expected a .toml, .yaml, .yml or .json file"),
     ],
@@ -222,7 +261,9 @@ def test_yaml_without_pyyaml_is_a_clear_error(tmp_path, monkeypatch):
     path = tmp_path / "c.yaml"
     path.write_text("epochs: 3\n")
     monkeypatch.setitem(sys.modules, "yaml", None)
-    with pytest.raises(MissingDependencyError, match=r"c\.yaml: reading YAML needs PyYAML: pip install pyyaml \(or use a TOML file\)$"):
+    with pytest.raises(
+        MissingDependencyError, match=r"c\.yaml: reading YAML needs PyYAML: pip install pyyaml \(or use a TOML file\)$"
+    ):
         read_config(path)
 
 
@@ -230,8 +271,9 @@ def test_yaml_without_pyyaml_is_a_clear_error(tmp_path, monkeypatch):
 def test_run_json_args_replay_the_run(toy_dataset, tmp_path, runner, one_thread):
     """train -> run.json's args -> train --config run.json: the same arguments (and the same losses)."""
     first, second = tmp_path / "first", tmp_path / "second"
-    options = ["--model", "tiny", "--size", "16", "--batch-size", "9", "--max-steps", "2", "--lr", "0.002", "--seed", "3",
-               "--preview-every", "0", "--no-self-cond", "--mask-loss-weight", "2", "--no-progress"]  # fmt: skip
+    options = ["--model", "tiny", "--size", "16", "--batch-size", "9", "--max-steps", "2", "--lr", "0.002",
+               "--seed", "3", "--preview-every", "0", "--no-self-cond", "--mask-loss-weight", "2",
+               "--no-progress"]  # fmt: skip
     assert runner.invoke(app, ["train", str(toy_dataset), "--out", str(first), *options]).exit_code == 0
     result = runner.invoke(app, ["train", "--config", str(first / "run.json"), "--out", str(second), "--no-progress"])
     assert result.exit_code == 0, result.output
@@ -243,5 +285,7 @@ def test_run_json_args_replay_the_run(toy_dataset, tmp_path, runner, one_thread)
 
 def test_read_config_from_python_drops_what_old_run_json_files_recorded_beside_the_options(tmp_path):
     path = tmp_path / "run.json"
-    path.write_text(json.dumps({"format": 1, "args": {"lr": 0.1, "mode_defaults": {"prediction": "sample"}}, "classes": []}))
+    path.write_text(
+        json.dumps({"format": 1, "args": {"lr": 0.1, "mode_defaults": {"prediction": "sample"}}, "classes": []})
+    )
     assert read_config(path) == {"lr": 0.1}

@@ -10,11 +10,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from _launch import two_cpu_processes
 from PIL import Image
 from safetensors.torch import load_file
 from typer.testing import CliRunner
 
-from _launch import two_cpu_processes
 from defectsynth.cli import app
 from defectsynth.data import Dataset
 from defectsynth.data.prepare import prepare
@@ -26,7 +26,11 @@ TINY = {"model": "tiny", "batch_size": 4, "epochs": 1, "preview_every": 0, "prog
 
 
 def _digest(folder: Path, pattern: str = "*") -> dict[str, str]:
-    return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(folder.rglob(pattern)) if p.is_file()}
+    return {
+        str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(folder.rglob(pattern))
+        if p.is_file()
+    }
 
 
 def _visible(folder: Path) -> dict[str, str]:
@@ -38,8 +42,15 @@ def _visible(folder: Path) -> dict[str, str]:
 @pytest.mark.parametrize("target", ["joint", "image", "mask"])
 def test_every_combination_trains_and_samples(data16, tmp_path, cond, target):
     run = train(data16, out=tmp_path / "run", cond=cond, target=target, **TINY)  # the train split: 2 steps
-    for name in ("run.json", "unet/config.json", "unet/diffusion_pytorch_model.safetensors", "unet_ema/config.json",
-                 "scheduler/scheduler_config.json", "log.jsonl", "checkpoint-2/trainer.json"):
+    for name in (
+        "run.json",
+        "unet/config.json",
+        "unet/diffusion_pytorch_model.safetensors",
+        "unet_ema/config.json",
+        "scheduler/scheduler_config.json",
+        "log.jsonl",
+        "checkpoint-2/trainer.json",
+    ):
         assert (run / name).is_file(), name
     info = json.loads((run / "run.json").read_text())
     assert info["args"]["cond"] == cond and info["args"]["target"] == target and info["size"] == [16, 16]
@@ -69,7 +80,9 @@ def test_resume_after_a_stop_equals_an_uninterrupted_run(data16, tmp_path):
         b = load_file(str(parts / "checkpoint-5" / f"{name}.safetensors"))
         assert a.keys() == b.keys() and all((a[k] == b[k]).all() for k in a), name
     assert _digest(whole / "unet") == _digest(parts / "unet")
-    assert (whole / "log.jsonl").read_text() != "" and json.loads((parts / "checkpoint-5" / "trainer.json").read_text())["step"] == 5
+    assert (whole / "log.jsonl").read_text() != "" and json.loads(
+        (parts / "checkpoint-5" / "trainer.json").read_text()
+    )["step"] == 5
     assert sorted(p.name for p in parts.glob("checkpoint-*")) == ["checkpoint-4", "checkpoint-5"]  # limit 2
     with pytest.raises(OptionError, match="--lr"):
         train(data16, out=tmp_path / "parts", max_steps=6, resume=True, **dict(common, lr=1e-3))
@@ -110,7 +123,9 @@ def test_samples_do_not_depend_on_batch_size_and_reruns_skip(guided_run, tmp_pat
     # 8-bit level (seen with x_0 prediction, whose output is the image itself); the rest is identical.
     one, four = _visible(tmp_path / "b1"), _visible(tmp_path / "b4")
     drawn = ("images/", "previews/")  # the contact sheet shows the images
-    assert {k: v for k, v in one.items() if not k.startswith(drawn)} == {k: v for k, v in four.items() if not k.startswith(drawn)}
+    assert {k: v for k, v in one.items() if not k.startswith(drawn)} == {
+        k: v for k, v in four.items() if not k.startswith(drawn)
+    }
     assert sorted(one) == sorted(four)
     for name in (k for k in one if k.startswith("images/")):
         a, b = (np.asarray(Image.open(tmp_path / run / name), dtype=np.int16) for run in ("b1", "b4"))
@@ -143,8 +158,17 @@ def test_a_balance_plan_draws_each_condition_its_repeats(guided_run, data16, tmp
 
     stems = Dataset(data16).split("train")
     plan = tmp_path / "plan.json"
-    plan.write_text(json.dumps({"format": 1, "dataset": str(data16), "n_balance": 3, "split": "train",
-                                "plan": [{"stem": stems[3], "repeats": 2}, {"stem": stems[0], "repeats": 1}]}))
+    plan.write_text(
+        json.dumps(
+            {
+                "format": 1,
+                "dataset": str(data16),
+                "n_balance": 3,
+                "split": "train",
+                "plan": [{"stem": stems[3], "repeats": 2}, {"stem": stems[0], "repeats": 1}],
+            }
+        )
+    )
     options = dict(plan=plan, scheduler="ddim", steps=2, seed=4)
     manifest = sample(guided_run, out=tmp_path / "p", batch_size=2, **options)
     ds = Dataset(tmp_path / "p")
@@ -166,9 +190,13 @@ def test_a_balance_plan_draws_each_condition_its_repeats(guided_run, data16, tmp
     plan.write_text(json.dumps({"format": 1, "dataset": str(data16), "plan": [{"stem": "nope", "repeats": 1}]}))
     with pytest.raises(DatasetError, match=f"{plan}: plan stem 'nope' is not in the plan's dataset"):
         sample(guided_run, out=tmp_path / "x", **options)
-    result = CliRunner().invoke(app, ["sample", str(guided_run), "--plan", str(plan), "--out", str(tmp_path / "x"), "--no-progress"])
+    result = CliRunner().invoke(
+        app, ["sample", str(guided_run), "--plan", str(plan), "--out", str(tmp_path / "x"), "--no-progress"]
+    )
     lines = [line for line in result.output.splitlines() if line.strip()]
-    assert result.exit_code == 2 and len(lines) == 1 and "plan stem 'nope'" in lines[0] and str(plan.name) in lines[0], lines
+    assert (
+        result.exit_code == 2 and len(lines) == 1 and "plan stem 'nope'" in lines[0] and str(plan.name) in lines[0]
+    ), lines
     plan.write_text(json.dumps({"format": 1, "dataset": str(data16), "plan": []}))
     with pytest.raises(DatasetError, match="lists no generations"):
         sample(guided_run, out=tmp_path / "x", **options)
@@ -206,19 +234,66 @@ def test_two_processes_train_and_sample_like_one(tmp_path):
     launch, env = two_cpu_processes()
     launch = [*launch, "-m", "defectsynth"]
     common = ["--no-progress"]
-    # float32 on both sides: bf16 autocast (train's auto on CPUs with AVX512-BF16) rounds batches of 2 and 4 apart by ~1e-3
+    # float32 on both sides: bf16 autocast (train's auto on CPUs with AVX512-BF16) rounds batches of 2 and 4 apart by
+    # ~1e-3
     options = {"model": "tiny", "epochs": 2, "lr": 1e-3, "split": "train", "preview_every": 0, "mixed_precision": "no"}
-    subprocess.run([*launch, "train", str(data), "--out", str(tmp_path / "run"), "--batch-size", "2", "--model", "tiny", "--epochs", "2",
-                    "--lr", "1e-3", "--split", "train", "--preview-every", "0", "--mixed-precision", "no", *common], check=True, env=env, timeout=300)
+    subprocess.run(
+        [
+            *launch,
+            "train",
+            str(data),
+            "--out",
+            str(tmp_path / "run"),
+            "--batch-size",
+            "2",
+            "--model",
+            "tiny",
+            "--epochs",
+            "2",
+            "--lr",
+            "1e-3",
+            "--split",
+            "train",
+            "--preview-every",
+            "0",
+            "--mixed-precision",
+            "no",
+            *common,
+        ],
+        check=True,
+        env=env,
+        timeout=300,
+    )
     one_run = train(data, out=tmp_path / "one-run", batch_size=4, progress=False, **options)
-    two_log, one_log = ([json.loads(line) for line in (r / "log.jsonl").read_text().splitlines()] for r in (tmp_path / "run", one_run))
+    two_log, one_log = (
+        [json.loads(line) for line in (r / "log.jsonl").read_text().splitlines()] for r in (tmp_path / "run", one_run)
+    )
     assert [e["step"] for e in two_log] == [e["step"] for e in one_log] == [2, 4]
     assert np.allclose([e["loss"] for e in two_log], [e["loss"] for e in one_log], rtol=1e-4, atol=0)
     two_w, one_w = (load_file(str(r / "checkpoint-4" / "model.safetensors")) for r in (tmp_path / "run", one_run))
     assert max((two_w[k] - one_w[k]).abs().max().item() for k in one_w) < 1e-4
     assert (tmp_path / "run" / "checkpoint-4" / "rng-1.safetensors").is_file()
-    subprocess.run([*launch, "sample", str(tmp_path / "run"), "--out", str(tmp_path / "two"), "--num", "5", "--scheduler",
-                    "ddpm", "--steps", "2", "--batch-size", "2", *common], check=True, env=env, timeout=300)
+    subprocess.run(
+        [
+            *launch,
+            "sample",
+            str(tmp_path / "run"),
+            "--out",
+            str(tmp_path / "two"),
+            "--num",
+            "5",
+            "--scheduler",
+            "ddpm",
+            "--steps",
+            "2",
+            "--batch-size",
+            "2",
+            *common,
+        ],
+        check=True,
+        env=env,
+        timeout=300,
+    )
     # the same --batch-size: process 0 draws samples 0, 2, 4 in batches of 2 and 1, process 1 samples
     # 1, 3, one process 0-1, 2-3, 4; every batch is padded to 2 rows (denoising.fixed_rows)
     sample(tmp_path / "run", out=tmp_path / "one", num=5, scheduler="ddpm", steps=2, batch_size=2)
@@ -227,7 +302,9 @@ def test_two_processes_train_and_sample_like_one(tmp_path):
 
 @pytest.mark.slow
 def test_finetune_and_patience(guided_run, data16, tmp_path):
-    run = train(data16, out=tmp_path / "ft", finetune=guided_run, variance="learned", drop_rate=0.2, max_steps=1, **TINY)
+    run = train(
+        data16, out=tmp_path / "ft", finetune=guided_run, variance="learned", drop_rate=0.2, max_steps=1, **TINY
+    )
     assert json.loads((run / "run.json").read_text())["args"]["finetune"] == str(guided_run.resolve())
     with pytest.raises(OptionError, match="--finetune: .* out_channels"):
         train(data16, out=tmp_path / "ft2", finetune=guided_run, variance="fixed", max_steps=1, **TINY)
@@ -254,13 +331,29 @@ def test_finetune_takes_cond_target_model_and_size_from_the_run(data16, tmp_path
     from defectsynth.cli import app
 
     isdm = train(data16, out=tmp_path / "isdm", cond="mask", target="image", size="24", max_steps=1, **TINY)
-    common = ["--finetune", str(isdm), "--drop-rate", "0.2", "--batch-size", "4", "--max-steps", "1", "--preview-every", "0", "--no-progress"]
+    common = [
+        "--finetune",
+        str(isdm),
+        "--drop-rate",
+        "0.2",
+        "--batch-size",
+        "4",
+        "--max-steps",
+        "1",
+        "--preview-every",
+        "0",
+        "--no-progress",
+    ]
     result = runner.invoke(app, ["train", str(data16), "--out", str(tmp_path / "ft"), *common])
     assert result.exit_code == 0, result.output
     args = json.loads((tmp_path / "ft" / "run.json").read_text())["args"]
     assert (args["cond"], args["target"], args["model"], args["size"]) == ("mask", "image", "tiny", "24x24")
-    result = runner.invoke(app, ["train", str(data16), "--out", str(tmp_path / "ft2"), *common, "--size", "24", "--cond", "mask"])
+    result = runner.invoke(
+        app, ["train", str(data16), "--out", str(tmp_path / "ft2"), *common, "--size", "24", "--cond", "mask"]
+    )
     assert result.exit_code == 0, result.output  # given and equal (24 is 24x24)
     result = runner.invoke(app, ["train", str(data16), "--out", str(tmp_path / "ft3"), *common, "--model", "small"])
-    assert result.exit_code == 2 and f"--finetune: {isdm} was trained with --model tiny, not small" in result.output, result.output
+    assert result.exit_code == 2 and f"--finetune: {isdm} was trained with --model tiny, not small" in result.output, (
+        result.output
+    )
     assert not (tmp_path / "ft3").exists()

@@ -16,8 +16,14 @@ defectsynth.prepare("toy", data, num=240, size="32")
 common = dict(model="small", batch_size=16, lr=5e-4, latent=latent, progress=True)
 masks = defectsynth.train(data, out=out / "masks", cond="none", target="mask", max_steps=1200, **common)
 isdm = defectsynth.train(data, out=out / "isdm", cond="mask", target="image", max_steps=1200, **common)
-isdm_ft = defectsynth.train(data, out=out / "isdm-ft", cond="mask", target="image", max_steps=400, finetune=isdm, drop_rate=0.2, **common)
+isdm_ft = defectsynth.train(
+    data, out=out / "isdm-ft", cond="mask", target="image", max_steps=400, finetune=isdm, drop_rate=0.2, **common
+)
 defectsynth.sample(masks, out=out / "masks-synth", num=1000, scheduler="dpm", steps=20, progress=True)
-manifest = defectsynth.sample(isdm_ft, out=out / "synthetic", conditions=str(out / "masks-synth"), progress=True)  # 300 rescaled steps, s=1.5
-augmented = defectsynth.sample(isdm_ft, out=out / "synthetic-aug", conditions=f"{data}:train", num=1000, mask_augment=True, progress=True)
+manifest = defectsynth.sample(
+    isdm_ft, out=out / "synthetic", conditions=str(out / "masks-synth"), progress=True
+)  # 300 rescaled steps, s=1.5
+augmented = defectsynth.sample(
+    isdm_ft, out=out / "synthetic-aug", conditions=f"{data}:train", num=1000, mask_augment=True, progress=True
+)
 print(manifest.stats)

@@ -18,7 +18,10 @@ prepare("toy", out / "toy", num=60, size=64, overwrite=True)
 
 plan = plan_balance(out / "toy", "auto", out / "plan.json")
 before, after = plan.distribution()["before"], plan.distribution()["after"]
-print(f"n_balance {plan.n_balance}: {plan.generations} generations; CIR {before['cir']['all']:.3f} -> {after['cir']['all']:.3f}")
+print(
+    f"n_balance {plan.n_balance}: {plan.generations} generations; CIR {before['cir']['all']:.3f} -> "
+    f"{after['cir']['all']:.3f}"
+)
 print(read_plan(out / "plan.json")[:3])
 plan_balance(out / "toy", 40, out / "plan-40.json")
 
@@ -36,4 +39,7 @@ everything = merge_datasets(out / "toy", out / "standin", out / "toy+standin", o
 balanced = merge_datasets(out / "toy", out / "standin", out / "toy+balanced", n_balance="auto", overwrite=True)
 for name, merged in (("all", everything), ("balanced", balanced)):
     report = merged.distribution()
-    print(f"{name}: {len(merged.selected)} synthetic, CIR {report['before']['cir']['all']:.3f} -> {report['after']['cir']['all']:.3f}, short {merged.short}")
+    print(
+        f"{name}: {len(merged.selected)} synthetic, CIR {report['before']['cir']['all']:.3f} -> "
+        f"{report['after']['cir']['all']:.3f}, short {merged.short}"
+    )

@@ -1,6 +1,6 @@
 """Box conditions for the box-guided model, from Python: the same steps as examples/cli/encode_boxes.sh.
 
-    python examples/api/encode_boxes.py [OUT]
+python examples/api/encode_boxes.py [OUT]
 """
 
 from __future__ import annotations

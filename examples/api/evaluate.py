@@ -29,6 +29,8 @@ report = defectsynth.evaluate(
 
 for row in report["rows"]:
     diff = "" if row["diff_pct"] is None else f" ({row['diff_pct']:+.1f}% vs baseline)"
-    print(f"{row['model']:>6} {row['mix']:<12} #R={row['n_real']:<4} #S={row['n_synthetic']:<4} "
-          f"mIoU {row['miou_mean']:.3f} ± {row['miou_std']:.3f}{diff}")
+    print(
+        f"{row['model']:>6} {row['mix']:<12} #R={row['n_real']:<4} #S={row['n_synthetic']:<4} "
+        f"mIoU {row['miou_mean']:.3f} ± {row['miou_std']:.3f}{diff}"
+    )
 print("chart:", work / "report" / "chart_unet.png")

@@ -19,8 +19,14 @@ train = json.loads((out / "toy-coco" / "annotations" / "instances_train.json").r
 print("categories:", [c["name"] for c in train["categories"]])
 
 # and back: prepare coco gives the same masks
-prepare("coco", out / "toy-from-coco", annotations=out / "toy-coco" / "annotations" / "instances_train.json",
-        images=out / "toy-coco" / "images", size=64, overwrite=True)
+prepare(
+    "coco",
+    out / "toy-from-coco",
+    annotations=out / "toy-coco" / "annotations" / "instances_train.json",
+    images=out / "toy-coco" / "images",
+    size=64,
+    overwrite=True,
+)
 original, back = Dataset(out / "toy"), Dataset(out / "toy-from-coco")
 same = all((back.read(s).mask == original.read(s).mask).all() for s in back.stems)
 print(f"round trip: {len(back)} masks, identical: {same}")

@@ -39,7 +39,12 @@ print({region: round(texture[region]["ratio"]["laplacian_var"], 3) for region in
 
 if os.environ.get("WEIGHTS_DIR"):
     quality = compute_metrics(
-        ["fid", "kid", "lpips"], synthetic=out / "toy", real=out / "toy", split="test",
-        features=(64, 192), nets=("alex", "squeeze"), weights_dir=Path(os.environ["WEIGHTS_DIR"]),
+        ["fid", "kid", "lpips"],
+        synthetic=out / "toy",
+        real=out / "toy",
+        split="test",
+        features=(64, 192),
+        nets=("alex", "squeeze"),
+        weights_dir=Path(os.environ["WEIGHTS_DIR"]),
     )
     print(json.dumps(quality, indent=2))

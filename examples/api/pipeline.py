@@ -23,9 +23,21 @@ pipe = DefectsynthPipeline.from_pretrained(run)  # the EMA weights are its unet
 pipe.use_sampler("ddim")  # the sampler of `sample --scheduler ddim`
 
 # one image per list of boxes (class id, half-open pixel box in the run's 32x32)
-boxes = [[Box(1, 4, 4, 20, 12)], [{"class": 2, "box": [10, 10, 30, 30]}], Dataset(out / "toy").read_boxes(Dataset(out / "toy").stems[0])]
+boxes = [
+    [Box(1, 4, 4, 20, 12)],
+    [{"class": 2, "box": [10, 10, 30, 30]}],
+    Dataset(out / "toy").read_boxes(Dataset(out / "toy").stems[0]),
+]
 result = pipe(boxes=boxes, num_inference_steps=20, generator=torch.Generator().manual_seed(0), output_type="np")
-print("images", result.images.shape, result.images.dtype, "masks", result.masks.shape, "classes drawn", np.unique(result.masks).tolist())
+print(
+    "images",
+    result.images.shape,
+    result.images.dtype,
+    "masks",
+    result.masks.shape,
+    "classes drawn",
+    np.unique(result.masks).tolist(),
+)
 
 # `defectsynth sample` draws through the same pipeline (docs/pipeline.md: the same pixels for the same seeds)
 written = sample(run, out=out / "toy-pipeline-synth", num=2, scheduler="ddim", steps=20, seed=0, overwrite=True)

@@ -7,5 +7,7 @@ import sys
 
 import defectsynth
 
-manifest = defectsynth.prepare("coco", "data/coco", annotations=sys.argv[1], images=sys.argv[2], size="256", progress=True)
+manifest = defectsynth.prepare(
+    "coco", "data/coco", annotations=sys.argv[1], images=sys.argv[2], size="256", progress=True
+)
 print(manifest.stats["images"], "images")

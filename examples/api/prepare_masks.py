@@ -8,7 +8,13 @@ import sys
 import defectsynth
 
 manifest = defectsynth.prepare(
-    "masks", "data/parts", source_dir=sys.argv[1], class_from_folder=True, background_folder="good",
-    min_box_area=4, size="256", progress=True,
+    "masks",
+    "data/parts",
+    source_dir=sys.argv[1],
+    class_from_folder=True,
+    background_folder="good",
+    min_box_area=4,
+    size="256",
+    progress=True,
 )
 print(manifest.stats["boxes_per_class"])

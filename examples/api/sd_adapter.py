@@ -17,7 +17,15 @@ from pathlib import Path
 import numpy as np
 
 import defectsynth
-from defectsynth.sd_backend import blend_priors, build_prompt, canny_prior, class_prompt, filter_by_clip, mask_prior, sample_sd
+from defectsynth.sd_backend import (
+    blend_priors,
+    build_prompt,
+    canny_prior,
+    class_prompt,
+    filter_by_clip,
+    mask_prior,
+    sample_sd,
+)
 from defectsynth.sd_backend.prompts import classes_in_mask
 
 data = Path(sys.argv[1] if len(sys.argv) > 1 else "data/voc")
@@ -38,4 +46,7 @@ synth = sample_sd(
     captioner=models / "blip2-opt-2.7b", steps=30, seed=0, overwrite=True,
 )  # fmt: skip
 kept = filter_by_clip(synth, out / "synth-clip", models / "clip-vit-large-patch14", keep_fraction=0.5, overwrite=True)
-print(f"synthetic: {len(defectsynth.Dataset(synth))} images in {synth}; after the CLIP filter: {len(defectsynth.Dataset(kept))} in {kept}")
+print(
+    f"synthetic: {len(defectsynth.Dataset(synth))} images in {synth}; after the CLIP filter: "
+    f"{len(defectsynth.Dataset(kept))} in {kept}"
+)

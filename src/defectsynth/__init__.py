@@ -6,8 +6,25 @@ from defectsynth.errors import DefectsynthError
 __version__ = "0.1.0.dev0"
 
 __all__ = [
-    "Box", "ClassInfo", "Dataset", "DatasetWriter", "DefectsynthError", "DefectsynthPipeline", "Manifest", "Sample", "__version__",
-    "balance", "demo", "evaluate", "export", "filter_dataset", "prepare", "push", "read_config", "sample", "train",
+    "Box",
+    "ClassInfo",
+    "Dataset",
+    "DatasetWriter",
+    "DefectsynthError",
+    "DefectsynthPipeline",
+    "Manifest",
+    "Sample",
+    "__version__",
+    "balance",
+    "demo",
+    "evaluate",
+    "export",
+    "filter_dataset",
+    "prepare",
+    "push",
+    "read_config",
+    "sample",
+    "train",
 ]
 
 # Entry points that import torch, diffusers or smp, loaded on first use rather than with the package.

@@ -36,9 +36,9 @@ from defectsynth.errors import DatasetError, OptionError
 from defectsynth.formats.conditions import copy_conditions
 from defectsynth.formats.dataset import Dataset, DatasetWriter, check_output_dir, check_same_classes
 from defectsynth.formats.plan import check_plan_out, plan_json, planned_samples, read_plan  # noqa: F401  (read_plan, planned_samples: documented here)
+from defectsynth.locks import writes_output
 from defectsynth.metrics.distribution import classes_in, count_images, distribution_report
 from defectsynth.progress import track
-from defectsynth.locks import writes_output
 
 logger = logging.getLogger(__name__)
 
@@ -146,7 +146,10 @@ class BalancePlan:
 
     def distribution(self) -> dict[str, dict]:
         """``{"before": report, "after": report}`` of entropy and CIR (see :func:`distribution_report`)."""
-        return {"before": distribution_report(self.before, self.class_names), "after": distribution_report(self.after, self.class_names)}
+        return {
+            "before": distribution_report(self.before, self.class_names),
+            "after": distribution_report(self.after, self.class_names),
+        }
 
 
 def _select(dataset: Dataset, split: str | None) -> list[str]:
@@ -173,7 +176,11 @@ def parse_n_balance(n_balance: int | str | None) -> int | str | None:
 
 @writes_output("balance", "plan_out")
 def plan_balance(
-    dataset: str | Path, n_balance: int | str = "auto", plan_out: str | Path | None = None, split: str | None = "train", progress: bool = False,
+    dataset: str | Path,
+    n_balance: int | str = "auto",
+    plan_out: str | Path | None = None,
+    split: str | None = "train",
+    progress: bool = False,
     overwrite: bool = False,
 ) -> BalancePlan:
     """Algorithm 1 of the VOC paper on ``dataset`` (the stems of ``split``; None = every stem).
@@ -199,7 +206,11 @@ def plan_balance(
     unreachable = [c for c in sorted(ds.manifest.class_names) if c > 0 and before[c] == 0]
     plan = BalancePlan(ds.root, split, n, repeats_of(generations), before, after, ds.manifest.class_names, unreachable)
     if unreachable:
-        logger.warning("no image of %s contains %s: Algorithm 1 cannot generate them", ds.root, ", ".join(plan.class_names[c] for c in unreachable))
+        logger.warning(
+            "no image of %s contains %s: Algorithm 1 cannot generate them",
+            ds.root,
+            ", ".join(plan.class_names[c] for c in unreachable),
+        )
     if plan_out is not None:
         write_json(plan_out, plan.to_json())
     return plan
@@ -221,10 +232,15 @@ class MergeSummary:
     short: dict[int, int] = field(default_factory=dict)  # class -> images still missing to reach n_balance
 
     def distribution(self) -> dict[str, dict]:
-        return {"before": distribution_report(self.before, self.class_names), "after": distribution_report(self.after, self.class_names)}
+        return {
+            "before": distribution_report(self.before, self.class_names),
+            "after": distribution_report(self.after, self.class_names),
+        }
 
 
-def select_balanced(real_classes: ImageClasses, synthetic_classes: ImageClasses, n_balance: int, num_classes: int) -> tuple[list[str], dict[int, int]]:
+def select_balanced(
+    real_classes: ImageClasses, synthetic_classes: ImageClasses, n_balance: int, num_classes: int
+) -> tuple[list[str], dict[int, int]]:
     """Pick synthetic stems that bring the images per class closest to ``n_balance``.
 
     Counts start from the real images. Each step picks the unused synthetic sample that lowers
@@ -262,14 +278,21 @@ def _check_compatible(real: Dataset, synthetic: Dataset) -> None:
     check_same_classes(real, synthetic)
     if real.has_masks != synthetic.has_masks:
         has = lambda ds: "has" if ds.has_masks else "has no"  # noqa: E731
-        raise DatasetError(f"{real.root} {has(real)} masks/ but {synthetic.root} {has(synthetic)}: they cannot be merged", synthetic.root)
+        raise DatasetError(
+            f"{real.root} {has(real)} masks/ but {synthetic.root} {has(synthetic)}: they cannot be merged",
+            synthetic.root,
+        )
 
 
 def _check_unique(real: Dataset, synthetic: Dataset, stems: list[str]) -> None:
     clashes = sorted(set(real.stems) & set(stems))
     if clashes:
         shown = ", ".join(clashes[:5]) + (f" and {len(clashes) - 5} more" if len(clashes) > 5 else "")
-        raise DatasetError(f"stems {shown} exist in both {real.root} and {synthetic.root}: merged stems must be unique, rename one side", synthetic.root)
+        raise DatasetError(
+            f"stems {shown} exist in both {real.root} and {synthetic.root}: merged stems must be unique, "
+            "rename one side",
+            synthetic.root,
+        )
 
 
 @writes_output("balance", "out")
@@ -301,10 +324,14 @@ def merge_datasets(
     num_classes = real_ds.manifest.num_classes
     if n == "auto":
         n = auto_n_balance(real_classes)
-    selected, short = (list(syn_ds.stems), {}) if n is None else select_balanced(real_classes, syn_classes, n, num_classes)
+    selected, short = (
+        (list(syn_ds.stems), {}) if n is None else select_balanced(real_classes, syn_classes, n, num_classes)
+    )
     _check_unique(real_ds, syn_ds, selected)
     source = _merge_source(real_ds, syn_ds, selected, n, split)
-    manifest = Manifest(name=f"{real_ds.manifest.name}+{syn_ds.manifest.name}", classes=real_ds.manifest.classes, source=source)
+    manifest = Manifest(
+        name=f"{real_ds.manifest.name}+{syn_ds.manifest.name}", classes=real_ds.manifest.classes, source=source
+    )
     splits = {name: real_ds.split(name) for name in real_ds.split_names}
     splits["train"] = [*splits.get("train", train), *selected]
     splits["synthetic"] = list(selected)
@@ -316,10 +343,14 @@ def merge_datasets(
         writer.commit(splits)
     before = count_images(real_classes.values(), num_classes)
     after = before + count_images((syn_classes[s] for s in selected), num_classes)
-    return MergeSummary(out, len(real_ds.stems), selected, len(syn_ds.stems), n, before, after, real_ds.manifest.class_names, short)
+    return MergeSummary(
+        out, len(real_ds.stems), selected, len(syn_ds.stems), n, before, after, real_ds.manifest.class_names, short
+    )
 
 
-def _merge_source(real: Dataset, synthetic: Dataset, selected: list[str], n_balance: int | None, split: str | None) -> dict[str, Any]:
+def _merge_source(
+    real: Dataset, synthetic: Dataset, selected: list[str], n_balance: int | None, split: str | None
+) -> dict[str, Any]:
     """Provenance: both inputs and their own provenance, which stems came from where."""
     syn_source = synthetic.manifest.source
     condition_of = syn_source.get("condition_of")
@@ -357,7 +388,10 @@ def balance(
     """
     planning, merging = plan_out is not None, synthetic is not None or out is not None
     if planning == merging:
-        raise OptionError("give either --plan-out PLAN.json (plan generations) or --with SYNTH --out MERGED (merge), not both or neither")
+        raise OptionError(
+            "give either --plan-out PLAN.json (plan generations) or --with SYNTH --out MERGED (merge), not "
+            "both or neither"
+        )
     if planning:
         return plan_balance(dataset, "auto" if n_balance is None else n_balance, plan_out, split, progress, overwrite)
     if synthetic is None or out is None:

@@ -61,10 +61,14 @@ def _version(value: bool) -> None:
 
 @app.callback()
 def _root(
-    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Print the version and exit."),
+    version: bool = typer.Option(
+        False, "--version", callback=_version, is_eager=True, help="Print the version and exit."
+    ),
     verbose: bool = typer.Option(False, "--verbose", "-v", help="Log what the library does (INFO level)."),
 ) -> None:
-    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.INFO if verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s"
+    )
     _quiet_opencv(verbose)
 
 
@@ -81,7 +85,19 @@ def _quiet_opencv(verbose: bool) -> None:
 
 
 # Registered in pipeline order, which is the order `--help` lists them in.
-for _command in (prepare_cmd, encode_boxes_cmd, train_cmd, sample_cmd, filter_cmd, balance_cmd, evaluate_cmd, metrics_cmd, export_cmd, push_cmd, demo_cmd):
+for _command in (
+    prepare_cmd,
+    encode_boxes_cmd,
+    train_cmd,
+    sample_cmd,
+    filter_cmd,
+    balance_cmd,
+    evaluate_cmd,
+    metrics_cmd,
+    export_cmd,
+    push_cmd,
+    demo_cmd,
+):
     _command.register(app)
 
 

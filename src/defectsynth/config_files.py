@@ -110,9 +110,15 @@ def check_keys(options: dict[str, Any], known: Iterable[str], path: str | Path, 
     known = set(known)
     for name in options:
         if name not in known:
-            raise OptionError(f"--config {path}: unknown key {name!r}: {command} has no option --{name.replace('_', '-')}")
+            raise OptionError(
+                f"--config {path}: unknown key {name!r}: {command} has no option --{name.replace('_', '-')}"
+            )
 
 
 def function_options(function: Callable) -> list[str]:
     """The keyword arguments of a library function (what a config file for it may hold)."""
-    return [p.name for p in inspect.signature(function).parameters.values() if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
+    return [
+        p.name
+        for p in inspect.signature(function).parameters.values()
+        if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)
+    ]

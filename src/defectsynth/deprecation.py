@@ -25,7 +25,11 @@ def renamed_keywords(**renames: str) -> Callable[[F], F]:
                 if old in kwargs:
                     if new in kwargs:
                         raise TypeError(f"{fn.__name__}() got both {old!r} (its deprecated name) and {new!r}")
-                    warnings.warn(f"{fn.__name__}(): the keyword {old!r} is deprecated, use {new!r}", DeprecationWarning, stacklevel=2)
+                    warnings.warn(
+                        f"{fn.__name__}(): the keyword {old!r} is deprecated, use {new!r}",
+                        DeprecationWarning,
+                        stacklevel=2,
+                    )
                     kwargs[new] = kwargs.pop(old)
             return fn(*args, **kwargs)
 

@@ -47,6 +47,7 @@ from defectsynth.data.files import write_json
 from defectsynth.data.model import IGNORE_INDEX, Box, Manifest, Sample, boxes_to_array, stray_class_ids
 from defectsynth.data.resize import parse_size
 from defectsynth.deprecation import renamed_keywords
+from defectsynth.devices import pick_device
 from defectsynth.errors import DatasetError, OptionError, first_line
 from defectsynth.evaluation.data import normalise, read_pair
 from defectsynth.evaluation.grid import VAL_FRACTION, holdout
@@ -54,12 +55,11 @@ from defectsynth.evaluation.training import TrainConfig, train_model
 from defectsynth.formats.conditions import copy_conditions
 from defectsynth.formats.dataset import Dataset, DatasetWriter, check_output_dir, check_same_classes
 from defectsynth.formats.segmenter import load_model, save_model
-from defectsynth.devices import pick_device
+from defectsynth.locks import writes_output
 from defectsynth.metrics.distribution import sample_classes
 from defectsynth.metrics.sae_ebr import inside_own_boxes, sae_ebr_counts
 from defectsynth.metrics.segmentation import get_stats, image_scores
 from defectsynth.progress import progress_bar, track
-from defectsynth.locks import writes_output
 
 logger = logging.getLogger(__name__)
 
@@ -104,7 +104,9 @@ def clip_to_boxes(mask: np.ndarray, boxes: list[Box], class_agnostic: bool = Fal
     return clipped
 
 
-def box_problems(sample: Sample, num_classes: int, max_sae: float | None, drop_empty_boxes: bool, class_agnostic: bool = False) -> list[str]:
+def box_problems(
+    sample: Sample, num_classes: int, max_sae: float | None, drop_empty_boxes: bool, class_agnostic: bool = False
+) -> list[str]:
     """Why ``sample`` fails the box checks ([] = it passes); measured on its unclipped mask."""
     counts = sae_ebr_counts(sample.mask, *boxes_to_array(sample.boxes), num_classes, class_agnostic)
     problems = []
@@ -114,13 +116,16 @@ def box_problems(sample: Sample, num_classes: int, max_sae: float | None, drop_e
     _, sae = counts.sae()
     if max_sae is not None and sae is not None and sae > max_sae:
         outside, pixels = int(counts.misaligned.sum()), int(counts.generated.sum())
-        problems.append(f"SAE {sae:.3f} > max_sae {max_sae:g} ({outside} of {pixels} defect pixels outside their boxes)")
+        problems.append(
+            f"SAE {sae:.3f} > max_sae {max_sae:g} ({outside} of {pixels} defect pixels outside their boxes)"
+        )
     return problems
 
 
 # -- by segmenter: scoring ------------------------------------------------------------------------
 def to_model_input(images: np.ndarray) -> torch.Tensor:
-    """(N, H, W, 3) uint8 -> (N, 3, H, W) float32, normalised as ``evaluate`` does (:func:`evaluation.data.normalise`)."""
+    """(N, H, W, 3) uint8 -> (N, 3, H, W) float32, normalised as ``evaluate`` does
+    (:func:`evaluation.data.normalise`)."""
     return normalise(torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2))
 
 
@@ -146,7 +151,12 @@ def per_image_ce(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
 
 @torch.no_grad()
 def score_pairs(
-    model: nn.Module, images: np.ndarray, masks: np.ndarray, score: str = "iou", batch_size: int = 8, device: str | torch.device = "cpu"
+    model: nn.Module,
+    images: np.ndarray,
+    masks: np.ndarray,
+    score: str = "iou",
+    batch_size: int = 8,
+    device: str | torch.device = "cpu",
 ) -> list[float | None]:
     """Score each (image, generated mask) pair by the segmenter's agreement with the mask.
 
@@ -205,14 +215,25 @@ def keep_count(total: int, top_k: int | None, keep_fraction: float | None) -> in
 
 
 # -- by segmenter: the network ----------------------------------------------------------------------
-def read_pairs(dataset: Dataset, stems: list[str], size: tuple[int, int], progress: bool = False) -> tuple[np.ndarray, np.ndarray]:
+def read_pairs(
+    dataset: Dataset, stems: list[str], size: tuple[int, int], progress: bool = False
+) -> tuple[np.ndarray, np.ndarray]:
     """Images (N, H, W, 3) uint8 and masks (N, H, W) uint8 of ``stems``, resized to ``size`` = (H, W)."""
-    pairs = [read_pair(dataset, s, size, FILTER_NEEDS_MASKS) for s in track(stems, total=len(stems), description=f"read {dataset.root.name}", enabled=progress)]
+    pairs = [
+        read_pair(dataset, s, size, FILTER_NEEDS_MASKS)
+        for s in track(stems, total=len(stems), description=f"read {dataset.root.name}", enabled=progress)
+    ]
     return np.stack([image for image, _ in pairs]), np.stack([mask for _, mask in pairs])
 
 
 def score_dataset(
-    model: nn.Module, dataset: Dataset, size: tuple[int, int], score: str, batch_size: int, device, progress: bool = False
+    model: nn.Module,
+    dataset: Dataset,
+    size: tuple[int, int],
+    score: str,
+    batch_size: int,
+    device,
+    progress: bool = False,
 ) -> dict[str, float | None]:
     """:func:`score_pairs` over every stem of ``dataset`` at ``size`` = (H, W), read one batch at a time."""
     batches = [dataset.stems[i : i + batch_size] for i in range(0, len(dataset.stems), batch_size)]
@@ -257,7 +278,17 @@ def train_segmenter(
             update(status=f"val mIoU {entry['val_miou']:.3f}")
             advance()
 
-        return train_model(arch, ds.manifest.num_classes, train_pairs, val_pairs, config, seed, device, on_epoch=on_epoch, option="--arch")
+        return train_model(
+            arch,
+            ds.manifest.num_classes,
+            train_pairs,
+            val_pairs,
+            config,
+            seed,
+            device,
+            on_epoch=on_epoch,
+            option="--arch",
+        )
 
 
 @contextmanager
@@ -282,16 +313,29 @@ def check_by_options(by: str, given: dict[str, bool]) -> None:
     foreign = [name for name in names if given.get(name) and name not in BY_OPTIONS[by]]
     if foreign:
         owner = next(other for other, options in BY_OPTIONS.items() if foreign[0] in options)
-        raise OptionError(f"{', '.join(foreign)} cannot be used with --by {by} (options that belong to --by {owner}; run filter twice to combine)")
+        raise OptionError(
+            f"{', '.join(foreign)} cannot be used with --by {by} (options that belong to --by {owner}; run "
+            "filter twice to combine)"
+        )
 
 
 def _check_options(
-    by: str, clip_labels: bool, max_sae: float | None, drop_empty_boxes: bool, real, segmenter, top_k, keep_fraction, score: str, batch_size: int
+    by: str,
+    clip_labels: bool,
+    max_sae: float | None,
+    drop_empty_boxes: bool,
+    real,
+    segmenter,
+    top_k,
+    keep_fraction,
+    score: str,
+    batch_size: int,
 ) -> None:
     if by not in FILTER_BY:
         raise OptionError(f"--by: choose one of {', '.join(FILTER_BY)}, got {by!r}")
-    given = {"--clip-labels": clip_labels, "--max-sae": max_sae is not None, "--drop-empty-boxes": drop_empty_boxes, "--real": real is not None,
-             "--segmenter": segmenter is not None, "--top-k": top_k is not None, "--keep-fraction": keep_fraction is not None}  # fmt: skip
+    given = {"--clip-labels": clip_labels, "--max-sae": max_sae is not None, "--drop-empty-boxes": drop_empty_boxes,
+             "--real": real is not None, "--segmenter": segmenter is not None, "--top-k": top_k is not None,
+             "--keep-fraction": keep_fraction is not None}  # fmt: skip
     check_by_options(by, given)
     if by == "boxes":
         if not (clip_labels or max_sae is not None or drop_empty_boxes):
@@ -300,14 +344,26 @@ def _check_options(
             raise OptionError(f"--max-sae must lie in [0, 1], got {max_sae}")
         return
     if (real is None) == (segmenter is None):
-        raise OptionError("--by segmenter needs exactly one of --real DIR (train a U-Net on it) or --segmenter DIR (a saved smp network)")
+        raise OptionError(
+            "--by segmenter needs exactly one of --real DIR (train a U-Net on it) or --segmenter DIR (a saved "
+            "smp network)"
+        )
     if score not in SCORES:
         raise OptionError(f"--score: choose one of {', '.join(SCORES)}, got {score!r}")
     check_at_least("--batch-size", batch_size)
 
 
-def _filter_record(syn: Dataset, by: str, options: dict[str, Any], kept: list[str], removed: dict[str, str], extra: dict[str, Any]) -> dict[str, Any]:
-    return {"by": by, "input": str(syn.root.resolve()), "options": options, "kept": len(kept), "removed": removed, **extra}
+def _filter_record(
+    syn: Dataset, by: str, options: dict[str, Any], kept: list[str], removed: dict[str, str], extra: dict[str, Any]
+) -> dict[str, Any]:
+    return {
+        "by": by,
+        "input": str(syn.root.resolve()),
+        "options": options,
+        "kept": len(kept),
+        "removed": removed,
+        **extra,
+    }
 
 
 def _output_manifest(syn: Dataset, kept: list[str], record: dict[str, Any]) -> Manifest:
@@ -315,7 +371,12 @@ def _output_manifest(syn: Dataset, kept: list[str], record: dict[str, Any]) -> M
     if isinstance(source.get("condition_of"), dict):
         source["condition_of"] = {s: c for s, c in source["condition_of"].items() if s in set(kept)}
     source["filters"] = [*source.get("filters", []), record]
-    return Manifest(name=f"{syn.manifest.name}-filtered", classes=syn.manifest.classes, source=source, synthetic=syn.manifest.synthetic)
+    return Manifest(
+        name=f"{syn.manifest.name}-filtered",
+        classes=syn.manifest.classes,
+        source=source,
+        synthetic=syn.manifest.synthetic,
+    )
 
 
 @renamed_keywords(model="segmenter")
@@ -351,12 +412,12 @@ def filter_dataset(
 
     by="boxes": clip_labels, max_sae (0..1), drop_empty_boxes; class_agnostic: a pixel is kept /
     aligned when it lies in any box and a box is empty without any defect pixel (the BASD paper's
-    wording and eqs. 5-6) instead of the default class-aware reading (its own class's boxes). by="segmenter": real (train a U-Net
-    on its ``split``; arch, encoder, encoder_weights, epochs, batch_size, lr, seed) or segmenter (a
+    wording and eqs. 5-6) instead of the default class-aware reading (its own class's boxes). by="segmenter": real
+    (train a U-Net on its ``split``; arch, encoder, encoder_weights, epochs, batch_size, lr, seed) or segmenter (a
     network folder of formats.segmenter.save_model, e.g. ``<evaluate out>/models/<cell>``; the
     keyword was ``model`` before, which still works for one release with a DeprecationWarning);
-    score "iou" or "ce"; top_k or keep_fraction; size (H, W) or "N" / "WxH" the pairs are scored at (default: the first synthetic image's size); device (None: cuda
-    when available).
+    score "iou" or "ce"; top_k or keep_fraction; size (H, W) or "N" / "WxH" the pairs are scored at (default: the first
+    synthetic image's size); device (None: cuda when available).
     """
     _check_options(by, clip_labels, max_sae, drop_empty_boxes, real, segmenter, top_k, keep_fraction, score, batch_size)
     check_by_options(by, {"--class-agnostic": class_agnostic})
@@ -368,7 +429,12 @@ def filter_dataset(
     if not syn.stems:
         raise DatasetError("the dataset has no images: nothing to filter", syn.root)
     if by == "boxes":
-        options = {"clip_labels": clip_labels, "max_sae": max_sae, "drop_empty_boxes": drop_empty_boxes, "class_agnostic": class_agnostic}
+        options = {
+            "clip_labels": clip_labels,
+            "max_sae": max_sae,
+            "drop_empty_boxes": drop_empty_boxes,
+            "class_agnostic": class_agnostic,
+        }
         return _filter_by_boxes(syn, out, options, overwrite, progress)
     k = keep_count(len(syn.stems), top_k, keep_fraction)
     dev = pick_device(device)
@@ -376,10 +442,14 @@ def filter_dataset(
         check_same_classes(Dataset(real), syn)
     size_hw = parse_size(size) or syn.read(syn.stems[0]).size
     if segmenter is not None:
-        net, trained, about_net = load_model(segmenter, "--segmenter").to(dev), None, {"model": str(Path(segmenter).resolve())}
+        net, trained, about_net = (
+            load_model(segmenter, "--segmenter").to(dev),
+            None,
+            {"model": str(Path(segmenter).resolve())},
+        )
     else:
-        training = {"split": split, "arch": arch, "encoder": encoder, "encoder_weights": encoder_weights, "epochs": epochs,
-                    "batch_size": batch_size, "lr": lr, "seed": seed}  # fmt: skip
+        training = {"split": split, "arch": arch, "encoder": encoder, "encoder_weights": encoder_weights,
+                    "epochs": epochs, "batch_size": batch_size, "lr": lr, "seed": seed}  # fmt: skip
         net, selection = train_segmenter(real, size=size_hw, device=dev, progress=progress, **training)
         trained = net
         about_net = {"real": str(Path(real).resolve()), **training, "val_fraction": VAL_FRACTION,
@@ -389,7 +459,9 @@ def filter_dataset(
     return _filter_by_segmenter(syn, out, options, scores, k, trained, overwrite, progress)
 
 
-def write_kept(syn: Dataset, out: str | Path, manifest: Manifest, samples, overwrite: bool, extra_files) -> tuple[np.ndarray, list[str]]:
+def write_kept(
+    syn: Dataset, out: str | Path, manifest: Manifest, samples, overwrite: bool, extra_files
+) -> tuple[np.ndarray, list[str]]:
     """Write a filter's output folder ``out`` atomically: the kept ``samples`` (an iterable of Sample
     from ``syn``), their cached conditions, ``syn``'s splits restricted to them, and
     ``extra_files(tmp)`` (e.g. a scores file). Returns (images per class written, kept stems).
@@ -406,7 +478,9 @@ def write_kept(syn: Dataset, out: str | Path, manifest: Manifest, samples, overw
         return writer.stats.images_per_class.copy(), kept
 
 
-def _filter_by_boxes(syn: Dataset, out: Path, options: dict[str, Any], overwrite: bool, progress: bool) -> FilterSummary:
+def _filter_by_boxes(
+    syn: Dataset, out: Path, options: dict[str, Any], overwrite: bool, progress: bool
+) -> FilterSummary:
     num_classes = syn.manifest.num_classes
     removed: dict[str, str] = {}
     clipped_by_stem: dict[str, int] = {}
@@ -418,7 +492,9 @@ def _filter_by_boxes(syn: Dataset, out: Path, options: dict[str, Any], overwrite
         sample = syn.read(stem)
         present = list(sample_classes(sample.mask, sample.boxes, num_classes))
         input_images[present] += 1
-        problems = box_problems(sample, num_classes, options["max_sae"], options["drop_empty_boxes"], options["class_agnostic"])
+        problems = box_problems(
+            sample, num_classes, options["max_sae"], options["drop_empty_boxes"], options["class_agnostic"]
+        )
         if problems:
             removed[stem] = "; ".join(problems)
             removed_images[present] += 1
@@ -429,7 +505,11 @@ def _filter_by_boxes(syn: Dataset, out: Path, options: dict[str, Any], overwrite
                 clipped += np.bincount(lost, minlength=256)[:num_classes]
     kept_stems = [s for s in syn.stems if s not in removed]
     if not kept_stems:
-        raise DatasetError(f"every one of the {len(syn.stems)} samples was rejected: nothing to write (relax --max-sae or --drop-empty-boxes)", syn.root)
+        raise DatasetError(
+            f"every one of the {len(syn.stems)} samples was rejected: nothing to write (relax --max-sae or "
+            "--drop-empty-boxes)",
+            syn.root,
+        )
     record = _filter_record(syn, "boxes", options, kept_stems, removed, {"clipped_pixels": clipped_by_stem})
     manifest = _output_manifest(syn, kept_stems, record)
 
@@ -442,18 +522,30 @@ def _filter_by_boxes(syn: Dataset, out: Path, options: dict[str, Any], overwrite
             yield sample
 
     kept_images, kept = write_kept(syn, out, manifest, samples(), overwrite, lambda tmp: None)
-    return FilterSummary(out, "boxes", kept, removed, input_images, kept_images, removed_images, clipped, syn.manifest.class_names)
+    return FilterSummary(
+        out, "boxes", kept, removed, input_images, kept_images, removed_images, clipped, syn.manifest.class_names
+    )
 
 
 def _filter_by_segmenter(
-    syn: Dataset, out: Path, options: dict[str, Any], scores: dict[str, float | None], k: int, trained: nn.Module | None, overwrite: bool, progress: bool
+    syn: Dataset,
+    out: Path,
+    options: dict[str, Any],
+    scores: dict[str, float | None],
+    k: int,
+    trained: nn.Module | None,
+    overwrite: bool,
+    progress: bool,
 ) -> FilterSummary:
     num_classes = syn.manifest.num_classes
     ranking = rank_scores(scores, options["score"])
     keep = set(ranking[:k])
     rank = {stem: r + 1 for r, stem in enumerate(ranking)}
     label = lambda v: "no valid pixel" if v is None else f"{v:.4f}"  # noqa: E731
-    removed = {s: f"rank {rank[s]} of {len(ranking)} by {options['score']} {label(scores[s])} (keeping {k})" for s in ranking[k:]}
+    removed = {
+        s: f"rank {rank[s]} of {len(ranking)} by {options['score']} {label(scores[s])} (keeping {k})"
+        for s in ranking[k:]
+    }
     kept_stems = [s for s in syn.stems if s in keep]
     scores_json = {
         "score": options["score"], "higher_is_better": options["score"] == "iou", "keep": k,
@@ -481,4 +573,15 @@ def _filter_by_segmenter(
 
     kept_images, kept = write_kept(syn, out, manifest, samples(), overwrite, extra_files)
     no_clipping = np.zeros(num_classes, np.int64)
-    return FilterSummary(out, "segmenter", kept, removed, input_images, kept_images, removed_images, no_clipping, syn.manifest.class_names, scores)
+    return FilterSummary(
+        out,
+        "segmenter",
+        kept,
+        removed,
+        input_images,
+        kept_images,
+        removed_images,
+        no_clipping,
+        syn.manifest.class_names,
+        scores,
+    )

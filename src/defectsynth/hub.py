@@ -25,7 +25,16 @@ PIPELINE_FILES = ["model_index.json", "*/*.json", "*/*.safetensors", "*/*.txt", 
 # half-precision copies of the weights, which the loaders here do not read
 VARIANT_FILES = ["*.fp16.safetensors", "*.fp16-*.safetensors"]
 # what a run folder holds for sampling, and what `push` uploads
-RUN_FILES = ["run.json", "model_index.json", "unet/*", "unet_ema/*", "scheduler/*", "log.jsonl", "previews/*.png", "README.md"]
+RUN_FILES = [
+    "run.json",
+    "model_index.json",
+    "unet/*",
+    "unet_ema/*",
+    "scheduler/*",
+    "log.jsonl",
+    "previews/*.png",
+    "README.md",
+]
 RUN_DOWNLOAD = ["run.json", "model_index.json", "unet/*", "unet_ema/*", "scheduler/*"]
 REPO_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*/[A-Za-z0-9_.-]+$")
 
@@ -54,15 +63,31 @@ def download(repo_id: str, option: str, allow_patterns: list[str] | None = None)
     every failure is one :class:`OptionError` line naming ``option``."""
     import huggingface_hub as hub
     from huggingface_hub import constants
-    from huggingface_hub.utils import HfHubHTTPError, LocalEntryNotFoundError, RepositoryNotFoundError, RevisionNotFoundError
+    from huggingface_hub.utils import (
+        HfHubHTTPError,
+        LocalEntryNotFoundError,
+        RepositoryNotFoundError,
+        RevisionNotFoundError,
+    )
 
     try:
-        return Path(hub.snapshot_download(repo_id, allow_patterns=allow_patterns or MODEL_FILES, ignore_patterns=VARIANT_FILES))
+        return Path(
+            hub.snapshot_download(repo_id, allow_patterns=allow_patterns or MODEL_FILES, ignore_patterns=VARIANT_FILES)
+        )
     except LocalEntryNotFoundError:
         if constants.HF_HUB_OFFLINE:
-            raise OptionError(f"{option}: {repo_id} is no local folder, and as a Hub id it is not in the Hugging Face cache while HF_HUB_OFFLINE is set (download it once online)") from None
-        raise OptionError(f"{option}: {repo_id} is no local folder, and as a Hub id it is not cached and the Hugging Face Hub cannot be reached (check the connection)") from None
+            raise OptionError(
+                f"{option}: {repo_id} is no local folder, and as a Hub id it is not in the Hugging Face cache "
+                "while HF_HUB_OFFLINE is set (download it once online)"
+            ) from None
+        raise OptionError(
+            f"{option}: {repo_id} is no local folder, and as a Hub id it is not cached and the Hugging Face "
+            "Hub cannot be reached (check the connection)"
+        ) from None
     except RepositoryNotFoundError:
-        raise OptionError(f"{option}: {repo_id} is neither a local folder nor a repository on the Hugging Face Hub (a private or gated one needs `hf auth login` or HF_TOKEN)") from None
+        raise OptionError(
+            f"{option}: {repo_id} is neither a local folder nor a repository on the Hugging Face Hub (a "
+            "private or gated one needs `hf auth login` or HF_TOKEN)"
+        ) from None
     except (RevisionNotFoundError, HfHubHTTPError, ValueError) as err:
         raise OptionError(f"{option}: cannot download {repo_id} from the Hugging Face Hub ({summary(err)})") from None

@@ -26,7 +26,9 @@ class Pushed:
     files: list[str]
 
 
-def push(run: str | Path, repo_id: str, *, private: bool = False, token: str | None = None, commit_message: str | None = None) -> Pushed:
+def push(
+    run: str | Path, repo_id: str, *, private: bool = False, token: str | None = None, commit_message: str | None = None
+) -> Pushed:
     """Upload the run folder ``run`` to the Hub model repository ``repo_id`` (created if missing;
     ``private`` for a new one). The resume checkpoints stay local (:data:`RUN_FILES`).
 
@@ -39,10 +41,16 @@ def push(run: str | Path, repo_id: str, *, private: bool = False, token: str | N
         raise OptionError(f"REPO_ID: expected owner/name (letters, digits, - _ .), got {repo_id!r}")
     the_run = Run.open(run)  # not a run folder: one DatasetError line
     if not (the_run.root / "unet" / "config.json").is_file():
-        raise DatasetError("the run has no weights yet (unet/ appears after its first epoch): nothing to push", the_run.root)
+        raise DatasetError(
+            "the run has no weights yet (unet/ appears after its first epoch): nothing to push", the_run.root
+        )
     if not (the_run.root / "model_index.json").is_file():
         write_model_index(the_run.root)  # an older run: make it a pipeline folder first (a latent run stays none)
-    files = sorted(str(p.relative_to(the_run.root)) for p in the_run.root.rglob("*") if p.is_file() and _uploaded(p.relative_to(the_run.root)))
+    files = sorted(
+        str(p.relative_to(the_run.root))
+        for p in the_run.root.rglob("*")
+        if p.is_file() and _uploaded(p.relative_to(the_run.root))
+    )
     try:
         url = hub.create_repo(repo_id, private=private, token=token, exist_ok=True)
         hub.upload_folder(
@@ -50,7 +58,9 @@ def push(run: str | Path, repo_id: str, *, private: bool = False, token: str | N
             commit_message=commit_message or f"defectsynth run {the_run.root.name}",
         )  # fmt: skip
     except (HfHubHTTPError, OSError, ValueError) as err:
-        raise OptionError(f"cannot push to {repo_id} ({summary(err)}); log in with `hf auth login`, or pass --token") from None
+        raise OptionError(
+            f"cannot push to {repo_id} ({summary(err)}); log in with `hf auth login`, or pass --token"
+        ) from None
     return Pushed(repo_id, str(url), files)
 
 

@@ -8,8 +8,8 @@ the holder (pid, host, command), so a second writer stops with one line::
     runs/toy: is being written by another process (train, pid 4242 on host lab-3): wait for it to finish or stop it
 
 The operating system releases the lock when its process ends, even when killed (its two files
-stay behind and the next writer takes them over); a normal end removes both files. Under ``accelerate launch`` only the main process
-takes the lock and every process gets its answer (:func:`defectsynth.ranks.one_outcome`).
+stay behind and the next writer takes them over); a normal end removes both files. Under ``accelerate launch`` only the
+main process takes the lock and every process gets its answer (:func:`defectsynth.ranks.one_outcome`).
 
 The command name is also what :class:`~defectsynth.formats.dataset.DatasetWriter` writes into its
 hidden partial folder (:func:`current_command`), so the next run of the same command on the same
@@ -71,7 +71,9 @@ def output_lock(target: str | Path, command: str) -> Iterator[Path]:
     try:
         lock.acquire()
     except Timeout:
-        raise OutputLockedError(f"is being written by another process ({_holder(holder_file)}): wait for it to finish or stop it", target) from None
+        raise OutputLockedError(
+            f"is being written by another process ({_holder(holder_file)}): wait for it to finish or stop it", target
+        ) from None
     token = _COMMAND.set(command)
     try:
         write_json(holder_file, {"command": command, "pid": os.getpid(), "host": socket.gethostname()}, durable=False)

@@ -74,7 +74,8 @@ def run_config(info: dict[str, Any]) -> dict[str, Any]:
     args, layout = info["args"], Layout(**info["layout"])
     prediction = recipe_prediction(args, layout)
     return {
-        "cond": args["cond"], "target": args["target"], "variance": args["variance"], "drop_rate": args.get("drop_rate", 0.0),
+        "cond": args["cond"], "target": args["target"], "variance": args["variance"],
+        "drop_rate": args.get("drop_rate", 0.0),
         "prediction": prediction if isinstance(prediction, str) else list(prediction), "classes": info["classes"],
         "num_classes": info["num_classes"], "size": list(info["size"]), "layout": dict(info["layout"]),
         "class_fill": args.get("class_fill", "inside"),
@@ -138,7 +139,10 @@ class DefectsynthPipeline(DiffusionPipeline):
 
         run = run if isinstance(run, Run) else Run.open(run)
         if run.info.get("latent"):
-            raise OptionError("a run on a latent autoencoder (train --latent) is not a pipeline: sample it with `defectsynth sample`", run.root)
+            raise OptionError(
+                "a run on a latent autoencoder (train --latent) is not a pipeline: sample it with `defectsynth sample`",
+                run.root,
+            )
         scheduler = train_scheduler(run.args["variance"], scheduler_prediction(run.prediction))
         return cls(unet=run.load_unet(ema), scheduler=scheduler, run=run_config(run.info))
 
@@ -150,14 +154,20 @@ class DefectsynthPipeline(DiffusionPipeline):
         if folder.is_dir() and (folder / "run.json").is_file() and not (folder / "model_index.json").is_file():
             ema = kwargs.pop("unet_ema", True) is not None
             if kwargs:
-                raise OptionError(f"{', '.join(kwargs)}: a run folder without model_index.json loads without options (or add it: write_model_index)", folder)
+                raise OptionError(
+                    f"{', '.join(kwargs)}: a run folder without model_index.json loads without options (or add "
+                    "it: write_model_index)",
+                    folder,
+                )
             return cls.from_run(folder, ema=ema)
         return super().from_pretrained(pretrained_model_name_or_path, **kwargs)
 
     def use_sampler(self, name: str, steps: int | None = None) -> "DefectsynthPipeline":
         """Set ``scheduler`` to the sampler ``sample --scheduler name`` uses (ddpm | ddim | dpm); returns self."""
         run = self.config.run
-        self.scheduler = make_sampler(name, steps, run["variance"], False, scheduler_prediction(self.prediction)).scheduler
+        self.scheduler = make_sampler(
+            name, steps, run["variance"], False, scheduler_prediction(self.prediction)
+        ).scheduler
         return self
 
     # -- the run ----------------------------------------------------------------------------------
@@ -187,7 +197,10 @@ class DefectsynthPipeline(DiffusionPipeline):
     def sampler_name(self) -> str:
         name = SCHEDULER_NAMES.get(type(self.scheduler))
         if name is None:
-            raise OptionError(f"scheduler: {type(self.scheduler).__name__} is not one of DDPMScheduler, DDIMScheduler, DPMSolverMultistepScheduler")
+            raise OptionError(
+                f"scheduler: {type(self.scheduler).__name__} is not one of DDPMScheduler, DDIMScheduler, "
+                "DPMSolverMultistepScheduler"
+            )
         return name
 
     def sampler(self, steps: int, rescale: bool) -> Sampler:
@@ -211,7 +224,10 @@ class DefectsynthPipeline(DiffusionPipeline):
         needed = {"none": "batch_size", "mask": "masks"}.get(cond, "boxes")
         wrong = [k for k, v in given.items() if v and k != needed]
         if wrong or not (given[needed] or cond == "none"):
-            raise OptionError(f"this run (cond {cond}) samples from {needed}=...; {', '.join(wrong) or needed} {'not taken' if wrong else 'missing'}")
+            raise OptionError(
+                f"this run (cond {cond}) samples from {needed}=...; {', '.join(wrong) or needed} "
+                f"{'not taken' if wrong else 'missing'}"
+            )
         if cond == "none":
             batch_size = 1 if batch_size is None else batch_size
             if batch_size < 1:
@@ -297,10 +313,15 @@ class DefectsynthPipeline(DiffusionPipeline):
         cond, condition_masks = self.conditions(boxes, masks, batch_size)
         steps, rescale, guidance = self.defaults(num_inference_steps, rescale, guidance_scale)
         if guidance != 1.0 and not run["drop_rate"] and not force_guidance:
-            raise OptionError("guidance_scale needs a run trained with --drop-rate > 0 (classifier-free guidance), or force_guidance=True")
+            raise OptionError(
+                "guidance_scale needs a run trained with --drop-rate > 0 (classifier-free guidance), or "
+                "force_guidance=True"
+            )
         sampler = self.sampler(steps, rescale)
         generators = self.generators(generator, len(cond))
-        x = denoise(self.unet, self.layout, sampler, cond.to(self.device), generators, guidance, self.prediction, batch_rows)
+        x = denoise(
+            self.unet, self.layout, sampler, cond.to(self.device), generators, guidance, self.prediction, batch_rows
+        )
         decoded = [decode(xi, run["target"], run["num_classes"], self.classes, self.layout.image_channels) for xi in x]
         images = [d[0] for d in decoded]
         out_masks = condition_masks if condition_masks is not None else [d[1] for d in decoded]
@@ -322,8 +343,13 @@ class DefectsynthPipeline(DiffusionPipeline):
 
 # -- `defectsynth sample`'s model step ------------------------------------------------------------
 def sampling_pipeline(model, run, settings: dict[str, Any]) -> DefectsynthPipeline:
-    """The pipeline ``sample`` draws its batches with: ``model`` (loaded, maybe compiled) and the sampler of ``settings``."""
-    pipe = DefectsynthPipeline(unet=model, scheduler=train_scheduler(run.args["variance"], scheduler_prediction(run.prediction)), run=run_config(run.info))
+    """The pipeline ``sample`` draws its batches with: ``model`` (loaded, maybe compiled) and the sampler of
+    ``settings``."""
+    pipe = DefectsynthPipeline(
+        unet=model,
+        scheduler=train_scheduler(run.args["variance"], scheduler_prediction(run.prediction)),
+        run=run_config(run.info),
+    )
     if not settings["rescale"]:
         pipe.use_sampler(settings["sampler"], settings["steps"])
     return pipe
@@ -334,11 +360,13 @@ def draw_jobs(pipe: DefectsynthPipeline, jobs: list, settings: dict[str, Any], r
     from defectsynth.diffusion.denoising import sample_generators
 
     cond = pipe.config.run["cond"]
-    request = {"none": {"batch_size": len(jobs)}, "mask": {"masks": [j.mask for j in jobs]}}.get(cond, {"boxes": [j.boxes for j in jobs]})
+    request = {"none": {"batch_size": len(jobs)}, "mask": {"masks": [j.mask for j in jobs]}}.get(
+        cond, {"boxes": [j.boxes for j in jobs]}
+    )
     out = pipe(
-        **request, num_inference_steps=settings["steps"], guidance_scale=settings["guidance"], rescale=settings["rescale"],
-        generator=sample_generators(settings["seed"], [j.index for j in jobs]), output_type="np", batch_rows=rows,
-        force_guidance=settings.get("force_guidance", False),
+        **request, num_inference_steps=settings["steps"], guidance_scale=settings["guidance"],
+        rescale=settings["rescale"], generator=sample_generators(settings["seed"], [j.index for j in jobs]),
+        output_type="np", batch_rows=rows, force_guidance=settings.get("force_guidance", False),
     )  # fmt: skip
     masks = [None] * len(jobs) if out.masks is None else list(out.masks)
     return list(zip(list(out.images), masks, out.invalid_mask_pixels))

@@ -36,7 +36,12 @@ from defectsynth.errors import OptionError
 log = logging.getLogger(__name__)
 
 COMMANDS = ("train", "sample", "sample_sd", "evaluate")
-COMMAND_LABELS = {"train": "train", "sample": "sample", "sample_sd": "sample --backend sd-adapter", "evaluate": "evaluate"}
+COMMAND_LABELS = {
+    "train": "train",
+    "sample": "sample",
+    "sample_sd": "sample --backend sd-adapter",
+    "evaluate": "evaluate",
+}
 
 
 @dataclass(frozen=True)
@@ -69,10 +74,19 @@ ISDM = "002"  # Rabensteiner, Ugwu & Lanz
 VOC = "003"  # Che et al.
 
 PAPERS = {
-    "basd-paper": f"{BASD}: Simoni & Pelosin, Bounding Box-Guided Diffusion for Synthesizing Industrial Images and Segmentation Maps (Wood Surface Defects)",
-    "isdm-paper": f"{ISDM}: Rabensteiner, Ugwu & Lanz, ISDM (Lemons), with the thesis {THESIS} section 6.2 for what the paper leaves to SDM's defaults",
+    "basd-paper": (
+        f"{BASD}: Simoni & Pelosin, Bounding Box-Guided Diffusion for Synthesizing Industrial Images "
+        "and Segmentation Maps (Wood Surface Defects)"
+    ),
+    "isdm-paper": (
+        f"{ISDM}: Rabensteiner, Ugwu & Lanz, ISDM (Lemons), with the thesis {THESIS} section 6.2 for "
+        "what the paper leaves to SDM's defaults"
+    ),
     "all-latent-thesis": f"{THESIS}: Rabensteiner, MSc thesis, All-Latent (Lemons), section 6.1",
-    "voc-paper": f"{VOC}: Che et al., Enhanced Generative Data Augmentation for Semantic Segmentation via Stronger Guidance (PASCAL VOC)",
+    "voc-paper": (
+        f"{VOC}: Che et al., Enhanced Generative Data Augmentation for Semantic Segmentation via "
+        "Stronger Guidance (PASCAL VOC)"
+    ),
 }
 
 # The thesis' validation (001 section 7.1.2; the ISDM paper section 4 states the same), shared by
@@ -80,15 +94,20 @@ PAPERS = {
 _THESIS_EVALUATE = {
     "models": _s(["unetplusplus", "fpn", "deeplabv3plus"], f"{ISDM} §4; {THESIS} §7.1.2"),
     "encoder": _s("resnet34", f"{ISDM} §4; {THESIS} §7.1.2"),
-    "encoder_weights": _s("imagenet", f"{ISDM} §4 (\"pre-trained on ImageNet\")"),
+    "encoder_weights": _s("imagenet", f'{ISDM} §4 ("pre-trained on ImageNet")'),
     "epochs": _s(50, f"{ISDM} §4; {THESIS} §7.1.2"),
     "budget": _s("epochs", f"{THESIS} §7.1.2 (every configuration 50 epochs)"),
     "size": _s("256", f"{ISDM} §4 (256x256)"),
-    "augment": _s("none", f"{ISDM} §4 (\"no data augmentation\"); {THESIS} §7.1.2"),
-    "repeats": _s(3, f"{ISDM} §5 (\"repeated three times\")"),
-    "mix": _s(["R=all,S=0", "R=0,S=all", "R=0,S=R", "R=all,S=R", "R=all,S=100", "R=all,S=400", "R=all,S=700", "R=all,S=all"],
-              f"{THESIS} §7.1.2 (the baseline and the seven configurations)"),
-    "optimizer": _open("adam", "the papers name none; Adam is what Macháček et al.'s validation code, which the thesis reuses (§7.1.2), uses"),
+    "augment": _s("none", f'{ISDM} §4 ("no data augmentation"); {THESIS} §7.1.2'),
+    "repeats": _s(3, f'{ISDM} §5 ("repeated three times")'),
+    "mix": _s(
+        ["R=all,S=0", "R=0,S=all", "R=0,S=R", "R=all,S=R", "R=all,S=100", "R=all,S=400", "R=all,S=700", "R=all,S=all"],
+        f"{THESIS} §7.1.2 (the baseline and the seven configurations)",
+    ),
+    "optimizer": _open(
+        "adam",
+        "the papers name none; Adam is what Macháček et al.'s validation code, which the thesis reuses (§7.1.2), uses",
+    ),
     "lr": _open(1e-4, "the papers name none; Macháček et al.'s validation code"),
     "lr_schedule": _open("step", "the papers name none; /10 halfway, as in Macháček et al.'s validation code"),
     "loss": _open("dice", "the papers name none; Macháček et al.'s validation code trains with Dice"),
@@ -100,8 +119,11 @@ PRESETS: dict[str, dict[str, dict[str, Setting]]] = {
         "train": {
             "cond": _s("basd", f"{BASD} §3.2, Fig. 2 (BASD + C-BASD maps concatenated to the input, §3.3)"),
             "target": _s("joint", f"{BASD} §3.3 (x_0 = (I_n, S_n), RGB + analog-bit mask)"),
-            "class_fill": _s("nearest", f"{BASD} Algorithm 1 (every pixel takes the class of the nearest box)",
-                             "the public code fills the class map inside boxes only: --class-fill inside"),
+            "class_fill": _s(
+                "nearest",
+                f"{BASD} Algorithm 1 (every pixel takes the class of the nearest box)",
+                "the public code fills the class map inside boxes only: --class-fill inside",
+            ),
             "channels": _s("rgb", f"{BASD} §3.1 (I_n is H x W x 3)"),
             "prediction": _s("epsilon", f"{BASD} §3.3 eq. (4)"),
             "mask_prediction": _s("epsilon", f"{BASD} §3.3 eq. (4) (one noise loss over image and mask channels)"),
@@ -112,19 +134,30 @@ PRESETS: dict[str, dict[str, dict[str, Setting]]] = {
             "drop_rate": _s(0.0, f"{BASD} §3.3 (no classifier-free guidance)"),
             "epochs": _s(300, f"{BASD} §4.1"),
             "lr": _s(1e-5, f"{BASD} §4.1 (AdamW)"),
-            "batch_size": _s(8, f"{BASD} §4.1", "on two GPUs: whether 8 is per GPU or in total is not said; here per process"),
+            "batch_size": _s(
+                8, f"{BASD} §4.1", "on two GPUs: whether 8 is per GPU or in total is not said; here per process"
+            ),
             "model": _open("paper", "the paper gives no widths; 'paper' is the 114M network of its public code"),
-            "size": _open("352x128", "the paper states no training size; 352x128 is the 2800x1024 wood images padded and downscaled 8x (prepare wood)"),
+            "size": _open(
+                "352x128",
+                "the paper states no training size; 352x128 is the 2800x1024 wood images padded and downscaled "
+                "8x (prepare wood)",
+            ),
             "ema": _open(False, "the paper mentions no EMA"),
             "flip": _open(False, "the paper mentions no augmentation"),
-            "weights": _open("final", "the paper trains 300 epochs and names no checkpoint selection: the last epoch's weights"),
+            "weights": _open(
+                "final", "the paper trains 300 epochs and names no checkpoint selection: the last epoch's weights"
+            ),
             "lr_warmup_steps": _open(0, "the paper gives one learning rate"),
             "lr_schedule": _open("constant", "the paper gives one learning rate"),
             "max_grad_norm": _open(0.0, "the paper mentions no gradient clipping"),
         },
         "sample": {
             "scheduler": _s("ddpm", f"{BASD} §4.1 (DDPM)"),
-            "steps": _s(1000, f"{BASD} §4.1 (\"Both during training and testing the number of denoising iterations were set to 1000\")"),
+            "steps": _s(
+                1000,
+                f'{BASD} §4.1 ("Both during training and testing the number of denoising iterations were set to 1000")',
+            ),
             "rescale": _s(False, f"{BASD} §4.1 (the full 1000-step schedule)"),
             "guidance": _s(1.0, f"{BASD} §3.3 (no guidance)"),
             "ema": _open(False, "the preset trains without EMA (the paper mentions none)"),
@@ -132,9 +165,11 @@ PRESETS: dict[str, dict[str, dict[str, Setting]]] = {
         "evaluate": {
             "models": _s(["unet"], f"{BASD} §4.1 (UNet)"),
             "encoder": _s("resnet18", f"{BASD} §4.1 (ResNet-18 backbone)"),
-            "per_class_binary": _s(True, f"{BASD} §4.1 (\"a single network for each segmentation class\"), Table 4 (F1 per class)"),
+            "per_class_binary": _s(
+                True, f'{BASD} §4.1 ("a single network for each segmentation class"), Table 4 (F1 per class)'
+            ),
             "epochs": _s(100, f"{BASD} §4.1"),
-            "budget": _s("epochs", f"{BASD} §4.1 (\"The training lasted 100 epochs\")"),
+            "budget": _s("epochs", f'{BASD} §4.1 ("The training lasted 100 epochs")'),
             "optimizer": _s("adamw", f"{BASD} §4.1"),
             "lr": _s(1e-5, f"{BASD} §4.1"),
             "batch_size": _s(64, f"{BASD} §4.1"),
@@ -157,12 +192,22 @@ PRESETS: dict[str, dict[str, dict[str, Setting]]] = {
             "prediction": _s("epsilon", f"{ISDM} §4; {THESIS} §6.2.1 (Guided Diffusion's noise prediction)"),
             "self_cond": _s(False, f"{THESIS} §6.2.1 (SDM unchanged)"),
             "drop_rate": _s(0.0, f"{THESIS} §6.2.1 (the drop rate belongs to the optional finetuning stage)"),
-            "weights": _s("best", f"{ISDM} §4; {THESIS} §6.2.1 (the checkpoint is overwritten only when the epoch's training loss improves)"),
-            "epochs": _s(20000, f"{THESIS} §6.2.1 (\"a maximum number of epochs (20000)\")"),
+            "weights": _s(
+                "best",
+                f"{ISDM} §4; {THESIS} §6.2.1 (the checkpoint is overwritten only when the epoch's training "
+                "loss improves)",
+            ),
+            "epochs": _s(20000, f'{THESIS} §6.2.1 ("a maximum number of epochs (20000)")'),
             "size": _s("256", f"{THESIS} §7.1.2 (256x256, natively supported by the DMs used)"),
-            "model": _s("paper", f"{THESIS} §6.2.1 (\"mainly stay with the default configurations for the SDM\"): SDM's 256 px network"),
+            "model": _s(
+                "paper",
+                f'{THESIS} §6.2.1 ("mainly stay with the default configurations for the SDM"): SDM\'s 256 px network',
+            ),
             "ema": _open(True, "not stated; SDM's default (Guided Diffusion keeps DDPM's EMA, thesis §3.3.1)"),
-            "ema_decay": _open(0.9999, "not stated; SDM's default ema_rate: DDPM's 0.9999 (thesis §3.2), kept by Improved Diffusion (§3.3.1)"),
+            "ema_decay": _open(
+                0.9999,
+                "not stated; SDM's default ema_rate: DDPM's 0.9999 (thesis §3.2), kept by Improved Diffusion (§3.3.1)",
+            ),
             "dropout": _open(0.0, "not stated; ISDM's code trains with dropout 0.0 (SDM's README flags 0.1)"),
             "lr": _open(1e-4, "not stated; SDM's default learning rate"),
             "lr_warmup_steps": _open(0, "not stated; SDM's constant learning rate"),
@@ -170,12 +215,17 @@ PRESETS: dict[str, dict[str, dict[str, Setting]]] = {
             "max_grad_norm": _open(0.0, "not stated; Guided Diffusion does not clip gradients"),
         },
         "sample": {
-            "scheduler": _s("ddpm", f"{THESIS} §6.2.1 (DDIM \"did not work well\"; ancestral sampling with rescaled timesteps)"),
+            "scheduler": _s(
+                "ddpm", f'{THESIS} §6.2.1 (DDIM "did not work well"; ancestral sampling with rescaled timesteps)'
+            ),
             "steps": _s(300, f"{ISDM} §4; {THESIS} §6.2.1"),
             "rescale": _s(True, f"{ISDM} §4 (timestep rescaling); {THESIS} §6.2.1"),
-            "guidance": _s(1.5, f"{THESIS} §6.2.1 (\"For sampling a guidance scale of s = 1.5 was applied\"), §7.3.6"),
-            "force_guidance": _s(True, f"{THESIS} §6.2.1 and Fig. 6.4 (every ISDM sampling step combines the mask and the null label; "
-                                     "the non-finetuned models of §6.2.2 were sampled the same way)"),
+            "guidance": _s(1.5, f'{THESIS} §6.2.1 ("For sampling a guidance scale of s = 1.5 was applied"), §7.3.6'),
+            "force_guidance": _s(
+                True,
+                f"{THESIS} §6.2.1 and Fig. 6.4 (every ISDM sampling step combines the mask and the null label; "
+                "the non-finetuned models of §6.2.2 were sampled the same way)",
+            ),
             "num": _s(1000, f"{ISDM} §5; {THESIS} §7.1.2 (1000 image-mask pairs)"),
             "ema": _open(True, "not stated; SDM samples its EMA weights"),
         },
@@ -191,8 +241,11 @@ PRESETS: dict[str, dict[str, dict[str, Setting]]] = {
             "self_cond": _s(False, f"{THESIS} §6.1.1 (the LDM configuration has none)"),
             "size": _s("256", f"{THESIS} §7.1.2 (256x256)"),
             "drop_rate": _s(0.0, f"{THESIS} §6.1.1 (no guidance)"),
-            "weights": _instead("best", f"{THESIS} §6.1.2 (the epoch chosen on a 20% validation split: 800 and 650)",
-                                "defectsynth has no validation loss for diffusion: the best training loss instead"),
+            "weights": _instead(
+                "best",
+                f"{THESIS} §6.1.2 (the epoch chosen on a 20% validation split: 800 and 650)",
+                "defectsynth has no validation loss for diffusion: the best training loss instead",
+            ),
             "ema": _open(True, "not stated; the LDM configurations keep an EMA"),
             "ema_decay": _open(0.9999, "not stated; the LDM default"),
         },
@@ -209,7 +262,9 @@ PRESETS: dict[str, dict[str, dict[str, Setting]]] = {
             "steps": _s(30, f"{VOC} §4.1.2 (SDXL 1.0 with 30 time steps)"),
             "prior": _s("lineart", f"{VOC} §3.2.2, §4.1.2 (Line-Art Edge is the default visual prior)"),
             "blend": _s("0.7,0.9", f"{VOC} §4.3.4, Table 7 (omega_1 = 0.7, omega_2 = 0.9)"),
-            "prompt_template": _s("{caption}; {classes}", f"{VOC} §3.2.1 (Class-Prompt Appending: caption + class names)"),
+            "prompt_template": _s(
+                "{caption}; {classes}", f"{VOC} §3.2.1 (Class-Prompt Appending: caption + class names)"
+            ),
             "guidance": _open(7.5, "the paper gives no guidance scale; the SDXL pipeline default"),
             "conditioning_scale": _open(1.0, "the paper gives no adapter scale"),
         },
@@ -220,13 +275,21 @@ PRESETS: dict[str, dict[str, dict[str, Setting]]] = {
             "steps": _s(30000, f"{VOC} §4.1.2"),
             "encoder": _s("resnet50", f"{VOC} §4.3 (DeepLabV3+ with a ResNet-50 backbone), Table 1"),
             "train_split": _s("train", f"{VOC} §4.1.1 (the VOC training set)"),
-            "test_split": _s("val", f"{VOC} §4.1.1, Table 1 (mIoU on the val set; `prepare voc` keeps the official val split)"),
+            "test_split": _s(
+                "val", f"{VOC} §4.1.1, Table 1 (mIoU on the val set; `prepare voc` keeps the official val split)"
+            ),
             "encoder_weights": _open("imagenet", "not stated; MMSegmentation starts from ImageNet backbones"),
-            "optimizer": _s("sgd", f"{VOC} §4.1.2 (SGD with MMSegmentation's standard settings: momentum 0.9, weight decay 5e-4)"),
+            "optimizer": _s(
+                "sgd", f"{VOC} §4.1.2 (SGD with MMSegmentation's standard settings: momentum 0.9, weight decay 5e-4)"
+            ),
             "lr": _s(0.01, f"{VOC} §4.1.2 (MMSegmentation's standard SGD rate)"),
             "lr_schedule": _s("poly", f"{VOC} §4.1.2 (MMSegmentation's PolyLR, power 0.9 down to 1e-4, every step)"),
             "batch_size": _open(16, "not stated; MMSegmentation's VOC configurations: 4 images on each of 4 GPUs"),
-            "augment": _instead("classic", f"{VOC} §4.1.2 (RandomResize, RandomCrop, RandomFlip)", "classic = flips, affine, blur/sharpen, contrast/hue"),
+            "augment": _instead(
+                "classic",
+                f"{VOC} §4.1.2 (RandomResize, RandomCrop, RandomFlip)",
+                "classic = flips, affine, blur/sharpen, contrast/hue",
+            ),
             "repeats": _open(1, "the tables report single numbers"),
             "mix": _s(["R=all,S=0", "R=all,S=all"], f"{VOC} Table 1 (D_origin vs D_final)"),
         },
@@ -236,7 +299,8 @@ PRESETS: dict[str, dict[str, dict[str, Setting]]] = {
 # What a preset cannot set, said once per preset (docs/presets/<name>.md repeats it).
 NOT_EXPRESSED = {
     "basd-paper": [
-        "the segmenter of Table 4 is trained without a validation split; defectsynth evaluate holds out 20% of --train-split to choose the epoch",
+        "the segmenter of Table 4 is trained without a validation split; defectsynth evaluate holds out 20% of "
+        "--train-split to choose the epoch",
         "--conditions (the boxes of the 20% split, §4.3) is a path: give it to sample",
     ],
     "isdm-paper": [
@@ -244,16 +308,20 @@ NOT_EXPRESSED = {
         "the batch size is not stated",
     ],
     "all-latent-thesis": [
-        "the thesis' LDMs concatenate a VQ-F4 latent with the rescaled mask and train with an L1 loss; defectsynth trains the SPADE network "
+        "the thesis' LDMs concatenate a VQ-F4 latent with the rescaled mask and train with an L1 loss; defectsynth "
+        "trains the SPADE network "
         "(--cond mask) or a latent run (--latent) with the squared error",
         "epoch selection on a validation split (§6.1.2) is replaced by the best training loss",
         "the top-K filter (§6.1.1 step 5) is `filter --by segmenter`",
     ],
     "voc-paper": [
         "the VOC paper trains no diffusion model: there is no train preset",
-        "Mask2Former and RandomResize/RandomCrop are not in smp/defectsynth (--augment classic: flips, affine, blur, colour instead)",
-        "the 1/2 ... 1/16 partitions of Wang et al. (2022) are fixed lists; --mix R=732 ... R=92 draws seeded nested subsets instead",
-        "evaluate holds out 20% of the training split to choose the step; the paper reports the best val score (Fig. 5)",
+        "Mask2Former and RandomResize/RandomCrop are not in smp/defectsynth (--augment classic: flips, affine, "
+        "blur, colour instead)",
+        "the 1/2 ... 1/16 partitions of Wang et al. (2022) are fixed lists; --mix R=732 ... R=92 draws seeded "
+        "nested subsets instead",
+        "evaluate holds out 20% of the training split to choose the step; the paper reports the best val score "
+        "(Fig. 5)",
     ],
 }
 
@@ -279,7 +347,10 @@ class PresetRecord:
     inherited: list[str] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
-        applied = {k: {"value": v, "source": self.settings[k].source, "open": self.settings[k].open} for k, v in self.values.items()}
+        applied = {
+            k: {"value": v, "source": self.settings[k].source, "open": self.settings[k].open}
+            for k, v in self.values.items()
+        }
         record = {"name": self.name, "paper": PAPERS[self.name], "applied": applied, "overridden": self.overridden}
         if self.inherited:
             record["inherited"] = self.inherited  # taken from the --finetune run instead
@@ -295,11 +366,14 @@ def preset_settings(name: str, command: str) -> dict[str, Setting]:
     if settings is None:
         has = ", ".join(COMMAND_LABELS[c] for c in PRESETS[name])
         why = f" ({NOT_EXPRESSED[name][0]})" if command == "train" and name == "voc-paper" else ""
-        raise OptionError(f"--preset {name}: the paper has no settings for {COMMAND_LABELS[command]}{why}; it has settings for {has}")
+        raise OptionError(
+            f"--preset {name}: the paper has no settings for {COMMAND_LABELS[command]}{why}; it has settings for {has}"
+        )
     return settings
 
 
-# What ``train --finetune RUN`` takes from RUN when left out (diffusion.training.INHERITED): a preset does not set them then.
+# What ``train --finetune RUN`` takes from RUN when left out (diffusion.training.INHERITED): a preset does not set them
+# then.
 FINETUNE_INHERITS = ("cond", "target", "model", "size")
 
 
@@ -333,7 +407,14 @@ def applies_preset(command: str):
                 name, given = str(preset), signature.bind_partial(*args, **kwargs).arguments.keys()
             record = resolve_preset(name, command, given, finetune=kwargs.get("finetune") is not None)
             for key, value in record.values.items():
-                log.info("preset %s: %s = %r (%s%s)", name, key, value, record.settings[key].source, ", our choice" if record.settings[key].open else "")
+                log.info(
+                    "preset %s: %s = %r (%s%s)",
+                    name,
+                    key,
+                    value,
+                    record.settings[key].source,
+                    ", our choice" if record.settings[key].open else "",
+                )
             return fn(*args, **{**kwargs, **record.values}, preset=record.to_json())
 
         return with_preset
@@ -347,7 +428,11 @@ def settings_rows(record: PresetRecord) -> list[tuple[str, str, str, str]]:
     rows = []
     for key, setting in record.settings.items():
         value = record.values.get(key, setting.value)
-        note = "given explicitly: not applied" if key in record.overridden else ("our choice: " + setting.note if setting.open else setting.note)
+        note = (
+            "given explicitly: not applied"
+            if key in record.overridden
+            else ("our choice: " + setting.note if setting.open else setting.note)
+        )
         if key in record.inherited:
             note = "from the --finetune run: not applied"
         rows.append((key, _show(value), setting.source, note))

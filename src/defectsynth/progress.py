@@ -28,7 +28,9 @@ def make_progress(transient: bool = False) -> Progress:
     )
 
 
-def track(iterable: Iterable[T], total: int | None = None, description: str = "working", enabled: bool = True) -> Iterator[T]:
+def track(
+    iterable: Iterable[T], total: int | None = None, description: str = "working", enabled: bool = True
+) -> Iterator[T]:
     """Yield from ``iterable``, showing a progress bar when ``enabled``."""
     if not enabled:
         yield from iterable
@@ -41,7 +43,9 @@ def track(iterable: Iterable[T], total: int | None = None, description: str = "w
 
 
 @contextmanager
-def progress_bar(enabled: bool, total: int, description: str) -> Iterator[tuple[Callable[..., None], Callable[[], None]]]:
+def progress_bar(
+    enabled: bool, total: int, description: str
+) -> Iterator[tuple[Callable[..., None], Callable[[], None]]]:
     """``(update(status=...), advance())`` of one Rich bar of ``total`` steps, or no-ops when not ``enabled``."""
     if not enabled:
         yield (lambda **_: None), (lambda: None)

@@ -37,15 +37,36 @@ from defectsynth.locks import writes_output
 SETTINGS: dict[str, dict[str, Any]] = {
     "full": {
         "prepare": {"num": 240, "size": "32"},
-        "train": {"model": "small", "batch_size": 16, "epochs": 1000, "max_steps": 800, "lr": 5e-4, "checkpoint_every": 400, "preview_every": 20},
+        "train": {
+            "model": "small",
+            "batch_size": 16,
+            "epochs": 1000,
+            "max_steps": 800,
+            "lr": 5e-4,
+            "checkpoint_every": 400,
+            "preview_every": 20,
+        },
         "sample": {"scheduler": "ddim", "steps": 50, "batch_size": 32},
         "evaluate": {"epochs": 15, "batch_size": 16, "repeats": 2, "budget": "steps"},
     },
     "quick": {
         "prepare": {"num": 12, "size": "16"},
-        "train": {"model": "tiny", "batch_size": 4, "epochs": 1, "max_steps": 2, "checkpoint_every": 2, "preview_every": 1},
+        "train": {
+            "model": "tiny",
+            "batch_size": 4,
+            "epochs": 1,
+            "max_steps": 2,
+            "checkpoint_every": 2,
+            "preview_every": 1,
+        },
         "sample": {"scheduler": "ddim", "steps": 2, "batch_size": 8},
-        "evaluate": {"epochs": 1, "batch_size": 4, "repeats": 2, "budget": "steps", "model_kwargs": {"encoder_depth": 3, "decoder_channels": [16, 8, 8]}},
+        "evaluate": {
+            "epochs": 1,
+            "batch_size": 4,
+            "repeats": 2,
+            "budget": "steps",
+            "model_kwargs": {"encoder_depth": 3, "decoder_channels": [16, 8, 8]},
+        },
     },
 }
 PREVIEW_ROWS = 8
@@ -53,11 +74,25 @@ PREVIEW_ROWS = 8
 # as many synthetic pairs added, two repeats, every mix trained for the same optimiser steps (--budget steps).
 # The quick variant's 16 px images take a shallower network (its SETTINGS add model_kwargs).
 BASELINE, WITH_SYNTHETIC = "R=all,S=0", "R=all,S=R"
-EVALUATE_MODEL = {"models": ["unet"], "encoder": "resnet18", "encoder_weights": None, "lr": 1e-3, "loss": "dice+ce", "mix": [BASELINE, WITH_SYNTHETIC]}
+EVALUATE_MODEL = {
+    "models": ["unet"],
+    "encoder": "resnet18",
+    "encoder_weights": None,
+    "lr": 1e-3,
+    "loss": "dice+ce",
+    "mix": [BASELINE, WITH_SYNTHETIC],
+}
 
 
 @writes_output("demo", "out")
-def demo(out: str | Path = "defectsynth-demo", *, quick: bool = False, seed: int = 0, overwrite: bool = False, progress: bool = False) -> dict[str, Any]:
+def demo(
+    out: str | Path = "defectsynth-demo",
+    *,
+    quick: bool = False,
+    seed: int = 0,
+    overwrite: bool = False,
+    progress: bool = False,
+) -> dict[str, Any]:
     """Run every stage on toy data: prepare, train (BASD, joint), sample the train boxes, SAE/EBR,
     filter, a balancing plan, a small evaluate, and previews.
 
@@ -85,10 +120,19 @@ def demo(out: str | Path = "defectsynth-demo", *, quick: bool = False, seed: int
     settings = SETTINGS["quick" if quick else "full"]
     evaluate_settings = {**EVALUATE_MODEL, **settings["evaluate"]}
     out.mkdir(parents=True, exist_ok=True)
-    write_json(out / "demo.json", {"quick": quick, "seed": seed, "settings": {**settings, "evaluate": evaluate_settings}})
+    write_json(
+        out / "demo.json", {"quick": quick, "seed": seed, "settings": {**settings, "evaluate": evaluate_settings}}
+    )
     prepare("toy", out / "data", seed=seed, progress=progress, **settings["prepare"])
     train(out / "data", out=out / "run", cond="basd", target="joint", seed=seed, progress=progress, **settings["train"])
-    sample(out / "run", out=out / "synthetic", conditions=f"{out / 'data'}:train", seed=seed, progress=progress, **settings["sample"])
+    sample(
+        out / "run",
+        out=out / "synthetic",
+        conditions=f"{out / 'data'}:train",
+        seed=seed,
+        progress=progress,
+        **settings["sample"],
+    )
     write_previews(out / "data", out / "synthetic", out / "previews")
     metrics = compute_metrics(["sae", "ebr"], synthetic=out / "synthetic", progress=progress)
     write_json(out / "metrics.json", metrics)
@@ -96,12 +140,24 @@ def demo(out: str | Path = "defectsynth-demo", *, quick: bool = False, seed: int
     plan = plan_balance(out / "data", "auto", out / "plan.json", "train", progress)
     size = settings["prepare"]["size"]
     report = evaluate(
-        out / "data", out / "evaluate", synthetic=[out / "filtered"], size=size, seed=seed, progress=progress, **evaluate_settings,
+        out / "data",
+        out / "evaluate",
+        synthetic=[out / "filtered"],
+        size=size,
+        seed=seed,
+        progress=progress,
+        **evaluate_settings,
     )
     answer = verdict(report)
     write_json(out / "verdict.json", answer)
     names = ("data", "run", "synthetic", "filtered", "plan.json", "evaluate", "previews")
-    return {**{name.split(".")[0]: out / name for name in names}, "metrics": metrics, "balance": plan, "report": report, "verdict": answer}
+    return {
+        **{name.split(".")[0]: out / name for name in names},
+        "metrics": metrics,
+        "balance": plan,
+        "report": report,
+        "verdict": answer,
+    }
 
 
 def verdict(report: dict[str, Any]) -> dict[str, Any]:
@@ -115,7 +171,10 @@ def verdict(report: dict[str, Any]) -> dict[str, Any]:
     """
     from defectsynth.evaluation.report import mean_std
 
-    per_mix = {mix: {c["repeat"]: c["scores"]["miou"] for c in report["cells"] if c["mix"] == mix} for mix in (BASELINE, WITH_SYNTHETIC)}
+    per_mix = {
+        mix: {c["repeat"]: c["scores"]["miou"] for c in report["cells"] if c["mix"] == mix}
+        for mix in (BASELINE, WITH_SYNTHETIC)
+    }
     repeats = sorted(per_mix[BASELINE])
     base, mixed = ([per_mix[mix][r] for r in repeats] for mix in (BASELINE, WITH_SYNTHETIC))
     diffs = [m - b for b, m in zip(base, mixed)]
@@ -124,21 +183,42 @@ def verdict(report: dict[str, Any]) -> dict[str, Any]:
     direction = "gain" if mean > 0 else "loss" if mean < 0 else "no change"
     sign = {"gain": 1, "loss": -1, "no change": 0}[direction]
     return {
-        "budget": report["budget"], "repeats": len(repeats),
-        **{name: {"mix": mix, "miou": values, **dict(zip(("mean", "std"), mean_std(values)))}
-           for name, mix, values in (("baseline", BASELINE, base), ("with_synthetic", WITH_SYNTHETIC, mixed))},
-        "difference": {"per_repeat": diffs, "mean": mean, "std": std, "relative_pct": 100.0 * mean / base_mean if base_mean else None},
-        "direction": direction, "every_repeat": all((d > 0) - (d < 0) == sign for d in diffs),
+        "budget": report["budget"],
+        "repeats": len(repeats),
+        **{
+            name: {"mix": mix, "miou": values, **dict(zip(("mean", "std"), mean_std(values)))}
+            for name, mix, values in (("baseline", BASELINE, base), ("with_synthetic", WITH_SYNTHETIC, mixed))
+        },
+        "difference": {
+            "per_repeat": diffs,
+            "mean": mean,
+            "std": std,
+            "relative_pct": 100.0 * mean / base_mean if base_mean else None,
+        },
+        "direction": direction,
+        "every_repeat": all((d > 0) - (d < 0) == sign for d in diffs),
     }
 
 
 def demo_layout() -> tuple[str, ...]:
     """Every file the demo writes (formats.dataset.in_layout patterns): what --overwrite may replace."""
-    from defectsynth.formats.run import RUN_LAYOUT
     from defectsynth.formats.report import REPORT_LAYOUT
+    from defectsynth.formats.run import RUN_LAYOUT
 
-    folders = {"data": DATASET_LAYOUT, "run": RUN_LAYOUT, "synthetic": DATASET_LAYOUT, "filtered": DATASET_LAYOUT, "evaluate": REPORT_LAYOUT}
-    return ("demo.json", "metrics.json", "plan.json", "previews/*.png", *(p for name, layout in folders.items() for p in nested(name, layout)))
+    folders = {
+        "data": DATASET_LAYOUT,
+        "run": RUN_LAYOUT,
+        "synthetic": DATASET_LAYOUT,
+        "filtered": DATASET_LAYOUT,
+        "evaluate": REPORT_LAYOUT,
+    }
+    return (
+        "demo.json",
+        "metrics.json",
+        "plan.json",
+        "previews/*.png",
+        *(p for name, layout in folders.items() for p in nested(name, layout)),
+    )
 
 
 def write_previews(real: Path, synthetic: Path, folder: Path) -> None:

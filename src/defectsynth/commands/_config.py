@@ -51,7 +51,8 @@ ConfigOpt = Annotated[
     Optional[Path],
     typer.Option(
         "--config",
-        help="TOML or YAML file (or a run's run.json) of option values, keys as the option names (batch_size or batch-size): "
+        help="TOML or YAML file (or a run's run.json) of option values, keys as the option names (batch_size or "
+        "batch-size): "
         "they fill the options not given on the command line, which wins. See docs/config-files.md.",
         is_eager=True,
         callback=_load,

@@ -20,7 +20,9 @@ def _fmt(value: float | None, percent: bool = False, digits: int = 4) -> str:
     return f"{100 * value:.2f}%" if percent else f"{value:.{digits}g}"
 
 
-def _per_class_table(name: str, block: dict[str, Any], title: str, value_header: str, count_keys: tuple[str, str]) -> Table:
+def _per_class_table(
+    name: str, block: dict[str, Any], title: str, value_header: str, count_keys: tuple[str, str]
+) -> Table:
     table = _table(title)
     table.add_column("class")
     table.add_column(value_header, justify="right")
@@ -58,9 +60,19 @@ def _texture_table(block: dict[str, Any]) -> Table:
     for region in ("image", "boxes"):
         r = block[region]
         real, syn, ratio = r["real"], r["synthetic"], r["ratio"]
-        label = f"{region} ({real['images']} / {syn['images']}" + (f"; {real['skipped']} / {syn['skipped']} under 4 px skipped)" if region == "boxes" else ")")
-        table.add_row(label, "Laplacian variance", _fmt(real["laplacian_var"]), _fmt(syn["laplacian_var"]), _ratio(ratio["laplacian_var"]))
-        table.add_row("", "high-frequency share", _fmt(real["hf_share"]), _fmt(syn["hf_share"]), _ratio(ratio["hf_share"]))
+        label = f"{region} ({real['images']} / {syn['images']}" + (
+            f"; {real['skipped']} / {syn['skipped']} under 4 px skipped)" if region == "boxes" else ")"
+        )
+        table.add_row(
+            label,
+            "Laplacian variance",
+            _fmt(real["laplacian_var"]),
+            _fmt(syn["laplacian_var"]),
+            _ratio(ratio["laplacian_var"]),
+        )
+        table.add_row(
+            "", "high-frequency share", _fmt(real["hf_share"]), _fmt(syn["hf_share"]), _ratio(ratio["hf_share"])
+        )
         for key in ("mean", "std"):
             for c in ("R", "G", "B"):
                 cells = [None if v is None else v[c] for v in (real[key], syn[key], ratio[key])]
@@ -75,10 +87,18 @@ def metrics_tables(result: dict[str, Any]) -> list[Table]:
     tables = []
     for name, block in result.items():
         if name == "sae":
-            title = "SAE, class-agnostic (pixels outside every box; eq. 5)" if block.get("class_agnostic") else "SAE (pixels outside their class's boxes)"
+            title = (
+                "SAE, class-agnostic (pixels outside every box; eq. 5)"
+                if block.get("class_agnostic")
+                else "SAE (pixels outside their class's boxes)"
+            )
             tables.append(_per_class_table(name, block, title, "SAE", ("misaligned", "generated")))
         elif name == "ebr":
-            title = "EBR, class-agnostic (boxes without any defect pixel; eq. 6)" if block.get("class_agnostic") else "EBR (boxes without their class)"
+            title = (
+                "EBR, class-agnostic (boxes without any defect pixel; eq. 6)"
+                if block.get("class_agnostic")
+                else "EBR (boxes without their class)"
+            )
             tables.append(_per_class_table(name, block, title, "EBR", ("empty", "boxes")))
         elif name == "fid":
             table = _table("FID")
@@ -92,7 +112,9 @@ def metrics_tables(result: dict[str, Any]) -> list[Table]:
             for header in ("features", "KID mean", "KID std", "subsets x size"):
                 table.add_column(header, justify="right")
             for size, v in block.items():
-                table.add_row(size, _fmt(v["mean"], digits=6), _fmt(v["std"], digits=4), f"{v['subsets']} x {v['subset_size']}")
+                table.add_row(
+                    size, _fmt(v["mean"], digits=6), _fmt(v["std"], digits=4), f"{v['subsets']} x {v['subset_size']}"
+                )
             tables.append(table)
         elif name == "lpips":
             table = _table("LPIPS (synthetic vs its condition's real image)")

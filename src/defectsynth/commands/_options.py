@@ -11,8 +11,13 @@ import typer
 from defectsynth.errors import OptionError
 from defectsynth.progress import stderr_console
 
-OutOpt = Annotated[Path, typer.Option("--out", "-o", help="Output folder (created atomically; refused if it exists unless --overwrite).")]
-OverwriteOpt = Annotated[bool, typer.Option("--overwrite", help="Replace an existing output folder written by defectsynth.")]
+OutOpt = Annotated[
+    Path,
+    typer.Option("--out", "-o", help="Output folder (created atomically; refused if it exists unless --overwrite)."),
+]
+OverwriteOpt = Annotated[
+    bool, typer.Option("--overwrite", help="Replace an existing output folder written by defectsynth.")
+]
 SeedOpt = Annotated[int, typer.Option("--seed", help="Random seed: the same seed gives the same files.")]
 SizeOpt = Annotated[
     Optional[str],
@@ -20,7 +25,12 @@ SizeOpt = Annotated[
 ]
 ProgressOpt = Annotated[bool, typer.Option("--progress/--no-progress", help="Show progress bars.")]
 SplitNameOpt = Annotated[Optional[str], typer.Option("--split", help="Use only the stems of this split (e.g. train).")]
-DatasetArg = Annotated[Path, typer.Argument(help="A dataset folder (dataset.json, images/, masks/, boxes/), e.g. made by `defectsynth prepare`.")]
+DatasetArg = Annotated[
+    Path,
+    typer.Argument(
+        help="A dataset folder (dataset.json, images/, masks/, boxes/), e.g. made by `defectsynth prepare`."
+    ),
+]
 
 
 class ReportTo(str, Enum):
@@ -31,7 +41,14 @@ class ReportTo(str, Enum):
 
 ReportToOpt = Annotated[
     ReportTo,
-    typer.Option("--report-to", help="Also log loss and lr per step and the preview grids to TensorBoard (<run>/tensorboard/) or Weights & Biases, through Accelerate's trackers; needs pip install 'defectsynth\\[tensorboard]' or 'defectsynth\\[wandb]'. See docs/trackers.md."),
+    typer.Option(
+        "--report-to",
+        help=(
+            "Also log loss and lr per step and the preview grids to TensorBoard (<run>/tensorboard/) or "
+            "Weights & Biases, through Accelerate's trackers; needs pip install 'defectsynth\\[tensorboard]' "
+            "or 'defectsynth\\[wandb]'. See docs/trackers.md."
+        ),
+    ),
 ]
 
 
@@ -42,5 +59,9 @@ def renamed_option(old: str, new: str, old_value: Any, new_value: Any, default: 
         return new_value
     if new_value != default:
         raise OptionError(f"{old} is the deprecated name of {new}: give only {new}")
-    stderr_console.print(f"[yellow]warning:[/] {old} is deprecated, use {new} (the old name goes in the next release)", soft_wrap=True, highlight=False)
+    stderr_console.print(
+        f"[yellow]warning:[/] {old} is deprecated, use {new} (the old name goes in the next release)",
+        soft_wrap=True,
+        highlight=False,
+    )
     return old_value

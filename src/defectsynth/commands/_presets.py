@@ -12,7 +12,9 @@ from rich.table import Table
 from defectsynth.commands._summary import console
 from defectsynth.presets import COMMAND_LABELS, PRESETS, PresetRequest, resolve_preset, settings_rows
 
-_CONTEXT: contextvars.ContextVar[typer.Context | None] = contextvars.ContextVar("defectsynth_preset_context", default=None)
+_CONTEXT: contextvars.ContextVar[typer.Context | None] = contextvars.ContextVar(
+    "defectsynth_preset_context", default=None
+)
 
 
 def _remember_context(ctx: typer.Context, value: Optional[str]) -> Optional[str]:
@@ -23,8 +25,11 @@ def _remember_context(ctx: typer.Context, value: Optional[str]) -> Optional[str]
 PresetOpt = Annotated[
     Optional[str],
     typer.Option(
-        "--preset", callback=_remember_context, show_default=False,
-        help=f"A paper's settings ({', '.join(PRESETS)}; docs/presets/): fills every option not given on the command line; "
+        "--preset",
+        callback=_remember_context,
+        show_default=False,
+        help=f"A paper's settings ({', '.join(PRESETS)}; docs/presets/): fills every option not given on the command "
+        "line; "
         "the settings applied are printed and recorded.",
     ),
 ]
@@ -33,7 +38,11 @@ PresetOpt = Annotated[
 def typed_options(ctx: typer.Context) -> frozenset[str]:
     """The parameter names given on the command line (or by environment), not left at their defaults."""
     # by name: typer vendors its own click, whose ParameterSource is not click's
-    return frozenset(p.name for p in ctx.command.params if getattr(ctx.get_parameter_source(p.name), "name", "DEFAULT") not in ("DEFAULT", "DEFAULT_MAP"))
+    return frozenset(
+        p.name
+        for p in ctx.command.params
+        if getattr(ctx.get_parameter_source(p.name), "name", "DEFAULT") not in ("DEFAULT", "DEFAULT_MAP")
+    )
 
 
 def chosen_preset(name: str | None, command: str, finetune: bool = False) -> PresetRequest | None:
@@ -48,6 +57,12 @@ def chosen_preset(name: str | None, command: str, finetune: bool = False) -> Pre
     for column in ("option", "value", "paper source", "note"):
         table.add_column(column)
     for option, value, source, note in settings_rows(record):
-        table.add_row(f"--{option.replace('_', '-')}", value, source, note, style="dim" if option in record.overridden or option in record.inherited else None)
+        table.add_row(
+            f"--{option.replace('_', '-')}",
+            value,
+            source,
+            note,
+            style="dim" if option in record.overridden or option in record.inherited else None,
+        )
     console.print(table)
     return PresetRequest(name, given)

@@ -26,7 +26,9 @@ def dataset_table(manifest: Manifest, title: str) -> Table:
         pixels = stats.get("pixels_per_class", {}).get(cls.name, 0)
         images = stats.get("images_per_class", {}).get(cls.name, 0) if cls.id else "-"
         boxes = stats.get("boxes_per_class", {}).get(cls.name, 0) if cls.id else "-"
-        table.add_row(str(cls.id), cls.name, str(images), str(boxes), f"{pixels:,} ({100 * pixels / total_pixels:.2f}%)")
+        table.add_row(
+            str(cls.id), cls.name, str(images), str(boxes), f"{pixels:,} ({100 * pixels / total_pixels:.2f}%)"
+        )
     return table
 
 

@@ -23,21 +23,25 @@ Then look at demo/previews/real.png and demo/previews/synthetic.png.
 
 def demo_command(
     out: Annotated[Path, typer.Option("--out", "-o", help="Demo folder.")] = Path("defectsynth-demo"),
-    quick: Annotated[bool, typer.Option("--quick", help="Tiny data, model and step counts: checks that every stage runs.")] = False,
+    quick: Annotated[
+        bool, typer.Option("--quick", help="Tiny data, model and step counts: checks that every stage runs.")
+    ] = False,
     seed: SeedOpt = 0,
     overwrite: OverwriteOpt = False,
     progress: ProgressOpt = True,
 ) -> None:
-    from defectsynth.toy_demo import demo
-
     from defectsynth.commands._metrics_tables import metrics_tables
     from defectsynth.commands.evaluate import report_table
+    from defectsynth.toy_demo import demo
 
     result = demo(out, quick=quick, seed=seed, overwrite=overwrite, progress=progress)
     for table in metrics_tables(result["metrics"]):
         console.print(table)
     plan = result["balance"]
-    console.print(f"balance plan: {plan.generations} generations from {len(plan.plan)} train conditions to reach {plan.n_balance} images per class")
+    console.print(
+        f"balance plan: {plan.generations} generations from {len(plan.plan)} train conditions to reach "
+        f"{plan.n_balance} images per class"
+    )
     if result["report"] is not None:
         console.print(report_table(result["report"]))
     for line in verdict_lines(result["verdict"]):
@@ -59,11 +63,19 @@ def verdict_lines(answer: dict[str, Any]) -> list[str]:
     else:
         word = f"a {answer['direction']} on average, but not in every repeat: within the spread, not a clear difference"
     return [
-        f"verdict: mIoU {base['mix']} (real only) {base['mean']:.3f} ± {base['std']:.3f}, {mixed['mix']} (real + synthetic) "
+        f"verdict: mIoU {base['mix']} (real only) {base['mean']:.3f} ± {base['std']:.3f}, {mixed['mix']} (real + "
+        "synthetic) "
         f"{mixed['mean']:.3f} ± {mixed['std']:.3f}, over {answer['repeats']} repeats; {answer['budget']}",
-        f"verdict: adding the synthetic data changed mIoU by {diff['mean']:+.3f} ± {diff['std']:.3f}{pct} (per repeat {per_repeat}): {word}",
+        f"verdict: adding the synthetic data changed mIoU by {diff['mean']:+.3f} ± {diff['std']:.3f}{pct} (per "
+        f"repeat {per_repeat}): {word}",
     ]
 
 
 def register(app: typer.Typer) -> None:
-    app.command("demo", help="Run the whole pipeline on toy data: prepare, train, sample, metrics, filter, balance, evaluate, previews.", epilog=EXAMPLES)(demo_command)
+    app.command(
+        "demo",
+        help=(
+            "Run the whole pipeline on toy data: prepare, train, sample, metrics, filter, balance, evaluate, previews."
+        ),
+        epilog=EXAMPLES,
+    )(demo_command)

@@ -21,7 +21,7 @@ EXAMPLES = """
 Annotations are the connected components of each defect class in the masks (ignore pixels, 255, are left
 out); a component with a hole is a COCO RLE, and in YOLO-seg one polygon with a cut to the hole. Splits are
 kept; images are copied unchanged. Docs: docs/export.md
-"""
+"""  # noqa: E501
 
 
 class ExportFormat(str, Enum):
@@ -32,7 +32,12 @@ class ExportFormat(str, Enum):
 
 def export_command(
     dataset: DatasetArg,
-    to: Annotated[ExportFormat, typer.Option("--to", help="coco (instances JSON), yolo-seg (Ultralytics) or hf (Hugging Face datasets folder).")],
+    to: Annotated[
+        ExportFormat,
+        typer.Option(
+            "--to", help="coco (instances JSON), yolo-seg (Ultralytics) or hf (Hugging Face datasets folder)."
+        ),
+    ],
     out: OutOpt,
     overwrite: OverwriteOpt = False,
     progress: ProgressOpt = True,
@@ -42,9 +47,15 @@ def export_command(
 
     result = export(dataset, out, to=to.value, overwrite=overwrite, progress=progress)
     for split, images in result.images.items():
-        console.print(f"{split}: {images} images, {result.annotations[split]} {'boxes' if result.to == 'hf' else 'instances'}")
+        console.print(
+            f"{split}: {images} images, {result.annotations[split]} {'boxes' if result.to == 'hf' else 'instances'}"
+        )
     console.print(f"[green]wrote[/] {result.out}")
 
 
 def register(app: typer.Typer) -> None:
-    app.command("export", help="Export a dataset folder as COCO instances, Ultralytics YOLO-seg or a Hugging Face datasets folder.", epilog=EXAMPLES)(export_command)
+    app.command(
+        "export",
+        help="Export a dataset folder as COCO instances, Ultralytics YOLO-seg or a Hugging Face datasets folder.",
+        epilog=EXAMPLES,
+    )(export_command)

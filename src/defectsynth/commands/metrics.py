@@ -31,35 +31,81 @@ EXAMPLES = """
 [bold]--split[/] selects stems of --real (of --synthetic when no --real is given).
 
 [bold]Weights[/]: by default the libraries' caches (downloaded when online); --weights-dir loads only safetensors files (inception_v3_fid, lpips_alex, lpips_vgg, lpips_squeeze .safetensors; see docs/metrics.md).
-"""
+"""  # noqa: E501
 
 
 def metrics_command(
-    names: Annotated[list[str], typer.Argument(help="Metrics: sae, ebr, fid, kid, lpips, entropy, cir, texture.", metavar="NAME...", show_default=False)],
-    synthetic: Annotated[Optional[Path], typer.Option("--synthetic", help="Synthetic dataset folder (its boxes/ are the conditions).")] = None,
-    real: Annotated[Optional[Path], typer.Option("--real", help="Real dataset folder (reference for fid, kid, lpips).")] = None,
-    split: Annotated[Optional[str], typer.Option("--split", help="Use only this split of --real (of --synthetic when --real is not given).")] = None,
-    json_out: Annotated[Optional[Path], typer.Option("--json", help="Also write the results as JSON (fractions, not percent).")] = None,
-    features: Annotated[str, typer.Option("--features", help="InceptionV3 feature sizes for fid/kid.")] = "64,192,768,2048",
+    names: Annotated[
+        list[str],
+        typer.Argument(
+            help="Metrics: sae, ebr, fid, kid, lpips, entropy, cir, texture.", metavar="NAME...", show_default=False
+        ),
+    ],
+    synthetic: Annotated[
+        Optional[Path], typer.Option("--synthetic", help="Synthetic dataset folder (its boxes/ are the conditions).")
+    ] = None,
+    real: Annotated[
+        Optional[Path], typer.Option("--real", help="Real dataset folder (reference for fid, kid, lpips).")
+    ] = None,
+    split: Annotated[
+        Optional[str],
+        typer.Option("--split", help="Use only this split of --real (of --synthetic when --real is not given)."),
+    ] = None,
+    json_out: Annotated[
+        Optional[Path], typer.Option("--json", help="Also write the results as JSON (fractions, not percent).")
+    ] = None,
+    features: Annotated[
+        str, typer.Option("--features", help="InceptionV3 feature sizes for fid/kid.")
+    ] = "64,192,768,2048",
     nets: Annotated[str, typer.Option("--nets", help="LPIPS backbones.")] = "alex,vgg,squeeze",
-    weights_dir: Annotated[Optional[Path], typer.Option("--weights-dir", help="Folder of safetensors weights (no download).")] = None,
+    weights_dir: Annotated[
+        Optional[Path], typer.Option("--weights-dir", help="Folder of safetensors weights (no download).")
+    ] = None,
     batch_size: Annotated[int, typer.Option("--batch-size", help="Images per network batch.")] = 32,
-    hf_cutoff: Annotated[float, typer.Option("--hf-cutoff", help="texture: radial frequency (cycles/pixel, 0..0.5) above which spectral power counts as high-frequency.")] = 0.25,
-    device: Annotated[Optional[str], typer.Option("--device", help="torch device; default cuda when available, else cpu.")] = None,
+    hf_cutoff: Annotated[
+        float,
+        typer.Option(
+            "--hf-cutoff",
+            help=(
+                "texture: radial frequency (cycles/pixel, 0..0.5) above which spectral power counts as high-frequency."
+            ),
+        ),
+    ] = 0.25,
+    device: Annotated[
+        Optional[str], typer.Option("--device", help="torch device; default cuda when available, else cpu.")
+    ] = None,
     progress: ProgressOpt = True,
-    class_agnostic: Annotated[bool, typer.Option("--class-agnostic", help="sae/ebr as the BASD paper's equations: a defect pixel is aligned in any box, a box is empty without any defect pixel. Default: class-aware (own class's boxes / pixels), stricter.")] = False,
+    class_agnostic: Annotated[
+        bool,
+        typer.Option(
+            "--class-agnostic",
+            help=(
+                "sae/ebr as the BASD paper's equations: a defect pixel is aligned in any box, a box is empty "
+                "without any defect pixel. Default: class-aware (own class's boxes / pixels), stricter."
+            ),
+        ),
+    ] = False,
 ) -> None:
     from defectsynth.commands._metrics_tables import metrics_tables
     from defectsynth.commands._summary import console
-    from defectsynth.formats.dataset import check_output_file
     from defectsynth.data.files import write_json
+    from defectsynth.formats.dataset import check_output_file
     from defectsynth.metrics import compute_metrics, is_metrics_json
 
     if json_out is not None:  # before the (long) computation
         check_output_file(json_out, True, "metrics JSON", is_metrics_json)
     result = compute_metrics(
-        names, synthetic=synthetic, real=real, split=split, features=features, nets=nets,
-        weights_dir=weights_dir, batch_size=batch_size, hf_cutoff=hf_cutoff, device=device, progress=progress,
+        names,
+        synthetic=synthetic,
+        real=real,
+        split=split,
+        features=features,
+        nets=nets,
+        weights_dir=weights_dir,
+        batch_size=batch_size,
+        hf_cutoff=hf_cutoff,
+        device=device,
+        progress=progress,
         class_agnostic=class_agnostic,
     )
     for table in metrics_tables(result):
@@ -70,4 +116,8 @@ def metrics_command(
 
 
 def register(app: typer.Typer) -> None:
-    app.command("metrics", help="Measure synthetic data: SAE, EBR, FID, KID, LPIPS, class entropy, CIR and texture statistics.", epilog=EXAMPLES)(metrics_command)
+    app.command(
+        "metrics",
+        help="Measure synthetic data: SAE, EBR, FID, KID, LPIPS, class entropy, CIR and texture statistics.",
+        epilog=EXAMPLES,
+    )(metrics_command)

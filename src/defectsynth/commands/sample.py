@@ -71,7 +71,7 @@ A rerun with the same options skips the samples already written. Writes previews
       --base stabilityai/stable-diffusion-xl-base-1.0 --adapter TencentARC/t2i-adapter-lineart-sdxl-1.0 --prior canny   [dim](Hub ids: downloaded once into the Hugging Face cache)[/]
 
 Writes previews of the priors under [cyan]previews/[/]. Docs: docs/sd-adapter.md
-"""
+"""  # noqa: E501
 
 DIFFUSION, SD = "diffusion backend (default)", "sd-adapter backend"
 
@@ -113,7 +113,11 @@ def check_backend_options(ctx: typer.Context, backend: Backend, run: Path | None
     foreign, owner = (SD_ONLY, "sd-adapter") if backend is Backend.diffusion else (DIFFUSION_ONLY, "diffusion")
     flags = {p.name: "/".join(p.opts + p.secondary_opts) for p in ctx.command.params}
     # by name: typer vendors its own click, whose ParameterSource is not click's
-    given = [flags[name] for name in foreign if getattr(ctx.get_parameter_source(name), "name", "DEFAULT") not in ("DEFAULT", "DEFAULT_MAP")]
+    given = [
+        flags[name]
+        for name in foreign
+        if getattr(ctx.get_parameter_source(name), "name", "DEFAULT") not in ("DEFAULT", "DEFAULT_MAP")
+    ]
     if given:
         raise OptionError(f"{', '.join(given)}: only with --backend {owner} (this is --backend {backend.value})")
 
@@ -121,58 +125,202 @@ def check_backend_options(ctx: typer.Context, backend: Backend, run: Path | None
 def sample_command(
     ctx: typer.Context,
     out: OutOpt,
-    run: Annotated[Optional[Path], typer.Argument(metavar="RUN", help="Run folder written by `defectsynth train`, or a run pushed to the Hub (owner/name; diffusion backend only).", show_default=False)] = None,
-    backend: Annotated[Backend, typer.Option("--backend", help="diffusion: sample RUN; sd-adapter: redraw the --conditions images with SDXL.")] = Backend.diffusion,
-    conditions: Annotated[Optional[str], typer.Option("--conditions", help="DATASET[:split]: whose boxes (or masks, for --cond mask runs) condition the samples (diffusion; default: the run's training data) or whose images are redrawn (sd-adapter; default: the --plan's dataset).")] = None,
-    plan: Annotated[Optional[Path], typer.Option("--plan", help="Generation plan from `balance --plan-out` (which condition images, how often). Diffusion: instead of --conditions and --num.")] = None,
-    steps: Annotated[Optional[int], typer.Option("--steps", help="Sampling steps. Default: 1000 (ddpm), 50 (ddim), 20 (dpm); sd-adapter 30 (the paper).")] = None,
-    guidance: Annotated[Optional[float], typer.Option("--guidance", help="Classifier-free guidance scale; needs a run trained with --drop-rate. Default: 1.5 for a mask-conditioned run finetuned with a drop rate (ISDM), else 1.0; sd-adapter 7.5.", show_default=False)] = None,
+    run: Annotated[
+        Optional[Path],
+        typer.Argument(
+            metavar="RUN",
+            help=(
+                "Run folder written by `defectsynth train`, or a run pushed to the Hub (owner/name; diffusion "
+                "backend only)."
+            ),
+            show_default=False,
+        ),
+    ] = None,
+    backend: Annotated[
+        Backend,
+        typer.Option("--backend", help="diffusion: sample RUN; sd-adapter: redraw the --conditions images with SDXL."),
+    ] = Backend.diffusion,
+    conditions: Annotated[
+        Optional[str],
+        typer.Option(
+            "--conditions",
+            help=(
+                "DATASET[:split]: whose boxes (or masks, for --cond mask runs) condition the samples "
+                "(diffusion; default: the run's training data) or whose images are redrawn (sd-adapter; "
+                "default: the --plan's dataset)."
+            ),
+        ),
+    ] = None,
+    plan: Annotated[
+        Optional[Path],
+        typer.Option(
+            "--plan",
+            help=(
+                "Generation plan from `balance --plan-out` (which condition images, how often). Diffusion: "
+                "instead of --conditions and --num."
+            ),
+        ),
+    ] = None,
+    steps: Annotated[
+        Optional[int],
+        typer.Option(
+            "--steps", help="Sampling steps. Default: 1000 (ddpm), 50 (ddim), 20 (dpm); sd-adapter 30 (the paper)."
+        ),
+    ] = None,
+    guidance: Annotated[
+        Optional[float],
+        typer.Option(
+            "--guidance",
+            help=(
+                "Classifier-free guidance scale; needs a run trained with --drop-rate. Default: 1.5 for a "
+                "mask-conditioned run finetuned with a drop rate (ISDM), else 1.0; sd-adapter 7.5."
+            ),
+            show_default=False,
+        ),
+    ] = None,
     seed: SeedOpt = 0,
-    batch_size: Annotated[Optional[int], typer.Option("--batch-size", help="Images per forward pass. Reruns with the same --batch-size give the same bytes (on any number of processes); another --batch-size changes pixels by up to one level (docs/sample.md). Default: 16; sd-adapter 1.")] = None,
+    batch_size: Annotated[
+        Optional[int],
+        typer.Option(
+            "--batch-size",
+            help=(
+                "Images per forward pass. Reruns with the same --batch-size give the same bytes (on any "
+                "number of processes); another --batch-size changes pixels by up to one level "
+                "(docs/sample.md). Default: 16; sd-adapter 1."
+            ),
+        ),
+    ] = None,
     overwrite: OverwriteOpt = False,
     progress: ProgressOpt = True,
-    num: Annotated[Optional[int], _diff("Number of samples (conditions are reused round by round). Default: one per condition.", "--num")] = None,
-    rescale: Annotated[Optional[bool], _diff("ISDM's sampler: a fresh N-step schedule, betas x T/N, model fed t*T/N. Default: on for mask-conditioned runs (with --steps 300).", "--rescale/--no-rescale")] = None,
-    mask_augment: Annotated[bool, _diff("Randomly rotate, shift, scale and flip each condition mask first (mask-conditioned runs).", "--mask-augment")] = False,
-    scheduler: Annotated[Optional[Scheduler], _diff("ddpm (respaced), ddim or dpm (DPM-Solver++). Default: dpm (20 steps) for box-guided and unconditional runs; ddpm for mask-conditioned runs (ISDM: 300 rescaled steps), --rescale and --onto.", "--scheduler")] = None,
+    num: Annotated[
+        Optional[int],
+        _diff("Number of samples (conditions are reused round by round). Default: one per condition.", "--num"),
+    ] = None,
+    rescale: Annotated[
+        Optional[bool],
+        _diff(
+            "ISDM's sampler: a fresh N-step schedule, betas x T/N, model fed t*T/N. Default: on for "
+            "mask-conditioned runs (with --steps 300).",
+            "--rescale/--no-rescale",
+        ),
+    ] = None,
+    mask_augment: Annotated[
+        bool,
+        _diff(
+            "Randomly rotate, shift, scale and flip each condition mask first (mask-conditioned runs).",
+            "--mask-augment",
+        ),
+    ] = False,
+    scheduler: Annotated[
+        Optional[Scheduler],
+        _diff(
+            "ddpm (respaced), ddim or dpm (DPM-Solver++). Default: dpm (20 steps) for box-guided and "
+            "unconditional runs; ddpm for mask-conditioned runs (ISDM: 300 rescaled steps), --rescale and "
+            "--onto.",
+            "--scheduler",
+        ),
+    ] = None,
     ema: Annotated[bool, _diff("Use the EMA weights when the run has them.", "--ema/--no-ema")] = True,
-    onto: Annotated[Optional[str], _diff("Paint the defects into these images (a run trained with --context): a dataset folder, DIR:split or a folder of plain images, any size; the output equals them outside the boxes' region (docs/sample.md#onto-painting-into-real-images).", "--onto")] = None,
-    placement: Annotated[Placement, _diff("With --onto: keep the condition boxes at their (scaled) positions, or move each to a random free place (seeded).", "--placement")] = Placement.keep,
-    compile: Annotated[bool, _diff("Run the network through torch.compile (compiles first; measure before use, docs/benchmarks.md).", "--compile")] = False,
-    base: Annotated[Optional[Path], _sd("SDXL pipeline: a local folder or a Hub id, e.g. stabilityai/stable-diffusion-xl-base-1.0 (required).", "--base")] = None,
-    adapter: Annotated[Optional[Path], _sd("T2I-Adapter: a local folder or a Hub id, e.g. TencentARC/t2i-adapter-lineart-sdxl-1.0.", "--adapter")] = None,
-    controlnet: Annotated[Optional[Path], _sd("ControlNet instead of --adapter: a local folder or a Hub id, e.g. diffusers/controlnet-canny-sdxl-1.0.", "--controlnet")] = None,
+    onto: Annotated[
+        Optional[str],
+        _diff(
+            "Paint the defects into these images (a run trained with --context): a dataset folder, DIR:split "
+            "or a folder of plain images, any size; the output equals them outside the boxes' region "
+            "(docs/sample.md#onto-painting-into-real-images).",
+            "--onto",
+        ),
+    ] = None,
+    placement: Annotated[
+        Placement,
+        _diff(
+            "With --onto: keep the condition boxes at their (scaled) positions, or move each to a random free "
+            "place (seeded).",
+            "--placement",
+        ),
+    ] = Placement.keep,
+    compile: Annotated[
+        bool,
+        _diff(
+            "Run the network through torch.compile (compiles first; measure before use, docs/benchmarks.md).",
+            "--compile",
+        ),
+    ] = False,
+    base: Annotated[
+        Optional[Path],
+        _sd(
+            "SDXL pipeline: a local folder or a Hub id, e.g. stabilityai/stable-diffusion-xl-base-1.0 (required).",
+            "--base",
+        ),
+    ] = None,
+    adapter: Annotated[
+        Optional[Path],
+        _sd("T2I-Adapter: a local folder or a Hub id, e.g. TencentARC/t2i-adapter-lineart-sdxl-1.0.", "--adapter"),
+    ] = None,
+    controlnet: Annotated[
+        Optional[Path],
+        _sd(
+            "ControlNet instead of --adapter: a local folder or a Hub id, e.g. diffusers/controlnet-canny-sdxl-1.0.",
+            "--controlnet",
+        ),
+    ] = None,
     num_per_condition: Annotated[int, _sd("Without --plan: redraws per condition image.", "--num-per-condition")] = 1,
     prior: Annotated[Prior, _sd("Image prior: lineart (paper default), canny, sketch.", "--prior")] = Prior.lineart,
-    prior_weights: Annotated[Optional[Path], _sd("Folder with the detector safetensors: lineart.safetensors and/or sketch.safetensors (docs/sd-adapter.md#priors).", "--prior-weights")] = None,
+    prior_weights: Annotated[
+        Optional[Path],
+        _sd(
+            "Folder with the detector safetensors: lineart.safetensors and/or sketch.safetensors "
+            "(docs/sd-adapter.md#priors).",
+            "--prior-weights",
+        ),
+    ] = None,
     blend: Annotated[str, _sd("w1,w2 of V = w1*prior(image) + w2*prior(mask) (paper eq. 4).", "--blend")] = "0.7,0.9",
     captions: Annotated[Optional[Path], _sd('JSON lines {"stem": ..., "caption": ...}.', "--captions")] = None,
-    captioner: Annotated[Optional[Path], _sd("Captioning model: a local folder or a Hub id, e.g. Salesforce/blip2-opt-2.7b.", "--captioner")] = None,
-    prompt_template: Annotated[Optional[str], _sd("Prompt with {classes} and/or {caption}; default '{caption}; {classes}'.", "--prompt-template")] = None,
+    captioner: Annotated[
+        Optional[Path],
+        _sd("Captioning model: a local folder or a Hub id, e.g. Salesforce/blip2-opt-2.7b.", "--captioner"),
+    ] = None,
+    prompt_template: Annotated[
+        Optional[str],
+        _sd("Prompt with {classes} and/or {caption}; default '{caption}; {classes}'.", "--prompt-template"),
+    ] = None,
     negative_prompt: Annotated[Optional[str], _sd("Negative prompt for every image.", "--negative-prompt")] = None,
     conditioning_scale: Annotated[float, _sd("Adapter / ControlNet conditioning scale.", "--conditioning-scale")] = 1.0,
-    resolution: Annotated[int, _sd("Longer side the model draws at (SDXL: 1024); outputs take the condition's size.", "--resolution")] = 1024,
+    resolution: Annotated[
+        int, _sd("Longer side the model draws at (SDXL: 1024); outputs take the condition's size.", "--resolution")
+    ] = 1024,
     device: Annotated[str, _sd("auto, cpu, cuda, cuda:1 ...", "--device")] = "auto",
     dtype: Annotated[str, _sd("auto (float16 on GPU), float32, float16, bfloat16.", "--dtype")] = "auto",
     preview: Annotated[int, _sd("Write prior previews of the first N condition images.", "--preview")] = 8,
     config: ConfigOpt = None,
-    force_guidance: Annotated[bool, _diff("Apply --guidance also to a run trained without --drop-rate (its null-condition output was never trained): what the thesis did for its ISDM models without finetuning (section 6.2).", "--force-guidance")] = False,
+    force_guidance: Annotated[
+        bool,
+        _diff(
+            "Apply --guidance also to a run trained without --drop-rate (its null-condition output was never "
+            "trained): what the thesis did for its ISDM models without finetuning (section 6.2).",
+            "--force-guidance",
+        ),
+    ] = False,
     preset: PresetOpt = None,
 ) -> None:
     check_backend_options(ctx, backend, run)
     from defectsynth.stages.sample import sample
 
     options = dict(
-        conditions=conditions, num=num, plan=plan, steps=steps, rescale=rescale, scheduler=None if scheduler is None else scheduler.value, guidance=guidance,
-        mask_augment=mask_augment, onto=onto, placement=placement.value, seed=seed, batch_size=batch_size, ema=ema, overwrite=overwrite,
-        compile=compile, progress=progress, force_guidance=force_guidance, base=base, adapter=adapter, controlnet=controlnet,
-        num_per_condition=num_per_condition, prior=prior.value, prior_weights=prior_weights, blend=blend, captions=captions, captioner=captioner,
-        prompt_template=prompt_template, negative_prompt=negative_prompt, conditioning_scale=conditioning_scale, resolution=resolution,
-        device=device, dtype=dtype, preview=preview,
+        conditions=conditions, num=num, plan=plan, steps=steps, rescale=rescale,
+        scheduler=None if scheduler is None else scheduler.value, guidance=guidance, mask_augment=mask_augment,
+        onto=onto, placement=placement.value, seed=seed, batch_size=batch_size, ema=ema, overwrite=overwrite,
+        compile=compile, progress=progress, force_guidance=force_guidance, base=base, adapter=adapter,
+        controlnet=controlnet, num_per_condition=num_per_condition, prior=prior.value, prior_weights=prior_weights,
+        blend=blend, captions=captions, captioner=captioner, prompt_template=prompt_template,
+        negative_prompt=negative_prompt, conditioning_scale=conditioning_scale, resolution=resolution, device=device,
+        dtype=dtype, preview=preview,
     )  # fmt: skip
     foreign = SD_ONLY if backend is Backend.diffusion else DIFFUSION_ONLY  # left to the stage's defaults
     manifest = sample(
-        run, out=out, backend=backend.value, **{k: v for k, v in options.items() if k not in foreign},
+        run,
+        out=out,
+        backend=backend.value,
+        **{k: v for k, v in options.items() if k not in foreign},
         preset=chosen_preset(preset, PRESET_COMMANDS[backend.value]),
     )
     if backend is Backend.sd_adapter or manifest.stats:
@@ -184,5 +332,10 @@ def sample_command(
 
 def register(app: typer.Typer) -> None:
     app.command(
-        "sample", help="Draw a synthetic image + mask dataset: from a trained run (diffusion) or by redrawing real images (sd-adapter).", epilog=EXAMPLES
+        "sample",
+        help=(
+            "Draw a synthetic image + mask dataset: from a trained run (diffusion) or by redrawing real "
+            "images (sd-adapter)."
+        ),
+        epilog=EXAMPLES,
     )(sample_command)

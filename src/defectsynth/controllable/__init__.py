@@ -8,10 +8,19 @@ kept (the submodules moved without a copy).
 import warnings
 
 from defectsynth.sd_backend import (
-    blend_priors, build_prompt, canny_prior, class_prompt, clip_scores, filter_by_clip, mask_prior, sample_sd,
+    blend_priors,
+    build_prompt,
+    canny_prior,
+    class_prompt,
+    clip_scores,
+    filter_by_clip,
+    mask_prior,
+    sample_sd,
 )  # fmt: skip
 
-warnings.warn("defectsynth.controllable is deprecated: import from defectsynth.sd_backend", DeprecationWarning, stacklevel=2)
+warnings.warn(
+    "defectsynth.controllable is deprecated: import from defectsynth.sd_backend", DeprecationWarning, stacklevel=2
+)
 
 __all__ = [
     "blend_priors", "build_prompt", "canny_prior", "class_prompt", "clip_scores", "filter_by_clip",

@@ -41,7 +41,11 @@ logger = logging.getLogger(__name__)
 
 FORMATS = ("coco", "yolo-seg", "hf")
 # What each format writes at the top of its folder; --overwrite replaces only such a folder.
-_ENTRIES = {"coco": {"annotations", "images"}, "yolo-seg": {"data.yaml", "images", "labels"}, "hf": {"dataset_dict.json"}}
+_ENTRIES = {
+    "coco": {"annotations", "images"},
+    "yolo-seg": {"data.yaml", "images", "labels"},
+    "hf": {"dataset_dict.json"},
+}
 _MARKER = {"coco": "annotations", "yolo-seg": "data.yaml", "hf": "dataset_dict.json"}
 
 
@@ -177,12 +181,20 @@ def check_export_out(out: Path, to: str, overwrite: bool) -> None:
     if not overwrite:
         raise OutputExistsError("output folder exists: choose another --out or pass --overwrite", out)
     ours = _ENTRIES[to]
-    foreign = sorted(p.name for p in entries if p.name not in ours and not (to == "hf" and (p / "dataset_info.json").is_file()))
+    foreign = sorted(
+        p.name for p in entries if p.name not in ours and not (to == "hf" and (p / "dataset_info.json").is_file())
+    )
     if not (out / _MARKER[to]).exists() or foreign:
-        raise OutputExistsError(f"--overwrite only replaces a {to} export folder, and this one holds {', '.join(foreign[:3]) or 'no ' + _MARKER[to]}", out)
+        raise OutputExistsError(
+            f"--overwrite only replaces a {to} export folder, and this one holds "
+            f"{', '.join(foreign[:3]) or 'no ' + _MARKER[to]}",
+            out,
+        )
 
 
-def export(dataset: str | Path, out: str | Path, *, to: str, overwrite: bool = False, progress: bool = False) -> ExportResult:
+def export(
+    dataset: str | Path, out: str | Path, *, to: str, overwrite: bool = False, progress: bool = False
+) -> ExportResult:
     """Write the dataset folder ``dataset`` to ``out`` in format ``to`` (coco, yolo-seg or hf).
 
     The folder is built under a hidden name beside ``out`` and renamed into place at the end, so a
@@ -194,7 +206,9 @@ def export(dataset: str | Path, out: str | Path, *, to: str, overwrite: bool = F
         _require_datasets()
     ds = Dataset(dataset)
     if not ds.has_masks:
-        raise DatasetError("has no masks/ folder: export writes segmentation annotations, which come from the masks", ds.root)
+        raise DatasetError(
+            "has no masks/ folder: export writes segmentation annotations, which come from the masks", ds.root
+        )
     out = Path(out)
     check_export_out(out, to, overwrite)
     tmp = partial_dir(out)
@@ -241,15 +255,38 @@ def _write_coco(ds: Dataset, tmp: Path, out: Path, progress: bool) -> ExportResu
             else:
                 file_name = f"{item.stem}{item.image_path.suffix.lower()}"
             image_id = image_ids[item.stem]
-            images.append({"id": image_id, "file_name": file_name, "width": item.width, "height": item.height,
-                           "synthetic": manifest.synthetic})
+            images.append(
+                {
+                    "id": image_id,
+                    "file_name": file_name,
+                    "width": item.width,
+                    "height": item.height,
+                    "synthetic": manifest.synthetic,
+                }
+            )
             for comp in item.components:
-                annotations.append({"id": len(annotations) + 1, "image_id": image_id, "category_id": comp.cls,
-                                    "segmentation": coco_segmentation(comp, item.height, item.width),
-                                    "bbox": comp.bbox, "area": comp.area, "iscrowd": 0})
-        info = {"description": manifest.name, "version": "1.0", "synthetic": manifest.synthetic, "source": manifest.source}
-        write_json(tmp / "annotations" / f"instances_{split}.json",
-                   {"info": info, "images": images, "annotations": annotations, "categories": categories}, durable=False)
+                annotations.append(
+                    {
+                        "id": len(annotations) + 1,
+                        "image_id": image_id,
+                        "category_id": comp.cls,
+                        "segmentation": coco_segmentation(comp, item.height, item.width),
+                        "bbox": comp.bbox,
+                        "area": comp.area,
+                        "iscrowd": 0,
+                    }
+                )
+        info = {
+            "description": manifest.name,
+            "version": "1.0",
+            "synthetic": manifest.synthetic,
+            "source": manifest.source,
+        }
+        write_json(
+            tmp / "annotations" / f"instances_{split}.json",
+            {"info": info, "images": images, "annotations": annotations, "categories": categories},
+            durable=False,
+        )
         result.images[split], result.annotations[split] = len(images), len(annotations)
     return result
 
@@ -272,7 +309,9 @@ def _yaml_string(text: str) -> str:
 
 def data_yaml(root: Path, splits: list[str], names: list[str]) -> str:
     """Ultralytics' data.yaml: ``path`` (absolute), ``train``/``val``/``test`` image folders, ``names``."""
-    lines = [f"# Ultralytics YOLO-seg dataset written by defectsynth export\npath: {_yaml_string(str(root.resolve()))}\n"]
+    lines = [
+        f"# Ultralytics YOLO-seg dataset written by defectsynth export\npath: {_yaml_string(str(root.resolve()))}\n"
+    ]
     lines += [f"{s}: images/{s}\n" for s in ("train", "val", "test") if s in splits]
     others = [s for s in splits if s not in ("train", "val", "test")]
     if others:
@@ -314,13 +353,15 @@ def hf_features():
     """The columns: stem, image (Image), mask (Image, uint8 class ids), boxes ([{class, box}]), synthetic."""
     datasets = _require_datasets()
     box = {"class": datasets.Value("int64"), "box": datasets.Sequence(datasets.Value("int64"), length=4)}
-    return datasets.Features({
-        "stem": datasets.Value("string"),
-        "image": datasets.Image(),
-        "mask": datasets.Image(),
-        "boxes": [box],
-        "synthetic": datasets.Value("bool"),
-    })
+    return datasets.Features(
+        {
+            "stem": datasets.Value("string"),
+            "image": datasets.Image(),
+            "mask": datasets.Image(),
+            "boxes": [box],
+            "synthetic": datasets.Value("bool"),
+        }
+    )
 
 
 def _hf_rows(ds: Dataset, stems: list[str], description: str, progress: bool) -> dict[str, list]:
@@ -338,13 +379,21 @@ def _write_hf(ds: Dataset, tmp: Path, out: Path, progress: bool) -> ExportResult
     datasets = _require_datasets()
     manifest = ds.manifest
     features = hf_features()
-    description = json.dumps({"name": manifest.name, "classes": [c.to_json() for c in manifest.classes],
-                              "synthetic": manifest.synthetic, "source": manifest.source})
+    description = json.dumps(
+        {
+            "name": manifest.name,
+            "classes": [c.to_json() for c in manifest.classes],
+            "synthetic": manifest.synthetic,
+            "source": manifest.source,
+        }
+    )
     result = ExportResult(tmp, "hf")
     parts = {}
     for split, stems in export_splits(ds).items():
         info = datasets.DatasetInfo(description=description, features=features)
-        parts[split] = datasets.Dataset.from_dict(_hf_rows(ds, stems, f"hf {split}", progress), features=features, info=info)
+        parts[split] = datasets.Dataset.from_dict(
+            _hf_rows(ds, stems, f"hf {split}", progress), features=features, info=info
+        )
         result.images[split] = len(stems)
         result.annotations[split] = sum(len(b) for b in parts[split]["boxes"])
     datasets.DatasetDict(parts).save_to_disk(str(tmp))

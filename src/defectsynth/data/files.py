@@ -82,7 +82,9 @@ def write_errors(where: str | Path, what: str = "the output") -> Iterator[None]:
         yield
     except OSError as err:
         name = f" {Path(err.filename).name}" if err.filename else ""
-        raise WriteError(f"cannot write {what}{name} ({err.strerror or err}); the files written before are intact", where) from None
+        raise WriteError(
+            f"cannot write {what}{name} ({err.strerror or err}); the files written before are intact", where
+        ) from None
 
 
 # Inside a partial folder: which command builds it for which target, so that the next run of the
@@ -137,7 +139,11 @@ def replace_dir(tmp: str | Path, target: str | Path, backup: str | Path | None =
     if backup is not None:
         shutil.rmtree(backup, ignore_errors=True)
     if target.exists():
-        backup = Path(backup) if backup is not None else target.with_name(f".{target.name}.old-{tmp.name.rsplit('-', 1)[-1]}")
+        backup = (
+            Path(backup)
+            if backup is not None
+            else target.with_name(f".{target.name}.old-{tmp.name.rsplit('-', 1)[-1]}")
+        )
         target.rename(backup)
     else:
         backup = None
@@ -202,7 +208,9 @@ def check_format(data: Any, path: Path, supported: int) -> dict[str, Any]:
     if not isinstance(fmt, int) or isinstance(fmt, bool):
         raise DatasetError(f"'format' must be an integer, got {fmt!r}", path)
     if fmt > supported:
-        raise DatasetError(f"format {fmt} is newer than this defectsynth supports ({supported}): upgrade defectsynth", path)
+        raise DatasetError(
+            f"format {fmt} is newer than this defectsynth supports ({supported}): upgrade defectsynth", path
+        )
     return data
 
 

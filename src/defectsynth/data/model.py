@@ -8,9 +8,9 @@ A dataset folder holds, per stem, an RGB image, an optional uint8 class-id mask 
 from __future__ import annotations
 
 import re
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from collections.abc import Callable, Iterable
 from typing import Any
 
 import numpy as np
@@ -23,9 +23,22 @@ STEM_PATTERN = re.compile(r"^[A-Za-z0-9._-]+$")
 
 # Distinct colours for class previews: background black, then a qualitative palette.
 DEFAULT_COLORS: list[tuple[int, int, int]] = [
-    (0, 0, 0), (230, 25, 75), (60, 180, 75), (255, 225, 25), (0, 130, 200), (245, 130, 48),
-    (145, 30, 180), (70, 240, 240), (240, 50, 230), (210, 245, 60), (250, 190, 212),
-    (0, 128, 128), (220, 190, 255), (170, 110, 40), (255, 250, 200), (128, 0, 0),
+    (0, 0, 0),
+    (230, 25, 75),
+    (60, 180, 75),
+    (255, 225, 25),
+    (0, 130, 200),
+    (245, 130, 48),
+    (145, 30, 180),
+    (70, 240, 240),
+    (240, 50, 230),
+    (210, 245, 60),
+    (250, 190, 212),
+    (0, 128, 128),
+    (220, 190, 255),
+    (170, 110, 40),
+    (255, 250, 200),
+    (128, 0, 0),
 ]
 
 
@@ -66,7 +79,9 @@ def _present_values(mask: Any) -> list[int]:
     return np.unique(array).tolist()
 
 
-def index_by_stem(paths: Iterable[Path], stem_of: Callable[[Path], str] = lambda path: path.stem, what: str = "stem") -> dict[str, Path]:
+def index_by_stem(
+    paths: Iterable[Path], stem_of: Callable[[Path], str] = lambda path: path.stem, what: str = "stem"
+) -> dict[str, Path]:
     """``{stem: path}`` for ``paths`` in their order, each stem checked (:func:`check_stem`): the one rule
     for "no two files share a stem". A repeat raises ``"duplicate stem 'x' (also <first file>)"``
     naming the second file; the first by name when both lie in one folder, else by path."""
@@ -75,7 +90,9 @@ def index_by_stem(paths: Iterable[Path], stem_of: Callable[[Path], str] = lambda
         stem = check_stem(stem_of(path), path)
         if stem in found:
             first = found[stem]
-            raise DatasetError(f"duplicate {what} {stem!r} (also {first.name if first.parent == path.parent else first})", path)
+            raise DatasetError(
+                f"duplicate {what} {stem!r} (also {first.name if first.parent == path.parent else first})", path
+            )
         found[stem] = path
     return found
 

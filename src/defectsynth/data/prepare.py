@@ -23,8 +23,8 @@ from defectsynth.deprecation import renamed_keywords
 from defectsynth.encoding.components import boxes_from_mask
 from defectsynth.errors import DatasetError, OptionError
 from defectsynth.formats.dataset import DatasetWriter
-from defectsynth.progress import track
 from defectsynth.locks import writes_output
+from defectsynth.progress import track
 
 logger = logging.getLogger(__name__)
 
@@ -73,8 +73,14 @@ def _call_importer(source: str, options: dict[str, Any], size: tuple[int, int] |
     return importer(**given)
 
 
-def _finish(sample: Sample, data: SourceData, target: tuple[int, int] | None, keep: bool,
-            loss: ResizeLoss, min_defect_pixels: int | None) -> Sample:
+def _finish(
+    sample: Sample,
+    data: SourceData,
+    target: tuple[int, int] | None,
+    keep: bool,
+    loss: ResizeLoss,
+    min_defect_pixels: int | None,
+) -> Sample:
     """Resize ``sample`` to ``target`` unless the importer did (recording in ``loss`` what resizing
     took away, refusing it below ``min_defect_pixels``), then derive its boxes from its mask if the
     importer asked for it (at the output size, so the boxes are tight there)."""
@@ -128,7 +134,9 @@ def prepare(
     target = target or data.default_size
     keep = data.default_keep_aspect if keep_aspect is None else keep_aspect
     manifest = data.manifest
-    manifest.source.update({"size": format_size(target) if target else None, "keep_aspect": keep, "split": split_fractions})
+    manifest.source.update(
+        {"size": format_size(target) if target else None, "keep_aspect": keep, "split": split_fractions}
+    )
     loss = ResizeLoss(manifest.class_names, format_size(target) if target else "the source size")
     with DatasetWriter(out, manifest, overwrite=overwrite, image_format=image_format) as writer:
         for sample in track(data.samples, total=data.total, description=f"prepare {source}", enabled=progress):

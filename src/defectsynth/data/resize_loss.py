@@ -42,7 +42,7 @@ def defect_pixels(mask: np.ndarray | None) -> dict[int, int]:
 
 
 def _box_pixels(mask: np.ndarray, box: Box) -> int:
-    return int(np.count_nonzero(mask[box.y_min:box.y_max, box.x_min:box.x_max] == box.cls))
+    return int(np.count_nonzero(mask[box.y_min : box.y_max, box.x_min : box.x_max] == box.cls))
 
 
 def emptied_boxes(before: Sample, after: Sample, derived: bool) -> list[Box]:
@@ -108,7 +108,9 @@ class ResizeLoss:
             parts = "; ".join(f"{k}: {n} in {_stems(self.box_stems[k])}" for k, n in sorted(self.boxes.items()))
             logger.warning("resizing to %s left boxes without a pixel of their class -- %s", self.size, parts)
         if self.images or self.boxes:
-            logger.warning("see docs/prepare.md (small defects: crops vs resizing); --min-defect-pixels N refuses instead")
+            logger.warning(
+                "see docs/prepare.md (small defects: crops vs resizing); --min-defect-pixels N refuses instead"
+            )
 
 
 def _stems(stems: list[str]) -> str:
@@ -125,4 +127,6 @@ def check_min_defect_pixels(before: Sample, after: Sample, minimum: int, names: 
             size = f"{after.size[1]}x{after.size[0]}"
             raise DatasetError(
                 f"class {names.get(cls, cls)!r} keeps {kept.get(cls, 0)} pixels at {size} ({count} before); "
-                f"--min-defect-pixels is {minimum}", after.stem)
+                f"--min-defect-pixels is {minimum}",
+                after.stem,
+            )

@@ -25,9 +25,8 @@ from diffusers.utils.torch_utils import randn_tensor
 
 from defectsynth.data import Box
 from defectsynth.diffusion.context import dilate
-from defectsynth.diffusion.models import Layout
 from defectsynth.diffusion.denoising import fixed_rows, take_step
-from defectsynth.diffusion.models import network_input
+from defectsynth.diffusion.models import Layout, network_input
 
 
 def window_starts(lo: int, hi: int, n: int, limit: int) -> list[int]:
@@ -83,7 +82,9 @@ class Area:
 
     def __post_init__(self) -> None:
         if self.shares is None:
-            self.shares = window_shares(self.windows, tuple(self.known.shape[-2:]), tuple(self.conds.shape[-2:])).to(self.known.device)
+            self.shares = window_shares(self.windows, tuple(self.known.shape[-2:]), tuple(self.conds.shape[-2:])).to(
+                self.known.device
+            )
 
     def cut(self, x: torch.Tensor) -> torch.Tensor:
         """(K, C, n_h, n_w): the windows of the (1, C, h, w) canvas ``x``."""
@@ -111,22 +112,47 @@ def window_shares(windows: list[tuple[int, int]], size: tuple[int, int], crop: t
 def run_windows(model, inputs: torch.Tensor, time: torch.Tensor, rows: int) -> torch.Tensor:
     """The network's output on every window of ``inputs``, ``rows`` windows at a time (the last batch
     padded), so a window's output does not depend on which windows share its batch."""
-    outs = [fixed_rows(lambda z: model(z, time).sample, inputs[s : s + rows], rows) for s in range(0, len(inputs), rows)]
+    outs = [
+        fixed_rows(lambda z: model(z, time).sample, inputs[s : s + rows], rows) for s in range(0, len(inputs), rows)
+    ]
     return torch.cat(outs)
 
 
-def denoise_areas(model, layout: Layout, samplers: list, areas: list[Area], generators: list[torch.Generator], prediction, rows: int, keeps: list) -> list[torch.Tensor]:
+def denoise_areas(
+    model,
+    layout: Layout,
+    samplers: list,
+    areas: list[Area],
+    generators: list[torch.Generator],
+    prediction,
+    rows: int,
+    keeps: list,
+) -> list[torch.Tensor]:
     """Run the reverse process on every canvas of ``areas`` (one sampler, generator and ``keep`` each,
     :func:`~defectsynth.diffusion.sampling.denoise`); returns their (C_t, h, w) samples in [-1, 1]."""
     device, c = areas[0].known.device, layout.target_channels
-    xs = [keep(randn_tensor(tuple(a.known.shape), generator=[g], device=device, dtype=torch.float32) * s.scheduler.init_noise_sigma, 0)
-          for a, g, s, keep in zip(areas, generators, samplers, keeps)]
+    xs = [
+        keep(
+            randn_tensor(tuple(a.known.shape), generator=[g], device=device, dtype=torch.float32)
+            * s.scheduler.init_noise_sigma,
+            0,
+        )
+        for a, g, s, keep in zip(areas, generators, samplers, keeps)
+    ]
     estimates = [torch.zeros_like(x) if layout.self_cond_channels else None for x in xs]
     for i, t in enumerate(samplers[0].timesteps):
-        inputs = torch.cat([network_input(a.cut(x), a.cut(e) if e is not None else None, a.conds) for a, x, e in zip(areas, xs, estimates)])
-        outs = run_windows(model, inputs, samplers[0].model_time(t).to(device), rows).split([len(a.windows) for a in areas])
+        inputs = torch.cat(
+            [
+                network_input(a.cut(x), a.cut(e) if e is not None else None, a.conds)
+                for a, x, e in zip(areas, xs, estimates)
+            ]
+        )
+        outs = run_windows(model, inputs, samplers[0].model_time(t).to(device), rows).split(
+            [len(a.windows) for a in areas]
+        )
         for k, (a, sampler, out) in enumerate(zip(areas, samplers, outs)):
-            xs[k], estimates[k] = take_step(sampler, prediction, a.blend(out), xs[k], t, estimates[k], [generators[k]], c)
+            xs[k], estimates[k] = take_step(
+                sampler, prediction, a.blend(out), xs[k], t, estimates[k], [generators[k]], c
+            )
             xs[k] = keeps[k](xs[k], i + 1)
     return [x[0].clamp(-1.0, 1.0) for x in xs]
-

@@ -33,6 +33,7 @@ from defectsynth.data.files import read_json, read_safetensors, remove_temp_left
 from defectsynth.errors import DatasetError, summary
 from defectsynth.formats.run import CHECKPOINT_PREFIX
 
+
 # -- optimizer -------------------------------------------------------------------------------------
 def flatten_optimizer(state_dict: dict[str, Any]) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
     """Split ``optimizer.state_dict()`` into named tensors and a JSON-able rest."""
@@ -133,9 +134,9 @@ def clean_leftovers(run: Path, weights: tuple[str, ...] = ("unet", "unet_ema")) 
 # -- checkpoints -----------------------------------------------------------------------------------
 def checkpoint_dirs(run: Path) -> list[Path]:
     """Complete checkpoints of ``run``, oldest first."""
-    found = [p for p in run.glob(f"{CHECKPOINT_PREFIX}*") if p.is_dir() and p.name[len(CHECKPOINT_PREFIX):].isdigit()]
+    found = [p for p in run.glob(f"{CHECKPOINT_PREFIX}*") if p.is_dir() and p.name[len(CHECKPOINT_PREFIX) :].isdigit()]
     found = [p for p in found if (p / "trainer.json").is_file()]
-    return sorted(found, key=lambda p: int(p.name[len(CHECKPOINT_PREFIX):]))
+    return sorted(found, key=lambda p: int(p.name[len(CHECKPOINT_PREFIX) :]))
 
 
 def partial_dir(run: Path, step: int) -> Path:
@@ -151,7 +152,11 @@ def write_process_state(folder: Path, rank: int) -> None:
 
 
 def write_main_state(
-    folder: Path, model: torch.nn.Module, ema: torch.nn.Module | None, optimizer: torch.optim.Optimizer, trainer: dict[str, Any]
+    folder: Path,
+    model: torch.nn.Module,
+    ema: torch.nn.Module | None,
+    optimizer: torch.optim.Optimizer,
+    trainer: dict[str, Any],
 ) -> None:
     """The main process writes weights, optimizer and trainer state (``trainer.json`` last)."""
     folder.mkdir(parents=True, exist_ok=True)
@@ -189,13 +194,18 @@ def load_checkpoint(
         if ema is not None and (folder / "ema.safetensors").is_file():
             ema.load_state_dict(read_safetensors(folder / "ema.safetensors"))
         device = next(model.parameters()).device
-        tensors = {k: v.to(device) if not k.endswith(".step") else v for k, v in read_safetensors(folder / "optimizer.safetensors").items()}
+        tensors = {
+            k: v.to(device) if not k.endswith(".step") else v
+            for k, v in read_safetensors(folder / "optimizer.safetensors").items()
+        }
         optimizer.load_state_dict(unflatten_optimizer(tensors, read_json(folder / "optimizer.json")))
         rng_file = folder / f"rng-{rank}.safetensors"
         if rng_file.is_file():
             set_rng_state(read_safetensors(rng_file), read_json(folder / f"rng-{rank}.json"))
     except (KeyError, TypeError, ValueError, IndexError, RuntimeError, AttributeError) as err:
-        raise DatasetError(f"not a checkpoint written by defectsynth train for this run ({summary(err)})", folder) from None
+        raise DatasetError(
+            f"not a checkpoint written by defectsynth train for this run ({summary(err)})", folder
+        ) from None
     if not isinstance(trainer, dict):
         raise DatasetError("trainer.json must hold a JSON object", folder / "trainer.json")
     return trainer

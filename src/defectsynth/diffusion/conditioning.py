@@ -25,7 +25,6 @@ from defectsynth.data.model import IGNORE_INDEX, Box, Sample, boxes_to_array
 from defectsynth.encoding import basd_maps, boxmask_maps, encode_bits
 from defectsynth.errors import DatasetError
 
-
 # A dataset is grey-scale when, in every image, the channels differ by at most this many levels on
 # average (0 for images saved as grey; a JPEG's chroma rounding adds a fraction of a level).
 GREY_TOLERANCE = 1.0
@@ -58,8 +57,10 @@ def image_channels(channels: str, images) -> int:
     median = float(np.median(differences))
     if median <= NEAR_GREY:
         logger.warning(
-            "the training images are nearly grey (median channel difference %.1f levels): training RGB; --channels grey trains one "
-            "luminance channel without colour noise (docs/recipe-ablation.md)", median,
+            "the training images are nearly grey (median channel difference %.1f levels): training RGB; --channels "
+            "grey trains one "
+            "luminance channel without colour noise (docs/recipe-ablation.md)",
+            median,
         )
     return 3
 
@@ -96,7 +97,9 @@ def onehot_tensor(ids: np.ndarray, num_classes: int) -> torch.Tensor:
     return torch.nn.functional.one_hot(ids, num_classes).movedim(-1, -3).float().contiguous()
 
 
-def condition_maps(boxes: list[Box], size: tuple[int, int], cond: str, class_fill: str = "inside") -> tuple[np.ndarray, np.ndarray]:
+def condition_maps(
+    boxes: list[Box], size: tuple[int, int], cond: str, class_fill: str = "inside"
+) -> tuple[np.ndarray, np.ndarray]:
     """The two maps of a box condition in an image of ``size`` = (H, W).
 
     ``basd``: BASD (H, W) float32 in [-1, 1] and C-BASD (H, W) uint8, its class map filled inside
@@ -109,7 +112,9 @@ def condition_maps(boxes: list[Box], size: tuple[int, int], cond: str, class_fil
     return boxmask_maps(xyxy, classes, *size)
 
 
-def condition_tensor(boxes: list[Box], size: tuple[int, int], cond: str, num_classes: int, class_fill: str = "inside") -> torch.Tensor:
+def condition_tensor(
+    boxes: list[Box], size: tuple[int, int], cond: str, num_classes: int, class_fill: str = "inside"
+) -> torch.Tensor:
     """(1 + bits, H, W) float32 condition of ``boxes``; (0, H, W) for ``none``."""
     if cond == "none":
         return torch.zeros(0, *size)
@@ -126,14 +131,25 @@ class EncodedSet:
     the choice is :attr:`image_channels`.
     """
 
-    def __init__(self, samples: list[Sample], cond: str, target: str, num_classes: int, channels: str = "rgb", class_fill: str = "inside"):
+    def __init__(
+        self,
+        samples: list[Sample],
+        cond: str,
+        target: str,
+        num_classes: int,
+        channels: str = "rgb",
+        class_fill: str = "inside",
+    ):
         if not samples:
             raise DatasetError("no samples to train on")
         self.cond, self.target, self.num_classes = cond, target, num_classes
         self.size = samples[0].size
         for s in samples:
             if s.size != self.size:
-                raise DatasetError(f"image is {s.size[1]}x{s.size[0]} but the first one is {self.size[1]}x{self.size[0]}: pass --size", s.stem)
+                raise DatasetError(
+                    f"image is {s.size[1]}x{s.size[0]} but the first one is {self.size[1]}x{self.size[0]}: pass --size",
+                    s.stem,
+                )
             if target != "image" and s.mask is None:
                 raise DatasetError(f"--target {target} needs masks, but this dataset has none", s.stem)
         self.stems = [s.stem for s in samples]
@@ -145,7 +161,9 @@ class EncodedSet:
         self.images = torch.from_numpy(images).permute(0, 3, 1, 2).contiguous()
         if cond == "mask" and any(s.mask is None for s in samples):
             raise DatasetError("--cond mask needs masks, but this dataset has none", samples[0].stem)
-        self.masks = torch.from_numpy(np.stack([s.mask for s in samples])) if target != "image" or cond == "mask" else None
+        self.masks = (
+            torch.from_numpy(np.stack([s.mask for s in samples])) if target != "image" or cond == "mask" else None
+        )
         self.scalar = self.class_map = None
         if cond not in ("none", "mask"):
             maps = [condition_maps(s.boxes, self.size, cond, class_fill) for s in samples]

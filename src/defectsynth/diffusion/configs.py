@@ -111,7 +111,9 @@ class SampleConfig:
 
     def to_json(self) -> dict[str, Any]:
         """settings.json: the fields in order, the optional ones (defaults) only when set."""
-        return {f.name: v for f in fields(self) for v in (getattr(self, f.name),) if f.default is MISSING or v != f.default}
+        return {
+            f.name: v for f in fields(self) for v in (getattr(self, f.name),) if f.default is MISSING or v != f.default
+        }
 
     @classmethod
     def from_json(cls, settings: dict[str, Any], path: str | Path | None = None) -> "SampleConfig":
@@ -122,8 +124,14 @@ def _from_json(cls, values: dict[str, Any], path: str | Path | None, what: str):
     names = [f.name for f in fields(cls)]
     unknown = [k for k in values if k not in names]
     if unknown:
-        raise DatasetError(f"{what}: unknown key{'s' if len(unknown) > 1 else ''} {', '.join(map(repr, unknown))} (written by a newer defectsynth?)", path)
-    required = [f.name for f in fields(cls) if f.default is MISSING and f.default_factory is MISSING and f.name not in values]
+        raise DatasetError(
+            f"{what}: unknown key{'s' if len(unknown) > 1 else ''} {', '.join(map(repr, unknown))} (written by "
+            "a newer defectsynth?)",
+            path,
+        )
+    required = [
+        f.name for f in fields(cls) if f.default is MISSING and f.default_factory is MISSING and f.name not in values
+    ]
     if required:
         raise DatasetError(f"{what}: {', '.join(map(repr, required))} missing", path)
     return cls(**values)

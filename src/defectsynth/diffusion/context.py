@@ -39,25 +39,38 @@ def context_channels(image_channels: int) -> int:
     return image_channels + 1
 
 
-def check_context(cond: str, target: str, crop: int | None, margin: int, size: str | None, latent, drop_rate: float) -> None:
+def check_context(
+    cond: str, target: str, crop: int | None, margin: int, size: str | None, latent, drop_rate: float
+) -> None:
     """The option combinations of ``train --context`` (and of ``--crop``, which needs it)."""
     if crop is not None and crop < 8:
         raise OptionError(f"--crop: must be >= 8, got {crop}")
     if margin < 0:
         raise OptionError(f"--context-margin: must be >= 0, got {margin}")
     if cond not in ("basd", "boxmask") or target != "joint":
-        raise OptionError(f"--context needs --cond basd or boxmask and --target joint, got --cond {cond} --target {target}")
+        raise OptionError(
+            f"--context needs --cond basd or boxmask and --target joint, got --cond {cond} --target {target}"
+        )
     if crop is not None and size is not None:
-        raise OptionError("--size cannot be used with --crop: the windows are cut at native resolution (leave --size out)")
+        raise OptionError(
+            "--size cannot be used with --crop: the windows are cut at native resolution (leave --size out)"
+        )
     if latent:
         raise OptionError("--context cannot be used with --latent")
     if drop_rate > 0:
-        raise OptionError("--drop-rate cannot be used with --context: the null condition would also blank the known image")
+        raise OptionError(
+            "--drop-rate cannot be used with --context: the null condition would also blank the known image"
+        )
 
 
 def dilate(box: Box, margin: int, height: int, width: int) -> tuple[int, int, int, int]:
     """``box`` grown by ``margin`` on every side, clipped to the image: (x0, y0, x1, y1) half-open."""
-    return max(0, box.x_min - margin), max(0, box.y_min - margin), min(width, box.x_max + margin), min(height, box.y_max + margin)
+    return (
+        max(0, box.x_min - margin),
+        max(0, box.y_min - margin),
+        min(width, box.x_max + margin),
+        min(height, box.y_max + margin),
+    )
 
 
 def region_mask(boxes: list[Box], size: tuple[int, int], margin: int) -> np.ndarray:
@@ -81,7 +94,8 @@ def boxes_in_window(boxes: list[Box], x0: int, y0: int, width: int, height: int)
 
 
 def context_tensor(image: np.ndarray, region: np.ndarray) -> torch.Tensor:
-    """(C + 1, H, W) float32: the (H, W, C) uint8 image in [-1, 1] with ``region`` blanked to 0, and the region as +-1."""
+    """(C + 1, H, W) float32: the (H, W, C) uint8 image in [-1, 1] with ``region`` blanked to 0, and the region as
+    +-1."""
     known = images_to_tensor(torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1))
     inside = torch.from_numpy(region)
     known = known.masked_fill(inside[None], 0.0)
@@ -116,15 +130,35 @@ class ContextSet:
     (image, None); without, one per image (the whole image is the window).
     """
 
-    def __init__(self, samples: list[Sample], cond: str, num_classes: int, channels: str, crop: int | None, margin: int, seed: int):
+    def __init__(
+        self,
+        samples: list[Sample],
+        cond: str,
+        num_classes: int,
+        channels: str,
+        crop: int | None,
+        margin: int,
+        seed: int,
+    ):
         if not samples:
             raise DatasetError("no samples to train on")
-        self.cond, self.target, self.num_classes, self.crop, self.margin, self.seed = cond, "joint", num_classes, crop, margin, seed
+        self.cond, self.target, self.num_classes, self.crop, self.margin, self.seed = (
+            cond,
+            "joint",
+            num_classes,
+            crop,
+            margin,
+            seed,
+        )
         for s in samples:
             if s.mask is None:
                 raise DatasetError("--context needs masks, but this dataset has none", s.stem)
             if crop is None and s.size != samples[0].size:
-                raise DatasetError(f"image is {s.size[1]}x{s.size[0]} but the first one is {samples[0].size[1]}x{samples[0].size[0]}: pass --size or --crop", s.stem)
+                raise DatasetError(
+                    f"image is {s.size[1]}x{s.size[0]} but the first one is "
+                    f"{samples[0].size[1]}x{samples[0].size[0]}: pass --size or --crop",
+                    s.stem,
+                )
             if crop is not None and min(s.size) < crop:
                 raise DatasetError(f"image is {s.size[1]}x{s.size[0]}, smaller than --crop {crop}", s.stem)
         self.stems = [s.stem for s in samples]
@@ -151,7 +185,9 @@ class ContextSet:
         if j is None:
             return int(rng.integers(0, width - n_w + 1)), int(rng.integers(0, height - n_h + 1))
         b, m = self.boxes[i][j], self.margin
-        return window_offset(rng, b.x_max + m - n_w, b.x_min - m, width - n_w), window_offset(rng, b.y_max + m - n_h, b.y_min - m, height - n_h)
+        return window_offset(rng, b.x_max + m - n_w, b.x_min - m, width - n_w), window_offset(
+            rng, b.y_max + m - n_h, b.y_min - m, height - n_h
+        )
 
     def cut(self, index: torch.Tensor, step: int) -> tuple[torch.Tensor, torch.Tensor]:
         """The batch of ``index`` at ``step``: targets (B, C + bits, h, w) and conditions
@@ -170,6 +206,9 @@ class ContextSet:
             region = region_mask(boxes or [random_rectangle(rng, n_h, n_w)], (n_h, n_w), self.margin)
             image_t = images_to_tensor(torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1))
             targets.append(torch.cat([image_t, bits_tensor(mask, self.num_classes)]))
-            conds.append(torch.cat([condition_tensor(boxes, (n_h, n_w), self.cond, self.num_classes), context_tensor(image, region)]))
+            conds.append(
+                torch.cat(
+                    [condition_tensor(boxes, (n_h, n_w), self.cond, self.num_classes), context_tensor(image, region)]
+                )
+            )
         return torch.stack(targets), torch.stack(conds)
-

@@ -44,8 +44,15 @@ def fixed_rows(fn, x: torch.Tensor, rows: int | None) -> torch.Tensor:
 
 @torch.no_grad()
 def denoise(
-    model, layout: Layout, sampler: Sampler, cond: torch.Tensor, generators: list[torch.Generator], guidance: float = 1.0,
-    prediction: str = "epsilon", rows: int | None = None, keep=None,
+    model,
+    layout: Layout,
+    sampler: Sampler,
+    cond: torch.Tensor,
+    generators: list[torch.Generator],
+    guidance: float = 1.0,
+    prediction: str = "epsilon",
+    rows: int | None = None,
+    keep=None,
 ) -> torch.Tensor:
     """Run the reverse process; returns (B, C_t, H, W) samples in [-1, 1].
 
@@ -66,7 +73,9 @@ def denoise(
     if keep is not None:
         x = keep(x, 0)
     guided = guidance != 1.0
-    conds = [cond, torch.zeros_like(cond)] if guided else [cond]  # guidance: the conditional and null halves in one forward
+    conds = (
+        [cond, torch.zeros_like(cond)] if guided else [cond]
+    )  # guidance: the conditional and null halves in one forward
     n = max(b, rows or b)  # rows per half: each half padded on its own keeps every sample at its place
     estimate = torch.zeros_like(x) if layout.self_cond_channels else None
     for i, t in enumerate(sampler.timesteps):
@@ -84,21 +93,36 @@ def denoise(
     return x.clamp(-1.0, 1.0)
 
 
-def take_step(sampler: Sampler, prediction, out: torch.Tensor, x: torch.Tensor, t, estimate, generators: list[torch.Generator], c: int):
+def take_step(
+    sampler: Sampler,
+    prediction,
+    out: torch.Tensor,
+    x: torch.Tensor,
+    t,
+    estimate,
+    generators: list[torch.Generator],
+    c: int,
+):
     """One scheduler step of ``x`` (B, C_t, H, W) from the network's ``out``: (x, the x_0 estimate
     of self-conditioning, or ``estimate`` None as it is)."""
     times = t.reshape(1).repeat(len(x)).to(x.device)
     if estimate is not None:
         estimate = predicted_x0(prediction, out[:, :c], x, times, sampler.scheduler.alphas_cumprod)
     if not isinstance(prediction, str):  # per-group predictions: the scheduler steps with the noise they imply
-        out = torch.cat([predicted_eps(prediction, out[:, :c], x, times, sampler.scheduler.alphas_cumprod), out[:, c:]], dim=1)
+        out = torch.cat(
+            [predicted_eps(prediction, out[:, :c], x, times, sampler.scheduler.alphas_cumprod), out[:, c:]], dim=1
+        )
     if not sampler.passes_variance:
         out = out[:, :c]
     return sampler.scheduler.step(out, t, x, generator=generators).prev_sample, estimate
 
 
 def decode(
-    x: torch.Tensor, target: str, num_classes: int, classes: list[ClassInfo], image_channels: int = 3,
+    x: torch.Tensor,
+    target: str,
+    num_classes: int,
+    classes: list[ClassInfo],
+    image_channels: int = 3,
 ) -> tuple[np.ndarray, np.ndarray | None, int]:
     """One (C_t, H, W) sample -> (RGB uint8 (H, W, 3), mask uint8 (H, W) or None, invalid codes);
     ``image_channels`` 1: the image channel is grey and written as R = G = B."""

@@ -41,24 +41,24 @@ from PIL import Image
 
 from defectsynth.checks import check_choice
 from defectsynth.data import Box, Dataset, Manifest
-from defectsynth.formats.dataset import parse_dataset_spec
-from defectsynth.data.files import IMAGE_SUFFIXES, read_image, write_errors, write_image, write_json
 from defectsynth.data.colors import class_palette
-from defectsynth.data.model import check_stem, index_by_stem
+from defectsynth.data.files import IMAGE_SUFFIXES, read_image, write_errors, write_image, write_json
+from defectsynth.data.model import index_by_stem
 from defectsynth.data.resize import scale_box
-from defectsynth.diffusion.conditioning import bits_tensor, condition_tensor, images_to_tensor, to_grey
 from defectsynth.diffusion.canvas import Area, denoise_areas, plan_windows
+from defectsynth.diffusion.conditioning import bits_tensor, condition_tensor, images_to_tensor, to_grey
 from defectsynth.diffusion.configs import SampleConfig
 from defectsynth.diffusion.context import boxes_in_window, context_tensor, region_mask
-from defectsynth.diffusion.losses import scheduler_prediction
 from defectsynth.diffusion.denoising import decode
 from defectsynth.diffusion.jobs import Job, parse_conditions
+from defectsynth.diffusion.losses import scheduler_prediction
 from defectsynth.diffusion.previews import PREVIEW_SAMPLES, preview_row, viewing_scale
 from defectsynth.diffusion.processes import make_state
 from defectsynth.diffusion.sample_folder import my_pending_jobs, write_manifest, write_sample
 from defectsynth.diffusion.schedules import DEFAULT_STEPS, make_sampler
 from defectsynth.diffusion.trained_run import Run
 from defectsynth.errors import DatasetError, OptionError
+from defectsynth.formats.dataset import parse_dataset_spec
 from defectsynth.formats.plan import plan_dataset, planned_samples, read_plan
 from defectsynth.progress import make_progress
 from defectsynth.ranks import one_outcome
@@ -107,19 +107,29 @@ def open_onto(text: str | Path, run: Run) -> Onto:
     """``DIR``, ``DIR:split`` (a dataset folder) or a folder of plain images (png, jpg, bmp, tif)."""
     path, split = parse_dataset_spec(text)
     if not path.is_dir():
-        raise OptionError(f"--onto: {path} is not a folder (expected a dataset folder, DIR:split or a folder of images)")
+        raise OptionError(
+            f"--onto: {path} is not a folder (expected a dataset folder, DIR:split or a folder of images)"
+        )
     if (path / "dataset.json").is_file():
         ds = Dataset(path)
         theirs, ours = ds.manifest.class_names, {c.id: c.name for c in run.classes}
         if theirs != ours:
-            raise DatasetError(f"--onto: classes {theirs} differ from {ours} of the run {run.root}: use a dataset with the run's classes, or a folder of plain images", ds.root / "dataset.json")
+            raise DatasetError(
+                f"--onto: classes {theirs} differ from {ours} of the run {run.root}: use a dataset with the "
+                "run's classes, or a folder of plain images",
+                ds.root / "dataset.json",
+            )
         stems = ds.select(split)
         files = {s: ds.image_path(s) for s in stems}
     else:
         if split is not None:
             raise OptionError(f"--onto: {path} is not a dataset folder, so it has no split {split!r}")
         ds = None
-        files = index_by_stem(f for f in sorted(path.iterdir()) if f.is_file() and not f.name.startswith(".") and f.suffix.lower() in IMAGE_SUFFIXES)
+        files = index_by_stem(
+            f
+            for f in sorted(path.iterdir())
+            if f.is_file() and not f.name.startswith(".") and f.suffix.lower() in IMAGE_SUFFIXES
+        )
         stems = list(files)
     if not stems:
         raise OptionError(f"--onto: no images in {path}" + (f" split {split}" if split else ""))
@@ -134,7 +144,9 @@ class OntoJob(Job):
     own: list[Box] | None = None  # the target image's own boxes (a dataset folder)
 
 
-def layouts(run: Run, conditions: str | None, num: int | None, plan: str | Path | None, total: int) -> tuple[Dataset, list[str], dict[str, Any]]:
+def layouts(
+    run: Run, conditions: str | None, num: int | None, plan: str | Path | None, total: int
+) -> tuple[Dataset, list[str], dict[str, Any]]:
     """The box layout (a condition stem) of every sample, its dataset and the provenance entry."""
     if plan is not None:
         pairs = planned_samples(read_plan(Path(plan)))
@@ -155,11 +167,17 @@ def layouts(run: Run, conditions: str | None, num: int | None, plan: str | Path 
         chosen = [stems[i % len(stems)] for i in range(num if num is not None else total)]
     theirs, ours = ds.manifest.class_names, {c.id: c.name for c in run.classes}
     if theirs != ours:
-        raise DatasetError(f"--conditions: classes {theirs} differ from {ours} of the run {run.root}: condition on a dataset with the run's classes", ds.root / "dataset.json")
+        raise DatasetError(
+            f"--conditions: classes {theirs} differ from {ours} of the run {run.root}: condition on a dataset "
+            "with the run's classes",
+            ds.root / "dataset.json",
+        )
     return ds, chosen, {"dataset": str(ds.root.resolve()), "split": split}
 
 
-def place_randomly(boxes: list[Box], taken: list[Box], size: tuple[int, int], margin: int, rng: np.random.Generator) -> list[Box]:
+def place_randomly(
+    boxes: list[Box], taken: list[Box], size: tuple[int, int], margin: int, rng: np.random.Generator
+) -> list[Box]:
     """``boxes`` moved to random places where, grown by ``margin``, they overlap neither each other nor
     ``taken``; a box that finds no place in :data:`PLACEMENT_TRIES` draws keeps its position."""
     height, width = size
@@ -167,7 +185,10 @@ def place_randomly(boxes: list[Box], taken: list[Box], size: tuple[int, int], ma
 
     def free(b: Box) -> bool:
         x0, y0, x1, y1 = b.x_min - margin, b.y_min - margin, b.x_max + margin, b.y_max + margin
-        return all(x1 <= o.x_min - margin or o.x_max + margin <= x0 or y1 <= o.y_min - margin or o.y_max + margin <= y0 for o in taken + placed)
+        return all(
+            x1 <= o.x_min - margin or o.x_max + margin <= x0 or y1 <= o.y_min - margin or o.y_max + margin <= y0
+            for o in taken + placed
+        )
 
     for b in boxes:
         w, h = b.x_max - b.x_min, b.y_max - b.y_min
@@ -183,7 +204,13 @@ def place_randomly(boxes: list[Box], taken: list[Box], size: tuple[int, int], ma
 
 
 def plan_onto_jobs(
-    run: Run, onto: Onto, conditions: str | None, num: int | None, plan: str | Path | None, placement: str, seed: int,
+    run: Run,
+    onto: Onto,
+    conditions: str | None,
+    num: int | None,
+    plan: str | Path | None,
+    placement: str,
+    seed: int,
 ) -> tuple[list[OntoJob], dict[str, Any]]:
     """Every sample to draw, in index order, and the ``conditions`` provenance entry."""
     if num is not None and num < 1:
@@ -199,7 +226,10 @@ def plan_onto_jobs(
         if stem not in sizes:
             sizes[stem] = onto.size(stem)
             if sizes[stem][0] < crop[0] or sizes[stem][1] < crop[1]:
-                raise DatasetError(f"image is {sizes[stem][1]}x{sizes[stem][0]}, smaller than the run's crop {crop[1]}x{crop[0]}", onto.files[stem])
+                raise DatasetError(
+                    f"image is {sizes[stem][1]}x{sizes[stem][0]}, smaller than the run's crop {crop[1]}x{crop[0]}",
+                    onto.files[stem],
+                )
         height, width = sizes[stem]
         if condition not in condition_sizes:
             condition_sizes[condition] = image_size(ds.image_path(condition))
@@ -207,7 +237,9 @@ def plan_onto_jobs(
         boxes = [scale_box(b, width / cw, height / ch, width, height) for b in ds.read_boxes(condition)]
         own = onto.boxes(stem)
         if placement == "random":
-            boxes = place_randomly(boxes, own, (height, width), margin, np.random.default_rng(derived_seed(seed, i, 0x91AC)))
+            boxes = place_randomly(
+                boxes, own, (height, width), margin, np.random.default_rng(derived_seed(seed, i, 0x91AC))
+            )
         jobs.append(OntoJob(i, f"{stem}-{i // n}", condition, boxes, onto=stem, size=(height, width), own=own))
     return jobs, source
 
@@ -256,9 +288,14 @@ class Canvas:
 def open_canvas(job: OntoJob, onto: Onto, image_channels: int, crop: tuple[int, int], margin: int) -> Canvas:
     image, mask = onto.read(job.onto)
     if image.shape[:2] != job.size:
-        raise DatasetError(f"image is {image.shape[1]}x{image.shape[0]}, its header said {job.size[1]}x{job.size[0]}", onto.files[job.onto])
+        raise DatasetError(
+            f"image is {image.shape[1]}x{image.shape[0]}, its header said {job.size[1]}x{job.size[0]}",
+            onto.files[job.onto],
+        )
     painted = to_grey(image[None])[0] if image_channels == 1 else image.copy()
-    return Canvas(job, image, mask, painted, np.zeros(job.size, np.uint8), plan_windows(job.boxes, job.size, crop, margin))
+    return Canvas(
+        job, image, mask, painted, np.zeros(job.size, np.uint8), plan_windows(job.boxes, job.size, crop, margin)
+    )
 
 
 def canvas_area(c: Canvas, run: Run, margin: int, device) -> Area:
@@ -274,19 +311,44 @@ def canvas_area(c: Canvas, run: Run, margin: int, device) -> Area:
     for x, y in c.windows:
         boxes = boxes_in_window(c.job.boxes, x, y, n_w, n_h)
         window, inside = c.painted[y : y + n_h, x : x + n_w], region[y : y + n_h, x : x + n_w]
-        conds.append(torch.cat([condition_tensor(boxes, (n_h, n_w), run.args["cond"], num_classes), context_tensor(window, inside)]))
+        conds.append(
+            torch.cat(
+                [condition_tensor(boxes, (n_h, n_w), run.args["cond"], num_classes), context_tensor(window, inside)]
+            )
+        )
     windows = [(x - x0, y - y0) for x, y in c.windows]
-    return Area(x0, y0, known[None].to(device), torch.from_numpy(region[y0:y1, x0:x1])[None, None].to(device), windows, torch.stack(conds).to(device))
+    return Area(
+        x0,
+        y0,
+        known[None].to(device),
+        torch.from_numpy(region[y0:y1, x0:x1])[None, None].to(device),
+        windows,
+        torch.stack(conds).to(device),
+    )
 
 
 def paint_batch(model, run: Run, canvases: list[Canvas], settings: dict[str, Any], rows: int, device) -> None:
-    """Denoise the canvases of a batch together (:func:`~defectsynth.diffusion.canvas.denoise_areas`) and paint their regions in."""
+    """Denoise the canvases of a batch together (:func:`~defectsynth.diffusion.canvas.denoise_areas`) and paint their
+    regions in."""
     margin, num_classes, layout = run.args.get("context_margin", 0), run.info["num_classes"], run.layout
     areas = [canvas_area(c, run, margin, device) for c in canvases]
-    generators = [torch.Generator().manual_seed(derived_seed(settings["seed"], c.job.index, 0, 0x1A7E)) for c in canvases]
-    samplers = [make_sampler(settings["sampler"], settings["steps"], run.args["variance"], settings["rescale"], scheduler_prediction(run.prediction)) for _ in canvases]
+    generators = [
+        torch.Generator().manual_seed(derived_seed(settings["seed"], c.job.index, 0, 0x1A7E)) for c in canvases
+    ]
+    samplers = [
+        make_sampler(
+            settings["sampler"],
+            settings["steps"],
+            run.args["variance"],
+            settings["rescale"],
+            scheduler_prediction(run.prediction),
+        )
+        for _ in canvases
+    ]
     keeps = [replacer(a.known, a.region, s, [g]) for a, s, g in zip(areas, samplers, generators)]
-    for c, a, x in zip(canvases, areas, denoise_areas(model, layout, samplers, areas, generators, run.prediction, rows, keeps)):
+    for c, a, x in zip(
+        canvases, areas, denoise_areas(model, layout, samplers, areas, generators, run.prediction, rows, keeps)
+    ):
         image, mask, invalid = decode(x, "joint", num_classes, run.classes, layout.image_channels)
         inside = a.region[0, 0].cpu().numpy()
         h, w = inside.shape
@@ -307,7 +369,18 @@ def finish(c: Canvas, margin: int) -> tuple[np.ndarray, np.ndarray, list[Box]]:
     return image, mask, list(c.job.own or []) + c.job.boxes
 
 
-def draw_onto(model, run: Run, onto: Onto, out: Path, jobs: list[OntoJob], settings: dict[str, Any], batch_size: int, rows: int, progress: bool, device) -> None:
+def draw_onto(
+    model,
+    run: Run,
+    onto: Onto,
+    out: Path,
+    jobs: list[OntoJob],
+    settings: dict[str, Any],
+    batch_size: int,
+    rows: int,
+    progress: bool,
+    device,
+) -> None:
     """Paint and write ``jobs`` in batches of ``batch_size`` samples."""
     crop, margin = tuple(run.info["size"]), run.args.get("context_margin", 0)
     bar = make_progress()
@@ -315,7 +388,9 @@ def draw_onto(model, run: Run, onto: Onto, out: Path, jobs: list[OntoJob], setti
     with bar:
         task = bar.add_task("painting", total=len(jobs), status="")
         for start in range(0, len(jobs), batch_size):
-            canvases = [open_canvas(j, onto, run.layout.image_channels, crop, margin) for j in jobs[start : start + batch_size]]
+            canvases = [
+                open_canvas(j, onto, run.layout.image_channels, crop, margin) for j in jobs[start : start + batch_size]
+            ]
             paint_batch(model, run, canvases, settings, rows, device)
             for c in canvases:
                 image, mask, boxes = finish(c, margin)
@@ -340,14 +415,32 @@ def write_previews(out: Path, onto: Onto, jobs: list[OntoJob], classes) -> None:
 
 # -- the command ----------------------------------------------------------------------------------
 def sample_onto(
-    run: Run, *, out: Path, onto: str | Path | None, conditions: str | None, num: int | None, plan: str | Path | None, placement: str,
-    steps: int | None, rescale: bool, scheduler: str, seed: int, batch_size: int, ema: bool, overwrite: bool, compile: bool, progress: bool,
+    run: Run,
+    *,
+    out: Path,
+    onto: str | Path | None,
+    conditions: str | None,
+    num: int | None,
+    plan: str | Path | None,
+    placement: str,
+    steps: int | None,
+    rescale: bool,
+    scheduler: str,
+    seed: int,
+    batch_size: int,
+    ema: bool,
+    overwrite: bool,
+    compile: bool,
+    progress: bool,
 ) -> Manifest:
-    """:func:`~defectsynth.diffusion.sampling.sample` with ``onto``: paint into the ``onto`` images (module docstring)."""
+    """:func:`~defectsynth.diffusion.sampling.sample` with ``onto``: paint into the ``onto`` images (module
+    docstring)."""
     if not run.args.get("context"):
         raise OptionError(f"--onto needs a run trained with --context; {run.root} was trained without it")
     if onto is None:
-        raise OptionError(f"--onto is required: {run.root} was trained with --context, it paints defects into given images")
+        raise OptionError(
+            f"--onto is required: {run.root} was trained with --context, it paints defects into given images"
+        )
     check_choice("--placement", placement, PLACEMENTS)
     if plan is not None and (num is not None or conditions is not None):
         raise OptionError("--plan chooses the conditions and their number: give it without --num and --conditions")
@@ -355,10 +448,21 @@ def sample_onto(
     the_onto = open_onto(onto, run)
     jobs, cond_source = plan_onto_jobs(run, the_onto, conditions, num, plan, placement, seed)
     settings = SampleConfig(
-        run=str(run.root.resolve()), sampler=scheduler, steps=steps or DEFAULT_STEPS[scheduler], rescale=rescale, guidance=1.0,
-        seed=seed, ema=ema, num=num, conditions=cond_source, placement=placement,
-        onto={"path": str(the_onto.root.resolve()), "split": the_onto.split}, context_margin=run.args.get("context_margin", 0),
-        plan=None if plan is None else {"path": str(Path(plan).resolve()), "sha256": hashlib.sha256(Path(plan).read_bytes()).hexdigest()},
+        run=str(run.root.resolve()),
+        sampler=scheduler,
+        steps=steps or DEFAULT_STEPS[scheduler],
+        rescale=rescale,
+        guidance=1.0,
+        seed=seed,
+        ema=ema,
+        num=num,
+        conditions=cond_source,
+        placement=placement,
+        onto={"path": str(the_onto.root.resolve()), "split": the_onto.split},
+        context_margin=run.args.get("context_margin", 0),
+        plan=None
+        if plan is None
+        else {"path": str(Path(plan).resolve()), "sha256": hashlib.sha256(Path(plan).read_bytes()).hexdigest()},
     ).to_json()
     model = run.load_unet(ema).to(state.device)
     if compile:
@@ -368,7 +472,18 @@ def sample_onto(
     mine = my_pending_jobs(state, out, settings, overwrite, jobs)
     rows = min(batch_size, len(jobs))
     with one_outcome(state), write_errors(out, "a sample"):
-        draw_onto(model, run, the_onto, out, mine, settings, batch_size, rows, progress and state.is_local_main_process, state.device)
+        draw_onto(
+            model,
+            run,
+            the_onto,
+            out,
+            mine,
+            settings,
+            batch_size,
+            rows,
+            progress and state.is_local_main_process,
+            state.device,
+        )
     with one_outcome(state):
         if not state.is_main_process:
             return Manifest("", run.classes)

@@ -32,7 +32,9 @@ class Job:
     mask: np.ndarray | None = None  # cond mask: the (augmented) condition mask, (H, W) uint8
 
 
-def job_condition(job: Job, size: tuple[int, int], cond: str, num_classes: int, class_fill: str = "inside") -> torch.Tensor:
+def job_condition(
+    job: Job, size: tuple[int, int], cond: str, num_classes: int, class_fill: str = "inside"
+) -> torch.Tensor:
     """(C_c, H, W) condition of one job: the one-hot mask for cond ``mask``, else the box maps
     (``class_fill``: the run's ``train --class-fill``)."""
     if cond == "mask":
@@ -50,7 +52,9 @@ def parse_conditions(text: str | None, run: Run) -> tuple[Path, str | None]:
     return path, split
 
 
-def plan_jobs(run: Run, conditions: str | None, num: int | None, mask_augment: bool = False, seed: int = 0) -> tuple[list[Job], dict[str, Any]]:
+def plan_jobs(
+    run: Run, conditions: str | None, num: int | None, mask_augment: bool = False, seed: int = 0
+) -> tuple[list[Job], dict[str, Any]]:
     """Every sample to draw, in index order, and the ``conditions`` provenance entry.
 
     For cond ``mask`` each job carries its condition mask, randomly warped when ``mask_augment``
@@ -72,10 +76,16 @@ def plan_jobs(run: Run, conditions: str | None, num: int | None, mask_augment: b
     reps = 1 if num is None else math.ceil(num / len(stems))
     total = len(stems) if num is None else num
     pairs = [(f"{stem}-{k}", stem) for k in range(reps) for stem in stems][:total]
-    return condition_jobs(run, ds, pairs, mask_augment, seed), {"dataset": str(path.resolve()), "split": split, "mask_augment": mask_augment}
+    return condition_jobs(run, ds, pairs, mask_augment, seed), {
+        "dataset": str(path.resolve()),
+        "split": split,
+        "mask_augment": mask_augment,
+    }
 
 
-def condition_jobs(run: Run, ds: Dataset, pairs: list[tuple[str, str]], mask_augment: bool = False, seed: int = 0) -> list[Job]:
+def condition_jobs(
+    run: Run, ds: Dataset, pairs: list[tuple[str, str]], mask_augment: bool = False, seed: int = 0
+) -> list[Job]:
     """Job ``i`` draws output stem ``pairs[i][0]`` from condition ``pairs[i][1]`` of ``ds``, at the run's size.
 
     Box-conditioned runs take the condition's boxes. Mask-conditioned runs (cond ``mask``) take its
@@ -84,7 +94,11 @@ def condition_jobs(run: Run, ds: Dataset, pairs: list[tuple[str, str]], mask_aug
     """
     theirs, ours = ds.manifest.class_names, {c.id: c.name for c in run.classes}
     if theirs != ours:
-        raise DatasetError(f"--conditions: classes {theirs} differ from {ours} of the run {run.root}: condition on a dataset with the run's classes", ds.root / "dataset.json")
+        raise DatasetError(
+            f"--conditions: classes {theirs} differ from {ours} of the run {run.root}: condition on a dataset "
+            "with the run's classes",
+            ds.root / "dataset.json",
+        )
     cond = run.args["cond"]
     if mask_augment and cond != "mask":
         raise OptionError("--mask-augment needs a mask-conditioned run (--cond mask)")
@@ -92,7 +106,10 @@ def condition_jobs(run: Run, ds: Dataset, pairs: list[tuple[str, str]], mask_aug
         raise OptionError(f"--conditions: {ds.root} has no masks, which a mask-conditioned run (--cond mask) needs")
     size = tuple(run.info["size"])
     resized = {stem: resize_sample(ds.read(stem), size) for stem in dict.fromkeys(c for _, c in pairs)}
-    jobs = [Job(i, stem, c, resized[c].boxes, resized[c].mask if cond == "mask" else None) for i, (stem, c) in enumerate(pairs)]
+    jobs = [
+        Job(i, stem, c, resized[c].boxes, resized[c].mask if cond == "mask" else None)
+        for i, (stem, c) in enumerate(pairs)
+    ]
     if mask_augment:
         augment = MaskAugment()
         for job in jobs:
@@ -103,7 +120,9 @@ def condition_jobs(run: Run, ds: Dataset, pairs: list[tuple[str, str]], mask_aug
     return jobs
 
 
-def plan_file_jobs(run: Run, plan: str | Path, mask_augment: bool = False, seed: int = 0) -> tuple[list[Job], dict[str, Any]]:
+def plan_file_jobs(
+    run: Run, plan: str | Path, mask_augment: bool = False, seed: int = 0
+) -> tuple[list[Job], dict[str, Any]]:
     """The jobs of a ``balance --plan-out`` file (:func:`~defectsynth.formats.plan.planned_samples`), conditioned
     on its dataset, and the ``conditions`` provenance entry."""
     plan = Path(plan)

@@ -74,7 +74,10 @@ class Autoencoder:
 
     def latent_size(self, size: tuple[int, int]) -> tuple[int, int]:
         if size[0] % self.factor or size[1] % self.factor:
-            raise OptionError(f"--latent: the image size {size[1]}x{size[0]} must be divisible by the autoencoder's factor {self.factor}")
+            raise OptionError(
+                f"--latent: the image size {size[1]}x{size[0]} must be divisible by the autoencoder's factor "
+                f"{self.factor}"
+            )
         return size[0] // self.factor, size[1] // self.factor
 
     @torch.no_grad()
@@ -91,8 +94,14 @@ class Autoencoder:
 
     def info(self, size: tuple[int, int]) -> dict[str, Any]:
         """The run.json entry: where the autoencoder is and the latent shape."""
-        return {"path": str(self.path.resolve()), "class": self.kind, "channels": self.channels, "factor": self.factor,
-                "scaling_factor": self.scaling_factor, "size": list(self.latent_size(size))}
+        return {
+            "path": str(self.path.resolve()),
+            "class": self.kind,
+            "channels": self.channels,
+            "factor": self.factor,
+            "scaling_factor": self.scaling_factor,
+            "size": list(self.latent_size(size)),
+        }
 
 
 def mask_to_rgb(ids: torch.Tensor, num_classes: int) -> torch.Tensor:
@@ -125,7 +134,9 @@ class LatentSet:
         self.image_channels = data.image_channels  # always 3: latents are of RGB images
         self.size = autoencoder.latent_size(data.size)
         chunks = list(torch.arange(len(data)).split(ENCODE_BATCH))
-        self.latents = torch.cat([autoencoder.encode(self.pixels(i)).cpu() for i in track(chunks, len(chunks), "encoding", progress)])
+        self.latents = torch.cat(
+            [autoencoder.encode(self.pixels(i)).cpu() for i in track(chunks, len(chunks), "encoding", progress)]
+        )
 
     def pixels(self, index: torch.Tensor) -> torch.Tensor:
         """(B, 3, H, W) [-1, 1]: the images, or for target ``mask`` the masks as grey images."""
@@ -144,7 +155,12 @@ class LatentSet:
 
 
 def decode_samples(
-    autoencoder: Autoencoder, z: torch.Tensor, target: str, num_classes: int, palette: np.ndarray, rows: int | None = None,
+    autoencoder: Autoencoder,
+    z: torch.Tensor,
+    target: str,
+    num_classes: int,
+    palette: np.ndarray,
+    rows: int | None = None,
 ) -> list[tuple[np.ndarray, np.ndarray | None, int]]:
     """Decode a batch of latents to (RGB uint8 (H, W, 3), mask or None, 0) per sample, as
     :func:`denoising.decode`; rows: the batch shape the decoder always sees (:func:`denoising.fixed_rows`)."""

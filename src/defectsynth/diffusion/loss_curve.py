@@ -32,7 +32,11 @@ def read_log(log: Path) -> list[dict[str, Any]]:
             entry = json.loads(line) if line.endswith("\n") else None
         except ValueError:
             continue
-        if isinstance(entry, dict) and isinstance(entry.get("step"), int) and isinstance(entry.get("loss"), (int, float)):
+        if (
+            isinstance(entry, dict)
+            and isinstance(entry.get("step"), int)
+            and isinstance(entry.get("loss"), (int, float))
+        ):
             lines.append(entry)
     return lines
 
@@ -51,7 +55,13 @@ def render_loss_curve(entries: list[dict[str, Any]], title: str = "") -> bytes:
     ax = fig.add_subplot()
     ax.plot(steps, losses, color="tab:blue", marker="." if len(entries) < 60 else None, label="epoch mean loss")
     best = min(range(len(losses)), key=losses.__getitem__)
-    ax.scatter([steps[best]], [losses[best]], color="tab:red", zorder=3, label=f"best {losses[best]:.4g} (epoch {entries[best].get('epoch', best + 1)})")
+    ax.scatter(
+        [steps[best]],
+        [losses[best]],
+        color="tab:red",
+        zorder=3,
+        label=f"best {losses[best]:.4g} (epoch {entries[best].get('epoch', best + 1)})",
+    )
     if min(losses) > 0 and max(losses) / min(losses) >= 10:  # several decades: log scale
         ax.set_yscale("log")
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))

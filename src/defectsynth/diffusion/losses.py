@@ -51,12 +51,15 @@ def discretized_gaussian_log_likelihood(x: torch.Tensor, means: torch.Tensor, lo
     log_one_minus_cdf_min = torch.log((1.0 - cdf_min).clamp(min=1e-12))
     cdf_delta = cdf_plus - cdf_min
     return torch.where(
-        x < -0.999, log_cdf_plus,
+        x < -0.999,
+        log_cdf_plus,
         torch.where(x > 0.999, log_one_minus_cdf_min, torch.log(cdf_delta.clamp(min=1e-12))),
     )
 
 
-def learned_range_log_variance(v: torch.Tensor, t: torch.Tensor, betas: torch.Tensor, alphas_cumprod: torch.Tensor) -> torch.Tensor:
+def learned_range_log_variance(
+    v: torch.Tensor, t: torch.Tensor, betas: torch.Tensor, alphas_cumprod: torch.Tensor
+) -> torch.Tensor:
     """log sigma^2 of the learned range: interpolate between log beta~_t (clipped at t=0) and log beta_t."""
     prev = torch.cat([alphas_cumprod.new_ones(1), alphas_cumprod[:-1]])
     posterior_var = betas * (1.0 - prev) / (1.0 - alphas_cumprod)
@@ -68,8 +71,13 @@ def learned_range_log_variance(v: torch.Tensor, t: torch.Tensor, betas: torch.Te
 
 
 def vlb_terms(
-    eps: torch.Tensor, v: torch.Tensor, x0: torch.Tensor, xt: torch.Tensor, t: torch.Tensor,
-    betas: torch.Tensor, alphas_cumprod: torch.Tensor,
+    eps: torch.Tensor,
+    v: torch.Tensor,
+    x0: torch.Tensor,
+    xt: torch.Tensor,
+    t: torch.Tensor,
+    betas: torch.Tensor,
+    alphas_cumprod: torch.Tensor,
 ) -> torch.Tensor:
     """(B,) L_vlb in bits/dim for predicted noise ``eps`` (used as given) and variance output ``v``."""
     betas = betas.to(xt.device, torch.float64)
@@ -100,7 +108,9 @@ PREDICTIONS = ("epsilon", "sample", "v")
 # per channel (a per-channel-group recipe, e.g. ("v", "v", "v", "sample") = v for RGB, x_0 for one mask bit).
 
 
-def channel_predictions(prediction: str, mask_prediction: str | None, target: str, image_channels: int, target_channels: int):
+def channel_predictions(
+    prediction: str, mask_prediction: str | None, target: str, image_channels: int, target_channels: int
+):
     """The prediction of every target channel: ``prediction`` for the image channels and
     ``mask_prediction`` (None: the same) for the analog-bit mask channels; one str when they agree."""
     if mask_prediction is None or mask_prediction == prediction or target == "image":
@@ -138,7 +148,9 @@ def _per_group(fn, prediction, channels: int, *tensors: torch.Tensor) -> torch.T
     return torch.cat([fn(name, *(x[:, where] for x in tensors)) for name, where in groups], dim=1)
 
 
-def prediction_target(prediction, x0: torch.Tensor, noise: torch.Tensor, t: torch.Tensor, alphas_cumprod: torch.Tensor) -> torch.Tensor:
+def prediction_target(
+    prediction, x0: torch.Tensor, noise: torch.Tensor, t: torch.Tensor, alphas_cumprod: torch.Tensor
+) -> torch.Tensor:
     """What the network learns to output for ``x_t = sqrt(abar) x0 + sqrt(1 - abar) noise``
     (``prediction``: one name, or one per channel)."""
 
@@ -153,7 +165,9 @@ def prediction_target(prediction, x0: torch.Tensor, noise: torch.Tensor, t: torc
     return _per_group(one, prediction, x0.shape[1], x0, noise)
 
 
-def predicted_x0(prediction, output: torch.Tensor, xt: torch.Tensor, t: torch.Tensor, alphas_cumprod: torch.Tensor) -> torch.Tensor:
+def predicted_x0(
+    prediction, output: torch.Tensor, xt: torch.Tensor, t: torch.Tensor, alphas_cumprod: torch.Tensor
+) -> torch.Tensor:
     """The x_0 estimate implied by a network ``output`` (B, C, H, W) at timesteps ``t`` (B,), clamped to [-1, 1]."""
     ab = _extract(alphas_cumprod, t)
 
@@ -167,7 +181,9 @@ def predicted_x0(prediction, output: torch.Tensor, xt: torch.Tensor, t: torch.Te
     return _per_group(one, prediction, output.shape[1], output, xt).clamp(-1.0, 1.0)
 
 
-def predicted_eps(prediction, output: torch.Tensor, xt: torch.Tensor, t: torch.Tensor, alphas_cumprod: torch.Tensor) -> torch.Tensor:
+def predicted_eps(
+    prediction, output: torch.Tensor, xt: torch.Tensor, t: torch.Tensor, alphas_cumprod: torch.Tensor
+) -> torch.Tensor:
     """The noise implied by a network ``output`` (B, C, H, W) at timesteps ``t`` (B,), unclamped."""
     ab = _extract(alphas_cumprod, t)
 
@@ -181,7 +197,9 @@ def predicted_eps(prediction, output: torch.Tensor, xt: torch.Tensor, t: torch.T
     return _per_group(one, prediction, output.shape[1], output, xt)
 
 
-def min_snr_weights(t: torch.Tensor, alphas_cumprod: torch.Tensor, gamma: float | None, prediction, channels: int | None = None) -> torch.Tensor:
+def min_snr_weights(
+    t: torch.Tensor, alphas_cumprod: torch.Tensor, gamma: float | None, prediction, channels: int | None = None
+) -> torch.Tensor:
     """(B,) min-SNR-gamma loss weights (all ones when ``gamma`` is None); with ``channels``, (B, C):
     one weight per sample and channel (a per-channel ``prediction`` weights each group by its own rule)."""
     names = [prediction] * (channels or 1) if isinstance(prediction, str) else list(prediction)
@@ -196,7 +214,9 @@ def min_snr_weights(t: torch.Tensor, alphas_cumprod: torch.Tensor, gamma: float 
     return weights if channels is not None else weights[:, 0]
 
 
-def channel_weights(target_channels: int, target: str, mask_loss_weight: float, image_channels: int = 3) -> torch.Tensor:
+def channel_weights(
+    target_channels: int, target: str, mask_loss_weight: float, image_channels: int = 3
+) -> torch.Tensor:
     """(C_t,) weights of the target channels: 1 for the image (RGB or grey), ``mask_loss_weight`` for the mask bits."""
     weights = torch.ones(target_channels)
     if target == "joint":
@@ -207,9 +227,17 @@ def channel_weights(target_channels: int, target: str, mask_loss_weight: float, 
 
 
 def diffusion_loss(
-    output: torch.Tensor, noise: torch.Tensor, x0: torch.Tensor, xt: torch.Tensor, t: torch.Tensor,
-    betas: torch.Tensor, alphas_cumprod: torch.Tensor, learned: bool,
-    prediction: str = "epsilon", weights: torch.Tensor | None = None, snr_gamma: float | None = None,
+    output: torch.Tensor,
+    noise: torch.Tensor,
+    x0: torch.Tensor,
+    xt: torch.Tensor,
+    t: torch.Tensor,
+    betas: torch.Tensor,
+    alphas_cumprod: torch.Tensor,
+    learned: bool,
+    prediction: str = "epsilon",
+    weights: torch.Tensor | None = None,
+    snr_gamma: float | None = None,
     region: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Scalar loss: L_simple for a fixed variance, L_simple + L_vlb (mean detached) for a learned one.
@@ -231,7 +259,9 @@ def diffusion_loss(
         mse = (err * snr[:, :, None, None]).mean(dim=(1, 2, 3))
     else:
         region = region.to(err.device, err.dtype)
-        mse = (err * snr[:, :, None, None] * region).sum(dim=(1, 2, 3)) / (region.sum(dim=(1, 2, 3)) * err.shape[1]).clamp(min=1.0)
+        mse = (err * snr[:, :, None, None] * region).sum(dim=(1, 2, 3)) / (
+            region.sum(dim=(1, 2, 3)) * err.shape[1]
+        ).clamp(min=1.0)
     if not learned:
         return mse.mean()
     implied = predicted_eps(prediction, eps.detach(), xt.float(), t, alphas_cumprod.to(xt.device).float())
@@ -244,4 +274,6 @@ def recipe_prediction(args: dict[str, Any], layout) -> str | tuple[str, ...]:
     one name, or one per target channel when ``mask_prediction`` differs; runs written before the
     options existed predict epsilon everywhere."""
     prediction = args.get("prediction", "epsilon")
-    return channel_predictions(prediction, args.get("mask_prediction"), args["target"], layout.image_channels, layout.target_channels)
+    return channel_predictions(
+        prediction, args.get("mask_prediction"), args["target"], layout.image_channels, layout.target_channels
+    )

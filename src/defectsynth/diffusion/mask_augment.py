@@ -25,7 +25,8 @@ class MaskAugment:
     flip: float = 0.5
 
     def matrix(self, size: tuple[int, int], rng: np.random.Generator) -> np.ndarray:
-        """(2, 3) affine matrix for an image of ``size`` = (H, W): flips, then rotation + scale about the centre, then shift."""
+        """(2, 3) affine matrix for an image of ``size`` = (H, W): flips, then rotation + scale about the centre, then
+        shift."""
         h, w = size
         angle = rng.uniform(-self.rotation, self.rotation)
         scale = rng.uniform(*self.scale)
@@ -33,10 +34,23 @@ class MaskAugment:
         flip_x, flip_y = rng.random(2) < self.flip
         m = cv2.getRotationMatrix2D(((w - 1) / 2, (h - 1) / 2), angle, scale)
         m[:, 2] += shift
-        f = np.array([[-1.0 if flip_x else 1.0, 0, (w - 1) if flip_x else 0], [0, -1.0 if flip_y else 1.0, (h - 1) if flip_y else 0], [0, 0, 1]])
+        f = np.array(
+            [
+                [-1.0 if flip_x else 1.0, 0, (w - 1) if flip_x else 0],
+                [0, -1.0 if flip_y else 1.0, (h - 1) if flip_y else 0],
+                [0, 0, 1],
+            ]
+        )
         return (np.vstack([m, [0, 0, 1]]) @ f)[:2]
 
     def __call__(self, mask: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         """(H, W) uint8 class ids -> (H, W) uint8, warped with nearest interpolation, background outside."""
         h, w = mask.shape
-        return cv2.warpAffine(mask, self.matrix((h, w), rng), (w, h), flags=cv2.INTER_NEAREST, borderMode=cv2.BORDER_CONSTANT, borderValue=0)
+        return cv2.warpAffine(
+            mask,
+            self.matrix((h, w), rng),
+            (w, h),
+            flags=cv2.INTER_NEAREST,
+            borderMode=cv2.BORDER_CONSTANT,
+            borderValue=0,
+        )

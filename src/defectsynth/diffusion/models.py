@@ -25,8 +25,8 @@ from typing import Any
 import torch
 from diffusers import UNet2DModel
 
-from defectsynth.encoding import num_bits
 from defectsynth.checks import check_choice
+from defectsynth.encoding import num_bits
 from defectsynth.errors import DatasetError, OptionError, summary
 
 CONDS = ("basd", "boxmask", "none", "mask")
@@ -37,10 +37,20 @@ VARIANCES = ("fixed", "learned")
 MODEL_SIZES: dict[str, dict[str, Any]] = {
     "tiny": {"block_out_channels": (16, 32), "layers_per_block": 1, "attention": (), "norm_num_groups": 8},
     "small": {"block_out_channels": (32, 64, 128), "layers_per_block": 1, "attention": (2,), "norm_num_groups": 16},
-    "base": {"block_out_channels": (64, 128, 256, 256), "layers_per_block": 2, "attention": (3,), "norm_num_groups": 32},
+    "base": {
+        "block_out_channels": (64, 128, 256, 256),
+        "layers_per_block": 2,
+        "attention": (3,),
+        "norm_num_groups": 32,
+    },
     # The BASD paper's network (the diffusers unconditional DDPM UNet): attention in the fifth down
     # block and the second up block, and in the middle block.
-    "paper": {"block_out_channels": (128, 128, 256, 256, 512, 512), "layers_per_block": 2, "attention": (4,), "norm_num_groups": 32},
+    "paper": {
+        "block_out_channels": (128, 128, 256, 256, 512, 512),
+        "layers_per_block": 2,
+        "attention": (4,),
+        "norm_num_groups": 32,
+    },
 }
 
 # The SPADE UNet (cond ``mask``): tiny/small/base as above; ``paper`` = SDM's 256px configuration
@@ -49,14 +59,19 @@ MODEL_SIZES: dict[str, dict[str, Any]] = {
 # dropout 0.1, learn_sigma), which ISDM kept (Lemons thesis section 6.2.1: "mainly stay with the
 # default configurations for the SDM"). Attention at 32,16,8 px of 256 = levels 3, 4, 5.
 SPADE_PAPER: dict[str, Any] = {
-    "block_out_channels": (256, 256, 512, 512, 1024, 1024), "layers_per_block": 2, "attention": (3, 4, 5),
-    "norm_num_groups": 32, "attention_head_dim": 64, "dropout": 0.1,
+    "block_out_channels": (256, 256, 512, 512, 1024, 1024),
+    "layers_per_block": 2,
+    "attention": (3, 4, 5),
+    "norm_num_groups": 32,
+    "attention_head_dim": 64,
+    "dropout": 0.1,
 }
 
 
 @dataclass(frozen=True)
 class Layout:
-    """Channel counts of a run. ``target``, ``self_cond`` and ``cond`` are input channels; ``out`` the network's output."""
+    """Channel counts of a run. ``target``, ``self_cond`` and ``cond`` are input channels; ``out`` the network's
+    output."""
 
     target_channels: int
     cond_channels: int
@@ -72,8 +87,14 @@ class Layout:
 
 
 def channel_layout(
-    cond: str, target: str, num_classes: int, variance: str, latent_channels: int | None = None, self_cond: bool = False,
-    image_channels: int = 3, context: bool = False,
+    cond: str,
+    target: str,
+    num_classes: int,
+    variance: str,
+    latent_channels: int | None = None,
+    self_cond: bool = False,
+    image_channels: int = 3,
+    context: bool = False,
 ) -> Layout:
     """Channel counts for ``cond`` x ``target`` with ``num_classes`` classes (background included);
     ``latent_channels``: the autoencoder's latent channels when diffusion runs on latents; ``self_cond``:
@@ -94,10 +115,14 @@ def channel_layout(
     if latent_channels is not None and image_channels != 3:
         raise OptionError("--latent: the autoencoder takes RGB images; use --channels rgb")
     ic = image_channels
-    target_channels = {"joint": ic + bits, "image": ic, "mask": bits}[target] if latent_channels is None else latent_channels
+    target_channels = (
+        {"joint": ic + bits, "image": ic, "mask": bits}[target] if latent_channels is None else latent_channels
+    )
     cond_channels = {"none": 0, "mask": num_classes}.get(cond, 1 + bits)
     out = target_channels * (2 if variance == "learned" else 1)
-    return Layout(target_channels, cond_channels, out, bits, target_channels if self_cond else 0, ic, ic + 1 if context else 0)
+    return Layout(
+        target_channels, cond_channels, out, bits, target_channels if self_cond else 0, ic, ic + 1 if context else 0
+    )
 
 
 def unet_config(model: str, size: tuple[int, int], layout: Layout) -> dict[str, Any]:
@@ -131,10 +156,22 @@ def unet_config(model: str, size: tuple[int, int], layout: Layout) -> dict[str, 
 def spade_config(model: str, size: tuple[int, int], layout: Layout) -> dict[str, Any]:
     """The :class:`SPADEUNet2DModel` keyword arguments for ``model`` at ``size`` = (height, width)."""
     base = unet_config("tiny" if model == "paper" else model, size, layout)  # checks the name
-    spec = SPADE_PAPER if model == "paper" else {**MODEL_SIZES[model], "attention_head_dim": 8, "dropout": 0.0, "spade_hidden": 32 if model == "tiny" else 128}
+    spec = (
+        SPADE_PAPER
+        if model == "paper"
+        else {
+            **MODEL_SIZES[model],
+            "attention_head_dim": 8,
+            "dropout": 0.0,
+            "spade_hidden": 32 if model == "tiny" else 128,
+        }
+    )
     factor = 2 ** (len(spec["block_out_channels"]) - 1)
     if size[0] % factor or size[1] % factor:
-        raise OptionError(f"--size: {size[1]}x{size[0]} must be divisible by {factor} for --model {model}; resize the dataset or pick a smaller model")
+        raise OptionError(
+            f"--size: {size[1]}x{size[0]} must be divisible by {factor} for --model {model}; resize the "
+            "dataset or pick a smaller model"
+        )
     return {
         "sample_size": base["sample_size"],
         "in_channels": layout.target_channels,

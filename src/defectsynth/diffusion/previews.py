@@ -7,14 +7,13 @@ the demo.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 import cv2
 import numpy as np
 import torch
 
-from defectsynth.data.files import write_image
 from defectsynth.data.colors import class_palette
+from defectsynth.data.files import write_image
 from defectsynth.data.model import Box
 from defectsynth.diffusion.configs import DiffusionTrainConfig
 
@@ -65,7 +64,12 @@ def write_training_preview(model, data, args: DiffusionTrainConfig, path: Path) 
     device = next(model.parameters()).device
     cond = data.conditions(index).to(device)
     layout = channel_layout(
-        args.cond, args.target, data.num_classes, args.variance, self_cond=args.self_cond, image_channels=data.image_channels,
+        args.cond,
+        args.target,
+        data.num_classes,
+        args.variance,
+        self_cond=args.self_cond,
+        image_channels=data.image_channels,
     )
     prediction = recipe_prediction(args.to_json(), layout)
     sampler = make_sampler(PREVIEW_SAMPLER, PREVIEW_STEPS, args.variance, prediction=scheduler_prediction(prediction))
@@ -91,7 +95,10 @@ def contact_sheet(rows: list[np.ndarray], columns: int = CONTACT_SHEET_COLUMNS, 
     then across, with a 2-pixel white gap; empty places stay white."""
     per_column = -(-len(rows) // columns)
     blank = np.full_like(rows[0], 255)
-    stacks = [preview_grid((rows[i : i + per_column] + [blank] * per_column)[:per_column], scale) for i in range(0, len(rows), per_column)]
+    stacks = [
+        preview_grid((rows[i : i + per_column] + [blank] * per_column)[:per_column], scale)
+        for i in range(0, len(rows), per_column)
+    ]
     gap = np.full((stacks[0].shape[0], 2 * scale, 3), 255, np.uint8)
     return np.concatenate([p for s in stacks for p in (s, gap)][:-1], axis=1)
 

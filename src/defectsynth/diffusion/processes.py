@@ -13,7 +13,6 @@ import torch
 
 from defectsynth.errors import OptionError
 
-
 PRECISIONS = ("no", "fp16", "bf16")  # what Accelerate takes; train's --mixed-precision adds auto
 
 
@@ -28,7 +27,10 @@ def native_bf16(device_type: str) -> bool:
     if device_type == "cuda":
         return torch.cuda.is_available() and torch.cuda.get_device_capability()[0] >= 8
     if device_type == "cpu":
-        return any(getattr(torch.cpu, name, lambda: False)() for name in ("_is_avx512_bf16_supported", "_is_amx_tile_supported"))
+        return any(
+            getattr(torch.cpu, name, lambda: False)()
+            for name in ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
+        )
     return False
 
 
@@ -40,7 +42,10 @@ def resolve_precision(mixed_precision: str) -> str:
     launcher = os.environ.get("ACCELERATE_MIXED_PRECISION", "").lower()
     if launcher:
         if launcher not in PRECISIONS:
-            raise OptionError(f"--mixed-precision auto: the launcher's ACCELERATE_MIXED_PRECISION={launcher!r} is not no, fp16 or bf16")
+            raise OptionError(
+                f"--mixed-precision auto: the launcher's ACCELERATE_MIXED_PRECISION={launcher!r} is not no, "
+                "fp16 or bf16"
+            )
         return launcher
     from accelerate.utils import parse_flag_from_env
 

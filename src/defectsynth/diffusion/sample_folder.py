@@ -50,13 +50,18 @@ def open_output(out: Path, settings: dict[str, Any], action: str) -> None:
     write_json(out / ".sampling" / "settings.json", settings)
 
 
-def write_sample(out: Path, job: Job, image: np.ndarray, mask: np.ndarray | None, boxes: list[Box], invalid: int) -> None:
+def write_sample(
+    out: Path, job: Job, image: np.ndarray, mask: np.ndarray | None, boxes: list[Box], invalid: int
+) -> None:
     """Write one sample's files atomically; its ``.sampling/<stem>.json`` last marks it done."""
     write_image(out / "images" / f"{job.stem}.png", image)
     if mask is not None:
         write_mask(out / "masks" / f"{job.stem}.png", mask)
     write_json(out / "boxes" / f"{job.stem}.json", [b.to_json() for b in boxes])
-    write_json(out / ".sampling" / f"{job.stem}.json", {"index": job.index, "condition": job.condition, "invalid_codes": invalid})
+    write_json(
+        out / ".sampling" / f"{job.stem}.json",
+        {"index": job.index, "condition": job.condition, "invalid_codes": invalid},
+    )
 
 
 def is_done(out: Path, job: Job) -> bool:

@@ -33,9 +33,9 @@ import torch
 from defectsynth.data import Manifest
 from defectsynth.data.colors import class_palette
 from defectsynth.data.files import write_errors
+from defectsynth.diffusion.configs import SampleConfig
 from defectsynth.diffusion.denoising import denoise, sample_generators
 from defectsynth.diffusion.jobs import Job, job_condition, plan_file_jobs, plan_jobs
-from defectsynth.diffusion.configs import SampleConfig
 from defectsynth.diffusion.losses import scheduler_prediction
 from defectsynth.diffusion.models import compile_forward
 from defectsynth.diffusion.previews import write_contact_sheet
@@ -84,10 +84,10 @@ def sample(
     conditions: ``DATASET[:split]`` whose boxes condition the samples (default: the run's training
     dataset and split; for a mask-conditioned run their masks, which the output carries as its
     masks). plan: a ``balance --plan-out`` file to draw instead (not with ``conditions`` or
-    ``num``). scheduler: None = the run's default (:func:`~defectsynth.diffusion.trained_run.default_scheduler`: dpm, or ddpm for
-    mask-conditioned runs and ``onto``). steps: default 1000 (ddpm), 50 (ddim), 20 (dpm). rescale / guidance: None = the
-    run's defaults (:func:`~defectsynth.diffusion.trained_run.run_defaults`). mask_augment: randomly warp each condition mask first.
-    compile: run the network's forward through ``torch.compile``. onto: a folder of images (a
+    ``num``). scheduler: None = the run's default (:func:`~defectsynth.diffusion.trained_run.default_scheduler`: dpm, or
+    ddpm for mask-conditioned runs and ``onto``). steps: default 1000 (ddpm), 50 (ddim), 20 (dpm). rescale / guidance:
+    None = the run's defaults (:func:`~defectsynth.diffusion.trained_run.run_defaults`). mask_augment: randomly warp
+    each condition mask first. compile: run the network's forward through ``torch.compile``. onto: a folder of images (a
     dataset folder, ``DIR:split`` or plain images) to paint the conditions' boxes into, with a run
     trained with ``--context``; placement: keep | random, where the boxes go (:mod:`inpaint`).
     force_guidance: apply ``guidance`` to a run trained without a drop rate too (its
@@ -103,8 +103,13 @@ def sample(
     if batch_size < 1:
         raise OptionError(f"--batch-size: must be >= 1, got {batch_size}")
     if guidance != 1.0 and not the_run.args.get("drop_rate") and not force_guidance:
-        raise OptionError("--guidance needs a run trained with --drop-rate > 0 (classifier-free guidance), or --force-guidance (the thesis' ISDM models without finetuning)")
-    make_sampler(scheduler, steps, the_run.args["variance"], rescale, scheduler_prediction(the_run.prediction))  # validates the options
+        raise OptionError(
+            "--guidance needs a run trained with --drop-rate > 0 (classifier-free guidance), or "
+            "--force-guidance (the thesis' ISDM models without finetuning)"
+        )
+    make_sampler(
+        scheduler, steps, the_run.args["variance"], rescale, scheduler_prediction(the_run.prediction)
+    )  # validates the options
     if placement != "keep" and onto is None:
         raise OptionError("--placement needs --onto: it places boxes in the images painted into")
     if paints_into_images(the_run, onto):
@@ -113,8 +118,22 @@ def sample(
         if mask_augment:
             raise OptionError("--mask-augment needs a mask-conditioned run (--cond mask), not --onto")
         return sample_onto(
-            the_run, out=out, onto=onto, conditions=conditions, num=num, plan=plan, placement=placement, steps=steps, rescale=rescale,
-            scheduler=scheduler, seed=seed, batch_size=batch_size, ema=ema, overwrite=overwrite, compile=compile, progress=progress,
+            the_run,
+            out=out,
+            onto=onto,
+            conditions=conditions,
+            num=num,
+            plan=plan,
+            placement=placement,
+            steps=steps,
+            rescale=rescale,
+            scheduler=scheduler,
+            seed=seed,
+            batch_size=batch_size,
+            ema=ema,
+            overwrite=overwrite,
+            compile=compile,
+            progress=progress,
         )
     if plan is not None and (num is not None or conditions is not None):
         raise OptionError("--plan chooses the conditions and their number: give it without --num and --conditions")
@@ -123,9 +142,20 @@ def sample(
     else:
         jobs, cond_source = plan_file_jobs(the_run, plan, mask_augment, seed)
     settings = SampleConfig(
-        run=str(the_run.root.resolve()), sampler=scheduler, steps=steps or DEFAULT_STEPS[scheduler], rescale=rescale, guidance=guidance,
-        seed=seed, ema=ema, num=num, conditions=cond_source, force_guidance=force_guidance, preset=preset,
-        plan=None if plan is None else {"path": str(Path(plan).resolve()), "sha256": hashlib.sha256(Path(plan).read_bytes()).hexdigest()},
+        run=str(the_run.root.resolve()),
+        sampler=scheduler,
+        steps=steps or DEFAULT_STEPS[scheduler],
+        rescale=rescale,
+        guidance=guidance,
+        seed=seed,
+        ema=ema,
+        num=num,
+        conditions=cond_source,
+        force_guidance=force_guidance,
+        preset=preset,
+        plan=None
+        if plan is None
+        else {"path": str(Path(plan).resolve()), "sha256": hashlib.sha256(Path(plan).read_bytes()).hexdigest()},
     ).to_json()
     model = the_run.load_unet(ema).to(state.device)  # broken weights are refused before anything is written
     if compile:
@@ -139,9 +169,22 @@ def sample(
     # one batch shape for every batch of every process and rerun: the same bytes however the jobs fall
     rows = min(batch_size, len(jobs))
     with one_outcome(state), write_errors(out, "a sample"):
-        draw(model, the_run, out, mine, settings, batch_size, progress and state.is_local_main_process, state.device, autoencoder, rows)
+        draw(
+            model,
+            the_run,
+            out,
+            mine,
+            settings,
+            batch_size,
+            progress and state.is_local_main_process,
+            state.device,
+            autoencoder,
+            rows,
+        )
     with one_outcome(state):
-        manifest = write_manifest(out, the_run, jobs, settings) if state.is_main_process else Manifest("", the_run.classes)
+        manifest = (
+            write_manifest(out, the_run, jobs, settings) if state.is_main_process else Manifest("", the_run.classes)
+        )
     with one_outcome(state), write_errors(out, "the contact sheet"):
         if state.is_main_process:
             write_contact_sheet(out)  # previews/contact-sheet.png
@@ -149,7 +192,15 @@ def sample(
 
 
 def draw(
-    model, run: Run, out: Path, jobs: list[Job], settings: dict[str, Any], batch_size: int, progress: bool, device, autoencoder=None,
+    model,
+    run: Run,
+    out: Path,
+    jobs: list[Job],
+    settings: dict[str, Any],
+    batch_size: int,
+    progress: bool,
+    device,
+    autoencoder=None,
     rows: int | None = None,
 ) -> None:
     """Generate and write ``jobs`` in batches (with ``autoencoder``: denoise latents, then decode them);
@@ -181,13 +232,19 @@ def draw(
         finish_writing(writing, bar, task)
 
 
-def latent_batch(model, run: Run, batch: list[Job], settings: dict[str, Any], device, autoencoder, rows: int | None) -> list:
+def latent_batch(
+    model, run: Run, batch: list[Job], settings: dict[str, Any], device, autoencoder, rows: int | None
+) -> list:
     """(image, mask, invalid codes) of each job of a run on latents: denoise latents, then decode them."""
     from defectsynth.diffusion.latent import decode_samples, resize_condition
 
     a, size = run.args, tuple(run.info["size"])
-    cond = torch.stack([job_condition(j, size, a["cond"], run.info["num_classes"], a.get("class_fill", "inside")) for j in batch]).to(device)
-    sampler = make_sampler(settings["sampler"], settings["steps"], a["variance"], settings["rescale"], scheduler_prediction(run.prediction))
+    cond = torch.stack(
+        [job_condition(j, size, a["cond"], run.info["num_classes"], a.get("class_fill", "inside")) for j in batch]
+    ).to(device)
+    sampler = make_sampler(
+        settings["sampler"], settings["steps"], a["variance"], settings["rescale"], scheduler_prediction(run.prediction)
+    )
     cond = resize_condition(cond, tuple(run.info["latent"]["size"]))
     generators = sample_generators(settings["seed"], [j.index for j in batch])
     x = denoise(model, run.layout, sampler, cond, generators, settings["guidance"], run.prediction, rows)

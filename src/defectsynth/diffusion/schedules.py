@@ -89,7 +89,9 @@ def rescaled_scheduler(steps: int, variance: str, prediction: str = "epsilon") -
     )
 
 
-def make_sampler(name: str, steps: int | None, variance: str, rescale: bool = False, prediction: str = "epsilon") -> Sampler:
+def make_sampler(
+    name: str, steps: int | None, variance: str, rescale: bool = False, prediction: str = "epsilon"
+) -> Sampler:
     """A fresh :class:`Sampler` (schedulers keep per-run state: build one per batch)."""
     check_choice("--scheduler", name, SCHEDULERS)
     steps = DEFAULT_STEPS[name] if steps is None else steps
@@ -98,7 +100,10 @@ def make_sampler(name: str, steps: int | None, variance: str, rescale: bool = Fa
     if rescale and name != "ddpm":
         raise OptionError(f"--rescale builds a new DDPM schedule and cannot be used with --scheduler {name}")
     if rescale and BETA_END * TRAIN_TIMESTEPS / steps >= 1.0:
-        raise OptionError(f"--rescale needs --steps above {RESCALE_MIN_STEPS}: the last beta, 0.02*{TRAIN_TIMESTEPS}/{steps}, must stay below 1")
+        raise OptionError(
+            f"--rescale needs --steps above {RESCALE_MIN_STEPS}: the last beta, "
+            f"0.02*{TRAIN_TIMESTEPS}/{steps}, must stay below 1"
+        )
     learned = variance == "learned"
     if rescale:
         scheduler = rescaled_scheduler(steps, variance, prediction)
@@ -108,7 +113,9 @@ def make_sampler(name: str, steps: int | None, variance: str, rescale: bool = Fa
     if name == "ddpm":
         scheduler = base
     elif name == "ddim":
-        scheduler = DDIMScheduler.from_config(base.config, variance_type=None, set_alpha_to_one=True, timestep_spacing="leading")
+        scheduler = DDIMScheduler.from_config(
+            base.config, variance_type=None, set_alpha_to_one=True, timestep_spacing="leading"
+        )
     else:
         scheduler = DPMSolverMultistepScheduler.from_config(
             base.config, variance_type=None, algorithm_type="dpmsolver++", solver_order=2, timestep_spacing="linspace"

@@ -58,7 +58,16 @@ class SPADEGroupNorm(nn.Module):
 class SPADEResBlock(nn.Module):
     """SDM's decoder residual block: SPADE norms, scale-shift time embedding, 1x1 skip when channels change."""
 
-    def __init__(self, in_channels: int, out_channels: int, temb_channels: int, label_channels: int, groups: int, dropout: float, hidden: int = SPADE_HIDDEN):
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        temb_channels: int,
+        label_channels: int,
+        groups: int,
+        dropout: float,
+        hidden: int = SPADE_HIDDEN,
+    ):
         super().__init__()
         self.in_norm = SPADEGroupNorm(in_channels, label_channels, groups, hidden)
         self.conv1 = nn.Conv2d(in_channels, out_channels, 3, padding=1)
@@ -80,8 +89,14 @@ class SPADEResBlock(nn.Module):
 
 def _attention(channels: int, head_dim: int, groups: int) -> Attention:
     return Attention(
-        channels, heads=max(1, channels // head_dim), dim_head=min(head_dim, channels), norm_num_groups=groups,
-        residual_connection=True, bias=True, upcast_softmax=True, _from_deprecated_attn_block=True,
+        channels,
+        heads=max(1, channels // head_dim),
+        dim_head=min(head_dim, channels),
+        norm_num_groups=groups,
+        residual_connection=True,
+        bias=True,
+        upcast_softmax=True,
+        _from_deprecated_attn_block=True,
     )
 
 
@@ -118,7 +133,16 @@ class SPADEUNet2DModel(ModelMixin, ConfigMixin):
         skips, ch = [ch0], ch0
         for level, width in enumerate(block_out_channels):
             for _ in range(layers_per_block):
-                block = [ResnetBlock2D(in_channels=ch, out_channels=width, temb_channels=temb, groups=groups, dropout=dropout, time_embedding_norm="scale_shift")]
+                block = [
+                    ResnetBlock2D(
+                        in_channels=ch,
+                        out_channels=width,
+                        temb_channels=temb,
+                        groups=groups,
+                        dropout=dropout,
+                        time_embedding_norm="scale_shift",
+                    )
+                ]
                 ch = width
                 if level in attention_levels:
                     block.append(_attention(ch, attention_head_dim, groups))
@@ -127,11 +151,13 @@ class SPADEUNet2DModel(ModelMixin, ConfigMixin):
             if level != len(block_out_channels) - 1:
                 self.down.append(nn.ModuleList([Downsample2D(ch, use_conv=True, padding=1, name="op")]))
                 skips.append(ch)
-        self.mid = nn.ModuleList([
-            SPADEResBlock(ch, ch, temb, label_channels, groups, dropout, spade_hidden),
-            _attention(ch, attention_head_dim, groups),
-            SPADEResBlock(ch, ch, temb, label_channels, groups, dropout, spade_hidden),
-        ])
+        self.mid = nn.ModuleList(
+            [
+                SPADEResBlock(ch, ch, temb, label_channels, groups, dropout, spade_hidden),
+                _attention(ch, attention_head_dim, groups),
+                SPADEResBlock(ch, ch, temb, label_channels, groups, dropout, spade_hidden),
+            ]
+        )
         self.up = nn.ModuleList()
         for level in reversed(range(len(block_out_channels))):
             width = block_out_channels[level]
@@ -149,13 +175,20 @@ class SPADEUNet2DModel(ModelMixin, ConfigMixin):
         nn.init.zeros_(self.conv_out.bias)
 
     def forward(
-        self, sample: torch.Tensor, timestep: torch.Tensor | float | int, segmap: torch.Tensor | None = None, return_dict: bool = True
+        self,
+        sample: torch.Tensor,
+        timestep: torch.Tensor | float | int,
+        segmap: torch.Tensor | None = None,
+        return_dict: bool = True,
     ) -> UNet2DOutput | tuple[torch.Tensor]:
-        """sample: (B, in_channels [+ label_channels], H, W); timestep: scalar or (B,); segmap: (B, label_channels, h, w)."""
+        """sample: (B, in_channels [+ label_channels], H, W); timestep: scalar or (B,); segmap: (B, label_channels, h,
+        w)."""
         c, labels = self.config.in_channels, self.config.label_channels
         if segmap is None:
             if sample.shape[1] != c + labels:
-                raise ValueError(f"expected {c} + {labels} input channels ([x_t | one-hot mask]), got {sample.shape[1]}")
+                raise ValueError(
+                    f"expected {c} + {labels} input channels ([x_t | one-hot mask]), got {sample.shape[1]}"
+                )
             sample, segmap = sample[:, :c].contiguous(), sample[:, c:].contiguous()
         t = torch.as_tensor(timestep, device=sample.device)
         t = t.reshape(-1).expand(sample.shape[0]) if t.numel() == 1 else t

@@ -72,7 +72,8 @@ def check_report_to(report_to: str) -> None:
         importlib.import_module(kind.module)
     except ImportError:
         raise MissingDependencyError(
-            f"--report-to {report_to}: the {kind.module} package is not installed; pip install 'defectsynth[{kind.extra}]' (or --report-to none)"
+            f"--report-to {report_to}: the {kind.module} package is not installed; pip install "
+            f"'defectsynth[{kind.extra}]' (or --report-to none)"
         ) from None
 
 

@@ -11,9 +11,9 @@ from defectsynth.data.model import ClassInfo
 from defectsynth.diffusion.losses import recipe_prediction
 from defectsynth.diffusion.models import Layout
 from defectsynth.diffusion.schedules import DEFAULT_SCHEDULER, DEFAULT_STEPS, RESCALE_MIN_STEPS
-from defectsynth.hub import resolve_run
 from defectsynth.errors import DatasetError
 from defectsynth.formats.run import read_run_folder, weights_folder
+from defectsynth.hub import resolve_run
 
 
 @dataclass
@@ -64,7 +64,8 @@ class Run:
 
 
 def paints_into_images(run: Run, onto) -> bool:
-    """Whether sampling paints into given images (``--onto``, or a context run): :mod:`~defectsynth.diffusion.inpaint`."""
+    """Whether sampling paints into given images (``--onto``, or a context run):
+    :mod:`~defectsynth.diffusion.inpaint`."""
     return onto is not None or bool(run.args.get("context"))
 
 
@@ -82,7 +83,9 @@ def default_scheduler(run: Run, onto=None, rescale: bool | None = None) -> str:
     return DEFAULT_SCHEDULER
 
 
-def run_defaults(run: Run, scheduler: str, steps: int | None, rescale: bool | None, guidance: float | None) -> tuple[int | None, bool, float]:
+def run_defaults(
+    run: Run, scheduler: str, steps: int | None, rescale: bool | None, guidance: float | None
+) -> tuple[int | None, bool, float]:
     """(steps, rescale, guidance) with the left-out (None) ones filled in.
 
     A mask-conditioned run (ISDM) with the ddpm scheduler: ``--steps 300 --rescale``, and guidance

@@ -11,9 +11,9 @@ N processes with batch B train like one process with batch N*B: in float32 up to
 floating-point sums (tested to 1e-4); bf16 autocast rounds batches of other sizes further apart.
 
 Policy (ISDM): ``unet/`` and ``unet_ema/`` are rewritten only when an epoch's mean training loss
-improves (and written once at the end if training stopped before its first epoch ended); ``checkpoint-<step>/`` every ``checkpoint_every`` steps and at the end, the last
-``checkpoints_total_limit`` kept; ``patience_steps`` stops when the loss has not improved for that
-many steps.
+improves (and written once at the end if training stopped before its first epoch ended); ``checkpoint-<step>/`` every
+``checkpoint_every`` steps and at the end, the last ``checkpoints_total_limit`` kept; ``patience_steps`` stops when the
+loss has not improved for that many steps.
 
 Recipe options (defaults measured in docs/recipe-ablation.md): ``prediction`` (epsilon | sample | v),
 ``mask_loss_weight``, ``min_snr_gamma``, ``self_cond`` (analog-bits self-conditioning: on half of
@@ -38,26 +38,41 @@ import torch
 from accelerate import Accelerator
 from accelerate.utils import set_seed
 
+import defectsynth.diffusion.checkpoint as ckpt
+from defectsynth.checks import check_at_least, check_choice
 from defectsynth.data import Dataset
 from defectsynth.data.files import atomic_write_bytes, holds_no_files, write_json
 from defectsynth.data.resize import format_size, parse_size, resize_sample
-import defectsynth.diffusion.checkpoint as ckpt
 from defectsynth.diffusion.conditioning import CHANNELS, EncodedSet, flip
 from defectsynth.diffusion.configs import DiffusionTrainConfig
-from defectsynth.diffusion.loss_curve import LOSS_PNG, LossCurve
 from defectsynth.diffusion.context import CONTEXT_MARGIN, check_context, region_of
-from defectsynth.diffusion.losses import PREDICTIONS, channel_weights, diffusion_loss, predicted_x0, recipe_prediction, scheduler_prediction
+from defectsynth.diffusion.loss_curve import LOSS_PNG, LossCurve
+from defectsynth.diffusion.losses import (
+    PREDICTIONS,
+    channel_weights,
+    diffusion_loss,
+    predicted_x0,
+    recipe_prediction,
+    scheduler_prediction,
+)
+from defectsynth.diffusion.models import (
+    build_unet,
+    channel_layout,
+    compile_forward,
+    load_network,
+    network_config,
+    network_input,
+    use_float32_attention,
+)
 from defectsynth.diffusion.processes import PRECISIONS, make_accelerator, resolve_precision
-from defectsynth.diffusion.models import build_unet, channel_layout, compile_forward, load_network, network_config, network_input, use_float32_attention
 from defectsynth.diffusion.schedules import BETA_END, BETA_START, TRAIN_TIMESTEPS, train_scheduler
 from defectsynth.diffusion.trackers import log_preview, trackers_for, tracking
-from defectsynth.checks import check_at_least, check_choice
 from defectsynth.encoding import CLASS_FILLS
-from defectsynth.presets import applies_preset
 from defectsynth.errors import DefectsynthError, OptionError, OutputExistsError, TrainingError
 from defectsynth.formats.run import RUN_FORMAT, read_run_json, weights_folder
 from defectsynth.hub import resolve_run
 from defectsynth.locks import writes_output
+from defectsynth.presets import applies_preset
 from defectsynth.progress import make_progress, track
 from defectsynth.ranks import one_outcome, raise_reported, report
 from defectsynth.seeds import derived_seed
@@ -66,17 +81,43 @@ logger = logging.getLogger(__name__)
 
 # Options that define the model and its data: a resumed run must use the same values.
 FIXED_ON_RESUME = (
-    "dataset", "cond", "target", "model", "size", "batch_size", "lr", "seed", "variance", "drop_rate", "ema", "ema_decay", "split", "finetune",
-    "latent", "prediction", "self_cond", "mask_loss_weight", "min_snr_gamma", "lr_warmup_steps", "lr_schedule",
-    "mask_prediction", "channels", "flip", "class_fill", "dropout", "context", "crop", "context_margin",
+    "dataset",
+    "cond",
+    "target",
+    "model",
+    "size",
+    "batch_size",
+    "lr",
+    "seed",
+    "variance",
+    "drop_rate",
+    "ema",
+    "ema_decay",
+    "split",
+    "finetune",
+    "latent",
+    "prediction",
+    "self_cond",
+    "mask_loss_weight",
+    "min_snr_gamma",
+    "lr_warmup_steps",
+    "lr_schedule",
+    "mask_prediction",
+    "channels",
+    "flip",
+    "class_fill",
+    "dropout",
+    "context",
+    "crop",
+    "context_margin",
 )
 LR_SCHEDULES = ("constant", "cosine")
 WEIGHTS = ("best", "final")  # unet/: the epoch of the best training loss (ISDM) or the last one
 # The plain recipe of the BASD paper's code: what runs written before these options existed used
 # (DiffusionTrainConfig's defaults, which a run.json without them is read with).
 PLAIN_RECIPE = {f.name: f.default for f in fields(DiffusionTrainConfig) if f.name in (
-    "prediction", "mask_prediction", "mask_loss_weight", "min_snr_gamma", "self_cond", "lr_warmup_steps", "lr_schedule", "channels", "flip",
-    "class_fill", "dropout", "context", "crop", "context_margin")}  # fmt: skip
+    "prediction", "mask_prediction", "mask_loss_weight", "min_snr_gamma", "self_cond", "lr_warmup_steps", "lr_schedule",
+    "channels", "flip", "class_fill", "dropout", "context", "crop", "context_margin")}  # fmt: skip
 # Defaults of the recipe options (None = by mode): the measured recipe for box-guided and
 # unconditional runs (docs/recipe-ablation.md: x_0 for every channel; on CrackForest its synthetic
 # data trains the segmenter as well as real data, while noise prediction for the image channels,
@@ -164,10 +205,19 @@ def check_out_folder(out: Path, args: DiffusionTrainConfig) -> dict[str, Any] | 
         previous = read_run_json(out / "run.json")
         # size, split and finetune left out (None) mean "as the run was started"; compared as run.json
         # records them: the size as WIDTHxHEIGHT, the split as resolved (train when there is one)
-        before = {**DiffusionTrainConfig.from_json(previous["args"], out / "run.json").to_json(), "split": previous["dataset"].get("split")}
+        before = {
+            **DiffusionTrainConfig.from_json(previous["args"], out / "run.json").to_json(),
+            "split": previous["dataset"].get("split"),
+        }
         given = {**args.to_json(), "size": args.size and format_size(parse_size(args.size))}
-        changed = [k for k in FIXED_ON_RESUME if before.get(k) != given[k] and not (k in ("size", "split", "finetune", "latent") and given[k] is None)
-                   and not (k == "channels" and given[k] == "auto") and not (k == "prediction" and given[k] is None)]
+        changed = [
+            k
+            for k in FIXED_ON_RESUME
+            if before.get(k) != given[k]
+            and not (k in ("size", "split", "finetune", "latent") and given[k] is None)
+            and not (k == "channels" and given[k] == "auto")
+            and not (k == "prediction" and given[k] is None)
+        ]
         if changed:
             flags = ", ".join(f"--{k.replace('_', '-')} ({before.get(k)!r} -> {given[k]!r})" for k in changed)
             raise OptionError(f"--resume: {flags} differ from the run being resumed")
@@ -183,7 +233,9 @@ def check_recipe(args: DiffusionTrainConfig) -> None:
     if args.mask_prediction is not None:
         check_choice("--mask-prediction", args.mask_prediction, PREDICTIONS)
         if args.latent and args.mask_prediction != args.prediction:
-            raise OptionError("--mask-prediction: diffusion on latents (--latent) has no mask channels of its own; use --prediction")
+            raise OptionError(
+                "--mask-prediction: diffusion on latents (--latent) has no mask channels of its own; use --prediction"
+            )
     check_choice("--channels", args.channels, CHANNELS)
     if not args.mask_loss_weight > 0:
         raise OptionError(f"--mask-loss-weight: must be > 0, got {args.mask_loss_weight}")
@@ -199,9 +251,14 @@ def check_paper_switches(args: DiffusionTrainConfig) -> None:
     check_choice("--weights", args.weights, WEIGHTS)
     check_choice("--class-fill", args.class_fill, CLASS_FILLS)
     if args.class_fill != "inside" and args.cond != "basd":
-        raise OptionError(f"--class-fill {args.class_fill}: only --cond basd has a C-BASD class map, not --cond {args.cond}")
+        raise OptionError(
+            f"--class-fill {args.class_fill}: only --cond basd has a C-BASD class map, not --cond {args.cond}"
+        )
     if args.class_fill != "inside" and args.context:  # the windows of diffusion/context.py fill inside boxes
-        raise OptionError(f"--class-fill {args.class_fill} cannot be used with --context: its windows fill the class map inside the boxes")
+        raise OptionError(
+            f"--class-fill {args.class_fill} cannot be used with --context: its windows fill the class map "
+            "inside the boxes"
+        )
     if args.dropout is not None and not 0.0 <= args.dropout < 1.0:
         raise OptionError(f"--dropout: must lie in [0, 1), got {args.dropout}")
 
@@ -232,7 +289,15 @@ def default_split(dataset: Dataset, split: str | None) -> str | None:
     return "train" if "train" in dataset.split_names else None
 
 
-def run_json(args: DiffusionTrainConfig, dataset: Dataset, split: str | None, data: EncodedSet, config: dict[str, Any], layout, latent: dict[str, Any] | None = None) -> dict[str, Any]:
+def run_json(
+    args: DiffusionTrainConfig,
+    dataset: Dataset,
+    split: str | None,
+    data: EncodedSet,
+    config: dict[str, Any],
+    layout,
+    latent: dict[str, Any] | None = None,
+) -> dict[str, Any]:
     import accelerate
     import diffusers
 
@@ -243,25 +308,46 @@ def run_json(args: DiffusionTrainConfig, dataset: Dataset, split: str | None, da
         "args": args.to_json(),
         "classes": [c.to_json() for c in dataset.manifest.classes],
         "num_classes": dataset.manifest.num_classes,
-        "dataset": {"path": str(Path(args.dataset).resolve()), "name": dataset.manifest.name, "split": split, "images": len(data)},
+        "dataset": {
+            "path": str(Path(args.dataset).resolve()),
+            "name": dataset.manifest.name,
+            "split": split,
+            "images": len(data),
+        },
         "size": list(getattr(data, "pixel_size", data.size)),
         "layout": layout.__dict__,
         "latent": latent,
         "unet": {k: (list(v) if isinstance(v, tuple) else v) for k, v in config.items()},
-        "schedule": {"num_train_timesteps": TRAIN_TIMESTEPS, "beta_start": BETA_START, "beta_end": BETA_END, "beta_schedule": "linear", "prediction_type": args.prediction,
-                     "mask_prediction_type": args.mask_prediction or args.prediction, "variance": args.variance},
-        "versions": {"defectsynth": defectsynth.__version__, "torch": torch.__version__, "diffusers": diffusers.__version__, "accelerate": accelerate.__version__},
+        "schedule": {
+            "num_train_timesteps": TRAIN_TIMESTEPS,
+            "beta_start": BETA_START,
+            "beta_end": BETA_END,
+            "beta_schedule": "linear",
+            "prediction_type": args.prediction,
+            "mask_prediction_type": args.mask_prediction or args.prediction,
+            "variance": args.variance,
+        },
+        "versions": {
+            "defectsynth": defectsynth.__version__,
+            "torch": torch.__version__,
+            "diffusers": diffusers.__version__,
+            "accelerate": accelerate.__version__,
+        },
     }
 
 
 # -- 2. data and model ----------------------------------------------------------------------------
 def build_data(dataset: Dataset, args: DiffusionTrainConfig, split: str | None, progress: bool) -> EncodedSet:
-    samples = read_samples(dataset, split, None if args.crop else parse_size(args.size), progress)  # --crop: native resolution
+    samples = read_samples(
+        dataset, split, None if args.crop else parse_size(args.size), progress
+    )  # --crop: native resolution
     channels = "rgb" if args.latent else args.channels  # the autoencoder takes RGB
     if args.context:
         from defectsynth.diffusion.context import ContextSet
 
-        return ContextSet(samples, args.cond, dataset.manifest.num_classes, channels, args.crop, args.context_margin, args.seed)
+        return ContextSet(
+            samples, args.cond, dataset.manifest.num_classes, channels, args.crop, args.context_margin, args.seed
+        )
     return EncodedSet(samples, args.cond, args.target, dataset.manifest.num_classes, channels, args.class_fill)
 
 
@@ -275,13 +361,19 @@ def build_model(config: dict[str, Any], finetune: str | None) -> torch.nn.Module
             raise OptionError(f"--finetune: {source} has no unet/ weights yet")
         loaded = load_network(folder)
         if type(loaded) is not type(model):
-            raise OptionError(f"--finetune: {folder} holds a {type(loaded).__name__}, this run needs a {type(model).__name__} (same --cond)")
+            raise OptionError(
+                f"--finetune: {folder} holds a {type(loaded).__name__}, this run needs a "
+                f"{type(model).__name__} (same --cond)"
+            )
         for key in ("in_channels", "out_channels", "block_out_channels", "sample_size", "label_channels"):
             if key not in config:
                 continue
             a, b = _plain(loaded.config[key]), _plain(config[key])
             if a != b:
-                raise OptionError(f"--finetune: {folder} has {key}={a}, this run needs {b} (same --cond/--target/--model/--size and classes)")
+                raise OptionError(
+                    f"--finetune: {folder} has {key}={a}, this run needs {b} (same "
+                    "--cond/--target/--model/--size and classes)"
+                )
         model.load_state_dict(loaded.state_dict())
     return model
 
@@ -336,7 +428,9 @@ def self_condition(model, xt, cond, t, use: torch.Tensor, prediction: str, alpha
     if use.any():
         with torch.no_grad():
             first = model(network_input(xt, estimate, cond), t).sample[:, : xt.shape[1]]
-        estimate = torch.where(use[:, None, None, None], predicted_x0(prediction, first.float(), xt, t, alphas_cumprod), estimate)
+        estimate = torch.where(
+            use[:, None, None, None], predicted_x0(prediction, first.float(), xt, t, alphas_cumprod), estimate
+        )
     return estimate
 
 
@@ -367,8 +461,16 @@ def step_draws(seed: int, step: int, positions: list[int], shape: tuple[int, ...
 
 
 def train_step(
-    accelerator: Accelerator, model, optimizer, scheduler, data: EncodedSet, index: torch.Tensor,
-    step: int, args: DiffusionTrainConfig, max_grad_norm: float, prediction: str | tuple[str, ...] | None = None,
+    accelerator: Accelerator,
+    model,
+    optimizer,
+    scheduler,
+    data: EncodedSet,
+    index: torch.Tensor,
+    step: int,
+    args: DiffusionTrainConfig,
+    max_grad_norm: float,
+    prediction: str | tuple[str, ...] | None = None,
 ) -> torch.Tensor:
     """One optimisation step on the batch ``index``; returns the (detached) loss. ``prediction``:
     the per-channel prediction (:func:`recipe_prediction`; None: ``args.prediction`` everywhere)."""
@@ -400,8 +502,18 @@ def train_step(
         output = model(network_input(xt, estimate, cond), t).sample
     weights = channel_weights(x0.shape[1], args.target, args.mask_loss_weight, data.image_channels)
     loss = diffusion_loss(
-        output, noise, x0, xt, t, scheduler.betas, scheduler.alphas_cumprod, args.variance == "learned",
-        prediction, weights, args.min_snr_gamma, region_of(cond) if args.context else None,
+        output,
+        noise,
+        x0,
+        xt,
+        t,
+        scheduler.betas,
+        scheduler.alphas_cumprod,
+        args.variance == "learned",
+        prediction,
+        weights,
+        args.min_snr_gamma,
+        region_of(cond) if args.context else None,
     )
     accelerator.backward(loss)
     if accelerator.sync_gradients and max_grad_norm > 0:
@@ -422,11 +534,15 @@ def saving(out: Path, what: str, partial: Path | None = None):
         if partial is not None:
             shutil.rmtree(partial, ignore_errors=True)
         last = ckpt.checkpoint_dirs(out)
-        kept = f"{last[-1].name}/ and the weights before it are intact" if last else "the weights saved before are intact"
+        kept = (
+            f"{last[-1].name}/ and the weights before it are intact" if last else "the weights saved before are intact"
+        )
         raise TrainingError(f"cannot write {what} ({err.strerror or err}); training stopped, {kept}", out) from None
 
 
-def save_checkpoint(accelerator: Accelerator, out: Path, model, ema: EMA | None, optimizer, state: TrainerState, limit: int | None) -> None:
+def save_checkpoint(
+    accelerator: Accelerator, out: Path, model, ema: EMA | None, optimizer, state: TrainerState, limit: int | None
+) -> None:
     """Write ``checkpoint-<step>/`` (every process its RNG state, the main process the rest)."""
     folder = ckpt.partial_dir(out, state.step)
     accelerator.wait_for_everyone()
@@ -443,7 +559,9 @@ def save_checkpoint(accelerator: Accelerator, out: Path, model, ema: EMA | None,
     with one_outcome(accelerator):
         if accelerator.is_main_process:
             with saving(out, f"{ckpt.CHECKPOINT_PREFIX}{state.step}", folder):
-                ckpt.write_main_state(folder, accelerator.unwrap_model(model), ema.model if ema else None, optimizer, state.to_json())
+                ckpt.write_main_state(
+                    folder, accelerator.unwrap_model(model), ema.model if ema else None, optimizer, state.to_json()
+                )
             ckpt.finish_checkpoint(out, state.step, limit)
 
 
@@ -467,7 +585,9 @@ def resume_state(accelerator: Accelerator, out: Path, model, ema: EMA | None, op
     state = TrainerState()
     if found:
         logger.info("resuming from %s", found[-1])
-        raw = ckpt.load_checkpoint(found[-1], accelerator.unwrap_model(model), ema.model if ema else None, optimizer, accelerator.process_index)
+        raw = ckpt.load_checkpoint(
+            found[-1], accelerator.unwrap_model(model), ema.model if ema else None, optimizer, accelerator.process_index
+        )
         state = TrainerState(**raw)
     if accelerator.scaler is not None and state.scaler:
         accelerator.scaler.load_state_dict(state.scaler)
@@ -511,7 +631,10 @@ def finetune_options(finetune: str | Path | None, given: dict[str, Any]) -> dict
     for key, value in given.items():
         mine, theirs = (format_size(parse_size(x)) if key == "size" and x else x for x in (value, recorded.get(key)))
         if value is not None and mine != theirs:
-            raise OptionError(f"--finetune: {finetune} was trained with --{key} {theirs}, not {mine}: leave --{key} out to take the run's")
+            raise OptionError(
+                f"--finetune: {finetune} was trained with --{key} {theirs}, not {mine}: leave --{key} out to "
+                "take the run's"
+            )
     return chosen
 
 
@@ -602,14 +725,16 @@ def train(
     if context:
         check_context(cond, target, crop, context_margin, given_size, latent, drop_rate)
     args = DiffusionTrainConfig(
-        dataset=str(Path(dataset).resolve()), out=str(out), cond=cond, target=target, model=model, size=size, epochs=epochs, max_steps=max_steps,
-        batch_size=batch_size, lr=lr, seed=seed, variance=variance, drop_rate=drop_rate, ema=ema, ema_decay=ema_decay, prediction=prediction,
-        mask_prediction=mask_prediction, mask_loss_weight=mask_loss_weight, min_snr_gamma=min_snr_gamma, self_cond=self_cond,
-        lr_warmup_steps=lr_warmup_steps, lr_schedule=lr_schedule, channels=channels, mixed_precision=mixed_precision, compile=compile,
-        checkpoint_every=checkpoint_every, checkpoints_total_limit=checkpoints_total_limit, patience_steps=patience_steps, resume=resume,
-        finetune=str(Path(finetune).resolve()) if finetune else None, split=split, latent=str(Path(latent).resolve()) if latent else None,
-        context=context, crop=crop, context_margin=context_margin, max_grad_norm=max_grad_norm, preview_every=preview_every,
-        report_to=report_to, flip=flip, weights=weights, class_fill=class_fill, dropout=dropout, preset=preset,
+        dataset=str(Path(dataset).resolve()), out=str(out), cond=cond, target=target, model=model, size=size,
+        epochs=epochs, max_steps=max_steps, batch_size=batch_size, lr=lr, seed=seed, variance=variance,
+        drop_rate=drop_rate, ema=ema, ema_decay=ema_decay, prediction=prediction, mask_prediction=mask_prediction,
+        mask_loss_weight=mask_loss_weight, min_snr_gamma=min_snr_gamma, self_cond=self_cond,
+        lr_warmup_steps=lr_warmup_steps, lr_schedule=lr_schedule, channels=channels, mixed_precision=mixed_precision,
+        compile=compile, checkpoint_every=checkpoint_every, checkpoints_total_limit=checkpoints_total_limit,
+        patience_steps=patience_steps, resume=resume, finetune=str(Path(finetune).resolve()) if finetune else None,
+        split=split, latent=str(Path(latent).resolve()) if latent else None, context=context, crop=crop,
+        context_margin=context_margin, max_grad_norm=max_grad_norm, preview_every=preview_every, report_to=report_to,
+        flip=flip, weights=weights, class_fill=class_fill, dropout=dropout, preset=preset,
     )  # fmt: skip
     if mixed_precision == "fp16" and not torch.cuda.is_available():
         raise OptionError("--mixed-precision fp16 needs a GPU; use bf16 on a CPU")
@@ -623,7 +748,9 @@ def train(
             accelerator = make_accelerator(mixed_precision, log_with)
     split = default_split(ds, split)
     data = build_data(ds, args, split, progress and accelerator.is_local_main_process)
-    args = args.replace(size=format_size(data.size), channels="grey" if data.image_channels == 1 else "rgb")  # what auto chose, recorded in run.json
+    args = args.replace(
+        size=format_size(data.size), channels="grey" if data.image_channels == 1 else "rgb"
+    )  # what auto chose, recorded in run.json
     if prediction is None:  # a resumed run keeps its target; a new one: v for grey-scale runs, else the recipe's x_0
         by_channels = GREY_PREDICTION if data.image_channels == 1 else mode_defaults["prediction"]
         prediction = previous["args"].get("prediction", "epsilon") if previous is not None else by_channels
@@ -635,9 +762,20 @@ def train(
         autoencoder = Autoencoder.load(latent)
         autoencoder.model.to(accelerator.device)
         latent_info = autoencoder.info(data.size)
-        channel_layout(cond, target, ds.manifest.num_classes, variance, autoencoder.channels, self_cond)  # option errors first
+        channel_layout(
+            cond, target, ds.manifest.num_classes, variance, autoencoder.channels, self_cond
+        )  # option errors first
         data = LatentSet(data, autoencoder, progress and accelerator.is_local_main_process)
-    layout = channel_layout(cond, target, ds.manifest.num_classes, variance, latent_info and latent_info["channels"], self_cond, data.image_channels, context)
+    layout = channel_layout(
+        cond,
+        target,
+        ds.manifest.num_classes,
+        variance,
+        latent_info and latent_info["channels"],
+        self_cond,
+        data.image_channels,
+        context,
+    )
     config = network_config(cond, model, data.size, layout)
     if dropout is not None:
         config["dropout"] = dropout
@@ -656,7 +794,9 @@ def train(
             if previous is None:
                 out.mkdir(parents=True, exist_ok=True)
                 write_json(out / "run.json", run_json(args, ds, split, data, config, layout, latent_info))
-            if not (out / "model_index.json").is_file():  # the run folder is a diffusers pipeline (defectsynth.pipeline)
+            if not (
+                out / "model_index.json"
+            ).is_file():  # the run folder is a diffusers pipeline (defectsynth.pipeline)
                 from defectsynth.pipeline import write_model_index
 
                 write_model_index(out)
@@ -695,11 +835,21 @@ class Loop:
         with one_outcome(self.accelerator), saving(self.out, LOSS_PNG):
             if self.accelerator.is_main_process:
                 self.curve.finish()
-        if not (self.out / "unet").is_dir() or self.args.weights == "final":  # final weights; or stopped before the first epoch ended
+        if (
+            not (self.out / "unet").is_dir() or self.args.weights == "final"
+        ):  # final weights; or stopped before the first epoch ended
             save_best(self.accelerator, self.out, self.net, self.ema)
         saved = ckpt.checkpoint_dirs(self.out)
         if not saved or saved[-1].name != f"{ckpt.CHECKPOINT_PREFIX}{self.state.step}":
-            save_checkpoint(self.accelerator, self.out, self.net, self.ema, self.optimizer, self.state, self.args.checkpoints_total_limit)
+            save_checkpoint(
+                self.accelerator,
+                self.out,
+                self.net,
+                self.ema,
+                self.optimizer,
+                self.state,
+                self.args.checkpoints_total_limit,
+            )
 
     def finished(self) -> bool:
         s, a = self.state, self.args
@@ -716,9 +866,24 @@ class Loop:
             self.lr = lr_at(s.step, a.lr, a.lr_warmup_steps, a.lr_schedule, self.total)
             for group in self.optimizer.param_groups:
                 group["lr"] = self.lr
-            loss = train_step(self.accelerator, self.net, self.optimizer, self.scheduler, self.data, index, s.step, a, a.max_grad_norm, self.prediction)
+            loss = train_step(
+                self.accelerator,
+                self.net,
+                self.optimizer,
+                self.scheduler,
+                self.data,
+                index,
+                s.step,
+                a,
+                a.max_grad_norm,
+                self.prediction,
+            )
             value = float(loss)
-            seen = value if self.accelerator.num_processes == 1 else float(self.accelerator.reduce(loss.float().reshape(1), "sum"))
+            seen = (
+                value
+                if self.accelerator.num_processes == 1
+                else float(self.accelerator.reduce(loss.float().reshape(1), "sum"))
+            )
             if not math.isfinite(seen):  # on any process: every process stops at this step, with the same line
                 self.stop_non_finite(seen)
             if self.ema is not None:
@@ -728,19 +893,29 @@ class Loop:
             s.seconds += time.perf_counter() - started
             s.cpu_seconds += time.process_time() - cpu_started
             bar.update(task, completed=s.step, status=f"epoch {s.epoch + 1} loss {value:.4f}")
-            self.accelerator.log({"loss": seen / self.accelerator.num_processes, "lr": self.lr}, step=s.step)  # trackers (--report-to)
+            self.accelerator.log(
+                {"loss": seen / self.accelerator.num_processes, "lr": self.lr}, step=s.step
+            )  # trackers (--report-to)
             if s.batch_in_epoch == len(batches):
                 self.end_epoch()
             if s.step % a.checkpoint_every == 0:
-                save_checkpoint(self.accelerator, self.out, self.net, self.ema, self.optimizer, s, a.checkpoints_total_limit)
+                save_checkpoint(
+                    self.accelerator, self.out, self.net, self.ema, self.optimizer, s, a.checkpoints_total_limit
+                )
             if s.step >= self.total:
                 return
 
     def stop_non_finite(self, value: float) -> None:
         """Stop before the broken weights reach the EMA or any file: unet/ and the checkpoints stay."""
-        kept = [f"{name}/" for name in ("unet", "unet_ema") if (self.out / name).is_dir()] + [f"{p.name}/" for p in ckpt.checkpoint_dirs(self.out)[-1:]]
+        kept = [f"{name}/" for name in ("unet", "unet_ema") if (self.out / name).is_dir()] + [
+            f"{p.name}/" for p in ckpt.checkpoint_dirs(self.out)[-1:]
+        ]
         where = f"the last good weights are kept in {', '.join(kept)}" if kept else "nothing was saved yet"
-        raise TrainingError(f"step {self.state.step + 1}: the training loss is {value} (not finite); training stopped, {where}; try a lower --lr", self.out)
+        raise TrainingError(
+            f"step {self.state.step + 1}: the training loss is {value} (not finite); training stopped, "
+            f"{where}; try a lower --lr",
+            self.out,
+        )
 
     def end_epoch(self) -> None:
         """Mean loss over the epoch and all processes; best weights, log line, preview."""
@@ -755,7 +930,16 @@ class Loop:
         s.batch_in_epoch, s.loss_sum, s.loss_count = 0, 0.0, 0
         with one_outcome(acc):  # a failed write (or preview) on the main process stops every process
             if acc.is_main_process:
-                line = {"step": s.step, "epoch": s.epoch, "loss": mean, "best": s.best_loss, "improved": improved, "lr": self.lr, "seconds": round(s.seconds, 3), "cpu_seconds": round(s.cpu_seconds, 3)}
+                line = {
+                    "step": s.step,
+                    "epoch": s.epoch,
+                    "loss": mean,
+                    "best": s.best_loss,
+                    "improved": improved,
+                    "lr": self.lr,
+                    "seconds": round(s.seconds, 3),
+                    "cpu_seconds": round(s.cpu_seconds, 3),
+                }
                 with saving(self.out, "log.jsonl"), open(self.out / "log.jsonl", "a", encoding="utf-8") as handle:
                     handle.write(ckpt.dumps(line) + "\n")  # half a line from a kill or a full disk: trimmed on --resume
                 acc.log({"epoch_loss": mean}, step=s.step)
@@ -768,5 +952,7 @@ class Loop:
         from defectsynth.diffusion.previews import write_training_preview
 
         model = self.ema.model if self.ema is not None else self.accelerator.unwrap_model(self.net)
-        grid = write_training_preview(model, self.data, self.args, self.out / "previews" / f"epoch-{self.state.epoch:05d}.png")
+        grid = write_training_preview(
+            model, self.data, self.args, self.out / "previews" / f"epoch-{self.state.epoch:05d}.png"
+        )
         log_preview(self.accelerator, grid, self.state.step)

@@ -9,10 +9,18 @@ from defectsynth.encoding.components import boxes_from_mask  # numpy + OpenCV on
 # The torch-based encodings load on first use, so that importing the package (the CLI, `prepare`)
 # does not import torch (2-4 s).
 _LAZY = {
-    "decode_bits": "analog_bits", "decode_bits_torch": "analog_bits", "encode_bits": "analog_bits",
-    "encode_bits_torch": "analog_bits", "num_bits": "analog_bits",
-    "CLASS_FILLS": "boxes", "CONDITIONS": "boxes", "basd_maps": "boxes", "basd_maps_torch": "boxes",
-    "boxmask_maps": "boxes", "boxmask_maps_torch": "boxes", "condition_channels": "boxes",
+    "decode_bits": "analog_bits",
+    "decode_bits_torch": "analog_bits",
+    "encode_bits": "analog_bits",
+    "encode_bits_torch": "analog_bits",
+    "num_bits": "analog_bits",
+    "CLASS_FILLS": "boxes",
+    "CONDITIONS": "boxes",
+    "basd_maps": "boxes",
+    "basd_maps_torch": "boxes",
+    "boxmask_maps": "boxes",
+    "boxmask_maps_torch": "boxes",
+    "condition_channels": "boxes",
 }
 
 

@@ -107,7 +107,9 @@ def _lookup(classes: torch.Tensor, box: torch.Tensor) -> torch.Tensor:
 
 def _no_boxes(height: int, width: int, device) -> tuple[torch.Tensor, torch.Tensor]:
     """The maps of an image without boxes: -1 everywhere (float32) and background (uint8)."""
-    return torch.full((height, width), -1.0, device=device), torch.zeros((height, width), dtype=torch.uint8, device=device)
+    return torch.full((height, width), -1.0, device=device), torch.zeros(
+        (height, width), dtype=torch.uint8, device=device
+    )
 
 
 def _key_dtype(largest: int) -> torch.dtype:
@@ -138,8 +140,10 @@ def basd_maps_torch(
     limit = 1 << (p + shift)
     dtype = _key_dtype(3 * limit)
     inside_keys = _amin_over_boxes(
-        ((ax < 0) * limit).to(dtype), ((ay < 0) * limit).to(dtype),
-        ((ax.clamp(min=0) << shift) | index).to(dtype), ((ay.clamp(min=0) << shift) | index).to(dtype),
+        ((ax < 0) * limit).to(dtype),
+        ((ay < 0) * limit).to(dtype),
+        ((ax.clamp(min=0) << shift) | index).to(dtype),
+        ((ay.clamp(min=0) << shift) | index).to(dtype),
     )
     # 2. outside: (4 * squared distance << shift) | k; inside box k the distance is 0.
     dtype = _key_dtype(4 * (height**2 + width**2 + 2) << shift)

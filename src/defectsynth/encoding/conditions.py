@@ -29,7 +29,15 @@ import numpy as np
 import torch
 
 from defectsynth.checks import check_at_least, check_choice
-from defectsynth.data.files import atomic_write_bytes, encode_png, partial_dir, read_image, read_json, replace_dir, write_json
+from defectsynth.data.files import (
+    atomic_write_bytes,
+    encode_png,
+    partial_dir,
+    read_image,
+    read_json,
+    replace_dir,
+    write_json,
+)
 from defectsynth.data.model import Box, Sample, boxes_to_array
 from defectsynth.encoding.boxes import CLASS_FILLS, basd_maps
 from defectsynth.encoding.components import boxes_from_mask
@@ -37,8 +45,8 @@ from defectsynth.encoding.preview import render_preview
 from defectsynth.errors import DatasetError, OptionError
 from defectsynth.formats.conditions import CONDITIONS_DIR, PREVIEW_DIR, read_conditions, write_conditions  # noqa: F401  (read_conditions: documented here)
 from defectsynth.formats.dataset import Dataset, DatasetStats
-from defectsynth.progress import track
 from defectsynth.locks import writes_output
+from defectsynth.progress import track
 
 logger = logging.getLogger(__name__)
 
@@ -94,7 +102,9 @@ def encode_boxes(
             size, stem_boxes = boxes[stem]
             basd, cbasd = _write_conditions(conditions_tmp / f"{stem}.npz", stem_boxes, size, class_fill)
             if k < preview:
-                _write_preview(ds, stem, basd, cbasd, stem_boxes, class_fill, conditions_tmp / PREVIEW_DIR / f"{stem}.png")
+                _write_preview(
+                    ds, stem, basd, cbasd, stem_boxes, class_fill, conditions_tmp / PREVIEW_DIR / f"{stem}.png"
+                )
                 summary.previews.append(ds.root / CONDITIONS_DIR / PREVIEW_DIR / f"{stem}.png")
             if boxes_tmp is not None:
                 write_json(boxes_tmp / f"{stem}.json", [b.to_json() for b in stem_boxes], durable=False)
@@ -148,12 +158,20 @@ def _collect_boxes(
         found[stem] = (size, stem_boxes)
     if problems:
         shown = "; ".join(problems[:_SHOWN_PROBLEMS])
-        more = f"; and {len(problems) - _SHOWN_PROBLEMS} more (run with -v to list them)" if len(problems) > _SHOWN_PROBLEMS else ""
-        raise DatasetError(f"{len(problems)} of {len(ds.stems)} files have problems, nothing was written: {shown}{more}")
+        more = (
+            f"; and {len(problems) - _SHOWN_PROBLEMS} more (run with -v to list them)"
+            if len(problems) > _SHOWN_PROBLEMS
+            else ""
+        )
+        raise DatasetError(
+            f"{len(problems)} of {len(ds.stems)} files have problems, nothing was written: {shown}{more}"
+        )
     return found
 
 
-def _write_conditions(path: Path, boxes: list[Box], size: tuple[int, int], class_fill: str) -> tuple[np.ndarray, np.ndarray]:
+def _write_conditions(
+    path: Path, boxes: list[Box], size: tuple[int, int], class_fill: str
+) -> tuple[np.ndarray, np.ndarray]:
     xyxy, classes = boxes_to_array(boxes)
     basd, cbasd = basd_maps(xyxy, classes, size[0], size[1], class_fill)
     write_conditions(path, basd, cbasd, xyxy, classes, class_fill)

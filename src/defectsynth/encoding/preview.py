@@ -84,7 +84,13 @@ def _legend(classes: list[ClassInfo], width: int) -> np.ndarray:
 
 
 def render_preview(
-    image: np.ndarray, basd: np.ndarray, cbasd: np.ndarray, boxes: list[Box], classes: list[ClassInfo], class_fill: str, title: str = ""
+    image: np.ndarray,
+    basd: np.ndarray,
+    cbasd: np.ndarray,
+    boxes: list[Box],
+    classes: list[ClassInfo],
+    class_fill: str,
+    title: str = "",
 ) -> np.ndarray:
     """The preview of one image: (H', W', 3) uint8 RGB with three panels and a class legend.
 
@@ -100,8 +106,24 @@ def render_preview(
         class_map[basd < 0] //= 2
         note = "outside boxes (dimmed): nearest box"
     panels = [
-        _panel(image, scale, boxes, lambda b: colors.get(b.cls, default_color(b.cls)), title or "image", f"{len(boxes)} boxes", True),
-        _panel(basd_colors(basd), scale, boxes, lambda b: _BLACK, "BASD", f"red in: max {inside:+.3f}  blue out: min {outside:+.3f}", False),
+        _panel(
+            image,
+            scale,
+            boxes,
+            lambda b: colors.get(b.cls, default_color(b.cls)),
+            title or "image",
+            f"{len(boxes)} boxes",
+            True,
+        ),
+        _panel(
+            basd_colors(basd),
+            scale,
+            boxes,
+            lambda b: _BLACK,
+            "BASD",
+            f"red in: max {inside:+.3f}  blue out: min {outside:+.3f}",
+            False,
+        ),
         _panel(class_map, scale, boxes, lambda b: _WHITE, f"C-BASD ({class_fill})", note, False),
     ]
     gap = np.full((panels[0].shape[0], _GAP, 3), 255, np.uint8)

@@ -69,12 +69,19 @@ def classic_augmentation() -> v2.Transform:
     """The thesis' classic augmentation (section 7.3.6, from Macháček et al.'s validation code):
     random affine (shift, scale, rotate), horizontal flip, sharpening or blurring, contrast and hue.
     Geometric transforms move image and mask together; new mask pixels are 255 (ignored)."""
-    return v2.Compose([
-        v2.RandomHorizontalFlip(0.5),
-        v2.RandomAffine(degrees=15, translate=(0.0625, 0.0625), scale=(0.9, 1.1), fill={tv_tensors.Image: 0, tv_tensors.Mask: IGNORE_INDEX}),
-        v2.RandomChoice([v2.RandomAdjustSharpness(2.0, p=1.0), v2.GaussianBlur(3, sigma=(0.1, 1.0))]),
-        v2.ColorJitter(contrast=0.2, hue=0.05),
-    ])
+    return v2.Compose(
+        [
+            v2.RandomHorizontalFlip(0.5),
+            v2.RandomAffine(
+                degrees=15,
+                translate=(0.0625, 0.0625),
+                scale=(0.9, 1.1),
+                fill={tv_tensors.Image: 0, tv_tensors.Mask: IGNORE_INDEX},
+            ),
+            v2.RandomChoice([v2.RandomAdjustSharpness(2.0, p=1.0), v2.GaussianBlur(3, sigma=(0.1, 1.0))]),
+            v2.ColorJitter(contrast=0.2, hue=0.05),
+        ]
+    )
 
 
 class SegmentationPairs(torch.utils.data.Dataset):

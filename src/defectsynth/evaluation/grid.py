@@ -74,7 +74,10 @@ def _count(value: str, available: int, real: int, where: str, what: str) -> int:
     else:
         wanted = int(value)
     if wanted > available:
-        raise OptionError(f"{where}={value} needs {wanted} {what} but only {available} exist (use a smaller count or a share like 40%)")
+        raise OptionError(
+            f"{where}={value} needs {wanted} {what} but only {available} exist (use a smaller count or a share "
+            "like 40%)"
+        )
     return wanted
 
 
@@ -86,7 +89,9 @@ def parse_mix(text: str) -> Mix:
     real, synthetic = (parts[k].lower() if parts[k].lower() == "all" else parts[k] for k in ("R", "S"))
     for key, value in (("R", real), ("S", synthetic)):
         if not _VALUE.match(value) or (key == "R" and value == "R"):
-            raise OptionError(f"--mix {text!r}: {key}={value} is not one of all, 0, N, N%" + (", R" if key == "S" else ""))
+            raise OptionError(
+                f"--mix {text!r}: {key}={value} is not one of all, 0, N, N%" + (", R" if key == "S" else "")
+            )
         if value.endswith("%") and float(value[:-1]) > 100:
             raise OptionError(f"--mix {text!r}: {key}={value} is more than 100%")
     mix = Mix(str(int(real)) if real.isdigit() else real, str(int(synthetic)) if synthetic.isdigit() else synthetic)
@@ -118,7 +123,9 @@ VAL_FRACTION = 0.2  # the share of the real train split held out to choose the b
 def holdout(train: Sequence[str], fraction: float, seed: int) -> tuple[list[str], list[str]]:
     """Split the real train split into (train, validation) with ``fraction`` held out, seeded."""
     if len(train) < 2:
-        raise OptionError(f"the real train split has {len(train)} image(s): at least 2 are needed to hold out a validation set")
+        raise OptionError(
+            f"the real train split has {len(train)} image(s): at least 2 are needed to hold out a validation set"
+        )
     parts = grouped_split(train, [1 - fraction, fraction], seed=seed, names=("train", "val"))
     if not parts["val"]:  # tiny sets: hold out at least one image
         parts["val"] = [parts["train"].pop()]
@@ -148,7 +155,11 @@ class Cell:
 
 
 def build_cells(
-    models: Sequence[str], mixes: Sequence[Mix], synthetic: Sequence[str], repeats: int, binary_classes: Sequence[int] | None = None
+    models: Sequence[str],
+    mixes: Sequence[Mix],
+    synthetic: Sequence[str],
+    repeats: int,
+    binary_classes: Sequence[int] | None = None,
 ) -> list[Cell]:
     """Every cell of the grid: baselines once per model, other mixes once per synthetic source."""
     cells = []

@@ -4,7 +4,8 @@ Report folder layout::
 
     <out>/
       config.json            the options of the evaluation (checked when resuming)
-      cells/<key>.json       one finished cell: its spec, #R/#S, steps and epochs trained, best epoch, test confusion counts
+      cells/<key>.json       one finished cell: its spec, #R/#S, steps and epochs trained, best epoch, test
+                             confusion counts
       report.json            config, class names, one row per (model, synthetic source, mix), every cell
       report.csv             the rows as a table (with the budget, mean steps and epochs, under-trained networks)
       cells.csv              one line per trained network: steps, epochs, where the best weights came from, mIoU
@@ -51,12 +52,19 @@ def epochs_at_best(network: dict[str, Any]) -> float:
 
 
 def budget_text(protocol: dict[str, Any]) -> str:
-    """One line saying how long every network trained, e.g. ``budget steps: 120 optimiser steps per network, validated 15 times``."""
+    """One line saying how long every network trained, e.g.
+    ``budget steps: 120 optimiser steps per network, validated 15 times``."""
     budget, epochs = protocol["budget"], protocol["epochs"]
     if budget == "steps":
-        return f"budget steps: {protocol['steps']} optimiser steps per network whatever its mix, validated {min(epochs, protocol['steps'])} times"
+        return (
+            f"budget steps: {protocol['steps']} optimiser steps per network whatever its mix, validated "
+            f"{min(epochs, protocol['steps'])} times"
+        )
     if budget == "converge":
-        return f"budget converge: each network until {protocol['patience']} epochs without a better validation mIoU, at most {epochs} epochs"
+        return (
+            f"budget converge: each network until {protocol['patience']} epochs without a better validation "
+            f"mIoU, at most {epochs} epochs"
+        )
     return f"budget epochs: {epochs} epochs per network (a larger mix gets more optimiser steps)"
 
 
@@ -121,12 +129,20 @@ def summarise(cells: Sequence[dict[str, Any]], class_names: Sequence[str]) -> li
         groups.setdefault((cell["model"], cell["synthetic"], cell["mix"]), []).append(cell)
     rows = []
     for (model, synthetic, mix), members in groups.items():
-        row: dict[str, Any] = {"model": model, "synthetic": synthetic, "mix": mix, "n_real": members[0]["n_real"],
-                               "n_synthetic": members[0]["n_synthetic"], "repeats": len(members)}
+        row: dict[str, Any] = {
+            "model": model,
+            "synthetic": synthetic,
+            "mix": mix,
+            "n_real": members[0]["n_real"],
+            "n_synthetic": members[0]["n_synthetic"],
+            "repeats": len(members),
+        }
         for metric in MAIN_METRICS:
             row[f"{metric}_mean"], row[f"{metric}_std"] = mean_std([m["scores"][metric] for m in members])
         for metric in ("iou_per_class", "f1_per_class"):
-            row[metric] = {name: mean_std([m["scores"][metric][c] for m in members])[0] for c, name in enumerate(class_names)}
+            row[metric] = {
+                name: mean_std([m["scores"][metric][c] for m in members])[0] for c, name in enumerate(class_names)
+            }
         nets = [n for m in members for n in networks(m)]
         row["steps_mean"], row["epochs_mean"] = (float(np.mean([n[k] for n in nets])) for k in ("steps", "epochs"))
         row["under_trained"] = sum(bool(n["under_trained"]) for n in nets)
@@ -161,9 +177,26 @@ def write_csv(path: Path, rows: Sequence[dict[str, Any]], class_names: Sequence[
     head = ["model", "synthetic", "mix", "n_real", "n_synthetic", "repeats"]
     metrics = [f"{m}_{s}" for m in MAIN_METRICS for s in ("mean", "std")]
     training = ["steps_mean", "epochs_mean", "under_trained"]
-    header = [*head, "budget", *training, *metrics, "diff_pct", *(f"iou_{n}" for n in class_names), *(f"f1_{n}" for n in class_names)]
-    lines = [[*(row[k] for k in head), budget, *(row[k] for k in training), *(_float(row[k]) for k in [*metrics, "diff_pct"]),
-              *(_float(row["iou_per_class"][n]) for n in class_names), *(_float(row["f1_per_class"][n]) for n in class_names)] for row in rows]
+    header = [
+        *head,
+        "budget",
+        *training,
+        *metrics,
+        "diff_pct",
+        *(f"iou_{n}" for n in class_names),
+        *(f"f1_{n}" for n in class_names),
+    ]
+    lines = [
+        [
+            *(row[k] for k in head),
+            budget,
+            *(row[k] for k in training),
+            *(_float(row[k]) for k in [*metrics, "diff_pct"]),
+            *(_float(row["iou_per_class"][n]) for n in class_names),
+            *(_float(row["f1_per_class"][n]) for n in class_names),
+        ]
+        for row in rows
+    ]
     _write_csv(path, header, lines)
 
 
@@ -174,37 +207,92 @@ def _float(value: Any) -> float | None:
 def write_cells_csv(path: Path, cells: Sequence[dict[str, Any]], budget: str) -> None:
     """cells.csv: one line per trained network (per class in per-class-binary mode)."""
     head = ["model", "synthetic", "mix", "repeat"]
-    header = [*head, "binary_class", "n_real", "n_synthetic", "budget", "steps", "epochs", "best_step", "epochs_at_best", "best_val_miou", "under_trained", "miou"]
-    lines = [[*(cell[k] for k in head), net["binary_class"], cell["n_real"], cell["n_synthetic"], budget, net["steps"], float(net["epochs"]),
-              net["best_step"], epochs_at_best(net), float(net["best_val_miou"]), int(bool(net["under_trained"])), _float(cell["scores"]["miou"])]
-             for cell in cells for net in networks(cell)]
+    header = [
+        *head,
+        "binary_class",
+        "n_real",
+        "n_synthetic",
+        "budget",
+        "steps",
+        "epochs",
+        "best_step",
+        "epochs_at_best",
+        "best_val_miou",
+        "under_trained",
+        "miou",
+    ]
+    lines = [
+        [
+            *(cell[k] for k in head),
+            net["binary_class"],
+            cell["n_real"],
+            cell["n_synthetic"],
+            budget,
+            net["steps"],
+            float(net["epochs"]),
+            net["best_step"],
+            epochs_at_best(net),
+            float(net["best_val_miou"]),
+            int(bool(net["under_trained"])),
+            _float(cell["scores"]["miou"]),
+        ]
+        for cell in cells
+        for net in networks(cell)
+    ]
     _write_csv(path, header, lines)
 
 
-def markdown(rows: Sequence[dict[str, Any]], class_names: Sequence[str], title: str, budget: str = "", cells: Sequence[dict[str, Any]] = ()) -> str:
+def markdown(
+    rows: Sequence[dict[str, Any]],
+    class_names: Sequence[str],
+    title: str,
+    budget: str = "",
+    cells: Sequence[dict[str, Any]] = (),
+) -> str:
     """One table per model: mix, #R, #S, source, mIoU ± std, Diff.[%], micro mIoU, pooled F1, per-class IoU;
     then ``budget`` (:func:`budget_text`) and the training of every network of ``cells``."""
     lines = [f"# {title}", "", *([budget, ""] if budget else [])]
     for model in dict.fromkeys(r["model"] for r in rows):
         lines += [f"## {model}", ""]
         names = list(class_names)
-        lines.append("| mix | #R | #S | synthetic | mIoU | ± | Diff.[%] | mIoU micro | F1 pooled | " + " | ".join(f"IoU {n}" for n in names) + " |")
+        lines.append(
+            "| mix | #R | #S | synthetic | mIoU | ± | Diff.[%] | mIoU micro | F1 pooled | "
+            + " | ".join(f"IoU {n}" for n in names)
+            + " |"
+        )
         lines.append("|" + "---|" * (9 + len(names)))
         for r in (r for r in rows if r["model"] == model):
             per_class = " | ".join(_fmt(r["iou_per_class"][n]) for n in names)
             lines.append(
-                f"| {r['mix']} | {r['n_real']} | {r['n_synthetic']} | {r['synthetic'] or '-'} | {_fmt(r['miou_mean'])} | "
-                f"{_fmt(r['miou_std'])} | {_pct(r['diff_pct'])} | {_fmt(r['miou_micro_mean'])} | {_fmt(r['f1_pooled_mean'])} | {per_class} |"
+                f"| {r['mix']} | {r['n_real']} | {r['n_synthetic']} | {r['synthetic'] or '-'} | "
+                f"{_fmt(r['miou_mean'])} | {_fmt(r['miou_std'])} | {_pct(r['diff_pct'])} | "
+                f"{_fmt(r['miou_micro_mean'])} | {_fmt(r['f1_pooled_mean'])} | {per_class} |"
             )
         lines.append("")
-    lines.append("mIoU: IoU macro-imagewise (mean over repeats, ± its standard deviation); Diff.: relative to the baseline R=all,S=0.")
+    lines.append(
+        "mIoU: IoU macro-imagewise (mean over repeats, ± its standard deviation); Diff.: relative to the "
+        "baseline R=all,S=0."
+    )
     if cells:
-        lines += ["", "## training", "", "| model | mix | synthetic | repeat | class | steps | epochs | best at epoch | under-trained |", "|" + "---|" * 9]
+        lines += [
+            "",
+            "## training",
+            "",
+            "| model | mix | synthetic | repeat | class | steps | epochs | best at epoch | under-trained |",
+            "|" + "---|" * 9,
+        ]
         for cell in cells:
             for net in networks(cell):
-                lines.append(f"| {cell['model']} | {cell['mix']} | {cell['synthetic'] or '-'} | {cell['repeat']} | {class_label(net)} | {net['steps']} | "
-                             f"{net['epochs']:.2f} | {epochs_at_best(net):.2f} | {'yes' if net['under_trained'] else ''} |")
-        lines += ["", f"Under-trained: the selected weights come from the last {UNDER_TRAINED_PCT}% of the steps; more training would likely change the result."]
+                lines.append(
+                    f"| {cell['model']} | {cell['mix']} | {cell['synthetic'] or '-'} | {cell['repeat']} | "
+                    f"{class_label(net)} | {net['steps']} | "
+                    f"{net['epochs']:.2f} | {epochs_at_best(net):.2f} | {'yes' if net['under_trained'] else ''} |"
+                )
+        lines += [
+            "",
+            f"Under-trained: the selected weights come from the last {UNDER_TRAINED_PCT}% of the steps; more "
+            "training would likely change the result.",
+        ]
     return "\n".join(lines) + "\n"
 
 
@@ -229,10 +317,19 @@ def draw_chart(path: Path, rows: Sequence[dict[str, Any]], model: str) -> None:
         ax.bar(x, r["miou_mean"], yerr=r["miou_std"] if r["repeats"] > 1 else None, color=color, capsize=3, width=0.7)
         if r["diff_pct"] is not None and r["synthetic"] is not None:
             top = r["miou_mean"] + (r["miou_std"] if r["repeats"] > 1 else 0.0)
-            ax.annotate(f"{r['diff_pct']:+.1f}%", (x, top), xytext=(0, 3), textcoords="offset points", ha="center", fontsize=8,
-                        bbox={"boxstyle": "round,pad=0.15", "facecolor": "white", "edgecolor": "none", "alpha": 0.8})
+            ax.annotate(
+                f"{r['diff_pct']:+.1f}%",
+                (x, top),
+                xytext=(0, 3),
+                textcoords="offset points",
+                ha="center",
+                fontsize=8,
+                bbox={"boxstyle": "round,pad=0.15", "facecolor": "white", "edgecolor": "none", "alpha": 0.8},
+            )
     if base is not None:
-        ax.axhline(base["miou_mean"], color="black", linestyle="--", linewidth=1.2, label=f"baseline ({base['miou_mean']:.3f})")
+        ax.axhline(
+            base["miou_mean"], color="black", linestyle="--", linewidth=1.2, label=f"baseline ({base['miou_mean']:.3f})"
+        )
     for i, s in enumerate(sources):
         ax.bar([], [], color=colors(i % 10), label=s)
     ax.set_xticks(range(len(mine)), [f"#R={r['n_real']}\n#S={r['n_synthetic']}" for r in mine], fontsize=8)
@@ -248,12 +345,20 @@ def draw_chart(path: Path, rows: Sequence[dict[str, Any]], model: str) -> None:
     atomic_write_bytes(path, buffer.getvalue())
 
 
-def write_report(out: Path, config: dict[str, Any], cells: Sequence[dict[str, Any]], class_names: Sequence[str]) -> dict[str, Any]:
+def write_report(
+    out: Path, config: dict[str, Any], cells: Sequence[dict[str, Any]], class_names: Sequence[str]
+) -> dict[str, Any]:
     """Write report.json, report.csv, cells.csv, report.md and chart_<model>.png; returns the report dict
     (``config``, ``budget``: :func:`budget_text`, ``classes``, ``rows``: :func:`summarise`, ``cells``)."""
     rows = summarise(cells, class_names)
     budget = config["protocol"]["budget"]
-    report = {"config": config, "budget": budget_text(config["protocol"]), "classes": list(class_names), "rows": rows, "cells": list(cells)}
+    report = {
+        "config": config,
+        "budget": budget_text(config["protocol"]),
+        "classes": list(class_names),
+        "rows": rows,
+        "cells": list(cells),
+    }
     write_json(out / "report.json", report)
     write_csv(out / "report.csv", rows, class_names, budget)
     write_cells_csv(out / "cells.csv", cells, budget)

@@ -39,7 +39,7 @@ import torch
 from torch import nn
 
 from defectsynth.checks import check_at_least, check_choice
-from defectsynth.errors import MissingDependencyError, OptionError, first_line
+from defectsynth.errors import MissingDependencyError, OptionError
 from defectsynth.evaluation.data import Pair, SegmentationPairs
 from defectsynth.formats.segmenter import load_model, save_model  # noqa: F401  (load_model: documented here)
 from defectsynth.metrics.segmentation import IGNORE_INDEX, get_stats, reduce_stats
@@ -47,11 +47,17 @@ from defectsynth.metrics.segmentation import IGNORE_INDEX, get_stats, reduce_sta
 log = logging.getLogger(__name__)
 
 LOSSES = ("dice", "ce", "dice+ce")
-OPTIMIZERS = {"adam": "Adam", "adamw": "AdamW", "sgd": "SGD"}  # Adam: Macháček et al. / the thesis; AdamW: the BASD paper; SGD: the VOC paper
+OPTIMIZERS = {
+    "adam": "Adam",
+    "adamw": "AdamW",
+    "sgd": "SGD",
+}  # Adam: Macháček et al. / the thesis; AdamW: the BASD paper; SGD: the VOC paper
 SGD_SETTINGS = {"momentum": 0.9, "weight_decay": 5e-4}  # MMSegmentation's standard SGD (the VOC paper, section 4.1.2)
 POLY_POWER, POLY_MIN_LR = 0.9, 1e-4  # MMSegmentation's PolyLR: (lr - min) * (1 - step / total) ** 0.9 + min, every step
 BUDGETS = ("steps", "converge", "epochs")
-LR_SCHEDULES = ("step", "constant", "poly")  # step: /10 after half the validation rounds (Macháček et al.'s code); constant: the BASD paper's one rate; poly: MMSegmentation's
+# step: /10 after half the validation rounds (Macháček et al.'s code); constant: the BASD paper's one rate;
+# poly: MMSegmentation's
+LR_SCHEDULES = ("step", "constant", "poly")
 UNDER_TRAINED_SHARE = 0.1  # a best validation score within the last 10 % of the steps trained: under-trained
 
 
@@ -82,13 +88,21 @@ def build_model(arch: str, num_classes: int, config: TrainConfig, option: str = 
     import segmentation_models_pytorch as smp
 
     try:
-        return smp.create_model(arch, encoder_name=config.encoder, encoder_weights=config.encoder_weights, classes=num_classes, **dict(config.model_kwargs))
+        return smp.create_model(
+            arch,
+            encoder_name=config.encoder,
+            encoder_weights=config.encoder_weights,
+            classes=num_classes,
+            **dict(config.model_kwargs),
+        )
     except KeyError as err:
         raise OptionError(f"{option} {arch} / --encoder {config.encoder}: {str(err).strip(chr(39))}") from None
     except OSError as err:  # huggingface_hub / urllib: no network and not cached
         raise MissingDependencyError(
-            f"--encoder-weights {config.encoder_weights}: the pretrained weights of encoder {config.encoder!r} are not in the local "
-            f"cache and could not be downloaded ({type(err).__name__}); run once with network access or use --encoder-weights none"
+            f"--encoder-weights {config.encoder_weights}: the pretrained weights of encoder {config.encoder!r} are "
+            "not in the local "
+            f"cache and could not be downloaded ({type(err).__name__}); run once with network access or use "
+            "--encoder-weights none"
         ) from None
     except (TypeError, ValueError, RuntimeError) as err:
         raise OptionError(f"{option} {arch} --encoder {config.encoder} --model-kwargs: {err}") from None
@@ -107,12 +121,21 @@ def build_loss(name: str) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor
     return lambda logits, target: dice(logits, target) + ce(logits, target)
 
 
-def make_loader(pairs: Sequence[Pair], batch_size: int, train: bool, seed: int, augment: bool = False, binary_class: int | None = None):
+def make_loader(
+    pairs: Sequence[Pair],
+    batch_size: int,
+    train: bool,
+    seed: int,
+    augment: bool = False,
+    binary_class: int | None = None,
+):
     data = SegmentationPairs(pairs, augment=augment, binary_class=binary_class)
     generator = torch.Generator().manual_seed(seed)
     # drop_last avoids a last batch of one image, which batch norm (DeepLabV3+'s ASPP pooling) refuses
     drop_last = train and len(data) > batch_size
-    return torch.utils.data.DataLoader(data, batch_size=batch_size, shuffle=train, drop_last=drop_last, generator=generator)
+    return torch.utils.data.DataLoader(
+        data, batch_size=batch_size, shuffle=train, drop_last=drop_last, generator=generator
+    )
 
 
 def steps_per_epoch(num_pairs: int, batch_size: int) -> int:
@@ -132,7 +155,9 @@ def validation_steps(config: TrainConfig, num_pairs: int) -> list[int]:
         return [math.ceil(k * config.steps / rounds) for k in range(1, rounds + 1)]
     if config.budget == "converge":
         if config.patience is None:
-            raise OptionError("--budget converge needs --patience (epochs without a better validation mIoU before stopping)")
+            raise OptionError(
+                "--budget converge needs --patience (epochs without a better validation mIoU before stopping)"
+            )
         check_at_least("--patience", config.patience)
     per_epoch = steps_per_epoch(num_pairs, config.batch_size)
     return [per_epoch * k for k in range(1, config.epochs + 1)]
@@ -159,7 +184,9 @@ def train_step(model: nn.Module, x: torch.Tensor, y: torch.Tensor, loss_fn, opti
     return loss.item()
 
 
-def train_steps(model: nn.Module, batches, steps: int, loss_fn, optimizer, device: torch.device, per_step=None) -> float:
+def train_steps(
+    model: nn.Module, batches, steps: int, loss_fn, optimizer, device: torch.device, per_step=None
+) -> float:
     """``steps`` optimiser steps on the next batches of the iterator ``batches``; returns the mean loss per image.
     per_step: called after every step (a per-step learning-rate schedule)."""
     model.train()
@@ -188,7 +215,15 @@ def predict_stats(model: nn.Module, loader, num_classes: int, device: torch.devi
     return tuple(torch.cat([p[i] for p in parts]) for i in range(4))
 
 
-def evaluate_split(model: nn.Module, pairs: Sequence[Pair], split: str, num_classes: int, config: TrainConfig, device, binary_class: int | None):
+def evaluate_split(
+    model: nn.Module,
+    pairs: Sequence[Pair],
+    split: str,
+    num_classes: int,
+    config: TrainConfig,
+    device,
+    binary_class: int | None,
+):
     """Confusion counts of ``model`` on ``pairs`` (``split`` names them: "val" or "test")."""
     loader = make_loader(pairs, config.batch_size, train=False, seed=0, binary_class=binary_class)
     return predict_stats(model, loader, num_classes, device)
@@ -210,7 +245,9 @@ def lr_schedulers(optimizer, config: TrainConfig, total_steps: int, rounds: int)
     if config.lr_schedule != "poly":
         return per_round, None
     floor = min(POLY_MIN_LR, config.lr) / config.lr
-    poly = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: (1 - floor) * max(0.0, 1 - step / total_steps) ** POLY_POWER + floor)
+    poly = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda step: (1 - floor) * max(0.0, 1 - step / total_steps) ** POLY_POWER + floor
+    )
     return per_round, poly.step
 
 
@@ -246,7 +283,9 @@ def train_model(
     optimizer = make_optimizer(config.optimizer, model.parameters(), config.lr)
     scheduler, per_step = lr_schedulers(optimizer, config, checkpoints[-1], len(checkpoints))
     loss_fn = build_loss(config.loss)
-    loader = make_loader(train, config.batch_size, train=True, seed=seed, augment=config.augment == "classic", binary_class=binary_class)
+    loader = make_loader(
+        train, config.batch_size, train=True, seed=seed, augment=config.augment == "classic", binary_class=binary_class
+    )
     batches, done = _endless(loader), 0
     best: tuple[float, int, dict[str, torch.Tensor]] | None = None
     history = []
@@ -255,7 +294,9 @@ def train_model(
         loss = train_steps(model, batches, until - done, loss_fn, optimizer, device, per_step)
         done = until
         scheduler.step()
-        val_miou = reduce_stats(*evaluate_split(model, val, "val", classes, config, device, binary_class))["iou"]["macro_imagewise"]
+        val_miou = reduce_stats(*evaluate_split(model, val, "val", classes, config, device, binary_class))["iou"][
+            "macro_imagewise"
+        ]
         history.append({"epoch": round_, "step": done, "loss": loss, "val_miou": val_miou, "lr": lr})
         if best is None or val_miou > best[0]:
             best = (val_miou, round_, copy.deepcopy(model.state_dict()))
@@ -267,8 +308,13 @@ def train_model(
     model.load_state_dict(best[2])
     best_step = checkpoints[best[1]]
     return model.eval(), {
-        "best_epoch": best[1], "best_step": best_step, "best_val_miou": best[0], "steps": done,
-        "epochs": done / steps_per_epoch(len(train), config.batch_size), "under_trained": is_under_trained(best_step, done), "history": history,
+        "best_epoch": best[1],
+        "best_step": best_step,
+        "best_val_miou": best[0],
+        "steps": done,
+        "epochs": done / steps_per_epoch(len(train), config.batch_size),
+        "under_trained": is_under_trained(best_step, done),
+        "history": history,
     }
 
 

@@ -21,7 +21,6 @@ import numpy as np
 from defectsynth.data.files import atomic_write_bytes
 from defectsynth.errors import DatasetError
 
-
 CONDITIONS_DIR = "conditions"
 
 
@@ -41,7 +40,9 @@ def read_conditions(path: str | Path) -> dict[str, np.ndarray | str]:
         raise DatasetError(f"not a conditions file written by encode-boxes ({err})", path) from None
     basd, cbasd = arrays["basd"], arrays["cbasd"]
     if basd.dtype != np.float32 or cbasd.dtype != np.uint8 or basd.ndim != 2 or basd.shape != cbasd.shape:
-        raise DatasetError(f"basd/cbasd must be (H, W) float32/uint8, got {basd.shape} {basd.dtype}, {cbasd.shape} {cbasd.dtype}", path)
+        raise DatasetError(
+            f"basd/cbasd must be (H, W) float32/uint8, got {basd.shape} {basd.dtype}, {cbasd.shape} {cbasd.dtype}", path
+        )
     arrays["class_fill"] = str(arrays["class_fill"])
     return arrays
 
@@ -60,10 +61,17 @@ def copy_conditions(source: str | Path, stems: list[str], target: str | Path) ->
     return copied
 
 
-def write_conditions(path: Path, basd: np.ndarray, cbasd: np.ndarray, xyxy: np.ndarray, classes: np.ndarray, class_fill: str) -> None:
+def write_conditions(
+    path: Path, basd: np.ndarray, cbasd: np.ndarray, xyxy: np.ndarray, classes: np.ndarray, class_fill: str
+) -> None:
     """Write one ``conditions/<stem>.npz`` (compressed, no pickled objects)."""
     buffer = io.BytesIO()
     np.savez_compressed(
-        buffer, basd=basd, cbasd=cbasd, xyxy=xyxy.astype(np.int32), classes=classes.astype(np.int32), class_fill=np.array(class_fill)
+        buffer,
+        basd=basd,
+        cbasd=cbasd,
+        xyxy=xyxy.astype(np.int32),
+        classes=classes.astype(np.int32),
+        class_fill=np.array(class_fill),
     )
     atomic_write_bytes(path, buffer.getvalue(), durable=False)  # inside a partial dir: replace_dir syncs

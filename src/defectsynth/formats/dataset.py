@@ -33,10 +33,33 @@ from typing import Any
 import numpy as np
 
 from defectsynth.data.files import (
-    IMAGE_SUFFIXES, PARTIAL_MARKER, check_format, find_image, finite_int, partial_dir, read_image, read_json, read_mask, read_text,
-    remove_stale_partials, replace_dir, write_image, write_json, write_mask,
+    IMAGE_SUFFIXES,
+    PARTIAL_MARKER,
+    check_format,
+    find_image,
+    finite_int,
+    partial_dir,
+    read_image,
+    read_json,
+    read_mask,
+    read_text,
+    remove_stale_partials,
+    replace_dir,
+    write_image,
+    write_json,
+    write_mask,
 )
-from defectsynth.data.model import FORMAT_VERSION, IGNORE_INDEX, Box, ClassInfo, Manifest, Sample, check_stem, index_by_stem, stray_class_ids
+from defectsynth.data.model import (
+    FORMAT_VERSION,
+    IGNORE_INDEX,
+    Box,
+    ClassInfo,
+    Manifest,
+    Sample,
+    check_stem,
+    index_by_stem,
+    stray_class_ids,
+)
 from defectsynth.errors import DatasetError, OutputExistsError
 from defectsynth.locks import current_command
 
@@ -79,11 +102,11 @@ def _parse_class(raw: Any, path: Path) -> ClassInfo:
 def parse_boxes(data: Any, path: Path, class_ids: set[int]) -> list[Box]:
     """Validate the JSON of a ``boxes/<stem>.json`` file (geometry is checked against the image later)."""
     if not isinstance(data, list):
-        raise DatasetError("boxes file must hold a JSON list of {\"class\": id, \"box\": [x0, y0, x1, y1]}", path)
+        raise DatasetError('boxes file must hold a JSON list of {"class": id, "box": [x0, y0, x1, y1]}', path)
     boxes = []
     for k, item in enumerate(data):
         if not isinstance(item, dict) or "class" not in item or "box" not in item:
-            raise DatasetError(f"entry {k} must be {{\"class\": id, \"box\": [x0, y0, x1, y1]}}, got {item!r}", path)
+            raise DatasetError(f'entry {k} must be {{"class": id, "box": [x0, y0, x1, y1]}}, got {item!r}', path)
         cls = finite_int(item["class"], f"entry {k} class", path)
         if cls not in class_ids or cls == 0:
             raise DatasetError(f"entry {k}: class {cls} is not a defect class of this dataset", path)
@@ -108,7 +131,9 @@ class Dataset:
             raise DatasetError("dataset folder not found", self.root)
         manifest_path = self.root / "dataset.json"
         if not manifest_path.is_file():
-            raise DatasetError("not a dataset folder: dataset.json is missing (create one with `defectsynth prepare`)", self.root)
+            raise DatasetError(
+                "not a dataset folder: dataset.json is missing (create one with `defectsynth prepare`)", self.root
+            )
         self.manifest = parse_manifest(read_json(manifest_path), manifest_path)
         self.stems = self._list_stems()
 
@@ -124,7 +149,11 @@ class Dataset:
     def _list_stems(self) -> list[str]:
         if not self.images_dir.is_dir():
             raise DatasetError("images/ folder is missing", self.root)
-        images = [p for p in sorted(self.images_dir.iterdir()) if not p.name.startswith(".") and p.suffix.lower() in IMAGE_SUFFIXES]
+        images = [
+            p
+            for p in sorted(self.images_dir.iterdir())
+            if not p.name.startswith(".") and p.suffix.lower() in IMAGE_SUFFIXES
+        ]
         return sorted(index_by_stem(images))
 
     def image_path(self, stem: str) -> Path:
@@ -238,7 +267,9 @@ def check_same_classes(a: Dataset, b: Dataset, option: str | None = None) -> Non
     left, right = a.manifest.class_names, b.manifest.class_names
     if left != right:
         where = f"{option}: " if option else ""
-        raise DatasetError(f"{where}classes {left} differ from {right} of {b.root}: they cannot be combined", a.root / "dataset.json")
+        raise DatasetError(
+            f"{where}classes {left} differ from {right} of {b.root}: they cannot be combined", a.root / "dataset.json"
+        )
 
 
 # Every file defectsynth writes in a dataset folder, as glob patterns of its path inside the folder
@@ -246,8 +277,19 @@ def check_same_classes(a: Dataset, b: Dataset, option: str | None = None) -> Non
 # (conditions/), sample (.sampling/), filter (scores.json, segmenter/, clip_scores.json) and
 # sample --backend sd-adapter (previews/).
 DATASET_LAYOUT = (
-    "dataset.json", "images/*.png", "images/*.jpg", "masks/*.png", "boxes/*.json", "splits/*.txt",
-    "conditions/*.npz", "conditions/preview/*.png", ".sampling/*.json", "scores.json", "segmenter/*", "clip_scores.json", "previews/*.png",
+    "dataset.json",
+    "images/*.png",
+    "images/*.jpg",
+    "masks/*.png",
+    "boxes/*.json",
+    "splits/*.txt",
+    "conditions/*.npz",
+    "conditions/preview/*.png",
+    ".sampling/*.json",
+    "scores.json",
+    "segmenter/*",
+    "clip_scores.json",
+    "previews/*.png",
 )
 # The hidden names of killed or running writes: ``.<name>.<random>.tmp`` (an atomic write),
 # ``.<name>.partial[-x]`` / ``.<name>.old[-x]`` (a folder being replaced), ``.<name>.lock[.json]``.
@@ -283,10 +325,18 @@ def check_replaceable(out: Path, layout: tuple[str, ...] = DATASET_LAYOUT, what:
     """Raise unless every file at any depth of ``out`` is one defectsynth writes there
     (:func:`in_layout`): ``--overwrite`` replaces a whole folder, so it never replaces one that also
     holds user files, however deep."""
-    foreign = sorted(str(p.relative_to(out)) for p in out.rglob("*") if (p.is_symlink() or not p.is_dir()) and not in_layout(p.relative_to(out), layout))
+    foreign = sorted(
+        str(p.relative_to(out))
+        for p in out.rglob("*")
+        if (p.is_symlink() or not p.is_dir()) and not in_layout(p.relative_to(out), layout)
+    )
     if foreign:
         shown = ", ".join(foreign[:3]) + (f" and {len(foreign) - 3} more" if len(foreign) > 3 else "")
-        raise OutputExistsError(f"--overwrite replaces the whole {what}, and it also holds {shown}, not written by defectsynth: move that away first", out)
+        raise OutputExistsError(
+            f"--overwrite replaces the whole {what}, and it also holds {shown}, not written by defectsynth: "
+            "move that away first",
+            out,
+        )
 
 
 def check_output_dir(out: Path, overwrite: bool) -> None:

@@ -18,16 +18,18 @@ from defectsynth.data.model import check_stem
 from defectsynth.errors import DatasetError
 from defectsynth.formats.dataset import check_output_file
 
-
 PLAN_FORMAT = 1
 
 
 def read_plan(path: str | Path) -> list[tuple[str, int]]:
-    """Read and validate a plan file written by :func:`~defectsynth.balancing.plan_balance`: [(condition stem, repeats), ...]."""
+    """Read and validate a plan file written by :func:`~defectsynth.balancing.plan_balance`: [(condition stem, repeats),
+    ...]."""
     path = Path(path)
     data = read_json(path)
     if not isinstance(data, dict) or not isinstance(data.get("plan"), list):
-        raise DatasetError('not a balance plan: expected {"format": 1, "plan": [{"stem": ..., "repeats": ...}, ...]}', path)
+        raise DatasetError(
+            'not a balance plan: expected {"format": 1, "plan": [{"stem": ..., "repeats": ...}, ...]}', path
+        )
     if data.get("format") != PLAN_FORMAT:
         raise DatasetError(f"plan format {data.get('format')!r} is not supported (expected {PLAN_FORMAT})", path)
     plan: list[tuple[str, int]] = []

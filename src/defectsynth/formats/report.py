@@ -13,10 +13,17 @@ from defectsynth.data.files import holds_no_files, read_json, remove_temp_leftov
 from defectsynth.errors import OutputExistsError
 from defectsynth.formats.dataset import check_replaceable
 
-
 # Every file evaluate writes in its report folder (formats.dataset.in_layout patterns): what --overwrite may clear.
 REPORT_LAYOUT = (
-    "config.json", "cells/*.json", "models/*/config.json", "models/*/model.safetensors", "report.json", "report.csv", "cells.csv", "report.md", "chart_*.png",
+    "config.json",
+    "cells/*.json",
+    "models/*/config.json",
+    "models/*/model.safetensors",
+    "report.json",
+    "report.csv",
+    "cells.csv",
+    "report.md",
+    "chart_*.png",
 )
 
 
@@ -32,7 +39,9 @@ def check_report_out(out: Path, config: dict[str, Any], overwrite: bool) -> bool
         return False
     if not overwrite:
         changed = sorted(k for k in config["protocol"] if old.get(k) != config["protocol"][k])
-        raise OutputExistsError(f"--out holds an evaluation with other options ({', '.join(changed)}); use --overwrite to start over", out)
+        raise OutputExistsError(
+            f"--out holds an evaluation with other options ({', '.join(changed)}); use --overwrite to start over", out
+        )
     check_replaceable(out, REPORT_LAYOUT, "report folder")
     return True
 

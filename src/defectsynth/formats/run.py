@@ -21,18 +21,30 @@ from defectsynth.errors import DatasetError
 RUN_FORMAT = 1
 CHECKPOINT_PREFIX = "checkpoint-"
 # Every file train writes in a run folder (formats.dataset.in_layout patterns): what demo --overwrite may replace.
-RUN_LAYOUT = ("run.json", "log.jsonl", "loss.png", "unet/*", "unet_ema/*", "scheduler/*", f"{CHECKPOINT_PREFIX}*/*", "previews/*.png")
+RUN_LAYOUT = (
+    "run.json",
+    "log.jsonl",
+    "loss.png",
+    "unet/*",
+    "unet_ema/*",
+    "scheduler/*",
+    f"{CHECKPOINT_PREFIX}*/*",
+    "previews/*.png",
+)
 
 # What sampling and resuming read from run.json, with its JSON type.
 RUN_KEYS = {"args": dict, "classes": list, "num_classes": int, "dataset": dict, "size": list, "layout": dict}
 
 
 def read_run_json(path: Path) -> dict[str, Any]:
-    """Read ``run.json`` (written by :func:`~defectsynth.diffusion.training.run_json`) and check its format and the keys others read."""
+    """Read ``run.json`` (written by :func:`~defectsynth.diffusion.training.run_json`) and check its format and the keys
+    others read."""
     info = check_format(read_json(path), Path(path), RUN_FORMAT)
     wrong = [repr(k) for k, kind in RUN_KEYS.items() if not isinstance(info.get(k), kind)]
     if wrong:
-        raise DatasetError(f"not a run.json written by defectsynth train: {', '.join(wrong)} missing or of the wrong type", path)
+        raise DatasetError(
+            f"not a run.json written by defectsynth train: {', '.join(wrong)} missing or of the wrong type", path
+        )
     return info
 
 

@@ -39,15 +39,22 @@ def load_model(folder: str | Path, option: str = "--segmenter") -> nn.Module:
     folder = Path(folder)
     config_path, weights = folder / "config.json", folder / "model.safetensors"
     if not weights.is_file():
-        raise DatasetError(f"{option}: model.safetensors not found (expected a network saved by evaluate --save-models or filter)", folder)
+        raise DatasetError(
+            f"{option}: model.safetensors not found (expected a network saved by evaluate --save-models or filter)",
+            folder,
+        )
     config = read_json(config_path)
     class_name = config.pop("_model_class", None) if isinstance(config, dict) else None
     if not isinstance(class_name, str) or not isinstance(getattr(smp, class_name, None), type):
-        raise DatasetError(f"{option}: config.json names no smp model class (_model_class: {class_name!r})", config_path)
+        raise DatasetError(
+            f"{option}: config.json names no smp model class (_model_class: {class_name!r})", config_path
+        )
     config["encoder_weights"] = None  # the weights come from the safetensors file, never from a download
     try:
         model = getattr(smp, class_name)(**{k: v for k, v in config.items() if not k.startswith("_")})
         model.load_state_dict(read_safetensors(weights))
     except (TypeError, KeyError, RuntimeError) as err:
-        raise DatasetError(f"{option}: cannot rebuild {class_name} from config.json and model.safetensors ({first_line(err)})", folder) from None
+        raise DatasetError(
+            f"{option}: cannot rebuild {class_name} from config.json and model.safetensors ({first_line(err)})", folder
+        ) from None
     return model.eval()

@@ -4,4 +4,12 @@ from defectsynth.metrics.compute import METRIC_NAMES, compute_metrics, is_metric
 from defectsynth.metrics.distribution import entropy_bits, gini
 from defectsynth.metrics.sae_ebr import SaeEbrCounts, sae_ebr_counts
 
-__all__ = ["METRIC_NAMES", "SaeEbrCounts", "compute_metrics", "entropy_bits", "is_metrics_json", "gini", "sae_ebr_counts"]
+__all__ = [
+    "METRIC_NAMES",
+    "SaeEbrCounts",
+    "compute_metrics",
+    "entropy_bits",
+    "is_metrics_json",
+    "gini",
+    "sae_ebr_counts",
+]

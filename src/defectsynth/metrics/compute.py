@@ -59,7 +59,10 @@ def parse_features(features: str | Sequence[int]) -> list[int]:
     parsed = []
     for item in _parse_list(features, "--features"):
         if not item.isdigit() or int(item) not in FEATURE_SIZES:
-            raise OptionError(f"--features: {item!r} is not an InceptionV3 feature size; choose from {', '.join(map(str, FEATURE_SIZES))}")
+            raise OptionError(
+                f"--features: {item!r} is not an InceptionV3 feature size; choose from "
+                f"{', '.join(map(str, FEATURE_SIZES))}"
+            )
         parsed.append(int(item))
     return parsed
 
@@ -92,12 +95,20 @@ def _distribution(names: list[str], datasets: dict[str, tuple[Dataset, list[str]
         counts["combined"] = counts["real"] + counts["synthetic"]
     class_names = next(iter(datasets.values()))[0].manifest.class_names
     reports = {role: distribution_report(c, class_names) for role, c in counts.items()}
-    return {name: {role: report[name] for role, report in reports.items()} for name in ("entropy", "cir") if name in names}
+    return {
+        name: {role: report[name] for role, report in reports.items()} for name in ("entropy", "cir") if name in names
+    }
 
 
 def _fid_kid(
-    names: list[str], syn: tuple[Dataset, list[str]], real: tuple[Dataset, list[str]], features: list[int],
-    weights_dir: Path | None, batch_size: int, device: str, progress: bool,
+    names: list[str],
+    syn: tuple[Dataset, list[str]],
+    real: tuple[Dataset, list[str]],
+    features: list[int],
+    weights_dir: Path | None,
+    batch_size: int,
+    device: str,
+    progress: bool,
 ) -> dict[str, dict]:
     for ds, stems in (syn, real):
         if len(stems) < 2:
@@ -109,8 +120,13 @@ def _fid_kid(
 
 
 def _lpips(
-    syn: tuple[Dataset, list[str]], real: Dataset, nets: list[str], weights_dir: Path | None, batch_size: int,
-    device: str, progress: bool,
+    syn: tuple[Dataset, list[str]],
+    real: Dataset,
+    nets: list[str],
+    weights_dir: Path | None,
+    batch_size: int,
+    device: str,
+    progress: bool,
 ) -> dict[str, dict]:
     pairs = condition_pairs(syn[0], real, syn[1])
     if not pairs:
@@ -194,4 +210,3 @@ def compute_metrics(
         result.update(texture_report(*ref, *syn, hf_cutoff, progress))  # type: ignore[misc]  (checked by _check_inputs)
     logger.info("computed %s", ", ".join(names))
     return {name: result[name] for name in names}
-

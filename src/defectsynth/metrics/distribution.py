@@ -36,7 +36,9 @@ def sample_classes(mask: np.ndarray | None, boxes: Iterable[Box], num_classes: i
 def classes_in(dataset: Dataset, stem: str) -> tuple[int, ...]:
     """The defect class ids present in ``stem`` of ``dataset`` (a pixel in its mask or a box of it), ascending."""
     mask = dataset.read_mask(stem)
-    return sample_classes(mask, dataset.read_boxes(stem, None if mask is None else mask.shape), dataset.manifest.num_classes)
+    return sample_classes(
+        mask, dataset.read_boxes(stem, None if mask is None else mask.shape), dataset.manifest.num_classes
+    )
 
 
 def count_images(classes: Iterable[tuple[int, ...]], num_classes: int) -> np.ndarray:
@@ -73,7 +75,8 @@ def gini(counts: np.ndarray) -> float | None:
 
 
 def distribution_report(counts: np.ndarray, class_names: dict[int, str]) -> dict[str, dict]:
-    """JSON-ready ``{"entropy": {"per_class": shares, "all": bits}, "cir": {"per_class": image counts, "all": gini}}``."""
+    """JSON-ready
+    ``{"entropy": {"per_class": shares, "all": bits}, "cir": {"per_class": image counts, "all": gini}}``."""
     ids = [i for i in sorted(class_names) if 0 < i < IGNORE_INDEX]
     defect_counts = counts[ids]
     total = int(defect_counts.sum())

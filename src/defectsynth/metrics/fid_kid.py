@@ -52,8 +52,13 @@ def to_uint8_tensor(images: Sequence[np.ndarray]) -> torch.Tensor:
 
 @torch.no_grad()
 def inception_features(
-    dataset: Dataset, stems: list[str], net: nn.Module, features: Sequence[int], batch_size: int = 32,
-    device: str = "cpu", progress: bool = False,
+    dataset: Dataset,
+    stems: list[str],
+    net: nn.Module,
+    features: Sequence[int],
+    batch_size: int = 32,
+    device: str = "cpu",
+    progress: bool = False,
 ) -> dict[int, torch.Tensor]:
     """{feature size: (N, size) float64 features} of the images ``stems`` of ``dataset``, in stem order."""
     out: dict[int, list[torch.Tensor]] = {f: [] for f in features}
@@ -85,7 +90,11 @@ def fid_from_features(real: torch.Tensor, synthetic: torch.Tensor) -> float:
 
 
 def kid_from_features(
-    real: torch.Tensor, synthetic: torch.Tensor, subsets: int = KID_SUBSETS, subset_size: int = KID_SUBSET_SIZE, seed: int = 0
+    real: torch.Tensor,
+    synthetic: torch.Tensor,
+    subsets: int = KID_SUBSETS,
+    subset_size: int = KID_SUBSET_SIZE,
+    seed: int = 0,
 ) -> tuple[float, float, int]:
     """(mean, std, subset size used) of KID over ``subsets`` random subsets, size capped at the smaller set (>= 2)."""
     from torchmetrics.image.kid import KernelInceptionDistance

@@ -47,15 +47,21 @@ def condition_pairs(synthetic: Dataset, real: Dataset, stems: list[str]) -> list
         if not named.is_absolute():
             named = synthetic.root / named
         if named.resolve() != real.root.resolve():
-            logger.warning("%s was conditioned on %s, but --real is %s", synthetic.root, conditions["dataset"], real.root)
+            logger.warning(
+                "%s was conditioned on %s, but --real is %s", synthetic.root, conditions["dataset"], real.root
+            )
     if condition_of is None:
         return [(stem, stem) for stem in stems]
     if not isinstance(condition_of, dict):
-        raise DatasetError("source.condition_of must map synthetic stems to condition stems", synthetic.root / "dataset.json")
+        raise DatasetError(
+            "source.condition_of must map synthetic stems to condition stems", synthetic.root / "dataset.json"
+        )
     pairs = []
     for stem in stems:
         if stem not in condition_of:
-            raise DatasetError(f"source.condition_of has no entry for synthetic image {stem!r}", synthetic.root / "dataset.json")
+            raise DatasetError(
+                f"source.condition_of has no entry for synthetic image {stem!r}", synthetic.root / "dataset.json"
+            )
         pairs.append((stem, str(condition_of[stem])))
     return pairs
 
@@ -65,17 +71,25 @@ def _read_pair(synthetic: Dataset, real: Dataset, pair: tuple[str, str]) -> tupl
     a, b = read_image(a_path), read_image(b_path)
     if a.shape != b.shape:
         raise DatasetError(
-            f"synthetic image {a_path} is {a.shape[1]}x{a.shape[0]} but its real image {b_path} is {b.shape[1]}x{b.shape[0]}"
+            f"synthetic image {a_path} is {a.shape[1]}x{a.shape[0]} but its real image {b_path} is "
+            f"{b.shape[1]}x{b.shape[0]}"
         )
     if min(a.shape[:2]) < MIN_SIZE:
-        raise DatasetError(f"lpips needs images of at least {MIN_SIZE}x{MIN_SIZE}, got {a.shape[1]}x{a.shape[0]}", a_path)
+        raise DatasetError(
+            f"lpips needs images of at least {MIN_SIZE}x{MIN_SIZE}, got {a.shape[1]}x{a.shape[0]}", a_path
+        )
     return a, b
 
 
 @torch.no_grad()
 def lpips_distances(
-    synthetic: Dataset, real: Dataset, pairs: list[tuple[str, str]], nets: dict[str, nn.Module], batch_size: int = 32,
-    device: str = "cpu", progress: bool = False,
+    synthetic: Dataset,
+    real: Dataset,
+    pairs: list[tuple[str, str]],
+    nets: dict[str, nn.Module],
+    batch_size: int = 32,
+    device: str = "cpu",
+    progress: bool = False,
 ) -> dict[str, np.ndarray]:
     """{net name: (len(pairs),) LPIPS distances}, each pair read once and scored by every net."""
     scores: dict[str, list[np.ndarray]] = {name: [] for name in nets}
@@ -91,4 +105,9 @@ def lpips_distances(
 
 def lpips_report(distances: dict[str, np.ndarray]) -> dict[str, dict]:
     """JSON-ready ``{"lpips": {"alex": {"mean", "std", "pairs"}, ...}}``."""
-    return {"lpips": {name: {"mean": float(d.mean()), "std": float(d.std()), "pairs": int(d.size)} for name, d in distances.items()}}
+    return {
+        "lpips": {
+            name: {"mean": float(d.mean()), "std": float(d.std()), "pairs": int(d.size)}
+            for name, d in distances.items()
+        }
+    }

@@ -49,7 +49,10 @@ class SaeEbrCounts:
 
     def __add__(self, other: "SaeEbrCounts") -> "SaeEbrCounts":
         return SaeEbrCounts(
-            self.generated + other.generated, self.misaligned + other.misaligned, self.boxes + other.boxes, self.empty + other.empty
+            self.generated + other.generated,
+            self.misaligned + other.misaligned,
+            self.boxes + other.boxes,
+            self.empty + other.empty,
         )
 
     def sae(self) -> tuple[np.ndarray, float | None]:
@@ -68,7 +71,9 @@ def _ratios(num: np.ndarray, den: np.ndarray) -> tuple[np.ndarray, float | None]
     return per_class, (float(num[1:].sum() / total) if total else None)
 
 
-def inside_own_boxes(mask: np.ndarray, xyxy: np.ndarray, classes: np.ndarray, class_agnostic: bool = False) -> tuple[np.ndarray, np.ndarray]:
+def inside_own_boxes(
+    mask: np.ndarray, xyxy: np.ndarray, classes: np.ndarray, class_agnostic: bool = False
+) -> tuple[np.ndarray, np.ndarray]:
     """Which pixels of ``mask`` lie in a box of their own class, and which boxes hold such a pixel
     (``class_agnostic``: any defect pixel in any box, the paper's equations).
 
@@ -85,7 +90,9 @@ def inside_own_boxes(mask: np.ndarray, xyxy: np.ndarray, classes: np.ndarray, cl
     return aligned, hit
 
 
-def sae_ebr_counts(mask: np.ndarray, xyxy: np.ndarray, classes: np.ndarray, num_classes: int, class_agnostic: bool = False) -> SaeEbrCounts:
+def sae_ebr_counts(
+    mask: np.ndarray, xyxy: np.ndarray, classes: np.ndarray, num_classes: int, class_agnostic: bool = False
+) -> SaeEbrCounts:
     """SAE/EBR counts of one generated mask against the boxes that conditioned it (class-aware, or
     ``class_agnostic`` as the paper's equations: see the module docstring).
 
@@ -117,12 +124,18 @@ def sae_ebr_counts(mask: np.ndarray, xyxy: np.ndarray, classes: np.ndarray, num_
     return counts
 
 
-def dataset_sae_ebr_counts(dataset: Dataset, stems: list[str], progress: bool = False, class_agnostic: bool = False) -> SaeEbrCounts:
+def dataset_sae_ebr_counts(
+    dataset: Dataset, stems: list[str], progress: bool = False, class_agnostic: bool = False
+) -> SaeEbrCounts:
     """Sum of :func:`sae_ebr_counts` over ``stems`` of a dataset folder with masks (its boxes are the conditions)."""
     if not dataset.has_masks:
         raise DatasetError("sae and ebr need generated masks, and this dataset has no masks/ folder", dataset.root)
     if not (dataset.root / "boxes").is_dir():
-        raise DatasetError("sae and ebr measure masks against the boxes that conditioned them, and this dataset has no boxes/ folder: there are no boxes to measure against", dataset.root)
+        raise DatasetError(
+            "sae and ebr measure masks against the boxes that conditioned them, and this dataset has no boxes/ "
+            "folder: there are no boxes to measure against",
+            dataset.root,
+        )
     num_classes = dataset.manifest.num_classes
     total = SaeEbrCounts.zeros(num_classes)
     for stem in track(stems, total=len(stems), description="sae/ebr", enabled=progress):
@@ -133,9 +146,12 @@ def dataset_sae_ebr_counts(dataset: Dataset, stems: list[str], progress: bool = 
 
 
 def sae_ebr_report(counts: SaeEbrCounts, class_names: dict[int, str]) -> dict[str, dict]:
-    """JSON-ready ``{"sae": {...}, "ebr": {...}}``: ``per_class`` (fractions, None when undefined), ``all`` and ``counts``."""
+    """JSON-ready ``{"sae": {...}, "ebr": {...}}``: ``per_class`` (fractions, None when undefined), ``all`` and
+    ``counts``."""
 
-    def block(per_class: np.ndarray, pooled: float | None, num: np.ndarray, den: np.ndarray, num_key: str, den_key: str) -> dict:
+    def block(
+        per_class: np.ndarray, pooled: float | None, num: np.ndarray, den: np.ndarray, num_key: str, den_key: str
+    ) -> dict:
         ids = [i for i in sorted(class_names) if i > 0]
         return {
             "per_class": {class_names[i]: (None if np.isnan(per_class[i]) else float(per_class[i])) for i in ids},
@@ -147,4 +163,3 @@ def sae_ebr_report(counts: SaeEbrCounts, class_names: dict[int, str]) -> dict[st
         "sae": block(*counts.sae(), counts.misaligned, counts.generated, "misaligned", "generated"),
         "ebr": block(*counts.ebr(), counts.empty, counts.boxes, "empty", "boxes"),
     }
-

@@ -29,7 +29,9 @@ from defectsynth.data.model import IGNORE_INDEX, stray_class_ids
 __all__ = ["IGNORE_INDEX", "get_stats", "image_scores", "reduce_stats"]
 
 
-def get_stats(pred: torch.Tensor, target: torch.Tensor, num_classes: int, ignore_index: int | None = IGNORE_INDEX) -> tuple[torch.Tensor, ...]:
+def get_stats(
+    pred: torch.Tensor, target: torch.Tensor, num_classes: int, ignore_index: int | None = IGNORE_INDEX
+) -> tuple[torch.Tensor, ...]:
     """Confusion counts per image and class.
 
     pred, target: (N, H, W) integer class ids (pred in 0..num_classes-1; target may also hold
@@ -40,11 +42,15 @@ def get_stats(pred: torch.Tensor, target: torch.Tensor, num_classes: int, ignore
     pred = pred.long().flatten(1)
     target = target.long().flatten(1)
     valid = target != ignore_index if ignore_index is not None else torch.ones_like(target, dtype=torch.bool)
-    if stray_class_ids(pred, range(num_classes), ignore=None) or stray_class_ids(target, range(num_classes), ignore=ignore_index):
+    if stray_class_ids(pred, range(num_classes), ignore=None) or stray_class_ids(
+        target, range(num_classes), ignore=ignore_index
+    ):
         raise ValueError(f"class ids must lie in 0..{num_classes - 1}")
     n = pred.shape[0]
     # One bincount over (image, target, pred) triples gives every per-image confusion matrix.
-    index = (torch.arange(n, device=pred.device)[:, None] * num_classes + target.clamp(0, num_classes - 1)) * num_classes + pred
+    index = (
+        torch.arange(n, device=pred.device)[:, None] * num_classes + target.clamp(0, num_classes - 1)
+    ) * num_classes + pred
     confusion = torch.bincount(index[valid], minlength=n * num_classes * num_classes).view(n, num_classes, num_classes)
     tp = confusion.diagonal(dim1=1, dim2=2)
     fp = confusion.sum(1) - tp
@@ -65,12 +71,18 @@ SCORES = {"iou": _iou, "f1": _f1}
 
 
 def _per_image(score: str, tp: torch.Tensor, fp: torch.Tensor, fn: torch.Tensor, zero_division: float) -> torch.Tensor:
-    """(N, C) float64 score of each class in each image; a class absent from target and prediction scores ``zero_division``."""
+    """(N, C) float64 score of each class in each image; a class absent from target and prediction scores
+    ``zero_division``."""
     return torch.nan_to_num(SCORES[score](tp.double(), fp.double(), fn.double()), nan=zero_division)
 
 
 def image_scores(
-    tp: torch.Tensor, fp: torch.Tensor, fn: torch.Tensor, score: str = "iou", classes: Sequence[int] | None = None, zero_division: float = 1.0
+    tp: torch.Tensor,
+    fp: torch.Tensor,
+    fn: torch.Tensor,
+    score: str = "iou",
+    classes: Sequence[int] | None = None,
+    zero_division: float = 1.0,
 ) -> torch.Tensor:
     """(N,) float64 macro score of each image: the mean over ``classes`` (default all) of its per-class scores.
 

@@ -101,11 +101,18 @@ class TextureSums:
             return {"images": 0, "laplacian_var": None, "hf_share": None, "mean": None, "std": None}
         mean = self.channel_sum / self.pixels
         std = np.sqrt(np.maximum(self.channel_sq / self.pixels - mean**2, 0.0))
-        return {"images": self.images, "laplacian_var": self.laplacian / self.images, "hf_share": self.hf / self.images,
-                "mean": dict(zip(CHANNELS, mean.tolist())), "std": dict(zip(CHANNELS, std.tolist()))}
+        return {
+            "images": self.images,
+            "laplacian_var": self.laplacian / self.images,
+            "hf_share": self.hf / self.images,
+            "mean": dict(zip(CHANNELS, mean.tolist())),
+            "std": dict(zip(CHANNELS, std.tolist())),
+        }
 
 
-def texture_sums(dataset: Dataset, stems: list[str], cutoff: float = DEFAULT_CUTOFF, progress: bool = False) -> dict[str, TextureSums]:
+def texture_sums(
+    dataset: Dataset, stems: list[str], cutoff: float = DEFAULT_CUTOFF, progress: bool = False
+) -> dict[str, TextureSums]:
     """``{"image": sums, "boxes": sums}`` over ``stems`` of ``dataset`` (boxes: one crop per box)."""
     sums = {region: TextureSums(cutoff) for region in REGIONS}
     for stem in track(stems, total=len(stems), description=f"texture {dataset.root.name}", enabled=progress):
@@ -129,18 +136,28 @@ def region_report(real: TextureSums, synthetic: TextureSums) -> dict:
     ratio = {key: _ratio(s[key], r[key]) for key in ("laplacian_var", "hf_share")}
     for key in ("mean", "std"):
         ratio[key] = None if r[key] is None or s[key] is None else {c: _ratio(s[key][c], r[key][c]) for c in CHANNELS}
-    return {"real": {**r, "skipped": real.skipped}, "synthetic": {**s, "skipped": synthetic.skipped}, "ratio": ratio,
-            "distance": histogram_distances(synthetic.hist, real.hist)}
+    return {
+        "real": {**r, "skipped": real.skipped},
+        "synthetic": {**s, "skipped": synthetic.skipped},
+        "ratio": ratio,
+        "distance": histogram_distances(synthetic.hist, real.hist),
+    }
 
 
 def check_cutoff(cutoff: float) -> float:
     if not 0 < cutoff < 0.5:
-        raise OptionError(f"--hf-cutoff: a radial frequency in cycles/pixel between 0 and 0.5 (exclusive), got {cutoff}")
+        raise OptionError(
+            f"--hf-cutoff: a radial frequency in cycles/pixel between 0 and 0.5 (exclusive), got {cutoff}"
+        )
     return float(cutoff)
 
 
 def texture_report(
-    real: Dataset, real_stems: list[str], synthetic: Dataset, synthetic_stems: list[str], cutoff: float = DEFAULT_CUTOFF,
+    real: Dataset,
+    real_stems: list[str],
+    synthetic: Dataset,
+    synthetic_stems: list[str],
+    cutoff: float = DEFAULT_CUTOFF,
     progress: bool = False,
 ) -> dict:
     """``{"texture": {"hf_cutoff": c, "image": region report, "boxes": region report}}`` (see :func:`region_report`)."""
@@ -152,5 +169,14 @@ def texture_report(
     syn_sums = texture_sums(synthetic, synthetic_stems, cutoff, progress)
     real_size, syn_size = real.read(real_stems[0]).image.shape[:2], synthetic.read(synthetic_stems[0]).image.shape[:2]
     if real_size != syn_size:
-        logger.warning("texture: real images are %s, synthetic %s (H, W); texture statistics depend on the resolution", real_size, syn_size)
-    return {"texture": {"hf_cutoff": cutoff, **{region: region_report(real_sums[region], syn_sums[region]) for region in REGIONS}}}
+        logger.warning(
+            "texture: real images are %s, synthetic %s (H, W); texture statistics depend on the resolution",
+            real_size,
+            syn_size,
+        )
+    return {
+        "texture": {
+            "hf_cutoff": cutoff,
+            **{region: region_report(real_sums[region], syn_sums[region]) for region in REGIONS},
+        }
+    }

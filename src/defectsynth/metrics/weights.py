@@ -49,7 +49,8 @@ def _hub_file(url: str) -> Path:
 def _missing(what: str, cache_file: Path, weights_dir_file: str, err: Exception) -> MissingDependencyError:
     return MissingDependencyError(
         f"{what} weights not found and not downloadable ({type(err).__name__}): put {cache_file.name} in "
-        f"{cache_file.parent}, or the safetensors {weights_dir_file} in a folder given as --weights-dir (docs/metrics.md#weights)"
+        f"{cache_file.parent}, or the safetensors {weights_dir_file} in a folder given as --weights-dir "
+        "(docs/metrics.md#weights)"
     )
 
 
@@ -58,7 +59,9 @@ def weights_file(weights_dir: Path, key: str) -> Path:
     path = Path(weights_dir) / WEIGHT_FILES[key]
     if not path.is_file():
         raise MissingDependencyError(
-            f"{key} weights missing: put this safetensors file there (write it once with export_weights, docs/metrics.md#weights)", path
+            f"{key} weights missing: put this safetensors file there (write it once with export_weights, "
+            "docs/metrics.md#weights)",
+            path,
         )
     return path
 
@@ -123,8 +126,10 @@ def inception_architecture(features: list[int]) -> nn.Module:
     """
     cls = inception_class()
     tfi = sys.modules[cls.__module__]
-    with mock.patch.object(tfi, "load_state_dict_from_url", lambda *args, **kwargs: {}), \
-            mock.patch.object(cls, "load_state_dict", lambda self, state_dict, strict=True: None):
+    with (
+        mock.patch.object(tfi, "load_state_dict_from_url", lambda *args, **kwargs: {}),
+        mock.patch.object(cls, "load_state_dict", lambda self, state_dict, strict=True: None),
+    ):
         return cls("inception-v3-compat", [str(f) for f in features])
 
 

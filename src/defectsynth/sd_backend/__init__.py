@@ -1,6 +1,7 @@
 """The Stable-Diffusion backend of ``sample --backend sd-adapter`` and ``filter --by clip``
 (formerly ``defectsynth.controllable``, a deprecated alias for one release). Controllable Stable
-Diffusion (VOC paper, Che et al.): SDXL + T2I-Adapter / ControlNet redraws real images under a blended visual prior with class-appended prompts; the real masks stay.
+Diffusion (VOC paper, Che et al.): SDXL + T2I-Adapter / ControlNet redraws real images under a blended visual prior with
+class-appended prompts; the real masks stay.
 
 Needs the optional extra ``pip install 'defectsynth[sd]'`` (transformers) and local weights
 (docs/sd-adapter.md). Importing this package is cheap; models load only when called.

@@ -20,17 +20,17 @@ from pathlib import Path
 import numpy as np
 
 from defectsynth.checks import check_at_least
-from defectsynth.sd_backend.pipeline import check_folder, quiet_loading, require_transformers
-from defectsynth.sd_backend.prompts import build_prompt, check_template, class_prompt
 from defectsynth.data import Dataset, Manifest
 from defectsynth.data.files import write_json
+from defectsynth.data.model import IGNORE_INDEX
 from defectsynth.deprecation import renamed_keywords
 from defectsynth.devices import pick_device
-from defectsynth.data.model import IGNORE_INDEX
 from defectsynth.errors import MissingDependencyError, OptionError, first_line
+from defectsynth.locks import writes_output
 from defectsynth.metrics.distribution import sample_classes
 from defectsynth.progress import track
-from defectsynth.locks import writes_output
+from defectsynth.sd_backend.pipeline import check_folder, quiet_loading, require_transformers
+from defectsynth.sd_backend.prompts import build_prompt, check_template, class_prompt
 
 CLIP_TEMPLATE = "a photo of {classes}"
 
@@ -50,7 +50,11 @@ class ClipScorer:
         try:
             with quiet_loading():
                 self.processor = AutoProcessor.from_pretrained(folder, local_files_only=True)
-                self.model = CLIPModel.from_pretrained(folder, local_files_only=True, use_safetensors=True).to(self.device).eval()
+                self.model = (
+                    CLIPModel.from_pretrained(folder, local_files_only=True, use_safetensors=True)
+                    .to(self.device)
+                    .eval()
+                )
         except (OSError, ValueError, KeyError) as err:
             raise MissingDependencyError(f"cannot load the CLIP model ({first_line(err)})", folder) from None
 
@@ -58,7 +62,13 @@ class ClipScorer:
         import torch
         from PIL import Image
 
-        inputs = self.processor(text=list(prompts), images=[Image.fromarray(im) for im in images], return_tensors="pt", padding=True, truncation=True)
+        inputs = self.processor(
+            text=list(prompts),
+            images=[Image.fromarray(im) for im in images],
+            return_tensors="pt",
+            padding=True,
+            truncation=True,
+        )
         with torch.no_grad():
             output = self.model(**inputs.to(self.device))
         image = torch.nn.functional.normalize(output.image_embeds.float(), dim=-1)
@@ -67,16 +77,26 @@ class ClipScorer:
 
 
 def clip_scores(
-    images: list[np.ndarray], prompts: list[str], clip: str | Path | ClipScorer, device: str = "auto", batch_size: int = 16, progress: bool = False
+    images: list[np.ndarray],
+    prompts: list[str],
+    clip: str | Path | ClipScorer,
+    device: str = "auto",
+    batch_size: int = 16,
+    progress: bool = False,
 ) -> np.ndarray:
     """(N,) cosine similarity of each image with its own prompt, in batches of ``batch_size``."""
     scorer = clip if isinstance(clip, ClipScorer) else ClipScorer(clip, device)
     starts = range(0, len(images), batch_size)
-    parts = [scorer(images[i : i + batch_size], prompts[i : i + batch_size]) for i in track(starts, len(starts), "CLIP scores", progress)]
+    parts = [
+        scorer(images[i : i + batch_size], prompts[i : i + batch_size])
+        for i in track(starts, len(starts), "CLIP scores", progress)
+    ]
     return np.concatenate(parts) if parts else np.zeros(0, np.float32)
 
 
-def select_per_class(groups: dict[str, list[int]], scores: dict[str, float], keep_per_class: int | None, keep_fraction: float | None) -> set[str]:
+def select_per_class(
+    groups: dict[str, list[int]], scores: dict[str, float], keep_per_class: int | None, keep_fraction: float | None
+) -> set[str]:
     """Stems kept: per group (class id -> stems holding it), the best by score (ties: by stem)."""
     kept: set[str] = set()
     for stems in groups.values():
@@ -104,8 +124,8 @@ def filter_by_clip(
     """Keep the synthetic images CLIP finds closest to their class prompt, per class; returns ``out``.
 
     clip_model: a local CLIP model folder (the keyword was ``clip`` before; that still works for one
-    release, with a DeprecationWarning). Written like every filter's output (:func:`defectsynth.filtering.write_kept`: kept samples,
-    their cached conditions, the splits restricted to them).
+    release, with a DeprecationWarning). Written like every filter's output (:func:`defectsynth.filtering.write_kept`:
+    kept samples, their cached conditions, the splits restricted to them).
     """
     from defectsynth.filtering import check_keep, write_kept  # torch and smp: loaded when filtering, not on import
 
@@ -137,8 +157,18 @@ def filter_by_clip(
         "filter": "clip", "clip": str(clip_model), "keep_per_class": keep_per_class, "keep_fraction": keep_fraction,
         "prompt_template": prompt_template, "from": str(synthetic), "parent": dataset.manifest.source,
     }  # fmt: skip
-    manifest = Manifest(name=dataset.manifest.name, classes=dataset.manifest.classes, source=source, synthetic=dataset.manifest.synthetic)
+    manifest = Manifest(
+        name=dataset.manifest.name,
+        classes=dataset.manifest.classes,
+        source=source,
+        synthetic=dataset.manifest.synthetic,
+    )
     samples_json = {s: {"score": scores[s], "prompt": prompts[s], "kept": s in kept} for s in stems}
-    scores_file = lambda tmp: write_json(tmp / "clip_scores.json", {"prompt_template": prompt_template, "samples": samples_json}, durable=False)  # noqa: E731
+
+    def scores_file(tmp):
+        return write_json(
+            tmp / "clip_scores.json", {"prompt_template": prompt_template, "samples": samples_json}, durable=False
+        )
+
     write_kept(dataset, out, manifest, (dataset.read(s) for s in stems if s in kept), overwrite, scores_file)
     return Path(out)

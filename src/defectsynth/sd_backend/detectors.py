@@ -58,7 +58,9 @@ class LineartGenerator(nn.Module):
 
     def __init__(self, in_channels: int = 3, out_channels: int = 1, residual_blocks: int = 3):
         super().__init__()
-        self.model0 = nn.Sequential(nn.ReflectionPad2d(3), nn.Conv2d(in_channels, 64, 7), nn.InstanceNorm2d(64), nn.ReLU(inplace=True))
+        self.model0 = nn.Sequential(
+            nn.ReflectionPad2d(3), nn.Conv2d(in_channels, 64, 7), nn.InstanceNorm2d(64), nn.ReLU(inplace=True)
+        )
         down: list[nn.Module] = []
         for c_in, c_out in ((64, 128), (128, 256)):
             down += [nn.Conv2d(c_in, c_out, 3, stride=2, padding=1), nn.InstanceNorm2d(c_out), nn.ReLU(inplace=True)]
@@ -66,7 +68,11 @@ class LineartGenerator(nn.Module):
         self.model2 = nn.Sequential(*[_ResidualBlock(256) for _ in range(residual_blocks)])
         up: list[nn.Module] = []
         for c_in, c_out in ((256, 128), (128, 64)):
-            up += [nn.ConvTranspose2d(c_in, c_out, 3, stride=2, padding=1, output_padding=1), nn.InstanceNorm2d(c_out), nn.ReLU(inplace=True)]
+            up += [
+                nn.ConvTranspose2d(c_in, c_out, 3, stride=2, padding=1, output_padding=1),
+                nn.InstanceNorm2d(c_out),
+                nn.ReLU(inplace=True),
+            ]
         self.model3 = nn.Sequential(*up)
         self.model4 = nn.Sequential(nn.ReflectionPad2d(3), nn.Conv2d(64, out_channels, 7), nn.Sigmoid())
 
@@ -74,14 +80,21 @@ class LineartGenerator(nn.Module):
         return self.model4(self.model3(self.model2(self.model1(self.model0(x)))))
 
 
-def _load_detector(net: nn.Module, weights_dir: str | Path | None, prior: str, filename: str, original: str, device: str) -> nn.Module:
+def _load_detector(
+    net: nn.Module, weights_dir: str | Path | None, prior: str, filename: str, original: str, device: str
+) -> nn.Module:
     from defectsynth.metrics.weights import load_weights
 
     if weights_dir is None:
-        raise MissingDependencyError(f"--prior {prior} needs detector weights: give --prior-weights DIR holding {filename} (docs/sd-adapter.md#priors)")
+        raise MissingDependencyError(
+            f"--prior {prior} needs detector weights: give --prior-weights DIR holding {filename} "
+            "(docs/sd-adapter.md#priors)"
+        )
     path = Path(weights_dir) / filename
     if not path.is_file():
-        raise MissingDependencyError(f"{prior} detector weights missing: convert {original} to this file (docs/sd-adapter.md#priors)", path)
+        raise MissingDependencyError(
+            f"{prior} detector weights missing: convert {original} to this file (docs/sd-adapter.md#priors)", path
+        )
     load_weights(net, path, prior)
     return net.eval().to(device)
 
@@ -98,7 +111,10 @@ def load_sketch(weights_dir: str | Path | None, device: str = "cpu") -> "PiDiNet
 
 def _to_tensor(net: nn.Module, image: np.ndarray) -> torch.Tensor:
     device = next(net.parameters()).device
-    return torch.from_numpy(np.ascontiguousarray(image)).to(device=device, dtype=torch.float32).permute(2, 0, 1)[None] / 255.0
+    return (
+        torch.from_numpy(np.ascontiguousarray(image)).to(device=device, dtype=torch.float32).permute(2, 0, 1)[None]
+        / 255.0
+    )
 
 
 @torch.no_grad()
@@ -141,7 +157,9 @@ class PixelDifferenceConv(nn.Module):
         if self.op == "cv":
             return conv(x, w, self.bias, padding=1, groups=self.groups)
         if self.op == "cd":
-            return conv(x, w, self.bias, padding=1, groups=self.groups) - conv(x, w.sum(dim=(2, 3), keepdim=True), groups=self.groups)
+            return conv(x, w, self.bias, padding=1, groups=self.groups) - conv(
+                x, w.sum(dim=(2, 3), keepdim=True), groups=self.groups
+            )
         flat = w.flatten(2)
         if self.op == "ad":
             return conv(x, (flat - flat[:, :, _CLOCKWISE]).view_as(w), self.bias, padding=1, groups=self.groups)
@@ -152,7 +170,8 @@ class PixelDifferenceConv(nn.Module):
 
 
 class _PDCBlock(nn.Module):
-    """(max-pool 2 + 1x1 shortcut when ``stride`` 2) -> depthwise pixel-difference conv -> ReLU -> 1x1 conv, residual."""
+    """(max-pool 2 + 1x1 shortcut when ``stride`` 2) -> depthwise pixel-difference conv -> ReLU -> 1x1 conv,
+    residual."""
 
     def __init__(self, op: str, in_channels: int, out_channels: int, stride: int = 1):
         super().__init__()
@@ -179,7 +198,11 @@ class _CDCM(nn.Module):
         self.relu1 = nn.ReLU()
         self.conv1 = nn.Conv2d(in_channels, out_channels, kernel_size=1)
         for k, d in enumerate((5, 7, 9, 11), 1):
-            setattr(self, f"conv2_{k}", nn.Conv2d(out_channels, out_channels, kernel_size=3, dilation=d, padding=d, bias=False))
+            setattr(
+                self,
+                f"conv2_{k}",
+                nn.Conv2d(out_channels, out_channels, kernel_size=3, dilation=d, padding=d, bias=False),
+            )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.conv1(self.relu1(x))

@@ -30,20 +30,25 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from defectsynth.data import Dataset, DatasetWriter, Manifest, Sample
+from defectsynth.data.files import write_image
+from defectsynth.errors import DatasetError, OptionError
+from defectsynth.formats.dataset import check_output_dir, parse_dataset_spec
+from defectsynth.formats.plan import plan_dataset, read_plan
+from defectsynth.locks import writes_output
+from defectsynth.presets import applies_preset
+from defectsynth.progress import track
 from defectsynth.sd_backend.pipeline import generate, load_pipeline
 from defectsynth.sd_backend.priors import PriorDetector, blend_priors, mask_prior, parse_blend, to_condition_image
 from defectsynth.sd_backend.prompts import (
-    Captioner, build_prompt, check_template, class_prompt, classes_in_mask, missing_captions, read_captions,
+    Captioner,
+    build_prompt,
+    check_template,
+    class_prompt,
+    classes_in_mask,
+    missing_captions,
+    read_captions,
 )  # fmt: skip
-from defectsynth.data import Dataset, DatasetWriter, Manifest, Sample
-from defectsynth.formats.dataset import parse_dataset_spec
-from defectsynth.data.files import write_image
-from defectsynth.errors import DatasetError, OptionError
-from defectsynth.formats.dataset import check_output_dir
-from defectsynth.formats.plan import plan_dataset, read_plan
-from defectsynth.progress import track
-from defectsynth.locks import writes_output
-from defectsynth.presets import applies_preset
 from defectsynth.seeds import derived_seed
 
 logger = logging.getLogger(__name__)
@@ -134,7 +139,9 @@ def _str(path: str | Path | None) -> str | None:
     return None if path is None else str(path)
 
 
-def _check_numbers(steps: int, guidance: float, resolution: int, batch_size: int, num_per_condition: int, preview: int) -> None:
+def _check_numbers(
+    steps: int, guidance: float, resolution: int, batch_size: int, num_per_condition: int, preview: int
+) -> None:
     for name, value, low in (("--steps", steps, 1), ("--resolution", resolution, 8), ("--batch-size", batch_size, 1),
                              ("--num-per-condition", num_per_condition, 1), ("--preview", preview, 0)):  # fmt: skip
         if value < low:
@@ -144,7 +151,15 @@ def _check_numbers(steps: int, guidance: float, resolution: int, batch_size: int
 
 
 def _write_redraws(
-    writer: DatasetWriter, jobs: list[Job], prepared, model, seed: int, generation: dict, batch_size: int, preview: int, progress: bool
+    writer: DatasetWriter,
+    jobs: list[Job],
+    prepared,
+    model,
+    seed: int,
+    generation: dict,
+    batch_size: int,
+    preview: int,
+    progress: bool,
 ) -> tuple[dict[str, str], dict[str, str]]:
     """Generate every job in batches (flushed early when the generation size changes), write the
     images with their real masks and the first ``preview`` prior previews. Returns
@@ -213,19 +228,23 @@ def sample_sd(
     """Redraw the condition images with SDXL + T2I-Adapter (``adapter``) or ControlNet (``controlnet``).
 
     conditions: ``DATASET`` or ``DATASET:split``, a dataset folder with masks (None: the plan's
-    dataset and split). plan: a ``balance --plan-out`` file (which images, how often); without it every condition image is
-    redrawn ``num_per_condition`` times. blend: ``"w1,w2"`` of equation 4. resolution: the longer
+    dataset and split). plan: a ``balance --plan-out`` file (which images, how often); without it every condition image
+    is redrawn ``num_per_condition`` times. blend: ``"w1,w2"`` of equation 4. resolution: the longer
     side the model draws at (SDXL: 1024); images are resized back to the condition's size.
     preset: a paper preset (:mod:`defectsynth.presets`, ``voc-paper``), recorded in ``source.preset``.
     Returns ``out``, the synthetic dataset folder described in the module docstring.
     """
     # 1. check everything cheap before loading any model
     if conditions is None and plan is None:
-        raise OptionError("--conditions DATASET[:split] is required with --backend sd-adapter (or a --plan to take it from)")
+        raise OptionError(
+            "--conditions DATASET[:split] is required with --backend sd-adapter (or a --plan to take it from)"
+        )
     folder, split = parse_dataset_spec(conditions) if conditions is not None else plan_dataset(plan)
     dataset = Dataset(folder)
     if not dataset.has_masks:
-        raise DatasetError("the sd-adapter backend keeps the real masks, and this dataset has none (masks/ is missing)", folder)
+        raise DatasetError(
+            "the sd-adapter backend keeps the real masks, and this dataset has none (masks/ is missing)", folder
+        )
     stems = dataset.select(split)
     weights = parse_blend(blend)
     check_template(prompt_template)
@@ -241,9 +260,10 @@ def sample_sd(
     out = Path(out)
     check_output_dir(out, overwrite)
     settings = {
-        "steps": steps, "guidance": guidance, "conditioning_scale": conditioning_scale, "seed": seed, "blend": list(weights),
-        "prior": prior, "resolution": resolution, "prompt_template": prompt_template, "negative_prompt": negative_prompt,
-        "captions": _str(captions), "captioner": _str(captioner), "plan": _str(plan),
+        "steps": steps, "guidance": guidance, "conditioning_scale": conditioning_scale, "seed": seed,
+        "blend": list(weights), "prior": prior, "resolution": resolution, "prompt_template": prompt_template,
+        "negative_prompt": negative_prompt, "captions": _str(captions), "captioner": _str(captioner),
+        "plan": _str(plan),
     }  # fmt: skip
     if preset is not None:
         settings["preset"] = preset
@@ -268,11 +288,16 @@ def sample_sd(
         return prepared_of[stem]
 
     # 3. generate in batches of equal generation size; every image seeded by (seed, job index)
-    generation = dict(steps=steps, guidance=guidance, conditioning_scale=conditioning_scale, negative_prompt=negative_prompt)
+    generation = dict(
+        steps=steps, guidance=guidance, conditioning_scale=conditioning_scale, negative_prompt=negative_prompt
+    )
     with DatasetWriter(out, manifest, overwrite=overwrite) as writer:
-        condition_of, prompt_of = _write_redraws(writer, jobs, prepared, model, seed, generation, batch_size, preview, progress)
+        condition_of, prompt_of = _write_redraws(
+            writer, jobs, prepared, model, seed, generation, batch_size, preview, progress
+        )
         manifest.source = {
             "backend": BACKEND, "base": str(base), model.kind: str(adapter if model.kind == "adapter" else controlnet),
-            **settings, "conditions": {"dataset": str(folder), "split": split}, "condition_of": condition_of, "prompts": prompt_of,
+            **settings, "conditions": {"dataset": str(folder), "split": split}, "condition_of": condition_of,
+            "prompts": prompt_of,
         }  # fmt: skip
         return writer.commit()

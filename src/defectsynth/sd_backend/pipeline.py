@@ -51,7 +51,9 @@ def check_folder(path: str | Path | None, option: str, marker: str) -> Path:
         raise OptionError(f"{option} is required")
     from defectsynth.hub import MODEL_FILES, PIPELINE_FILES, resolve
 
-    path = resolve(path, option, PIPELINE_FILES if marker == "model_index.json" else MODEL_FILES)  # a Hub id: its cached download
+    path = resolve(
+        path, option, PIPELINE_FILES if marker == "model_index.json" else MODEL_FILES
+    )  # a Hub id: its cached download
     if not path.is_dir():
         raise MissingDependencyError(f"{option}: model folder not found (download it first, docs/sd-adapter.md)", path)
     if not (path / marker).is_file():
@@ -115,7 +117,11 @@ def _load(loader, path: Path, what: str, **kwargs):
 
 
 def load_pipeline(
-    base: str | Path, adapter: str | Path | None = None, controlnet: str | Path | None = None, device: str = "auto", dtype: str = "auto"
+    base: str | Path,
+    adapter: str | Path | None = None,
+    controlnet: str | Path | None = None,
+    device: str = "auto",
+    dtype: str = "auto",
 ) -> ControlledPipeline:
     """Load SDXL + T2I-Adapter (``adapter``) or SDXL + ControlNet (``controlnet``) from local folders."""
     require_transformers()
@@ -127,12 +133,34 @@ def load_pipeline(
     torch_dtype = resolve_dtype(dtype, device)
     base = check_folder(base, "--base", "model_index.json")
     if adapter is not None:
-        control = _load(diffusers.T2IAdapter, check_folder(adapter, "--adapter", "config.json"), "T2I-Adapter", torch_dtype=torch_dtype)
-        pipe = _load(diffusers.StableDiffusionXLAdapterPipeline, base, "SDXL base pipeline", adapter=control, torch_dtype=torch_dtype)
+        control = _load(
+            diffusers.T2IAdapter,
+            check_folder(adapter, "--adapter", "config.json"),
+            "T2I-Adapter",
+            torch_dtype=torch_dtype,
+        )
+        pipe = _load(
+            diffusers.StableDiffusionXLAdapterPipeline,
+            base,
+            "SDXL base pipeline",
+            adapter=control,
+            torch_dtype=torch_dtype,
+        )
         kind = "adapter"
     else:
-        control = _load(diffusers.ControlNetModel, check_folder(controlnet, "--controlnet", "config.json"), "ControlNet", torch_dtype=torch_dtype)
-        pipe = _load(diffusers.StableDiffusionXLControlNetPipeline, base, "SDXL base pipeline", controlnet=control, torch_dtype=torch_dtype)
+        control = _load(
+            diffusers.ControlNetModel,
+            check_folder(controlnet, "--controlnet", "config.json"),
+            "ControlNet",
+            torch_dtype=torch_dtype,
+        )
+        pipe = _load(
+            diffusers.StableDiffusionXLControlNetPipeline,
+            base,
+            "SDXL base pipeline",
+            controlnet=control,
+            torch_dtype=torch_dtype,
+        )
         kind = "controlnet"
     pipe = pipe.to(device)
     pipe.set_progress_bar_config(disable=True)
@@ -168,7 +196,9 @@ def generate(
     }
     if negative_prompt:
         kwargs["negative_prompt"] = [negative_prompt] * len(prompts)
-    kwargs["adapter_conditioning_scale" if model.kind == "adapter" else "controlnet_conditioning_scale"] = conditioning_scale
+    kwargs["adapter_conditioning_scale" if model.kind == "adapter" else "controlnet_conditioning_scale"] = (
+        conditioning_scale
+    )
     with torch.no_grad():
         images = model.pipe(**kwargs).images
     return [np.rint(np.clip(im, 0.0, 1.0) * 255.0).astype(np.uint8) for im in images]

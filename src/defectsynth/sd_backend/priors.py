@@ -59,7 +59,9 @@ def parse_blend(text: str | tuple[float, float] | list[float]) -> tuple[float, f
     return weights  # type: ignore[return-value]
 
 
-def blend_priors(image_prior: np.ndarray, mask_edges: np.ndarray, blend: tuple[float, float] = DEFAULT_BLEND) -> np.ndarray:
+def blend_priors(
+    image_prior: np.ndarray, mask_edges: np.ndarray, blend: tuple[float, float] = DEFAULT_BLEND
+) -> np.ndarray:
     """Equation 4: ``V* = w1 * V_image + w2 * V_mask`` on (H, W) maps in [0, 1], clipped to [0, 1]."""
     w1, w2 = blend
     return np.clip(w1 * image_prior.astype(np.float32) + w2 * mask_edges.astype(np.float32), 0.0, 1.0)
@@ -86,7 +88,9 @@ class PriorDetector:
         if prior != "canny":
             import defectsynth.sd_backend.detectors as detectors
 
-            self._net = (detectors.load_lineart if prior == "lineart" else detectors.load_sketch)(weights_dir, device=device)
+            self._net = (detectors.load_lineart if prior == "lineart" else detectors.load_sketch)(
+                weights_dir, device=device
+            )
 
     def __call__(self, image: np.ndarray) -> np.ndarray:
         if self.prior == "canny":

@@ -48,7 +48,9 @@ def check_template(template: str | None) -> None:
     try:
         template.format(classes="", caption="")
     except (KeyError, IndexError, ValueError) as err:
-        raise OptionError(f"--prompt-template: only {{classes}} and {{caption}} may be used, got {template!r} ({err})") from None
+        raise OptionError(
+            f"--prompt-template: only {{classes}} and {{caption}} may be used, got {template!r} ({err})"
+        ) from None
     if "{classes}" not in template and "{caption}" not in template:
         raise OptionError(f"--prompt-template must contain {{classes}} or {{caption}}, got {template!r}")
 
@@ -84,7 +86,11 @@ def read_captions(path: str | Path) -> dict[str, str]:
             item = json.loads(line)
         except ValueError as err:
             raise DatasetError(f"malformed JSON ({err})", where) from None
-        if not isinstance(item, dict) or not isinstance(item.get("stem"), str) or not isinstance(item.get("caption"), str):
+        if (
+            not isinstance(item, dict)
+            or not isinstance(item.get("stem"), str)
+            or not isinstance(item.get("caption"), str)
+        ):
             raise DatasetError('each line must be {"stem": "<stem>", "caption": "<text>"}', where)
         stem = check_stem(item["stem"], where)
         if stem in captions:
@@ -119,7 +125,9 @@ class Captioner:
         try:
             with quiet_loading():
                 self.processor = transformers.AutoProcessor.from_pretrained(model_dir, local_files_only=True)
-                self.model = auto.from_pretrained(model_dir, local_files_only=True, use_safetensors=True).to(device).eval()
+                self.model = (
+                    auto.from_pretrained(model_dir, local_files_only=True, use_safetensors=True).to(device).eval()
+                )
         except (OSError, ValueError, KeyError) as err:
             raise MissingDependencyError(f"cannot load the captioning model ({first_line(err)})", model_dir) from None
         self.device = device

@@ -20,6 +20,12 @@ def balance(
     from defectsynth import balancing
 
     return balancing.balance(
-        dataset, n_balance=n_balance, plan_out=plan_out, synthetic=synthetic, out=out,
-        split=None if split == "all" else split, overwrite=overwrite, progress=progress,
+        dataset,
+        n_balance=n_balance,
+        plan_out=plan_out,
+        synthetic=synthetic,
+        out=out,
+        split=None if split == "all" else split,
+        overwrite=overwrite,
+        progress=progress,
     )

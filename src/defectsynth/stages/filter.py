@@ -59,26 +59,43 @@ def filter_dataset(
     """
     from defectsynth.filtering import check_by_options
 
-    given = {"--clip-labels": clip_labels, "--max-sae": max_sae is not None, "--drop-empty-boxes": drop_empty_boxes, "--real": real is not None,
-             "--segmenter": segmenter is not None, "--top-k": top_k is not None, "--keep-fraction": keep_fraction is not None, "--clip-model": clip_model is not None,
-             "--keep-per-class": keep_per_class is not None, "--prompt-template": prompt_template is not None, "--class-agnostic": class_agnostic}  # fmt: skip
+    given = {"--clip-labels": clip_labels, "--max-sae": max_sae is not None, "--drop-empty-boxes": drop_empty_boxes,
+             "--real": real is not None, "--segmenter": segmenter is not None, "--top-k": top_k is not None,
+             "--keep-fraction": keep_fraction is not None, "--clip-model": clip_model is not None,
+             "--keep-per-class": keep_per_class is not None, "--prompt-template": prompt_template is not None,
+             "--class-agnostic": class_agnostic}  # fmt: skip
     if by not in BATCH_SIZES:
         raise OptionError(f"--by: choose one of {', '.join(BATCH_SIZES)}, got {by!r}")
     check_by_options(by, given)
     batch_size = BATCH_SIZES.get(by, 8) if batch_size is None else batch_size
     if by == "clip":
-        return _by_clip(synthetic, out, clip_model, keep_per_class, keep_fraction, prompt_template, device, batch_size, overwrite, progress)
+        return _by_clip(
+            synthetic,
+            out,
+            clip_model,
+            keep_per_class,
+            keep_fraction,
+            prompt_template,
+            device,
+            batch_size,
+            overwrite,
+            progress,
+        )
     from defectsynth import filtering
 
     return filtering.filter_dataset(
-        synthetic, out, by, clip_labels=clip_labels, max_sae=max_sae, drop_empty_boxes=drop_empty_boxes, real=real, segmenter=segmenter,
-        split=None if split == "all" else split, score=score, top_k=top_k, keep_fraction=keep_fraction, size=size, arch=arch,
-        encoder=encoder, encoder_weights=None if str(encoder_weights).lower() == "none" else encoder_weights, epochs=epochs,
-        batch_size=batch_size, lr=lr, seed=seed, device=device, overwrite=overwrite, progress=progress, class_agnostic=class_agnostic,
+        synthetic, out, by, clip_labels=clip_labels, max_sae=max_sae, drop_empty_boxes=drop_empty_boxes, real=real,
+        segmenter=segmenter, split=None if split == "all" else split, score=score, top_k=top_k,
+        keep_fraction=keep_fraction, size=size, arch=arch, encoder=encoder,
+        encoder_weights=None if str(encoder_weights).lower() == "none" else encoder_weights, epochs=epochs,
+        batch_size=batch_size, lr=lr, seed=seed, device=device, overwrite=overwrite, progress=progress,
+        class_agnostic=class_agnostic,
     )  # fmt: skip
 
 
-def _by_clip(synthetic, out, clip_model, keep_per_class, keep_fraction, prompt_template, device, batch_size, overwrite, progress) -> Path:
+def _by_clip(
+    synthetic, out, clip_model, keep_per_class, keep_fraction, prompt_template, device, batch_size, overwrite, progress
+) -> Path:
     """``by="clip"``: :func:`filter_by_clip` with the stage's options."""
     from defectsynth.sd_backend import clip_filter
 
@@ -86,6 +103,6 @@ def _by_clip(synthetic, out, clip_model, keep_per_class, keep_fraction, prompt_t
         raise OptionError("--by clip needs --clip-model DIR (a local CLIP model folder)")
     return clip_filter.filter_by_clip(
         synthetic, out, clip_model, keep_per_class=keep_per_class, keep_fraction=keep_fraction,
-        prompt_template=clip_filter.CLIP_TEMPLATE if prompt_template is None else prompt_template, device=device or "auto",
-        batch_size=batch_size, overwrite=overwrite, progress=progress,
+        prompt_template=clip_filter.CLIP_TEMPLATE if prompt_template is None else prompt_template,
+        device=device or "auto", batch_size=batch_size, overwrite=overwrite, progress=progress,
     )  # fmt: skip

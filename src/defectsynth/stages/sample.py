@@ -19,13 +19,27 @@ BACKENDS = ("diffusion", "sd-adapter")
 # The preset table of each backend (defectsynth.presets.COMMANDS).
 PRESET_COMMANDS = {"diffusion": "sample", "sd-adapter": "sample_sd"}
 # Options of one backend only: refused with the other one.
-DIFFUSION_ONLY = ("num", "rescale", "mask_augment", "scheduler", "ema", "compile", "force_guidance", "onto", "placement")
-SD_ONLY = ("base", "adapter", "controlnet", "num_per_condition", "prior", "prior_weights", "blend", "captions", "captioner",
-           "prompt_template", "negative_prompt", "conditioning_scale", "resolution", "device", "dtype", "preview")  # fmt: skip
+DIFFUSION_ONLY = (
+    "num",
+    "rescale",
+    "mask_augment",
+    "scheduler",
+    "ema",
+    "compile",
+    "force_guidance",
+    "onto",
+    "placement",
+)
+SD_ONLY = ("base", "adapter", "controlnet", "num_per_condition", "prior", "prior_weights", "blend", "captions",
+           "captioner", "prompt_template", "negative_prompt", "conditioning_scale", "resolution", "device", "dtype",
+           "preview")  # fmt: skip
 # What an option left out (None) becomes, per backend. Diffusion steps, rescale and guidance
 # stay None: they follow the run (defectsynth.diffusion.sampling.run_defaults).
 DEFAULTS: dict[str, dict[str, Any]] = {
-    "diffusion": {"batch_size": 16, "mask_augment": False, "placement": "keep", "ema": True, "compile": False, "force_guidance": False},
+    "diffusion": {
+        "batch_size": 16, "mask_augment": False, "placement": "keep", "ema": True, "compile": False,
+        "force_guidance": False,
+    },
     "sd-adapter": {
         "batch_size": 1, "steps": 30, "guidance": 7.5, "num_per_condition": 1, "prior": "lineart", "blend": "0.7,0.9",
         "conditioning_scale": 1.0, "resolution": 1024, "device": "auto", "dtype": "auto", "preview": 8,
@@ -114,8 +128,8 @@ def check_run(backend: str, run: str | Path | None) -> None:
 
 def _sample_sd(out: str | Path, chosen: dict[str, Any], preset):
     """The sd-adapter backend with the stage's options; the manifest of what it wrote."""
-    from defectsynth.sd_backend import generate
     from defectsynth.data import Dataset
+    from defectsynth.sd_backend import generate
 
     if chosen["base"] is None:
         raise OptionError("--base (an SDXL pipeline folder or Hub id) is required with --backend sd-adapter")

@@ -9,8 +9,9 @@ numpy and OpenCV, without pycocotools.
 
 Geometry: COCO coordinates are continuous, pixel (row i, column j) covers [j, j+1) x [i, i+1).
 A pixel belongs to a polygon when its centre lies inside (even-odd rule; centres on a left or top
-edge count, on a right or bottom edge do not), so integer rectangles fill exactly their pixels. ``bbox`` is ``[x, y, w, h]`` in the
-same coordinates; it becomes the half-open pixel box ``[floor(x), floor(y), ceil(x+w), ceil(y+h)]``.
+edge count, on a right or bottom edge do not), so integer rectangles fill exactly their pixels. ``bbox`` is
+``[x, y, w, h]`` in the same coordinates; it becomes the half-open pixel box
+``[floor(x), floor(y), ceil(x+w), ceil(y+h)]``.
 
 The ``coco`` importer maps the categories, in id order, to classes 1..N; annotations are painted in
 file order (later ones on top), each with its box. ``iscrowd`` is not treated specially: for
@@ -99,9 +100,13 @@ def parse_coco(data: Any, path: str | Path) -> CocoIndex:
         if not isinstance(entry, dict) or not {"id", "file_name", "width", "height"} <= set(entry):
             raise DatasetError(f"each image needs 'id', 'file_name', 'width' and 'height', got {entry!r}", path)
         name = check_file_name(entry["file_name"], path)
-        image = CocoImage(finite_int(entry["id"], "image id", path), name,
-                          finite_int(entry["width"], f"{name}: width", path), finite_int(entry["height"], f"{name}: height", path),
-                          origin=path)
+        image = CocoImage(
+            finite_int(entry["id"], "image id", path),
+            name,
+            finite_int(entry["width"], f"{name}: width", path),
+            finite_int(entry["height"], f"{name}: height", path),
+            origin=path,
+        )
         if image.width < 1 or image.height < 1:
             raise DatasetError(f"image {name!r} has size {image.width}x{image.height}", path)
         if image.stem in stems:
@@ -114,9 +119,13 @@ def parse_coco(data: Any, path: str | Path) -> CocoIndex:
         image_id = finite_int(ann["image_id"], f"annotation {k} image_id", path)
         category = finite_int(ann["category_id"], f"annotation {k} category_id", path)
         if image_id not in images:
-            raise DatasetError(f"annotation {ann.get('id', k)} refers to image id {image_id}, which is not in 'images'", path)
+            raise DatasetError(
+                f"annotation {ann.get('id', k)} refers to image id {image_id}, which is not in 'images'", path
+            )
         if category not in categories:
-            raise DatasetError(f"annotation {ann.get('id', k)} has category id {category}, which is not in 'categories'", path)
+            raise DatasetError(
+                f"annotation {ann.get('id', k)} has category id {category}, which is not in 'categories'", path
+            )
         images[image_id].annotations.append(ann)
     return CocoIndex(path, list(images.values()), categories)
 
@@ -259,7 +268,11 @@ def annotation_mask(ann: dict, height: int, width: int, where: str, reduce: int 
 def annotation_box(ann: dict, cls: int, height: int, width: int, where: str) -> Box:
     """The COCO ``bbox`` [x, y, w, h] as a half-open pixel :class:`Box` of class ``cls``; checked."""
     bbox = ann.get("bbox")
-    if not isinstance(bbox, list) or len(bbox) != 4 or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in bbox):
+    if (
+        not isinstance(bbox, list)
+        or len(bbox) != 4
+        or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in bbox)
+    ):
         raise DatasetError(f"'bbox' must be [x, y, width, height], got {bbox!r}", where)
     x, y, w, h = (float(v) for v in bbox)
     if not all(math.isfinite(v) for v in (x, y, w, h)) or w <= 0 or h <= 0:
@@ -333,7 +346,9 @@ def _iter_folder_samples(index: CocoIndex, images: Path, target: tuple[int, int]
         yield coco_sample(entry, read_bytes(path), str(path), target, paint)
 
 
-def import_coco(annotations: Path | None = None, images: Path | None = None, size: tuple[int, int] | None = None) -> SourceData:
+def import_coco(
+    annotations: Path | None = None, images: Path | None = None, size: tuple[int, int] | None = None
+) -> SourceData:
     """Any COCO instances file (``annotations``) with its image folder (``images``).
 
     Classes are the categories in id order (ids 1..N); masks from polygons or RLE, boxes from ``bbox``.
@@ -356,8 +371,12 @@ def import_coco(annotations: Path | None = None, images: Path | None = None, siz
     manifest = Manifest(
         name=annotations.stem,
         classes=make_classes(names),
-        source={"importer": "coco", "annotations": str(annotations), "images": str(images),
-                "category_ids": {index.categories[c]: c for c in cat_ids}},
+        source={
+            "importer": "coco",
+            "annotations": str(annotations),
+            "images": str(images),
+            "category_ids": {index.categories[c]: c for c in cat_ids},
+        },
     )
     samples = _iter_folder_samples(index, images, size, _paint_generic(class_of))
     return SourceData(manifest, samples, total=len(index.images))

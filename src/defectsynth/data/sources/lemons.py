@@ -34,10 +34,18 @@ from pathlib import Path, PurePosixPath
 
 import numpy as np
 
+from defectsynth.data.files import read_bytes, read_json
 from defectsynth.data.model import Box, Manifest, Sample, make_classes
 from defectsynth.data.sources import SourceData
-from defectsynth.data.sources.coco import CocoImage, CocoIndex, annotation_box, annotation_mask, coco_sample, parse_coco, reduced_shape
-from defectsynth.data.files import read_bytes, read_json
+from defectsynth.data.sources.coco import (
+    CocoImage,
+    CocoIndex,
+    annotation_box,
+    annotation_mask,
+    coco_sample,
+    parse_coco,
+    reduced_shape,
+)
 from defectsynth.errors import DatasetError, OptionError
 
 ANNOTATIONS = "annotations/instances_default.json"
@@ -108,8 +116,10 @@ def _names(text: str | None, option: str, known: dict[str, int], where: str) -> 
     names = [n.strip() for n in (text or "").split(",") if n.strip()]
     unknown = [n for n in names if n not in known]
     if unknown:
-        raise OptionError(f"{option}: unknown lemon categor{'ies' if len(unknown) > 1 else 'y'} {', '.join(unknown)} "
-                          f"(categories in {where}: {', '.join(known)})")
+        raise OptionError(
+            f"{option}: unknown lemon categor{'ies' if len(unknown) > 1 else 'y'} {', '.join(unknown)} "
+            f"(categories in {where}: {', '.join(known)})"
+        )
     return names
 
 
@@ -185,15 +195,26 @@ def import_lemons(
         names += ["mix"] if mix else []
     entries = [e for e in index.images if in_subset(e, chosen, ignored, require_one=subset)]
     if not entries:
-        raise DatasetError(f"no image has only {', '.join(index.categories[c] for c in ordered)} annotated "
-                           "(the subset is empty; --ignore lists categories that do not count)", where)
+        raise DatasetError(
+            f"no image has only {', '.join(index.categories[c] for c in ordered)} annotated "
+            "(the subset is empty; --ignore lists categories that do not count)",
+            where,
+        )
     mode = "binary" if binary else "classes"
     manifest = Manifest(
         name=f"lemons-{mode}-{'-'.join(chosen_names)}" if subset else "lemons",
         classes=make_classes(names),
-        source={"importer": "lemons", "source_dir": str(source_dir), "binary": binary, "classes": classes,
-                "ignore": ignored_names, "merged": [index.categories[c] for c in ordered] if binary else None,
-                "subset_rule": "every counted category on the image is chosen, at least one present" if subset else "all images"},
+        source={
+            "importer": "lemons",
+            "source_dir": str(source_dir),
+            "binary": binary,
+            "classes": classes,
+            "ignore": ignored_names,
+            "merged": [index.categories[c] for c in ordered] if binary else None,
+            "subset_rule": "every counted category on the image is chosen, at least one present"
+            if subset
+            else "all images",
+        },
     )
     samples = _samples(files, entries, size, _painter(class_of, mix))
     return SourceData(manifest, samples, total=len(entries), group_of=fruit_id, default_size=LEMON_SIZE)

@@ -37,7 +37,15 @@ import numpy as np
 from defectsynth.checks import check_at_least
 from defectsynth.data.colors import colors_to_ids, pack_rgb
 from defectsynth.data.files import IMAGE_SUFFIXES, _read_raw, read_image, read_json
-from defectsynth.data.model import IGNORE_INDEX, Manifest, Sample, check_stem, index_by_stem, make_classes, stray_class_ids
+from defectsynth.data.model import (
+    IGNORE_INDEX,
+    Manifest,
+    Sample,
+    check_stem,
+    index_by_stem,
+    make_classes,
+    stray_class_ids,
+)
 from defectsynth.data.sources import SourceData
 from defectsynth.errors import DatasetError, OptionError
 
@@ -57,7 +65,9 @@ class Pair:
 
 
 def _files(folder: Path) -> list[Path]:
-    return sorted(p for p in folder.iterdir() if p.is_file() and not p.name.startswith(".") and p.suffix.lower() in IMAGE_SUFFIXES)
+    return sorted(
+        p for p in folder.iterdir() if p.is_file() and not p.name.startswith(".") and p.suffix.lower() in IMAGE_SUFFIXES
+    )
 
 
 def _child(folder: Path, names: tuple[str, ...]) -> Path | None:
@@ -83,8 +93,12 @@ def _split_folder(folder: Path, masks_needed: bool) -> list[tuple[str, Path, Pat
     else:
         files = _files(folder)
         stems = {p.stem for p in files}
-        is_mask = [p for p in files if (_mask_base(p.stem) in stems)
-                   or (p.suffix.lower() == ".png" and any(q.stem == p.stem and q.suffix.lower() != ".png" for q in files))]
+        is_mask = [
+            p
+            for p in files
+            if (_mask_base(p.stem) in stems)
+            or (p.suffix.lower() == ".png" and any(q.stem == p.stem and q.suffix.lower() != ".png" for q in files))
+        ]
         images = index_by_stem([p for p in files if p not in is_mask])
         mask_files = is_mask
     masks: dict[str, Path] = {}
@@ -96,7 +110,9 @@ def _split_folder(folder: Path, masks_needed: bool) -> list[tuple[str, Path, Pat
             raise DatasetError(f"two masks for image {base!r} (also {masks[base].name})", path)
         masks[base] = path
     if not images:
-        raise DatasetError("no images found (expected images/ + masks/, or images with same-stem masks beside them)", folder)
+        raise DatasetError(
+            "no images found (expected images/ + masks/, or images with same-stem masks beside them)", folder
+        )
     triples = []
     for stem, image in images.items():
         if masks_needed and stem not in masks:
@@ -148,7 +164,9 @@ def _folder_pairs(source: Path, background: list[str]) -> tuple[list[str], list[
     names = [p.name for p in folders]
     missing = [b for b in background if b not in names]
     if missing:
-        raise OptionError(f"--background-folder: no folder {', '.join(missing)} in {source} (folders: {', '.join(names) or 'none'})")
+        raise OptionError(
+            f"--background-folder: no folder {', '.join(missing)} in {source} (folders: {', '.join(names) or 'none'})"
+        )
     classes = [n for n in names if n not in background]
     if not classes:
         raise DatasetError("no class folders found (with --class-from-folder each subfolder is a class)", source)
@@ -175,7 +193,10 @@ def _id_classes(pairs: list[Pair], names: list[str]) -> tuple[list[str], bool]:
     top = max(values - {IGNORE_INDEX}, default=0)
     stray = stray_class_ids(np.array(sorted(values)), range(len(names) + 1)) if names else []
     if stray:
-        raise DatasetError(f"mask holds class id {stray[-1]}, outside the {len(names)} declared classes ({', '.join(names)})", first[stray[-1]])
+        raise DatasetError(
+            f"mask holds class id {stray[-1]}, outside the {len(names)} declared classes ({', '.join(names)})",
+            first[stray[-1]],
+        )
     return names or [f"class{i}" for i in range(1, top + 1)], False
 
 
@@ -216,8 +237,14 @@ def import_masks(
     manifest = Manifest(
         name=source.name or "masks",
         classes=make_classes(names),
-        source={"importer": "masks", "source_dir": str(source), "mask_format": _format(class_from_folder, lookup, binary),
-                "palette": str(palette) if palette else None, "background_folders": background, "min_box_area": min_box_area},
+        source={
+            "importer": "masks",
+            "source_dir": str(source),
+            "mask_format": _format(class_from_folder, lookup, binary),
+            "palette": str(palette) if palette else None,
+            "background_folders": background,
+            "min_box_area": min_box_area,
+        },
     )
     samples = _samples(pairs, len(names), lookup, binary, class_from_folder)
     return SourceData(manifest, samples, total=len(pairs), boxes_from_mask=True, min_box_area=min_box_area)
@@ -244,7 +271,9 @@ def _read_mask(pair: Pair, num: int, lookup: dict[int, int] | None, binary: bool
     return mask
 
 
-def _samples(pairs: list[Pair], num: int, lookup: dict[int, int] | None, binary: bool, by_folder: bool) -> Iterator[Sample]:
+def _samples(
+    pairs: list[Pair], num: int, lookup: dict[int, int] | None, binary: bool, by_folder: bool
+) -> Iterator[Sample]:
     for pair in pairs:
         image = read_image(pair.image)
         if pair.mask is None:
@@ -252,5 +281,7 @@ def _samples(pairs: list[Pair], num: int, lookup: dict[int, int] | None, binary:
             continue
         mask = _read_mask(pair, num, lookup, binary, by_folder)
         if mask.shape != image.shape[:2]:
-            raise DatasetError(f"mask is {mask.shape[1]}x{mask.shape[0]} but the image is {image.shape[1]}x{image.shape[0]}", pair.mask)
+            raise DatasetError(
+                f"mask is {mask.shape[1]}x{mask.shape[0]} but the image is {image.shape[1]}x{image.shape[0]}", pair.mask
+            )
         yield Sample(pair.stem, image, mask)

@@ -63,7 +63,9 @@ def _surface(rng: np.random.Generator, kind: str, h: int, w: int) -> np.ndarray:
     return np.clip(base[:, :, None] * tint * light[:, :, None] + rng.normal(0, 2.5, (h, w, 1)), 0, 255)
 
 
-def _polyline(rng: np.random.Generator, start: np.ndarray, steps: int, step_len: float, angle: float, wiggle: float) -> np.ndarray:
+def _polyline(
+    rng: np.random.Generator, start: np.ndarray, steps: int, step_len: float, angle: float, wiggle: float
+) -> np.ndarray:
     points = [start]
     for _ in range(steps):
         angle += rng.normal(0, wiggle)
@@ -150,7 +152,9 @@ def parse_toy_classes(classes: str | None) -> tuple[str, ...]:
     return tuple(c for c in TOY_CLASSES if c in chosen)
 
 
-def import_toy(num: int = 200, size: tuple[int, int] | None = None, classes: str | None = None, seed: int = 0) -> SourceData:
+def import_toy(
+    num: int = 200, size: tuple[int, int] | None = None, classes: str | None = None, seed: int = 0
+) -> SourceData:
     """A toy dataset of ``num`` images of ``size`` = (H, W) (default 64x64), rendered directly at that size."""
     size = size or DEFAULT_TOY_SIZE
     check_at_least("--num", num)

@@ -27,8 +27,26 @@ from defectsynth.data.sources import SourceData
 from defectsynth.errors import DatasetError, OptionError
 
 VOC_CLASSES = (
-    "aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat", "chair", "cow", "diningtable",
-    "dog", "horse", "motorbike", "person", "pottedplant", "sheep", "sofa", "train", "tvmonitor",
+    "aeroplane",
+    "bicycle",
+    "bird",
+    "boat",
+    "bottle",
+    "bus",
+    "car",
+    "cat",
+    "chair",
+    "cow",
+    "diningtable",
+    "dog",
+    "horse",
+    "motorbike",
+    "person",
+    "pottedplant",
+    "sheep",
+    "sofa",
+    "train",
+    "tvmonitor",
 )
 SPLITS = ("train", "val")
 
@@ -106,10 +124,16 @@ def import_voc(source_dir: Path | None = None) -> SourceData:
     manifest = Manifest(
         name="voc2012",
         classes=make_classes(list(VOC_CLASSES), {n: voc_color(i + 1) for i, n in enumerate(VOC_CLASSES)}),
-        source={"importer": "voc", "source_dir": str(root), "splits": list(SPLITS), "boxes_from_masks": len(without_xml)},
+        source={
+            "importer": "voc",
+            "source_dir": str(root),
+            "splits": list(SPLITS),
+            "boxes_from_masks": len(without_xml),
+        },
     )
-    return SourceData(manifest, _samples(root, stems, without_xml), total=len(stems), fixed_splits=splits,
-                      boxes_from_mask=without_xml)
+    return SourceData(
+        manifest, _samples(root, stems, without_xml), total=len(stems), fixed_splits=splits, boxes_from_mask=without_xml
+    )
 
 
 def _samples(root: Path, stems: list[str], without_xml: set[str]) -> Iterator[Sample]:

@@ -39,17 +39,45 @@ from defectsynth.data.sources import SourceData
 from defectsynth.errors import DatasetError, OptionError
 
 WOOD_CLASSES = ("knot", "crack", "quartzity", "resin", "marrow")
-WOOD_COLORS = {"knot": (0, 0, 255), "crack": (255, 0, 0), "quartzity": (0, 200, 0), "resin": (255, 225, 0), "marrow": (255, 0, 255)}
+WOOD_COLORS = {
+    "knot": (0, 0, 255),
+    "crack": (255, 0, 0),
+    "quartzity": (0, 200, 0),
+    "resin": (255, 225, 0),
+    "marrow": (255, 0, 255),
+}
 WOOD_SIZE = (128, 352)
 DROPPED = "dropped"
 BACKGROUND = "background"
 
 # Normalised name (lower case, '_' for spaces and dashes) -> kept class, DROPPED or BACKGROUND.
 ALIASES: dict[str, str] = {
-    **{n: "knot" for n in ("live_knot", "death_know", "death_knot", "dead_knot", "knot_missing", "missing_knot", "knot_with_crack", "knot")},
-    "crack": "crack", "quartzity": "quartzity", "quartzite": "quartzity", "resin": "resin", "marrow": "marrow", "pith": "marrow",
-    "blue_stain": DROPPED, "bluestain": DROPPED, "overgrown": DROPPED,
-    "background": BACKGROUND, "no_defect": BACKGROUND, "none": BACKGROUND, "clear": BACKGROUND,
+    **{
+        n: "knot"
+        for n in (
+            "live_knot",
+            "death_know",
+            "death_knot",
+            "dead_knot",
+            "knot_missing",
+            "missing_knot",
+            "knot_with_crack",
+            "knot",
+        )
+    },
+    "crack": "crack",
+    "quartzity": "quartzity",
+    "quartzite": "quartzity",
+    "resin": "resin",
+    "marrow": "marrow",
+    "pith": "marrow",
+    "blue_stain": DROPPED,
+    "bluestain": DROPPED,
+    "overgrown": DROPPED,
+    "background": BACKGROUND,
+    "no_defect": BACKGROUND,
+    "none": BACKGROUND,
+    "clear": BACKGROUND,
 }
 
 
@@ -174,7 +202,12 @@ def parse_boxes_file(text: str, height: int, width: int, where: str) -> list[Box
 
 # -- the archive layout -----------------------------------------------------------------------
 def _index(folders: list[Path], suffix: str, what: str) -> dict[str, Path]:
-    files = (p for f in folders for p in sorted(f.rglob("*")) if p.is_file() and not p.name.startswith(".") and p.name.lower().endswith(suffix))
+    files = (
+        p
+        for f in folders
+        for p in sorted(f.rglob("*"))
+        if p.is_file() and not p.name.startswith(".") and p.name.lower().endswith(suffix)
+    )
     return index_by_stem(files, lambda path: path.name[: -len(suffix)], what)
 
 
@@ -205,8 +238,13 @@ def import_wood(source_dir: Path | None = None) -> SourceData:
     manifest = Manifest(
         name="wood",
         classes=make_classes(list(WOOD_CLASSES), WOOD_COLORS),
-        source={"importer": "wood", "source_dir": str(source), "merged": {"knot": ["Live_knot", "Death_know", "Knot_missing", "knot_with_crack"]},
-                "dropped": ["Blue_stain", "overgrown"], "specification": specs[0].name},
+        source={
+            "importer": "wood",
+            "source_dir": str(source),
+            "merged": {"knot": ["Live_knot", "Death_know", "Knot_missing", "knot_with_crack"]},
+            "dropped": ["Blue_stain", "overgrown"],
+            "specification": specs[0].name,
+        },
     )
     samples = _samples(images, maps, boxes, lookup)
     return SourceData(manifest, samples, total=len(images), default_size=WOOD_SIZE, default_keep_aspect=True)
@@ -214,22 +252,34 @@ def import_wood(source_dir: Path | None = None) -> SourceData:
 
 def _image_index(source: Path) -> dict[str, Path]:
     folders = _folders(source, ("images",))
-    return index_by_stem(p for f in folders for p in sorted(f.rglob("*")) if p.is_file() and not p.name.startswith(".") and p.suffix.lower() in IMAGE_SUFFIXES)
+    return index_by_stem(
+        p
+        for f in folders
+        for p in sorted(f.rglob("*"))
+        if p.is_file() and not p.name.startswith(".") and p.suffix.lower() in IMAGE_SUFFIXES
+    )
 
 
-def _samples(images: dict[str, Path], maps: dict[str, Path], boxes: dict[str, Path], lookup: dict[int, int]) -> Iterator[Sample]:
+def _samples(
+    images: dict[str, Path], maps: dict[str, Path], boxes: dict[str, Path], lookup: dict[int, int]
+) -> Iterator[Sample]:
     for stem in sorted(images):
         image = read_image(images[stem])
         h, w = image.shape[:2]
         if (stem in maps) != (stem in boxes):
             missing = "box file" if stem in maps else "semantic map"
-            raise DatasetError(f"{missing} missing for this image (it has a {'semantic map' if stem in maps else 'box file'})", images[stem])
+            raise DatasetError(
+                f"{missing} missing for this image (it has a {'semantic map' if stem in maps else 'box file'})",
+                images[stem],
+            )
         if stem not in maps:
             yield Sample(stem, image, np.zeros((h, w), dtype=np.uint8), [])
             continue
         colors = read_color_mask(maps[stem])
         if colors.shape[:2] != (h, w):
-            raise DatasetError(f"semantic map is {colors.shape[1]}x{colors.shape[0]} but the image is {w}x{h}", maps[stem])
+            raise DatasetError(
+                f"semantic map is {colors.shape[1]}x{colors.shape[0]} but the image is {w}x{h}", maps[stem]
+            )
         mask = colors_to_ids(colors, lookup, maps[stem], "the semantic map specification")
         text = read_bytes(boxes[stem]).decode("utf-8", errors="replace")
         yield Sample(stem, image, mask, parse_boxes_file(text, h, w, str(boxes[stem])))
