@@ -139,6 +139,7 @@ def _pixel_corners(monkeypatch):
     return basd_maps
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("wrong", ["ties_to_last", "overlap_keeps_largest", "other_fill", "pixel_corners"])
 def test_property_check_catches_wrong_variants(wrong, monkeypatch):
     """The random cases and the comparison above are strong enough to expose each deliberate bug."""

@@ -127,6 +127,7 @@ def test_validation_steps_per_budget():
     assert validation_steps(TrainConfig(**TINY_CONFIG, epochs=3, budget="converge", patience=2), 4) == [1, 2, 3]
 
 
+@pytest.mark.slow
 def test_converge_stops_after_patience_epochs_without_a_better_score(toy_dataset, monkeypatch):
     ds = Dataset(toy_dataset)
     cache = PairCache((32, 32))
@@ -149,6 +150,7 @@ def test_under_trained_rule():
     assert not is_under_trained(90, 100) and not is_under_trained(9, 10) and not is_under_trained(1, 3)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("scores, flagged", [(itertools.count(), True), (itertools.count(0, -1), False)])
 def test_under_trained_warning_and_report_flag(toy_dataset, tmp_path, monkeypatch, caplog, scores, flagged):
     _scripted_validation(monkeypatch, scores)  # rising: the best epoch is the last; falling: the first

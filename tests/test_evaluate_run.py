@@ -103,6 +103,7 @@ def test_resume_trains_only_missing_cells(finished, toy_dataset, synthetic, tmp_
         evaluate(toy_dataset, out, synthetic=[synthetic], models=["unet"], epochs=2, repeats=1, mix=MIXES, **TINY)
 
 
+@pytest.mark.slow
 def test_test_split_is_only_scored_after_selection(toy_dataset, monkeypatch):
     ds = Dataset(toy_dataset)
     cache = PairCache((32, 32))

@@ -59,6 +59,7 @@ def _semantic(mask: np.ndarray) -> np.ndarray:
 
 
 # -- geometry -----------------------------------------------------------------------------------
+@pytest.mark.slow
 def test_components_rasterise_back_exactly_on_random_masks():
     """Polygons (centre rule, as `prepare coco` fills them) and RLEs give back every component's pixels."""
     rng = np.random.default_rng(1)

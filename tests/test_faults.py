@@ -423,6 +423,7 @@ def test_sample_killed_and_rerun_writes_the_folder_of_an_uninterrupted_run(data1
     assert reference.stats["images"] == 10
 
 
+@pytest.mark.slow
 def test_sample_rerun_redraws_half_written_samples_and_drops_temporary_files(data16, tmp_path):
     """What a kill inside a write leaves: a temporary file, an image without its done-marker."""
     run = train(data16, out=tmp_path / "run", model="tiny", batch_size=2, epochs=1, preview_every=0)

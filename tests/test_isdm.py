@@ -117,6 +117,7 @@ def test_mask_augment_keeps_class_ids_and_moves_masks():
     assert np.array_equal(flips(mask, rng), mask[::-1, ::-1])
 
 
+@pytest.mark.slow
 def test_mask_mode_trains_with_learned_variance_and_samples_the_condition_masks(data16, tmp_path):
     run = train(data16, out=tmp_path / "run", cond="mask", target="image", **TINY)
     info = json.loads((run / "run.json").read_text())

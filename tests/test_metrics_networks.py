@@ -75,6 +75,7 @@ def test_inception_input_is_uint8_and_scaled_to_minus_one_one(weights_dir, tmp_p
     ].dtype == torch.float64
 
 
+@pytest.mark.slow
 def test_fid_kid_end_to_end(weights_dir, datasets):
     # 2048 is left out only for time (a 2048x2048 eigen-decomposition); its features are checked above
     result = compute_metrics(
@@ -102,6 +103,7 @@ def test_fid_kid_end_to_end(weights_dir, datasets):
     assert result["fid"]["64"] == pytest.approx(direct, rel=1e-9)
 
 
+@pytest.mark.slow
 def test_lpips_pairs_through_condition_of(weights_dir, datasets):
     result = compute_metrics(["lpips"], synthetic=datasets["paired"], real=datasets["real"], weights_dir=weights_dir)
     assert list(result["lpips"]) == list(LPIPS_NETS)
@@ -164,6 +166,7 @@ def test_missing_weights_is_one_line_and_exit_2(tmp_path, datasets, runner):
     assert len(lines) == 1 and "inception_v3_fid.safetensors" in lines[0], res.output
 
 
+@pytest.mark.slow
 def test_wrong_weights_file_is_named(tmp_path, weights_dir):
     (tmp_path / WEIGHT_FILES["inception"]).write_bytes((weights_dir / WEIGHT_FILES["squeeze"]).read_bytes())
     with pytest.raises(MissingDependencyError, match="does not hold inception weights: missing"):

@@ -352,6 +352,7 @@ def test_sae_ebr_and_clip_labels_class_aware_and_agnostic():
     assert clip_to_boxes(mask, boxes).sum() == 0 and (clip_to_boxes(mask, boxes, class_agnostic=True) == mask).all()
 
 
+@pytest.mark.slow
 def test_evaluate_lr_schedule_and_split_checks(toy_dataset, tmp_path):
     from defectsynth.evaluation.data import PairCache
     from defectsynth.evaluation.training import TrainConfig, train_model

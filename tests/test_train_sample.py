@@ -325,6 +325,7 @@ def test_saved_weights_round_trip(guided_run):
         assert loaded.keys() == saved.keys() and all((loaded[k] == saved[k]).all() for k in saved)
 
 
+@pytest.mark.slow
 def test_finetune_takes_cond_target_model_and_size_from_the_run(data16, tmp_path, runner):
     """A finetune of a mask-conditioned (ISDM) run without repeating --cond/--target/--model/--size
     (issue 23); given, they must equal the run's, and one line names both."""
