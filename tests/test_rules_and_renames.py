@@ -204,3 +204,27 @@ def test_old_package_name_still_imports_with_a_warning():
     assert any(
         issubclass(w.category, DeprecationWarning) and "defectsynth.sd_backend" in str(w.message) for w in caught
     )
+
+
+def test_run_folder_rule_and_run_json_writer_live_in_formats_run(tmp_path):
+    """formats.run decides new / resume / refuse, and writes run.json only with the keys readers need."""
+    from defectsynth.errors import OutputExistsError
+    from defectsynth.formats.run import RUN_FORMAT, previous_run, read_run_json, write_run_json
+
+    assert previous_run(tmp_path / "new", resume=False) is None and previous_run(tmp_path, resume=True) is None
+    (tmp_path / "stray.txt").write_text("x")
+    with pytest.raises(OutputExistsError, match="not a defectsynth run"):
+        previous_run(tmp_path, resume=True)
+    run = tmp_path / "run"
+    run.mkdir()
+    record = {"args": {"cond": "basd"}, "classes": [], "num_classes": 2, "dataset": {}, "size": [32, 32], "layout": {}}
+    with pytest.raises(DatasetError, match="'layout' missing or of the wrong type"):
+        write_run_json(run, {**record, "layout": None})
+    assert not (run / "run.json").exists()
+    write_run_json(run, record)
+    written = read_run_json(run / "run.json")
+    assert list(written) == ["format", *record, "versions"] and written["format"] == RUN_FORMAT
+    assert set(written["versions"]) == {"defectsynth", "torch", "diffusers", "accelerate"}
+    with pytest.raises(OutputExistsError, match="pass --resume"):
+        previous_run(run, resume=False)
+    assert previous_run(run, resume=True) == written

@@ -41,7 +41,7 @@ from accelerate.utils import set_seed
 import defectsynth.diffusion.checkpoint as ckpt
 from defectsynth.checks import check_at_least, check_choice
 from defectsynth.data import Dataset
-from defectsynth.data.files import atomic_write_bytes, holds_no_files, write_json
+from defectsynth.data.files import atomic_write_bytes
 from defectsynth.data.resize import format_size, parse_size, resize_sample
 from defectsynth.diffusion.conditioning import CHANNELS, EncodedSet, flip
 from defectsynth.diffusion.configs import DiffusionTrainConfig
@@ -68,8 +68,8 @@ from defectsynth.diffusion.processes import PRECISIONS, make_accelerator, resolv
 from defectsynth.diffusion.schedules import BETA_END, BETA_START, TRAIN_TIMESTEPS, train_scheduler
 from defectsynth.diffusion.trackers import log_preview, trackers_for, tracking
 from defectsynth.encoding import CLASS_FILLS
-from defectsynth.errors import DefectsynthError, OptionError, OutputExistsError, TrainingError
-from defectsynth.formats.run import RUN_FORMAT, read_run_json, weights_folder
+from defectsynth.errors import DefectsynthError, OptionError, TrainingError
+from defectsynth.formats.run import previous_run, read_run_json, weights_folder, write_run_json
 from defectsynth.hub import resolve_run
 from defectsynth.locks import writes_output
 from defectsynth.presets import applies_preset
@@ -197,33 +197,34 @@ def main_process_decides(accelerator: Accelerator, decide):
 
 
 def check_out_folder(out: Path, args: DiffusionTrainConfig) -> dict[str, Any] | None:
-    """The previous run.json when resuming, None for a new run; errors for a folder in the way."""
-    previous = None
-    if (out / "run.json").is_file():
-        if not args.resume:
-            raise OutputExistsError("run folder exists: pass --resume to continue it, or choose another --out", out)
-        previous = read_run_json(out / "run.json")
-        # size, split and finetune left out (None) mean "as the run was started"; compared as run.json
-        # records them: the size as WIDTHxHEIGHT, the split as resolved (train when there is one)
-        before = {
-            **DiffusionTrainConfig.from_json(previous["args"], out / "run.json").to_json(),
-            "split": previous["dataset"].get("split"),
-        }
-        given = {**args.to_json(), "size": args.size and format_size(parse_size(args.size))}
-        changed = [
-            k
-            for k in FIXED_ON_RESUME
-            if before.get(k) != given[k]
-            and not (k in ("size", "split", "finetune", "latent") and given[k] is None)
-            and not (k == "channels" and given[k] == "auto")
-            and not (k == "prediction" and given[k] is None)
-        ]
-        if changed:
-            flags = ", ".join(f"--{k.replace('_', '-')} ({before.get(k)!r} -> {given[k]!r})" for k in changed)
-            raise OptionError(f"--resume: {flags} differ from the run being resumed")
-    elif out.exists() and (not out.is_dir() or not holds_no_files(out)):
-        raise OutputExistsError("output folder exists and is not a defectsynth run: choose another --out", out)
+    """The previous run.json when resuming, None for a new run; errors for a folder in the way
+    (:func:`~defectsynth.formats.run.previous_run`) or for a resume that changes what is fixed."""
+    previous = previous_run(out, args.resume)
+    if previous is not None:
+        check_unchanged_on_resume(previous, args, out / "run.json")
     return previous
+
+
+def check_unchanged_on_resume(previous: dict[str, Any], args: DiffusionTrainConfig, path: Path) -> None:
+    """--resume may not change an option of FIXED_ON_RESUME. Size, split and finetune left out (None)
+    mean "as the run was started"; compared as run.json records them: the size as WIDTHxHEIGHT, the
+    split as resolved (train when there is one)."""
+    before = {
+        **DiffusionTrainConfig.from_json(previous["args"], path).to_json(),
+        "split": previous["dataset"].get("split"),
+    }
+    given = {**args.to_json(), "size": args.size and format_size(parse_size(args.size))}
+    changed = [
+        k
+        for k in FIXED_ON_RESUME
+        if before.get(k) != given[k]
+        and not (k in ("size", "split", "finetune", "latent") and given[k] is None)
+        and not (k == "channels" and given[k] == "auto")
+        and not (k == "prediction" and given[k] is None)
+    ]
+    if changed:
+        flags = ", ".join(f"--{k.replace('_', '-')} ({before.get(k)!r} -> {given[k]!r})" for k in changed)
+        raise OptionError(f"--resume: {flags} differ from the run being resumed")
 
 
 def check_recipe(args: DiffusionTrainConfig) -> None:
@@ -289,7 +290,7 @@ def default_split(dataset: Dataset, split: str | None) -> str | None:
     return "train" if "train" in dataset.split_names else None
 
 
-def run_json(
+def run_record(
     args: DiffusionTrainConfig,
     dataset: Dataset,
     split: str | None,
@@ -298,13 +299,9 @@ def run_json(
     layout,
     latent: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    import accelerate
-    import diffusers
-
-    import defectsynth
-
+    """What run.json records of this run (:func:`~defectsynth.formats.run.write_run_json` adds the
+    format number and the library versions)."""
     return {
-        "format": RUN_FORMAT,
         "args": args.to_json(),
         "classes": [c.to_json() for c in dataset.manifest.classes],
         "num_classes": dataset.manifest.num_classes,
@@ -326,12 +323,6 @@ def run_json(
             "prediction_type": args.prediction,
             "mask_prediction_type": args.mask_prediction or args.prediction,
             "variance": args.variance,
-        },
-        "versions": {
-            "defectsynth": defectsynth.__version__,
-            "torch": torch.__version__,
-            "diffusers": diffusers.__version__,
-            "accelerate": accelerate.__version__,
         },
     }
 
@@ -793,7 +784,7 @@ def train(
         if accelerator.is_main_process:
             if previous is None:
                 out.mkdir(parents=True, exist_ok=True)
-                write_json(out / "run.json", run_json(args, ds, split, data, config, layout, latent_info))
+                write_run_json(out, run_record(args, ds, split, data, config, layout, latent_info))
             if not (
                 out / "model_index.json"
             ).is_file():  # the run folder is a diffusers pipeline (defectsynth.pipeline)
