@@ -33,3 +33,25 @@ def test_cli_and_help_do_not_import_torch():
         env={"PYTHONPATH": env_src, "PATH": "/usr/bin:/bin"},
     )
     assert done.returncode == 0, done.stderr[-2000:]
+
+
+def test_opencv_is_quieted_on_opencv_4_and_5(monkeypatch):
+    """OpenCV 5 has cv2.utils.logging; OpenCV 4 (the 4.11 floor) only cv2.setLogLevel with plain numbers."""
+    import types
+
+    import cv2
+
+    from defectsynth.cli import _quiet_opencv
+
+    calls = []
+    five = types.SimpleNamespace(
+        LOG_LEVEL_WARNING=3, LOG_LEVEL_ERROR=2, setLogLevel=lambda level: calls.append(("utils.logging", level))
+    )
+    monkeypatch.setattr(cv2, "utils", types.SimpleNamespace(logging=five))
+    _quiet_opencv(verbose=False)
+    _quiet_opencv(verbose=True)
+    monkeypatch.setattr(cv2, "utils", types.SimpleNamespace())
+    monkeypatch.setattr(cv2, "setLogLevel", lambda level: calls.append(("setLogLevel", level)), raising=False)
+    _quiet_opencv(verbose=False)
+    _quiet_opencv(verbose=True)
+    assert calls == [("utils.logging", 2), ("utils.logging", 3), ("setLogLevel", 2), ("setLogLevel", 3)]
