@@ -172,10 +172,13 @@ def parse_args() -> argparse.Namespace:
             setattr(a, key, value)
     if a.repeats < 2:
         p.error("--repeats: at least 2 (mean and spread of evaluate)")
-    from defectsynth.data.resize import parse_size
+    from defectsynth.errors import OptionError
+    from defectsynth.evaluation import check_train_size
 
-    if any(side % 32 for side in parse_size(a.size)):  # checked here, not after painting for many minutes
-        p.error(f"--size {a.size}: evaluate's smp networks need a width and height divisible by 32")
+    try:  # evaluate's own check, here rather than after painting for many minutes
+        check_train_size(a.size)
+    except OptionError as err:
+        p.error(str(err))
     return a
 
 

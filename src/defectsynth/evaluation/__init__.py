@@ -194,6 +194,21 @@ def _config(
     }
 
 
+def check_train_size(size: str | None, model_kwargs: dict[str, Any] | None = None) -> tuple[int, int]:
+    """``--size`` as (height, width), refused unless the smp networks can take it (sides divisible by
+    2^encoder_depth)."""
+    size_hw = parse_size(size)
+    if size_hw is None:
+        raise OptionError("--size: give the training size, e.g. 256 or 352x128")
+    stride = 2 ** int((model_kwargs or {}).get("encoder_depth", 5))
+    if size_hw[0] % stride or size_hw[1] % stride:
+        raise OptionError(
+            f"--size {format_size(size_hw)}: smp networks need a width and height divisible by {stride} "
+            "(2^encoder_depth)"
+        )
+    return size_hw
+
+
 @applies_preset("evaluate")
 @writes_output("evaluate", "out")
 def evaluate(
@@ -252,15 +267,7 @@ def evaluate(
     check_choice("--lr-schedule", lr_schedule, LR_SCHEDULES)
     if train_split == test_split:
         raise OptionError(f"--train-split and --test-split are both {train_split!r}: the test split must be unseen")
-    size_hw = parse_size(size)
-    if size_hw is None:
-        raise OptionError("--size: give the training size, e.g. 256 or 352x128")
-    stride = 2 ** int((model_kwargs or {}).get("encoder_depth", 5))
-    if size_hw[0] % stride or size_hw[1] % stride:
-        raise OptionError(
-            f"--size {format_size(size_hw)}: smp networks need a width and height divisible by {stride} "
-            "(2^encoder_depth)"
-        )
+    size_hw = check_train_size(size, model_kwargs)
     mixes = parse_mixes(mix)
     real_ds = Dataset(real)
     if not real_ds.has_masks:
