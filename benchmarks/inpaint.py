@@ -76,7 +76,8 @@ def train_run(a: argparse.Namespace, real: Path) -> Path:
 
 def copy_paste(real: Path, painted: Path, out: Path) -> Path:
     """The painted samples' images and boxes, with real defects instead: in every new box the pixels
-    and mask of the box of the same condition it was moved from (``placement random`` keeps order and size)."""
+    and mask of the box of the same condition it was moved from (``placement random`` keeps order and size,
+    and lists the boxes it left out in ``source.unplaced``)."""
     from defectsynth.data import Dataset, DatasetWriter, Manifest, Sample
 
     if (out / "dataset.json").is_file():
@@ -93,8 +94,10 @@ def copy_paste(real: Path, painted: Path, out: Path) -> Path:
         for stem in synth.stems:
             target, condition = src.read(source["onto_of"][stem]), src.read(source["condition_of"][stem])
             new = synth.read_boxes(stem)[len(target.boxes) :]
+            left_out = set(source.get("unplaced", {}).get(stem, []))
+            kept = [b for i, b in enumerate(condition.boxes) if i not in left_out]
             image, mask = target.image.copy(), target.mask.copy()
-            for moved, box in zip(new, condition.boxes):
+            for moved, box in zip(new, kept, strict=True):
                 image[moved.y_min : moved.y_max, moved.x_min : moved.x_max] = condition.image[
                     box.y_min : box.y_max, box.x_min : box.x_max
                 ]
@@ -192,6 +195,7 @@ def main() -> None:
         write_results(a.json, {"status": "skipped: no real data"})
         return
     import defectsynth
+    from defectsynth.data import Dataset
     from defectsynth.metrics import compute_metrics
 
     start, seconds = time.perf_counter(), {}
@@ -221,6 +225,7 @@ def main() -> None:
         "sampler_steps": a.steps,
         "seconds": seconds,
         "previews": str(painted / "previews"),
+        "unplaced_boxes": sum(len(v) for v in Dataset(painted).manifest.source.get("unplaced", {}).values()),
     }
     for name, folder in (("painted", painted), ("copy_paste", pasted)):
         m = compute_metrics(["sae", "ebr"], synthetic=folder)

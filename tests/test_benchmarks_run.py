@@ -178,3 +178,37 @@ def test_fidelity_checkpoints_of_a_given_run_need_the_run(monkeypatch, tmp_path)
     monkeypatch.setattr(sys, "argv", ["fidelity.py", "--toy", "--run", str(tmp_path), "--checkpoints"])
     a = fidelity.parse_args()
     assert a.checkpoints and a.every is None and a.run == tmp_path
+
+
+def test_inpaint_copy_paste_skips_the_boxes_placement_left_out(monkeypatch, tmp_path):
+    from defectsynth.data import Box, Dataset, DatasetWriter, Manifest, Sample
+    from defectsynth.data.prepare import prepare
+
+    monkeypatch.syspath_prepend(str(ROOT / "benchmarks"))
+    import inpaint
+
+    real = tmp_path / "real"
+    prepare("toy", real, num=8, size="32", seed=1, split_fractions="1")
+    src = Dataset(real)
+    samples = sorted((src.read(s) for s in src.stems), key=lambda s: len(s.boxes))
+    target, condition = samples[0], samples[-1]  # the condition with the most boxes
+    assert len(condition.boxes) >= 2
+    moved = [Box(b.cls, 0, 0, b.x_max - b.x_min, b.y_max - b.y_min) for b in condition.boxes[1:2]]  # box 0 left out
+    source = {
+        "onto_of": {"p-0": target.stem},
+        "condition_of": {"p-0": condition.stem},
+        "unplaced": {"p-0": [0] + list(range(2, len(condition.boxes)))},
+    }
+    painted = tmp_path / "painted"
+    with DatasetWriter(painted, Manifest("painted", src.manifest.classes, source, synthetic=True)) as writer:
+        writer.add(Sample("p-0", target.image, target.mask, target.boxes + moved))
+        writer.commit()
+    pasted = Dataset(inpaint.copy_paste(real, painted, tmp_path / "cp")).read("p-0")
+    b, m = condition.boxes[1], moved[0]
+    assert pasted.boxes == target.boxes + moved
+    assert (
+        pasted.image[m.y_min : m.y_max, m.x_min : m.x_max] == condition.image[b.y_min : b.y_max, b.x_min : b.x_max]
+    ).all()
+    assert (
+        pasted.mask[m.y_min : m.y_max, m.x_min : m.x_max] == condition.mask[b.y_min : b.y_max, b.x_min : b.x_max]
+    ).all()

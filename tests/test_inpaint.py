@@ -19,10 +19,11 @@ from defectsynth.data import Box, Dataset
 from defectsynth.data.files import read_image, write_image, write_json
 from defectsynth.data.prepare import prepare
 from defectsynth.data.resize import scale_box
-from defectsynth.diffusion import canvas
+from defectsynth.diffusion import canvas, inpaint
 from defectsynth.diffusion.canvas import Area, plan_windows, window_weights
+from defectsynth.diffusion.conditioning import to_grey
 from defectsynth.diffusion.context import ContextSet, region_mask
-from defectsynth.diffusion.inpaint import blend_weights
+from defectsynth.diffusion.inpaint import blend_weights, in_colour, place_randomly
 from defectsynth.diffusion.losses import diffusion_loss
 from defectsynth.diffusion.sampling import sample
 from defectsynth.diffusion.schedules import train_scheduler
@@ -199,6 +200,70 @@ def test_random_placement_moves_boxes_to_free_places(context_run, data64, tmp_pa
             s.mask[~region], given.mask[~region]
         )
     assert moved
+
+
+def test_random_placement_leaves_out_a_box_with_no_free_place():
+    own = [Box(1, 0, 0, 40, 64)]  # a 64x64 image whose left 40 columns are its own defect
+    boxes = [Box(1, 2, 2, 12, 12), Box(1, 0, 0, 30, 30), Box(1, 5, 40, 15, 50)]
+    placed, unplaced = place_randomly(boxes, own, (64, 64), 2, np.random.default_rng(0))
+    assert unplaced == [1]  # 30 px do not fit the 24 free columns less the margins; never kept where it was
+    assert [(b.x_max - b.x_min, b.y_max - b.y_min) for b in placed] == [(10, 10), (10, 10)]
+    grown = [(b.x_min - 2, b.y_min - 2, b.x_max + 2, b.y_max + 2) for b in placed + own]
+    for i, (ax0, ay0, ax1, ay1) in enumerate(grown):
+        for bx0, by0, bx1, by1 in grown[i + 1 :]:
+            assert ax1 <= bx0 or bx1 <= ax0 or ay1 <= by0 or by1 <= ay0  # margins included, no overlap
+
+
+def test_boxes_random_placement_leaves_out_are_not_painted(context_run, data64, tmp_path, monkeypatch, caplog):
+    monkeypatch.setattr(inpaint, "PLACEMENT_TRIES", 0)  # no box finds a place
+    with caplog.at_level("WARNING", logger="defectsynth.diffusion.inpaint"):
+        m = sample(
+            context_run,
+            out=tmp_path / "r",
+            onto=f"{data64}:val",
+            conditions=f"{data64}:train",
+            num=2,
+            placement="random",
+            seed=2,
+            **FAST,
+        )
+    ds, src = Dataset(tmp_path / "r"), Dataset(data64)
+    total = 0
+    for stem in ds.stems:
+        s, given = ds.read(stem), src.read(m.source["onto_of"][stem])
+        n = len(src.read_boxes(m.source["condition_of"][stem]))
+        total += n
+        assert m.source["unplaced"].get(stem, []) == list(range(n))
+        assert s.boxes == given.boxes  # the image's own boxes only
+        assert np.array_equal(s.image, given.image) and np.array_equal(s.mask, given.mask)  # nothing painted
+    assert total > 0 and f"{total} of {total} boxes found no free place" in caplog.text
+
+
+def test_a_grey_run_paints_only_the_luminance_of_colour_images():
+    image = np.array([[[100, 110, 120], [50, 50, 50], [250, 10, 10]]], np.uint8)
+    assert to_grey(image[None])[0, 0, :, 0].tolist() == [108, 50, 82]
+    painted = np.array([[[118], [70], [100]]], np.uint8)
+    assert in_colour(painted, image).tolist() == [[[110, 120, 130], [70, 70, 70], [255, 28, 28]]]
+    rgb = np.zeros((1, 1, 3), np.uint8)
+    assert in_colour(rgb, image) is rgb  # a colour run's pixels as painted
+
+
+def test_onto_with_a_grey_run_keeps_the_colour_of_the_input(data64, plain, tmp_path, one_thread):
+    grey = dict(context=True, crop=32, context_margin=MARGIN, channels="grey", max_steps=2)
+    run = train(data64, out=tmp_path / "grey", **grey, **TINY)
+    m = sample(run, out=tmp_path / "p", onto=plain, conditions=f"{data64}:train", num=3, seed=1, **FAST)
+    ds = Dataset(tmp_path / "p")
+    for stem in ds.stems:
+        s = ds.read(stem)
+        given = read_image(plain / f"{m.source['onto_of'][stem]}.png").astype(int)
+        region = region_mask(s.boxes, s.size, MARGIN)
+        out = s.image.astype(int)
+        assert np.array_equal(out[~region], given[~region])
+        boxes = region_mask(s.boxes, s.size, 0)  # painted pixels as painted (the band blends them in)
+        inside = boxes & (out.min(axis=2) > 0) & (out.max(axis=2) < 255)  # not clipped
+        assert inside.any() and not np.array_equal(out[region], given[region])
+        for c in (0, 2):  # the input's colour cast (G - 5, B + 5) stays, up to rounding
+            assert np.abs((out[..., c] - out[..., 1]) - (given[..., c] - given[..., 1]))[inside].max() <= 1
 
 
 def test_plan_windows_overlap_over_a_large_region_and_group_close_boxes():

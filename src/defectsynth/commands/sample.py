@@ -234,7 +234,7 @@ def sample_command(
         Placement,
         _diff(
             "With --onto: keep the condition boxes at their (scaled) positions, or move each to a random free "
-            "place (seeded).",
+            "place (seeded; a box without a free place is left out, never painted over the image's own defects).",
             "--placement",
         ),
     ] = Placement.keep,

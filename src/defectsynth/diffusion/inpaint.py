@@ -7,7 +7,9 @@ The output is an ordinary synthetic dataset folder (the layout of :mod:`sampling
    folder of plain images, any sizes); stem ``<image stem>-<i div n>``.
 2. boxes: those of condition ``i mod m`` of ``--conditions`` (or the plan's), scaled to the target
    image; ``placement`` ``random`` moves each to a free place (no overlap with the other boxes or the
-   image's own, margins included), seeded by (seed, i).
+   image's own, margins included), seeded by (seed, i); a box with no free place is left out (one
+   warning; ``source.unplaced`` lists their indices per sample), never painted over the image's own
+   defects.
 3. windows (:func:`~defectsynth.diffusion.canvas.plan_windows`): windows of the run's size around
    the boxes (several boxes share one where they fit; a box larger than a window is tiled by
    windows overlapping by at least half a window); only the region (the boxes dilated by the run's
@@ -19,7 +21,8 @@ The output is an ordinary synthetic dataset folder (the layout of :mod:`sampling
    (RePaint, Lugmayr et al. 2022, eq. (8): x_{t-1} = m * x_known + (1 - m) * x_unknown). The
    canvas's generator is seeded by (seed, i), so the output does not depend on batch size or
    process count.
-5. paste: outside the region the output keeps the input's pixels exactly; in the margin band the
+5. paste: outside the region the output keeps the input's pixels exactly; a grey run (``--channels
+   grey``) paints only the luminance of a colour input, whose colour stays; in the margin band the
    generated pixels are blended into the input (weight rising from 0 at the region's edge to 1 at
    the box); the mask is 0 outside the new boxes inside the region and the input's own mask (0 for
    plain images) outside it.
@@ -67,7 +70,7 @@ from defectsynth.seeds import derived_seed
 logger = logging.getLogger(__name__)
 
 PLACEMENTS = ("keep", "random")
-PLACEMENT_TRIES = 100  # random placement: draws per box before it keeps its scaled position
+PLACEMENT_TRIES = 100  # random placement: draws per box before it is left out
 
 
 # -- the images painted into ----------------------------------------------------------------------
@@ -142,6 +145,7 @@ class OntoJob(Job):
     onto: str = ""
     size: tuple[int, int] = (0, 0)  # (H, W) of the target image
     own: list[Box] | None = None  # the target image's own boxes (a dataset folder)
+    unplaced: list[int] | None = None  # placement random: the condition's boxes left out (no free place)
 
 
 def layouts(
@@ -177,11 +181,13 @@ def layouts(
 
 def place_randomly(
     boxes: list[Box], taken: list[Box], size: tuple[int, int], margin: int, rng: np.random.Generator
-) -> list[Box]:
+) -> tuple[list[Box], list[int]]:
     """``boxes`` moved to random places where, grown by ``margin``, they overlap neither each other nor
-    ``taken``; a box that finds no place in :data:`PLACEMENT_TRIES` draws keeps its position."""
+    ``taken``, and the indices of the boxes that found no such place in :data:`PLACEMENT_TRIES` draws:
+    those are left out, never painted where they were (that may be the image's own defect)."""
     height, width = size
     placed: list[Box] = []
+    unplaced: list[int] = []
 
     def free(b: Box) -> bool:
         x0, y0, x1, y1 = b.x_min - margin, b.y_min - margin, b.x_max + margin, b.y_max + margin
@@ -190,17 +196,17 @@ def place_randomly(
             for o in taken + placed
         )
 
-    for b in boxes:
+    for index, b in enumerate(boxes):
         w, h = b.x_max - b.x_min, b.y_max - b.y_min
-        moved = b
         for _ in range(PLACEMENT_TRIES):
             x, y = int(rng.integers(0, width - w + 1)), int(rng.integers(0, height - h + 1))
             candidate = Box(b.cls, x, y, x + w, y + h)
             if free(candidate):
-                moved = candidate
+                placed.append(candidate)
                 break
-        placed.append(moved)
-    return placed
+        else:
+            unplaced.append(index)
+    return placed, unplaced
 
 
 def plan_onto_jobs(
@@ -235,13 +241,31 @@ def plan_onto_jobs(
             condition_sizes[condition] = image_size(ds.image_path(condition))
         ch, cw = condition_sizes[condition]
         boxes = [scale_box(b, width / cw, height / ch, width, height) for b in ds.read_boxes(condition)]
-        own = onto.boxes(stem)
+        own, unplaced = onto.boxes(stem), []
         if placement == "random":
-            boxes = place_randomly(
+            boxes, unplaced = place_randomly(
                 boxes, own, (height, width), margin, np.random.default_rng(derived_seed(seed, i, 0x91AC))
             )
-        jobs.append(OntoJob(i, f"{stem}-{i // n}", condition, boxes, onto=stem, size=(height, width), own=own))
+        size = (height, width)
+        jobs.append(OntoJob(i, f"{stem}-{i // n}", condition, boxes, onto=stem, size=size, own=own, unplaced=unplaced))
+    warn_unplaced(jobs)
     return jobs, source
+
+
+def warn_unplaced(jobs: list[OntoJob]) -> None:
+    """One warning with the number of boxes that random placement left out, and in how many samples."""
+    left = [j for j in jobs if j.unplaced]
+    if left:
+        count = sum(len(j.unplaced) for j in left)
+        total = count + sum(len(j.boxes) for j in jobs)
+        logger.warning(
+            "--placement random: %d of %d boxes found no free place in their image (clear of its own defects and "
+            "the other boxes) and were left out, in %d of %d samples (listed in dataset.json, source.unplaced)",
+            count,
+            total,
+            len(left),
+            len(jobs),
+        )
 
 
 def blend_weights(region: np.ndarray, margin: int) -> np.ndarray:
@@ -329,7 +353,10 @@ def canvas_area(c: Canvas, run: Run, margin: int, device) -> Area:
 
 def paint_batch(model, run: Run, canvases: list[Canvas], settings: dict[str, Any], rows: int, device) -> None:
     """Denoise the canvases of a batch together (:func:`~defectsynth.diffusion.canvas.denoise_areas`) and paint their
-    regions in."""
+    regions in; a canvas without boxes (a condition without defects, or every box left out) stays the input."""
+    canvases = [c for c in canvases if c.windows]
+    if not canvases:
+        return
     margin, num_classes, layout = run.args.get("context_margin", 0), run.info["num_classes"], run.layout
     areas = [canvas_area(c, run, margin, device) for c in canvases]
     generators = [
@@ -357,11 +384,21 @@ def paint_batch(model, run: Run, canvases: list[Canvas], settings: dict[str, Any
         c.invalid += invalid
 
 
+def in_colour(painted: np.ndarray, image: np.ndarray) -> np.ndarray:
+    """(H, W, 3) uint8: the painted pixels (H, W, C) in the input's colours. A grey run paints only the
+    luminance: each channel of the input moves by the change of its luminance, so the input's hue stays
+    (a grey input gets the painted grey exactly)."""
+    if painted.shape[2] == 3:
+        return painted
+    shift = painted.astype(np.int16) - to_grey(image[None])[0].astype(np.int16)
+    return np.clip(image.astype(np.int16) + shift, 0, 255).astype(np.uint8)
+
+
 def finish(c: Canvas, margin: int) -> tuple[np.ndarray, np.ndarray, list[Box]]:
     """(image, mask, boxes) of a painted canvas: the input outside the region, blended in the margin band."""
     region = region_mask(c.job.boxes, c.job.size, margin)
     weight = blend_weights(region, margin)[..., None]
-    painted = np.repeat(c.painted, 3, axis=2) if c.painted.shape[2] == 1 else c.painted
+    painted = in_colour(c.painted, c.image)
     blended = np.rint(weight * painted + (1.0 - weight) * c.image).astype(np.uint8)
     image = np.where(region[..., None], blended, c.image)
     mask = np.where(region_mask(c.job.boxes, c.job.size, 0), c.painted_mask, 0).astype(np.uint8)
@@ -489,6 +526,8 @@ def sample_onto(
             return Manifest("", run.classes)
         manifest = write_manifest(out, run, jobs, settings)
         manifest.source["onto_of"] = {j.stem: j.onto for j in jobs}
+        if placement == "random":
+            manifest.source["unplaced"] = {j.stem: j.unplaced for j in jobs if j.unplaced}
         write_json(out / "dataset.json", manifest.to_json())
         write_previews(out, the_onto, jobs, run.classes)
     return manifest
