@@ -1,4 +1,5 @@
-"""Defects painted into real images (``train --context --crop`` + ``sample --onto``) against copy-paste.
+"""Defects painted into real images (``train --context --crop`` + ``sample --onto``) against copy-paste and
+the non-context model.
 
 1. real data: CrackForest at its native 480x320 (``prepare masks --classes crack``; from
    ``--crackforest PATH``, else ``$DEFECTSYNTH_CRACKFOREST``, else ``../shared/data/crackforest`` next
@@ -9,10 +10,14 @@
    seeded): new defects on real surface, next to the image's own.
 3. copy-paste (the classic augmentation): the same images with, in every moved box, the real pixels
    and mask of the box it was moved from: the same boxes at the same positions, real defects.
-4. SAE / EBR of both; ``metrics texture`` of both against the real train images (whole images and
-   inside the boxes: high-frequency energy, colour, grey-level histogram distance); ``evaluate``
-   (one smp network, no pretrained weights, ``--repeats`` >= 2) of ``R=all,S=0`` (real only) and
-   ``R=all,S=R`` with the painted and with the copy-paste images.
+4. the non-context model: a box-guided run (the default recipe) trained on the real train split
+   resized to ``--baseline-size`` (whole images invented at a size small enough to train), sampled
+   for the real train boxes.
+5. SAE / EBR of all three; ``metrics texture`` against the real train images (whole images and
+   inside the boxes: high-frequency energy, colour, grey-level histogram distance; the non-context
+   samples against the real ones resized to their size); ``evaluate`` (one smp network, no
+   pretrained weights, equal optimiser steps per mix, ``--repeats`` >= 2) of ``R=all,S=0`` (real
+   only) and ``R=all,S=R`` with the painted, the copy-paste and the non-context images.
 
 Everything is kept under ``--out`` (default ``inpaint/``); a rerun reuses the prepared data, the run,
 the samples and evaluate's cells. Look at ``painted/previews/onto-*.png`` (input | output | overlay).
@@ -31,7 +36,17 @@ from pathlib import Path
 from _results import add_json_option, write_results
 from fidelity import REAL_ONLY, REAL_PLUS_SYNTHETIC, crackforest_path
 
-QUICK = dict(toy_images=48, toy_size="64", crop=32, model="tiny", train_steps=60, steps=10, epochs=2, size="64")
+QUICK = dict(
+    toy_images=48,
+    toy_size="64",
+    crop=32,
+    model="tiny",
+    train_steps=60,
+    steps=10,
+    epochs=2,
+    size="64",
+    baseline_steps=60,
+)
 
 
 def real_dataset(a: argparse.Namespace) -> Path:
@@ -67,11 +82,44 @@ def train_run(a: argparse.Namespace, real: Path) -> Path:
             checkpoint_every=a.train_steps,
             preview_every=0,
             split="train",
+            channels=a.channels,
             seed=a.seed,
             resume=(run / "run.json").is_file(),
             progress=a.progress,
         )
     return run
+
+
+def baseline_samples(a: argparse.Namespace, real: Path) -> Path:
+    """The non-context model's samples for the real train images' boxes: a box-guided run (cond basd, target joint,
+    the default recipe) trained on the real train split resized to ``--baseline-size``, the way a model
+    that invents whole images has to be trained; a run already at ``<out>/non-context-run`` with a
+    ``checkpoint-<--baseline-steps>`` is reused."""
+    import defectsynth
+
+    run = a.out / "non-context-run"
+    if not (run / f"checkpoint-{a.baseline_steps}").is_dir():
+        defectsynth.train(
+            real,
+            out=run,
+            size=a.baseline_size,
+            model=a.model,
+            batch_size=16,
+            lr=5e-4,
+            epochs=10**6,
+            max_steps=a.baseline_steps,
+            checkpoint_every=a.baseline_steps,
+            preview_every=0,
+            split="train",
+            channels=a.channels,
+            seed=a.seed,
+            resume=(run / "run.json").is_file(),
+            progress=a.progress,
+        )
+    out = a.out / "non-context"
+    # the boxes of its own training data (the real train split at its size, boxes as it was trained on them)
+    defectsynth.sample(run, out=out, scheduler="ddim", steps=a.steps, seed=a.seed, progress=a.progress)
+    return out
 
 
 def copy_paste(real: Path, painted: Path, out: Path) -> Path:
@@ -140,10 +188,25 @@ def evaluation(a: argparse.Namespace, real: Path, synthetic: list[Path]) -> list
     return [{k: row.get(k) for k in keep} for row in report["rows"]]
 
 
-def texture_in_boxes(folder: Path, real: Path) -> dict:
+def real_train_at(real: Path, size: str, out: Path) -> Path:
+    """The real train split resized to ``size`` (the non-context run's), to compare its texture at its
+    own resolution (texture statistics depend on it)."""
+    from defectsynth.data import Dataset, DatasetWriter
+    from defectsynth.data.resize import parse_size, resize_sample
+
+    if not (out / "dataset.json").is_file():
+        src = Dataset(real)
+        with DatasetWriter(out, src.manifest) as writer:
+            for stem in src.split("train"):
+                writer.add(resize_sample(src.read(stem), parse_size(size)))
+            writer.commit()
+    return out
+
+
+def texture_in_boxes(folder: Path, real: Path, split: str | None = "train") -> dict:
     from defectsynth.metrics import compute_metrics
 
-    texture = compute_metrics(["texture"], synthetic=folder, real=real, split="train")["texture"]
+    texture = compute_metrics(["texture"], synthetic=folder, real=real, split=split)["texture"]
     return {
         region: {"ratio": texture[region].get("ratio"), "distance": texture[region].get("distance")}
         for region in ("image", "boxes")
@@ -163,7 +226,10 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--train-steps", type=int, default=4000)
     p.add_argument("--steps", type=int, default=50, help="DDIM steps of sample --onto")
     p.add_argument("--epochs", type=int, default=30, help="evaluate epochs")
-    p.add_argument("--size", default="480x320", help="evaluate --size (CrackForest: its native size)")
+    p.add_argument("--size", help="evaluate --size (default: the data's own, CrackForest 480x320, the toy --toy-size)")
+    p.add_argument("--channels", default="auto", help="train --channels of both runs (auto, rgb or grey)")
+    p.add_argument("--baseline-size", help="the non-context run's train --size (default: 96x64, the toy 32)")
+    p.add_argument("--baseline-steps", type=int, default=800, help="the non-context run's training steps")
     p.add_argument("--repeats", type=int, default=2)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--progress", action="store_true")
@@ -173,6 +239,8 @@ def parse_args() -> argparse.Namespace:
         a.toy = True
         for key, value in QUICK.items():
             setattr(a, key, value)
+    a.size = a.size or (a.toy_size if a.toy else "480x320")
+    a.baseline_size = a.baseline_size or ("32" if a.toy else "96x64")
     if a.repeats < 2:
         p.error("--repeats: at least 2 (mean and spread of evaluate)")
     from defectsynth.errors import OptionError
@@ -216,22 +284,32 @@ def main() -> None:
     )
     seconds["sample"] = time.perf_counter() - start - seconds["train"]
     pasted = copy_paste(real, painted, a.out / "copy-paste")
+    baseline = baseline_samples(a, real)
+    seconds["baseline"] = time.perf_counter() - start - seconds["train"] - seconds["sample"]
     result = {
         "status": "ok",
         "data": "toy" if a.toy else "crackforest",
         "crop": a.crop,
         "model": a.model,
         "train_steps": a.train_steps,
+        "channels": a.channels,
+        "baseline": {"size": a.baseline_size, "steps": a.baseline_steps},
         "sampler_steps": a.steps,
         "seconds": seconds,
         "previews": str(painted / "previews"),
         "unplaced_boxes": sum(len(v) for v in Dataset(painted).manifest.source.get("unplaced", {}).values()),
     }
-    for name, folder in (("painted", painted), ("copy_paste", pasted)):
+    small_real = real_train_at(real, a.baseline_size, a.out / "real-baseline-size")
+    for name, folder, against, split in (
+        ("painted", painted, real, "train"),
+        ("copy_paste", pasted, real, "train"),
+        ("non_context", baseline, small_real, None),  # at the non-context run's size
+    ):
         m = compute_metrics(["sae", "ebr"], synthetic=folder)
-        result[name] = {"sae": m["sae"]["all"], "ebr": m["ebr"]["all"], "texture": texture_in_boxes(folder, real)}
+        texture = texture_in_boxes(folder, against, split)
+        result[name] = {"sae": m["sae"]["all"], "ebr": m["ebr"]["all"], "texture": texture}
         print(name, json.dumps(result[name]), flush=True)
-    result["evaluate"] = evaluation(a, real, [painted, pasted])
+    result["evaluate"] = evaluation(a, real, [painted, pasted, baseline])
     for row in result["evaluate"]:
         print(
             f"{row['mix']:<12} {str(row.get('synthetic') or '-'):<40} mIoU {row['miou_mean']:.4f} ± "

@@ -345,3 +345,18 @@ def test_demo_quick_runs_every_stage(runner, tmp_path):
     assert json.loads((out / "demo.json").read_text())["quick"] is True
     again = runner.invoke(app, ["demo", "--quick", "--out", str(out), "--no-progress"])
     assert again.exit_code == 2 and "--overwrite" in again.output
+
+
+def test_train_summary_reports_the_steps_trained_past_the_last_logged_epoch(tmp_path, capsys):
+    from defectsynth.commands.train import print_run_summary
+
+    run = tmp_path / "run"
+    (run / "checkpoint-1000").mkdir(parents=True)
+    line = {"epoch": 11, "step": 946, "loss": 0.31, "best": 0.29}
+    (run / "log.jsonl").write_text(json.dumps(line) + "\n")
+    (run / "checkpoint-1000" / "trainer.json").write_text(json.dumps({"step": 1000}))
+    print_run_summary(run)
+    assert "epochs 11, steps 1000 (the last whole epoch ended at step 946)" in " ".join(capsys.readouterr().out.split())
+    (run / "checkpoint-1000" / "trainer.json").write_text(json.dumps({"step": 946}))
+    print_run_summary(run)
+    assert "epochs 11, steps 946, last loss 0.3100" in capsys.readouterr().out

@@ -415,13 +415,18 @@ def print_run_summary(run: Path) -> None:
 
     if os.environ.get("RANK", "0") != "0":  # under accelerate launch: the main process reports
         return
+    from defectsynth.diffusion.checkpoint import checkpoint_dirs
+
     log = run / "log.jsonl"
     lines = [json.loads(x) for x in log.read_text(encoding="utf-8").splitlines()] if log.is_file() else []
+    saved = checkpoint_dirs(run)
+    step = json.loads((saved[-1] / "trainer.json").read_text(encoding="utf-8"))["step"] if saved else None
     if lines:
         last = lines[-1]
-        console.print(
-            f"epochs {last['epoch']}, steps {last['step']}, last loss {last['loss']:.4f}, best loss {last['best']:.4f}"
-        )
+        steps = f"steps {last['step']}"
+        if step is not None and step > last["step"]:  # stopped inside an epoch (--max-steps): that part has no log line
+            steps = f"steps {step} (the last whole epoch ended at step {last['step']})"
+        console.print(f"epochs {last['epoch']}, {steps}, last loss {last['loss']:.4f}, best loss {last['best']:.4f}")
     console.print(f"[green]wrote[/] {run}")
 
 
