@@ -17,7 +17,9 @@ the non-context model.
    inside the boxes: high-frequency energy, colour, grey-level histogram distance; the non-context
    samples against the real ones resized to their size); ``evaluate`` (one smp network, no
    pretrained weights, equal optimiser steps per mix, ``--repeats`` >= 2) of ``R=all,S=0`` (real
-   only) and ``R=all,S=R`` with the painted, the copy-paste and the non-context images.
+   only) and ``R=all,S=R`` with the painted, the copy-paste and the non-context images; the seam
+   step (how visible a painted region is as a patch: the colour of a new box's background against a
+   ring around its region, next to the same for the input image).
 
 Everything is kept under ``--out`` (default ``inpaint/``); a rerun reuses the prepared data, the run,
 the samples and evaluate's cells. Look at ``painted/previews/onto-*.png`` (input | output | overlay).
@@ -203,6 +205,38 @@ def real_train_at(real: Path, size: str, out: Path) -> Path:
     return out
 
 
+RING = 8  # px around a painted region whose colour its background should continue
+
+
+def seam_step(folder: Path, real: Path, margin: int) -> dict:
+    """How visible the painted regions are as patches: per channel, the mean |colour of a new box's
+    background (mask 0) - colour of a ring of RING px around its region| over the samples, for the
+    output and for the input image at the same pixels (the real surface's own variation)."""
+    import cv2
+    import numpy as np
+
+    from defectsynth.data import Dataset
+    from defectsynth.diffusion.context import region_mask
+
+    out, src = Dataset(folder), Dataset(real)
+    steps: dict[str, list] = {"output": [], "input": []}
+    for stem in out.stems:
+        s, given = out.read(stem), src.read(out.manifest.source["onto_of"][stem])
+        new = s.boxes[len(given.boxes) :]
+        region = region_mask(new, s.size, margin)
+        kernel = np.ones((2 * RING + 1, 2 * RING + 1), np.uint8)
+        ring = cv2.dilate(region.astype(np.uint8), kernel).astype(bool) & ~region
+        ring &= ~region_mask(given.boxes, s.size, margin)  # the image's own defects are not surface
+        inner = region_mask(new, s.size, 0) & (s.mask == 0)
+        if ring.sum() >= 10 and inner.sum() >= 10:
+            for key, image in (("output", s.image), ("input", given.image)):
+                pixels = image.astype(np.float64)
+                steps[key].append(np.abs(pixels[inner].mean(0) - pixels[ring].mean(0)))
+    return {key: np.mean(v, axis=0).round(2).tolist() if v else None for key, v in steps.items()} | {
+        "samples": len(steps["output"])
+    }
+
+
 def texture_in_boxes(folder: Path, real: Path, split: str | None = "train") -> dict:
     from defectsynth.metrics import compute_metrics
 
@@ -299,6 +333,7 @@ def main() -> None:
         "previews": str(painted / "previews"),
         "unplaced_boxes": sum(len(v) for v in Dataset(painted).manifest.source.get("unplaced", {}).values()),
     }
+    margin = json.loads((run / "run.json").read_text())["args"].get("context_margin", 0)
     small_real = real_train_at(real, a.baseline_size, a.out / "real-baseline-size")
     for name, folder, against, split in (
         ("painted", painted, real, "train"),
@@ -308,6 +343,8 @@ def main() -> None:
         m = compute_metrics(["sae", "ebr"], synthetic=folder)
         texture = texture_in_boxes(folder, against, split)
         result[name] = {"sae": m["sae"]["all"], "ebr": m["ebr"]["all"], "texture": texture}
+        if name != "non_context":
+            result[name]["seam_step"] = seam_step(folder, real, margin)
         print(name, json.dumps(result[name]), flush=True)
     result["evaluate"] = evaluation(a, real, [painted, pasted, baseline])
     for row in result["evaluate"]:

@@ -203,6 +203,8 @@ def test_inpaint_copy_paste_skips_the_boxes_placement_left_out(monkeypatch, tmp_
     with DatasetWriter(painted, Manifest("painted", src.manifest.classes, source, synthetic=True)) as writer:
         writer.add(Sample("p-0", target.image, target.mask, target.boxes + moved))
         writer.commit()
+    step = inpaint.seam_step(painted, real, 0)  # nothing painted: the output's step is the input's
+    assert step["samples"] == 1 and step["output"] == step["input"]
     pasted = Dataset(inpaint.copy_paste(real, painted, tmp_path / "cp")).read("p-0")
     b, m = condition.boxes[1], moved[0]
     assert pasted.boxes == target.boxes + moved
