@@ -138,7 +138,12 @@ def copy_paste(real: Path, painted: Path, out: Path) -> Path:
         name="copy-paste",
         classes=src.manifest.classes,
         synthetic=True,
-        source={"method": "copy-paste", "of": str(painted.resolve()), "condition_of": source["condition_of"]},
+        source={
+            "method": "copy-paste",
+            "of": str(painted.resolve()),
+            "condition_of": source["condition_of"],
+            "onto_of": source["onto_of"],
+        },
     )
     with DatasetWriter(out, manifest) as writer:
         for stem in synth.stems:
