@@ -307,7 +307,9 @@ def test_a_canvas_pixel_under_two_windows_gets_their_blended_output():
     assert torch.equal(area.cut(x)[1], x[0, :, :, 8:24])
 
 
-def test_onto_denoises_a_large_region_with_overlapping_windows_in_one_pass(context_run, data64, tmp_path, monkeypatch):
+def test_onto_denoises_a_large_region_with_overlapping_windows_in_one_pass(
+    context_run, data64, tmp_path, monkeypatch, caplog
+):
     """A box larger than the run's 32 px window: the network sees overlapping windows, all at every step."""
     cond = tmp_path / "cond"
     prepare("toy", cond, num=2, size="64", seed=3)
@@ -321,7 +323,9 @@ def test_onto_denoises_a_large_region_with_overlapping_windows_in_one_pass(conte
         lambda model, inputs, time, rows: calls.append(len(inputs)) or real(model, inputs, time, rows),
     )
     out = tmp_path / "big"
-    sample(context_run, out=out, onto=f"{data64}:val", conditions=str(cond), num=2, seed=1, batch_size=2, **FAST)
+    with caplog.at_level("WARNING", logger="defectsynth.diffusion.inpaint"):
+        sample(context_run, out=out, onto=f"{data64}:val", conditions=str(cond), num=2, seed=1, batch_size=2, **FAST)
+    assert "2 of 2 boxes (with the 3 px margin) are larger than the run's 32x32 window" in caplog.text
     windows = plan_windows([Box(1, 8, 10, 54, 50)], (64, 64), (32, 32), MARGIN)
     assert (
         len(windows) > 2 and calls == [2 * len(windows)] * FAST["steps"]

@@ -249,7 +249,27 @@ def plan_onto_jobs(
         size = (height, width)
         jobs.append(OntoJob(i, f"{stem}-{i // n}", condition, boxes, onto=stem, size=size, own=own, unplaced=unplaced))
     warn_unplaced(jobs)
+    warn_large_boxes(jobs, crop, margin)
     return jobs, source
+
+
+def warn_large_boxes(jobs: list[OntoJob], crop: tuple[int, int], margin: int) -> None:
+    """One warning with the number of boxes that, grown by the margin, do not fit the run's window: the
+    windows inside them see none of the image around the box."""
+    n_h, n_w = crop
+    boxes = [b for j in jobs for b in j.boxes]
+    large = [b for b in boxes if b.x_max - b.x_min + 2 * margin > n_w or b.y_max - b.y_min + 2 * margin > n_h]
+    if large:
+        logger.warning(
+            "%d of %d boxes (with the %d px margin) are larger than the run's %dx%d window: the windows inside them "
+            "see none of the image around the box, so their surface may not match it; a run trained with a larger "
+            "--crop paints such boxes with context",
+            len(large),
+            len(boxes),
+            margin,
+            n_w,
+            n_h,
+        )
 
 
 def warn_unplaced(jobs: list[OntoJob]) -> None:
