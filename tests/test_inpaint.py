@@ -443,3 +443,15 @@ def test_two_processes_paint_what_one_paints(context_run, data64, plain, tmp_pat
     )  # a busy shared CPU starves the two processes for minutes
     sample(context_run, out=tmp_path / "one", **options)
     assert _digest(tmp_path / "one") == _digest(tmp_path / "two")
+
+
+def test_a_crop_too_small_for_the_boxes_is_named_with_one_that_fits(caplog):
+    from defectsynth.diffusion.context import check_crop_fits
+
+    boxes = [Box(1, 0, 0, side, 4) for side in (8, 10, 20, 30, 40, 50, 56, 56, 60, 70)]
+    with caplog.at_level("WARNING", logger="defectsynth.diffusion.context"):
+        check_crop_fits(boxes, 68, 4)  # 1 of 10 (78 px with its margins) does not fit: no more than 10%
+        assert not caplog.text
+        check_crop_fits(boxes, 32, 4)  # 7 of 10 do not; the 90th percentile side with margins is 69 px
+    assert "--crop 32: 7 of 10 training boxes, grown by the 4 px margin, do not fit" in caplog.text
+    assert "--crop 72 fits 90% of them" in caplog.text

@@ -22,6 +22,9 @@ and N processes repeat the run of one process, as for every other run.
 
 from __future__ import annotations
 
+import logging
+import math
+
 import numpy as np
 import torch
 
@@ -29,7 +32,11 @@ from defectsynth.data.model import Box, Sample
 from defectsynth.diffusion.conditioning import bits_tensor, condition_tensor, image_channels, images_to_tensor, to_grey
 from defectsynth.errors import DatasetError, OptionError
 
+logger = logging.getLogger(__name__)
+
 CONTEXT_MARGIN = 4
+# --crop: warn when more than this share of the training boxes (with the margin) do not fit a window.
+LARGE_BOX_SHARE = 0.1
 # Share of defect-free windows among the training windows of a --crop run.
 FREE_SHARE = 0.2
 
@@ -70,6 +77,24 @@ def dilate(box: Box, margin: int, height: int, width: int) -> tuple[int, int, in
         max(0, box.y_min - margin),
         min(width, box.x_max + margin),
         min(height, box.y_max + margin),
+    )
+
+
+def check_crop_fits(boxes: list[Box], crop: int, margin: int) -> None:
+    """One warning when more than :data:`LARGE_BOX_SHARE` of ``boxes``, grown by ``margin``, do not fit a
+    ``crop`` window (their windows show no surroundings), with the crop that fits 90% of them."""
+    sides = np.array([max(b.x_max - b.x_min, b.y_max - b.y_min) + 2 * margin for b in boxes])
+    if not len(sides) or np.mean(sides > crop) <= LARGE_BOX_SHARE:
+        return
+    fits = 8 * math.ceil(float(np.percentile(sides, 90)) / 8)
+    logger.warning(
+        "--crop %d: %d of %d training boxes, grown by the %d px margin, do not fit a window: their windows show "
+        "none of the image around them, and sample --onto paints them without context; --crop %d fits 90%% of them",
+        crop,
+        int(np.sum(sides > crop)),
+        len(sides),
+        margin,
+        fits,
     )
 
 
@@ -163,6 +188,8 @@ class ContextSet:
                 raise DatasetError(f"image is {s.size[1]}x{s.size[0]}, smaller than --crop {crop}", s.stem)
         self.stems = [s.stem for s in samples]
         self.boxes = [s.boxes for s in samples]
+        if crop is not None:
+            check_crop_fits([b for boxes in self.boxes for b in boxes], crop, margin)
         self.masks = [s.mask for s in samples]
         self.image_channels = image_channels(channels, (s.image for s in samples))
         grey = self.image_channels == 1
