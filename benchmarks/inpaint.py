@@ -66,30 +66,34 @@ def real_dataset(a: argparse.Namespace) -> Path:
     return out
 
 
-def train_run(a: argparse.Namespace, real: Path) -> Path:
+def trained(a: argparse.Namespace, real: Path, run: Path, steps: int, **options) -> Path:
+    """``run`` trained on the real train split for ``steps`` (batch 16, lr 5e-4, one checkpoint at the end,
+    the benchmark's seed and channels); an existing ``checkpoint-<steps>`` is reused, a partial run resumed."""
     import defectsynth
 
-    run = a.out / "run"
-    if not (run / f"checkpoint-{a.train_steps}").is_dir():
+    if not (run / f"checkpoint-{steps}").is_dir():
         defectsynth.train(
             real,
             out=run,
-            context=True,
-            crop=a.crop,
             model=a.model,
             batch_size=16,
             lr=5e-4,
             epochs=10**6,
-            max_steps=a.train_steps,
-            checkpoint_every=a.train_steps,
+            max_steps=steps,
+            checkpoint_every=steps,
             preview_every=0,
             split="train",
             channels=a.channels,
             seed=a.seed,
             resume=(run / "run.json").is_file(),
             progress=a.progress,
+            **options,
         )
     return run
+
+
+def train_run(a: argparse.Namespace, real: Path) -> Path:
+    return trained(a, real, a.out / "run", a.train_steps, context=True, crop=a.crop)
 
 
 def baseline_samples(a: argparse.Namespace, real: Path) -> Path:
@@ -99,25 +103,7 @@ def baseline_samples(a: argparse.Namespace, real: Path) -> Path:
     ``checkpoint-<--baseline-steps>`` is reused."""
     import defectsynth
 
-    run = a.out / "non-context-run"
-    if not (run / f"checkpoint-{a.baseline_steps}").is_dir():
-        defectsynth.train(
-            real,
-            out=run,
-            size=a.baseline_size,
-            model=a.model,
-            batch_size=16,
-            lr=5e-4,
-            epochs=10**6,
-            max_steps=a.baseline_steps,
-            checkpoint_every=a.baseline_steps,
-            preview_every=0,
-            split="train",
-            channels=a.channels,
-            seed=a.seed,
-            resume=(run / "run.json").is_file(),
-            progress=a.progress,
-        )
+    run = trained(a, real, a.out / "non-context-run", a.baseline_steps, size=a.baseline_size)
     out = a.out / "non-context"
     # the boxes of its own training data (the real train split at its size, boxes as it was trained on them)
     defectsynth.sample(run, out=out, scheduler="ddim", steps=a.steps, seed=a.seed, progress=a.progress)
