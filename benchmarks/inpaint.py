@@ -24,8 +24,10 @@ the non-context model.
 Everything is kept under ``--out`` (default ``inpaint/``); a rerun reuses the prepared data, the run,
 the samples and evaluate's cells. Look at ``painted/previews/onto-*.png`` (input | output | overlay).
 
-    python benchmarks/inpaint.py --crackforest ../shared/data/crackforest --crop 64 --train-steps 4000 --json inpaint.json
+    python benchmarks/inpaint.py --crackforest ../shared/data/crackforest --channels grey --crop 64 --train-steps 4000 --json inpaint.json
     python benchmarks/inpaint.py --quick       # the toy: 48 images at 64 px, 32 px windows, 60 steps
+    python benchmarks/inpaint.py --toy --crop 64 --train-steps 1000 --epochs 30 --json inpaint-toy.json
+    python benchmarks/inpaint.py --channels grey --crop 64 --train-steps 1000 --steps 20 --size 288x192 --epochs 15  # cut down
 """  # noqa: E501
 
 from __future__ import annotations
