@@ -118,8 +118,8 @@ def copy_paste(real: Path, painted: Path, out: Path) -> Path:
     and lists the boxes it left out in ``source.unplaced``)."""
     from defectsynth.data import Dataset, DatasetWriter, Manifest, Sample
 
-    if (out / "dataset.json").is_file():
-        return out
+    if (out / "dataset.json").is_file() and "onto_of" in Dataset(out).manifest.source:
+        return out  # a folder from before 66be493 lacks onto_of (the seam step needs it): made again
     src, synth = Dataset(real), Dataset(painted)
     source = synth.manifest.source
     manifest = Manifest(
@@ -133,7 +133,7 @@ def copy_paste(real: Path, painted: Path, out: Path) -> Path:
             "onto_of": source["onto_of"],
         },
     )
-    with DatasetWriter(out, manifest) as writer:
+    with DatasetWriter(out, manifest, overwrite=True) as writer:
         for stem in synth.stems:
             target, condition = src.read(source["onto_of"][stem]), src.read(source["condition_of"][stem])
             new = synth.read_boxes(stem)[len(target.boxes) :]

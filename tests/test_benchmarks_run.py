@@ -214,3 +214,10 @@ def test_inpaint_copy_paste_skips_the_boxes_placement_left_out(monkeypatch, tmp_
     assert (
         pasted.mask[m.y_min : m.y_max, m.x_min : m.x_max] == condition.mask[b.y_min : b.y_max, b.x_min : b.x_max]
     ).all()
+    # a copy-paste folder written before it recorded onto_of is made again, not reused (the seam step reads it)
+    manifest = tmp_path / "cp" / "dataset.json"
+    old = json.loads(manifest.read_text())
+    del old["source"]["onto_of"]
+    manifest.write_text(json.dumps(old))
+    inpaint.copy_paste(real, painted, tmp_path / "cp")
+    assert Dataset(tmp_path / "cp").manifest.source["onto_of"] == {"p-0": target.stem}
