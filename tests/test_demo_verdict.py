@@ -47,3 +47,35 @@ def test_a_gain_on_average_that_the_repeats_do_not_agree_on():
     assert verdict_lines(answer)[1].endswith(
         "a gain on average, but not in every repeat: within the spread, not a clear difference"
     )
+
+
+def _cli_train_options(script: str) -> dict[str, str]:
+    """The ``--option value`` pairs of the ``defectsynth train`` line (with its continuation) in ``script``."""
+    text = script.replace("\\\n", " ")
+    line = next(row for row in text.splitlines() if row.startswith("defectsynth train "))
+    words = line.split()
+    return {w[2:].replace("-", "_"): v for w, v in zip(words, words[1:]) if w.startswith("--")}
+
+
+def _api_train_options(source: str) -> dict[str, object]:
+    """The keyword arguments of the ``defectsynth.train(...)`` call in ``source`` (literals only)."""
+    import ast
+
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Call) and getattr(node.func, "attr", None) == "train":
+            return {k.arg: ast.literal_eval(k.value) for k in node.keywords if isinstance(k.value, ast.Constant)}
+    raise AssertionError("no defectsynth.train call")
+
+
+def test_the_example_scripts_train_what_the_demo_trains():
+    from pathlib import Path
+
+    from defectsynth.toy_demo import SETTINGS
+
+    examples = Path(__file__).resolve().parents[1] / "examples"
+    settings = {k: v for k, v in SETTINGS["full"]["train"].items() if k != "epochs"}
+    cli = _cli_train_options((examples / "cli" / "demo.sh").read_text())
+    api = _api_train_options((examples / "api" / "demo.py").read_text())
+    for name, value in settings.items():
+        assert cli[name] == str(value) or float(cli[name]) == value, (name, cli[name], value)
+        assert api[name] == value, (name, api[name], value)

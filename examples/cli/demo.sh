@@ -5,8 +5,8 @@ set -euo pipefail
 OUT=${1:-demo-cli}
 
 defectsynth prepare toy --out "$OUT/data" --num 240 --size 32
-defectsynth train "$OUT/data" --out "$OUT/run" --cond basd --target joint --model small \
-    --batch-size 16 --lr 5e-4 --max-steps 800 --checkpoint-every 400 --preview-every 20
+defectsynth train "$OUT/data" --out "$OUT/run" --cond basd --target joint --model tiny \
+    --prediction v --batch-size 16 --lr 2e-3 --max-steps 2000 --checkpoint-every 1000 --preview-every 20
 defectsynth sample "$OUT/run" --conditions "$OUT/data:train" --scheduler ddim --steps 50 --out "$OUT/synthetic"
 defectsynth metrics sae ebr --synthetic "$OUT/synthetic" --json "$OUT/metrics.json"
 defectsynth filter "$OUT/synthetic" --by boxes --clip-labels --out "$OUT/filtered"

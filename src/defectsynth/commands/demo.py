@@ -13,7 +13,7 @@ from defectsynth.commands._summary import console
 EXAMPLES = """
 [bold]Examples[/]
 
-  defectsynth demo --out demo          [dim](about 8 minutes on an idle 2-core CPU)[/]
+  defectsynth demo --out demo          [dim](about 6 minutes on an idle 2-core CPU)[/]
 
   defectsynth demo --quick --out demo-quick   [dim](seconds: a smoke test of every stage)[/]
 

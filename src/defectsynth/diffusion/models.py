@@ -34,8 +34,12 @@ TARGETS = ("joint", "image", "mask")
 VARIANCES = ("fixed", "learned")
 
 # name -> (block_out_channels, layers_per_block, index of the attention blocks (down; up mirrored), norm groups)
+# tiny: 4 groups (4 channels a group at 16 channels). With 8 (2 a group), each GroupNorm removes nearly all
+# of a channel's image mean, where a surface colour lives: on the demo's toy, v, lr 2e-3, 2000 steps,
+# the samples drew one grey-brown surface (grey-level histogram L1 0.85) against two distinct grainy
+# surfaces with 4 groups (0.59 at 1600 steps); docs/recipe-ablation.md, "third round".
 MODEL_SIZES: dict[str, dict[str, Any]] = {
-    "tiny": {"block_out_channels": (16, 32), "layers_per_block": 1, "attention": (), "norm_num_groups": 8},
+    "tiny": {"block_out_channels": (16, 32), "layers_per_block": 1, "attention": (), "norm_num_groups": 4},
     "small": {"block_out_channels": (32, 64, 128), "layers_per_block": 1, "attention": (2,), "norm_num_groups": 16},
     "base": {
         "block_out_channels": (64, 128, 256, 256),
