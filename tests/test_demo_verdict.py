@@ -1,11 +1,15 @@
-"""The demo's verdict: the paired mIoU difference of R=all,S=R against R=all,S=0, hand-computed cases."""
+"""The demo's verdict: the paired mIoU difference of R=all,S=R against R=all,S=0, hand-computed cases;
+and the example scripts train with the demo's settings."""
 
 from __future__ import annotations
+
+import ast
+from pathlib import Path
 
 import pytest
 
 from defectsynth.commands.demo import verdict_lines
-from defectsynth.toy_demo import verdict
+from defectsynth.toy_demo import SETTINGS, verdict
 
 
 def _report(base, mixed):
@@ -59,8 +63,6 @@ def _cli_train_options(script: str) -> dict[str, str]:
 
 def _api_train_options(source: str) -> dict[str, object]:
     """The keyword arguments of the ``defectsynth.train(...)`` call in ``source`` (literals only)."""
-    import ast
-
     for node in ast.walk(ast.parse(source)):
         if isinstance(node, ast.Call) and getattr(node.func, "attr", None) == "train":
             return {k.arg: ast.literal_eval(k.value) for k in node.keywords if isinstance(k.value, ast.Constant)}
@@ -68,10 +70,6 @@ def _api_train_options(source: str) -> dict[str, object]:
 
 
 def test_the_example_scripts_train_what_the_demo_trains():
-    from pathlib import Path
-
-    from defectsynth.toy_demo import SETTINGS
-
     examples = Path(__file__).resolve().parents[1] / "examples"
     settings = {k: v for k, v in SETTINGS["full"]["train"].items() if k != "epochs"}
     cli = _cli_train_options((examples / "cli" / "demo.sh").read_text())

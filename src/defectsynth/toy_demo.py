@@ -31,7 +31,7 @@ from defectsynth.errors import OutputExistsError
 from defectsynth.formats.dataset import DATASET_LAYOUT, check_replaceable, nested
 from defectsynth.locks import writes_output
 
-# Settings per variant. The full demo trains the `tiny` network for 2000 steps (about 4.5 minutes on 2
+# Settings per variant. The full demo trains the `tiny` network for 2000 steps (about 4 minutes on 2
 # CPU cores), v prediction for the image channels (the mask bits stay x_0), lr 2e-3: in the time
 # `small` takes for 800 steps, this draws grainy surfaces in two colours where `small` with the RGB
 # default (x_0) drew flat ones (docs/recipe-ablation.md, "The demo's texture, third round").
