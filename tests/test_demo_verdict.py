@@ -75,5 +75,5 @@ def test_the_example_scripts_train_what_the_demo_trains():
     cli = _cli_train_options((examples / "cli" / "demo.sh").read_text())
     api = _api_train_options((examples / "api" / "demo.py").read_text())
     for name, value in settings.items():
-        assert cli[name] == str(value) or float(cli[name]) == value, (name, cli[name], value)
+        assert type(value)(cli[name]) == value, (name, cli[name], value)  # the flag's text read as the setting's type
         assert api[name] == value, (name, api[name], value)
